@@ -1,0 +1,60 @@
+//! # zmtp — the ZeroMQ wire protocol (ZMTP 3.0/3.1) in pure Rust
+//!
+//! This crate owns the transport layer of zerorpc-rs:
+//!
+//! * a **sans-IO core** — [`GreetingDecoder`], [`FrameDecoder`],
+//!   [`Handshake`] (greeting + pluggable security [`Mechanism`] + socket-type
+//!   check) and the session [`Encoder`]/[`Decoder`] (multipart messages,
+//!   PING/PONG, SUBSCRIBE/CANCEL, ERROR, size limits). These are plain state
+//!   machines over byte buffers, tested without sockets;
+//! * **tokio sockets** built on it — [`DealerSocket`], [`RouterSocket`],
+//!   [`PushSocket`], [`PullSocket`], [`PubSocket`], [`SubSocket`] — binding
+//!   and connecting over `tcp://` and `ipc://`, reconnecting with backoff,
+//!   with bounded queues (high-water marks) and [`SocketEvent`]s that tell the
+//!   layer above when peers come and go.
+//!
+//! It interoperates with libzmq (4.x): the conformance tests run libzmq
+//! itself as the oracle.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), zmtp::ZmtpError> {
+//! use zmtp::{DealerSocket, Message, RouterSocket};
+//! let router = RouterSocket::new();
+//! let ep = router.bind("tcp://127.0.0.1:0").await?;
+//! let dealer = DealerSocket::new();
+//! dealer.connect(&ep.to_string()).await?;
+//! dealer.send(Message::from_iter([&b""[..], b"hello"])).await?;
+//! let msg = router.recv().await?; // [identity, "", "hello"]
+//! router.send(msg).await?;        // echo it back, routed by identity
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod command;
+mod endpoint;
+mod error;
+pub mod frame;
+pub mod greeting;
+pub mod handshake;
+pub mod mechanism;
+mod message;
+mod socket;
+mod socket_type;
+mod transport;
+
+pub use codec::{Decoder, Encoder, Incoming, Limits, WriteBuffer};
+pub use command::{Command, Metadata, RawCommand};
+pub use endpoint::Endpoint;
+pub use error::{Result, ZmtpError};
+pub use frame::{Frame, FrameDecoder};
+pub use greeting::{Greeting, GreetingDecoder};
+pub use handshake::{Handshake, PeerInfo, Session};
+pub use mechanism::{Mechanism, MechanismStatus, NullMechanism, Security};
+pub use message::Message;
+pub use socket::{
+    DealerSocket, PeerId, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent,
+    SocketOptions, SubSocket,
+};
+pub use socket_type::SocketType;

@@ -1,0 +1,312 @@
+//! The per-connection tasks: handshake, reader, writer; and the accept and
+//! reconnect loops.
+
+use std::io::IoSlice;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Shared, SocketEvent};
+use crate::codec::{Decoder, Encoder, Incoming, WriteBuffer};
+use crate::command::Command;
+use crate::endpoint::Endpoint;
+use crate::error::{Result, ZmtpError};
+use crate::handshake::{Handshake, Session};
+use crate::message::Message;
+use crate::socket_type::SocketType;
+use crate::transport::{self, BoxRead, BoxWrite, Connection, Listener};
+
+/// Read at least this much at a time.
+const READ_CHUNK: usize = 64 * 1024;
+/// Never pre-allocate more than this for one frame in advance.
+const MAX_READ_RESERVE: usize = 4 * 1024 * 1024;
+/// Stop batching outgoing messages past this many buffered bytes.
+const WRITE_BATCH: usize = 256 * 1024;
+
+pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(conn) => {
+                    tokio::spawn(run_connection(shared.clone(), conn));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
+    let base = shared.options.reconnect_interval;
+    let max = shared.options.reconnect_interval_max.max(base);
+    let mut delay = base;
+    loop {
+        let attempt = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            r = transport::connect(&ep) => r,
+        };
+        match attempt {
+            Ok(conn) => {
+                if run_connection(shared.clone(), conn).await {
+                    delay = base;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(endpoint = %ep, error = %e, retry_in = ?delay, "connect failed");
+                shared.emit(SocketEvent::ConnectFailed {
+                    endpoint: ep.clone(),
+                    reason: e.to_string(),
+                    retry_in: delay,
+                });
+            }
+        }
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(max);
+    }
+}
+
+/// Runs one connection to its end. Returns whether the handshake completed
+/// (the connect loop resets its backoff then).
+async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
+    let Connection {
+        mut read,
+        mut write,
+        remote,
+    } = conn;
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let session = tokio::select! {
+        _ = shared.cancel.cancelled() => return false,
+        r = tokio::time::timeout(
+            shared.options.handshake_timeout,
+            handshake(&shared, &mut read, &mut write, &mut input),
+        ) => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return handshake_failed(&shared, &remote, e),
+            Err(_) => return handshake_failed(&shared, &remote, ZmtpError::HandshakeTimeout),
+        },
+    };
+    let (tx, rx) = mpsc::channel(shared.options.send_hwm.max(1));
+    let (peer, routing_id, initial) = match shared.register(&session.peer, tx) {
+        Ok(r) => r,
+        Err(e) => return handshake_failed(&shared, &remote, e),
+    };
+    let Session {
+        peer: info,
+        encoder,
+        decoder,
+    } = session;
+    tracing::debug!(socket = %shared.kind, %remote, ?peer, peer_type = %info.socket_type, "connected");
+    let routing_id_opt = (shared.kind == SocketType::Router).then(|| routing_id.clone());
+    shared.emit(SocketEvent::Connected {
+        peer,
+        remote: remote.clone(),
+        routing_id: routing_id_opt.clone(),
+        socket_type: info.socket_type,
+    });
+
+    let conn_cancel = shared.cancel.child_token();
+    let (ctrl_tx, ctrl_rx) = mpsc::channel(16);
+    let writer = tokio::spawn(writer(
+        write,
+        encoder,
+        rx,
+        ctrl_rx,
+        initial,
+        conn_cancel.clone(),
+    ));
+    let read_result = reader(
+        &shared,
+        read,
+        input,
+        decoder,
+        peer,
+        &routing_id,
+        ctrl_tx,
+        &conn_cancel,
+    )
+    .await;
+    conn_cancel.cancel();
+    shared.unregister(peer);
+    let write_result = writer.await.unwrap_or(Ok(()));
+    let reason = match (read_result, write_result) {
+        (Err(e), _) | (Ok(()), Err(e)) => e,
+        (Ok(()), Ok(())) => ZmtpError::Closed,
+    };
+    match &reason {
+        ZmtpError::ConnectionClosed | ZmtpError::Closed | ZmtpError::Io(_) => {
+            tracing::debug!(socket = %shared.kind, %remote, ?peer, %reason, "disconnected")
+        }
+        _ => tracing::warn!(socket = %shared.kind, %remote, ?peer, %reason, "closing connection"),
+    }
+    shared.emit(SocketEvent::Disconnected {
+        peer,
+        remote,
+        routing_id: routing_id_opt,
+        reason: reason.to_string(),
+    });
+    true
+}
+
+fn handshake_failed(shared: &Shared, remote: &str, e: ZmtpError) -> bool {
+    tracing::warn!(socket = %shared.kind, %remote, reason = %e, "handshake failed, closing connection");
+    shared.emit(SocketEvent::HandshakeFailed {
+        remote: remote.to_owned(),
+        reason: e.to_string(),
+    });
+    false
+}
+
+async fn handshake(
+    shared: &Shared,
+    read: &mut BoxRead,
+    write: &mut BoxWrite,
+    input: &mut BytesMut,
+) -> Result<Session> {
+    let identity = shared.options.identity.clone().unwrap_or_default();
+    let mut hs = Handshake::new(shared.kind, identity, shared.options.security.mechanism());
+    loop {
+        let out = hs.take_output();
+        if !out.is_empty() {
+            write.write_all(&out).await?;
+        }
+        if hs.is_done() {
+            return hs.finish(shared.options.limits);
+        }
+        input.reserve(READ_CHUNK);
+        if read.read_buf(input).await? == 0 {
+            return Err(ZmtpError::ConnectionClosed);
+        }
+        if let Err(e) = hs.receive(input) {
+            // Tell the peer why (an ERROR command), best effort.
+            let out = hs.take_output();
+            if !out.is_empty() {
+                let _ = write.write_all(&out).await;
+            }
+            return Err(e);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reader(
+    shared: &Shared,
+    mut read: BoxRead,
+    mut input: BytesMut,
+    mut decoder: Decoder,
+    peer: super::PeerId,
+    routing_id: &Bytes,
+    ctrl: mpsc::Sender<Command>,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    loop {
+        while let Some(item) = decoder.decode(&mut input)? {
+            match item {
+                Incoming::Message(m) => {
+                    tokio::select! {
+                        r = shared.deliver(peer, routing_id, m) => r?,
+                        _ = cancel.cancelled() => return Ok(()),
+                    }
+                }
+                ping @ Incoming::Ping { .. } => {
+                    if let Some(pong) = ping.reply() {
+                        if ctrl.try_send(pong).is_err() {
+                            tracing::debug!(?peer, "dropping PONG: control queue full");
+                        }
+                    }
+                }
+                Incoming::Pong { .. } => {}
+                Incoming::Subscribe(t) => shared.peer_subscription(peer, true, t),
+                Incoming::Cancel(t) => shared.peer_subscription(peer, false, t),
+            }
+        }
+        let need = decoder.bytes_needed(&input).min(MAX_READ_RESERVE);
+        input.reserve(need.max(READ_CHUNK));
+        let n = tokio::select! {
+            r = read.read_buf(&mut input) => r?,
+            _ = cancel.cancelled() => return Ok(()),
+        };
+        if n == 0 {
+            return Err(ZmtpError::ConnectionClosed);
+        }
+    }
+}
+
+async fn writer(
+    mut write: BoxWrite,
+    mut encoder: Encoder,
+    mut rx: mpsc::Receiver<Message>,
+    mut ctrl: mpsc::Receiver<Command>,
+    initial: Vec<Message>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let r = tokio::select! {
+        r = write_loop(&mut write, &mut encoder, &mut rx, &mut ctrl, initial) => r,
+        _ = cancel.cancelled() => Ok(()),
+    };
+    // Whatever happened, make the reader stop too.
+    cancel.cancel();
+    let _ = write.shutdown().await;
+    r
+}
+
+async fn write_loop(
+    write: &mut BoxWrite,
+    encoder: &mut Encoder,
+    rx: &mut mpsc::Receiver<Message>,
+    ctrl: &mut mpsc::Receiver<Command>,
+    initial: Vec<Message>,
+) -> Result<()> {
+    let mut buf = WriteBuffer::new();
+    for m in &initial {
+        encoder.encode_message(m, &mut buf)?;
+    }
+    loop {
+        if buf.is_empty() {
+            tokio::select! {
+                biased;
+                c = ctrl.recv() => if let Some(c) = c { encoder.encode_command(&c, &mut buf)? },
+                m = rx.recv() => match m {
+                    Some(m) => encoder.encode_message(&m, &mut buf)?,
+                    // The peer was removed from the socket: we are done.
+                    None => return Ok(()),
+                },
+            }
+        }
+        while buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(m) => encoder.encode_message(&m, &mut buf)?,
+                Err(_) => break,
+            }
+        }
+        while let Ok(c) = ctrl.try_recv() {
+            encoder.encode_command(&c, &mut buf)?;
+        }
+        flush(write, &mut buf).await?;
+    }
+}
+
+async fn flush(write: &mut BoxWrite, buf: &mut WriteBuffer) -> Result<()> {
+    while !buf.is_empty() {
+        let n = {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let k = buf.io_slices(&mut slices);
+            write.write_vectored(&slices[..k]).await?
+        };
+        if n == 0 {
+            return Err(ZmtpError::ConnectionClosed);
+        }
+        buf.advance(n);
+    }
+    Ok(())
+}

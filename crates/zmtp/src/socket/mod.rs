@@ -1,0 +1,498 @@
+//! Tokio sockets over the sans-IO core.
+//!
+//! Each socket owns a table of connected peers. Every connection runs two
+//! tasks: a reader (handshake, then decode and deliver to the socket's
+//! bounded inbound queue) and a writer (drains the peer's bounded outbound
+//! queue in batches). Connect-side endpoints reconnect with exponential
+//! backoff. Dropping the socket stops every task it started.
+
+mod engine;
+mod subscriptions;
+mod types;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::Limits;
+use crate::endpoint::Endpoint;
+use crate::error::{Result, ZmtpError};
+use crate::handshake::PeerInfo;
+use crate::mechanism::Security;
+use crate::message::Message;
+use crate::socket_type::SocketType;
+
+use subscriptions::Subscriptions;
+pub use types::{DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, SubSocket};
+
+/// Socket configuration. The defaults follow libzmq where it has one.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// Messages queued per peer for sending before `send` waits (or, for
+    /// PUB, drops). libzmq's `ZMQ_SNDHWM`.
+    pub send_hwm: usize,
+    /// Messages queued on receive before connections stop reading (TCP
+    /// backpressure). libzmq's `ZMQ_RCVHWM`.
+    pub recv_hwm: usize,
+    /// Incoming size limits; a peer exceeding them is disconnected.
+    pub limits: Limits,
+    /// Identity announced in READY (DEALER/ROUTER).
+    pub identity: Option<Bytes>,
+    /// First reconnect delay.
+    pub reconnect_interval: Duration,
+    /// Reconnect delay cap (the delay doubles after each failure).
+    pub reconnect_interval_max: Duration,
+    /// Time allowed for greeting and security handshake.
+    pub handshake_timeout: Duration,
+    /// Security mechanism.
+    pub security: Security,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            send_hwm: 1000,
+            recv_hwm: 1000,
+            limits: Limits::default(),
+            identity: None,
+            reconnect_interval: Duration::from_millis(100),
+            reconnect_interval_max: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(30),
+            security: Security::Null,
+        }
+    }
+}
+
+/// Identifies one connection of a socket, unique for the socket's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+/// Something that happened to a socket's connections.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SocketEvent {
+    /// A `bind` is accepting connections.
+    Listening {
+        /// The bound endpoint (with the real port).
+        endpoint: Endpoint,
+    },
+    /// A connection completed its handshake and is usable.
+    Connected {
+        /// The connection.
+        peer: PeerId,
+        /// Remote address.
+        remote: String,
+        /// The ROUTER routing id (given by the peer or generated).
+        routing_id: Option<Bytes>,
+        /// The peer's socket type.
+        socket_type: SocketType,
+    },
+    /// A connection went away.
+    Disconnected {
+        /// The connection.
+        peer: PeerId,
+        /// Remote address.
+        remote: String,
+        /// The ROUTER routing id it had.
+        routing_id: Option<Bytes>,
+        /// Why.
+        reason: String,
+    },
+    /// A connection failed before its handshake completed.
+    HandshakeFailed {
+        /// Remote address.
+        remote: String,
+        /// Why.
+        reason: String,
+    },
+    /// A `connect` attempt failed; it will be retried.
+    ConnectFailed {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// Why.
+        reason: String,
+        /// Delay before the next attempt.
+        retry_in: Duration,
+    },
+}
+
+struct PeerEntry {
+    tx: mpsc::Sender<Message>,
+    routing_id: Bytes,
+    /// PUB: what this subscriber asked for.
+    subs: Subscriptions,
+}
+
+#[derive(Default)]
+struct PeerTable {
+    peers: HashMap<PeerId, PeerEntry>,
+    /// Round-robin order for DEALER/PUSH.
+    rr: Vec<PeerId>,
+    rr_next: usize,
+    by_routing_id: HashMap<Bytes, PeerId>,
+    /// SUB: our own subscriptions, replayed to every new peer.
+    local_subs: Subscriptions,
+}
+
+pub(crate) struct Shared {
+    kind: SocketType,
+    options: SocketOptions,
+    table: Mutex<PeerTable>,
+    peers_changed: Notify,
+    inbound: mpsc::Sender<Message>,
+    events: broadcast::Sender<SocketEvent>,
+    cancel: CancellationToken,
+    next_peer: AtomicU64,
+    next_routing_id: AtomicU32,
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, PeerTable> {
+        // A panic while holding the lock cannot leave the table half
+        // updated in a way that matters more than stopping the socket.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, ev: SocketEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    /// Adds a peer after its handshake. Returns its id, routing id, and the
+    /// messages to send it first (SUB: our subscriptions).
+    fn register(
+        &self,
+        info: &PeerInfo,
+        tx: mpsc::Sender<Message>,
+    ) -> Result<(PeerId, Bytes, Vec<Message>)> {
+        let mut t = self.table();
+        let routing_id = if self.kind == SocketType::Router {
+            match &info.identity {
+                Some(id) => {
+                    if t.by_routing_id.contains_key(id) {
+                        return Err(ZmtpError::DuplicateIdentity(id.clone()));
+                    }
+                    id.clone()
+                }
+                None => loop {
+                    // libzmq: a zero byte, then a 32-bit counter.
+                    let n = self.next_routing_id.fetch_add(1, Ordering::Relaxed);
+                    let mut id = vec![0u8];
+                    id.extend_from_slice(&n.to_be_bytes());
+                    let id = Bytes::from(id);
+                    if !t.by_routing_id.contains_key(&id) {
+                        break id;
+                    }
+                },
+            }
+        } else {
+            Bytes::new()
+        };
+        let id = PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed));
+        let initial = if self.kind == SocketType::Sub {
+            t.local_subs
+                .iter()
+                .map(|p| subscription_message(true, p))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if self.kind == SocketType::Router {
+            t.by_routing_id.insert(routing_id.clone(), id);
+        }
+        t.peers.insert(
+            id,
+            PeerEntry {
+                tx,
+                routing_id: routing_id.clone(),
+                subs: Subscriptions::default(),
+            },
+        );
+        t.rr.push(id);
+        drop(t);
+        self.peers_changed.notify_waiters();
+        Ok((id, routing_id, initial))
+    }
+
+    fn unregister(&self, id: PeerId) {
+        let mut t = self.table();
+        if let Some(entry) = t.peers.remove(&id) {
+            if self.kind == SocketType::Router {
+                t.by_routing_id.remove(&entry.routing_id);
+            }
+            t.rr.retain(|p| *p != id);
+        }
+        drop(t);
+        self.peers_changed.notify_waiters();
+    }
+
+    /// Hands an incoming message to the socket, according to its type.
+    /// Waits while the inbound queue is full.
+    async fn deliver(&self, peer: PeerId, routing_id: &Bytes, mut msg: Message) -> Result<()> {
+        match self.kind {
+            SocketType::Router => msg.push_front(routing_id.clone()),
+            SocketType::Sub => {
+                let topic = msg.get(0).cloned().unwrap_or_default();
+                if !self.table().local_subs.matches(&topic) {
+                    return Ok(());
+                }
+            }
+            SocketType::Pub => {
+                // From a subscriber: 0x01 + prefix subscribes, 0x00 cancels.
+                if let Some(first) = msg.get(0) {
+                    match first.first() {
+                        Some(1) => self.peer_subscription(peer, true, first.slice(1..)),
+                        Some(0) => self.peer_subscription(peer, false, first.slice(1..)),
+                        _ => {}
+                    }
+                }
+                return Ok(());
+            }
+            SocketType::Push => {
+                tracing::debug!(?peer, "PUSH socket ignores an incoming message");
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.inbound.send(msg).await.map_err(|_| ZmtpError::Closed)
+    }
+
+    fn peer_subscription(&self, peer: PeerId, subscribe: bool, prefix: Bytes) {
+        if self.kind != SocketType::Pub {
+            return;
+        }
+        let mut t = self.table();
+        if let Some(p) = t.peers.get_mut(&peer) {
+            if subscribe {
+                p.subs.add(prefix);
+            } else {
+                p.subs.remove(&prefix);
+            }
+        }
+    }
+
+    /// Round-robin send with backpressure (DEALER, PUSH). Waits for a peer
+    /// when there is none, and for queue space when all are full.
+    async fn send_round_robin(&self, msg: Message) -> Result<()> {
+        let mut msg = msg;
+        loop {
+            let notified = self.peers_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let waiting_on = {
+                let mut t = self.table();
+                match try_round_robin(&mut t, msg) {
+                    Ok(()) => return Ok(()),
+                    Err((m, next)) => {
+                        msg = m;
+                        next
+                    }
+                }
+            };
+            match waiting_on {
+                None => tokio::select! {
+                    _ = &mut notified => {}
+                    _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
+                },
+                Some(tx) => tokio::select! {
+                    permit = tx.reserve() => {
+                        if let Ok(p) = permit {
+                            p.send(msg);
+                            return Ok(());
+                        }
+                    }
+                    _ = &mut notified => {}
+                    _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
+                },
+            }
+        }
+    }
+
+    fn try_send_round_robin(&self, msg: Message) -> Result<()> {
+        let mut t = self.table();
+        try_round_robin(&mut t, msg).map_err(|_| ZmtpError::WouldBlock)
+    }
+
+    /// ROUTER send: the first frame names the peer.
+    async fn send_routed(&self, mut msg: Message, wait: bool) -> Result<()> {
+        let id = msg.pop_front().ok_or(ZmtpError::EmptyMessage)?;
+        let tx = {
+            let t = self.table();
+            let entry = match t.by_routing_id.get(&id).and_then(|p| t.peers.get(p)) {
+                Some(e) => e,
+                None => return Err(ZmtpError::HostUnreachable(id)),
+            };
+            let tx = match entry.tx.try_reserve() {
+                Ok(permit) => {
+                    permit.send(msg);
+                    return Ok(());
+                }
+                Err(mpsc::error::TrySendError::Full(())) if wait => entry.tx.clone(),
+                Err(mpsc::error::TrySendError::Full(())) => return Err(ZmtpError::WouldBlock),
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    return Err(ZmtpError::HostUnreachable(id))
+                }
+            };
+            tx
+        };
+        tokio::select! {
+            r = tx.send(msg) => r.map_err(|_| ZmtpError::HostUnreachable(id)),
+            _ = self.cancel.cancelled() => Err(ZmtpError::Closed),
+        }
+    }
+
+    /// PUB send: to every matching subscriber whose queue has room; the
+    /// others miss this message (counted in `dropped`).
+    fn send_fanout(&self, msg: Message) {
+        let topic = msg.get(0).cloned().unwrap_or_default();
+        let t = self.table();
+        for p in t.peers.values() {
+            if p.subs.matches(&topic) && p.tx.try_send(msg.clone()).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// SUB: changes our subscriptions and tells every peer.
+    async fn change_subscription(&self, subscribe: bool, prefix: Bytes) {
+        let txs: Vec<_> = {
+            let mut t = self.table();
+            let changed = if subscribe {
+                t.local_subs.add(prefix.clone());
+                true
+            } else {
+                t.local_subs.remove(&prefix)
+            };
+            if !changed {
+                return;
+            }
+            t.peers.values().map(|p| p.tx.clone()).collect()
+        };
+        let msg = subscription_message(subscribe, &prefix);
+        for tx in txs {
+            // A peer that goes away meanwhile simply misses it.
+            let _ = tx.send(msg.clone()).await;
+        }
+    }
+}
+
+/// Tries each peer once, starting at the round-robin cursor. On failure
+/// gives the message back with the sender of the peer to wait on.
+#[allow(clippy::result_large_err)]
+fn try_round_robin(
+    t: &mut PeerTable,
+    msg: Message,
+) -> std::result::Result<(), (Message, Option<mpsc::Sender<Message>>)> {
+    let n = t.rr.len();
+    for i in 0..n {
+        let idx = (t.rr_next + i) % n;
+        if let Some(entry) = t.peers.get(&t.rr[idx]) {
+            if let Ok(permit) = entry.tx.try_reserve() {
+                permit.send(msg);
+                t.rr_next = (idx + 1) % n;
+                return Ok(());
+            }
+        }
+    }
+    let next = if n == 0 {
+        None
+    } else {
+        let idx = t.rr_next % n;
+        t.rr_next = (idx + 1) % n;
+        t.peers.get(&t.rr[idx]).map(|e| e.tx.clone())
+    };
+    Err((msg, next))
+}
+
+fn subscription_message(subscribe: bool, prefix: &[u8]) -> Message {
+    let mut b = Vec::with_capacity(prefix.len() + 1);
+    b.push(u8::from(subscribe));
+    b.extend_from_slice(prefix);
+    Message::from(b)
+}
+
+/// What every socket type shares: the task group, the inbound queue.
+pub(crate) struct SocketCore {
+    shared: Arc<Shared>,
+    inbound: tokio::sync::Mutex<mpsc::Receiver<Message>>,
+    _guard: tokio_util::sync::DropGuard,
+}
+
+impl SocketCore {
+    fn new(kind: SocketType, options: SocketOptions) -> Self {
+        let (tx, rx) = mpsc::channel(options.recv_hwm.max(1));
+        let (events, _) = broadcast::channel(1024);
+        let cancel = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            kind,
+            options,
+            table: Mutex::new(PeerTable::default()),
+            peers_changed: Notify::new(),
+            inbound: tx,
+            events,
+            cancel: cancel.clone(),
+            next_peer: AtomicU64::new(1),
+            next_routing_id: AtomicU32::new(rand::random()),
+            dropped: AtomicU64::new(0),
+        });
+        SocketCore {
+            shared,
+            inbound: tokio::sync::Mutex::new(rx),
+            _guard: cancel.drop_guard(),
+        }
+    }
+
+    async fn bind(&self, endpoint: &str) -> Result<Endpoint> {
+        let ep: Endpoint = endpoint.parse()?;
+        let (listener, bound) = crate::transport::Listener::bind(&ep).await?;
+        tracing::debug!(socket = %self.shared.kind, endpoint = %bound, "listening");
+        self.shared.emit(SocketEvent::Listening {
+            endpoint: bound.clone(),
+        });
+        tokio::spawn(engine::accept_loop(self.shared.clone(), listener));
+        Ok(bound)
+    }
+
+    async fn connect(&self, endpoint: &str) -> Result<()> {
+        let ep: Endpoint = endpoint.parse()?;
+        if let Endpoint::Tcp { host, .. } = &ep {
+            if host == "*" {
+                return Err(ZmtpError::InvalidEndpoint {
+                    endpoint: endpoint.to_owned(),
+                    reason: "cannot connect to *",
+                });
+            }
+        }
+        tokio::spawn(engine::connect_loop(self.shared.clone(), ep));
+        Ok(())
+    }
+
+    async fn recv(&self) -> Result<Message> {
+        let mut rx = self.inbound.lock().await;
+        rx.recv().await.ok_or(ZmtpError::Closed)
+    }
+
+    fn try_recv(&self) -> Result<Option<Message>> {
+        let Ok(mut rx) = self.inbound.try_lock() else {
+            return Ok(None);
+        };
+        match rx.try_recv() {
+            Ok(m) => Ok(Some(m)),
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(ZmtpError::Closed),
+        }
+    }
+
+    fn monitor(&self) -> broadcast::Receiver<SocketEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn peer_count(&self) -> usize {
+        self.shared.table().peers.len()
+    }
+}

@@ -1,0 +1,218 @@
+//! The socket types users hold. Each wraps the shared core and exposes
+//! only the operations its pattern allows.
+
+use bytes::Bytes;
+use std::sync::atomic::Ordering;
+use tokio::sync::broadcast;
+
+use super::{SocketCore, SocketEvent, SocketOptions};
+use crate::endpoint::Endpoint;
+use crate::error::Result;
+use crate::message::Message;
+use crate::socket_type::SocketType;
+
+macro_rules! common {
+    ($name:ident, $kind:expr) => {
+        impl $name {
+            /// A socket with default options.
+            pub fn new() -> Self {
+                Self::with_options(SocketOptions::default())
+            }
+
+            /// A socket with the given options.
+            pub fn with_options(options: SocketOptions) -> Self {
+                $name {
+                    core: SocketCore::new($kind, options),
+                }
+            }
+
+            /// Accepts connections on `endpoint` (`tcp://host:port`,
+            /// `tcp://*:0`, `ipc:///path`). Returns the bound endpoint, with
+            /// the real port when 0 was asked for. May be called several times.
+            pub async fn bind(&self, endpoint: &str) -> Result<Endpoint> {
+                self.core.bind(endpoint).await
+            }
+
+            /// Connects to `endpoint`, in the background, reconnecting with
+            /// backoff whenever the connection fails or drops. May be called
+            /// several times.
+            pub async fn connect(&self, endpoint: &str) -> Result<()> {
+                self.core.connect(endpoint).await
+            }
+
+            /// Connection events (connected, disconnected, handshake
+            /// failures). Events emitted before this call are not seen; a
+            /// receiver that falls more than 1024 events behind loses the
+            /// oldest.
+            pub fn monitor(&self) -> broadcast::Receiver<SocketEvent> {
+                self.core.monitor()
+            }
+
+            /// Number of connections that completed their handshake.
+            pub fn peer_count(&self) -> usize {
+                self.core.peer_count()
+            }
+
+            /// This socket's type.
+            pub fn socket_type(&self) -> SocketType {
+                $kind
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("peers", &self.peer_count())
+                    .finish()
+            }
+        }
+    };
+}
+
+macro_rules! receiving {
+    ($name:ident) => {
+        impl $name {
+            /// Waits for the next message.
+            pub async fn recv(&self) -> Result<Message> {
+                self.core.recv().await
+            }
+
+            /// The next message if one is queued.
+            pub fn try_recv(&self) -> Result<Option<Message>> {
+                self.core.try_recv()
+            }
+        }
+    };
+}
+
+/// DEALER: sends round-robin to its peers (waiting when every queue is
+/// full, or when there is no peer yet), receives fair-queued from all.
+/// The RPC client socket. Messages to a ROUTER peer conventionally start
+/// with an empty delimiter frame.
+pub struct DealerSocket {
+    core: SocketCore,
+}
+common!(DealerSocket, SocketType::Dealer);
+receiving!(DealerSocket);
+
+impl DealerSocket {
+    /// Sends a message to the next peer with room, waiting if needed.
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.core.shared.send_round_robin(msg.into()).await
+    }
+
+    /// Sends without waiting; [`ZmtpError::WouldBlock`](crate::ZmtpError::WouldBlock)
+    /// when no peer has room.
+    pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.core.shared.try_send_round_robin(msg.into())
+    }
+}
+
+/// ROUTER: receives `[routing id, frames...]` from any peer and sends to the
+/// peer named by the first frame. The RPC server socket.
+///
+/// Sending to an identity with no connection is an error
+/// ([`ZmtpError::HostUnreachable`](crate::ZmtpError::HostUnreachable));
+/// sending to a peer whose queue is full waits for that peer only.
+pub struct RouterSocket {
+    core: SocketCore,
+}
+common!(RouterSocket, SocketType::Router);
+receiving!(RouterSocket);
+
+impl RouterSocket {
+    /// Sends `[routing id, frames...]` to that peer, waiting for room in its
+    /// queue.
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.core.shared.send_routed(msg.into(), true).await
+    }
+
+    /// Sends without waiting; [`ZmtpError::WouldBlock`](crate::ZmtpError::WouldBlock)
+    /// when that peer's queue is full.
+    pub async fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.core.shared.send_routed(msg.into(), false).await
+    }
+}
+
+/// PUSH: sends round-robin to PULL peers, waiting when all are full.
+pub struct PushSocket {
+    core: SocketCore,
+}
+common!(PushSocket, SocketType::Push);
+
+impl PushSocket {
+    /// Sends a message to the next peer with room, waiting if needed.
+    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.core.shared.send_round_robin(msg.into()).await
+    }
+
+    /// Sends without waiting.
+    pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.core.shared.try_send_round_robin(msg.into())
+    }
+}
+
+/// PULL: receives fair-queued from PUSH peers.
+pub struct PullSocket {
+    core: SocketCore,
+}
+common!(PullSocket, SocketType::Pull);
+receiving!(PullSocket);
+
+/// PUB: sends each message to every subscriber whose subscriptions match its
+/// first frame (filtering happens here, on the publishing side). Never
+/// waits: a subscriber whose queue is full misses the message, as in
+/// libzmq; [`PubSocket::dropped`] counts those.
+pub struct PubSocket {
+    core: SocketCore,
+}
+common!(PubSocket, SocketType::Pub);
+
+impl PubSocket {
+    /// Publishes a message.
+    pub fn send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.core.shared.send_fanout(msg.into());
+        Ok(())
+    }
+
+    /// Messages not delivered to some subscriber because its queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.core.shared.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// SUB: receives what its publishers send for its subscriptions. Starts
+/// subscribed to nothing.
+pub struct SubSocket {
+    core: SocketCore,
+}
+common!(SubSocket, SocketType::Sub);
+receiving!(SubSocket);
+
+impl SubSocket {
+    /// Subscribes to messages whose first frame starts with `prefix` (empty:
+    /// everything). Subscriptions are counted: two `subscribe` need two
+    /// `unsubscribe`.
+    pub async fn subscribe(&self, prefix: impl Into<Bytes>) -> Result<()> {
+        self.core
+            .shared
+            .change_subscription(true, prefix.into())
+            .await;
+        Ok(())
+    }
+
+    /// Drops one subscription to `prefix`.
+    pub async fn unsubscribe(&self, prefix: impl Into<Bytes>) -> Result<()> {
+        self.core
+            .shared
+            .change_subscription(false, prefix.into())
+            .await;
+        Ok(())
+    }
+}
