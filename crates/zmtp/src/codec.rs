@@ -66,6 +66,9 @@ impl Incoming {
     }
 }
 
+/// Bytes a frame sealer may add to a frame (CURVE: command name, nonce, MAC, flags).
+const SEAL_OVERHEAD: u64 = 64;
+
 /// Decodes post-handshake traffic.
 pub struct Decoder {
     frames: FrameDecoder,
@@ -87,10 +90,8 @@ impl std::fmt::Debug for Decoder {
 impl Decoder {
     /// A decoder with the given limits and optional frame opener.
     pub fn new(limits: Limits, opener: Option<Box<dyn FrameOpener>>) -> Self {
-        // A sealed frame is slightly larger than its plaintext.
-        let wire_max = limits.max_message_size.saturating_add(256);
         Decoder {
-            frames: FrameDecoder::new(wire_max),
+            frames: FrameDecoder::new(limits.max_message_size),
             opener,
             limits,
             partial: Message::new(),
@@ -103,6 +104,19 @@ impl Decoder {
     /// must be closed.
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Incoming>> {
         loop {
+            // A frame may use what is left of the message's budget (a sealed
+            // frame carries a little overhead on top of its plaintext).
+            let overhead = if self.opener.is_some() {
+                SEAL_OVERHEAD
+            } else {
+                0
+            };
+            self.frames.set_max_size(
+                self.limits
+                    .max_message_size
+                    .saturating_sub(self.partial_size)
+                    + overhead,
+            );
             let Some(frame) = self.frames.decode(input)? else {
                 return Ok(None);
             };

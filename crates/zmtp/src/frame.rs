@@ -77,6 +77,11 @@ impl FrameDecoder {
         }
     }
 
+    /// Changes the size limit (applies to frames whose header is not decoded yet).
+    pub fn set_max_size(&mut self, max_size: u64) {
+        self.max_size = max_size;
+    }
+
     /// Decodes the next complete frame from `input`, consuming its bytes.
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Frame>> {
         let (flags, size) = match self.pending {
