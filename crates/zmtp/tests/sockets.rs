@@ -1,0 +1,246 @@
+//! Our sockets against each other: several endpoints per socket, load
+//! balancing, connect-before-bind, shutdown.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use zmtp::{
+    DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent, SubSocket,
+    ZmtpError,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_bound_on_tcp_and_ipc_serves_both() {
+    init_tracing();
+    let router = RouterSocket::new();
+    let tcp = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    let path = std::env::temp_dir().join(format!("zmtp-multi-{}.sock", std::process::id()));
+    let ipc = router
+        .bind(&format!("ipc://{}", path.display()))
+        .await
+        .unwrap();
+    let a = DealerSocket::new();
+    a.connect(&tcp.to_string()).await.unwrap();
+    let b = DealerSocket::new();
+    b.connect(&ipc.to_string()).await.unwrap();
+    a.send(msg(&[b"", b"from tcp"])).await.unwrap();
+    b.send(msg(&[b"", b"from ipc"])).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let m = within("recv", router.recv()).await.unwrap();
+        seen.push(m.frames()[2].clone());
+        router
+            .send(msg(&[&m.frames()[0], b"", b"ok"]))
+            .await
+            .unwrap();
+    }
+    seen.sort();
+    assert_eq!(seen, vec![&b"from ipc"[..], &b"from tcp"[..]]);
+    for d in [&a, &b] {
+        let r = within("reply", d.recv()).await.unwrap();
+        assert_eq!(&r.frames()[1][..], b"ok");
+    }
+    drop(router);
+    within("ipc socket file removed when the socket closes", async {
+        while path.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dealer_round_robins_over_several_routers() {
+    init_tracing();
+    let routers = [
+        RouterSocket::new(),
+        RouterSocket::new(),
+        RouterSocket::new(),
+    ];
+    let dealer = DealerSocket::new();
+    let mut events = dealer.monitor();
+    for r in &routers {
+        let ep = r.bind("tcp://127.0.0.1:0").await.unwrap();
+        dealer.connect(&ep.to_string()).await.unwrap();
+    }
+    for _ in 0..3 {
+        wait_event(&mut events, "connected", |e| {
+            matches!(e, SocketEvent::Connected { .. })
+        })
+        .await;
+    }
+    for i in 0..30u8 {
+        dealer.send(msg(&[b"", &[i]])).await.unwrap();
+    }
+    let mut counts = Vec::new();
+    for r in &routers {
+        let mut n = 0;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), r.recv()).await
+        {
+            n += 1;
+        }
+        counts.push(n);
+    }
+    assert_eq!(counts, vec![10, 10, 10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_balances_and_pull_fair_queues() {
+    init_tracing();
+    let pulls = [PullSocket::new(), PullSocket::new()];
+    let push = PushSocket::new();
+    let mut events = push.monitor();
+    for p in &pulls {
+        let ep = p.bind("tcp://127.0.0.1:0").await.unwrap();
+        push.connect(&ep.to_string()).await.unwrap();
+    }
+    for _ in 0..2 {
+        wait_event(&mut events, "connected", |e| {
+            matches!(e, SocketEvent::Connected { .. })
+        })
+        .await;
+    }
+    for i in 0..100u32 {
+        push.send(msg(&[&i.to_be_bytes()])).await.unwrap();
+    }
+    for p in &pulls {
+        let mut last = None;
+        for _ in 0..50 {
+            let m = within("pull", p.recv()).await.unwrap();
+            let i = u32::from_be_bytes(m.frames()[0][..].try_into().unwrap());
+            assert!(last.is_none_or(|l| i > l), "per-peer order kept");
+            last = Some(i);
+        }
+    }
+    // Fan-in: two pushers into one pull.
+    let sink = PullSocket::new();
+    let ep = sink.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let (p1, p2) = (PushSocket::new(), PushSocket::new());
+    p1.connect(&ep).await.unwrap();
+    p2.connect(&ep).await.unwrap();
+    for _ in 0..10 {
+        p1.send(msg(&[b"one"])).await.unwrap();
+        p2.send(msg(&[b"two"])).await.unwrap();
+    }
+    let mut by: HashMap<Vec<u8>, usize> = HashMap::new();
+    for _ in 0..20 {
+        let m = within("fan-in", sink.recv()).await.unwrap();
+        *by.entry(m.frames()[0].to_vec()).or_default() += 1;
+    }
+    assert_eq!(by[&b"one"[..]], 10);
+    assert_eq!(by[&b"two"[..]], 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_before_bind_delivers_once_the_peer_appears() {
+    init_tracing();
+    // Reserve a port, release it, connect to it before anyone listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let dealer = DealerSocket::new();
+    dealer.connect(&ep).await.unwrap();
+    let sender = tokio::spawn(async move {
+        dealer.send(msg(&[b"", b"early"])).await.unwrap();
+        dealer
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let router = RouterSocket::new();
+    router.bind(&ep).await.unwrap();
+    let m = within("early message", router.recv()).await.unwrap();
+    assert_eq!(&m.frames()[2][..], b"early");
+    drop(sender.await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pub_sub_filters_and_replays_subscriptions() {
+    init_tracing();
+    let publisher = PubSocket::new();
+    let ep = publisher
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .to_string();
+    let mut events = publisher.monitor();
+    let all = SubSocket::new();
+    all.subscribe(&b""[..]).await.unwrap();
+    all.connect(&ep).await.unwrap();
+    let some = SubSocket::new();
+    // subscribed before connecting: replayed on connect
+    some.subscribe(&b"b"[..]).await.unwrap();
+    some.connect(&ep).await.unwrap();
+    for _ in 0..2 {
+        wait_event(&mut events, "subscriber", |e| {
+            matches!(e, SocketEvent::Connected { .. })
+        })
+        .await;
+    }
+    // Publish until both have seen a "b" (subscriptions travel async).
+    let mut got_all = Vec::new();
+    let mut got_some = Vec::new();
+    within("both subscribers served", async {
+        while got_some.is_empty() || got_all.len() < 2 {
+            publisher.send(msg(&[b"a"])).unwrap();
+            publisher.send(msg(&[b"b"])).unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            while let Ok(Some(m)) = all.try_recv() {
+                got_all.push(m.frames()[0].clone());
+            }
+            while let Ok(Some(m)) = some.try_recv() {
+                got_some.push(m.frames()[0].clone());
+            }
+        }
+    })
+    .await;
+    assert!(got_some.iter().all(|t| &t[..] == b"b"));
+    assert!(got_all.iter().any(|t| &t[..] == b"a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_socket_closes_its_connections() {
+    init_tracing();
+    let router = RouterSocket::new();
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    let mut events = router.monitor();
+    let dealer = DealerSocket::new();
+    dealer.connect(&ep.to_string()).await.unwrap();
+    wait_event(&mut events, "connected", |e| {
+        matches!(e, SocketEvent::Connected { .. })
+    })
+    .await;
+    assert_eq!(router.peer_count(), 1);
+    drop(dealer);
+    wait_event(&mut events, "disconnected", |e| {
+        matches!(e, SocketEvent::Disconnected { .. })
+    })
+    .await;
+    assert_eq!(router.peer_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_and_connect_errors() {
+    init_tracing();
+    let a = RouterSocket::new();
+    let ep = a.bind("tcp://127.0.0.1:0").await.unwrap();
+    let b = RouterSocket::new();
+    assert!(
+        matches!(b.bind(&ep.to_string()).await, Err(ZmtpError::Io(_))),
+        "address in use"
+    );
+    assert!(matches!(
+        b.bind("udp://1.2.3.4:5").await,
+        Err(ZmtpError::InvalidEndpoint { .. })
+    ));
+    assert!(matches!(
+        b.connect("tcp://*:5555").await,
+        Err(ZmtpError::InvalidEndpoint { .. })
+    ));
+    let star = b.bind("tcp://*:0").await.unwrap();
+    assert_ne!(star.port(), Some(0), "port 0 resolved to the real port");
+}
