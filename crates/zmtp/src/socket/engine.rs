@@ -1,6 +1,7 @@
 //! The per-connection tasks: handshake, reader, writer; and the accept and
 //! reconnect loops.
 
+use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::queue::Queue;
 use super::{Shared, SocketEvent};
 use crate::codec::{Decoder, Encoder, Incoming, WriteBuffer};
 use crate::command::Command;
@@ -96,8 +98,8 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
             Err(_) => return handshake_failed(&shared, &remote, ZmtpError::HandshakeTimeout),
         },
     };
-    let (tx, rx) = mpsc::channel(shared.options.send_hwm.max(1));
-    let (peer, routing_id, initial) = match shared.register(&session.peer, tx) {
+    let queue = Arc::new(Queue::new(shared.options.send_hwm));
+    let (peer, routing_id, initial) = match shared.register(&session.peer, queue.clone()) {
         Ok(r) => r,
         Err(e) => return handshake_failed(&shared, &remote, e),
     };
@@ -120,7 +122,7 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
     let writer = tokio::spawn(writer(
         write,
         encoder,
-        rx,
+        queue,
         ctrl_rx,
         initial,
         conn_cancel.clone(),
@@ -209,13 +211,13 @@ async fn reader(
     ctrl: mpsc::Sender<Command>,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    let mut batch = VecDeque::new();
     loop {
         while let Some(item) = decoder.decode(&mut input)? {
             match item {
                 Incoming::Message(m) => {
-                    tokio::select! {
-                        r = shared.deliver(peer, routing_id, m) => r?,
-                        _ = cancel.cancelled() => return Ok(()),
+                    if let Some(m) = shared.filter_incoming(peer, routing_id, m) {
+                        batch.push_back(m);
                     }
                 }
                 ping @ Incoming::Ping { .. } => {
@@ -228,6 +230,14 @@ async fn reader(
                 Incoming::Pong { .. } => {}
                 Incoming::Subscribe(t) => shared.peer_subscription(peer, true, t),
                 Incoming::Cancel(t) => shared.peer_subscription(peer, false, t),
+            }
+        }
+        // Hand over everything this read produced at once; while the
+        // application's queue is full we stop reading (TCP backpressure).
+        if !batch.is_empty() {
+            tokio::select! {
+                r = shared.inbound.push_all(&mut batch) => r.map_err(|()| ZmtpError::Closed)?,
+                _ = cancel.cancelled() => return Ok(()),
             }
         }
         let need = decoder.bytes_needed(&input).min(MAX_READ_RESERVE);
@@ -245,13 +255,13 @@ async fn reader(
 async fn writer(
     mut write: BoxWrite,
     mut encoder: Encoder,
-    mut rx: mpsc::Receiver<Message>,
+    queue: Arc<Queue<Message>>,
     mut ctrl: mpsc::Receiver<Command>,
     initial: Vec<Message>,
     cancel: CancellationToken,
 ) -> Result<()> {
     let r = tokio::select! {
-        r = write_loop(&mut write, &mut encoder, &mut rx, &mut ctrl, initial) => r,
+        r = write_loop(&mut write, &mut encoder, &queue, &mut ctrl, initial) => r,
         _ = cancel.cancelled() => Ok(()),
     };
     // Whatever happened, make the reader stop too.
@@ -260,10 +270,13 @@ async fn writer(
     r
 }
 
+/// Messages taken from the queue per batch.
+const BATCH_MSGS: usize = 1024;
+
 async fn write_loop(
     write: &mut BoxWrite,
     encoder: &mut Encoder,
-    rx: &mut mpsc::Receiver<Message>,
+    queue: &Queue<Message>,
     ctrl: &mut mpsc::Receiver<Command>,
     initial: Vec<Message>,
 ) -> Result<()> {
@@ -271,22 +284,25 @@ async fn write_loop(
     for m in &initial {
         encoder.encode_message(m, &mut buf)?;
     }
+    let mut batch = Vec::with_capacity(64);
     loop {
         if buf.is_empty() {
             tokio::select! {
                 biased;
                 c = ctrl.recv() => if let Some(c) = c { encoder.encode_command(&c, &mut buf)? },
-                m = rx.recv() => match m {
-                    Some(m) => encoder.encode_message(&m, &mut buf)?,
+                open = queue.pop_batch(&mut batch, BATCH_MSGS) => if !open {
                     // The peer was removed from the socket: we are done.
-                    None => return Ok(()),
+                    return Ok(());
                 },
             }
         }
+        for m in batch.drain(..) {
+            encoder.encode_message(&m, &mut buf)?;
+        }
         while buf.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(m) => encoder.encode_message(&m, &mut buf)?,
-                Err(_) => break,
+            match queue.try_pop() {
+                Some(m) => encoder.encode_message(&m, &mut buf)?,
+                None => break,
             }
         }
         while let Ok(c) = ctrl.try_recv() {

@@ -7,6 +7,7 @@
 //! backoff. Dropping the socket stops every task it started.
 
 mod engine;
+mod queue;
 mod subscriptions;
 mod types;
 
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::Limits;
@@ -27,6 +28,7 @@ use crate::mechanism::Security;
 use crate::message::Message;
 use crate::socket_type::SocketType;
 
+use queue::{PushError, Queue};
 use subscriptions::Subscriptions;
 pub use types::{DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, SubSocket};
 
@@ -121,8 +123,10 @@ pub enum SocketEvent {
     },
 }
 
+type PeerQueue = Arc<Queue<Message>>;
+
 struct PeerEntry {
-    tx: mpsc::Sender<Message>,
+    tx: PeerQueue,
     routing_id: Bytes,
     /// PUB: what this subscriber asked for.
     subs: Subscriptions,
@@ -144,7 +148,7 @@ pub(crate) struct Shared {
     options: SocketOptions,
     table: Mutex<PeerTable>,
     peers_changed: Notify,
-    inbound: mpsc::Sender<Message>,
+    inbound: Queue<Message>,
     events: broadcast::Sender<SocketEvent>,
     cancel: CancellationToken,
     next_peer: AtomicU64,
@@ -165,11 +169,7 @@ impl Shared {
 
     /// Adds a peer after its handshake. Returns its id, routing id, and the
     /// messages to send it first (SUB: our subscriptions).
-    fn register(
-        &self,
-        info: &PeerInfo,
-        tx: mpsc::Sender<Message>,
-    ) -> Result<(PeerId, Bytes, Vec<Message>)> {
+    fn register(&self, info: &PeerInfo, tx: PeerQueue) -> Result<(PeerId, Bytes, Vec<Message>)> {
         let mut t = self.table();
         let routing_id = if self.kind == SocketType::Router {
             match &info.identity {
@@ -222,6 +222,7 @@ impl Shared {
     fn unregister(&self, id: PeerId) {
         let mut t = self.table();
         if let Some(entry) = t.peers.remove(&id) {
+            entry.tx.close();
             if self.kind == SocketType::Router {
                 t.by_routing_id.remove(&entry.routing_id);
             }
@@ -231,15 +232,20 @@ impl Shared {
         self.peers_changed.notify_waiters();
     }
 
-    /// Hands an incoming message to the socket, according to its type.
-    /// Waits while the inbound queue is full.
-    async fn deliver(&self, peer: PeerId, routing_id: &Bytes, mut msg: Message) -> Result<()> {
+    /// Applies the socket type's receive rules to an incoming message:
+    /// returns what to queue for the application, if anything.
+    fn filter_incoming(
+        &self,
+        peer: PeerId,
+        routing_id: &Bytes,
+        mut msg: Message,
+    ) -> Option<Message> {
         match self.kind {
             SocketType::Router => msg.push_front(routing_id.clone()),
             SocketType::Sub => {
                 let topic = msg.get(0).cloned().unwrap_or_default();
                 if !self.table().local_subs.matches(&topic) {
-                    return Ok(());
+                    return None;
                 }
             }
             SocketType::Pub => {
@@ -251,15 +257,15 @@ impl Shared {
                         _ => {}
                     }
                 }
-                return Ok(());
+                return None;
             }
             SocketType::Push => {
                 tracing::debug!(?peer, "PUSH socket ignores an incoming message");
-                return Ok(());
+                return None;
             }
             _ => {}
         }
-        self.inbound.send(msg).await.map_err(|_| ZmtpError::Closed)
+        Some(msg)
     }
 
     fn peer_subscription(&self, peer: PeerId, subscribe: bool, prefix: Bytes) {
@@ -279,7 +285,11 @@ impl Shared {
     /// Round-robin send with backpressure (DEALER, PUSH). Waits for a peer
     /// when there is none, and for queue space when all are full.
     async fn send_round_robin(&self, msg: Message) -> Result<()> {
-        let mut msg = msg;
+        // Fast path: a peer has room (no waiter registration needed).
+        let mut msg = match try_round_robin(&mut self.table(), msg) {
+            Ok(()) => return Ok(()),
+            Err((m, _)) => m,
+        };
         loop {
             let notified = self.peers_changed.notified();
             tokio::pin!(notified);
@@ -299,16 +309,26 @@ impl Shared {
                     _ = &mut notified => {}
                     _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
                 },
-                Some(tx) => tokio::select! {
-                    permit = tx.reserve() => {
-                        if let Ok(p) = permit {
-                            p.send(msg);
-                            return Ok(());
-                        }
+                Some(q) => {
+                    // Wait for room at the next peer in turn, or for the
+                    // set of peers to change. `slot` keeps the message
+                    // while the push is pending.
+                    let mut slot = Some(msg);
+                    let pushed = tokio::select! {
+                        r = std::future::poll_fn(|cx| q.poll_push(cx, &mut slot)) => Some(r),
+                        _ = &mut notified => None,
+                        _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
+                    };
+                    match pushed {
+                        Some(Ok(())) => return Ok(()),
+                        // That peer went away: the message comes back.
+                        Some(Err(m)) => msg = m,
+                        None => match slot.take() {
+                            Some(m) => msg = m,
+                            None => return Ok(()),
+                        },
                     }
-                    _ = &mut notified => {}
-                    _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
-                },
+                }
             }
         }
     }
@@ -321,28 +341,21 @@ impl Shared {
     /// ROUTER send: the first frame names the peer.
     async fn send_routed(&self, mut msg: Message, wait: bool) -> Result<()> {
         let id = msg.pop_front().ok_or(ZmtpError::EmptyMessage)?;
-        let tx = {
+        let q = {
             let t = self.table();
-            let entry = match t.by_routing_id.get(&id).and_then(|p| t.peers.get(p)) {
-                Some(e) => e,
+            match t.by_routing_id.get(&id).and_then(|p| t.peers.get(p)) {
+                Some(e) => e.tx.clone(),
                 None => return Err(ZmtpError::HostUnreachable(id)),
-            };
-            let tx = match entry.tx.try_reserve() {
-                Ok(permit) => {
-                    permit.send(msg);
-                    return Ok(());
-                }
-                Err(mpsc::error::TrySendError::Full(())) if wait => entry.tx.clone(),
-                Err(mpsc::error::TrySendError::Full(())) => return Err(ZmtpError::WouldBlock),
-                Err(mpsc::error::TrySendError::Closed(())) => {
-                    return Err(ZmtpError::HostUnreachable(id))
-                }
-            };
-            tx
+            }
         };
-        tokio::select! {
-            r = tx.send(msg) => r.map_err(|_| ZmtpError::HostUnreachable(id)),
-            _ = self.cancel.cancelled() => Err(ZmtpError::Closed),
+        match q.try_push(msg) {
+            Ok(()) => Ok(()),
+            Err(PushError::Closed(_)) => Err(ZmtpError::HostUnreachable(id)),
+            Err(PushError::Full(_)) if !wait => Err(ZmtpError::WouldBlock),
+            Err(PushError::Full(msg)) => tokio::select! {
+                r = q.push(msg) => r.map_err(|_| ZmtpError::HostUnreachable(id)),
+                _ = self.cancel.cancelled() => Err(ZmtpError::Closed),
+            },
         }
     }
 
@@ -352,7 +365,7 @@ impl Shared {
         let topic = msg.get(0).cloned().unwrap_or_default();
         let t = self.table();
         for p in t.peers.values() {
-            if p.subs.matches(&topic) && p.tx.try_send(msg.clone()).is_err() {
+            if p.subs.matches(&topic) && p.tx.try_push(msg.clone()).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -376,7 +389,7 @@ impl Shared {
         let msg = subscription_message(subscribe, &prefix);
         for tx in txs {
             // A peer that goes away meanwhile simply misses it.
-            let _ = tx.send(msg.clone()).await;
+            let _ = tx.push(msg.clone()).await;
         }
     }
 }
@@ -386,16 +399,18 @@ impl Shared {
 #[allow(clippy::result_large_err)]
 fn try_round_robin(
     t: &mut PeerTable,
-    msg: Message,
-) -> std::result::Result<(), (Message, Option<mpsc::Sender<Message>>)> {
+    mut msg: Message,
+) -> std::result::Result<(), (Message, Option<PeerQueue>)> {
     let n = t.rr.len();
     for i in 0..n {
         let idx = (t.rr_next + i) % n;
         if let Some(entry) = t.peers.get(&t.rr[idx]) {
-            if let Ok(permit) = entry.tx.try_reserve() {
-                permit.send(msg);
-                t.rr_next = (idx + 1) % n;
-                return Ok(());
+            match entry.tx.try_push(msg) {
+                Ok(()) => {
+                    t.rr_next = (idx + 1) % n;
+                    return Ok(());
+                }
+                Err(PushError::Full(m) | PushError::Closed(m)) => msg = m,
             }
         }
     }
@@ -419,13 +434,12 @@ fn subscription_message(subscribe: bool, prefix: &[u8]) -> Message {
 /// What every socket type shares: the task group, the inbound queue.
 pub(crate) struct SocketCore {
     shared: Arc<Shared>,
-    inbound: tokio::sync::Mutex<mpsc::Receiver<Message>>,
     _guard: tokio_util::sync::DropGuard,
 }
 
 impl SocketCore {
     fn new(kind: SocketType, options: SocketOptions) -> Self {
-        let (tx, rx) = mpsc::channel(options.recv_hwm.max(1));
+        let inbound = Queue::new(options.recv_hwm);
         let (events, _) = broadcast::channel(1024);
         let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
@@ -433,7 +447,7 @@ impl SocketCore {
             options,
             table: Mutex::new(PeerTable::default()),
             peers_changed: Notify::new(),
-            inbound: tx,
+            inbound,
             events,
             cancel: cancel.clone(),
             next_peer: AtomicU64::new(1),
@@ -442,7 +456,6 @@ impl SocketCore {
         });
         SocketCore {
             shared,
-            inbound: tokio::sync::Mutex::new(rx),
             _guard: cancel.drop_guard(),
         }
     }
@@ -473,19 +486,11 @@ impl SocketCore {
     }
 
     async fn recv(&self) -> Result<Message> {
-        let mut rx = self.inbound.lock().await;
-        rx.recv().await.ok_or(ZmtpError::Closed)
+        self.shared.inbound.pop().await.ok_or(ZmtpError::Closed)
     }
 
     fn try_recv(&self) -> Result<Option<Message>> {
-        let Ok(mut rx) = self.inbound.try_lock() else {
-            return Ok(None);
-        };
-        match rx.try_recv() {
-            Ok(m) => Ok(Some(m)),
-            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::error::TryRecvError::Disconnected) => Err(ZmtpError::Closed),
-        }
+        Ok(self.shared.inbound.try_pop())
     }
 
     fn monitor(&self) -> broadcast::Receiver<SocketEvent> {
