@@ -23,6 +23,7 @@ use zmtp::{DealerSocket, Message, PullSocket, PushSocket, RouterSocket};
 const PAYLOAD: &[u8] = b"0123456789abcdef0123456789abcdef"; // 32 bytes
 const WINDOW: usize = 500;
 
+#[derive(Clone, Copy)]
 struct Cfg {
     rtt_iters: usize,
     pipe_msgs: usize,
@@ -52,7 +53,7 @@ async fn ours_echo_server() -> (String, tokio::task::JoinHandle<()>) {
     (ep, h)
 }
 
-async fn ours_rtt(cfg: &Cfg) -> Histogram<u64> {
+async fn ours_rtt(cfg: Cfg) -> Histogram<u64> {
     let (ep, server) = ours_echo_server().await;
     let dealer = DealerSocket::new();
     dealer.connect(&ep).await.expect("connect");
@@ -74,7 +75,7 @@ async fn ours_rtt(cfg: &Cfg) -> Histogram<u64> {
     h
 }
 
-async fn ours_pipelined(cfg: &Cfg) -> f64 {
+async fn ours_pipelined(cfg: Cfg) -> f64 {
     let (ep, server) = ours_echo_server().await;
     let dealer = Arc::new(DealerSocket::new());
     dealer.connect(&ep).await.expect("connect");
@@ -99,7 +100,7 @@ async fn ours_pipelined(cfg: &Cfg) -> f64 {
     rate
 }
 
-async fn ours_push_pull(cfg: &Cfg) -> f64 {
+async fn ours_push_pull(cfg: Cfg) -> f64 {
     let pull = PullSocket::new();
     let ep = pull
         .bind("tcp://127.0.0.1:0")
@@ -237,7 +238,7 @@ async fn tcp_echo_server() -> (String, tokio::task::JoinHandle<()>) {
     (addr, h)
 }
 
-async fn tcp_rtt(cfg: &Cfg) -> Histogram<u64> {
+async fn tcp_rtt(cfg: Cfg) -> Histogram<u64> {
     let (addr, server) = tcp_echo_server().await;
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).ok();
@@ -257,7 +258,7 @@ async fn tcp_rtt(cfg: &Cfg) -> Histogram<u64> {
     h
 }
 
-async fn tcp_pipelined(cfg: &Cfg) -> f64 {
+async fn tcp_pipelined(cfg: Cfg) -> f64 {
     let (addr, server) = tcp_echo_server().await;
     let s = TcpStream::connect(addr).await.expect("connect");
     s.set_nodelay(true).ok();
@@ -303,6 +304,15 @@ async fn tcp_pipelined(cfg: &Cfg) -> f64 {
     rate
 }
 
+/// Runs a client inside a runtime task (where real code runs), not on the
+/// `block_on` thread, whose IO wake-ups would all cross threads.
+fn in_task<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    rt.block_on(async move { tokio::spawn(f).await.expect("benchmark task") })
+}
+
 // ---------------------------------------------------------------- report
 
 fn us(ns: u64) -> f64 {
@@ -338,19 +348,19 @@ fn main() {
     // every contender alike.
     let (mut tcp_h, mut ours_h, mut zmq_h) = (hist(), hist(), hist());
     for _ in 0..3 {
-        tcp_h.add(rt.block_on(tcp_rtt(&cfg))).expect("merge");
-        ours_h.add(rt.block_on(ours_rtt(&cfg))).expect("merge");
+        tcp_h.add(in_task(&rt, tcp_rtt(cfg))).expect("merge");
+        ours_h.add(in_task(&rt, ours_rtt(cfg))).expect("merge");
         zmq_h.add(zmq_rtt(&ctx, &cfg)).expect("merge");
     }
     eprintln!(
         "[2/3] pipelined echo ({} messages, window {WINDOW})",
         cfg.pipe_msgs
     );
-    let tcp_p = rt.block_on(tcp_pipelined(&cfg));
-    let ours_p = rt.block_on(ours_pipelined(&cfg));
+    let tcp_p = in_task(&rt, tcp_pipelined(cfg));
+    let ours_p = in_task(&rt, ours_pipelined(cfg));
     let zmq_p = zmq_pipelined(&ctx, &cfg);
     eprintln!("[3/3] PUSH->PULL ({} messages)", cfg.push_msgs);
-    let ours_pp = rt.block_on(ours_push_pull(&cfg));
+    let ours_pp = in_task(&rt, ours_push_pull(cfg));
     let zmq_pp = zmq_push_pull(&ctx, &cfg);
 
     let p = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q);
