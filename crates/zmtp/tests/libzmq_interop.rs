@@ -185,6 +185,7 @@ async fn router_with_many_libzmq_peers() {
         }
     }));
     let mut ids = std::collections::HashSet::new();
+    let mut requests = Vec::new();
     for _ in 0..PEERS {
         let m = within("router recv", router.recv()).await.unwrap();
         let f = frames(&m);
@@ -193,13 +194,18 @@ async fn router_with_many_libzmq_peers() {
             assert_eq!(f[0], format!("peer-{i}").into_bytes());
         }
         assert!(ids.insert(f[0].clone()), "routing ids are unique");
+        requests.push((f[0].clone(), i));
+    }
+    // Every peer has sent its request and none has its answer yet, so all
+    // are connected.
+    assert_eq!(router.peer_count(), PEERS);
+    for (id, i) in requests {
         router
-            .send(msg(&[&f[0], b"", format!("answer-{i}").as_bytes()]))
+            .send(msg(&[&id, b"", format!("answer-{i}").as_bytes()]))
             .await
             .unwrap();
     }
     zmq_side.await.unwrap();
-    assert_eq!(router.peer_count(), PEERS);
 }
 
 // ---------------------------------------------------------------- PUSH / PULL
