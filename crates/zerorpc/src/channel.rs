@@ -1,0 +1,452 @@
+//! One call = one channel: a sans-IO state machine for heartbeats,
+//! lost-remote detection, the first-reply timeout and stream credit.
+//!
+//! Like quinn-proto it never reads a clock or a socket: the owner feeds it
+//! events and the current time, asks when to call back
+//! ([`Channel::poll_timeout`]) and takes the events to send
+//! ([`Channel::poll_transmit`]).
+//!
+//! Flow control: a stream sender may send as many `STREAM` events as the
+//! receiver granted with `_zpc_more [n]`; every channel starts with one.
+//! Python grants additively; Node sends its absolute free capacity. Node
+//! peers are recognised by their string message ids ([`CreditMode`]).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rmpv::Value;
+
+use crate::event::{Event, MessageId};
+
+/// Heartbeat event name.
+pub const HEARTBEAT: &str = "_zpc_hb";
+/// Credit grant event name.
+pub const MORE: &str = "_zpc_more";
+
+/// Channel timing and window.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelConfig {
+    /// Heartbeat interval (ZeroRPC's default is 5 s).
+    pub heartbeat: Duration,
+    /// Silent intervals after which the remote is lost (2, like Node;
+    /// Python waits about 3).
+    pub lost_after: u32,
+    /// Bound on the wait for the first reply (client side; default 30 s).
+    pub first_reply_timeout: Option<Duration>,
+    /// Stream items we are willing to hold (receiver side): the credit
+    /// window. Python's is 100.
+    pub window: u32,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig {
+            heartbeat: Duration::from_secs(5),
+            lost_after: 2,
+            first_reply_timeout: Some(Duration::from_secs(30)),
+            window: 100,
+        }
+    }
+}
+
+/// How the remote interprets `_zpc_more`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreditMode {
+    /// `n` more items (Python).
+    Additive,
+    /// Room for `n` items in all (Node).
+    Absolute,
+}
+
+impl CreditMode {
+    /// Node's ids are strings, Python's bytes.
+    pub fn for_channel(id: &MessageId) -> Self {
+        if id.is_str() {
+            CreditMode::Absolute
+        } else {
+            CreditMode::Additive
+        }
+    }
+}
+
+/// Why a channel failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelError {
+    /// No reply within the first-reply timeout.
+    Timeout(Duration),
+    /// The remote went silent for `lost_after` heartbeat intervals.
+    LostRemote(Duration),
+    /// The remote sent a `_zpc_more` we cannot read.
+    BadCredit,
+}
+
+/// The channel state machine.
+#[derive(Debug)]
+pub struct Channel {
+    id: MessageId,
+    cfg: ChannelConfig,
+    mode: CreditMode,
+    last_heard: Instant,
+    next_heartbeat: Instant,
+    first_reply_deadline: Option<Instant>,
+    /// STREAM events we may still send.
+    send_credit: u64,
+    /// STREAM events the remote may still send us (granted, not received).
+    remote_credit: u64,
+    /// STREAM events received and not yet consumed by the application.
+    buffered: u64,
+    /// Whether a STREAM has started (we grant credit only for streams).
+    streaming: bool,
+    out: VecDeque<Event>,
+}
+
+impl Channel {
+    fn new(id: MessageId, cfg: ChannelConfig, now: Instant) -> Self {
+        Channel {
+            mode: CreditMode::for_channel(&id),
+            id,
+            cfg,
+            last_heard: now,
+            next_heartbeat: now + cfg.heartbeat,
+            first_reply_deadline: None,
+            send_credit: 1,
+            remote_credit: 1,
+            buffered: 0,
+            streaming: false,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// The client side of a call whose request (with id `id`) was just sent.
+    pub fn client(id: MessageId, cfg: ChannelConfig, now: Instant) -> Self {
+        let mut c = Channel::new(id, cfg, now);
+        c.first_reply_deadline = cfg.first_reply_timeout.map(|t| now + t);
+        c
+    }
+
+    /// The server side of a call opened by `request`.
+    pub fn server(request: &Event, cfg: ChannelConfig, now: Instant) -> Self {
+        Channel::new(request.header.message_id.clone(), cfg, now)
+    }
+
+    /// The channel id (the request's message id).
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// The credit interpretation in use.
+    pub fn credit_mode(&self) -> CreditMode {
+        self.mode
+    }
+
+    /// Handles an event received on this channel. Control events are
+    /// consumed; anything else is returned for the application.
+    pub fn on_event(&mut self, ev: Event, now: Instant) -> Result<Option<Event>, ChannelError> {
+        self.last_heard = now;
+        match ev.name.as_str() {
+            HEARTBEAT => Ok(None),
+            MORE => {
+                let n = credit_arg(&ev.args).ok_or(ChannelError::BadCredit)?;
+                match self.mode {
+                    CreditMode::Additive => self.send_credit = self.send_credit.saturating_add(n),
+                    CreditMode::Absolute => self.send_credit = n,
+                }
+                Ok(None)
+            }
+            name => {
+                self.first_reply_deadline = None;
+                if name == "STREAM" {
+                    self.streaming = true;
+                    self.remote_credit = self.remote_credit.saturating_sub(1);
+                    self.buffered += 1;
+                    self.maybe_grant();
+                }
+                Ok(Some(ev))
+            }
+        }
+    }
+
+    /// When [`Channel::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        let lost = self.last_heard + self.cfg.heartbeat * self.cfg.lost_after;
+        let mut t = self.next_heartbeat.min(lost);
+        if let Some(d) = self.first_reply_deadline {
+            t = t.min(d);
+        }
+        t
+    }
+
+    /// Advances time: queues due heartbeats, detects timeout and loss.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ChannelError> {
+        if let Some(d) = self.first_reply_deadline {
+            if now >= d {
+                return Err(ChannelError::Timeout(
+                    self.cfg.first_reply_timeout.unwrap_or_default(),
+                ));
+            }
+        }
+        let silence = now.saturating_duration_since(self.last_heard);
+        let limit = self.cfg.heartbeat * self.cfg.lost_after;
+        if silence >= limit {
+            return Err(ChannelError::LostRemote(silence));
+        }
+        if now >= self.next_heartbeat {
+            self.out.push_back(Event::on_channel(
+                &self.id,
+                HEARTBEAT,
+                Value::Array(vec![Value::from(0)]),
+            ));
+            self.next_heartbeat = now + self.cfg.heartbeat;
+        }
+        Ok(())
+    }
+
+    /// The next event to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Event> {
+        self.out.pop_front()
+    }
+
+    /// Whether a `STREAM` item may be sent now.
+    pub fn can_send_item(&self) -> bool {
+        self.send_credit > 0
+    }
+
+    /// STREAM items that may be sent now.
+    pub fn send_credit(&self) -> u64 {
+        self.send_credit
+    }
+
+    /// Queues a reply or stream event on this channel. `STREAM` uses one
+    /// credit: check [`Channel::can_send_item`] first (sending without
+    /// credit is a bug of the caller and is refused).
+    pub fn send(&mut self, name: &str, args: Value) -> bool {
+        if name == "STREAM" {
+            if self.send_credit == 0 {
+                return false;
+            }
+            self.send_credit -= 1;
+        }
+        self.out.push_back(Event::on_channel(&self.id, name, args));
+        true
+    }
+
+    /// The application consumed `n` received stream items: grant more
+    /// credit if the window has room.
+    pub fn consumed(&mut self, n: u64) {
+        self.buffered = self.buffered.saturating_sub(n);
+        self.maybe_grant();
+    }
+
+    fn maybe_grant(&mut self) {
+        if !self.streaming {
+            return;
+        }
+        let window = u64::from(self.cfg.window.max(1));
+        let free = window.saturating_sub(self.buffered + self.remote_credit);
+        // Grant when half the window is free (or the remote has nothing
+        // left), so a fast stream is not stalled by round trips.
+        if free == 0 || (free < window / 2 && self.remote_credit > 0) {
+            return;
+        }
+        let n = match self.mode {
+            CreditMode::Additive => {
+                self.remote_credit += free;
+                free
+            }
+            CreditMode::Absolute => {
+                self.remote_credit = window - self.buffered;
+                self.remote_credit
+            }
+        };
+        self.out.push_back(Event::on_channel(
+            &self.id,
+            MORE,
+            Value::Array(vec![Value::from(n)]),
+        ));
+    }
+}
+
+fn credit_arg(args: &Value) -> Option<u64> {
+    match args {
+        Value::Array(a) => a.first().and_then(Value::as_u64),
+        v => v.as_u64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ChannelConfig {
+        ChannelConfig {
+            heartbeat: Duration::from_secs(5),
+            lost_after: 2,
+            first_reply_timeout: Some(Duration::from_secs(30)),
+            window: 100,
+        }
+    }
+
+    fn drain(c: &mut Channel) -> Vec<Event> {
+        std::iter::from_fn(|| c.poll_transmit()).collect()
+    }
+
+    #[test]
+    fn heartbeats_every_interval_and_lost_after_two_silent_ones() {
+        let t0 = Instant::now();
+        let id = MessageId::random();
+        let mut c = Channel::client(id.clone(), cfg(), t0);
+        assert_eq!(c.poll_timeout(), t0 + Duration::from_secs(5));
+        c.handle_timeout(t0 + Duration::from_secs(5)).unwrap();
+        let hb = drain(&mut c);
+        assert_eq!(hb.len(), 1);
+        assert_eq!(hb[0].name, HEARTBEAT);
+        assert_eq!(hb[0].header.response_to.as_ref(), Some(&id));
+        assert_eq!(hb[0].args, Value::Array(vec![Value::from(0)]));
+        // the remote heart-beats back: still alive past 10 s
+        let remote_hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
+        assert_eq!(
+            c.on_event(remote_hb, t0 + Duration::from_secs(6)).unwrap(),
+            None
+        );
+        c.handle_timeout(t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!(drain(&mut c).len(), 1);
+        // silence from t=6 s: lost at 16 s, not before
+        c.handle_timeout(t0 + Duration::from_millis(15_999))
+            .unwrap();
+        assert_eq!(
+            c.handle_timeout(t0 + Duration::from_secs(16)),
+            Err(ChannelError::LostRemote(Duration::from_secs(10)))
+        );
+    }
+
+    #[test]
+    fn first_reply_timeout_only_bounds_the_first_reply() {
+        let t0 = Instant::now();
+        let id = MessageId::random();
+        let mut c = Channel::client(
+            id.clone(),
+            ChannelConfig {
+                heartbeat: Duration::from_secs(100),
+                first_reply_timeout: Some(Duration::from_secs(3)),
+                ..cfg()
+            },
+            t0,
+        );
+        assert_eq!(c.poll_timeout(), t0 + Duration::from_secs(3));
+        assert!(matches!(
+            c.handle_timeout(t0 + Duration::from_secs(3)),
+            Err(ChannelError::Timeout(_))
+        ));
+        let mut c = Channel::client(
+            id.clone(),
+            ChannelConfig {
+                first_reply_timeout: Some(Duration::from_secs(3)),
+                ..cfg()
+            },
+            t0,
+        );
+        let item = Event::on_channel(&id, "STREAM", Value::from(1));
+        assert!(c
+            .on_event(item, t0 + Duration::from_secs(1))
+            .unwrap()
+            .is_some());
+        // heartbeats keep it going long after the timeout
+        for s in (4..100).step_by(4) {
+            let hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
+            c.on_event(hb, t0 + Duration::from_secs(s)).unwrap();
+            c.handle_timeout(t0 + Duration::from_secs(s)).unwrap();
+        }
+        // heartbeats alone do not count as the first reply
+        let mut c = Channel::client(
+            id.clone(),
+            ChannelConfig {
+                heartbeat: Duration::from_secs(1),
+                first_reply_timeout: Some(Duration::from_secs(3)),
+                ..cfg()
+            },
+            t0,
+        );
+        for ms in (500..3000).step_by(500) {
+            let hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
+            c.on_event(hb, t0 + Duration::from_millis(ms)).unwrap();
+            c.handle_timeout(t0 + Duration::from_millis(ms)).unwrap();
+        }
+        assert!(c.handle_timeout(t0 + Duration::from_secs(3)).is_err());
+    }
+
+    #[test]
+    fn sender_respects_additive_credit() {
+        let t0 = Instant::now();
+        let req = Event::new("range", Value::Array(vec![1000.into()]));
+        let mut s = Channel::server(&req, cfg(), t0);
+        assert_eq!(s.credit_mode(), CreditMode::Additive);
+        assert!(s.send("STREAM", 0.into()));
+        assert!(!s.can_send_item());
+        assert!(!s.send("STREAM", 1.into()), "no credit, refused");
+        let more = Event::on_channel(&req.header.message_id, MORE, Value::Array(vec![3.into()]));
+        s.on_event(more, t0).unwrap();
+        let more = Event::on_channel(&req.header.message_id, MORE, Value::Array(vec![2.into()]));
+        s.on_event(more, t0).unwrap();
+        assert_eq!(s.send_credit(), 5);
+        let bad = Event::on_channel(&req.header.message_id, MORE, Value::from("x"));
+        assert_eq!(s.on_event(bad, t0), Err(ChannelError::BadCredit));
+    }
+
+    #[test]
+    fn node_peers_get_absolute_credit() {
+        let t0 = Instant::now();
+        let mut req = Event::new("range", Value::Array(vec![]));
+        req.header.message_id = MessageId::from_str_id("6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+        let mut s = Channel::server(&req, cfg(), t0);
+        assert_eq!(s.credit_mode(), CreditMode::Absolute);
+        for n in [10u64, 4] {
+            let more =
+                Event::on_channel(&req.header.message_id, MORE, Value::Array(vec![n.into()]));
+            s.on_event(more, t0).unwrap();
+            assert_eq!(s.send_credit(), n, "absolute, not added");
+        }
+    }
+
+    #[test]
+    fn receiver_window_never_overflows_and_keeps_stream_moving() {
+        // Simulate a sender and a receiver: the receiver consumes slowly;
+        // the sender must never have more items in flight than the window.
+        let t0 = Instant::now();
+        let req = Event::new("range", Value::Array(vec![]));
+        let id = req.header.message_id.clone();
+        let mut client = Channel::client(id.clone(), cfg(), t0);
+        let mut server = Channel::server(&req, cfg(), t0);
+        let mut queued: u64 = 0; // items at the client not yet consumed
+        let mut in_flight = VecDeque::new();
+        let mut sent = 0u64;
+        let mut received = 0u64;
+        for step in 0..20_000u64 {
+            while server.can_send_item() && sent < 10_000 {
+                assert!(server.send("STREAM", sent.into()));
+                sent += 1;
+            }
+            in_flight.extend(drain(&mut server));
+            // deliver everything in flight
+            while let Some(ev) = in_flight.pop_front() {
+                if client.on_event(ev, t0).unwrap().is_some() {
+                    queued += 1;
+                    received += 1;
+                }
+            }
+            assert!(queued <= 100, "receiver holds at most its window: {queued}");
+            // consume a few
+            if step % 3 == 0 && queued > 0 {
+                let k = queued.min(7);
+                queued -= k;
+                client.consumed(k);
+            }
+            for ev in drain(&mut client) {
+                server.on_event(ev, t0).unwrap();
+            }
+            if received == 10_000 {
+                break;
+            }
+        }
+        assert_eq!(received, 10_000, "the stream completes");
+    }
+}

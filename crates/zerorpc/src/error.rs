@@ -1,0 +1,71 @@
+//! The errors of the RPC layer.
+
+use std::time::Duration;
+
+/// Why an event could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// Not valid msgpack.
+    #[error("invalid msgpack: {0}")]
+    Msgpack(String),
+    /// Valid msgpack, but not a ZeroRPC event.
+    #[error("malformed event: {0}")]
+    Malformed(&'static str),
+    /// More values than allowed.
+    #[error("event has more than {max_nodes} msgpack values")]
+    TooComplex {
+        /// The limit.
+        max_nodes: usize,
+    },
+}
+
+/// An error raised by the remote side: its type name, message and
+/// traceback, as the peer sent them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteError {
+    /// The error's type name (`NameError`, `DemoError`...).
+    pub name: String,
+    /// Its message.
+    pub message: String,
+    /// The remote traceback, possibly empty.
+    pub traceback: String,
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// Everything that can go wrong with a call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The remote method raised an error.
+    #[error("remote error {0}")]
+    Remote(RemoteError),
+    /// No reply arrived within the call timeout.
+    #[error("timed out after {0:?} waiting for a reply")]
+    Timeout(Duration),
+    /// The remote stopped heart-beating.
+    #[error("lost remote after {0:?} without a heartbeat")]
+    LostRemote(Duration),
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A message could not be decoded.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// Arguments or results did not (de)serialize.
+    #[error("serialization error: {0}")]
+    Serialization(String),
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] zmtp::ZmtpError),
+    /// The client or server was closed.
+    #[error("closed")]
+    Closed,
+}

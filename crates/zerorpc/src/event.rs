@@ -1,0 +1,499 @@
+//! Events: one msgpack value `[header, name, args]` per ZeroMQ message.
+//!
+//! The header is a map with string keys: `message_id` (opaque; Python 3
+//! sends 32 hex characters as msgpack bin, Node a 36-character string),
+//! `v` (3), `response_to` on every event of a channel after the first, and
+//! any other key (task context such as trace ids), which is preserved.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use bytes::Bytes;
+use rmp::Marker;
+use rmpv::Value;
+
+use crate::error::EventError;
+
+/// The protocol version we send in `v`.
+pub const PROTOCOL_VERSION: i64 = 3;
+
+/// A message id. Compared by its bytes; remembers whether it travelled as
+/// msgpack str or bin so that `response_to` echoes the type we received.
+#[derive(Clone)]
+pub struct MessageId {
+    raw: Bytes,
+    is_str: bool,
+}
+
+impl MessageId {
+    /// A fresh id like Python 3's: 32 random hex characters, sent as bin.
+    pub fn random() -> Self {
+        let n: u128 = rand::random();
+        MessageId {
+            raw: Bytes::from(format!("{n:032x}")),
+            is_str: false,
+        }
+    }
+
+    /// An id sent as msgpack str (what Node does).
+    pub fn from_str_id(s: &str) -> Self {
+        MessageId {
+            raw: Bytes::copy_from_slice(s.as_bytes()),
+            is_str: true,
+        }
+    }
+
+    /// An id sent as msgpack bin.
+    pub fn from_bin(b: impl Into<Bytes>) -> Self {
+        MessageId {
+            raw: b.into(),
+            is_str: false,
+        }
+    }
+
+    /// Reads an id from a header value (str or bin; Node's ids are strings,
+    /// Python's bytes). Other types are not ids.
+    pub fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Binary(b) => Some(MessageId::from_bin(b.clone())),
+            Value::String(s) => Some(MessageId {
+                raw: Bytes::copy_from_slice(s.as_bytes()),
+                is_str: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The id as a msgpack value of the type it arrived as.
+    pub fn to_value(&self) -> Value {
+        if self.is_str {
+            Value::String(String::from_utf8_lossy(&self.raw).into_owned().into())
+        } else {
+            Value::Binary(self.raw.to_vec())
+        }
+    }
+
+    /// The id's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Whether it travels as msgpack str.
+    pub fn is_str(&self) -> bool {
+        self.is_str
+    }
+}
+
+impl PartialEq for MessageId {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+impl Eq for MessageId {}
+impl Hash for MessageId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.raw.hash(state)
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", String::from_utf8_lossy(&self.raw))
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", String::from_utf8_lossy(&self.raw))
+    }
+}
+
+/// An event header.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Header {
+    /// Unique id of this event.
+    pub message_id: MessageId,
+    /// Protocol version (`v`); absent in very old peers.
+    pub version: Option<i64>,
+    /// The channel this event belongs to (the first event's id).
+    pub response_to: Option<MessageId>,
+    /// Every other key, in order, untouched.
+    pub extra: Vec<(Value, Value)>,
+}
+
+impl Header {
+    /// A header with a fresh id.
+    pub fn new() -> Self {
+        Header {
+            message_id: MessageId::random(),
+            version: Some(PROTOCOL_VERSION),
+            response_to: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A string-keyed extra entry.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// Sets a string-keyed extra entry.
+    pub fn set(&mut self, key: &str, value: Value) {
+        match self.extra.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
+            Some(slot) => slot.1 = value,
+            None => self.extra.push((Value::from(key), value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        let mut m = Vec::with_capacity(3 + self.extra.len());
+        m.push((Value::from("message_id"), self.message_id.to_value()));
+        if let Some(v) = self.version {
+            m.push((Value::from("v"), Value::from(v)));
+        }
+        if let Some(r) = &self.response_to {
+            m.push((Value::from("response_to"), r.to_value()));
+        }
+        m.extend(self.extra.iter().cloned());
+        Value::Map(m)
+    }
+
+    fn from_value(v: Value) -> Result<Self, EventError> {
+        let Value::Map(entries) = v else {
+            return Err(EventError::Malformed("header is not a map"));
+        };
+        let mut message_id = None;
+        let mut version = None;
+        let mut response_to = None;
+        let mut extra = Vec::new();
+        for (k, v) in entries {
+            match key_str(&k) {
+                Some("message_id") => {
+                    message_id = Some(
+                        MessageId::from_value(&v)
+                            .ok_or(EventError::Malformed("message_id is not str or bin"))?,
+                    )
+                }
+                Some("v") => version = v.as_i64(),
+                Some("response_to") => {
+                    response_to = Some(
+                        MessageId::from_value(&v)
+                            .ok_or(EventError::Malformed("response_to is not str or bin"))?,
+                    )
+                }
+                _ => extra.push((k, v)),
+            }
+        }
+        Ok(Header {
+            message_id: message_id.ok_or(EventError::Malformed("header without message_id"))?,
+            version,
+            response_to,
+            extra,
+        })
+    }
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Header::new()
+    }
+}
+
+/// Header keys may come as str or (from Python 2 peers) bin.
+fn key_str(k: &Value) -> Option<&str> {
+    match k {
+        Value::String(s) => s.as_str(),
+        Value::Binary(b) => std::str::from_utf8(b).ok(),
+        _ => None,
+    }
+}
+
+/// One event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// The header.
+    pub header: Header,
+    /// Method name, reply kind (`OK`, `ERR`, `STREAM`, `STREAM_DONE`) or
+    /// control (`_zpc_hb`, `_zpc_more`).
+    pub name: String,
+    /// Arguments: an array for requests, bare for `STREAM` items.
+    pub args: Value,
+}
+
+/// Limits applied when decoding events from the network.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    /// Most msgpack values (nodes) in one event. Each costs a few dozen
+    /// bytes once decoded, so this bounds the decoded size.
+    pub max_nodes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_nodes: 1_000_000,
+        }
+    }
+}
+
+impl Event {
+    /// A new event (fresh id) opening a channel or standing alone.
+    pub fn new(name: impl Into<String>, args: Value) -> Self {
+        Event {
+            header: Header::new(),
+            name: name.into(),
+            args,
+        }
+    }
+
+    /// An event on the channel `channel` (fresh id, `response_to` set).
+    pub fn on_channel(channel: &MessageId, name: impl Into<String>, args: Value) -> Self {
+        let mut header = Header::new();
+        header.response_to = Some(channel.clone());
+        Event {
+            header,
+            name: name.into(),
+            args,
+        }
+    }
+
+    /// Encodes to msgpack.
+    pub fn encode(&self) -> Bytes {
+        let v = Value::Array(vec![
+            self.header.to_value(),
+            Value::from(self.name.as_str()),
+            self.args.clone(),
+        ]);
+        let mut out = Vec::with_capacity(64);
+        // Writing into a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut out, &v);
+        Bytes::from(out)
+    }
+
+    /// Decodes from msgpack, refusing anything that is not a well-formed
+    /// event or exceeds `limits`.
+    pub fn decode(buf: &[u8], limits: DecodeLimits) -> Result<Self, EventError> {
+        scan(buf, limits.max_nodes)?;
+        let v = rmpv::decode::read_value(&mut &buf[..])
+            .map_err(|e| EventError::Msgpack(e.to_string()))?;
+        let Value::Array(mut parts) = v else {
+            return Err(EventError::Malformed("event is not an array"));
+        };
+        if parts.len() < 3 {
+            return Err(EventError::Malformed("event has fewer than 3 parts"));
+        }
+        let args = parts.swap_remove(2);
+        let name = match parts.swap_remove(1) {
+            Value::String(s) => s
+                .into_str()
+                .ok_or(EventError::Malformed("event name is not UTF-8"))?,
+            Value::Binary(b) => String::from_utf8(b)
+                .map_err(|_| EventError::Malformed("event name is not UTF-8"))?,
+            _ => return Err(EventError::Malformed("event name is not a string")),
+        };
+        let header = Header::from_value(parts.swap_remove(0))?;
+        Ok(Event { header, name, args })
+    }
+}
+
+/// Walks msgpack bytes without building values: checks they are complete
+/// and hold at most `max_nodes` values.
+fn scan(mut rd: &[u8], max_nodes: usize) -> Result<(), EventError> {
+    let truncated = || EventError::Msgpack("truncated msgpack".into());
+    let mut pending: u64 = 1;
+    let mut nodes = 0usize;
+    while pending > 0 {
+        pending -= 1;
+        nodes += 1;
+        if nodes > max_nodes {
+            return Err(EventError::TooComplex { max_nodes });
+        }
+        let marker = rmp::decode::read_marker(&mut rd).map_err(|_| truncated())?;
+        let mut len = |n: usize| -> Result<u64, EventError> {
+            if rd.len() < n {
+                return Err(truncated());
+            }
+            let (head, rest) = rd.split_at(n);
+            rd = rest;
+            Ok(head.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        };
+        let skip: u64 = match marker {
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+                0
+            }
+            Marker::U8 | Marker::I8 => 1,
+            Marker::U16 | Marker::I16 => 2,
+            Marker::U32 | Marker::I32 | Marker::F32 => 4,
+            Marker::U64 | Marker::I64 | Marker::F64 => 8,
+            Marker::FixStr(n) => u64::from(n),
+            Marker::Str8 | Marker::Bin8 => len(1)?,
+            Marker::Str16 | Marker::Bin16 => len(2)?,
+            Marker::Str32 | Marker::Bin32 => len(4)?,
+            Marker::FixArray(n) => {
+                pending += u64::from(n);
+                0
+            }
+            Marker::Array16 => {
+                pending += len(2)?;
+                0
+            }
+            Marker::Array32 => {
+                pending += len(4)?;
+                0
+            }
+            Marker::FixMap(n) => {
+                pending += 2 * u64::from(n);
+                0
+            }
+            Marker::Map16 => {
+                pending += 2 * len(2)?;
+                0
+            }
+            Marker::Map32 => {
+                pending += 2 * len(4)?;
+                0
+            }
+            Marker::FixExt1 => 2,
+            Marker::FixExt2 => 3,
+            Marker::FixExt4 => 5,
+            Marker::FixExt8 => 9,
+            Marker::FixExt16 => 17,
+            Marker::Ext8 => len(1)? + 1,
+            Marker::Ext16 => len(2)? + 1,
+            Marker::Ext32 => len(4)? + 1,
+            Marker::Reserved => return Err(EventError::Msgpack("reserved msgpack marker".into())),
+        };
+        let skip = usize::try_from(skip).map_err(|_| truncated())?;
+        if rd.len() < skip {
+            return Err(truncated());
+        }
+        rd = &rd[skip..];
+        // Every pending value needs at least one more byte.
+        if pending > rd.len() as u64 {
+            return Err(truncated());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn python_request_bytes_decode() {
+        // PROTOCOL.md section 4: echo("hi") from the Python client.
+        let id = "0123456789abcdef0123456789abcdef";
+        let mut wire = hex("9382aa");
+        wire.extend_from_slice(b"message_id");
+        wire.extend_from_slice(&hex("c420"));
+        wire.extend_from_slice(id.as_bytes());
+        wire.extend_from_slice(&hex("a17603a4"));
+        wire.extend_from_slice(b"echo");
+        wire.extend_from_slice(&hex("91a2"));
+        wire.extend_from_slice(b"hi");
+        let ev = Event::decode(&wire, DecodeLimits::default()).unwrap();
+        assert_eq!(ev.name, "echo");
+        assert_eq!(ev.args, Value::Array(vec![Value::from("hi")]));
+        assert_eq!(ev.header.message_id.as_bytes(), id.as_bytes());
+        assert!(!ev.header.message_id.is_str());
+        assert_eq!(ev.header.version, Some(3));
+        // and we encode the same event byte for byte
+        assert_eq!(&ev.encode()[..], &wire[..]);
+    }
+
+    #[test]
+    fn reply_echoes_id_type_and_keeps_extra_keys() {
+        let mut req = Event::new("add", Value::Array(vec![1.into(), 2.into()]));
+        req.header.message_id = MessageId::from_str_id("3f2504e0-4f89-11d3-9a0c-0305e82c3301");
+        req.header.set("traceparent", Value::from("00-abc-def-01"));
+        req.header
+            .extra
+            .push((Value::from(7), Value::from("int key kept")));
+        let back = Event::decode(&req.encode(), DecodeLimits::default()).unwrap();
+        assert_eq!(back, req);
+        let reply = Event::on_channel(&back.header.message_id, "OK", Value::Array(vec![3.into()]));
+        let reply = Event::decode(&reply.encode(), DecodeLimits::default()).unwrap();
+        let rt = reply.header.response_to.unwrap();
+        assert!(rt.is_str(), "a string id is echoed as a string");
+        assert_eq!(rt, req.header.message_id);
+        assert_eq!(
+            back.header.get("traceparent"),
+            Some(&Value::from("00-abc-def-01"))
+        );
+    }
+
+    #[test]
+    fn random_ids_look_like_python() {
+        let a = MessageId::random();
+        assert_eq!(a.as_bytes().len(), 32);
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(a, MessageId::random());
+        assert_eq!(a.to_value(), Value::Binary(a.as_bytes().to_vec()));
+    }
+
+    #[test]
+    fn malformed_events_are_errors() {
+        let lim = DecodeLimits::default();
+        let enc = |v: Value| {
+            let mut b = Vec::new();
+            rmpv::encode::write_value(&mut b, &v).unwrap();
+            b
+        };
+        let hdr = Value::Map(vec![(Value::from("message_id"), Value::from("x"))]);
+        for bad in [
+            enc(Value::from(5)),
+            enc(Value::Array(vec![hdr.clone(), Value::from("m")])),
+            enc(Value::Array(vec![
+                Value::from(1),
+                Value::from("m"),
+                Value::Nil,
+            ])),
+            enc(Value::Array(vec![hdr.clone(), Value::from(9), Value::Nil])),
+            enc(Value::Array(vec![
+                Value::Map(vec![]),
+                Value::from("m"),
+                Value::Nil,
+            ])),
+            enc(Value::Array(vec![
+                Value::Map(vec![(Value::from("message_id"), Value::from(1))]),
+                Value::from("m"),
+                Value::Nil,
+            ])),
+            vec![],
+            vec![0x93],
+            vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+            vec![0xc1],
+        ] {
+            assert!(Event::decode(&bad, lim).is_err(), "{bad:?}");
+        }
+        let ok = enc(Value::Array(vec![hdr, Value::from("m"), Value::Nil]));
+        assert!(Event::decode(&ok, lim).is_ok());
+    }
+
+    #[test]
+    fn node_limit_stops_amplification() {
+        // [header, "m", [nil * 1000]]
+        let mut args = vec![0xdc, 0x03, 0xe8];
+        args.extend(std::iter::repeat_n(0xc0, 1000));
+        let hdr = Event::new("m", Value::Nil).encode();
+        // splice: reuse header/name of an encoded event, replace args
+        let mut wire = hdr[..hdr.len() - 1].to_vec();
+        wire.extend_from_slice(&args);
+        assert!(Event::decode(&wire, DecodeLimits { max_nodes: 2000 }).is_ok());
+        assert!(matches!(
+            Event::decode(&wire, DecodeLimits { max_nodes: 500 }),
+            Err(EventError::TooComplex { .. })
+        ));
+    }
+}

@@ -1,0 +1,20 @@
+//! # zerorpc — ZeroRPC for Rust
+//!
+//! Wire-compatible with zerorpc-python 0.6.3 and zerorpc-node 0.9.8, on the
+//! [`zmtp`] transport. This crate owns the RPC layers:
+//!
+//! * [`event`]: the msgpack `[header, name, args]` envelope, message ids,
+//!   `response_to`, preserved header keys;
+//! * channels (heartbeats, credit, timeouts) as sans-IO state machines;
+//! * the client, the server and the service trait.
+
+#![warn(missing_docs)]
+
+pub mod channel;
+mod error;
+pub mod event;
+
+pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
+pub use error::{Error, EventError, RemoteError};
+pub use event::{DecodeLimits, Event, Header, MessageId};
+pub use rmpv::Value;
