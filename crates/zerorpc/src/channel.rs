@@ -134,6 +134,11 @@ impl Channel {
         &self.id
     }
 
+    /// The channel's configuration.
+    pub fn config(&self) -> &ChannelConfig {
+        &self.cfg
+    }
+
     /// The credit interpretation in use.
     pub fn credit_mode(&self) -> CreditMode {
         self.mode

@@ -11,10 +11,20 @@
 #![warn(missing_docs)]
 
 pub mod channel;
+mod client;
+pub mod demo;
 mod error;
 pub mod event;
+pub mod introspection;
+mod server;
+pub mod service;
 
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
+pub use client::{BlockingClient, Client, ClientOptions};
 pub use error::{Error, EventError, RemoteError};
 pub use event::{DecodeLimits, Event, Header, MessageId};
 pub use rmpv::Value;
+pub use server::{Server, ServerOptions};
+pub use service::{
+    ArgInfo, CallContext, CallError, DynamicService, HandlerFuture, MethodInfo, Response, Service,
+};

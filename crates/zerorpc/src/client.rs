@@ -1,0 +1,406 @@
+//! The client: DEALER sockets, one channel per call.
+//!
+//! A client may be given several endpoints: it keeps one DEALER per
+//! endpoint and pins every channel to one of them (a single DEALER would
+//! round-robin the heartbeats and credit of one call across servers). The
+//! call future (or stream) drives its [`Channel`]; dropping it stops the
+//! heartbeats, which is how ZeroRPC cancels.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use rmpv::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use zmtp::{DealerSocket, Message, SocketOptions};
+
+use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::error::{Error, RemoteError};
+use crate::event::{DecodeLimits, Event, MessageId};
+
+/// Client settings.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Heartbeat, first-reply timeout (default 30 s) and stream window.
+    pub channel: ChannelConfig,
+    /// Transport settings.
+    pub socket: SocketOptions,
+    /// Limits on incoming events.
+    pub decode_limits: DecodeLimits,
+}
+
+impl ClientOptions {
+    /// Sets the first-reply timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.channel.first_reply_timeout = Some(t);
+        self
+    }
+
+    /// Sets the heartbeat interval.
+    pub fn heartbeat(mut self, t: Duration) -> Self {
+        self.channel.heartbeat = t;
+        self
+    }
+}
+
+type Channels = Mutex<HashMap<MessageId, mpsc::Sender<Event>>>;
+
+struct Conn {
+    dealer: DealerSocket,
+    channels: Channels,
+}
+
+impl Conn {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, mpsc::Sender<Event>>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Inner {
+    conns: Vec<Arc<Conn>>,
+    next: AtomicUsize,
+    opts: ClientOptions,
+}
+
+/// A ZeroRPC client. Cheap to clone; calls may run concurrently.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    _stop: Arc<tokio_util::sync::DropGuard>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("connections", &self.inner.conns.len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to one endpoint with default options.
+    pub async fn connect(endpoint: &str) -> Result<Client, Error> {
+        Client::connect_with(&[endpoint], ClientOptions::default()).await
+    }
+
+    /// Connects to several endpoints (each call uses one of them).
+    pub async fn connect_with(endpoints: &[&str], opts: ClientOptions) -> Result<Client, Error> {
+        if endpoints.is_empty() {
+            return Err(Error::Protocol("no endpoint given".into()));
+        }
+        let stop = CancellationToken::new();
+        let mut conns = Vec::new();
+        for ep in endpoints {
+            let dealer = DealerSocket::with_options(opts.socket.clone());
+            dealer.connect(ep).await?;
+            let conn = Arc::new(Conn {
+                dealer,
+                channels: Mutex::new(HashMap::new()),
+            });
+            tokio::spawn(receive_loop(conn.clone(), opts.decode_limits, stop.clone()));
+            conns.push(conn);
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                conns,
+                next: AtomicUsize::new(0),
+                opts,
+            }),
+            _stop: Arc::new(stop.drop_guard()),
+        })
+    }
+
+    /// Calls `method` and waits for its result. A streamed result is
+    /// collected into an array.
+    pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
+        let mut call = self.open(method, args).await?;
+        let first = call.next_event().await?;
+        match first.name.as_str() {
+            "OK" => Ok(first_arg(first.args)),
+            "ERR" => Err(Error::Remote(remote_error(first.args))),
+            // An empty stream (Python sends STREAM_DONE alone).
+            "STREAM_DONE" => Ok(Value::Array(Vec::new())),
+            "STREAM" => {
+                let mut items = vec![first.args];
+                call.ch.consumed(1);
+                loop {
+                    let ev = call.next_event().await?;
+                    match ev.name.as_str() {
+                        "STREAM" => {
+                            items.push(ev.args);
+                            call.ch.consumed(1);
+                        }
+                        "STREAM_DONE" => return Ok(Value::Array(items)),
+                        "ERR" => return Err(Error::Remote(remote_error(ev.args))),
+                        other => return Err(unexpected(other)),
+                    }
+                }
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Calls a streaming method: items arrive as the stream is polled, and
+    /// credit is granted as they are consumed. Dropping the stream cancels
+    /// the call. A method that returns a single value yields it once.
+    pub async fn call_stream(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<impl Stream<Item = Result<Value, Error>> + Send + 'static, Error> {
+        let call = self.open(method, args).await?;
+        Ok(futures::stream::unfold(Some(call), |state| async move {
+            let mut call = state?;
+            match call.next_event().await {
+                Ok(ev) => match ev.name.as_str() {
+                    "STREAM" => {
+                        call.ch.consumed(1);
+                        Some((Ok(ev.args), Some(call)))
+                    }
+                    "STREAM_DONE" => None,
+                    "OK" => Some((Ok(first_arg(ev.args)), None)),
+                    "ERR" => Some((Err(Error::Remote(remote_error(ev.args))), None)),
+                    other => Some((Err(unexpected(other)), None)),
+                },
+                Err(e) => Some((Err(e), None)),
+            }
+        }))
+    }
+
+    /// Sends the request and opens its channel.
+    async fn open(&self, method: &str, args: Vec<Value>) -> Result<OpenCall, Error> {
+        let conn = self.pick();
+        let request = Event::new(method, Value::Array(args));
+        let id = request.header.message_id.clone();
+        // Room for a full window of stream items plus control events.
+        let (tx, rx) = mpsc::channel(self.inner.opts.channel.window as usize + 16);
+        conn.channels().insert(id.clone(), tx);
+        let guard = CallGuard {
+            conn: conn.clone(),
+            id: id.clone(),
+        };
+        let payload = request.encode();
+        let started = Instant::now();
+        // With no server connected yet the send waits for one (no
+        // slow-joiner loss), but never past the call timeout.
+        let send = conn
+            .dealer
+            .send(Message::from_iter([Bytes::new(), payload]));
+        match self.inner.opts.channel.first_reply_timeout {
+            Some(t) => tokio::time::timeout(t, send)
+                .await
+                .map_err(|_| Error::Timeout(t))??,
+            None => send.await?,
+        }
+        let ch = Channel::client(id, self.inner.opts.channel, started.into_std());
+        Ok(OpenCall {
+            conn,
+            ch,
+            rx,
+            _guard: guard,
+        })
+    }
+
+    /// A connection for a new channel: round robin, preferring connected ones.
+    fn pick(&self) -> Arc<Conn> {
+        let conns = &self.inner.conns;
+        let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        (0..conns.len())
+            .map(|i| &conns[(start + i) % conns.len()])
+            .find(|c| c.dealer.peer_count() > 0)
+            .unwrap_or(&conns[start % conns.len()])
+            .clone()
+    }
+}
+
+/// Unregisters a call's channel when the call ends or is dropped.
+struct CallGuard {
+    conn: Arc<Conn>,
+    id: MessageId,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.conn.channels().remove(&self.id);
+    }
+}
+
+struct OpenCall {
+    conn: Arc<Conn>,
+    ch: Channel,
+    rx: mpsc::Receiver<Event>,
+    _guard: CallGuard,
+}
+
+impl OpenCall {
+    /// Drives the channel until the next application event (a reply or
+    /// stream item) arrives.
+    async fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            // Heartbeats are best effort: with the server gone (no peer) or
+            // its queue full they are dropped, and loss detection decides.
+            // Credit must arrive (or the stream stalls), so it waits for
+            // room, but no longer than the remote could stay silent.
+            while let Some(ev) = self.ch.poll_transmit() {
+                let msg = Message::from_iter([Bytes::new(), ev.encode()]);
+                if ev.name == crate::channel::MORE {
+                    let cfg = self.ch.config();
+                    let patience = cfg.heartbeat * cfg.lost_after;
+                    tokio::time::timeout(patience, self.conn.dealer.send(msg))
+                        .await
+                        .map_err(|_| Error::LostRemote(patience))??;
+                } else if let Err(e) = self.conn.dealer.try_send(msg) {
+                    tracing::debug!(event = %ev.name, error = %e, "heartbeat not sent");
+                }
+            }
+            let deadline = Instant::from_std(self.ch.poll_timeout());
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    Some(ev) => {
+                        if let Some(app) = self.ch.on_event(ev, Instant::now().into_std()).map_err(channel_error)? {
+                            return Ok(app);
+                        }
+                    }
+                    None => return Err(Error::Protocol(
+                        "the server sent more events than the channel allows".into(),
+                    )),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.ch.handle_timeout(Instant::now().into_std()).map_err(channel_error)?;
+                }
+            }
+        }
+    }
+}
+
+fn channel_error(e: ChannelError) -> Error {
+    match e {
+        ChannelError::Timeout(t) => Error::Timeout(t),
+        ChannelError::LostRemote(t) => Error::LostRemote(t),
+        ChannelError::BadCredit => Error::Protocol("malformed _zpc_more".into()),
+    }
+}
+
+fn unexpected(name: &str) -> Error {
+    Error::Protocol(format!("unexpected {name} event"))
+}
+
+fn first_arg(args: Value) -> Value {
+    match args {
+        Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
+        Value::Array(_) => Value::Nil,
+        other => other,
+    }
+}
+
+/// Reads `ERR [name, message, traceback]` (or a version 1 one-item array).
+pub(crate) fn remote_error(args: Value) -> RemoteError {
+    let text = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => s.as_str().unwrap_or_default().to_owned(),
+        Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::Nil) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    match &args {
+        Value::Array(a) if a.len() == 1 => RemoteError {
+            name: "RemoteError".into(),
+            message: text(a.first()),
+            traceback: String::new(),
+        },
+        Value::Array(a) => RemoteError {
+            name: text(a.first()),
+            message: text(a.get(1)),
+            traceback: text(a.get(2)),
+        },
+        other => RemoteError {
+            name: "RemoteError".into(),
+            message: text(Some(other)),
+            traceback: String::new(),
+        },
+    }
+}
+
+async fn receive_loop(conn: Arc<Conn>, limits: DecodeLimits, stop: CancellationToken) {
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => return,
+            m = conn.dealer.recv() => match m {
+                Ok(m) => m,
+                Err(_) => return,
+            },
+        };
+        let Some(payload) = msg.last() else { continue };
+        let ev = match Event::decode(payload, limits) {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping undecodable event from server");
+                continue;
+            }
+        };
+        let Some(channel) = ev.header.response_to.clone() else {
+            tracing::debug!(name = %ev.name, "event without response_to, dropped");
+            continue;
+        };
+        let mut chans = conn.channels();
+        if let Some(tx) = chans.get(&channel) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ev) {
+                // The server ignored our credit: fail that call only.
+                tracing::warn!(%channel, "server overflowed the channel window; failing the call");
+                chans.remove(&channel);
+            }
+        }
+    }
+}
+
+/// A client for programs without an async runtime: runs its own.
+pub struct BlockingClient {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+impl std::fmt::Debug for BlockingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingClient").finish()
+    }
+}
+
+impl BlockingClient {
+    /// Connects to `endpoint`.
+    pub fn connect(endpoint: &str) -> Result<Self, Error> {
+        BlockingClient::connect_with(&[endpoint], ClientOptions::default())
+    }
+
+    /// Connects with options.
+    pub fn connect_with(endpoints: &[&str], opts: ClientOptions) -> Result<Self, Error> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Transport(zmtp::ZmtpError::Io(e)))?;
+        let client = rt.block_on(Client::connect_with(endpoints, opts))?;
+        Ok(BlockingClient { rt, client })
+    }
+
+    /// Calls a method and waits for the result.
+    pub fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
+        self.rt.block_on(self.client.call(method, args))
+    }
+
+    /// Calls a streaming method; the iterator yields items as they arrive.
+    pub fn call_stream(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<impl Iterator<Item = Result<Value, Error>> + '_, Error> {
+        let stream = self.rt.block_on(self.client.call_stream(method, args))?;
+        let mut stream = Box::pin(stream);
+        Ok(std::iter::from_fn(move || {
+            self.rt.block_on(futures::StreamExt::next(&mut stream))
+        }))
+    }
+}

@@ -1,0 +1,337 @@
+//! Services: what a server exposes.
+//!
+//! A [`Service`] names itself, describes its methods (for introspection)
+//! and dispatches calls. [`DynamicService`] builds one at run time from
+//! closures over [`Value`]s; the `#[zerorpc::service]` macro builds one
+//! from an `impl` block.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+use rmpv::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::event::Header;
+
+/// An error raised by a handler; sent as `ERR [name, message, traceback]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// Error type name, as Python would print it (`ValueError`, `DemoError`).
+    pub name: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Traceback text (may be empty).
+    pub traceback: String,
+}
+
+impl CallError {
+    /// An error with a name and message.
+    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
+        CallError {
+            name: name.into(),
+            message: message.into(),
+            traceback: String::new(),
+        }
+    }
+
+    /// Adds a traceback.
+    pub fn with_traceback(mut self, traceback: impl Into<String>) -> Self {
+        self.traceback = traceback.into();
+        self
+    }
+
+    /// A wrong argument (count or type), named like Python's `TypeError`.
+    pub fn bad_args(message: impl Into<String>) -> Self {
+        CallError::new("TypeError", message)
+    }
+
+    /// Wraps any error: the name is the error type's last path segment.
+    pub fn from_error<E: std::error::Error + ?Sized>(e: &E) -> Self {
+        let full = std::any::type_name::<E>();
+        let short = full.rsplit("::").next().unwrap_or(full);
+        CallError::new(short, e.to_string())
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl From<crate::RemoteError> for CallError {
+    fn from(e: crate::RemoteError) -> Self {
+        CallError {
+            name: e.name,
+            message: e.message,
+            traceback: e.traceback,
+        }
+    }
+}
+
+/// What a handler produced.
+pub enum Response {
+    /// One value: `OK [value]`.
+    Value(Value),
+    /// A stream: `STREAM item`... then `STREAM_DONE`. An error item ends the
+    /// stream with `ERR`.
+    Stream(BoxStream<'static, Result<Value, CallError>>),
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Response::Value(v) => f.debug_tuple("Value").field(v).finish(),
+            Response::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// The future a handler returns.
+pub type HandlerFuture = BoxFuture<'static, Result<Response, CallError>>;
+
+/// What a handler knows about its call.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The request's header (trace context and other keys live here).
+    pub header: Header,
+}
+
+/// One argument, for introspection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgInfo {
+    /// Its name.
+    pub name: String,
+    /// Its default value, if it has one.
+    pub default: Option<Value>,
+}
+
+impl ArgInfo {
+    /// A required argument.
+    pub fn required(name: impl Into<String>) -> Self {
+        ArgInfo {
+            name: name.into(),
+            default: None,
+        }
+    }
+}
+
+/// A method, for introspection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodInfo {
+    /// Its name.
+    pub name: String,
+    /// Its documentation.
+    pub doc: String,
+    /// Its positional arguments.
+    pub args: Vec<ArgInfo>,
+    /// Whether it streams its result.
+    pub streaming: bool,
+}
+
+impl MethodInfo {
+    /// A method with required arguments named `args`.
+    pub fn new(name: impl Into<String>, doc: impl Into<String>, args: &[&str]) -> Self {
+        MethodInfo {
+            name: name.into(),
+            doc: doc.into(),
+            args: args.iter().map(|a| ArgInfo::required(*a)).collect(),
+            streaming: false,
+        }
+    }
+}
+
+/// A set of methods served under a name.
+pub trait Service: Send + Sync + 'static {
+    /// The service name (`_zerorpc_name`).
+    fn name(&self) -> &str;
+
+    /// Every public method, in a stable order.
+    fn methods(&self) -> Vec<MethodInfo>;
+
+    /// Starts a call; `None` when there is no such method.
+    fn call(&self, method: &str, args: Vec<Value>, ctx: CallContext) -> Option<HandlerFuture>;
+}
+
+impl<S: Service + ?Sized> Service for Arc<S> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn methods(&self) -> Vec<MethodInfo> {
+        (**self).methods()
+    }
+    fn call(&self, method: &str, args: Vec<Value>, ctx: CallContext) -> Option<HandlerFuture> {
+        (**self).call(method, args, ctx)
+    }
+}
+
+type Handler = Arc<dyn Fn(Vec<Value>, CallContext) -> HandlerFuture + Send + Sync>;
+
+/// A service assembled at run time from closures.
+///
+/// ```
+/// use zerorpc::{DynamicService, Value, CallError};
+/// let svc = DynamicService::new("calc")
+///     .method("add", "Add two numbers.", &["a", "b"], |args| async move {
+///         let (a, b): (i64, i64) = zerorpc::service::parse_args("add", &["a", "b"], args)?;
+///         Ok(Value::from(a + b))
+///     });
+/// ```
+#[derive(Clone)]
+pub struct DynamicService {
+    name: String,
+    order: Vec<String>,
+    methods: HashMap<String, (MethodInfo, Handler)>,
+}
+
+impl fmt::Debug for DynamicService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamicService")
+            .field("name", &self.name)
+            .field("methods", &self.order)
+            .finish()
+    }
+}
+
+impl DynamicService {
+    /// An empty service called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        DynamicService {
+            name: name.into(),
+            order: Vec::new(),
+            methods: HashMap::new(),
+        }
+    }
+
+    /// Registers a method with its description and raw handler (replacing
+    /// any method of the same name).
+    pub fn register(&mut self, info: MethodInfo, handler: Handler) {
+        if !self.methods.contains_key(&info.name) {
+            self.order.push(info.name.clone());
+        }
+        self.methods.insert(info.name.clone(), (info, handler));
+    }
+
+    /// Adds a method returning one value.
+    pub fn method<F, Fut>(mut self, name: &str, doc: &str, args: &[&str], f: F) -> Self
+    where
+        F: Fn(Vec<Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, CallError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.register(
+            MethodInfo::new(name, doc, args),
+            Arc::new(move |a, _ctx| {
+                let f = f.clone();
+                async move { f(a).await.map(Response::Value) }.boxed()
+            }),
+        );
+        self
+    }
+
+    /// Adds a method returning a stream.
+    pub fn stream_method<F, S>(mut self, name: &str, doc: &str, args: &[&str], f: F) -> Self
+    where
+        F: Fn(Vec<Value>) -> Result<S, CallError> + Send + Sync + 'static,
+        S: Stream<Item = Result<Value, CallError>> + Send + 'static,
+    {
+        let mut info = MethodInfo::new(name, doc, args);
+        info.streaming = true;
+        self.register(
+            info,
+            Arc::new(move |a, _ctx| {
+                let r = f(a).map(|s| Response::Stream(s.boxed()));
+                async move { r }.boxed()
+            }),
+        );
+        self
+    }
+}
+
+impl Service for DynamicService {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn methods(&self) -> Vec<MethodInfo> {
+        self.order
+            .iter()
+            .filter_map(|n| self.methods.get(n).map(|(i, _)| i.clone()))
+            .collect()
+    }
+
+    fn call(&self, method: &str, args: Vec<Value>, ctx: CallContext) -> Option<HandlerFuture> {
+        let (_, h) = self.methods.get(method)?;
+        Some(h(args, ctx))
+    }
+}
+
+/// Deserializes positional arguments into a tuple (or any type that
+/// deserializes from a sequence), with Python-like errors naming the
+/// method and the offending argument.
+pub fn parse_args<T: DeserializeOwned>(
+    method: &str,
+    names: &[&str],
+    args: Vec<Value>,
+) -> Result<T, CallError> {
+    if args.len() != names.len() {
+        return Err(CallError::bad_args(format!(
+            "{method}() takes {} positional argument{} ({}) but {} {} given",
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            args.len(),
+            if args.len() == 1 { "was" } else { "were" },
+        )));
+    }
+    let given: Vec<&str> = args.iter().map(type_name_of).collect();
+    // No arguments: `()` deserializes from nil, not from an empty array.
+    let v = if args.is_empty() {
+        Value::Nil
+    } else {
+        Value::Array(args)
+    };
+    rmpv::ext::from_value(v).map_err(|e| {
+        CallError::bad_args(format!(
+            "{method}({}): arguments of types ({}) do not fit: {e}",
+            names.join(", "),
+            given.join(", ")
+        ))
+    })
+}
+
+/// Deserializes one argument, naming it in the error.
+pub fn arg<T: DeserializeOwned>(method: &str, name: &str, value: Value) -> Result<T, CallError> {
+    let kind = type_name_of(&value);
+    rmpv::ext::from_value(value).map_err(|e| {
+        CallError::bad_args(format!(
+            "{method}(): argument '{name}' has the wrong type ({kind} given): {e}"
+        ))
+    })
+}
+
+/// Serializes a result.
+pub fn to_value<T: Serialize>(v: &T) -> Result<Value, CallError> {
+    rmpv::ext::to_value(v).map_err(|e| CallError::new("SerializationError", e.to_string()))
+}
+
+/// A msgpack value's type, as a Python user would call it.
+pub fn type_name_of(v: &Value) -> &'static str {
+    match v {
+        Value::Nil => "None",
+        Value::Boolean(_) => "bool",
+        Value::Integer(_) => "int",
+        Value::F32(_) | Value::F64(_) => "float",
+        Value::String(_) => "str",
+        Value::Binary(_) => "bytes",
+        Value::Array(_) => "list",
+        Value::Map(_) => "dict",
+        Value::Ext(..) => "ext",
+    }
+}

@@ -1,0 +1,437 @@
+//! Rust client against Rust server: the whole RPC stack over real sockets.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use zerorpc::demo::demo_service;
+use zerorpc::{
+    BlockingClient, CallError, Client, ClientOptions, DynamicService, Error, Server, ServerOptions,
+    Value,
+};
+
+const WEDGE: Duration = Duration::from_secs(60);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WEDGE, f)
+        .await
+        .unwrap_or_else(|_| panic!("wedged: {what}"))
+}
+
+fn fast_hb() -> zerorpc::ChannelConfig {
+    zerorpc::ChannelConfig {
+        heartbeat: Duration::from_millis(200),
+        ..Default::default()
+    }
+}
+
+async fn start(service: DynamicService, opts: ServerOptions) -> (Arc<Server>, String) {
+    let server = Arc::new(Server::with_options(service, opts));
+    let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    (server, ep)
+}
+
+async fn demo() -> (Arc<Server>, String) {
+    start(demo_service(), ServerOptions::default()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_with_every_value_type() {
+    let (_server, ep) = demo().await;
+    let client = Client::connect(&ep).await.unwrap();
+    let values = vec![
+        Value::from("héllo"),
+        Value::Binary(vec![0, 1, 2, 255]),
+        Value::from(-42),
+        Value::from(u64::MAX),
+        Value::from(1.5),
+        Value::Nil,
+        Value::from(true),
+        Value::Array(vec![Value::from(1), Value::from("two")]),
+        Value::Map(vec![(Value::from("k"), Value::Array(vec![]))]),
+    ];
+    for v in values {
+        let r = within("echo", client.call("echo", vec![v.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(r, v);
+    }
+    assert_eq!(
+        client.call("add", vec![2.into(), 3.into()]).await.unwrap(),
+        Value::from(5)
+    );
+    assert_eq!(
+        client
+            .call("add", vec!["a".into(), "b".into()])
+            .await
+            .unwrap(),
+        Value::from("ab")
+    );
+    assert_eq!(
+        client.call("lolita", vec![]).await.unwrap(),
+        Value::from(42)
+    );
+    let b = client.call("bytes", vec![5.into()]).await.unwrap();
+    assert_eq!(b, Value::Binary(vec![0, 1, 2, 3, 4]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_reach_the_caller() {
+    let (_server, ep) = demo().await;
+    let client = Client::connect(&ep).await.unwrap();
+    match client.call("fail", vec!["boom".into()]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "DemoError");
+            assert_eq!(e.message, "boom");
+            assert!(e.traceback.contains("demo.fail"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.call("nope", vec![]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "NameError");
+            assert_eq!(e.message, "nope");
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.call("add", vec![1.into()]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "TypeError");
+            assert!(e.message.contains("add() takes 2"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    match client.call("range", vec!["ten".into()]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "TypeError");
+            assert!(
+                e.message.contains("'n'"),
+                "names the argument: {}",
+                e.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_with_flow_control() {
+    let (_server, ep) = demo().await;
+    let client = Client::connect(&ep).await.unwrap();
+    let mut s = Box::pin(
+        client
+            .call_stream("range", vec![20_000.into()])
+            .await
+            .unwrap(),
+    );
+    let mut expected = 0u64;
+    while let Some(item) = within("stream item", s.next()).await {
+        assert_eq!(item.unwrap(), Value::from(expected));
+        expected += 1;
+    }
+    assert_eq!(expected, 20_000);
+    // `call` collects a stream; an empty stream is an empty list.
+    let all = client.call("range", vec![5.into()]).await.unwrap();
+    assert_eq!(all, Value::Array((0..5).map(Value::from).collect()));
+    assert_eq!(
+        client.call("range", vec![0.into()]).await.unwrap(),
+        Value::Array(vec![])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection() {
+    let (_server, ep) = demo().await;
+    let client = Client::connect(&ep).await.unwrap();
+    assert_eq!(
+        client.call("_zerorpc_ping", vec![]).await.unwrap(),
+        Value::Array(vec!["pong".into(), "demo".into()])
+    );
+    assert_eq!(
+        client.call("_zerorpc_name", vec![]).await.unwrap(),
+        Value::from("demo")
+    );
+    let list = client.call("_zerorpc_list", vec![]).await.unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["echo", "add", "lolita", "range", "slow", "fail", "bytes"]
+    );
+    assert_eq!(
+        client
+            .call("_zerorpc_help", vec!["add".into()])
+            .await
+            .unwrap(),
+        Value::from("Add a and b (numbers, strings or lists).")
+    );
+    assert_eq!(
+        client
+            .call("_zerorpc_args", vec!["add".into()])
+            .await
+            .unwrap(),
+        Value::Array(vec![
+            Value::Array(vec!["a".into(), "b".into()]),
+            Value::Nil,
+            Value::Nil,
+            Value::Nil
+        ])
+    );
+    let inspect = client.call("_zerorpc_inspect", vec![]).await.unwrap();
+    let m = inspect.as_map().unwrap();
+    assert_eq!(m[0], (Value::from("name"), Value::from("demo")));
+    let methods = m[1].1.as_map().unwrap();
+    assert_eq!(methods.len(), 7);
+    let (name, add) = &methods[1];
+    assert_eq!(name, &Value::from("add"));
+    assert_eq!(
+        add,
+        &Value::Map(vec![
+            (
+                "args".into(),
+                Value::Array(vec![
+                    Value::Map(vec![("name".into(), "a".into())]),
+                    Value::Map(vec![("name".into(), "b".into())])
+                ])
+            ),
+            (
+                "doc".into(),
+                "Add a and b (numbers, strings or lists).".into()
+            )
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_calls_and_long_calls_survive_heartbeats() {
+    let opts = ServerOptions {
+        channel: zerorpc::ChannelConfig {
+            first_reply_timeout: None,
+            ..fast_hb()
+        },
+        ..Default::default()
+    };
+    let (_server, ep) = start(demo_service(), opts).await;
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            channel: fast_hb(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // A call lasting 5 heartbeat intervals still succeeds.
+    let r = within("slow call", client.call("slow", vec![1.0.into()]))
+        .await
+        .unwrap();
+    assert_eq!(r, Value::from(1.0));
+    let calls = (0..200).map(|i| {
+        let c = client.clone();
+        async move { c.call("echo", vec![Value::from(i)]).await }
+    });
+    let results = within("200 concurrent calls", futures::future::join_all(calls)).await;
+    for (i, r) in results.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), Value::from(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_and_lost_remote() {
+    let opts = ServerOptions {
+        channel: fast_hb(),
+        ..Default::default()
+    };
+    let (server, ep) = start(demo_service(), opts).await;
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            channel: fast_hb(),
+            ..Default::default()
+        }
+        .timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    // The first reply does not come in time.
+    match within("timeout", client.call("slow", vec![5.0.into()])).await {
+        Err(Error::Timeout(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    // A server that dies mid-stream: the caller learns it.
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            channel: fast_hb(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move { c.call("slow", vec![30.0.into()]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.shutdown();
+    drop(server);
+    match within("lost remote", call).await.unwrap() {
+        Err(Error::LostRemote(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_call_cancels_the_handler() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (s2, f2) = (started.clone(), finished.clone());
+    let svc = DynamicService::new("t").method("wait", "waits", &[], move |_| {
+        let (s, f) = (s2.clone(), f2.clone());
+        async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            struct Done(Arc<AtomicUsize>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            let _d = Done(f);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Value::Nil)
+        }
+    });
+    let (server, ep) = start(
+        svc,
+        ServerOptions {
+            channel: fast_hb(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            channel: fast_hb(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move { c.call("wait", vec![]).await }
+    });
+    within("handler starts", async {
+        while started.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    call.abort();
+    // The client stops heart-beating; the server notices and drops the handler.
+    within("handler cancelled", async {
+        while finished.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    within("channel closed", async {
+        while server.active_calls() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_only_its_call() {
+    let svc = DynamicService::new("p")
+        .method("boom", "panics", &[], |_| async move {
+            if true {
+                panic!("handler exploded");
+            }
+            Ok(Value::Nil)
+        })
+        .method(
+            "ok",
+            "fine",
+            &[],
+            |_| async move { Ok(Value::from("fine")) },
+        );
+    let (_server, ep) = start(svc, ServerOptions::default()).await;
+    let client = Client::connect(&ep).await.unwrap();
+    match client.call("boom", vec![]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "Panic");
+            assert!(e.message.contains("handler exploded"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        client.call("ok", vec![]).await.unwrap(),
+        Value::from("fine")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_cap_queues_calls() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r2, p2) = (running.clone(), peak.clone());
+    let svc = DynamicService::new("cap").method("work", "", &[], move |_| {
+        let (r, p) = (r2.clone(), p2.clone());
+        async move {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            r.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, CallError>(Value::Nil)
+        }
+    });
+    let (_server, ep) = start(
+        svc,
+        ServerOptions {
+            max_concurrency: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = Client::connect(&ep).await.unwrap();
+    let calls = (0..30).map(|_| {
+        let c = client.clone();
+        async move { c.call("work", vec![]).await }
+    });
+    for r in within("capped calls", futures::future::join_all(calls)).await {
+        r.unwrap();
+    }
+    assert!(
+        peak.load(Ordering::SeqCst) <= 3,
+        "peak {}",
+        peak.load(Ordering::SeqCst)
+    );
+}
+
+#[test]
+fn blocking_client() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_server, ep) = rt.block_on(demo());
+    let client = BlockingClient::connect(&ep).unwrap();
+    assert_eq!(
+        client.call("add", vec![1.into(), 2.into()]).unwrap(),
+        Value::from(3)
+    );
+    let items: Vec<Value> = client
+        .call_stream("range", vec![3.into()])
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(items, vec![Value::from(0), Value::from(1), Value::from(2)]);
+}
