@@ -1,0 +1,140 @@
+//! Test helpers: a Python venv with zerorpc 0.6.3, provisioned on first use,
+//! and child processes that are killed when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const WEDGE: Duration = Duration::from_secs(60);
+
+pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WEDGE, f)
+        .await
+        .unwrap_or_else(|_| panic!("wedged: {what}"))
+}
+
+fn workspace_target() -> PathBuf {
+    if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(t);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The venv's python, with `zerorpc==0.6.3` (and its pyzmq, gevent,
+/// msgpack) installed. Created under `target/python-venv` on first use;
+/// several test processes may race to create it: each builds its own and
+/// the first rename wins.
+pub fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let venv = workspace_target().join("python-venv");
+        let py = venv.join("bin/python");
+        let ready = venv.join(".zerorpc-0.6.3-ready");
+        if ready.exists() {
+            return py;
+        }
+        std::fs::create_dir_all(workspace_target()).expect("target dir");
+        let tmp = workspace_target().join(format!("python-venv.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&tmp),
+            "creating the Python venv (python3 -m venv; is python3 installed?)",
+        );
+        run(
+            Command::new(tmp.join("bin/pip")).args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "zerorpc==0.6.3",
+            ]),
+            "pip install zerorpc==0.6.3 (needs the PyPI registry)",
+        );
+        std::fs::write(tmp.join(".zerorpc-0.6.3-ready"), b"").expect("marker");
+        if std::fs::rename(&tmp, &venv).is_err() {
+            // Another process finished first (or a stale venv without the
+            // marker is in the way).
+            if !ready.exists() {
+                let _ = std::fs::remove_dir_all(&venv);
+                std::fs::rename(&tmp, &venv).expect("installing the venv");
+            } else {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+        }
+        // A venv's scripts hard-code its path: recreate pip's launcher path
+        // problems are irrelevant, we only use bin/python.
+        assert!(ready.exists(), "venv marker missing after setup");
+        py
+    })
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub stdout: BufReader<ChildStdout>,
+}
+
+impl Proc {
+    /// Runs Python code with arguments; stdout is piped, stderr inherited.
+    pub fn python(code: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(python())
+            .arg("-u")
+            .arg("-c")
+            .arg(code)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start python");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Proc { child, stdout }
+    }
+
+    /// Reads stdout lines until one starts with `prefix` (blocking).
+    pub fn wait_line(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.stdout.read_line(&mut line).expect("read child stdout");
+            assert!(n > 0, "child exited before printing {prefix:?}");
+            if line.starts_with(prefix) {
+                return line.trim_end().to_owned();
+            }
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free TCP port on loopback (for peers that need one up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,204 @@
+//! Interop: our client against a real zerorpc-python 0.6.3 server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use zerorpc::{Client, ClientOptions, Error, Value};
+
+const SERVER: &str = r#"
+import sys, gevent, zerorpc
+
+class PyDemo(object):
+    def echo(self, x):
+        "Return x."
+        return x
+    def add(self, a, b):
+        "Add a and b."
+        return a + b
+    @zerorpc.stream
+    def range(self, n):
+        "Stream 0..n-1."
+        return iter(range(n))
+    def slow(self, seconds):
+        gevent.sleep(seconds)
+        return seconds
+    def fail(self, message):
+        raise ValueError(message)
+    def types(self):
+        return {"str": type(self).__name__, "bytes": b"\x00\xff", "int": -7, "float": 2.5,
+                "list": [1, "a"], "nil": None, "true": True}
+
+s = zerorpc.Server(PyDemo(), heartbeat=float(sys.argv[2]))
+s.bind(sys.argv[1])
+print("READY", flush=True)
+s.run()
+"#;
+
+fn start(hb: f64) -> (Proc, String) {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut p = Proc::python(SERVER, &[&ep, &hb.to_string()]);
+    p.wait_line("READY");
+    (p, ep)
+}
+
+fn opts(hb_ms: u64) -> ClientOptions {
+    ClientOptions::default().heartbeat(Duration::from_millis(hb_ms))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_values_errors_and_introspection() {
+    let (_py, ep) = start(1.0);
+    let c = Client::connect_with(&[&ep], opts(1000)).await.unwrap();
+    for v in [
+        Value::from("héllo"),
+        Value::Binary(vec![0, 1, 255]),
+        Value::from(12345678901_i64),
+        Value::from(-3),
+        Value::from(0.25),
+        Value::Nil,
+        Value::Array(vec![Value::from(1), Value::from("x"), Value::Nil]),
+        Value::Map(vec![(Value::from("k"), Value::from(1))]),
+    ] {
+        assert_eq!(
+            within("echo", c.call("echo", vec![v.clone()]))
+                .await
+                .unwrap(),
+            v,
+            "{v}"
+        );
+    }
+    assert_eq!(
+        c.call("add", vec![2.into(), 40.into()]).await.unwrap(),
+        Value::from(42)
+    );
+    // Python's own value types come back as the right msgpack types.
+    let t = c.call("types", vec![]).await.unwrap();
+    let get = |k: &str| {
+        t.as_map()
+            .unwrap()
+            .iter()
+            .find(|(kk, _)| kk.as_str() == Some(k))
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(get("str"), Value::from("PyDemo"));
+    assert_eq!(get("bytes"), Value::Binary(vec![0, 255]));
+    assert_eq!(get("float"), Value::from(2.5));
+    assert_eq!(get("nil"), Value::Nil);
+
+    match c.call("fail", vec!["boom".into()]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "ValueError");
+            assert_eq!(e.message, "boom");
+            assert!(e.traceback.contains("Traceback"), "{}", e.traceback);
+            assert!(e.traceback.contains("in fail"), "{}", e.traceback);
+        }
+        other => panic!("{other:?}"),
+    }
+    match c.call("no_such_method", vec![]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "NameError");
+            assert_eq!(e.message, "no_such_method");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Introspection. zerorpc 0.6.3 on Python >= 3.11 fails _zerorpc_args
+    // and _zerorpc_inspect (inspect.getargspec is gone): our client must
+    // surface that as a clean remote error.
+    assert_eq!(
+        c.call("_zerorpc_ping", vec![]).await.unwrap(),
+        Value::Array(vec!["pong".into(), "PyDemo".into()])
+    );
+    assert_eq!(
+        c.call("_zerorpc_name", vec![]).await.unwrap(),
+        Value::from("PyDemo")
+    );
+    let list = c.call("_zerorpc_list", vec![]).await.unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(names, ["add", "echo", "fail", "range", "slow", "types"]);
+    assert_eq!(
+        c.call("_zerorpc_help", vec!["add".into()]).await.unwrap(),
+        Value::from("Add a and b.")
+    );
+    for m in ["_zerorpc_args", "_zerorpc_inspect"] {
+        let args = if m == "_zerorpc_args" {
+            vec!["add".into()]
+        } else {
+            vec![]
+        };
+        match c.call(m, args).await {
+            Ok(v) => assert!(matches!(v, Value::Array(_) | Value::Map(_)), "{m}: {v}"),
+            Err(Error::Remote(e)) => assert_eq!(e.name, "AttributeError", "{m}: {e:?}"),
+            Err(e) => panic!("{m}: {e:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_stream_with_flow_control_and_concurrency() {
+    let (_py, ep) = start(1.0);
+    let c = Client::connect_with(&[&ep], opts(1000)).await.unwrap();
+    let mut s = Box::pin(c.call_stream("range", vec![10_000.into()]).await.unwrap());
+    let mut n = 0u64;
+    while let Some(item) = within("python stream", s.next()).await {
+        assert_eq!(item.unwrap(), Value::from(n));
+        n += 1;
+        if n % 1000 == 0 {
+            // A slow consumer: the server must wait for credit, not overflow.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(n, 10_000);
+    let calls = (0..150).map(|i| {
+        let c = c.clone();
+        async move { c.call("echo", vec![Value::from(i)]).await }
+    });
+    for (i, r) in within("150 concurrent", futures::future::join_all(calls))
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(r.unwrap(), Value::from(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_timeouts_and_a_killed_server() {
+    let (mut py, ep) = start(0.5);
+    let c = Client::connect_with(&[&ep], opts(500)).await.unwrap();
+    // Longer than two heartbeat intervals, still fine.
+    assert_eq!(
+        within("slow", c.call("slow", vec![1.6.into()]))
+            .await
+            .unwrap(),
+        Value::from(1.6)
+    );
+    // First-reply timeout.
+    let quick = Client::connect_with(&[&ep], opts(500).timeout(Duration::from_millis(700)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        quick.call("slow", vec![5.into()]).await,
+        Err(Error::Timeout(_))
+    ));
+    // Kill the server mid-call: lost remote, no hang.
+    let call = tokio::spawn({
+        let c = c.clone();
+        async move { c.call("slow", vec![60.into()]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    py.kill();
+    match within("lost remote", call).await.unwrap() {
+        Err(Error::LostRemote(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
