@@ -1,0 +1,270 @@
+//! Interop: real zerorpc-python 0.6.3 clients (and raw pyzmq peers playing
+//! misbehaving or Node-like clients) against our server.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use zerorpc::demo::demo_service;
+use zerorpc::{ChannelConfig, Server, ServerOptions};
+
+async fn serve(hb: Duration) -> (Arc<Server>, String) {
+    let opts = ServerOptions {
+        channel: ChannelConfig {
+            heartbeat: hb,
+            first_reply_timeout: None,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Arc::new(Server::with_options(demo_service(), opts));
+    let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    (server, ep)
+}
+
+/// Runs a Python script to completion off the async runtime; asserts it
+/// printed `ALL DONE` and exited 0.
+async fn run_script(code: &'static str, ep: String) -> String {
+    within(
+        "python client script",
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(python())
+                .arg("-u")
+                .arg("-c")
+                .arg(code)
+                .arg(&ep)
+                .output()
+                .expect("run python");
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && stdout.contains("ALL DONE"),
+                "python client failed ({}):\n{stdout}\n{stderr}",
+                out.status
+            );
+            stdout
+        }),
+    )
+    .await
+    .unwrap()
+}
+
+const CLIENT: &str = r#"
+import sys, gevent, zerorpc
+from gevent.pool import Pool
+ep = sys.argv[1]
+c = zerorpc.Client(timeout=10, heartbeat=1)
+c.connect(ep)
+def check(name, got, want):
+    assert got == want, "%s: got %r, want %r" % (name, got, want)
+    assert type(got) == type(want), "%s: got type %r, want %r" % (name, type(got), type(want))
+    print("OK", name, flush=True)
+for v in [u"h\u00e9llo", b"\x00\xff", 12345678901, -3, 0.25, None, [1, u"x", None], {u"k": 1}, True]:
+    check("echo %r" % (v,), c.echo(v), v)
+check("add", c.add(2, 40), 42)
+check("add str", c.add(u"a", u"b"), u"ab")
+check("lolita", c.lolita(), 42)
+check("bytes", c.bytes(3), b"\x00\x01\x02")
+check("range", list(c.range(10000)), list(range(10000)))
+n = 0
+for x in c.range(3000):
+    if x % 500 == 0:
+        gevent.sleep(0.05)   # a slow consumer: we must not overflow its queue
+    n += 1
+check("slow consumer", n, 3000)
+try:
+    c.fail(u"boom")
+    raise AssertionError("fail() did not raise")
+except zerorpc.RemoteError as e:
+    check("fail", (e.name, e.msg), (u"DemoError", u"boom"))
+    assert "demo.fail" in e.traceback, e.traceback
+try:
+    c.nope()
+    raise AssertionError("nope() did not raise")
+except zerorpc.RemoteError as e:
+    check("unknown", (e.name, e.msg), (u"NameError", u"nope"))
+try:
+    c.add(1)
+    raise AssertionError("add(1) did not raise")
+except zerorpc.RemoteError as e:
+    check("arg count", e.name, u"TypeError")
+check("slow", c.slow(2.5), 2.5)
+t = zerorpc.Client(timeout=1, heartbeat=1)
+t.connect(ep)
+try:
+    t.slow(3)
+    raise AssertionError("no timeout")
+except zerorpc.TimeoutExpired:
+    print("OK timeout", flush=True)
+check("ping", c._zerorpc_ping(), [u"pong", u"demo"])
+check("name", c._zerorpc_name(), u"demo")
+check("list", c._zerorpc_list(), [u"echo", u"add", u"lolita", u"range", u"slow", u"fail", u"bytes"])
+check("help", c._zerorpc_help(u"add"), u"Add a and b (numbers, strings or lists).")
+check("args", c._zerorpc_args(u"add"), [[u"a", u"b"], None, None, None])
+insp = c._zerorpc_inspect()
+check("inspect name", insp[u"name"], u"demo")
+check("inspect add", insp[u"methods"][u"add"],
+      {u"args": [{u"name": u"a"}, {u"name": u"b"}], u"doc": u"Add a and b (numbers, strings or lists)."})
+pool = Pool(200)
+check("concurrent", pool.map(lambda i: c.echo(i), range(150)), list(range(150)))
+print("ALL DONE", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_full_tour() {
+    let (_server, ep) = serve(Duration::from_secs(1)).await;
+    let out = run_script(CLIENT, ep).await;
+    assert!(out.contains("OK inspect add"));
+}
+
+const CLI_LIST: &str = r#"
+import sys
+sys.argv = ["zerorpc", sys.argv[1]]
+from zerorpc.cli import main
+main()
+print("ALL DONE", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cli_lists_our_service() {
+    let (_server, ep) = serve(Duration::from_secs(1)).await;
+    let out = run_script(CLI_LIST, ep).await;
+    assert!(out.contains("[demo]"), "{out}");
+    let add = out
+        .lines()
+        .find(|l| l.starts_with("add "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        add.ends_with("Add a and b (numbers, strings or lists)."),
+        "{add}"
+    );
+    assert!(out
+        .lines()
+        .any(|l| l.starts_with("range") && l.ends_with("Stream the integers 0 to n-1.")));
+}
+
+const LOST: &str = r#"
+import sys, zerorpc
+c = zerorpc.Client(timeout=30, heartbeat=0.5)
+c.connect(sys.argv[1])
+print("CALLING", flush=True)
+try:
+    c.slow(60)
+    print("NO ERROR", flush=True)
+except zerorpc.LostRemote as e:
+    print("LOST", e, flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_sees_lost_remote_when_our_server_dies() {
+    let (server, ep) = serve(Duration::from_millis(500)).await;
+    let mut py = tokio::task::spawn_blocking(move || {
+        let mut p = Proc::python(LOST, &[&ep]);
+        p.wait_line("CALLING");
+        p
+    })
+    .await
+    .unwrap();
+    within("call in progress", async {
+        while server.active_calls() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    server.shutdown();
+    drop(server);
+    let line = within(
+        "python notices",
+        tokio::task::spawn_blocking(move || py.wait_line("LOST")),
+    )
+    .await
+    .unwrap();
+    assert!(line.contains("Lost remote"), "{line}");
+}
+
+const MISBEHAVING: &str = r#"
+import sys, time, uuid, zmq, msgpack
+ep = sys.argv[1]
+ctx = zmq.Context()
+def req(name, args, mid=None):
+    mid = mid if mid is not None else uuid.uuid4().hex.encode()
+    return mid, msgpack.packb([{"message_id": mid, "v": 3}, name, args], use_bin_type=True)
+
+# 1. garbage: not msgpack, not an event, a wrong-shaped event
+g = ctx.socket(zmq.DEALER); g.connect(ep)
+for junk in [b"\xc1\xc1\xc1", b"not msgpack at all", msgpack.packb([1, 2]), msgpack.packb({"a": 1})]:
+    g.send_multipart([b"", junk])
+
+# 2. opens a big stream and vanishes (never heartbeats, never grants)
+v = ctx.socket(zmq.DEALER); v.connect(ep)
+v.send_multipart([b"", req("range", [10**8])[1]])
+time.sleep(0.2)
+v.close(linger=0)
+
+# 3. keeps a stream open, heart-beats, never grants credit
+n = ctx.socket(zmq.DEALER); n.connect(ep)
+mid, r = req("range", [10**8])
+n.send_multipart([b"", r])
+got = []
+deadline = time.time() + 3
+while time.time() < deadline:
+    if n.poll(100):
+        ev = msgpack.unpackb(n.recv_multipart()[-1], raw=False)
+        if ev[1] == "STREAM":
+            got.append(ev[2])
+    hb = msgpack.packb([{"message_id": uuid.uuid4().hex.encode(), "v": 3, "response_to": mid}, "_zpc_hb", [0]], use_bin_type=True)
+    n.send_multipart([b"", hb])
+assert got == [0], "without credit exactly one item may come, got %r" % got[:5]
+print("OK no-credit client got exactly one item", flush=True)
+
+# Meanwhile a well-behaved client is served.
+import zerorpc
+c = zerorpc.Client(timeout=5, heartbeat=1); c.connect(ep)
+assert c.add(1, 2) == 3
+assert list(c.range(300)) == list(range(300))
+print("OK good client served", flush=True)
+
+# 4. a Node-like client: string ids, absolute credit, [] args
+s = ctx.socket(zmq.DEALER); s.connect(ep)
+mid = str(uuid.uuid4())
+s.send_multipart([b"", msgpack.packb([{"message_id": mid, "v": 3}, "range", [500]], use_bin_type=True)])
+items, outstanding, granted = [], 1, 1
+while True:
+    assert s.poll(5000), "node-like client starved"
+    ev = msgpack.unpackb(s.recv_multipart()[-1], raw=False)
+    assert ev[0]["response_to"] == mid and isinstance(ev[0]["response_to"], str), ev[0]
+    if ev[1] == "_zpc_hb":
+        continue
+    if ev[1] == "STREAM_DONE":
+        break
+    assert ev[1] == "STREAM", ev
+    items.append(ev[2])
+    outstanding -= 1
+    assert outstanding >= 0, "server exceeded absolute credit"
+    if len(items) % 7 == 1:
+        # absolute: "you may have 10 in flight now"
+        outstanding = 10
+        s.send_multipart([b"", msgpack.packb([{"message_id": str(uuid.uuid4()), "v": 3, "response_to": mid}, "_zpc_more", [10]], use_bin_type=True)])
+assert items == list(range(500)), items[:10]
+print("OK node-like client", flush=True)
+print("ALL DONE", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_clients_do_not_harm_others() {
+    let (server, ep) = serve(Duration::from_millis(300)).await;
+    run_script(MISBEHAVING, ep).await;
+    // The vanished client's stream is cancelled once its heartbeats are
+    // missed; only the no-credit client's channel may remain until it
+    // goes silent too.
+    within("abandoned calls cleaned up", async {
+        while server.active_calls() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
