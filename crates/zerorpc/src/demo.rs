@@ -1,109 +1,77 @@
 //! The built-in demo service: used by the README demo, the CLI's
-//! `--server ... demo`, and the interop tests.
+//! `--server ... demo`, and the interop tests. Written with
+//! `#[zerorpc::service]`, so its doc comments are what introspection shows.
 
 use std::time::Duration;
 
-use futures::stream;
+use futures::Stream;
 use rmpv::Value;
 
-use crate::service::{arg, parse_args, CallError, DynamicService};
+use crate::service::{type_name_of, CallError};
 
-/// Largest `range(n)` / `bytes(n)` the demo serves (keeps it safe to expose).
-pub const DEMO_MAX_N: u64 = 100_000_000;
+/// Largest `bytes(n)` the demo serves (keeps it safe to expose).
+pub const DEMO_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
-/// Builds the demo service.
-pub fn demo_service() -> DynamicService {
-    DynamicService::new("demo")
-        .method("echo", "Return x unchanged.", &["x"], |args| async move {
-            let (x,): (Value,) = parse_args("echo", &["x"], args)?;
-            Ok(x)
-        })
-        .method(
-            "add",
-            "Add a and b (numbers, strings or lists).",
-            &["a", "b"],
-            |args| async move {
-                let (a, b): (Value, Value) = parse_args("add", &["a", "b"], args)?;
-                add(a, b)
-            },
-        )
-        .method("lolita", "Return 42.", &[], |args| async move {
-            let () = parse_args("lolita", &[], args)?;
-            Ok(Value::from(42))
-        })
-        .stream_method(
-            "range",
-            "Stream the integers 0 to n-1.",
-            &["n"],
-            |mut args| {
-                if args.len() != 1 {
-                    return Err(CallError::bad_args(format!(
-                        "range() takes 1 positional argument (n) but {} were given",
-                        args.len()
-                    )));
-                }
-                let n: u64 = arg("range", "n", args.remove(0))?;
-                if n > DEMO_MAX_N {
-                    return Err(CallError::new(
-                        "ValueError",
-                        format!("n must be at most {DEMO_MAX_N}"),
-                    ));
-                }
-                Ok(stream::iter((0..n).map(|i| Ok(Value::from(i)))))
-            },
-        )
-        .method(
-            "slow",
-            "Sleep for the given seconds, then return them.",
-            &["seconds"],
-            |mut args| async move {
-                if args.len() != 1 {
-                    return Err(CallError::bad_args(
-                        "slow() takes 1 positional argument (seconds)",
-                    ));
-                }
-                let v = args.remove(0);
-                let secs: f64 = arg("slow", "seconds", v.clone())?;
-                if !(0.0..=86_400.0).contains(&secs) {
-                    return Err(CallError::new(
-                        "ValueError",
-                        "seconds must be between 0 and 86400",
-                    ));
-                }
-                tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-                Ok(v)
-            },
-        )
-        .method(
-            "fail",
-            "Raise DemoError with the given message.",
-            &["message"],
-            |args| async move {
-                let (message,): (String,) = parse_args("fail", &["message"], args)?;
-                Err(CallError::new("DemoError", message)
-                    .with_traceback("  in demo.fail (zerorpc-rs demo service)\nDemoError"))
-            },
-        )
-        .method(
-            "bytes",
-            "Return n bytes (msgpack bin).",
-            &["n"],
-            |mut args| async move {
-                if args.len() != 1 {
-                    return Err(CallError::bad_args(
-                        "bytes() takes 1 positional argument (n)",
-                    ));
-                }
-                let n: u64 = arg("bytes", "n", args.remove(0))?;
-                if n > DEMO_MAX_N {
-                    return Err(CallError::new(
-                        "ValueError",
-                        format!("n must be at most {DEMO_MAX_N}"),
-                    ));
-                }
-                Ok(Value::Binary((0..n).map(|i| (i % 251) as u8).collect()))
-            },
-        )
+/// The demo service (`demo`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Demo;
+
+#[crate::service(name = "demo")]
+impl Demo {
+    /// Return x unchanged.
+    pub fn echo(&self, x: Value) -> Value {
+        x
+    }
+
+    /// Add a and b (numbers, strings or lists).
+    pub fn add(&self, a: Value, b: Value) -> Result<Value, CallError> {
+        add(a, b)
+    }
+
+    /// Return 42.
+    pub fn lolita(&self) -> i64 {
+        42
+    }
+
+    /// Stream the integers 0 to n-1.
+    #[zerorpc(stream)]
+    pub fn range(&self, n: u64) -> impl Stream<Item = u64> + Send + 'static {
+        futures::stream::iter(0..n)
+    }
+
+    /// Sleep for the given seconds, then return them.
+    pub async fn slow(&self, seconds: f64) -> Result<f64, CallError> {
+        if !(0.0..=86_400.0).contains(&seconds) {
+            return Err(CallError::new(
+                "ValueError",
+                "seconds must be between 0 and 86400",
+            ));
+        }
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        Ok(seconds)
+    }
+
+    /// Raise DemoError with the given message.
+    pub fn fail(&self, message: String) -> Result<(), CallError> {
+        Err(CallError::new("DemoError", message)
+            .with_traceback("  in demo.fail (zerorpc-rs demo service)\nDemoError"))
+    }
+
+    /// Return n bytes (msgpack bin).
+    pub fn bytes(&self, n: u64) -> Result<Value, CallError> {
+        if n > DEMO_MAX_BYTES {
+            return Err(CallError::new(
+                "ValueError",
+                format!("n must be at most {DEMO_MAX_BYTES}"),
+            ));
+        }
+        Ok(Value::Binary((0..n).map(|i| (i % 251) as u8).collect()))
+    }
+}
+
+/// The demo service, ready to serve.
+pub fn demo_service() -> crate::DynamicService {
+    crate::IntoService::into_service(Demo)
 }
 
 fn add(a: Value, b: Value) -> Result<Value, CallError> {
@@ -124,15 +92,24 @@ fn add(a: Value, b: Value) -> Result<Value, CallError> {
             x.extend(y);
             Value::Array(x)
         }
-        (a, b) => match (a.as_f64(), b.as_f64()) {
+        (a, b) => match (number(&a), number(&b)) {
             (Some(x), Some(y)) => Value::from(x + y),
             _ => {
                 return Err(CallError::bad_args(format!(
                     "unsupported operand type(s) for +: '{}' and '{}'",
-                    crate::service::type_name_of(&a),
-                    crate::service::type_name_of(&b)
+                    type_name_of(&a),
+                    type_name_of(&b)
                 )))
             }
         },
     })
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(i) => i.as_f64(),
+        Value::F32(f) => Some(f64::from(*f)),
+        Value::F64(f) => Some(*f),
+        _ => None,
+    }
 }

@@ -10,6 +10,9 @@
 
 #![warn(missing_docs)]
 
+// Lets the generated code's `::zerorpc::` paths work inside this crate too.
+extern crate self as zerorpc;
+
 pub mod channel;
 mod client;
 pub mod demo;
@@ -23,8 +26,11 @@ pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
 pub use client::{BlockingClient, Client, ClientOptions};
 pub use error::{Error, EventError, RemoteError};
 pub use event::{DecodeLimits, Event, Header, MessageId};
+pub use futures;
 pub use rmpv::Value;
 pub use server::{Server, ServerOptions};
 pub use service::{
-    ArgInfo, CallContext, CallError, DynamicService, HandlerFuture, MethodInfo, Response, Service,
+    ArgInfo, CallContext, CallError, DynamicService, HandlerFuture, IntoCallError, IntoService,
+    MethodInfo, Response, Service,
 };
+pub use zerorpc_macros::service;

@@ -23,7 +23,7 @@ use crate::channel::{Channel, ChannelConfig};
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, MessageId};
 use crate::introspection;
-use crate::service::{CallContext, CallError, HandlerFuture, Response, Service};
+use crate::service::{CallContext, CallError, HandlerFuture, IntoService, Response, Service};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -91,15 +91,15 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// A server for `service` with default options.
-    pub fn new(service: impl Service) -> Self {
+    pub fn new(service: impl IntoService) -> Self {
         Server::with_options(service, ServerOptions::default())
     }
 
     /// A server with options.
-    pub fn with_options(service: impl Service, opts: ServerOptions) -> Self {
+    pub fn with_options(service: impl IntoService, opts: ServerOptions) -> Self {
         let cancel = CancellationToken::new();
         let inner = Arc::new(Inner {
-            service: Arc::new(service),
+            service: Arc::new(service.into_service()),
             router: RouterSocket::with_options(opts.socket.clone()),
             limiter: opts
                 .max_concurrency

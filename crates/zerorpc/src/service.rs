@@ -159,6 +159,41 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, method: &str, args: Vec<Value>, ctx: CallContext) -> Option<HandlerFuture>;
 }
 
+/// Anything a [`Server`](crate::Server) can serve: every [`Service`], and
+/// every type with a `#[zerorpc::service]` impl block.
+pub trait IntoService {
+    /// The service it becomes.
+    type Service: Service;
+    /// Converts.
+    fn into_service(self) -> Self::Service;
+}
+
+impl<S: Service> IntoService for S {
+    type Service = S;
+    fn into_service(self) -> S {
+        self
+    }
+}
+
+/// Errors a service method may return: a [`CallError`], or any standard
+/// error (sent with its type name and message).
+pub trait IntoCallError {
+    /// Converts.
+    fn into_call_error(self) -> CallError;
+}
+
+impl IntoCallError for CallError {
+    fn into_call_error(self) -> CallError {
+        self
+    }
+}
+
+impl<E: std::error::Error> IntoCallError for E {
+    fn into_call_error(self) -> CallError {
+        CallError::from_error(&self)
+    }
+}
+
 impl<S: Service + ?Sized> Service for Arc<S> {
     fn name(&self) -> &str {
         (**self).name()
@@ -306,14 +341,57 @@ pub fn parse_args<T: DeserializeOwned>(
     })
 }
 
-/// Deserializes one argument, naming it in the error.
+/// Deserializes one argument, naming it in the error. Integral floats are
+/// accepted for integer arguments (Node sends integers beyond 32 bits as
+/// float64).
 pub fn arg<T: DeserializeOwned>(method: &str, name: &str, value: Value) -> Result<T, CallError> {
     let kind = type_name_of(&value);
-    rmpv::ext::from_value(value).map_err(|e| {
-        CallError::bad_args(format!(
-            "{method}(): argument '{name}' has the wrong type ({kind} given): {e}"
-        ))
+    let retry = match &value {
+        Value::F64(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
+            Some(Value::from(*f as i64))
+        }
+        _ => None,
+    };
+    rmpv::ext::from_value(value).or_else(|e| {
+        retry
+            .and_then(|v| rmpv::ext::from_value(v).ok())
+            .ok_or_else(|| {
+                CallError::bad_args(format!(
+                    "{method}(): argument '{name}' has the wrong type ({kind} given): {e}"
+                ))
+            })
     })
+}
+
+/// Boxes a handler future (used by the generated code).
+pub fn boxed<F>(f: F) -> HandlerFuture
+where
+    F: Future<Output = Result<Response, CallError>> + Send + 'static,
+{
+    f.boxed()
+}
+
+/// Serializes each item of a stream (used by the generated code).
+pub fn serialize_stream<S>(s: S) -> BoxStream<'static, Result<Value, CallError>>
+where
+    S: Stream + Send + 'static,
+    S::Item: Serialize,
+{
+    s.map(|item| to_value(&item)).boxed()
+}
+
+/// Deserializes a result (used by the generated client).
+pub fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, crate::Error> {
+    rmpv::ext::from_value(v).map_err(|e| crate::Error::Serialization(e.to_string()))
+}
+
+/// Deserializes each item of a result stream (used by the generated client).
+pub fn typed_stream<T, S>(s: S) -> impl Stream<Item = Result<T, crate::Error>> + Send + 'static
+where
+    T: DeserializeOwned + Send + 'static,
+    S: Stream<Item = Result<Value, crate::Error>> + Send + 'static,
+{
+    s.map(|r| r.and_then(from_value::<T>))
 }
 
 /// Serializes a result.

@@ -1,0 +1,154 @@
+//! `#[zerorpc::service]`: a plain impl block served, introspected and
+//! called through the generated typed client.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use zerorpc::{Client, Error, Server, Value};
+
+#[derive(Debug)]
+struct DivByZero;
+impl std::fmt::Display for DivByZero {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("division by zero")
+    }
+}
+impl std::error::Error for DivByZero {}
+
+struct Calc {
+    offset: i64,
+}
+
+#[zerorpc::service(name = "calc")]
+impl Calc {
+    /// Add two numbers.
+    ///
+    /// The offset is added too.
+    pub fn add(&self, a: i64, b: i64) -> i64 {
+        a + b + self.offset
+    }
+
+    /// Divide a by b.
+    pub async fn div(&self, a: f64, b: f64) -> Result<f64, DivByZero> {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if b == 0.0 {
+            Err(DivByZero)
+        } else {
+            Ok(a / b)
+        }
+    }
+
+    /// Greet someone.
+    pub fn hello(&self, name: String) -> String {
+        format!("hello {name}")
+    }
+
+    /// Count from 0 to n-1.
+    #[zerorpc(stream)]
+    pub fn count(&self, n: u32) -> impl futures::Stream<Item = u32> + Send + 'static {
+        futures::stream::iter(0..n)
+    }
+
+    pub async fn nothing(&self) {}
+
+    #[allow(dead_code)]
+    fn private_helper(&self) -> i64 {
+        7
+    }
+}
+
+async fn start() -> (std::sync::Arc<Server>, String) {
+    let server = std::sync::Arc::new(Server::new(Calc { offset: 100 }));
+    let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    (server, ep)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_client_calls_the_service() {
+    let (_server, ep) = start().await;
+    let calc = CalcClient::connect(&ep).await.unwrap();
+    assert_eq!(calc.add(1, 2).await.unwrap(), 103);
+    assert_eq!(calc.div(1.0, 4.0).await.unwrap(), 0.25);
+    match calc.div(1.0, 0.0).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "DivByZero");
+            assert_eq!(e.message, "division by zero");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(calc.hello("bob".into()).await.unwrap(), "hello bob");
+    let items: Vec<u32> = calc
+        .count(5)
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(items, vec![0, 1, 2, 3, 4]);
+    calc.nothing().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_comes_from_the_source() {
+    let (_server, ep) = start().await;
+    let c = Client::connect(&ep).await.unwrap();
+    assert_eq!(
+        c.call("_zerorpc_name", vec![]).await.unwrap(),
+        Value::from("calc")
+    );
+    let list = c.call("_zerorpc_list", vec![]).await.unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        names,
+        ["add", "div", "hello", "count", "nothing"],
+        "private methods stay private"
+    );
+    assert_eq!(
+        c.call("_zerorpc_help", vec!["add".into()]).await.unwrap(),
+        Value::from("Add two numbers.\n\nThe offset is added too.")
+    );
+    assert_eq!(
+        c.call("_zerorpc_args", vec!["div".into()]).await.unwrap(),
+        Value::Array(vec![
+            Value::Array(vec!["a".into(), "b".into()]),
+            Value::Nil,
+            Value::Nil,
+            Value::Nil
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_are_named() {
+    let (_server, ep) = start().await;
+    let c = Client::connect(&ep).await.unwrap();
+    match c.call("add", vec![1.into(), "two".into()]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "TypeError");
+            assert!(e.message.contains("argument 'b'"), "{}", e.message);
+            assert!(e.message.contains("str given"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    match c.call("hello", vec![]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.name, "TypeError");
+            assert!(e.message.contains("hello() takes 1"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Node sends big integers as float64: accepted when integral.
+    assert_eq!(
+        c.call("add", vec![Value::F64(5e9), 1.into()])
+            .await
+            .unwrap(),
+        Value::from(5_000_000_101_i64)
+    );
+}
