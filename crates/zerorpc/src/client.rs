@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::Stream;
 use rmpv::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zmtp::{DealerSocket, Message, SocketOptions};
@@ -48,7 +48,7 @@ impl ClientOptions {
     }
 }
 
-type Channels = Mutex<HashMap<MessageId, mpsc::Sender<Event>>>;
+type Channels = Mutex<HashMap<MessageId, mpsc::Sender<Box<Event>>>>;
 
 struct Conn {
     dealer: DealerSocket,
@@ -56,7 +56,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, mpsc::Sender<Event>>> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, mpsc::Sender<Box<Event>>>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -127,14 +127,10 @@ impl Client {
             "STREAM_DONE" => Ok(Value::Array(Vec::new())),
             "STREAM" => {
                 let mut items = vec![first.args];
-                call.ch.consumed(1);
                 loop {
                     let ev = call.next_event().await?;
                     match ev.name.as_str() {
-                        "STREAM" => {
-                            items.push(ev.args);
-                            call.ch.consumed(1);
-                        }
+                        "STREAM" => items.push(ev.args),
                         "STREAM_DONE" => return Ok(Value::Array(items)),
                         "ERR" => return Err(Error::Remote(remote_error(ev.args))),
                         other => return Err(unexpected(other)),
@@ -158,10 +154,7 @@ impl Client {
             let mut call = state?;
             match call.next_event().await {
                 Ok(ev) => match ev.name.as_str() {
-                    "STREAM" => {
-                        call.ch.consumed(1);
-                        Some((Ok(ev.args), Some(call)))
-                    }
+                    "STREAM" => Some((Ok(ev.args), Some(call))),
                     "STREAM_DONE" => None,
                     "OK" => Some((Ok(first_arg(ev.args)), None)),
                     "ERR" => Some((Err(Error::Remote(remote_error(ev.args))), None)),
@@ -172,14 +165,15 @@ impl Client {
         }))
     }
 
-    /// Sends the request and opens its channel.
-    async fn open(&self, method: &str, args: Vec<Value>) -> Result<OpenCall, Error> {
+    /// Sends the request and starts the task that drives its channel.
+    async fn open(&self, method: &str, args: Vec<Value>) -> Result<CallHandle, Error> {
         let conn = self.pick();
         let request = Event::new(method, Value::Array(args));
         let id = request.header.message_id.clone();
+        let cfg = self.inner.opts.channel;
         // Room for a full window of stream items plus control events.
-        let (tx, rx) = mpsc::channel(self.inner.opts.channel.window as usize + 16);
-        conn.channels().insert(id.clone(), tx);
+        let (net_tx, net_rx) = mpsc::channel(cfg.window as usize + 16);
+        conn.channels().insert(id.clone(), net_tx);
         let guard = CallGuard {
             conn: conn.clone(),
             id: id.clone(),
@@ -191,19 +185,17 @@ impl Client {
         let send = conn
             .dealer
             .send(Message::from_iter([Bytes::new(), payload]));
-        match self.inner.opts.channel.first_reply_timeout {
+        match cfg.first_reply_timeout {
             Some(t) => tokio::time::timeout(t, send)
                 .await
                 .map_err(|_| Error::Timeout(t))??,
             None => send.await?,
         }
-        let ch = Channel::client(id, self.inner.opts.channel, started.into_std());
-        Ok(OpenCall {
-            conn,
-            ch,
-            rx,
-            _guard: guard,
-        })
+        let ch = Channel::client(id, cfg, started.into_std());
+        let (app_tx, app_rx) = mpsc::channel(cfg.window as usize + 8);
+        let took = Arc::new(Notify::new());
+        tokio::spawn(drive_call(conn, ch, net_rx, app_tx, took.clone(), guard));
+        Ok(CallHandle { app_rx, took })
     }
 
     /// A connection for a new channel: round robin, preferring connected ones.
@@ -230,52 +222,121 @@ impl Drop for CallGuard {
     }
 }
 
-struct OpenCall {
-    conn: Arc<Conn>,
-    ch: Channel,
-    rx: mpsc::Receiver<Event>,
-    _guard: CallGuard,
+/// The caller's end of a call: replies and stream items in order.
+struct CallHandle {
+    app_rx: mpsc::Receiver<Box<Result<Event, Error>>>,
+    took: Arc<Notify>,
 }
 
-impl OpenCall {
-    /// Drives the channel until the next application event (a reply or
-    /// stream item) arrives.
+impl CallHandle {
+    /// The next reply or stream item (or the call's failure).
     async fn next_event(&mut self) -> Result<Event, Error> {
-        loop {
-            // Heartbeats are best effort: with the server gone (no peer) or
-            // its queue full they are dropped, and loss detection decides.
-            // Credit must arrive (or the stream stalls), so it waits for
-            // room, but no longer than the remote could stay silent.
-            while let Some(ev) = self.ch.poll_transmit() {
-                let msg = Message::from_iter([Bytes::new(), ev.encode()]);
-                if ev.name == crate::channel::MORE {
-                    let cfg = self.ch.config();
-                    let patience = cfg.heartbeat * cfg.lost_after;
-                    tokio::time::timeout(patience, self.conn.dealer.send(msg))
-                        .await
-                        .map_err(|_| Error::LostRemote(patience))??;
-                } else if let Err(e) = self.conn.dealer.try_send(msg) {
-                    tracing::debug!(event = %ev.name, error = %e, "heartbeat not sent");
-                }
-            }
-            let deadline = Instant::from_std(self.ch.poll_timeout());
-            tokio::select! {
-                ev = self.rx.recv() => match ev {
-                    Some(ev) => {
-                        if let Some(app) = self.ch.on_event(ev, Instant::now().into_std()).map_err(channel_error)? {
-                            return Ok(app);
+        let r = self.app_rx.recv().await.map_or(Err(Error::Closed), |b| *b);
+        // Room freed in the window: let the driver grant credit.
+        self.took.notify_one();
+        r
+    }
+}
+
+fn is_final(name: &str) -> bool {
+    matches!(name, "OK" | "ERR" | "STREAM_DONE")
+}
+
+/// Drives one call's channel in the background, so heartbeats flow however
+/// slowly the caller consumes: routes the server's events through the
+/// state machine, hands replies to the caller, grants credit as the caller
+/// drains them, and stops (ending the heartbeats, which cancels the call
+/// on the server) when the caller drops its handle.
+async fn drive_call(
+    conn: Arc<Conn>,
+    mut ch: Channel,
+    mut net_rx: mpsc::Receiver<Box<Event>>,
+    app_tx: mpsc::Sender<Box<Result<Event, Error>>>,
+    took: Arc<Notify>,
+    _guard: CallGuard,
+) {
+    let cap = app_tx.max_capacity() as u64;
+    let mut forwarded = 0u64;
+    let mut consumed = 0u64;
+    loop {
+        let queued = cap - app_tx.capacity() as u64;
+        let now_consumed = forwarded - queued.min(forwarded);
+        if now_consumed > consumed {
+            ch.consumed(now_consumed - consumed);
+            consumed = now_consumed;
+        }
+        if let Err(e) = flush(&conn, &mut ch).await {
+            let _ = app_tx.try_send(Box::new(Err(e)));
+            return;
+        }
+        let deadline = Instant::from_std(ch.poll_timeout());
+        tokio::select! {
+            _ = app_tx.closed() => return,
+            _ = took.notified() => {}
+            ev = net_rx.recv() => {
+                let Some(ev) = ev else {
+                    let _ = app_tx.try_send(Box::new(Err(Error::Protocol(
+                        "the server sent more events than the channel allows".into(),
+                    ))));
+                    return;
+                };
+                match ch.on_event(*ev, Instant::now().into_std()) {
+                    Ok(Some(app)) => {
+                        let last = is_final(&app.name);
+                        if app.name == "STREAM" {
+                            forwarded += 1;
+                        }
+                        // The window bounds what the server may send, and
+                        // the queue holds a window plus the final reply.
+                        if app_tx.try_send(Box::new(Ok(app))).is_err() {
+                            if !app_tx.is_closed() {
+                                tracing::warn!(channel = %ch.id(), "server exceeded the stream window");
+                                let _ = app_tx.try_send(Box::new(Err(Error::Protocol("server exceeded the stream window".into()))));
+                            }
+                            return;
+                        }
+                        if last {
+                            return;
                         }
                     }
-                    None => return Err(Error::Protocol(
-                        "the server sent more events than the channel allows".into(),
-                    )),
-                },
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.ch.handle_timeout(Instant::now().into_std()).map_err(channel_error)?;
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = app_tx.try_send(Box::new(Err(channel_error(e))));
+                        return;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Err(e) = ch.handle_timeout(Instant::now().into_std()) {
+                    let _ = app_tx.try_send(Box::new(Err(channel_error(e))));
+                    return;
                 }
             }
         }
     }
+}
+
+/// Sends what the channel queued. Heartbeats are best effort (with the
+/// server gone there is no peer to send to, and loss detection decides);
+/// credit must arrive or the stream stalls. Neither waits longer than the
+/// remote may stay silent.
+async fn flush(conn: &Conn, ch: &mut Channel) -> Result<(), Error> {
+    let cfg = *ch.config();
+    while let Some(ev) = ch.poll_transmit() {
+        let msg = Message::from_iter([Bytes::new(), ev.encode()]);
+        if ev.name == crate::channel::MORE {
+            let patience = cfg.heartbeat * cfg.lost_after;
+            tokio::time::timeout(patience, conn.dealer.send(msg))
+                .await
+                .map_err(|_| Error::LostRemote(patience))??;
+        } else if tokio::time::timeout(cfg.heartbeat, conn.dealer.send(msg))
+            .await
+            .is_err()
+        {
+            tracing::debug!(event = %ev.name, "heartbeat not sent: no room or no server");
+        }
+    }
+    Ok(())
 }
 
 fn channel_error(e: ChannelError) -> Error {
@@ -348,7 +409,7 @@ async fn receive_loop(conn: Arc<Conn>, limits: DecodeLimits, stop: CancellationT
         };
         let mut chans = conn.channels();
         if let Some(tx) = chans.get(&channel) {
-            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(ev) {
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Box::new(ev)) {
                 // The server ignored our credit: fail that call only.
                 tracing::warn!(%channel, "server overflowed the channel window; failing the call");
                 chans.remove(&channel);

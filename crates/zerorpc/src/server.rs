@@ -64,13 +64,13 @@ struct Inner {
     service: Arc<dyn Service>,
     router: RouterSocket,
     opts: ServerOptions,
-    channels: Mutex<HashMap<ChannelKey, mpsc::Sender<Event>>>,
+    channels: Mutex<HashMap<ChannelKey, mpsc::Sender<Box<Event>>>>,
     limiter: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
 }
 
 impl Inner {
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, mpsc::Sender<Event>>> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, mpsc::Sender<Box<Event>>>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -173,7 +173,7 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) {
             let tx = inner.channels().get(&(identity.clone(), channel)).cloned();
             match tx {
                 Some(tx) => {
-                    if tx.try_send(event).is_err() {
+                    if tx.try_send(Box::new(event)).is_err() {
                         tracing::warn!(peer = ?identity, "channel event queue full, dropping event");
                     }
                 }
@@ -223,7 +223,7 @@ async fn serve_channel(
     key: ChannelKey,
     envelope: Vec<Bytes>,
     request: Event,
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: mpsc::Receiver<Box<Event>>,
 ) {
     let _guard = ChannelGuard {
         inner: inner.clone(),
@@ -274,7 +274,7 @@ async fn serve_channel(
             _ = inner.cancel.cancelled() => return,
             ev = rx.recv() => match ev {
                 Some(ev) => {
-                    if let Err(e) = ch.on_event(ev, Instant::now().into_std()) {
+                    if let Err(e) = ch.on_event(*ev, Instant::now().into_std()) {
                         tracing::warn!(method = %method, error = ?e, "bad control event, abandoning call");
                         return;
                     }

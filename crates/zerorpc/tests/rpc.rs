@@ -435,3 +435,81 @@ fn blocking_client() {
         .collect();
     assert_eq!(items, vec![Value::from(0), Value::from(1), Value::from(2)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_keeps_its_stream() {
+    let opts = ServerOptions {
+        channel: fast_hb(),
+        ..Default::default()
+    };
+    let (_server, ep) = start(demo_service(), opts).await;
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            channel: fast_hb(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = Box::pin(client.call_stream("range", vec![4.into()]).await.unwrap());
+    for i in 0..4u64 {
+        assert_eq!(
+            within("item", s.next()).await.unwrap().unwrap(),
+            Value::from(i)
+        );
+        // Three heartbeat intervals between items: heartbeats must flow
+        // while the consumer is busy.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert!(within("end", s.next()).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_endpoints_spread_calls_and_pin_channels() {
+    // Two servers that say who they are.
+    let mk = |who: &'static str| {
+        DynamicService::new(who)
+            .method("who", "", &[], move |_| async move { Ok(Value::from(who)) })
+            .stream_method("ticks", "", &[], move |_| {
+                Ok(futures::stream::iter((0..300).map(move |i| {
+                    Ok(Value::Array(vec![Value::from(who), Value::from(i)]))
+                })))
+            })
+    };
+    let (_a, ep_a) = start(mk("a"), ServerOptions::default()).await;
+    let (_b, ep_b) = start(mk("b"), ServerOptions::default()).await;
+    let client = Client::connect_with(&[&ep_a, &ep_b], ClientOptions::default())
+        .await
+        .unwrap();
+    // wait until both connections are up, then calls alternate
+    within("both connected", async {
+        loop {
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..4 {
+                seen.insert(
+                    client
+                        .call("who", vec![])
+                        .await
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            if seen.len() == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Every item (and every credit grant) of one stream stays with one server.
+    for _ in 0..4 {
+        let items = client.call("ticks", vec![]).await.unwrap();
+        let items = items.as_array().unwrap();
+        assert_eq!(items.len(), 300);
+        let first = items[0].as_array().unwrap()[0].clone();
+        assert!(items.iter().all(|it| it.as_array().unwrap()[0] == first));
+    }
+}
