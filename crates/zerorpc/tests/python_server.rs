@@ -202,3 +202,80 @@ async fn heartbeats_timeouts_and_a_killed_server() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A server speaking like zerorpc-node 0.9.8 (emulated with pyzmq: the
+/// Node package's native zeromq module cannot be built here): string
+/// message ids, `STREAM_DONE []`, absolute credit, ERR with a JS stack,
+/// `_zerorpc_ping` answering `["pong", ""]`.
+const NODE_LIKE_SERVER: &str = r#"
+import sys, uuid, zmq, msgpack
+ctx = zmq.Context()
+s = ctx.socket(zmq.ROUTER)
+s.bind(sys.argv[1])
+print("READY", flush=True)
+def send(ident, rt, name, args):
+    hdr = {"message_id": str(uuid.uuid4()), "v": 3, "response_to": rt}
+    s.send_multipart([ident, b"", msgpack.packb([hdr, name, args], use_bin_type=True)])
+streams = {}   # channel -> [next item, end, credit]
+while True:
+    frames = s.recv_multipart()
+    ident, payload = frames[0], frames[-1]
+    assert frames[1] == b"", "Node requires the empty delimiter frame"
+    hdr, name, args = msgpack.unpackb(payload, raw=False)
+    rt = hdr.get("response_to")
+    if rt is None:
+        mid = hdr["message_id"]
+        if name == "range":
+            streams[mid] = [0, args[0], 1]
+        elif name == "fail":
+            send(ident, mid, "ERR", ["Error", args[0], "Error: " + args[0] + "\n    at Object.fail (server.js:1:1)"])
+        elif name == "_zerorpc_ping":
+            send(ident, mid, "OK", [["pong", ""]])
+        else:
+            send(ident, mid, "OK", [args[0] if args else None])
+        chan = mid
+    else:
+        chan = rt
+        if name == "_zpc_more" and chan in streams:
+            streams[chan][2] = args[0]   # absolute, like Node
+    st = streams.get(chan)
+    if st is not None:
+        while st[2] > 0 and st[0] < st[1]:
+            send(ident, chan, "STREAM", st[0])
+            st[0] += 1
+            st[2] -= 1
+        if st[0] >= st[1]:
+            send(ident, chan, "STREAM_DONE", [])
+            del streams[chan]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_like_server() {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut p = Proc::python(NODE_LIKE_SERVER, &[&ep]);
+    p.wait_line("READY");
+    let c = Client::connect(&ep).await.unwrap();
+    assert_eq!(
+        c.call("echo", vec!["x".into()]).await.unwrap(),
+        Value::from("x")
+    );
+    assert_eq!(
+        c.call("_zerorpc_ping", vec![]).await.unwrap(),
+        Value::Array(vec!["pong".into(), "".into()])
+    );
+    match c.call("fail", vec!["nope".into()]).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!((e.name.as_str(), e.message.as_str()), ("Error", "nope"));
+            assert!(e.traceback.contains("server.js"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Absolute credit from a server that honours only what we grant.
+    let mut s = Box::pin(c.call_stream("range", vec![5000.into()]).await.unwrap());
+    let mut n = 0u64;
+    while let Some(item) = within("node-like stream", s.next()).await {
+        assert_eq!(item.unwrap(), Value::from(n));
+        n += 1;
+    }
+    assert_eq!(n, 5000);
+}
