@@ -195,7 +195,11 @@ impl Client {
         let (app_tx, app_rx) = mpsc::channel(cfg.window as usize + 8);
         let took = Arc::new(Notify::new());
         tokio::spawn(drive_call(conn, ch, net_rx, app_tx, took.clone(), guard));
-        Ok(CallHandle { app_rx, took })
+        Ok(CallHandle {
+            app_rx,
+            took,
+            _alive: self._stop.clone(),
+        })
     }
 
     /// A connection for a new channel: round robin, preferring connected ones.
@@ -226,6 +230,9 @@ impl Drop for CallGuard {
 struct CallHandle {
     app_rx: mpsc::Receiver<Box<Result<Event, Error>>>,
     took: Arc<Notify>,
+    /// Keeps the receive loops running while this call lives, even if every
+    /// `Client` clone is dropped first.
+    _alive: Arc<tokio_util::sync::DropGuard>,
 }
 
 impl CallHandle {

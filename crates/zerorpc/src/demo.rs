@@ -9,8 +9,10 @@ use rmpv::Value;
 
 use crate::service::{type_name_of, CallError};
 
-/// Largest `bytes(n)` the demo serves (keeps it safe to expose).
-pub const DEMO_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest `bytes(n)` the demo serves: well under the default 64 MiB
+/// message limit, so a large request gets an error rather than a reply the
+/// client's transport would refuse.
+pub const DEMO_MAX_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The demo service (`demo`).
 #[derive(Debug, Clone, Copy, Default)]

@@ -26,6 +26,19 @@ fn fast_hb() -> zerorpc::ChannelConfig {
     }
 }
 
+/// A client with 200 ms heartbeats.
+async fn fast_client(ep: &str) -> Client {
+    Client::connect_with(
+        &[ep],
+        ClientOptions {
+            channel: fast_hb(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 async fn start(service: DynamicService, opts: ServerOptions) -> (Arc<Server>, String) {
     let server = Arc::new(Server::with_options(service, opts));
     let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
@@ -219,15 +232,7 @@ async fn many_concurrent_calls_and_long_calls_survive_heartbeats() {
         ..Default::default()
     };
     let (_server, ep) = start(demo_service(), opts).await;
-    let client = Client::connect_with(
-        &[&ep],
-        ClientOptions {
-            channel: fast_hb(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let client = fast_client(&ep).await;
     // A call lasting 5 heartbeat intervals still succeeds.
     let r = within("slow call", client.call("slow", vec![1.0.into()]))
         .await
@@ -266,15 +271,7 @@ async fn timeout_and_lost_remote() {
         other => panic!("{other:?}"),
     }
     // A server that dies mid-stream: the caller learns it.
-    let client = Client::connect_with(
-        &[&ep],
-        ClientOptions {
-            channel: fast_hb(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let client = fast_client(&ep).await;
     let call = tokio::spawn({
         let c = client.clone();
         async move { c.call("slow", vec![30.0.into()]).await }
@@ -316,15 +313,7 @@ async fn dropping_a_call_cancels_the_handler() {
         },
     )
     .await;
-    let client = Client::connect_with(
-        &[&ep],
-        ClientOptions {
-            channel: fast_hb(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let client = fast_client(&ep).await;
     let call = tokio::spawn({
         let c = client.clone();
         async move { c.call("wait", vec![]).await }
@@ -443,15 +432,7 @@ async fn a_slow_consumer_keeps_its_stream() {
         ..Default::default()
     };
     let (_server, ep) = start(demo_service(), opts).await;
-    let client = Client::connect_with(
-        &[&ep],
-        ClientOptions {
-            channel: fast_hb(),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let client = fast_client(&ep).await;
     let mut s = Box::pin(client.call_stream("range", vec![4.into()]).await.unwrap());
     for i in 0..4u64 {
         assert_eq!(
@@ -512,4 +493,18 @@ async fn several_endpoints_spread_calls_and_pin_channels() {
         let first = items[0].as_array().unwrap()[0].clone();
         assert!(items.iter().all(|it| it.as_array().unwrap()[0] == first));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_outlives_its_client_handle() {
+    let (_server, ep) = demo().await;
+    let client = Client::connect(&ep).await.unwrap();
+    let s = client
+        .call_stream("range", vec![1000.into()])
+        .await
+        .unwrap();
+    drop(client);
+    let items: Vec<_> = within("stream after client dropped", s.collect::<Vec<_>>()).await;
+    assert_eq!(items.len(), 1000);
+    assert!(items.into_iter().all(|r| r.is_ok()));
 }

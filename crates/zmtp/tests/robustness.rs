@@ -51,6 +51,32 @@ async fn expect_closed(s: &mut TcpStream, what: &str) {
     .await
 }
 
+/// Waits for the connection's failure event (`HandshakeFailed`, or
+/// `Disconnected` once past the handshake) and checks its reason.
+async fn expect_reason(
+    events: &mut tokio::sync::broadcast::Receiver<SocketEvent>,
+    what: &str,
+    after_handshake: bool,
+    reason: &str,
+) {
+    let ev = wait_event(events, what, |e| match e {
+        SocketEvent::Disconnected { .. } => after_handshake,
+        SocketEvent::HandshakeFailed { .. } => !after_handshake,
+        _ => false,
+    })
+    .await;
+    let got = match ev {
+        SocketEvent::Disconnected { reason, .. } | SocketEvent::HandshakeFailed { reason, .. } => {
+            reason
+        }
+        other => panic!("{what}: unexpected {other:?}"),
+    };
+    assert!(
+        got.contains(reason),
+        "{what}: reason {got:?} should mention {reason:?}"
+    );
+}
+
 async fn assert_still_serves(router: &RouterSocket, good: &DealerSocket, n: u8) {
     good.send(msg(&[b"", b"still there?", &[n]])).await.unwrap();
     let m = within("router serves the good peer", router.recv())
@@ -156,17 +182,7 @@ async fn bad_greetings_and_handshakes_close_only_the_offender() {
         let mut s = TcpStream::connect(addr(&ep)).await.unwrap();
         s.write_all(&bytes).await.unwrap();
         expect_closed(&mut s, what).await;
-        let ev = wait_event(&mut events, what, |e| {
-            matches!(e, SocketEvent::HandshakeFailed { .. })
-        })
-        .await;
-        let SocketEvent::HandshakeFailed { reason: got, .. } = ev else {
-            unreachable!()
-        };
-        assert!(
-            got.contains(reason),
-            "{what}: reason {got:?} should mention {reason:?}"
-        );
+        expect_reason(&mut events, what, false, reason).await;
         assert_still_serves(&router, &good, i as u8 + 1).await;
     }
 }
@@ -250,17 +266,7 @@ async fn bad_traffic_after_handshake_closes_only_the_offender() {
             s.shutdown().await.unwrap();
         }
         expect_closed(&mut s, what).await;
-        let ev = wait_event(&mut events, what, |e| {
-            matches!(e, SocketEvent::Disconnected { .. })
-        })
-        .await;
-        let SocketEvent::Disconnected { reason: got, .. } = ev else {
-            unreachable!()
-        };
-        assert!(
-            got.contains(reason),
-            "{what}: reason {got:?} should mention {reason:?}"
-        );
+        expect_reason(&mut events, what, true, reason).await;
         assert_still_serves(&router, &good, i as u8 + 1).await;
     }
 }
