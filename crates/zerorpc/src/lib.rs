@@ -3,10 +3,30 @@
 //! Wire-compatible with zerorpc-python 0.6.3 and zerorpc-node 0.9.8, on the
 //! [`zmtp`] transport. This crate owns the RPC layers:
 //!
-//! * [`event`]: the msgpack `[header, name, args]` envelope, message ids,
-//!   `response_to`, preserved header keys;
-//! * channels (heartbeats, credit, timeouts) as sans-IO state machines;
-//! * the client, the server and the service trait.
+//! * [`event`]: the msgpack `[header, name, args]` envelope; message ids keep
+//!   their msgpack type, unknown header keys are preserved (sans-IO);
+//! * [`channel`]: one call's state machine (heartbeats, lost remote,
+//!   first-reply timeout, stream credit), driven by an explicit `now`
+//!   (sans-IO);
+//! * [`Server`] (ROUTER, one task per call) and [`Client`] /
+//!   [`BlockingClient`] (DEALER, one driver task per call, channels pinned
+//!   to one endpoint);
+//! * [`Service`], [`DynamicService`] and the `#[zerorpc::service]` macro
+//!   (re-exported from `zerorpc-macros`), which also generates a typed
+//!   client;
+//! * [`introspection`]: the six `_zerorpc_*` methods;
+//! * [`demo`]: the built-in demo service.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), zerorpc::Error> {
+//! use zerorpc::{demo::Demo, Client, Server, Value};
+//! let server = Server::new(Demo);
+//! let ep = server.bind("tcp://127.0.0.1:0").await?;
+//! tokio::spawn(async move { server.run().await });
+//! let client = Client::connect(&ep.to_string()).await?;
+//! assert_eq!(client.call("add", vec![1.into(), 2.into()]).await?, Value::from(3));
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
 
