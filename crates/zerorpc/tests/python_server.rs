@@ -173,17 +173,17 @@ async fn long_stream_with_flow_control_and_concurrency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_timeouts_and_a_killed_server() {
-    let (mut py, ep) = start(0.5);
-    let c = Client::connect_with(&[&ep], opts(500)).await.unwrap();
+    let (mut py, ep) = start(1.0);
+    let c = Client::connect_with(&[&ep], opts(1000)).await.unwrap();
     // Longer than two heartbeat intervals, still fine.
     assert_eq!(
-        within("slow", c.call("slow", vec![1.6.into()]))
+        within("slow", c.call("slow", vec![2.5.into()]))
             .await
             .unwrap(),
-        Value::from(1.6)
+        Value::from(2.5)
     );
     // First-reply timeout.
-    let quick = Client::connect_with(&[&ep], opts(500).timeout(Duration::from_millis(700)))
+    let quick = Client::connect_with(&[&ep], opts(1000).timeout(Duration::from_millis(700)))
         .await
         .unwrap();
     assert!(matches!(
