@@ -67,6 +67,8 @@ struct Inner {
     channels: Mutex<HashMap<ChannelKey, mpsc::Sender<Box<Event>>>>,
     limiter: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
+    /// Set by a graceful shutdown: new calls are refused.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -107,6 +109,7 @@ impl Server {
             opts,
             channels: Mutex::new(HashMap::new()),
             cancel: cancel.clone(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         Server {
             inner,
@@ -147,9 +150,33 @@ impl Server {
         }
     }
 
-    /// Stops serving: running calls are cancelled.
+    /// Stops serving at once: running calls are cancelled (their clients
+    /// get an `ERR ServerShutdown` when it can still be sent).
     pub fn shutdown(&self) {
         self.inner.cancel.cancel();
+    }
+
+    /// Stops taking new calls (they get `ERR ServerShutdown`), waits up to
+    /// `grace` for running calls to finish, then cancels the rest.
+    pub async fn shutdown_gracefully(&self, grace: std::time::Duration) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + grace;
+        while self.active_calls() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.shutdown();
+        // Give cancelled calls a moment to tell their clients, and the
+        // connections a moment to write it.
+        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        while (self.active_calls() > 0 || self.inner.router.queued_outbound() > 0)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // (what a writer already took is on its way to the socket)
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
@@ -271,7 +298,18 @@ async fn serve_channel(
         let can_send = ch.can_send_item();
         let limiter = inner.limiter.clone();
         tokio::select! {
-            _ = inner.cancel.cancelled() => return,
+            _ = inner.cancel.cancelled() => {
+                // Shutting down: tell the client rather than go silent.
+                let ev = Event::on_channel(
+                    ch.id(),
+                    "ERR",
+                    err_args(&CallError::new("ServerShutdown", "the server is shutting down")),
+                );
+                let mut m: Message = envelope.iter().cloned().collect();
+                m.push_back(ev.encode());
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(200), inner.router.send(m)).await;
+                return;
+            }
             ev = rx.recv() => match ev {
                 Some(ev) => {
                     if let Err(e) = ch.on_event(*ev, Instant::now().into_std()) {
@@ -371,6 +409,16 @@ fn err_args(e: &CallError) -> Value {
 }
 
 fn dispatch(inner: &Arc<Inner>, req: Event) -> HandlerFuture {
+    tracing::debug!(method = %req.name, id = %req.header.message_id, "call");
+    if inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return async {
+            Err(CallError::new(
+                "ServerShutdown",
+                "the server is shutting down",
+            ))
+        }
+        .boxed();
+    }
     let args = match req.args {
         Value::Array(a) => a,
         Value::Nil => Vec::new(),

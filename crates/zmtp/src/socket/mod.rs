@@ -500,4 +500,8 @@ impl SocketCore {
     fn peer_count(&self) -> usize {
         self.shared.table().peers.len()
     }
+
+    fn queued_outbound(&self) -> usize {
+        self.shared.table().peers.values().map(|p| p.tx.len()).sum()
+    }
 }

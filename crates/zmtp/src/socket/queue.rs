@@ -60,6 +60,11 @@ impl<T> Queue<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
     /// Refuses further pushes; pops drain what is left, then end.
     pub fn close(&self) {
         let (r, w) = {

@@ -53,6 +53,13 @@ macro_rules! common {
                 self.core.peer_count()
             }
 
+            /// Messages queued for sending, over all peers, that the
+            /// connections have not taken yet (for example to wait for a
+            /// flush before exiting).
+            pub fn queued_outbound(&self) -> usize {
+                self.core.queued_outbound()
+            }
+
             /// This socket's type.
             pub fn socket_type(&self) -> SocketType {
                 $kind

@@ -1,0 +1,148 @@
+//! # zerorpc-cli — the `zerorpc` command
+//!
+//! A drop-in for zerorpc-python's CLI (same flags: list a service, call a
+//! method, watch a stream, serve), plus `zerorpc demo` (a guided tour),
+//! `zerorpc bench` (a load generator) and `zerorpc completions SHELL`.
+//!
+//! Exit codes: 0 success, 1 remote error, 2 usage error, 3 timeout,
+//! 4 lost remote, 5 other failure (connection, protocol).
+
+mod bench;
+mod client;
+mod literal;
+mod output;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+const EXAMPLES: &str = "\
+Examples:
+  zerorpc tcp://127.0.0.1:4242                  list the service's methods
+  zerorpc -? tcp://127.0.0.1:4242 add           show add's signature and documentation
+  zerorpc tcp://127.0.0.1:4242 add 2 40         call add(2, 40)
+  zerorpc tcp://127.0.0.1:4242 echo \"[1, 'a', None]\"   arguments are Python/JSON literals
+  zerorpc -j tcp://127.0.0.1:4242 echo '{\"k\": 1}' arguments as strict JSON
+  zerorpc -pj tcp://127.0.0.1:4242 range 3      print results as JSON, one line per stream item
+  zerorpc --server --bind tcp://0.0.0.0:4242 demo   serve the built-in demo service
+  zerorpc demo                                  a tour: serve, list, call, stream, error
+  zerorpc bench --connect tcp://127.0.0.1:4242 --method echo --concurrency 64 --duration 10 hello
+
+Arguments that are not literals are sent as strings. Exit codes: 0 ok, 1 remote error,
+2 usage, 3 timeout, 4 lost remote, 5 other failure.";
+
+/// Call, list and serve ZeroRPC services.
+#[derive(Parser, Debug)]
+#[command(name = "zerorpc", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Client mode (the default).
+    #[arg(long, conflicts_with = "server")]
+    pub client: bool,
+    /// Server mode: serve a service (only the built-in `demo`).
+    #[arg(long)]
+    pub server: bool,
+    /// Connect to this address (repeatable).
+    #[arg(long = "connect", value_name = "ADDR")]
+    pub connect: Vec<String>,
+    /// Bind to this address (repeatable; server mode).
+    #[arg(long = "bind", value_name = "ADDR")]
+    pub bind: Vec<String>,
+    /// Seconds to wait for the first reply.
+    #[arg(long, default_value_t = 30.0, value_name = "S")]
+    pub timeout: f64,
+    /// Heartbeat interval in seconds.
+    #[arg(long, default_value_t = 5.0, value_name = "S")]
+    pub heartbeat: f64,
+    /// Parse arguments as JSON.
+    #[arg(short = 'j', long = "json")]
+    pub json: bool,
+    /// Print results as JSON (also `-pj`).
+    #[arg(long = "print-json")]
+    pub print_json: bool,
+    /// Show signatures and documentation instead of calling (also `-?`).
+    #[arg(long = "inspect")]
+    pub inspect: bool,
+    /// Accepted for compatibility: our client always heart-beats actively.
+    #[arg(long = "active-hb")]
+    pub active_hb: bool,
+    /// ADDRESS [METHOD [ARGS...]] (ADDRESS may be replaced by --connect).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ADDRESS METHOD ARGS"
+    )]
+    pub rest: Vec<String>,
+}
+
+/// Python's spellings that clap cannot express (`-pj`, `-?`).
+fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| match a.as_str() {
+        "-pj" => "--print-json".into(),
+        "-?" => "--inspect".into(),
+        _ => a,
+    })
+    .collect()
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let args = normalize(std::env::args());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zerorpc: cannot start the runtime: {e}");
+            return ExitCode::from(5);
+        }
+    };
+    match args.get(1).map(String::as_str) {
+        Some("bench") => {
+            let b = bench::BenchArgs::parse_from(
+                std::iter::once("zerorpc bench".to_owned()).chain(args.into_iter().skip(2)),
+            );
+            rt.block_on(bench::run(b))
+        }
+        Some("demo") if args.len() == 2 => rt.block_on(client::demo()),
+        Some("completions") => {
+            let shell = args
+                .get(2)
+                .and_then(|s| s.parse::<clap_complete::Shell>().ok());
+            match shell {
+                Some(shell) => {
+                    clap_complete::generate(
+                        shell,
+                        &mut Cli::command(),
+                        "zerorpc",
+                        &mut std::io::stdout(),
+                    );
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("usage: zerorpc completions bash|zsh|fish|elvish|powershell");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        _ => {
+            let cli = Cli::parse_from(args);
+            if cli.server {
+                rt.block_on(server::run(cli))
+            } else {
+                rt.block_on(client::run(cli))
+            }
+        }
+    }
+}

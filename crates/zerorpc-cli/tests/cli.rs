@@ -1,0 +1,304 @@
+//! The `zerorpc` binary against our demo server (itself run by the binary)
+//! and against a real zerorpc-python 0.6.3 server.
+
+#[path = "../../zerorpc/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Proc};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zerorpc");
+
+fn zerorpc(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run zerorpc");
+    // Never hang the suite: a wedged CLI is killed and fails the test.
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("zerorpc {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Our demo server, run by the binary itself; killed on drop.
+struct DemoServer {
+    child: Child,
+    ep: String,
+}
+
+impl DemoServer {
+    fn start() -> DemoServer {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let mut child = Command::new(BIN)
+            .args(["--server", "--heartbeat", "1", "--bind", &ep, "demo"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start server");
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        err.read_line(&mut line).expect("server output");
+        assert!(line.starts_with("serving demo on"), "{line}");
+        // keep draining stderr so the server never blocks on it
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        DemoServer { child, ep }
+    }
+
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn lists_calls_streams_and_reports_errors() {
+    let s = DemoServer::start();
+    let ep = s.ep.as_str();
+
+    let o = zerorpc(&[ep]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = "[demo]\n\
+        echo   Return x unchanged.\n\
+        add    Add a and b (numbers, strings or lists).\n\
+        lolita Return 42.\n\
+        range  Stream the integers 0 to n-1.\n\
+        slow   Sleep for the given seconds, then return them.\n\
+        fail   Raise DemoError with the given message.\n\
+        bytes  Return n bytes (msgpack bin).\n";
+    assert_eq!(stdout(&o), expected);
+    assert!(stderr(&o).contains(&format!("connecting to \"{ep}\"")));
+
+    let o = zerorpc(&["-?", ep, "add"]);
+    assert_eq!(
+        stdout(&o),
+        "[demo]\nadd(a, b)\n\nAdd a and b (numbers, strings or lists).\n\n"
+    );
+    let o = zerorpc(&["--inspect", ep]);
+    assert!(stdout(&o).contains("\nslow(seconds)\n"), "{}", stdout(&o));
+
+    let o = zerorpc(&[ep, "add", "2", "40"]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "42\n"));
+    let o = zerorpc(&[ep, "add", "-1.5", "1"]);
+    assert_eq!(stdout(&o), "-0.5\n");
+    let o = zerorpc(&[ep, "echo", "hello world"]);
+    assert_eq!(stdout(&o), "'hello world'\n");
+    let o = zerorpc(&[ep, "echo", "[1, 'a', None, True, b'\\x00']"]);
+    assert_eq!(stdout(&o), "[1, 'a', None, True, b'\\x00']\n");
+    let o = zerorpc(&[ep, "range", "3"]);
+    assert_eq!(stdout(&o), "0\n1\n2\n");
+    let o = zerorpc(&["-j", ep, "echo", "{\"a\": [1, null]}"]);
+    assert_eq!(stdout(&o), "{'a': [1, None]}\n");
+    let o = zerorpc(&["-j", ep, "echo", "not json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = zerorpc(&["-pj", ep, "echo", "[1, 'x', None]"]);
+    assert_eq!(stdout(&o), "[1,\"x\",null]\n");
+    let o = zerorpc(&["-pj", ep, "range", "2"]);
+    assert_eq!(stdout(&o), "0\n1\n");
+
+    let o = zerorpc(&[ep, "fail", "boom"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("DemoError: boom"), "{err}");
+    assert!(err.contains("Remote traceback:\n  in demo.fail"), "{err}");
+    let o = zerorpc(&[ep, "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("NameError: nope"));
+
+    let o = zerorpc(&["--timeout", "0.5", ep, "slow", "5"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("timeout after 0.5s waiting for a reply to slow()"));
+    let o = zerorpc(&[]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn server_shuts_down_cleanly_on_sigterm() {
+    let mut s = DemoServer::start();
+    let ep = s.ep.clone();
+    let ep2 = ep.clone();
+    // Same heartbeat as the server: each side judges loss by its own interval.
+    let short = std::thread::spawn(move || zerorpc(&["--heartbeat", "1", &ep, "slow", "1"]));
+    let long = std::thread::spawn(move || zerorpc(&["--heartbeat", "1", &ep2, "slow", "60"]));
+    std::thread::sleep(Duration::from_millis(400));
+    s.terminate();
+    // The short call finishes within the grace period...
+    let o = short.join().unwrap();
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "1.0\n"),
+        "{}",
+        stderr(&o)
+    );
+    // ...the long one gets an error rather than a hang.
+    let o = long.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ServerShutdown"), "{}", stderr(&o));
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "server exit {status:?}");
+}
+
+#[test]
+fn bench_reports_rates_latency_and_errors() {
+    let s = DemoServer::start();
+    let o = zerorpc(&[
+        "bench",
+        "--connect",
+        &s.ep,
+        "--method",
+        "echo",
+        "--calls",
+        "2000",
+        "-c",
+        "8",
+        "--json",
+        "hi",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(j["calls"], 2000);
+    assert_eq!(j["errors"]["remote"], 0);
+    assert!(j["calls_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(j["latency_us"]["p99"].as_u64().unwrap() >= j["latency_us"]["p50"].as_u64().unwrap());
+    let o = zerorpc(&[
+        "bench",
+        "--connect",
+        &s.ep,
+        "--method",
+        "range",
+        "--stream",
+        "--calls",
+        "20",
+        "--json",
+        "500",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(j["items"], 20 * 500);
+    // errors are counted, and make the exit code non-zero
+    let o = zerorpc(&[
+        "bench",
+        "--connect",
+        &s.ep,
+        "--method",
+        "fail",
+        "--calls",
+        "10",
+        "x",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("remote 10"), "{}", stdout(&o));
+    let o = zerorpc(&[
+        "bench",
+        "--connect",
+        &s.ep,
+        "--method",
+        "echo",
+        "--duration",
+        "0.5",
+        "-c",
+        "4",
+        "x",
+    ]);
+    assert!(stdout(&o).contains("calls/s"), "{}", stdout(&o));
+}
+
+#[test]
+fn help_and_completions() {
+    let o = zerorpc(&["--help"]);
+    assert!(stdout(&o).contains("Examples:"));
+    let o = zerorpc(&["bench", "--help"]);
+    assert!(stdout(&o).contains("--concurrency"));
+    let o = zerorpc(&["completions", "bash"]);
+    assert!(o.status.success() && stdout(&o).contains("zerorpc"));
+}
+
+const PY_SERVER: &str = r#"
+import sys, gevent, zerorpc
+class PyDemo(object):
+    def add(self, a, b):
+        "Add a and b."
+        return a + b
+    @zerorpc.stream
+    def range(self, n):
+        "Stream 0..n-1."
+        return iter(range(n))
+    def slow(self, seconds):
+        gevent.sleep(seconds)
+        return seconds
+    def fail(self, message):
+        raise ValueError(message)
+s = zerorpc.Server(PyDemo(), heartbeat=1)
+s.bind(sys.argv[1])
+print("READY", flush=True)
+s.run()
+"#;
+
+#[test]
+fn against_a_python_server() {
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut py = Proc::python(PY_SERVER, &[&ep]);
+    py.wait_line("READY");
+    // zerorpc-python 0.6.3 on Python 3.11 fails _zerorpc_inspect: the
+    // listing falls back to _zerorpc_list/_zerorpc_help.
+    let o = zerorpc(&[&ep]);
+    assert_eq!(
+        stdout(&o),
+        "[PyDemo]\nadd   Add a and b.\nfail  <undocumented>\nrange Stream 0..n-1.\nslow  <undocumented>\n"
+    );
+    let o = zerorpc(&[&ep, "add", "2", "40"]);
+    assert_eq!(stdout(&o), "42\n");
+    let o = zerorpc(&[&ep, "add", "'a'", "'b'"]);
+    assert_eq!(stdout(&o), "'ab'\n");
+    let o = zerorpc(&[&ep, "range", "3"]);
+    assert_eq!(stdout(&o), "0\n1\n2\n");
+    let o = zerorpc(&[&ep, "fail", "boom"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("ValueError: boom"));
+    assert!(stderr(&o).contains("Traceback"));
+    let o = zerorpc(&["--timeout", "0.5", &ep, "slow", "3"]);
+    assert_eq!(o.status.code(), Some(3));
+    // the server dies mid-call: lost remote, its own exit code
+    let ep2 = ep.clone();
+    let call = std::thread::spawn(move || zerorpc(&["--heartbeat", "1", &ep2, "slow", "60"]));
+    std::thread::sleep(Duration::from_millis(700));
+    py.kill();
+    let o = call.join().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lost remote"), "{}", stderr(&o));
+}
