@@ -248,38 +248,19 @@ fn help_and_completions() {
     assert!(o.status.success() && stdout(&o).contains("zerorpc"));
 }
 
-const PY_SERVER: &str = r#"
-import sys, gevent, zerorpc
-class PyDemo(object):
-    def add(self, a, b):
-        "Add a and b."
-        return a + b
-    @zerorpc.stream
-    def range(self, n):
-        "Stream 0..n-1."
-        return iter(range(n))
-    def slow(self, seconds):
-        gevent.sleep(seconds)
-        return seconds
-    def fail(self, message):
-        raise ValueError(message)
-s = zerorpc.Server(PyDemo(), heartbeat=1)
-s.bind(sys.argv[1])
-print("READY", flush=True)
-s.run()
-"#;
+const PY_SERVER: &str = include_str!("../../zerorpc/tests/common/py_demo_server.py");
 
 #[test]
 fn against_a_python_server() {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
-    let mut py = Proc::python(PY_SERVER, &[&ep]);
+    let mut py = Proc::python(PY_SERVER, &[&ep, "1.0"]);
     py.wait_line("READY");
     // zerorpc-python 0.6.3 on Python 3.11 fails _zerorpc_inspect: the
     // listing falls back to _zerorpc_list/_zerorpc_help.
     let o = zerorpc(&[&ep]);
     assert_eq!(
         stdout(&o),
-        "[PyDemo]\nadd   Add a and b.\nfail  <undocumented>\nrange Stream 0..n-1.\nslow  <undocumented>\n"
+        "[PyDemo]\nadd   Add a and b.\necho  Return x.\nfail  <undocumented>\nrange Stream 0..n-1.\nslow  <undocumented>\ntypes <undocumented>\n"
     );
     let o = zerorpc(&[&ep, "add", "2", "40"]);
     assert_eq!(stdout(&o), "42\n");

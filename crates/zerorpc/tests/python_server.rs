@@ -8,34 +8,7 @@ use common::*;
 use futures::StreamExt;
 use zerorpc::{Client, ClientOptions, Error, Value};
 
-const SERVER: &str = r#"
-import sys, gevent, zerorpc
-
-class PyDemo(object):
-    def echo(self, x):
-        "Return x."
-        return x
-    def add(self, a, b):
-        "Add a and b."
-        return a + b
-    @zerorpc.stream
-    def range(self, n):
-        "Stream 0..n-1."
-        return iter(range(n))
-    def slow(self, seconds):
-        gevent.sleep(seconds)
-        return seconds
-    def fail(self, message):
-        raise ValueError(message)
-    def types(self):
-        return {"str": type(self).__name__, "bytes": b"\x00\xff", "int": -7, "float": 2.5,
-                "list": [1, "a"], "nil": None, "true": True}
-
-s = zerorpc.Server(PyDemo(), heartbeat=float(sys.argv[2]))
-s.bind(sys.argv[1])
-print("READY", flush=True)
-s.run()
-"#;
+const SERVER: &str = include_str!("common/py_demo_server.py");
 
 fn start(hb: f64) -> (Proc, String) {
     let ep = format!("tcp://127.0.0.1:{}", free_port());
