@@ -75,14 +75,37 @@ pub struct Cli {
     pub rest: Vec<String>,
 }
 
-/// Python's spellings that clap cannot express (`-pj`, `-?`).
+/// Python's spellings that clap cannot express (`-pj`, `-?`), rewritten
+/// among the options only: arguments after the address are left alone.
 fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
-    args.map(|a| match a.as_str() {
-        "-pj" => "--print-json".into(),
-        "-?" => "--inspect".into(),
-        _ => a,
-    })
-    .collect()
+    let mut out = Vec::new();
+    let mut options = true;
+    let mut takes_value = false;
+    for (i, a) in args.enumerate() {
+        if i == 0 || !options {
+            out.push(a);
+            continue;
+        }
+        if takes_value {
+            takes_value = false;
+            out.push(a);
+            continue;
+        }
+        match a.as_str() {
+            "-pj" => out.push("--print-json".into()),
+            "-?" => out.push("--inspect".into()),
+            "--connect" | "--bind" | "--timeout" | "--heartbeat" => {
+                takes_value = true;
+                out.push(a);
+            }
+            s if s.starts_with('-') => out.push(a),
+            _ => {
+                options = false;
+                out.push(a);
+            }
+        }
+    }
+    out
 }
 
 fn init_tracing() {
@@ -144,5 +167,48 @@ fn main() -> ExitCode {
                 rt.block_on(client::run(cli))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    fn n(args: &[&str]) -> Vec<String> {
+        normalize(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn python_spellings_only_among_options() {
+        assert_eq!(
+            n(&["zerorpc", "-pj", "-?", "tcp://x:1"]),
+            ["zerorpc", "--print-json", "--inspect", "tcp://x:1"]
+        );
+        assert_eq!(
+            n(&["zerorpc", "tcp://x:1", "echo", "-pj", "-?"]),
+            ["zerorpc", "tcp://x:1", "echo", "-pj", "-?"]
+        );
+        assert_eq!(
+            n(&[
+                "zerorpc",
+                "--timeout",
+                "3",
+                "-pj",
+                "--connect",
+                "tcp://x:1",
+                "m",
+                "-?"
+            ]),
+            [
+                "zerorpc",
+                "--timeout",
+                "3",
+                "--print-json",
+                "--connect",
+                "tcp://x:1",
+                "m",
+                "-?"
+            ]
+        );
     }
 }
