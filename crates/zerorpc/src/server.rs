@@ -150,14 +150,16 @@ impl Server {
         }
     }
 
-    /// Stops serving at once: running calls are cancelled (their clients
-    /// get an `ERR ServerShutdown` when it can still be sent).
+    /// Stops serving at once: running calls are cancelled without a reply
+    /// (their clients detect the loss, as after a crash). See
+    /// [`Server::shutdown_gracefully`] for the polite way.
     pub fn shutdown(&self) {
         self.inner.cancel.cancel();
     }
 
     /// Stops taking new calls (they get `ERR ServerShutdown`), waits up to
-    /// `grace` for running calls to finish, then cancels the rest.
+    /// `grace` for running calls to finish, then cancels the rest, each with
+    /// an `ERR ServerShutdown` to its client.
     pub async fn shutdown_gracefully(&self, grace: std::time::Duration) {
         self.inner
             .draining
@@ -299,7 +301,10 @@ async fn serve_channel(
         let limiter = inner.limiter.clone();
         tokio::select! {
             _ = inner.cancel.cancelled() => {
-                // Shutting down: tell the client rather than go silent.
+                if !inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                // A graceful shutdown: tell the client rather than go silent.
                 let ev = Event::on_channel(
                     ch.id(),
                     "ERR",
