@@ -239,8 +239,11 @@ impl CallHandle {
     /// The next reply or stream item (or the call's failure).
     async fn next_event(&mut self) -> Result<Event, Error> {
         let r = self.app_rx.recv().await.map_or(Err(Error::Closed), |b| *b);
-        // Room freed in the window: let the driver grant credit.
-        self.took.notify_one();
+        // Room freed in the window: let the driver grant credit once it is
+        // worth a grant (it grants when half the window is free).
+        if self.app_rx.len() <= self.app_rx.max_capacity() / 2 {
+            self.took.notify_one();
+        }
         r
     }
 }
@@ -265,6 +268,9 @@ async fn drive_call(
     let cap = app_tx.max_capacity() as u64;
     let mut forwarded = 0u64;
     let mut consumed = 0u64;
+    // One timer for the call's life, moved as its deadline moves.
+    let timer = tokio::time::sleep_until(Instant::from_std(ch.poll_timeout()));
+    tokio::pin!(timer);
     loop {
         let queued = cap - app_tx.capacity() as u64;
         let now_consumed = forwarded - queued.min(forwarded);
@@ -277,6 +283,9 @@ async fn drive_call(
             return;
         }
         let deadline = Instant::from_std(ch.poll_timeout());
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         tokio::select! {
             _ = app_tx.closed() => return,
             _ = took.notified() => {}
@@ -313,7 +322,7 @@ async fn drive_call(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut timer => {
                 if let Err(e) = ch.handle_timeout(Instant::now().into_std()) {
                     let _ = app_tx.try_send(Box::new(Err(channel_error(e))));
                     return;

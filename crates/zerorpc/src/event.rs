@@ -26,13 +26,43 @@ pub struct MessageId {
 }
 
 impl MessageId {
-    /// A fresh id like Python 3's: 32 random hex characters, sent as bin.
+    /// A fresh id shaped like Python 3's: 32 hex characters, sent as bin.
+    /// Like Python, a random per-process prefix plus a counter: unique,
+    /// and cheap enough for every stream item.
     pub fn random() -> Self {
-        let n: u128 = rand::random();
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::OnceLock;
+        static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let prefix = PREFIX.get_or_init(|| {
+            let r: u64 = rand::random();
+            let mut p = [0u8; 16];
+            for (i, b) in p.iter_mut().enumerate() {
+                *b = HEX[((r >> (60 - 4 * i)) & 0xF) as usize];
+            }
+            p
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 32];
+        id[..16].copy_from_slice(prefix);
+        for i in 0..16 {
+            id[16 + i] = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
+        }
         MessageId {
-            raw: Bytes::from(format!("{n:032x}")),
+            raw: Bytes::copy_from_slice(&id),
             is_str: false,
         }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        if self.is_str {
+            let _ = rmp::encode::write_str_len(out, self.raw.len() as u32);
+        } else {
+            let _ = rmp::encode::write_bin_len(out, self.raw.len() as u32);
+        }
+        out.extend_from_slice(&self.raw);
     }
 
     /// An id sent as msgpack str (what Node does).
@@ -148,19 +178,6 @@ impl Header {
         }
     }
 
-    fn to_value(&self) -> Value {
-        let mut m = Vec::with_capacity(3 + self.extra.len());
-        m.push((Value::from("message_id"), self.message_id.to_value()));
-        if let Some(v) = self.version {
-            m.push((Value::from("v"), Value::from(v)));
-        }
-        if let Some(r) = &self.response_to {
-            m.push((Value::from("response_to"), r.to_value()));
-        }
-        m.extend(self.extra.iter().cloned());
-        Value::Map(m)
-    }
-
     fn from_value(v: Value) -> Result<Self, EventError> {
         let Value::Map(entries) = v else {
             return Err(EventError::Malformed("header is not a map"));
@@ -260,16 +277,33 @@ impl Event {
         }
     }
 
-    /// Encodes to msgpack.
+    /// Encodes to msgpack (directly, without building a value tree).
     pub fn encode(&self) -> Bytes {
-        let v = Value::Array(vec![
-            self.header.to_value(),
-            Value::from(self.name.as_str()),
-            self.args.clone(),
-        ]);
-        let mut out = Vec::with_capacity(64);
+        let h = &self.header;
+        let entries = 1
+            + usize::from(h.version.is_some())
+            + usize::from(h.response_to.is_some())
+            + h.extra.len();
+        let mut out = Vec::with_capacity(96);
         // Writing into a Vec cannot fail.
-        let _ = rmpv::encode::write_value(&mut out, &v);
+        let _ = rmp::encode::write_array_len(&mut out, 3);
+        let _ = rmp::encode::write_map_len(&mut out, entries as u32);
+        let _ = rmp::encode::write_str(&mut out, "message_id");
+        h.message_id.write(&mut out);
+        if let Some(v) = h.version {
+            let _ = rmp::encode::write_str(&mut out, "v");
+            let _ = rmp::encode::write_sint(&mut out, v);
+        }
+        if let Some(r) = &h.response_to {
+            let _ = rmp::encode::write_str(&mut out, "response_to");
+            r.write(&mut out);
+        }
+        for (k, v) in &h.extra {
+            let _ = rmpv::encode::write_value(&mut out, k);
+            let _ = rmpv::encode::write_value(&mut out, v);
+        }
+        let _ = rmp::encode::write_str(&mut out, &self.name);
+        let _ = rmpv::encode::write_value(&mut out, &self.args);
         Bytes::from(out)
     }
 

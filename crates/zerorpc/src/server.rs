@@ -264,6 +264,9 @@ async fn serve_channel(
     let mut phase = Phase::Queued;
     // Held while the handler runs.
     let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    // One timer for the channel's life, moved as its deadline moves.
+    let timer = tokio::time::sleep_until(Instant::from_std(ch.poll_timeout()));
+    tokio::pin!(timer);
     loop {
         // Start the handler once a concurrency slot is ours.
         if matches!(phase, Phase::Queued) {
@@ -297,6 +300,9 @@ async fn serve_channel(
             return;
         }
         let deadline = Instant::from_std(ch.poll_timeout());
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
         let can_send = ch.can_send_item();
         let limiter = inner.limiter.clone();
         tokio::select! {
@@ -328,7 +334,7 @@ async fn serve_channel(
                     return;
                 }
             },
-            _ = tokio::time::sleep_until(deadline) => {
+            _ = &mut timer => {
                 if let Err(e) = ch.handle_timeout(Instant::now().into_std()) {
                     tracing::info!(method = %method, error = ?e, "client lost, cancelling call");
                     return;
@@ -353,6 +359,33 @@ async fn serve_channel(
                 }
                 Work::Item(Some(Ok(v))) => {
                     ch.send("STREAM", v);
+                    // Take every item that is ready now and has credit, so
+                    // a fast stream costs one pass of this loop per batch.
+                    if let Phase::Streaming(st) = &mut phase {
+                        while ch.can_send_item() {
+                            match AssertUnwindSafe(st.next()).catch_unwind().now_or_never() {
+                                Some(Ok(Some(Ok(v)))) => {
+                                    ch.send("STREAM", v);
+                                }
+                                Some(Ok(Some(Err(e)))) => {
+                                    ch.send("ERR", err_args(&e));
+                                    phase = Phase::Done;
+                                    break;
+                                }
+                                Some(Ok(None)) => {
+                                    ch.send("STREAM_DONE", Value::Nil);
+                                    phase = Phase::Done;
+                                    break;
+                                }
+                                Some(Err(p)) => {
+                                    ch.send("ERR", err_args(&panic_error(p)));
+                                    phase = Phase::Done;
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                    }
                 }
                 Work::Item(None) => {
                     ch.send("STREAM_DONE", Value::Nil);

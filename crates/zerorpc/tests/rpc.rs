@@ -508,3 +508,56 @@ async fn a_stream_outlives_its_client_handle() {
     assert_eq!(items.len(), 1000);
     assert!(items.into_iter().all(|r| r.is_ok()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_fails_or_panics_midway() {
+    let svc = DynamicService::new("s")
+        .stream_method("bad", "", &[], |_| {
+            Ok(futures::stream::iter((0..5).map(|i| {
+                if i < 3 {
+                    Ok(Value::from(i))
+                } else {
+                    Err(CallError::new("StreamError", "gave up at 3"))
+                }
+            })))
+        })
+        .stream_method("boom", "", &[], |_| {
+            Ok(futures::stream::iter(0..5).map(|i| {
+                if i == 2 {
+                    panic!("stream exploded");
+                }
+                Ok(Value::from(i))
+            }))
+        });
+    let (_server, ep) = start(svc, ServerOptions::default()).await;
+    let client = Client::connect(&ep).await.unwrap();
+    for (method, name, good) in [("bad", "StreamError", 3), ("boom", "Panic", 2)] {
+        let items: Vec<_> = within(
+            "stream",
+            client
+                .call_stream(method, vec![])
+                .await
+                .unwrap()
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        let oks: Vec<Value> = items
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        assert_eq!(
+            oks,
+            (0..good).map(Value::from).collect::<Vec<_>>(),
+            "{method}"
+        );
+        match items.last() {
+            Some(Err(Error::Remote(e))) => assert_eq!(e.name, name),
+            other => panic!("{method}: {other:?}"),
+        }
+    }
+    // and the server still serves
+    assert_eq!(
+        client.call("_zerorpc_name", vec![]).await.unwrap(),
+        Value::from("s")
+    );
+}
