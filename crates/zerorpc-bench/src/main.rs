@@ -1,0 +1,574 @@
+//! # zerorpc-bench — one run, every contender, ratios to ours
+//!
+//! `cargo run --release -p zerorpc-bench -- compare [--quick]`
+//!
+//! Measures the same workloads, in one run on one machine, on: our Rust
+//! client and server; zerorpc-python 0.6.3 (client and server, from the
+//! venv the test harness provisions under `target/`); both cross pairings;
+//! raw libzmq DEALER↔ROUTER with a msgpack event round trip (the floor for
+//! any ZeroMQ RPC); plain tokio TCP echo (the physical floor). Writes a
+//! markdown table with ratios to ours and a JSON file under
+//! `bench-results/`.
+//!
+//! Work in progress (issue 6): tonic and tarpc, idle-channel memory for
+//! the other systems, and the latency plot are not in yet.
+
+#[path = "../../zerorpc/tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zerorpc::{Client, Server, Value};
+
+#[derive(Clone, Copy)]
+struct Size {
+    seq: usize,
+    conc: usize,
+    big: usize,
+    stream: u64,
+    py_seq: usize,
+    py_conc: usize,
+    py_stream: u64,
+}
+
+#[derive(Default, Clone)]
+struct Row {
+    name: String,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    rate16: Option<f64>,
+    rate256: Option<f64>,
+    rate64k: Option<f64>,
+    items: Option<f64>,
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
+}
+
+const BIG: usize = 64 * 1024;
+
+// ------------------------------------------------------------ Rust client
+
+async fn rust_client(name: &str, ep: &str, seq: usize, conc: usize, stream: u64) -> Row {
+    let c = Client::connect(ep).await.expect("connect");
+    for _ in 0..200 {
+        c.call("echo", vec![1.into()]).await.expect("warm up");
+    }
+    let mut h = hist();
+    for _ in 0..seq {
+        let t = Instant::now();
+        c.call("echo", vec![1.into()]).await.expect("call");
+        h.record(t.elapsed().as_nanos() as u64).ok();
+    }
+    let rate = |k: usize, n: usize, payload: Value| {
+        let c = c.clone();
+        async move {
+            let t = Instant::now();
+            let per = (n / k).max(1);
+            let tasks: Vec<_> = (0..k)
+                .map(|_| {
+                    let (c, p) = (c.clone(), payload.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            c.call("echo", vec![p.clone()]).await.expect("call");
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("task");
+            }
+            (per * k) as f64 / t.elapsed().as_secs_f64()
+        }
+    };
+    let rate16 = rate(16, conc, Value::from(1)).await;
+    let rate256 = rate(256, conc, Value::from(1)).await;
+    let rate64k = rate(16, conc / 10, Value::Binary(vec![7u8; BIG])).await;
+    let t = Instant::now();
+    let items = c
+        .call("range", vec![Value::from(stream)])
+        .await
+        .expect("stream");
+    let n = items.as_array().map(Vec::len).unwrap_or(0);
+    let items = n as f64 / t.elapsed().as_secs_f64();
+    Row {
+        name: name.into(),
+        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
+        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
+        rate16: Some(rate16),
+        rate256: Some(rate256),
+        rate64k: Some(rate64k),
+        items: Some(items),
+    }
+}
+
+// ------------------------------------------------------------ Python
+
+const PY_CLIENT: &str = r#"
+import sys, time, json, zerorpc
+from gevent.pool import Pool
+ep, n_seq, n_conc, n_stream = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+c = zerorpc.Client(timeout=120)
+c.connect(ep)
+for _ in range(200):
+    c.echo(1)
+lat = []
+for _ in range(n_seq):
+    t = time.perf_counter(); c.echo(1); lat.append(time.perf_counter() - t)
+lat.sort()
+def rate(k, n, payload):
+    t = time.perf_counter()
+    Pool(k).map(lambda i: c.echo(payload), range(n))
+    return n / (time.perf_counter() - t)
+r16 = rate(16, n_conc, 1)
+r256 = rate(256, n_conc, 1)
+r64k = rate(16, max(n_conc // 10, 1), b"\x07" * 65536)
+t = time.perf_counter()
+n = sum(1 for _ in c.range(n_stream))
+items = n / (time.perf_counter() - t)
+print("RESULT", json.dumps({"p50_us": lat[len(lat)//2] * 1e6, "p99_us": lat[int(len(lat) * 0.99)] * 1e6,
+      "rate16": r16, "rate256": r256, "rate64k": r64k, "items": items}), flush=True)
+"#;
+
+fn python_client(name: &str, ep: &str, s: Size) -> Row {
+    let mut p = common::Proc::python(
+        PY_CLIENT,
+        &[
+            ep,
+            &s.py_seq.to_string(),
+            &s.py_conc.to_string(),
+            &s.py_stream.to_string(),
+        ],
+    );
+    let line = p.wait_line("RESULT");
+    let j: serde_json::Value =
+        serde_json::from_str(line.trim_start_matches("RESULT").trim()).expect("python result json");
+    let f = |k: &str| j[k].as_f64();
+    Row {
+        name: name.into(),
+        p50_us: f("p50_us"),
+        p99_us: f("p99_us"),
+        rate16: f("rate16"),
+        rate256: f("rate256"),
+        rate64k: f("rate64k"),
+        items: f("items"),
+    }
+}
+
+// ------------------------------------------------------------ raw libzmq
+
+/// A libzmq ROUTER that decodes each msgpack event and answers `OK [arg]`,
+/// the least a ZeroRPC server must do per call.
+fn zmq_server(ctx: &zmq::Context) -> (String, std::thread::JoinHandle<()>) {
+    let router = ctx.socket(zmq::ROUTER).expect("socket");
+    router.bind("tcp://127.0.0.1:*").expect("bind");
+    router.set_rcvtimeo(2000).expect("opt");
+    let ep = router.get_last_endpoint().expect("ep").expect("utf8");
+    let h = std::thread::spawn(move || {
+        while let Ok(mut m) = router.recv_multipart(0) {
+            let Some(payload) = m.pop() else { continue };
+            let Ok(ev) = zerorpc::Event::decode(&payload, Default::default()) else {
+                continue;
+            };
+            let arg = match ev.args {
+                Value::Array(mut a) if !a.is_empty() => a.swap_remove(0),
+                _ => Value::Nil,
+            };
+            let reply =
+                zerorpc::Event::on_channel(&ev.header.message_id, "OK", Value::Array(vec![arg]));
+            m.push(reply.encode().to_vec());
+            if router.send_multipart(m, 0).is_err() {
+                break;
+            }
+        }
+    });
+    (ep, h)
+}
+
+fn zmq_client(ctx: &zmq::Context, seq: usize, conc: usize) -> Row {
+    let (ep, server) = zmq_server(ctx);
+    let d = ctx.socket(zmq::DEALER).expect("socket");
+    d.connect(&ep).expect("connect");
+    let call = |d: &zmq::Socket, arg: Value| {
+        let ev = zerorpc::Event::new("echo", Value::Array(vec![arg]));
+        d.send_multipart([Vec::new(), ev.encode().to_vec()], 0)
+            .expect("send");
+    };
+    let recv = |d: &zmq::Socket| {
+        let m = d.recv_multipart(0).expect("recv");
+        zerorpc::Event::decode(m.last().expect("payload"), Default::default()).expect("event")
+    };
+    for _ in 0..200 {
+        call(&d, 1.into());
+        recv(&d);
+    }
+    let mut h = hist();
+    for _ in 0..seq {
+        let t = Instant::now();
+        call(&d, 1.into());
+        recv(&d);
+        h.record(t.elapsed().as_nanos() as u64).ok();
+    }
+    // k calls in flight from one socket (libzmq's blocking API has no tasks).
+    let rate = |k: usize, n: usize, arg: Value| {
+        let t = Instant::now();
+        for _ in 0..k.min(n) {
+            call(&d, arg.clone());
+        }
+        for i in 0..n {
+            recv(&d);
+            if i + k < n {
+                call(&d, arg.clone());
+            }
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    let r16 = rate(16, conc, 1.into());
+    let r256 = rate(256, conc, 1.into());
+    let r64k = rate(16, conc / 10, Value::Binary(vec![7u8; BIG]));
+    drop(d);
+    server.join().ok();
+    Row {
+        name: "raw libzmq DEALER↔ROUTER + msgpack".into(),
+        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
+        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
+        rate16: Some(r16),
+        rate256: Some(r256),
+        rate64k: Some(r64k),
+        items: None,
+    }
+}
+
+// ------------------------------------------------------------ plain TCP
+
+async fn tcp_echo(seq: usize, conc: usize) -> Row {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            s.set_nodelay(true).ok();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                let mut buf = vec![0u8; 256 * 1024];
+                while let Ok(n) = r.read(&mut buf).await {
+                    if n == 0 || w.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    // One connection per in-flight call: each echoes a length-prefixed message.
+    async fn roundtrip(s: &mut tokio::net::TcpStream, msg: &[u8], back: &mut [u8]) {
+        s.write_all(msg).await.expect("write");
+        s.read_exact(back).await.expect("read");
+    }
+    let small = {
+        let mut m = vec![0u8, 0, 0, 32];
+        m.extend_from_slice(&[1u8; 32]);
+        m
+    };
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).ok();
+    let mut back = vec![0u8; small.len()];
+    let mut h = hist();
+    for i in 0..seq + 200 {
+        let t = Instant::now();
+        roundtrip(&mut s, &small, &mut back).await;
+        if i >= 200 {
+            h.record(t.elapsed().as_nanos() as u64).ok();
+        }
+    }
+    let rate = |k: usize, n: usize, len: usize| async move {
+        let mut msg = (len as u32).to_be_bytes().to_vec();
+        msg.extend(std::iter::repeat_n(7u8, len));
+        let msg = Arc::new(msg);
+        let t = Instant::now();
+        let per = (n / k).max(1);
+        let tasks: Vec<_> = (0..k)
+            .map(|_| {
+                let msg = msg.clone();
+                tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                    s.set_nodelay(true).ok();
+                    let mut back = vec![0u8; msg.len()];
+                    for _ in 0..per {
+                        roundtrip(&mut s, &msg, &mut back).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        (per * k) as f64 / t.elapsed().as_secs_f64()
+    };
+    let r16 = rate(16, conc, 32).await;
+    let r256 = rate(256, conc, 32).await;
+    let r64k = rate(16, conc / 10, BIG).await;
+    server.abort();
+    Row {
+        name: "plain tokio TCP echo".into(),
+        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
+        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
+        rate16: Some(r16),
+        rate256: Some(r256),
+        rate64k: Some(r64k),
+        items: None,
+    }
+}
+
+// ------------------------------------------------------------ idle channels
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Opens `n` calls that stay open (the server sleeps), and measures this
+/// process's RSS growth per open channel: client and server side together,
+/// since both live in this process.
+async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
+    let c = Client::connect(ep).await.expect("connect");
+    c.call("echo", vec![1.into()]).await.expect("warm up");
+    let before = rss_kib();
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call("slow", vec![3600.into()]).await })
+        })
+        .collect();
+    while server.active_calls() < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib();
+    for t in calls {
+        t.abort();
+    }
+    (after.saturating_sub(before) * 1024) as f64 / n as f64
+}
+
+// ------------------------------------------------------------ report
+
+fn cell(v: Option<f64>, base: Option<f64>, higher_is_better: bool) -> String {
+    match (v, base) {
+        (Some(v), Some(b)) if b > 0.0 => {
+            let ratio = v / b;
+            let _ = higher_is_better;
+            format!("{v:.0} ({ratio:.2}×)")
+        }
+        (Some(v), _) => format!("{v:.0}"),
+        (None, _) => "–".into(),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("compare") {
+        eprintln!("usage: zerorpc-bench compare [--quick]");
+        std::process::exit(2);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let s = if quick {
+        Size {
+            seq: 2_000,
+            conc: 20_000,
+            big: 0,
+            stream: 200_000,
+            py_seq: 500,
+            py_conc: 2_000,
+            py_stream: 20_000,
+        }
+    } else {
+        Size {
+            seq: 10_000,
+            conc: 200_000,
+            big: 0,
+            stream: 1_000_000,
+            py_seq: 2_000,
+            py_conc: 10_000,
+            py_stream: 100_000,
+        }
+    };
+    let _ = s.big;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    let step = |i: usize, what: &str| {
+        eprintln!("[{i}/6 {:>5.1}s] {what}", started.elapsed().as_secs_f64())
+    };
+
+    step(0, "provisioning the Python venv (first run only)");
+    common::python();
+    let server = Arc::new(Server::new(zerorpc::demo::Demo));
+    let rust_ep = rt
+        .block_on(server.bind("tcp://127.0.0.1:0"))
+        .expect("bind")
+        .to_string();
+    let srv = server.clone();
+    rt.spawn(async move { srv.run().await });
+    let py_ep = format!("tcp://127.0.0.1:{}", common::free_port());
+    let py_server_script = include_str!("../../zerorpc/tests/common/py_demo_server.py");
+    let mut py_server = common::Proc::python(py_server_script, &[&py_ep, "5"]);
+    py_server.wait_line("READY");
+
+    // First, while the heap is fresh: freed memory from the other
+    // workloads would be reused and hide growth.
+    let idle_n = if quick { 2_000 } else { 10_000 };
+    eprintln!(
+        "[+ {:>5.1}s] {idle_n} idle open channels (ours)",
+        started.elapsed().as_secs_f64()
+    );
+    let per_channel = rt.block_on(idle_channels(&rust_ep, &server, idle_n));
+    rt.block_on(async {
+        while server.active_calls() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    let mut rows = Vec::new();
+    step(1, "ours: Rust client -> Rust server");
+    let ep = rust_ep.clone();
+    rows.push(rt.block_on(async move {
+        tokio::spawn(async move {
+            rust_client("ours: Rust → Rust", &ep, s.seq, s.conc, s.stream).await
+        })
+        .await
+        .expect("task")
+    }));
+    step(2, "zerorpc-python: Python client -> Python server");
+    rows.push(python_client("zerorpc-python: Python → Python", &py_ep, s));
+    step(3, "cross: Rust client -> Python server");
+    let ep = py_ep.clone();
+    rows.push(rt.block_on(async move {
+        tokio::spawn(async move {
+            rust_client(
+                "cross: Rust → Python",
+                &ep,
+                s.py_seq,
+                s.py_conc,
+                s.py_stream,
+            )
+            .await
+        })
+        .await
+        .expect("task")
+    }));
+    step(4, "cross: Python client -> Rust server");
+    rows.push(python_client("cross: Python → Rust", &rust_ep, s));
+    step(5, "raw libzmq DEALER<->ROUTER with msgpack");
+    let ctx = zmq::Context::new();
+    rows.push(zmq_client(&ctx, s.seq, s.conc));
+    step(6, "plain tokio TCP echo");
+    rows.push(
+        rt.block_on(async move { tokio::spawn(tcp_echo(s.seq, s.conc)).await.expect("task") }),
+    );
+    drop(py_server);
+
+    let base = rows[0].clone();
+    let mut md = String::new();
+    md.push_str(&format!(
+        "## zerorpc-bench compare ({}, {})\n\nEach cell: the figure (ratio to ours). Latency in µs (lower is better), rates per second (higher is better).\n\n",
+        if quick { "quick" } else { "full" },
+        "2 tokio workers, loopback"
+    ));
+    md.push_str("| system | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 | stream items/s |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            cell(r.p50_us, base.p50_us, false),
+            cell(r.p99_us, base.p99_us, false),
+            cell(r.rate16, base.rate16, true),
+            cell(r.rate256, base.rate256, true),
+            cell(r.rate64k, base.rate64k, true),
+            cell(r.items, base.items, true),
+        ));
+    }
+    // Targets (issue 6), reported as measured.
+    let find = |prefix: &str| {
+        rows.iter()
+            .find(|r| r.name.starts_with(prefix))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (tcp, py) = (find("plain"), find("zerorpc-python"));
+    let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b).unwrap_or(f64::NAN);
+    let checks = [
+        (
+            "sequential p50 ≤ 1.5× plain TCP RTT",
+            ratio(base.p50_us, tcp.p50_us),
+            ratio(base.p50_us, tcp.p50_us) <= 1.5,
+        ),
+        (
+            "≥ 25× zerorpc-python sequential (p50 ratio)",
+            ratio(py.p50_us, base.p50_us),
+            ratio(py.p50_us, base.p50_us) >= 25.0,
+        ),
+        (
+            "≥ 100× zerorpc-python concurrent calls/s (@16)",
+            ratio(base.rate16, py.rate16),
+            ratio(base.rate16, py.rate16) >= 100.0,
+        ),
+        (
+            "≥ 1 M streamed items/s",
+            base.items.unwrap_or(0.0) / 1e6,
+            base.items.unwrap_or(0.0) >= 1e6,
+        ),
+    ];
+    md.push_str("\n| target | measured | met |\n|---|---:|---|\n");
+    for (what, v, ok) in &checks {
+        md.push_str(&format!(
+            "| {what} | {v:.2} | {} |\n",
+            if *ok { "yes" } else { "no" }
+        ));
+    }
+    md.push_str(&format!(
+        "| ≤ 2 KiB per idle channel ({idle_n} open; client + server in one process) | {:.0} bytes | {} |\n",
+        per_channel,
+        if per_channel <= 2048.0 { "yes" } else { "no" }
+    ));
+    md.push_str("| ≥ 3× tonic concurrent calls/s | not measured yet | – |\n");
+    println!("{md}");
+    let json = json!({
+        "mode": if quick { "quick" } else { "full" },
+        "seconds": started.elapsed().as_secs_f64(),
+        "idle_channels": {"open": idle_n, "bytes_per_channel_client_and_server": per_channel},
+        "rows": rows.iter().map(|r| json!({
+            "system": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us, "calls_per_sec_16": r.rate16,
+            "calls_per_sec_256": r.rate256, "calls_per_sec_64k_16": r.rate64k, "stream_items_per_sec": r.items,
+        })).collect::<Vec<_>>(),
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let stem = if quick { "latest-quick" } else { "latest-full" };
+        let _ = std::fs::write(dir.join(format!("{stem}.md")), &md);
+        let _ = std::fs::write(
+            dir.join(format!("{stem}.json")),
+            serde_json::to_string_pretty(&json).unwrap_or_default(),
+        );
+        eprintln!(
+            "wrote {}/{stem}.md and .json ({:.0}s)",
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
