@@ -6,11 +6,12 @@
 //! client and server; zerorpc-python 0.6.3 (client and server, from the
 //! venv the test harness provisions under `target/`); both cross pairings;
 //! raw libzmq DEALER↔ROUTER with a msgpack event round trip (the floor for
-//! any ZeroMQ RPC); plain tokio TCP echo (the physical floor). Writes a
+//! any ZeroMQ RPC); plain tokio TCP echo (the physical floor); tarpc
+//! (bincode over TCP). Writes a
 //! markdown table with ratios to ours and a JSON file under
 //! `bench-results/`.
 //!
-//! Work in progress (issue 6): tonic and tarpc, idle-channel memory for
+//! Work in progress (issue 6): tonic, idle-channel memory for
 //! the other systems, and the latency plot are not in yet.
 
 #[path = "../../zerorpc/tests/common/mod.rs"]
@@ -362,6 +363,101 @@ async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
     (after.saturating_sub(before) * 1024) as f64 / n as f64
 }
 
+// ------------------------------------------------------------ tarpc
+
+#[tarpc::service]
+trait TarpcBench {
+    async fn echo(x: i64) -> i64;
+    async fn blob(b: Vec<u8>) -> Vec<u8>;
+}
+
+#[derive(Clone)]
+struct TarpcServer;
+
+impl TarpcBench for TarpcServer {
+    async fn echo(self, _: tarpc::context::Context, x: i64) -> i64 {
+        x
+    }
+    async fn blob(self, _: tarpc::context::Context, b: Vec<u8>) -> Vec<u8> {
+        b
+    }
+}
+
+async fn tarpc_bench(seq: usize, conc: usize) -> Row {
+    use futures::StreamExt;
+    use tarpc::server::{BaseChannel, Channel};
+    use tarpc::tokio_serde::formats::Bincode;
+    let mut incoming = tarpc::serde_transport::tcp::listen("127.0.0.1:0", Bincode::default)
+        .await
+        .expect("tarpc listen");
+    let addr = incoming.local_addr();
+    let server = tokio::spawn(async move {
+        while let Some(Ok(transport)) = incoming.next().await {
+            tokio::spawn(
+                BaseChannel::with_defaults(transport)
+                    .execute(TarpcServer.serve())
+                    .for_each(|f| async move {
+                        tokio::spawn(f);
+                    }),
+            );
+        }
+    });
+    let transport = tarpc::serde_transport::tcp::connect(addr, Bincode::default)
+        .await
+        .expect("tarpc connect");
+    let client = TarpcBenchClient::new(tarpc::client::Config::default(), transport).spawn();
+    let ctx = tarpc::context::current;
+    for _ in 0..200 {
+        client.echo(ctx(), 1).await.expect("warm up");
+    }
+    let mut h = hist();
+    for _ in 0..seq {
+        let t = Instant::now();
+        client.echo(ctx(), 1).await.expect("call");
+        h.record(t.elapsed().as_nanos() as u64).ok();
+    }
+    let rate = |k: usize, n: usize, big: bool| {
+        let client = client.clone();
+        async move {
+            let t = Instant::now();
+            let per = (n / k).max(1);
+            let tasks: Vec<_> = (0..k)
+                .map(|_| {
+                    let c = client.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            if big {
+                                c.blob(tarpc::context::current(), vec![7u8; BIG])
+                                    .await
+                                    .expect("call");
+                            } else {
+                                c.echo(tarpc::context::current(), 1).await.expect("call");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("task");
+            }
+            (per * k) as f64 / t.elapsed().as_secs_f64()
+        }
+    };
+    let r16 = rate(16, conc, false).await;
+    let r256 = rate(256, conc, false).await;
+    let r64k = rate(16, conc / 10, true).await;
+    server.abort();
+    Row {
+        name: "tarpc (bincode over TCP)".into(),
+        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
+        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
+        rate16: Some(r16),
+        rate256: Some(r256),
+        rate64k: Some(r64k),
+        items: None,
+    }
+}
+
 // ------------------------------------------------------------ report
 
 fn cell(v: Option<f64>, base: Option<f64>, higher_is_better: bool) -> String {
@@ -412,7 +508,7 @@ fn main() {
         .expect("runtime");
     let started = Instant::now();
     let step = |i: usize, what: &str| {
-        eprintln!("[{i}/6 {:>5.1}s] {what}", started.elapsed().as_secs_f64())
+        eprintln!("[{i}/7 {:>5.1}s] {what}", started.elapsed().as_secs_f64())
     };
 
     step(0, "provisioning the Python venv (first run only)");
@@ -481,6 +577,12 @@ fn main() {
         rt.block_on(async move { tokio::spawn(tcp_echo(s.seq, s.conc)).await.expect("task") }),
     );
     drop(py_server);
+    step(7, "tarpc");
+    rows.push(rt.block_on(async move {
+        tokio::spawn(tarpc_bench(s.seq, s.conc))
+            .await
+            .expect("task")
+    }));
 
     let base = rows[0].clone();
     let mut md = String::new();
