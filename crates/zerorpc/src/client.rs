@@ -118,7 +118,15 @@ impl Client {
     /// Calls `method` and waits for its result. A streamed result is
     /// collected into an array.
     pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
-        let mut call = self.open(method, args).await?;
+        // The caller polls this future until the call ends, so it can drive
+        // the channel itself (heartbeats included): no extra task hop.
+        let (conn, ch, net_rx, guard) = self.open_channel(method, args).await?;
+        let mut call = InlineCall {
+            conn,
+            ch,
+            net_rx,
+            _guard: guard,
+        };
         let first = call.next_event().await?;
         match first.name.as_str() {
             "OK" => Ok(first_arg(first.args)),
@@ -165,8 +173,12 @@ impl Client {
         }))
     }
 
-    /// Sends the request and starts the task that drives its channel.
-    async fn open(&self, method: &str, args: Vec<Value>) -> Result<CallHandle, Error> {
+    /// Sends the request and opens its channel.
+    async fn open_channel(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<(Arc<Conn>, Channel, mpsc::Receiver<Box<Event>>, CallGuard), Error> {
         let conn = self.pick();
         let request = Event::new(method, Value::Array(args));
         let id = request.header.message_id.clone();
@@ -192,7 +204,14 @@ impl Client {
             None => send.await?,
         }
         let ch = Channel::client(id, cfg, started.into_std());
-        let (app_tx, app_rx) = mpsc::channel(cfg.window as usize + 8);
+        Ok((conn, ch, net_rx, guard))
+    }
+
+    /// Sends the request and starts the task that drives its channel (for
+    /// streams, whose consumer may be slow).
+    async fn open(&self, method: &str, args: Vec<Value>) -> Result<CallHandle, Error> {
+        let (conn, ch, net_rx, guard) = self.open_channel(method, args).await?;
+        let (app_tx, app_rx) = mpsc::channel(ch.config().window as usize + 8);
         let took = Arc::new(Notify::new());
         tokio::spawn(drive_call(conn, ch, net_rx, app_tx, took.clone(), guard));
         Ok(CallHandle {
@@ -223,6 +242,52 @@ struct CallGuard {
 impl Drop for CallGuard {
     fn drop(&mut self) {
         self.conn.channels().remove(&self.id);
+    }
+}
+
+/// A call driven by its caller (see [`Client::call`]).
+struct InlineCall {
+    conn: Arc<Conn>,
+    ch: Channel,
+    net_rx: mpsc::Receiver<Box<Event>>,
+    _guard: CallGuard,
+}
+
+impl InlineCall {
+    /// Drives the channel until the next reply or stream item. Items are
+    /// consumed as soon as they are returned, so credit follows at once.
+    async fn next_event(&mut self) -> Result<Event, Error> {
+        let timer = tokio::time::sleep_until(Instant::from_std(self.ch.poll_timeout()));
+        tokio::pin!(timer);
+        loop {
+            flush(&self.conn, &mut self.ch).await?;
+            let deadline = Instant::from_std(self.ch.poll_timeout());
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            tokio::select! {
+                ev = self.net_rx.recv() => {
+                    let Some(ev) = ev else {
+                        return Err(Error::Protocol(
+                            "the server sent more events than the channel allows".into(),
+                        ));
+                    };
+                    if let Some(app) = self
+                        .ch
+                        .on_event(*ev, Instant::now().into_std())
+                        .map_err(channel_error)?
+                    {
+                        if app.name == "STREAM" {
+                            self.ch.consumed(1);
+                        }
+                        return Ok(app);
+                    }
+                }
+                _ = &mut timer => {
+                    self.ch.handle_timeout(Instant::now().into_std()).map_err(channel_error)?;
+                }
+            }
+        }
     }
 }
 
