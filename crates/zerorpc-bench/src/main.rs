@@ -11,8 +11,10 @@
 //! markdown table with ratios to ours and a JSON file under
 //! `bench-results/`.
 //!
+//! Also draws the latency distributions (`bench-results/*.svg`).
+//!
 //! Work in progress (issue 6): tonic, idle-channel memory for
-//! the other systems, and the latency plot are not in yet.
+//! the other systems, are not in yet.
 
 #[path = "../../zerorpc/tests/common/mod.rs"]
 mod common;
@@ -45,6 +47,18 @@ struct Row {
     rate256: Option<f64>,
     rate64k: Option<f64>,
     items: Option<f64>,
+    /// Sequential latency (µs) at each of [`QUANTILES`].
+    pcts: Vec<f64>,
+}
+
+/// Quantiles plotted for the latency distributions.
+const QUANTILES: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999];
+
+fn pcts(h: &Histogram<u64>) -> Vec<f64> {
+    QUANTILES
+        .iter()
+        .map(|q| h.value_at_quantile(*q) as f64 / 1e3)
+        .collect()
 }
 
 fn hist() -> Histogram<u64> {
@@ -105,6 +119,7 @@ async fn rust_client(name: &str, ep: &str, seq: usize, conc: usize, stream: u64)
         rate256: Some(rate256),
         rate64k: Some(rate64k),
         items: Some(items),
+        pcts: pcts(&h),
     }
 }
 
@@ -132,8 +147,10 @@ r64k = rate(16, max(n_conc // 10, 1), b"\x07" * 65536)
 t = time.perf_counter()
 n = sum(1 for _ in c.range(n_stream))
 items = n / (time.perf_counter() - t)
+qs = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999]
+pcts = [lat[min(int(len(lat) * q), len(lat) - 1)] * 1e6 for q in qs]
 print("RESULT", json.dumps({"p50_us": lat[len(lat)//2] * 1e6, "p99_us": lat[int(len(lat) * 0.99)] * 1e6,
-      "rate16": r16, "rate256": r256, "rate64k": r64k, "items": items}), flush=True)
+      "rate16": r16, "rate256": r256, "rate64k": r64k, "items": items, "pcts": pcts}), flush=True)
 "#;
 
 fn python_client(name: &str, ep: &str, s: Size) -> Row {
@@ -158,6 +175,10 @@ fn python_client(name: &str, ep: &str, s: Size) -> Row {
         rate256: f("rate256"),
         rate64k: f("rate64k"),
         items: f("items"),
+        pcts: j["pcts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -242,6 +263,7 @@ fn zmq_client(ctx: &zmq::Context, seq: usize, conc: usize) -> Row {
         rate256: Some(r256),
         rate64k: Some(r64k),
         items: None,
+        pcts: pcts(&h),
     }
 }
 
@@ -323,6 +345,7 @@ async fn tcp_echo(seq: usize, conc: usize) -> Row {
         rate256: Some(r256),
         rate64k: Some(r64k),
         items: None,
+        pcts: pcts(&h),
     }
 }
 
@@ -455,10 +478,62 @@ async fn tarpc_bench(seq: usize, conc: usize) -> Row {
         rate256: Some(r256),
         rate64k: Some(r64k),
         items: None,
+        pcts: pcts(&h),
     }
 }
 
 // ------------------------------------------------------------ report
+
+/// Writes an SVG of each system's sequential latency distribution.
+fn plot(rows: &[Row], path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = rows
+        .iter()
+        .flat_map(|r| r.pcts.iter().copied())
+        .fold(1.0f64, f64::max)
+        * 1.5;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Sequential call latency by percentile (µs, log scale)",
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0usize..QUANTILES.len() - 1, (1.0f64..max).log_scale())?;
+    chart
+        .configure_mesh()
+        .x_labels(QUANTILES.len())
+        .x_label_formatter(&|i| format!("p{}", QUANTILES.get(*i).map(|q| q * 100.0).unwrap_or(0.0)))
+        .y_desc("µs")
+        .draw()?;
+    for (i, r) in rows
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.pcts.len() == QUANTILES.len())
+    {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                r.pcts.iter().enumerate().map(|(x, y)| (x, y.max(1.0))),
+                color.stroke_width(2),
+            ))?
+            .label(r.name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
 
 fn cell(v: Option<f64>, base: Option<f64>, higher_is_better: bool) -> String {
     match (v, base) {
@@ -656,6 +731,7 @@ fn main() {
         "rows": rows.iter().map(|r| json!({
             "system": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us, "calls_per_sec_16": r.rate16,
             "calls_per_sec_256": r.rate256, "calls_per_sec_64k_16": r.rate64k, "stream_items_per_sec": r.items,
+            "latency_us_by_quantile": QUANTILES.iter().zip(r.pcts.iter()).map(|(q, v)| json!([q, v])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results");
@@ -666,8 +742,11 @@ fn main() {
             dir.join(format!("{stem}.json")),
             serde_json::to_string_pretty(&json).unwrap_or_default(),
         );
+        if let Err(e) = plot(&rows, &dir.join(format!("{stem}.svg"))) {
+            eprintln!("plot failed: {e}");
+        }
         eprintln!(
-            "wrote {}/{stem}.md and .json ({:.0}s)",
+            "wrote {}/{stem}.md, .json and .svg ({:.0}s)",
             dir.display(),
             started.elapsed().as_secs_f64()
         );
