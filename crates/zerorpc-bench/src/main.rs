@@ -7,14 +7,14 @@
 //! venv the test harness provisions under `target/`); both cross pairings;
 //! raw libzmq DEALER↔ROUTER with a msgpack event round trip (the floor for
 //! any ZeroMQ RPC); plain tokio TCP echo (the physical floor); tarpc
-//! (bincode over TCP). Writes a
+//! (bincode over TCP); tonic (gRPC, HTTP/2). Writes a
 //! markdown table with ratios to ours and a JSON file under
 //! `bench-results/`.
 //!
 //! Also draws the latency distributions (`bench-results/*.svg`).
 //!
-//! Work in progress (issue 6): tonic, idle-channel memory for
-//! the other systems, are not in yet.
+//! Work in progress (issue 6): idle-channel memory for the other
+//! systems is not in yet.
 
 #[path = "../../zerorpc/tests/common/mod.rs"]
 mod common;
@@ -482,6 +482,178 @@ async fn tarpc_bench(seq: usize, conc: usize) -> Row {
     }
 }
 
+// ------------------------------------------------------------ tonic
+
+/// A gRPC echo service for tonic, written without code generation (so no
+/// `protoc` is needed): prost messages and the routing tonic's generated
+/// code would contain.
+mod grpc {
+    use std::convert::Infallible;
+    use std::task::{Context, Poll};
+
+    use futures::future::BoxFuture;
+    use tonic::server::{Grpc, NamedService, UnaryService};
+    use tonic::{Request, Response, Status};
+    use tonic_prost::ProstCodec;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Num {
+        #[prost(int64, tag = "1")]
+        pub x: i64,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Blob {
+        #[prost(bytes = "vec", tag = "1")]
+        pub b: Vec<u8>,
+    }
+
+    #[derive(Clone)]
+    pub struct BenchService;
+
+    impl NamedService for BenchService {
+        const NAME: &'static str = "bench.Bench";
+    }
+
+    struct Echo;
+    impl UnaryService<Num> for Echo {
+        type Response = Num;
+        type Future = BoxFuture<'static, Result<Response<Num>, Status>>;
+        fn call(&mut self, req: Request<Num>) -> Self::Future {
+            Box::pin(async move { Ok(Response::new(req.into_inner())) })
+        }
+    }
+
+    struct EchoBlob;
+    impl UnaryService<Blob> for EchoBlob {
+        type Response = Blob;
+        type Future = BoxFuture<'static, Result<Response<Blob>, Status>>;
+        fn call(&mut self, req: Request<Blob>) -> Self::Future {
+            Box::pin(async move { Ok(Response::new(req.into_inner())) })
+        }
+    }
+
+    impl tower_service::Service<http::Request<tonic::body::Body>> for BenchService {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+            match req.uri().path() {
+                "/bench.Bench/Echo" => Box::pin(async move {
+                    Ok(Grpc::new(ProstCodec::<Num, Num>::default())
+                        .unary(Echo, req)
+                        .await)
+                }),
+                "/bench.Bench/Blob" => Box::pin(async move {
+                    Ok(Grpc::new(ProstCodec::<Blob, Blob>::default())
+                        .unary(EchoBlob, req)
+                        .await)
+                }),
+                _ => {
+                    Box::pin(async move { Ok(Status::unimplemented("no such method").into_http()) })
+                }
+            }
+        }
+    }
+}
+
+async fn tonic_bench(seq: usize, conc: usize) -> Row {
+    use grpc::{Blob, Num};
+    use http::uri::PathAndQuery;
+    use tonic_prost::ProstCodec;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(grpc::BenchService)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("tonic connect");
+    async fn echo(ch: &tonic::transport::Channel, x: i64) {
+        let mut g = tonic::client::Grpc::new(ch.clone());
+        g.ready().await.expect("ready");
+        let _: tonic::Response<Num> = g
+            .unary(
+                tonic::Request::new(Num { x }),
+                PathAndQuery::from_static("/bench.Bench/Echo"),
+                ProstCodec::<Num, Num>::default(),
+            )
+            .await
+            .expect("call");
+    }
+    async fn blob(ch: &tonic::transport::Channel) {
+        let mut g = tonic::client::Grpc::new(ch.clone());
+        g.ready().await.expect("ready");
+        let _: tonic::Response<Blob> = g
+            .unary(
+                tonic::Request::new(Blob { b: vec![7u8; BIG] }),
+                PathAndQuery::from_static("/bench.Bench/Blob"),
+                ProstCodec::<Blob, Blob>::default(),
+            )
+            .await
+            .expect("call");
+    }
+    for _ in 0..200 {
+        echo(&channel, 1).await;
+    }
+    let mut h = hist();
+    for _ in 0..seq {
+        let t = Instant::now();
+        echo(&channel, 1).await;
+        h.record(t.elapsed().as_nanos() as u64).ok();
+    }
+    let rate = |k: usize, n: usize, big: bool| {
+        let channel = channel.clone();
+        async move {
+            let t = Instant::now();
+            let per = (n / k).max(1);
+            let tasks: Vec<_> = (0..k)
+                .map(|_| {
+                    let ch = channel.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            if big {
+                                blob(&ch).await;
+                            } else {
+                                echo(&ch, 1).await;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("task");
+            }
+            (per * k) as f64 / t.elapsed().as_secs_f64()
+        }
+    };
+    let r16 = rate(16, conc, false).await;
+    let r256 = rate(256, conc, false).await;
+    let r64k = rate(16, conc / 10, true).await;
+    server.abort();
+    Row {
+        name: "tonic (gRPC over HTTP/2)".into(),
+        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
+        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
+        rate16: Some(r16),
+        rate256: Some(r256),
+        rate64k: Some(r64k),
+        items: None,
+        pcts: pcts(&h),
+    }
+}
+
 // ------------------------------------------------------------ report
 
 /// Writes an SVG of each system's sequential latency distribution.
@@ -583,7 +755,7 @@ fn main() {
         .expect("runtime");
     let started = Instant::now();
     let step = |i: usize, what: &str| {
-        eprintln!("[{i}/7 {:>5.1}s] {what}", started.elapsed().as_secs_f64())
+        eprintln!("[{i}/8 {:>5.1}s] {what}", started.elapsed().as_secs_f64())
     };
 
     step(0, "provisioning the Python venv (first run only)");
@@ -658,6 +830,12 @@ fn main() {
             .await
             .expect("task")
     }));
+    step(8, "tonic");
+    rows.push(rt.block_on(async move {
+        tokio::spawn(tonic_bench(s.seq, s.conc))
+            .await
+            .expect("task")
+    }));
 
     let base = rows[0].clone();
     let mut md = String::new();
@@ -722,7 +900,15 @@ fn main() {
         per_channel,
         if per_channel <= 2048.0 { "yes" } else { "no" }
     ));
-    md.push_str("| ≥ 3× tonic concurrent calls/s | not measured yet | – |\n");
+    let tonic = find("tonic");
+    let (t16, t256) = (
+        ratio(base.rate16, tonic.rate16),
+        ratio(base.rate256, tonic.rate256),
+    );
+    md.push_str(&format!(
+        "| ≥ 3× tonic concurrent calls/s (at 16 / at 256 in flight) | {t16:.2} / {t256:.2} | {} |\n",
+        if t16 >= 3.0 && t256 >= 3.0 { "yes" } else { "no" }
+    ));
     println!("{md}");
     let json = json!({
         "mode": if quick { "quick" } else { "full" },
