@@ -71,56 +71,25 @@ const BIG: usize = 64 * 1024;
 
 async fn rust_client(name: &str, ep: &str, seq: usize, conc: usize, stream: u64) -> Row {
     let c = Client::connect(ep).await.expect("connect");
-    for _ in 0..200 {
-        c.call("echo", vec![1.into()]).await.expect("warm up");
-    }
-    let mut h = hist();
-    for _ in 0..seq {
-        let t = Instant::now();
-        c.call("echo", vec![1.into()]).await.expect("call");
-        h.record(t.elapsed().as_nanos() as u64).ok();
-    }
-    let rate = |k: usize, n: usize, payload: Value| {
-        let c = c.clone();
-        async move {
-            let t = Instant::now();
-            let per = (n / k).max(1);
-            let tasks: Vec<_> = (0..k)
-                .map(|_| {
-                    let (c, p) = (c.clone(), payload.clone());
-                    tokio::spawn(async move {
-                        for _ in 0..per {
-                            c.call("echo", vec![p.clone()]).await.expect("call");
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                t.await.expect("task");
-            }
-            (per * k) as f64 / t.elapsed().as_secs_f64()
-        }
-    };
-    let rate16 = rate(16, conc, Value::from(1)).await;
-    let rate256 = rate(256, conc, Value::from(1)).await;
-    let rate64k = rate(16, conc / 10, Value::Binary(vec![7u8; BIG])).await;
+    let mut row = call_workloads(name, seq, conc, c.clone(), |c, big| {
+        Box::pin(async move {
+            let arg = if big {
+                Value::Binary(vec![7u8; BIG])
+            } else {
+                Value::from(1)
+            };
+            c.call("echo", vec![arg]).await.expect("call");
+        })
+    })
+    .await;
     let t = Instant::now();
     let items = c
         .call("range", vec![Value::from(stream)])
         .await
         .expect("stream");
     let n = items.as_array().map(Vec::len).unwrap_or(0);
-    let items = n as f64 / t.elapsed().as_secs_f64();
-    Row {
-        name: name.into(),
-        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
-        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
-        rate16: Some(rate16),
-        rate256: Some(rate256),
-        rate64k: Some(rate64k),
-        items: Some(items),
-        pcts: pcts(&h),
-    }
+    row.items = Some(n as f64 / t.elapsed().as_secs_f64());
+    row
 }
 
 // ------------------------------------------------------------ Python
@@ -386,6 +355,66 @@ async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
     (after.saturating_sub(before) * 1024) as f64 / n as f64
 }
 
+// ------------------------------------------------------------ shared call workloads
+
+/// One call of a contender: `big` selects the 64 KiB payload.
+type CallFn<C> = fn(C, bool) -> futures::future::BoxFuture<'static, ()>;
+
+/// Sequential latency, then 16 and 256 calls in flight (one task each),
+/// then 64 KiB calls at 16: the workloads every request/reply contender
+/// runs the same way.
+async fn call_workloads<C: Clone + Send + 'static>(
+    name: &str,
+    seq: usize,
+    conc: usize,
+    client: C,
+    call: CallFn<C>,
+) -> Row {
+    for _ in 0..200 {
+        call(client.clone(), false).await;
+    }
+    let mut h = hist();
+    for _ in 0..seq {
+        let t = Instant::now();
+        call(client.clone(), false).await;
+        h.record(t.elapsed().as_nanos() as u64).ok();
+    }
+    let rate = |k: usize, n: usize, big: bool| {
+        let client = client.clone();
+        async move {
+            let t = Instant::now();
+            let per = (n / k).max(1);
+            let tasks: Vec<_> = (0..k)
+                .map(|_| {
+                    let c = client.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            call(c.clone(), big).await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.expect("task");
+            }
+            (per * k) as f64 / t.elapsed().as_secs_f64()
+        }
+    };
+    let r16 = rate(16, conc, false).await;
+    let r256 = rate(256, conc, false).await;
+    let r64k = rate(16, conc / 10, true).await;
+    Row {
+        name: name.into(),
+        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
+        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
+        rate16: Some(r16),
+        rate256: Some(r256),
+        rate64k: Some(r64k),
+        items: None,
+        pcts: pcts(&h),
+    }
+}
+
 // ------------------------------------------------------------ tarpc
 
 #[tarpc::service]
@@ -429,57 +458,20 @@ async fn tarpc_bench(seq: usize, conc: usize) -> Row {
         .await
         .expect("tarpc connect");
     let client = TarpcBenchClient::new(tarpc::client::Config::default(), transport).spawn();
-    let ctx = tarpc::context::current;
-    for _ in 0..200 {
-        client.echo(ctx(), 1).await.expect("warm up");
-    }
-    let mut h = hist();
-    for _ in 0..seq {
-        let t = Instant::now();
-        client.echo(ctx(), 1).await.expect("call");
-        h.record(t.elapsed().as_nanos() as u64).ok();
-    }
-    let rate = |k: usize, n: usize, big: bool| {
-        let client = client.clone();
-        async move {
-            let t = Instant::now();
-            let per = (n / k).max(1);
-            let tasks: Vec<_> = (0..k)
-                .map(|_| {
-                    let c = client.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..per {
-                            if big {
-                                c.blob(tarpc::context::current(), vec![7u8; BIG])
-                                    .await
-                                    .expect("call");
-                            } else {
-                                c.echo(tarpc::context::current(), 1).await.expect("call");
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                t.await.expect("task");
+    let row = call_workloads("tarpc (bincode over TCP)", seq, conc, client, |c, big| {
+        Box::pin(async move {
+            if big {
+                c.blob(tarpc::context::current(), vec![7u8; BIG])
+                    .await
+                    .expect("call");
+            } else {
+                c.echo(tarpc::context::current(), 1).await.expect("call");
             }
-            (per * k) as f64 / t.elapsed().as_secs_f64()
-        }
-    };
-    let r16 = rate(16, conc, false).await;
-    let r256 = rate(256, conc, false).await;
-    let r64k = rate(16, conc / 10, true).await;
+        })
+    })
+    .await;
     server.abort();
-    Row {
-        name: "tarpc (bincode over TCP)".into(),
-        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
-        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
-        rate16: Some(r16),
-        rate256: Some(r256),
-        rate64k: Some(r64k),
-        items: None,
-        pcts: pcts(&h),
-    }
+    row
 }
 
 // ------------------------------------------------------------ tonic
@@ -604,54 +596,18 @@ async fn tonic_bench(seq: usize, conc: usize) -> Row {
             .await
             .expect("call");
     }
-    for _ in 0..200 {
-        echo(&channel, 1).await;
-    }
-    let mut h = hist();
-    for _ in 0..seq {
-        let t = Instant::now();
-        echo(&channel, 1).await;
-        h.record(t.elapsed().as_nanos() as u64).ok();
-    }
-    let rate = |k: usize, n: usize, big: bool| {
-        let channel = channel.clone();
-        async move {
-            let t = Instant::now();
-            let per = (n / k).max(1);
-            let tasks: Vec<_> = (0..k)
-                .map(|_| {
-                    let ch = channel.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..per {
-                            if big {
-                                blob(&ch).await;
-                            } else {
-                                echo(&ch, 1).await;
-                            }
-                        }
-                    })
-                })
-                .collect();
-            for t in tasks {
-                t.await.expect("task");
+    let row = call_workloads("tonic (gRPC over HTTP/2)", seq, conc, channel, |ch, big| {
+        Box::pin(async move {
+            if big {
+                blob(&ch).await;
+            } else {
+                echo(&ch, 1).await;
             }
-            (per * k) as f64 / t.elapsed().as_secs_f64()
-        }
-    };
-    let r16 = rate(16, conc, false).await;
-    let r256 = rate(256, conc, false).await;
-    let r64k = rate(16, conc / 10, true).await;
+        })
+    })
+    .await;
     server.abort();
-    Row {
-        name: "tonic (gRPC over HTTP/2)".into(),
-        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
-        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
-        rate16: Some(r16),
-        rate256: Some(r256),
-        rate64k: Some(r64k),
-        items: None,
-        pcts: pcts(&h),
-    }
+    row
 }
 
 // ------------------------------------------------------------ report
