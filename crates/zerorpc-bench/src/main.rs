@@ -13,8 +13,8 @@
 //!
 //! Also draws the latency distributions (`bench-results/*.svg`).
 //!
-//! Work in progress (issue 6): idle-channel memory for the other
-//! systems is not in yet.
+//! Idle-channel memory is measured for ours, tarpc and tonic, each in a
+//! fresh child process (`zerorpc-bench idle SYSTEM N`); not yet for Python.
 
 #[path = "../../zerorpc/tests/common/mod.rs"]
 mod common;
@@ -49,6 +49,8 @@ struct Row {
     items: Option<f64>,
     /// Sequential latency (µs) at each of [`QUANTILES`].
     pcts: Vec<f64>,
+    /// RSS bytes per idle open channel (client and server in one process).
+    idle: Option<f64>,
 }
 
 /// Quantiles plotted for the latency distributions.
@@ -148,6 +150,7 @@ fn python_client(name: &str, ep: &str, s: Size) -> Row {
             .as_array()
             .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
             .unwrap_or_default(),
+        idle: None,
     }
 }
 
@@ -233,6 +236,7 @@ fn zmq_client(ctx: &zmq::Context, seq: usize, conc: usize) -> Row {
         rate64k: Some(r64k),
         items: None,
         pcts: pcts(&h),
+        idle: None,
     }
 }
 
@@ -315,6 +319,7 @@ async fn tcp_echo(seq: usize, conc: usize) -> Row {
         rate64k: Some(r64k),
         items: None,
         pcts: pcts(&h),
+        idle: None,
     }
 }
 
@@ -353,6 +358,157 @@ async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
         t.abort();
     }
     (after.saturating_sub(before) * 1024) as f64 / n as f64
+}
+
+static TARPC_SLEEPING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static TONIC_SLEEPING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Opens `n` calls that stay open, via `start_call`, once `sleeping()`
+/// reports them all in the server; returns RSS bytes per open call.
+async fn idle_common(
+    n: usize,
+    start_call: impl Fn() -> tokio::task::JoinHandle<()>,
+    sleeping: impl Fn() -> usize,
+) -> f64 {
+    let before = rss_kib();
+    let calls: Vec<_> = (0..n).map(|_| start_call()).collect();
+    // A system may cap concurrent calls below n: measure what it holds open
+    // after a while rather than wait forever.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sleeping() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = sleeping();
+    let after = rss_kib();
+    drop(calls);
+    if open < n {
+        // Queued calls cost memory without being open channels: no figure.
+        eprintln!("only {open} of {n} calls reached the server within 30 s: no per-channel figure");
+        return f64::NAN;
+    }
+    (after.saturating_sub(before) * 1024) as f64 / n as f64
+}
+
+async fn idle_ours(n: usize) -> f64 {
+    let server = Server::new(zerorpc::demo::Demo);
+    let ep = server
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind")
+        .to_string();
+    let server = Arc::new(server);
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    idle_channels(&ep, &server, n).await
+}
+
+async fn idle_tarpc(n: usize) -> f64 {
+    use futures::StreamExt;
+    use tarpc::server::{BaseChannel, Channel};
+    use tarpc::tokio_serde::formats::Bincode;
+    let mut incoming = tarpc::serde_transport::tcp::listen("127.0.0.1:0", Bincode::default)
+        .await
+        .expect("tarpc listen");
+    let addr = incoming.local_addr();
+    tokio::spawn(async move {
+        while let Some(Ok(transport)) = incoming.next().await {
+            let config = tarpc::server::Config {
+                pending_response_buffer: n + 16,
+            };
+            tokio::spawn(
+                BaseChannel::new(config, transport)
+                    .max_concurrent_requests(n + 16)
+                    .execute(TarpcServer.serve())
+                    .for_each(|f| async move {
+                        tokio::spawn(f);
+                    }),
+            );
+        }
+    });
+    let transport = tarpc::serde_transport::tcp::connect(addr, Bincode::default)
+        .await
+        .expect("tarpc connect");
+    // (non-exhaustive: set the field on a default value)
+    #[allow(clippy::field_reassign_with_default)]
+    let config = {
+        let mut c = tarpc::client::Config::default();
+        c.max_in_flight_requests = n + 16;
+        c
+    };
+    let client = TarpcBenchClient::new(config, transport).spawn();
+    client
+        .echo(tarpc::context::current(), 1)
+        .await
+        .expect("warm up");
+    idle_common(
+        n,
+        || {
+            let c = client.clone();
+            tokio::spawn(async move {
+                let _ = c.sleep(tarpc::context::current(), 3_600_000).await;
+            })
+        },
+        || TARPC_SLEEPING.load(std::sync::atomic::Ordering::SeqCst),
+    )
+    .await
+}
+
+async fn idle_tonic(n: usize) -> f64 {
+    use grpc::Num;
+    use tonic_prost::ProstCodec;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(grpc::BenchService)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("tonic connect");
+    idle_common(
+        n,
+        || {
+            let ch = channel.clone();
+            tokio::spawn(async move {
+                let mut g = tonic::client::Grpc::new(ch);
+                if g.ready().await.is_ok() {
+                    let _: Result<tonic::Response<Num>, _> = g
+                        .unary(
+                            tonic::Request::new(Num { x: 3_600_000 }),
+                            http::uri::PathAndQuery::from_static("/bench.Bench/Sleep"),
+                            ProstCodec::<Num, Num>::default(),
+                        )
+                        .await;
+                }
+            })
+        },
+        || TONIC_SLEEPING.load(std::sync::atomic::Ordering::SeqCst),
+    )
+    .await
+}
+
+/// Measures idle-channel memory of one system in a fresh child process
+/// (a heap that earlier workloads grew would hide the growth).
+fn idle_in_child(system: &str, n: usize) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new("timeout")
+        .arg("120")
+        .arg(exe)
+        .args(["idle", system, &n.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("IDLE "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
 }
 
 // ------------------------------------------------------------ shared call workloads
@@ -412,6 +568,7 @@ async fn call_workloads<C: Clone + Send + 'static>(
         rate64k: Some(r64k),
         items: None,
         pcts: pcts(&h),
+        idle: None,
     }
 }
 
@@ -421,6 +578,7 @@ async fn call_workloads<C: Clone + Send + 'static>(
 trait TarpcBench {
     async fn echo(x: i64) -> i64;
     async fn blob(b: Vec<u8>) -> Vec<u8>;
+    async fn sleep(ms: u64) -> u64;
 }
 
 #[derive(Clone)]
@@ -432,6 +590,11 @@ impl TarpcBench for TarpcServer {
     }
     async fn blob(self, _: tarpc::context::Context, b: Vec<u8>) -> Vec<u8> {
         b
+    }
+    async fn sleep(self, _: tarpc::context::Context, ms: u64) -> u64 {
+        TARPC_SLEEPING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
     }
 }
 
@@ -516,6 +679,20 @@ mod grpc {
         }
     }
 
+    struct Sleep;
+    impl UnaryService<Num> for Sleep {
+        type Response = Num;
+        type Future = BoxFuture<'static, Result<Response<Num>, Status>>;
+        fn call(&mut self, req: Request<Num>) -> Self::Future {
+            super::TONIC_SLEEPING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                let n = req.into_inner();
+                tokio::time::sleep(std::time::Duration::from_millis(n.x.max(0) as u64)).await;
+                Ok(Response::new(n))
+            })
+        }
+    }
+
     struct EchoBlob;
     impl UnaryService<Blob> for EchoBlob {
         type Response = Blob;
@@ -539,6 +716,11 @@ mod grpc {
                 "/bench.Bench/Echo" => Box::pin(async move {
                     Ok(Grpc::new(ProstCodec::<Num, Num>::default())
                         .unary(Echo, req)
+                        .await)
+                }),
+                "/bench.Bench/Sleep" => Box::pin(async move {
+                    Ok(Grpc::new(ProstCodec::<Num, Num>::default())
+                        .unary(Sleep, req)
                         .await)
                 }),
                 "/bench.Bench/Blob" => Box::pin(async move {
@@ -677,6 +859,26 @@ fn cell(v: Option<f64>, base: Option<f64>, higher_is_better: bool) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("idle") {
+        // Child mode (see `idle_in_child`): one system, a fresh heap.
+        let n: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let bytes = rt.block_on(async {
+            match args.get(2).map(String::as_str) {
+                Some("ours") => idle_ours(n).await,
+                Some("tarpc") => idle_tarpc(n).await,
+                Some("tonic") => idle_tonic(n).await,
+                _ => f64::NAN,
+            }
+        });
+        println!("IDLE {bytes}");
+        // The open calls would sleep for an hour: leave now.
+        std::process::exit(0);
+    }
     if args.get(1).map(String::as_str) != Some("compare") {
         eprintln!("usage: zerorpc-bench compare [--quick]");
         std::process::exit(2);
@@ -728,19 +930,16 @@ fn main() {
     let mut py_server = common::Proc::python(py_server_script, &[&py_ep, "5"]);
     py_server.wait_line("READY");
 
-    // First, while the heap is fresh: freed memory from the other
-    // workloads would be reused and hide growth.
+    // Idle-channel memory, each system in a fresh child process.
     let idle_n = if quick { 2_000 } else { 10_000 };
     eprintln!(
-        "[+ {:>5.1}s] {idle_n} idle open channels (ours)",
+        "[+ {:>5.1}s] {idle_n} idle open channels (ours, tarpc, tonic; each in a fresh process)",
         started.elapsed().as_secs_f64()
     );
-    let per_channel = rt.block_on(idle_channels(&rust_ep, &server, idle_n));
-    rt.block_on(async {
-        while server.active_calls() > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let idle_ours = idle_in_child("ours", idle_n);
+    let idle_tarpc = idle_in_child("tarpc", idle_n);
+    let idle_tonic = idle_in_child("tonic", idle_n);
+    let per_channel = idle_ours.unwrap_or(f64::NAN);
 
     let mut rows = Vec::new();
     step(1, "ours: Rust client -> Rust server");
@@ -793,6 +992,15 @@ fn main() {
             .expect("task")
     }));
 
+    for r in rows.iter_mut() {
+        if r.name.starts_with("ours") {
+            r.idle = idle_ours;
+        } else if r.name.starts_with("tarpc") {
+            r.idle = idle_tarpc;
+        } else if r.name.starts_with("tonic") {
+            r.idle = idle_tonic;
+        }
+    }
     let base = rows[0].clone();
     let mut md = String::new();
     md.push_str(&format!(
@@ -800,10 +1008,10 @@ fn main() {
         if quick { "quick" } else { "full" },
         "2 tokio workers, loopback"
     ));
-    md.push_str("| system | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 | stream items/s |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| system | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 | stream items/s | bytes per idle channel |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in &rows {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
             cell(r.p50_us, base.p50_us, false),
             cell(r.p99_us, base.p99_us, false),
@@ -811,6 +1019,7 @@ fn main() {
             cell(r.rate256, base.rate256, true),
             cell(r.rate64k, base.rate64k, true),
             cell(r.items, base.items, true),
+            cell(r.idle, base.idle, false),
         ));
     }
     // Targets (issue 6), reported as measured.
@@ -873,6 +1082,7 @@ fn main() {
         "rows": rows.iter().map(|r| json!({
             "system": r.name, "p50_us": r.p50_us, "p99_us": r.p99_us, "calls_per_sec_16": r.rate16,
             "calls_per_sec_256": r.rate256, "calls_per_sec_64k_16": r.rate64k, "stream_items_per_sec": r.items,
+            "idle_channel_bytes": r.idle,
             "latency_us_by_quantile": QUANTILES.iter().zip(r.pcts.iter()).map(|(q, v)| json!([q, v])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     });
