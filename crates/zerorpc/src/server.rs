@@ -353,43 +353,25 @@ async fn serve_channel(
                     phase = Phase::Done;
                 }
                 Work::Finished(Ok(Response::Stream(st))) => phase = Phase::Streaming(st),
-                Work::Finished(Err(e)) | Work::Item(Some(Err(e))) => {
+                Work::Finished(Err(e)) => {
                     ch.send("ERR", err_args(&e));
                     phase = Phase::Done;
                 }
-                Work::Item(Some(Ok(v))) => {
-                    ch.send("STREAM", v);
+                Work::Item(item) => {
+                    let mut done = send_item(&mut ch, item);
                     // Take every item that is ready now and has credit, so
                     // a fast stream costs one pass of this loop per batch.
                     if let Phase::Streaming(st) = &mut phase {
-                        while ch.can_send_item() {
+                        while !done && ch.can_send_item() {
                             match AssertUnwindSafe(st.next()).catch_unwind().now_or_never() {
-                                Some(Ok(Some(Ok(v)))) => {
-                                    ch.send("STREAM", v);
-                                }
-                                Some(Ok(Some(Err(e)))) => {
-                                    ch.send("ERR", err_args(&e));
-                                    phase = Phase::Done;
-                                    break;
-                                }
-                                Some(Ok(None)) => {
-                                    ch.send("STREAM_DONE", Value::Nil);
-                                    phase = Phase::Done;
-                                    break;
-                                }
-                                Some(Err(p)) => {
-                                    ch.send("ERR", err_args(&panic_error(p)));
-                                    phase = Phase::Done;
-                                    break;
-                                }
+                                Some(r) => done = send_item(&mut ch, caught(r)),
                                 None => break,
                             }
                         }
                     }
-                }
-                Work::Item(None) => {
-                    ch.send("STREAM_DONE", Value::Nil);
-                    phase = Phase::Done;
+                    if done {
+                        phase = Phase::Done;
+                    }
                 }
             },
         }
@@ -418,13 +400,36 @@ async fn work(phase: &mut Phase, can_send: bool) -> Work {
                 .await
                 .unwrap_or_else(|p| Err(panic_error(p))),
         ),
-        Phase::Streaming(st) if can_send => Work::Item(
-            AssertUnwindSafe(st.next())
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|p| Some(Err(panic_error(p)))),
-        ),
+        Phase::Streaming(st) if can_send => {
+            Work::Item(caught(AssertUnwindSafe(st.next()).catch_unwind().await))
+        }
         _ => std::future::pending().await,
+    }
+}
+
+/// A stream's next item, with a panic turned into an error item.
+fn caught(
+    r: Result<Option<Result<Value, CallError>>, Box<dyn std::any::Any + Send>>,
+) -> Option<Result<Value, CallError>> {
+    r.unwrap_or_else(|p| Some(Err(panic_error(p))))
+}
+
+/// Sends one stream outcome (`STREAM`, `ERR`, or `STREAM_DONE` at the end);
+/// returns whether the stream is over.
+fn send_item(ch: &mut Channel, item: Option<Result<Value, CallError>>) -> bool {
+    match item {
+        Some(Ok(v)) => {
+            ch.send("STREAM", v);
+            false
+        }
+        Some(Err(e)) => {
+            ch.send("ERR", err_args(&e));
+            true
+        }
+        None => {
+            ch.send("STREAM_DONE", Value::Nil);
+            true
+        }
     }
 }
 
