@@ -31,7 +31,6 @@ use zerorpc::{Client, Server, Value};
 struct Size {
     seq: usize,
     conc: usize,
-    big: usize,
     stream: u64,
     py_seq: usize,
     py_conc: usize,
@@ -51,6 +50,24 @@ struct Row {
     pcts: Vec<f64>,
     /// RSS bytes per idle open channel (client and server in one process).
     idle: Option<f64>,
+}
+
+impl Row {
+    /// A request/reply contender's figures: sequential latency from `h`,
+    /// and calls/s at 16, 256 and with 64 KiB payloads.
+    fn calls(name: &str, h: &Histogram<u64>, rate16: f64, rate256: f64, rate64k: f64) -> Row {
+        Row {
+            name: name.into(),
+            p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
+            p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
+            rate16: Some(rate16),
+            rate256: Some(rate256),
+            rate64k: Some(rate64k),
+            items: None,
+            pcts: pcts(h),
+            idle: None,
+        }
+    }
 }
 
 /// Quantiles plotted for the latency distributions.
@@ -227,17 +244,7 @@ fn zmq_client(ctx: &zmq::Context, seq: usize, conc: usize) -> Row {
     let r64k = rate(16, conc / 10, Value::Binary(vec![7u8; BIG]));
     drop(d);
     server.join().ok();
-    Row {
-        name: "raw libzmq DEALER↔ROUTER + msgpack".into(),
-        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
-        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
-        rate16: Some(r16),
-        rate256: Some(r256),
-        rate64k: Some(r64k),
-        items: None,
-        pcts: pcts(&h),
-        idle: None,
-    }
+    Row::calls("raw libzmq DEALER↔ROUTER + msgpack", &h, r16, r256, r64k)
 }
 
 // ------------------------------------------------------------ plain TCP
@@ -310,17 +317,7 @@ async fn tcp_echo(seq: usize, conc: usize) -> Row {
     let r256 = rate(256, conc, 32).await;
     let r64k = rate(16, conc / 10, BIG).await;
     server.abort();
-    Row {
-        name: "plain tokio TCP echo".into(),
-        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
-        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
-        rate16: Some(r16),
-        rate256: Some(r256),
-        rate64k: Some(r64k),
-        items: None,
-        pcts: pcts(&h),
-        idle: None,
-    }
+    Row::calls("plain tokio TCP echo", &h, r16, r256, r64k)
 }
 
 // ------------------------------------------------------------ idle channels
@@ -559,17 +556,7 @@ async fn call_workloads<C: Clone + Send + 'static>(
     let r16 = rate(16, conc, false).await;
     let r256 = rate(256, conc, false).await;
     let r64k = rate(16, conc / 10, true).await;
-    Row {
-        name: name.into(),
-        p50_us: Some(h.value_at_quantile(0.5) as f64 / 1e3),
-        p99_us: Some(h.value_at_quantile(0.99) as f64 / 1e3),
-        rate16: Some(r16),
-        rate256: Some(r256),
-        rate64k: Some(r64k),
-        items: None,
-        pcts: pcts(&h),
-        idle: None,
-    }
+    Row::calls(name, &h, r16, r256, r64k)
 }
 
 // ------------------------------------------------------------ tarpc
@@ -845,11 +832,10 @@ fn plot(rows: &[Row], path: &std::path::Path) -> Result<(), Box<dyn std::error::
     Ok(())
 }
 
-fn cell(v: Option<f64>, base: Option<f64>, higher_is_better: bool) -> String {
+fn cell(v: Option<f64>, base: Option<f64>) -> String {
     match (v, base) {
         (Some(v), Some(b)) if b > 0.0 => {
             let ratio = v / b;
-            let _ = higher_is_better;
             format!("{v:.0} ({ratio:.2}×)")
         }
         (Some(v), _) => format!("{v:.0}"),
@@ -888,7 +874,6 @@ fn main() {
         Size {
             seq: 2_000,
             conc: 20_000,
-            big: 0,
             stream: 200_000,
             py_seq: 500,
             py_conc: 2_000,
@@ -898,14 +883,12 @@ fn main() {
         Size {
             seq: 10_000,
             conc: 200_000,
-            big: 0,
             stream: 1_000_000,
             py_seq: 2_000,
             py_conc: 10_000,
             py_stream: 100_000,
         }
     };
-    let _ = s.big;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1013,13 +996,13 @@ fn main() {
         md.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
-            cell(r.p50_us, base.p50_us, false),
-            cell(r.p99_us, base.p99_us, false),
-            cell(r.rate16, base.rate16, true),
-            cell(r.rate256, base.rate256, true),
-            cell(r.rate64k, base.rate64k, true),
-            cell(r.items, base.items, true),
-            cell(r.idle, base.idle, false),
+            cell(r.p50_us, base.p50_us),
+            cell(r.p99_us, base.p99_us),
+            cell(r.rate16, base.rate16),
+            cell(r.rate256, base.rate256),
+            cell(r.rate64k, base.rate64k),
+            cell(r.items, base.items),
+            cell(r.idle, base.idle),
         ));
     }
     // Targets (issue 6), reported as measured.
