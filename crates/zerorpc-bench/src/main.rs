@@ -357,6 +357,79 @@ async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
     (after.saturating_sub(before) * 1024) as f64 / n as f64
 }
 
+/// A tarpc server on loopback and a client connected to it. `limit`
+/// raises both sides' in-flight limits (for the idle-channel run).
+async fn tarpc_pair(limit: Option<usize>) -> (TarpcBenchClient, tokio::task::JoinHandle<()>) {
+    use futures::StreamExt;
+    use tarpc::server::{BaseChannel, Channel};
+    use tarpc::tokio_serde::formats::Bincode;
+    let mut incoming = tarpc::serde_transport::tcp::listen("127.0.0.1:0", Bincode::default)
+        .await
+        .expect("tarpc listen");
+    let addr = incoming.local_addr();
+    let server = tokio::spawn(async move {
+        while let Some(Ok(transport)) = incoming.next().await {
+            match limit {
+                None => {
+                    tokio::spawn(
+                        BaseChannel::with_defaults(transport)
+                            .execute(TarpcServer.serve())
+                            .for_each(|f| async move {
+                                tokio::spawn(f);
+                            }),
+                    );
+                }
+                Some(n) => {
+                    let config = tarpc::server::Config {
+                        pending_response_buffer: n + 16,
+                    };
+                    tokio::spawn(
+                        BaseChannel::new(config, transport)
+                            .max_concurrent_requests(n + 16)
+                            .execute(TarpcServer.serve())
+                            .for_each(|f| async move {
+                                tokio::spawn(f);
+                            }),
+                    );
+                }
+            }
+        }
+    });
+    let transport = tarpc::serde_transport::tcp::connect(addr, Bincode::default)
+        .await
+        .expect("tarpc connect");
+    // (non-exhaustive: set the field on a default value)
+    #[allow(clippy::field_reassign_with_default)]
+    let config = {
+        let mut c = tarpc::client::Config::default();
+        if let Some(n) = limit {
+            c.max_in_flight_requests = n + 16;
+        }
+        c
+    };
+    (TarpcBenchClient::new(config, transport).spawn(), server)
+}
+
+/// A tonic server on loopback and a channel connected to it.
+async fn tonic_pair() -> (tonic::transport::Channel, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(grpc::BenchService)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("tonic connect");
+    (channel, server)
+}
+
 static TARPC_SLEEPING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static TONIC_SLEEPING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -401,39 +474,7 @@ async fn idle_ours(n: usize) -> f64 {
 }
 
 async fn idle_tarpc(n: usize) -> f64 {
-    use futures::StreamExt;
-    use tarpc::server::{BaseChannel, Channel};
-    use tarpc::tokio_serde::formats::Bincode;
-    let mut incoming = tarpc::serde_transport::tcp::listen("127.0.0.1:0", Bincode::default)
-        .await
-        .expect("tarpc listen");
-    let addr = incoming.local_addr();
-    tokio::spawn(async move {
-        while let Some(Ok(transport)) = incoming.next().await {
-            let config = tarpc::server::Config {
-                pending_response_buffer: n + 16,
-            };
-            tokio::spawn(
-                BaseChannel::new(config, transport)
-                    .max_concurrent_requests(n + 16)
-                    .execute(TarpcServer.serve())
-                    .for_each(|f| async move {
-                        tokio::spawn(f);
-                    }),
-            );
-        }
-    });
-    let transport = tarpc::serde_transport::tcp::connect(addr, Bincode::default)
-        .await
-        .expect("tarpc connect");
-    // (non-exhaustive: set the field on a default value)
-    #[allow(clippy::field_reassign_with_default)]
-    let config = {
-        let mut c = tarpc::client::Config::default();
-        c.max_in_flight_requests = n + 16;
-        c
-    };
-    let client = TarpcBenchClient::new(config, transport).spawn();
+    let (client, _server) = tarpc_pair(Some(n)).await;
     client
         .echo(tarpc::context::current(), 1)
         .await
@@ -454,20 +495,7 @@ async fn idle_tarpc(n: usize) -> f64 {
 async fn idle_tonic(n: usize) -> f64 {
     use grpc::Num;
     use tonic_prost::ProstCodec;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(grpc::BenchService)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("tonic connect");
+    let (channel, _server) = tonic_pair().await;
     idle_common(
         n,
         || {
@@ -586,28 +614,7 @@ impl TarpcBench for TarpcServer {
 }
 
 async fn tarpc_bench(seq: usize, conc: usize) -> Row {
-    use futures::StreamExt;
-    use tarpc::server::{BaseChannel, Channel};
-    use tarpc::tokio_serde::formats::Bincode;
-    let mut incoming = tarpc::serde_transport::tcp::listen("127.0.0.1:0", Bincode::default)
-        .await
-        .expect("tarpc listen");
-    let addr = incoming.local_addr();
-    let server = tokio::spawn(async move {
-        while let Some(Ok(transport)) = incoming.next().await {
-            tokio::spawn(
-                BaseChannel::with_defaults(transport)
-                    .execute(TarpcServer.serve())
-                    .for_each(|f| async move {
-                        tokio::spawn(f);
-                    }),
-            );
-        }
-    });
-    let transport = tarpc::serde_transport::tcp::connect(addr, Bincode::default)
-        .await
-        .expect("tarpc connect");
-    let client = TarpcBenchClient::new(tarpc::client::Config::default(), transport).spawn();
+    let (client, server) = tarpc_pair(None).await;
     let row = call_workloads("tarpc (bincode over TCP)", seq, conc, client, |c, big| {
         Box::pin(async move {
             if big {
@@ -727,20 +734,7 @@ async fn tonic_bench(seq: usize, conc: usize) -> Row {
     use grpc::{Blob, Num};
     use http::uri::PathAndQuery;
     use tonic_prost::ProstCodec;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(grpc::BenchService)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("tonic connect");
+    let (channel, server) = tonic_pair().await;
     async fn echo(ch: &tonic::transport::Channel, x: i64) {
         let mut g = tonic::client::Grpc::new(ch.clone());
         g.ready().await.expect("ready");
