@@ -121,10 +121,14 @@ impl Client {
         // The caller polls this future until the call ends, so it can drive
         // the channel itself (heartbeats included): no extra task hop.
         let (conn, ch, net_rx, guard) = self.open_channel(method, args).await?;
+        let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
+            ch.poll_timeout(),
+        )));
         let mut call = InlineCall {
             conn,
             ch,
             net_rx,
+            timer,
             _guard: guard,
         };
         let first = call.next_event().await?;
@@ -250,6 +254,8 @@ struct InlineCall {
     conn: Arc<Conn>,
     ch: Channel,
     net_rx: mpsc::Receiver<Box<Event>>,
+    /// One timer for the call's life, moved as its deadline moves.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     _guard: CallGuard,
 }
 
@@ -257,13 +263,11 @@ impl InlineCall {
     /// Drives the channel until the next reply or stream item. Items are
     /// consumed as soon as they are returned, so credit follows at once.
     async fn next_event(&mut self) -> Result<Event, Error> {
-        let timer = tokio::time::sleep_until(Instant::from_std(self.ch.poll_timeout()));
-        tokio::pin!(timer);
         loop {
             flush(&self.conn, &mut self.ch).await?;
             let deadline = Instant::from_std(self.ch.poll_timeout());
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
             }
             tokio::select! {
                 ev = self.net_rx.recv() => {
@@ -283,7 +287,7 @@ impl InlineCall {
                         return Ok(app);
                     }
                 }
-                _ = &mut timer => {
+                _ = &mut self.timer => {
                     self.ch.handle_timeout(Instant::now().into_std()).map_err(channel_error)?;
                 }
             }
