@@ -55,6 +55,6 @@ pub use mechanism::{Mechanism, MechanismStatus, NullMechanism, Security};
 pub use message::Message;
 pub use socket::{
     DealerSocket, PeerId, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent,
-    SocketOptions, SubSocket,
+    SocketOptions, SubSocket, TrySendError,
 };
 pub use socket_type::SocketType;

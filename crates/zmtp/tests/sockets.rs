@@ -242,3 +242,64 @@ async fn bind_and_connect_errors() {
     let star = b.bind("tcp://*:0").await.unwrap();
     assert_ne!(star.port(), Some(0), "port 0 resolved to the real port");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_send_or_return_gives_the_message_back_intact() {
+    use zmtp::{SocketOptions, TrySendError};
+    init_tracing();
+    // With no peer yet, a DEALER has no room: the message comes back.
+    let dealer = DealerSocket::with_options(SocketOptions {
+        recv_hwm: 4,
+        ..SocketOptions::default()
+    });
+    let early = msg(&[b"", b"early"]);
+    match dealer.try_send_or_return(early.clone()) {
+        Err(TrySendError::Full(back)) => assert_eq!(back, early),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    let router = RouterSocket::with_options(SocketOptions {
+        send_hwm: 4,
+        ..SocketOptions::default()
+    });
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    dealer.connect(&ep.to_string()).await.unwrap();
+    dealer.send(early).await.unwrap();
+    let first = within("recv", router.recv()).await.unwrap();
+    let id = first.frames()[0].clone();
+    // The dealer does not read: the router's queue for it fills up, and
+    // the message that does not fit comes back with its routing id.
+    let payload = vec![7u8; 64 * 1024];
+    let mut sent = 0usize;
+    let back = loop {
+        let m = msg(&[&id, b"", &sent.to_be_bytes(), &payload]);
+        match router.try_send_or_return(m.clone()) {
+            Ok(()) => sent += 1,
+            Err(TrySendError::Full(back)) => {
+                assert_eq!(back, m, "the message comes back as given");
+                break back;
+            }
+            Err(TrySendError::Failed(e)) => panic!("unexpected failure: {e}"),
+        }
+        assert!(sent < 100_000, "the queue never filled");
+        tokio::task::yield_now().await;
+    };
+    // Waiting for room then delivers it, after everything sent before.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        for _ in 0..=sent {
+            let m = dealer.recv().await.unwrap();
+            got.push(usize::from_be_bytes(m.frames()[1][..].try_into().unwrap()));
+        }
+        got
+    });
+    within("send after waiting", router.send(back))
+        .await
+        .unwrap();
+    let got = within("all delivered", reader).await.unwrap();
+    assert_eq!(got, (0..=sent).collect::<Vec<_>>());
+    // A vanished or unknown peer fails for good.
+    match router.try_send_or_return(msg(&[b"nobody", b"", b"x"])) {
+        Err(TrySendError::Failed(ZmtpError::HostUnreachable(_))) => {}
+        other => panic!("expected HostUnreachable, got {other:?}"),
+    }
+}

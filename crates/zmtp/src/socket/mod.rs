@@ -286,10 +286,17 @@ impl Shared {
     /// when there is none, and for queue space when all are full.
     async fn send_round_robin(&self, msg: Message) -> Result<()> {
         // Fast path: a peer has room (no waiter registration needed).
-        let mut msg = match try_round_robin(&mut self.table(), msg) {
-            Ok(()) => return Ok(()),
-            Err((m, _)) => m,
-        };
+        let tried = try_round_robin(&mut self.table(), msg);
+        match tried {
+            Ok(()) => Ok(()),
+            // The waiting state lives in a box, so a caller's future (which
+            // holds this one) stays small however many calls are pending.
+            Err((m, _)) => Box::pin(self.wait_round_robin(m)).await,
+        }
+    }
+
+    /// The slow path of [`Shared::send_round_robin`].
+    async fn wait_round_robin(&self, mut msg: Message) -> Result<()> {
         loop {
             let notified = self.peers_changed.notified();
             tokio::pin!(notified);
@@ -333,29 +340,57 @@ impl Shared {
         }
     }
 
-    fn try_send_round_robin(&self, msg: Message) -> Result<()> {
+    #[allow(clippy::result_large_err)]
+    fn try_send_round_robin(&self, msg: Message) -> std::result::Result<(), Message> {
         let mut t = self.table();
-        try_round_robin(&mut t, msg).map_err(|_| ZmtpError::WouldBlock)
+        try_round_robin(&mut t, msg).map_err(|(m, _)| m)
     }
 
     /// ROUTER send: the first frame names the peer.
-    async fn send_routed(&self, mut msg: Message, wait: bool) -> Result<()> {
-        let id = msg.pop_front().ok_or(ZmtpError::EmptyMessage)?;
+    async fn send_routed(&self, msg: Message) -> Result<()> {
+        match self.try_send_routed(msg) {
+            Err(RoutedFull { queue, id, msg }) => match msg {
+                // The waiting state lives in a box (see send_round_robin).
+                Some(msg) => Box::pin(self.wait_routed(queue, id, msg)).await,
+                None => Err(ZmtpError::HostUnreachable(id)),
+            },
+            Ok(r) => r,
+        }
+    }
+
+    /// ROUTER send without waiting. `Err` carries back a message that found
+    /// its peer's queue full (`msg: Some`) or its peer gone (`None`).
+    #[allow(clippy::result_large_err)]
+    fn try_send_routed(&self, mut msg: Message) -> std::result::Result<Result<()>, RoutedFull> {
+        let Some(id) = msg.pop_front() else {
+            return Ok(Err(ZmtpError::EmptyMessage));
+        };
         let q = {
             let t = self.table();
             match t.by_routing_id.get(&id).and_then(|p| t.peers.get(p)) {
                 Some(e) => e.tx.clone(),
-                None => return Err(ZmtpError::HostUnreachable(id)),
+                None => return Ok(Err(ZmtpError::HostUnreachable(id))),
             }
         };
         match q.try_push(msg) {
-            Ok(()) => Ok(()),
-            Err(PushError::Closed(_)) => Err(ZmtpError::HostUnreachable(id)),
-            Err(PushError::Full(_)) if !wait => Err(ZmtpError::WouldBlock),
-            Err(PushError::Full(msg)) => tokio::select! {
-                r = q.push(msg) => r.map_err(|_| ZmtpError::HostUnreachable(id)),
-                _ = self.cancel.cancelled() => Err(ZmtpError::Closed),
-            },
+            Ok(()) => Ok(Ok(())),
+            Err(PushError::Closed(_)) => Err(RoutedFull {
+                queue: q,
+                id,
+                msg: None,
+            }),
+            Err(PushError::Full(msg)) => Err(RoutedFull {
+                queue: q,
+                id,
+                msg: Some(msg),
+            }),
+        }
+    }
+
+    async fn wait_routed(&self, q: PeerQueue, id: Bytes, msg: Message) -> Result<()> {
+        tokio::select! {
+            r = q.push(msg) => r.map_err(|_| ZmtpError::HostUnreachable(id)),
+            _ = self.cancel.cancelled() => Err(ZmtpError::Closed),
         }
     }
 
@@ -392,6 +427,24 @@ impl Shared {
             let _ = tx.push(msg.clone()).await;
         }
     }
+}
+
+/// Why a send that does not wait (`try_send_or_return`) did not queue its
+/// message.
+#[derive(Debug)]
+pub enum TrySendError {
+    /// No room now (or, for round-robin sockets, no peer yet): the message
+    /// comes back, for the caller to retry or to wait with `send`.
+    Full(Message),
+    /// The send failed for good (ROUTER: no such peer, or it went away).
+    Failed(ZmtpError),
+}
+
+/// A routed message that could not be queued without waiting.
+struct RoutedFull {
+    queue: PeerQueue,
+    id: Bytes,
+    msg: Option<Message>,
 }
 
 /// Tries each peer once, starting at the round-robin cursor. On failure

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use tokio::sync::broadcast;
 
-use super::{SocketCore, SocketEvent, SocketOptions};
+use super::{SocketCore, SocketEvent, SocketOptions, TrySendError};
 use crate::endpoint::Endpoint;
 use crate::error::Result;
 use crate::message::Message;
@@ -117,7 +117,20 @@ impl DealerSocket {
     /// Sends without waiting; [`ZmtpError::WouldBlock`](crate::ZmtpError::WouldBlock)
     /// when no peer has room.
     pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.core.shared.try_send_round_robin(msg.into())
+        self.core
+            .shared
+            .try_send_round_robin(msg.into())
+            .map_err(|_| crate::ZmtpError::WouldBlock)
+    }
+
+    /// Sends without waiting; when no peer has room the message comes back
+    /// in [`TrySendError::Full`].
+    #[allow(clippy::result_large_err)]
+    pub fn try_send_or_return(&self, msg: Message) -> std::result::Result<(), TrySendError> {
+        self.core
+            .shared
+            .try_send_round_robin(msg)
+            .map_err(TrySendError::Full)
     }
 }
 
@@ -137,13 +150,35 @@ impl RouterSocket {
     /// Sends `[routing id, frames...]` to that peer, waiting for room in its
     /// queue.
     pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.core.shared.send_routed(msg.into(), true).await
+        self.core.shared.send_routed(msg.into()).await
     }
 
     /// Sends without waiting; [`ZmtpError::WouldBlock`](crate::ZmtpError::WouldBlock)
     /// when that peer's queue is full.
-    pub async fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.core.shared.send_routed(msg.into(), false).await
+    pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
+        self.try_send_or_return(msg.into()).map_err(|e| match e {
+            TrySendError::Full(_) => crate::ZmtpError::WouldBlock,
+            TrySendError::Failed(e) => e,
+        })
+    }
+
+    /// Sends without waiting; when that peer's queue is full the message
+    /// comes back in [`TrySendError::Full`].
+    #[allow(clippy::result_large_err)]
+    pub fn try_send_or_return(&self, msg: Message) -> std::result::Result<(), TrySendError> {
+        match self.core.shared.try_send_routed(msg) {
+            Ok(r) => r.map_err(TrySendError::Failed),
+            Err(full) => match full.msg {
+                Some(mut msg) => {
+                    // As it was given: routing id first.
+                    msg.push_front(full.id);
+                    Err(TrySendError::Full(msg))
+                }
+                None => Err(TrySendError::Failed(crate::ZmtpError::HostUnreachable(
+                    full.id,
+                ))),
+            },
+        }
     }
 }
 
@@ -161,7 +196,20 @@ impl PushSocket {
 
     /// Sends without waiting.
     pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.core.shared.try_send_round_robin(msg.into())
+        self.core
+            .shared
+            .try_send_round_robin(msg.into())
+            .map_err(|_| crate::ZmtpError::WouldBlock)
+    }
+
+    /// Sends without waiting; when no peer has room the message comes back
+    /// in [`TrySendError::Full`].
+    #[allow(clippy::result_large_err)]
+    pub fn try_send_or_return(&self, msg: Message) -> std::result::Result<(), TrySendError> {
+        self.core
+            .shared
+            .try_send_round_robin(msg)
+            .map_err(TrySendError::Full)
     }
 }
 
