@@ -7,21 +7,25 @@
 //! heartbeats, which is how ZeroRPC cancels.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
 use rmpv::Value;
 use tokio::sync::{mpsc, Notify};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
-use zmtp::{DealerSocket, Message, SocketOptions};
+use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
 
 use crate::channel::{Channel, ChannelConfig, ChannelError};
 use crate::error::{Error, RemoteError};
 use crate::event::{DecodeLimits, Event, MessageId};
+use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 
 /// Client settings.
 #[derive(Debug, Clone, Default)]
@@ -48,7 +52,7 @@ impl ClientOptions {
     }
 }
 
-type Channels = Mutex<HashMap<MessageId, mpsc::Sender<Box<Event>>>>;
+type Channels = Mutex<HashMap<MessageId, MailSender<Event>>>;
 
 struct Conn {
     dealer: DealerSocket,
@@ -56,7 +60,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, mpsc::Sender<Box<Event>>>> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, MailSender<Event>>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -120,7 +124,16 @@ impl Client {
     pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         // The caller polls this future until the call ends, so it can drive
         // the channel itself (heartbeats included): no extra task hop.
-        let (conn, ch, net_rx, guard) = self.open_channel(method, args).await?;
+        let (conn, ch, net_rx, guard, unsent) = self.open_channel(method, args);
+        if let Some(msg) = unsent {
+            // (boxed: the waiting state would otherwise sit in every call)
+            Box::pin(wait_send(
+                conn.clone(),
+                msg,
+                ch.config().first_reply_timeout,
+            ))
+            .await?;
+        }
         let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
             ch.poll_timeout(),
         )));
@@ -129,27 +142,21 @@ impl Client {
             ch,
             net_rx,
             timer,
+            sending: None,
             _guard: guard,
         };
-        let first = call.next_event().await?;
-        match first.name.as_str() {
-            "OK" => Ok(first_arg(first.args)),
-            "ERR" => Err(Error::Remote(remote_error(first.args))),
-            // An empty stream (Python sends STREAM_DONE alone).
-            "STREAM_DONE" => Ok(Value::Array(Vec::new())),
-            "STREAM" => {
-                let mut items = vec![first.args];
-                loop {
-                    let ev = call.next_event().await?;
-                    match ev.name.as_str() {
-                        "STREAM" => items.push(ev.args),
-                        "STREAM_DONE" => return Ok(Value::Array(items)),
-                        "ERR" => return Err(Error::Remote(remote_error(ev.args))),
-                        other => return Err(unexpected(other)),
-                    }
-                }
+        // A streamed result is collected; one event is held at a time.
+        let mut items: Option<Vec<Value>> = None;
+        loop {
+            let ev = call.next_event().await?;
+            match ev.name.as_str() {
+                "OK" if items.is_none() => return Ok(first_arg(ev.args)),
+                "STREAM" => items.get_or_insert_with(Vec::new).push(ev.args),
+                // (Python answers an empty stream with STREAM_DONE alone)
+                "STREAM_DONE" => return Ok(Value::Array(items.unwrap_or_default())),
+                "ERR" => return Err(Error::Remote(remote_error(ev.args))),
+                other => return Err(unexpected(other)),
             }
-            other => Err(unexpected(other)),
         }
     }
 
@@ -177,44 +184,48 @@ impl Client {
         }))
     }
 
-    /// Sends the request and opens its channel.
-    async fn open_channel(
+    /// Registers a channel and sends its request if there is room now;
+    /// otherwise returns the request, to be sent with [`wait_send`] (with no
+    /// server connected yet it waits for one: no slow-joiner loss).
+    fn open_channel(
         &self,
         method: &str,
         args: Vec<Value>,
-    ) -> Result<(Arc<Conn>, Channel, mpsc::Receiver<Box<Event>>, CallGuard), Error> {
+    ) -> (
+        Arc<Conn>,
+        Channel,
+        MailReceiver<Event>,
+        CallGuard,
+        Option<Message>,
+    ) {
         let conn = self.pick();
         let request = Event::new(method, Value::Array(args));
         let id = request.header.message_id.clone();
         let cfg = self.inner.opts.channel;
         // Room for a full window of stream items plus control events.
-        let (net_tx, net_rx) = mpsc::channel(cfg.window as usize + 16);
+        let (net_tx, net_rx) = mailbox(cfg.window as usize + 16);
         conn.channels().insert(id.clone(), net_tx);
         let guard = CallGuard {
             conn: conn.clone(),
             id: id.clone(),
         };
-        let payload = request.encode();
-        let started = Instant::now();
-        // With no server connected yet the send waits for one (no
-        // slow-joiner loss), but never past the call timeout.
-        let send = conn
-            .dealer
-            .send(Message::from_iter([Bytes::new(), payload]));
-        match cfg.first_reply_timeout {
-            Some(t) => tokio::time::timeout(t, send)
-                .await
-                .map_err(|_| Error::Timeout(t))??,
-            None => send.await?,
-        }
-        let ch = Channel::client(id, cfg, started.into_std());
-        Ok((conn, ch, net_rx, guard))
+        let msg = Message::from_iter([Bytes::new(), request.encode()]);
+        let ch = Channel::client(id, cfg, Instant::now().into_std());
+        let unsent = match conn.dealer.try_send_or_return(msg) {
+            Err(TrySendError::Full(msg)) => Some(msg),
+            // (round-robin sockets only report Full)
+            _ => None,
+        };
+        (conn, ch, net_rx, guard, unsent)
     }
 
     /// Sends the request and starts the task that drives its channel (for
     /// streams, whose consumer may be slow).
     async fn open(&self, method: &str, args: Vec<Value>) -> Result<CallHandle, Error> {
-        let (conn, ch, net_rx, guard) = self.open_channel(method, args).await?;
+        let (conn, ch, net_rx, guard, unsent) = self.open_channel(method, args);
+        if let Some(msg) = unsent {
+            wait_send(conn.clone(), msg, ch.config().first_reply_timeout).await?;
+        }
         let (app_tx, app_rx) = mpsc::channel(ch.config().window as usize + 8);
         let took = Arc::new(Notify::new());
         tokio::spawn(drive_call(conn, ch, net_rx, app_tx, took.clone(), guard));
@@ -253,9 +264,11 @@ impl Drop for CallGuard {
 struct InlineCall {
     conn: Arc<Conn>,
     ch: Channel,
-    net_rx: mpsc::Receiver<Box<Event>>,
+    net_rx: MailReceiver<Event>,
     /// One timer for the call's life, moved as its deadline moves.
-    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timer: Pin<Box<Sleep>>,
+    /// A control event waiting for room (see [`poll_flush`]).
+    sending: Option<BoxedSend>,
     _guard: CallGuard,
 }
 
@@ -263,33 +276,47 @@ impl InlineCall {
     /// Drives the channel until the next reply or stream item. Items are
     /// consumed as soon as they are returned, so credit follows at once.
     async fn next_event(&mut self) -> Result<Event, Error> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
         loop {
-            flush(&self.conn, &mut self.ch).await?;
-            let deadline = Instant::from_std(self.ch.poll_timeout());
-            if self.timer.deadline() != deadline {
-                self.timer.as_mut().reset(deadline);
+            // A send waiting for room (`Pending`) does not stop the reading.
+            if let Poll::Ready(Err(e)) = poll_flush(&self.conn, &mut self.ch, &mut self.sending, cx)
+            {
+                return Poll::Ready(Err(e));
             }
-            tokio::select! {
-                ev = self.net_rx.recv() => {
-                    let Some(ev) = ev else {
-                        return Err(Error::Protocol(
-                            "the server sent more events than the channel allows".into(),
-                        ));
-                    };
+            match self.net_rx.poll_recv(cx) {
+                Poll::Ready(Some(ev)) => {
                     if let Some(app) = self
                         .ch
-                        .on_event(*ev, Instant::now().into_std())
+                        .on_event(ev, Instant::now().into_std())
                         .map_err(channel_error)?
                     {
                         if app.name == "STREAM" {
                             self.ch.consumed(1);
                         }
-                        return Ok(app);
+                        return Poll::Ready(Ok(app));
                     }
+                    continue;
                 }
-                _ = &mut self.timer => {
-                    self.ch.handle_timeout(Instant::now().into_std()).map_err(channel_error)?;
+                Poll::Ready(None) => {
+                    return Poll::Ready(Err(Error::Protocol(
+                        "the server sent more events than the channel allows".into(),
+                    )))
                 }
+                Poll::Pending => {}
+            }
+            let deadline = Instant::from_std(self.ch.poll_timeout());
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
+            match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => self
+                    .ch
+                    .handle_timeout(Instant::now().into_std())
+                    .map_err(channel_error)?,
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
@@ -329,7 +356,7 @@ fn is_final(name: &str) -> bool {
 async fn drive_call(
     conn: Arc<Conn>,
     mut ch: Channel,
-    mut net_rx: mpsc::Receiver<Box<Event>>,
+    mut net_rx: MailReceiver<Event>,
     app_tx: mpsc::Sender<Box<Result<Event, Error>>>,
     took: Arc<Notify>,
     _guard: CallGuard,
@@ -340,6 +367,7 @@ async fn drive_call(
     // One timer for the call's life, moved as its deadline moves.
     let timer = tokio::time::sleep_until(Instant::from_std(ch.poll_timeout()));
     tokio::pin!(timer);
+    let mut sending = None;
     loop {
         let queued = cap - app_tx.capacity() as u64;
         let now_consumed = forwarded - queued.min(forwarded);
@@ -347,7 +375,8 @@ async fn drive_call(
             ch.consumed(now_consumed - consumed);
             consumed = now_consumed;
         }
-        if let Err(e) = flush(&conn, &mut ch).await {
+        let flushed = std::future::poll_fn(|cx| poll_flush(&conn, &mut ch, &mut sending, cx)).await;
+        if let Err(e) = flushed {
             let _ = app_tx.try_send(Box::new(Err(e)));
             return;
         }
@@ -365,7 +394,7 @@ async fn drive_call(
                     ))));
                     return;
                 };
-                match ch.on_event(*ev, Instant::now().into_std()) {
+                match ch.on_event(ev, Instant::now().into_std()) {
                     Ok(Some(app)) => {
                         let last = is_final(&app.name);
                         if app.name == "STREAM" {
@@ -401,27 +430,70 @@ async fn drive_call(
     }
 }
 
-/// Sends what the channel queued. Heartbeats are best effort (with the
-/// server gone there is no peer to send to, and loss detection decides);
-/// credit must arrive or the stream stalls. Neither waits longer than the
-/// remote may stay silent.
-async fn flush(conn: &Conn, ch: &mut Channel) -> Result<(), Error> {
-    let cfg = *ch.config();
-    while let Some(ev) = ch.poll_transmit() {
-        let msg = Message::from_iter([Bytes::new(), ev.encode()]);
-        if ev.name == crate::channel::MORE {
-            let patience = cfg.heartbeat * cfg.lost_after;
-            tokio::time::timeout(patience, conn.dealer.send(msg))
-                .await
-                .map_err(|_| Error::LostRemote(patience))??;
-        } else if tokio::time::timeout(cfg.heartbeat, conn.dealer.send(msg))
-            .await
-            .is_err()
-        {
-            tracing::debug!(event = %ev.name, "heartbeat not sent: no room or no server");
+type BoxedSend = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// Sends what the channel queued, in order; `Pending` while a send waits
+/// for room. Heartbeats are best effort (with the server gone there is no
+/// peer to send to, and loss detection decides); credit must arrive or the
+/// stream stalls. Neither waits longer than the remote may stay silent.
+fn poll_flush(
+    conn: &Arc<Conn>,
+    ch: &mut Channel,
+    sending: &mut Option<BoxedSend>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), Error>> {
+    loop {
+        if let Some(f) = sending {
+            match f.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => {
+                    *sending = None;
+                    r?;
+                }
+            }
         }
+        let Some(ev) = ch.poll_transmit() else {
+            return Poll::Ready(Ok(()));
+        };
+        let msg = Message::from_iter([Bytes::new(), ev.encode()]);
+        let Err(TrySendError::Full(msg)) = conn.dealer.try_send_or_return(msg) else {
+            continue;
+        };
+        let cfg = *ch.config();
+        let conn = conn.clone();
+        *sending = Some(if ev.name == crate::channel::MORE {
+            let patience = cfg.heartbeat * cfg.lost_after;
+            Box::pin(async move {
+                tokio::time::timeout(patience, conn.dealer.send(msg))
+                    .await
+                    .map_err(|_| Error::LostRemote(patience))?
+                    .map_err(Error::from)
+            })
+        } else {
+            Box::pin(async move {
+                if tokio::time::timeout(cfg.heartbeat, conn.dealer.send(msg))
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!("heartbeat not sent: no room or no server");
+                }
+                Ok(())
+            })
+        });
     }
-    Ok(())
+}
+
+/// Sends a request that found no room (or no server yet): waits for one,
+/// but never past the call timeout.
+async fn wait_send(conn: Arc<Conn>, msg: Message, timeout: Option<Duration>) -> Result<(), Error> {
+    let send = conn.dealer.send(msg);
+    match timeout {
+        Some(t) => tokio::time::timeout(t, send)
+            .await
+            .map_err(|_| Error::Timeout(t))?
+            .map_err(Error::from),
+        None => send.await.map_err(Error::from),
+    }
 }
 
 fn channel_error(e: ChannelError) -> Error {
@@ -494,7 +566,7 @@ async fn receive_loop(conn: Arc<Conn>, limits: DecodeLimits, stop: CancellationT
         };
         let mut chans = conn.channels();
         if let Some(tx) = chans.get(&channel) {
-            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(Box::new(ev)) {
+            if let Err(MailError::Full) = tx.try_send(ev) {
                 // The server ignored our credit: fail that call only.
                 tracing::warn!(%channel, "server overflowed the channel window; failing the call");
                 chans.remove(&channel);

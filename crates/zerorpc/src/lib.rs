@@ -39,6 +39,7 @@ pub mod demo;
 mod error;
 pub mod event;
 pub mod introspection;
+mod mailbox;
 mod server;
 pub mod service;
 

@@ -1,28 +1,34 @@
 //! The server: a ROUTER socket, one task per channel.
 //!
-//! Every request opens a channel served by its own task, which drives the
-//! sans-IO [`Channel`] (heartbeats, credit, loss), runs the handler, and
-//! sends `OK` / `ERR` / `STREAM`... `STREAM_DONE`. A handler that panics
+//! Every request opens a channel served by its own task (a small
+//! hand-written future), which drives the sans-IO [`Channel`] (heartbeats,
+//! credit, loss), runs the handler, and sends `OK` / `ERR` / `STREAM`...
+//! `STREAM_DONE`. A handler that panics
 //! produces an `ERR` for its call only. When a client goes silent for two
 //! heartbeat intervals, or its connection drops, its handlers are dropped
 //! (cancelled).
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use rmpv::Value;
-use tokio::sync::{mpsc, Semaphore};
-use tokio::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
-use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions};
+use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
 use crate::channel::{Channel, ChannelConfig};
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, MessageId};
 use crate::introspection;
+use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::service::{CallContext, CallError, HandlerFuture, IntoService, Response, Service};
 
 /// Server settings.
@@ -64,23 +70,46 @@ struct Inner {
     service: Arc<dyn Service>,
     router: RouterSocket,
     opts: ServerOptions,
-    channels: Mutex<HashMap<ChannelKey, mpsc::Sender<Box<Event>>>>,
+    channels: Mutex<HashMap<ChannelKey, MailSender<Inbound>>>,
     limiter: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
     /// Set by a graceful shutdown: new calls are refused.
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
+    /// Calls whose driver is alive (still in the table or finishing).
+    live: AtomicUsize,
 }
 
 impl Inner {
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, mpsc::Sender<Box<Event>>>> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, MailSender<Inbound>>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the receive loop and ends every call: silently, or (during a
+    /// graceful shutdown) with `ERR ServerShutdown`.
+    fn stop(&self) {
+        self.cancel.cancel();
+        let draining = self.draining.load(Ordering::SeqCst);
+        // Under the table lock, after the cancel: a call the receive loop
+        // registers concurrently is either drained here or refused there.
+        for (_, tx) in self.channels().drain() {
+            if draining {
+                // A full mailbox: that call ends silently instead.
+                let _ = tx.try_send(Inbound::Shutdown);
+            }
+        }
     }
 }
 
-/// A ZeroRPC server for one service.
+/// A ZeroRPC server for one service. Dropping it stops it (like
+/// [`Server::shutdown`]).
 pub struct Server {
     inner: Arc<Inner>,
-    _guard: tokio_util::sync::DropGuard,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.inner.stop();
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -99,7 +128,6 @@ impl Server {
 
     /// A server with options.
     pub fn with_options(service: impl IntoService, opts: ServerOptions) -> Self {
-        let cancel = CancellationToken::new();
         let inner = Arc::new(Inner {
             service: Arc::new(service.into_service()),
             router: RouterSocket::with_options(opts.socket.clone()),
@@ -108,13 +136,11 @@ impl Server {
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
             opts,
             channels: Mutex::new(HashMap::new()),
-            cancel: cancel.clone(),
-            draining: std::sync::atomic::AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+            draining: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
         });
-        Server {
-            inner,
-            _guard: cancel.drop_guard(),
-        }
+        Server { inner }
     }
 
     /// Listens on an endpoint; returns it with the real port.
@@ -129,7 +155,7 @@ impl Server {
 
     /// Number of calls in progress.
     pub fn active_calls(&self) -> usize {
-        self.inner.channels().len()
+        self.inner.live.load(Ordering::SeqCst)
     }
 
     /// Serves until the server is dropped (or [`Server::shutdown`]).
@@ -154,16 +180,14 @@ impl Server {
     /// (their clients detect the loss, as after a crash). See
     /// [`Server::shutdown_gracefully`] for the polite way.
     pub fn shutdown(&self) {
-        self.inner.cancel.cancel();
+        self.inner.stop();
     }
 
     /// Stops taking new calls (they get `ERR ServerShutdown`), waits up to
     /// `grace` for running calls to finish, then cancels the rest, each with
     /// an `ERR ServerShutdown` to its client.
     pub async fn shutdown_gracefully(&self, grace: std::time::Duration) {
-        self.inner
-            .draining
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.draining.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + grace;
         while self.active_calls() > 0 && Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -199,13 +223,15 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) {
     };
     match event.header.response_to.clone() {
         Some(channel) => {
-            let tx = inner.channels().get(&(identity.clone(), channel)).cloned();
-            match tx {
-                Some(tx) => {
-                    if tx.try_send(Box::new(event)).is_err() {
-                        tracing::warn!(peer = ?identity, "channel event queue full, dropping event");
+            let chans = inner.channels();
+            match chans.get(&(identity.clone(), channel)) {
+                Some(tx) => match tx.try_send(Inbound::Event(event)) {
+                    Ok(()) => {}
+                    Err(MailError::Full) => {
+                        tracing::warn!(peer = ?identity, "channel event queue full, dropping event")
                     }
-                }
+                    Err(MailError::Closed) => {}
+                },
                 None => {
                     tracing::debug!(peer = ?identity, name = %event.name, "event for unknown channel")
                 }
@@ -213,31 +239,47 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) {
         }
         None => {
             let key = (identity.clone(), event.header.message_id.clone());
-            let (tx, rx) = mpsc::channel(inner.opts.channel_queue.max(1));
+            let (tx, rx) = mailbox(inner.opts.channel_queue);
             {
                 let mut chans = inner.channels();
+                if inner.cancel.is_cancelled() {
+                    return;
+                }
                 if chans.contains_key(&key) {
                     tracing::warn!(peer = ?identity, id = %key.1, "duplicate request id, ignored");
                     return;
                 }
                 chans.insert(key.clone(), tx);
             }
-            let envelope: Vec<Bytes> = frames[..frames.len() - 1].to_vec();
-            tokio::spawn(serve_channel(inner.clone(), key, envelope, event, rx));
+            inner.live.fetch_add(1, Ordering::SeqCst);
+            let now = Instant::now();
+            let ch = Channel::server(&event, inner.opts.channel, now.into_std());
+            let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
+                ch.poll_timeout(),
+            )));
+            tokio::spawn(ServerCall {
+                inner: inner.clone(),
+                key,
+                envelope: frames[..frames.len() - 1].to_vec(),
+                ch,
+                request: Some(Box::new(event)),
+                phase: Phase::Queued,
+                permit: None,
+                acquiring: None,
+                timer,
+                rx,
+                sending: None,
+            });
         }
     }
 }
 
-/// Removes the channel from the table however its task ends.
-struct ChannelGuard {
-    inner: Arc<Inner>,
-    key: ChannelKey,
-}
-
-impl Drop for ChannelGuard {
-    fn drop(&mut self) {
-        self.inner.channels().remove(&self.key);
-    }
+/// What the receive loop hands a channel's driver.
+enum Inbound {
+    /// An event the client sent on this channel.
+    Event(Event),
+    /// A graceful shutdown: answer `ERR ServerShutdown` and stop.
+    Shutdown,
 }
 
 enum Phase {
@@ -247,171 +289,203 @@ enum Phase {
     Done,
 }
 
-async fn serve_channel(
+type BoxedSend = Pin<Box<dyn Future<Output = Result<(), zmtp::ZmtpError>> + Send>>;
+type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
+
+/// Drives one call: the sans-IO [`Channel`] (heartbeats, credit, loss),
+/// the handler, and the replies. A hand-written future rather than an
+/// `async fn`, so an idle call costs only these fields (the waiting states
+/// of a blocked send or a queued call are boxed, and rare).
+struct ServerCall {
     inner: Arc<Inner>,
     key: ChannelKey,
+    /// The frames before the event: routing id (and a delimiter, if the
+    /// client sent one).
     envelope: Vec<Bytes>,
-    request: Event,
-    mut rx: mpsc::Receiver<Box<Event>>,
-) {
-    let _guard = ChannelGuard {
-        inner: inner.clone(),
-        key: key.clone(),
-    };
-    let method = request.name.clone();
-    let mut ch = Channel::server(&request, inner.opts.channel, Instant::now().into_std());
-    let mut request = Some(request);
-    let mut phase = Phase::Queued;
-    // Held while the handler runs.
-    let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
-    // One timer for the channel's life, moved as its deadline moves.
-    let timer = tokio::time::sleep_until(Instant::from_std(ch.poll_timeout()));
-    tokio::pin!(timer);
-    loop {
-        // Start the handler once a concurrency slot is ours.
-        if matches!(phase, Phase::Queued) {
-            let slot = match &inner.limiter {
-                None => true,
-                Some(sem) => match sem.clone().try_acquire_owned() {
-                    Ok(p) => {
-                        permit = Some(p);
-                        true
-                    }
-                    Err(_) => false,
-                },
-            };
-            if slot {
-                if let Some(req) = request.take() {
-                    phase = Phase::Running(dispatch(&inner, req));
-                }
-            }
-        }
-        // Send whatever the channel has queued.
-        while let Some(ev) = ch.poll_transmit() {
-            let mut m: Message = envelope.iter().cloned().collect();
-            m.push_back(ev.encode());
-            if let Err(e) = inner.router.send(m).await {
-                tracing::debug!(method = %method, error = %e, "client unreachable, abandoning call");
-                return;
-            }
-        }
-        if matches!(phase, Phase::Done) {
-            drop(permit);
-            return;
-        }
-        let deadline = Instant::from_std(ch.poll_timeout());
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
-        }
-        let can_send = ch.can_send_item();
-        let limiter = inner.limiter.clone();
-        tokio::select! {
-            _ = inner.cancel.cancelled() => {
-                if !inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
-                    return;
-                }
-                // A graceful shutdown: tell the client rather than go silent.
-                let ev = Event::on_channel(
-                    ch.id(),
-                    "ERR",
-                    err_args(&CallError::new("ServerShutdown", "the server is shutting down")),
-                );
-                let mut m: Message = envelope.iter().cloned().collect();
-                m.push_back(ev.encode());
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(200), inner.router.send(m)).await;
-                return;
-            }
-            ev = rx.recv() => match ev {
-                Some(ev) => {
-                    if let Err(e) = ch.on_event(*ev, Instant::now().into_std()) {
-                        tracing::warn!(method = %method, error = ?e, "bad control event, abandoning call");
-                        return;
-                    }
-                }
-                // Removed from the table: the client disconnected.
-                None => {
-                    tracing::debug!(method = %method, "client disconnected, cancelling call");
-                    return;
-                }
-            },
-            _ = &mut timer => {
-                if let Err(e) = ch.handle_timeout(Instant::now().into_std()) {
-                    tracing::info!(method = %method, error = ?e, "client lost, cancelling call");
-                    return;
-                }
-            }
-            // Wait in line for a slot (still heart-beating meanwhile).
-            p = wait_slot(limiter), if matches!(phase, Phase::Queued) => {
-                permit = p;
-                if let Some(req) = request.take() {
-                    phase = Phase::Running(dispatch(&inner, req));
-                }
-            }
-            w = work(&mut phase, can_send) => match w {
-                Work::Finished(Ok(Response::Value(v))) => {
-                    ch.send("OK", Value::Array(vec![v]));
-                    phase = Phase::Done;
-                }
-                Work::Finished(Ok(Response::Stream(st))) => phase = Phase::Streaming(st),
-                Work::Finished(Err(e)) => {
-                    ch.send("ERR", err_args(&e));
-                    phase = Phase::Done;
-                }
-                Work::Item(item) => {
-                    let mut done = send_item(&mut ch, item);
-                    // Take every item that is ready now and has credit, so
-                    // a fast stream costs one pass of this loop per batch.
-                    if let Phase::Streaming(st) = &mut phase {
-                        while !done && ch.can_send_item() {
-                            match AssertUnwindSafe(st.next()).catch_unwind().now_or_never() {
-                                Some(r) => done = send_item(&mut ch, caught(r)),
-                                None => break,
-                            }
+    ch: Channel,
+    /// The request, until its handler starts.
+    request: Option<Box<Event>>,
+    phase: Phase,
+    /// Held while the handler runs (with `max_concurrency`).
+    permit: Option<OwnedSemaphorePermit>,
+    acquiring: Option<BoxedAcquire>,
+    /// One timer for the channel's life, moved as its deadline moves.
+    timer: Pin<Box<Sleep>>,
+    rx: MailReceiver<Inbound>,
+    /// A reply waiting for room in the client's queue.
+    sending: Option<BoxedSend>,
+}
+
+impl Drop for ServerCall {
+    fn drop(&mut self) {
+        self.inner.channels().remove(&self.key);
+        self.inner.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Future for ServerCall {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            let mut progressed = false;
+            // Events the client sent on this channel.
+            loop {
+                match this.rx.poll_recv(cx) {
+                    Poll::Ready(Some(Inbound::Event(ev))) => {
+                        if let Err(e) = this.ch.on_event(ev, Instant::now().into_std()) {
+                            tracing::warn!(channel = %this.key.1, error = ?e, "bad control event, abandoning call");
+                            return Poll::Ready(());
                         }
                     }
-                    if done {
-                        phase = Phase::Done;
+                    Poll::Ready(Some(Inbound::Shutdown)) => {
+                        let e = CallError::new("ServerShutdown", "the server is shutting down");
+                        this.ch.send("ERR", err_args(&e));
+                        this.phase = Phase::Done;
+                        break;
+                    }
+                    // Removed from the table: the client disconnected, or
+                    // the server stopped.
+                    Poll::Ready(None) => {
+                        tracing::debug!(channel = %this.key.1, "call cancelled");
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            // Heartbeats and loss.
+            let deadline = Instant::from_std(this.ch.poll_timeout());
+            if this.timer.deadline() != deadline {
+                this.timer.as_mut().reset(deadline);
+            }
+            if this.timer.as_mut().poll(cx).is_ready() {
+                if let Err(e) = this.ch.handle_timeout(Instant::now().into_std()) {
+                    tracing::info!(channel = %this.key.1, error = ?e, "client lost, cancelling call");
+                    return Poll::Ready(());
+                }
+                progressed = true;
+            }
+            // Start the handler once a concurrency slot is ours.
+            if matches!(this.phase, Phase::Queued) && this.poll_slot(cx) {
+                if let Some(req) = this.request.take() {
+                    this.phase = Phase::Running(dispatch(&this.inner, *req));
+                }
+            }
+            progressed |= this.poll_work(cx);
+            // Send what the channel queued, in order.
+            loop {
+                if let Some(f) = &mut this.sending {
+                    match f.as_mut().poll(cx) {
+                        Poll::Pending => break,
+                        Poll::Ready(Ok(())) => this.sending = None,
+                        Poll::Ready(Err(e)) => {
+                            tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                            return Poll::Ready(());
+                        }
                     }
                 }
-            },
+                let Some(ev) = this.ch.poll_transmit() else {
+                    break;
+                };
+                let mut m: Message = this.envelope.iter().cloned().collect();
+                m.push_back(ev.encode());
+                match this.inner.router.try_send_or_return(m) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(m)) => {
+                        let inner = this.inner.clone();
+                        this.sending = Some(Box::pin(async move { inner.router.send(m).await }));
+                    }
+                    Err(TrySendError::Failed(e)) => {
+                        tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            if matches!(this.phase, Phase::Done) && this.sending.is_none() {
+                return Poll::Ready(());
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
         }
     }
 }
 
-async fn wait_slot(limiter: Option<Arc<Semaphore>>) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    match limiter {
-        Some(sem) => sem.acquire_owned().await.ok(),
-        None => std::future::pending().await,
-    }
-}
-
-enum Work {
-    Finished(Result<Response, CallError>),
-    Item(Option<Result<Value, CallError>>),
-}
-
-/// Progress of the handler: its result, or the next stream item when the
-/// client has granted credit. A panic becomes an error.
-async fn work(phase: &mut Phase, can_send: bool) -> Work {
-    match phase {
-        Phase::Running(fut) => Work::Finished(
-            AssertUnwindSafe(fut)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|p| Err(panic_error(p))),
-        ),
-        Phase::Streaming(st) if can_send => {
-            Work::Item(caught(AssertUnwindSafe(st.next()).catch_unwind().await))
+impl ServerCall {
+    /// Whether the handler may start: a concurrency slot is ours (or there
+    /// is no limit). Waits in line otherwise, still heart-beating.
+    fn poll_slot(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(sem) = &self.inner.limiter else {
+            return true;
+        };
+        if self.acquiring.is_none() {
+            match sem.clone().try_acquire_owned() {
+                Ok(p) => {
+                    self.permit = Some(p);
+                    return true;
+                }
+                Err(_) => {
+                    let sem = sem.clone();
+                    self.acquiring = Some(Box::pin(async move { sem.acquire_owned().await.ok() }));
+                }
+            }
         }
-        _ => std::future::pending().await,
+        match self.acquiring.as_mut().map(|f| f.as_mut().poll(cx)) {
+            Some(Poll::Ready(p)) => {
+                self.acquiring = None;
+                self.permit = p;
+                true
+            }
+            _ => false,
+        }
     }
-}
 
-/// A stream's next item, with a panic turned into an error item.
-fn caught(
-    r: Result<Option<Result<Value, CallError>>, Box<dyn std::any::Any + Send>>,
-) -> Option<Result<Value, CallError>> {
-    r.unwrap_or_else(|p| Some(Err(panic_error(p))))
+    /// Polls the handler, or its stream while the client grants credit;
+    /// queues what it produced. A panic becomes an error. Returns whether
+    /// anything happened.
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.phase {
+            Phase::Running(fut) => {
+                let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+                let result = match polled {
+                    Ok(Poll::Pending) => return false,
+                    Ok(Poll::Ready(r)) => r,
+                    Err(p) => Err(panic_error(p)),
+                };
+                match result {
+                    Ok(Response::Value(v)) => {
+                        self.ch.send("OK", Value::Array(vec![v]));
+                        self.phase = Phase::Done;
+                    }
+                    Ok(Response::Stream(st)) => self.phase = Phase::Streaming(st),
+                    Err(e) => {
+                        self.ch.send("ERR", err_args(&e));
+                        self.phase = Phase::Done;
+                    }
+                }
+                true
+            }
+            Phase::Streaming(st) => {
+                let mut sent = false;
+                // Every item that is ready now and has credit.
+                while self.ch.can_send_item() {
+                    let item = match catch_unwind(AssertUnwindSafe(|| st.poll_next_unpin(cx))) {
+                        Ok(Poll::Pending) => break,
+                        Ok(Poll::Ready(item)) => item,
+                        Err(p) => Some(Err(panic_error(p))),
+                    };
+                    sent = true;
+                    if send_item(&mut self.ch, item) {
+                        self.phase = Phase::Done;
+                        break;
+                    }
+                }
+                sent
+            }
+            Phase::Queued | Phase::Done => false,
+        }
+    }
 }
 
 /// Sends one stream outcome (`STREAM`, `ERR`, or `STREAM_DONE` at the end);
@@ -453,7 +527,7 @@ fn err_args(e: &CallError) -> Value {
 
 fn dispatch(inner: &Arc<Inner>, req: Event) -> HandlerFuture {
     tracing::debug!(method = %req.name, id = %req.header.message_id, "call");
-    if inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
+    if inner.draining.load(Ordering::SeqCst) {
         return async {
             Err(CallError::new(
                 "ServerShutdown",

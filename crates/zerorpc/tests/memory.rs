@@ -74,8 +74,10 @@ async fn memory_is_bounded() {
     let loaded = rss_kib();
     let per_call = (loaded.saturating_sub(base)) * 1024 / N as u64;
     eprintln!("RSS {base} KiB -> {loaded} KiB with {N} calls in flight: {per_call} bytes per call (client + server)");
+    // (An unoptimised build measures about 7 KB here; a release build
+    // about 3 KB, see `zerorpc-bench compare`.)
     assert!(
-        per_call < 16 * 1024,
+        per_call < 12 * 1024,
         "{per_call} bytes per in-flight call (client and server together)"
     );
     for c in calls {

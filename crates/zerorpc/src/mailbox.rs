@@ -1,0 +1,165 @@
+//! A small bounded single-consumer queue: the events a socket's receive
+//! loop routes to one channel.
+//!
+//! Every open channel has one, so it is built to be small while idle: one
+//! allocation (a mutex, an empty `VecDeque` and a waker), versus a tokio
+//! mpsc's shared block of slots and semaphore. The receive loop never
+//! waits on it: a full mailbox is a misbehaving peer, and the caller
+//! decides what to drop.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use futures::task::AtomicWaker;
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    waker: AtomicWaker,
+}
+
+struct State<T> {
+    queue: VecDeque<T>,
+    cap: usize,
+    closed: bool,
+}
+
+impl<T> Shared<T> {
+    fn state(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A mailbox holding at most `cap` items.
+pub(crate) fn mailbox<T>(cap: usize) -> (MailSender<T>, MailReceiver<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            cap: cap.max(1),
+            closed: false,
+        }),
+        waker: AtomicWaker::new(),
+    });
+    (MailSender(shared.clone()), MailReceiver(shared))
+}
+
+/// The sending side; dropping it closes the mailbox (the receiver sees
+/// `None` once the queued items are taken). Not `Clone`: one owner, the
+/// routing table.
+pub(crate) struct MailSender<T>(Arc<Shared<T>>);
+
+/// Why an item was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum MailError {
+    /// `cap` items are waiting already.
+    Full,
+    /// The receiver is gone.
+    Closed,
+}
+
+impl<T> MailSender<T> {
+    /// Queues `item` and wakes the receiver.
+    pub(crate) fn try_send(&self, item: T) -> Result<(), MailError> {
+        {
+            let mut st = self.0.state();
+            if st.closed {
+                return Err(MailError::Closed);
+            }
+            if st.queue.len() >= st.cap {
+                return Err(MailError::Full);
+            }
+            st.queue.push_back(item);
+        }
+        self.0.waker.wake();
+        Ok(())
+    }
+}
+
+impl<T> Drop for MailSender<T> {
+    fn drop(&mut self) {
+        self.0.state().closed = true;
+        self.0.waker.wake();
+    }
+}
+
+/// The receiving side.
+pub(crate) struct MailReceiver<T>(Arc<Shared<T>>);
+
+impl<T> MailReceiver<T> {
+    /// The next item; `None` once the sender is dropped and the queue empty.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if let Some(r) = self.try_recv() {
+            return Poll::Ready(r);
+        }
+        self.0.waker.register(cx.waker());
+        // Re-check: an item may have arrived before the registration.
+        match self.try_recv() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+
+    /// The next item without waiting: `Some(None)` when closed and empty,
+    /// `None` when nothing is queued yet.
+    fn try_recv(&mut self) -> Option<Option<T>> {
+        let mut st = self.0.state();
+        match st.queue.pop_front() {
+            Some(item) => Some(Some(item)),
+            None if st.closed => Some(None),
+            None => None,
+        }
+    }
+
+    /// Waits for the next item.
+    pub(crate) async fn recv(&mut self) -> Option<T> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+}
+
+impl<T> Drop for MailReceiver<T> {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.closed = true;
+        st.queue.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker;
+
+    #[test]
+    fn bounded_fifo_and_close() {
+        let (tx, mut rx) = mailbox(2);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+        tx.try_send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert_eq!(tx.try_send(3), Err(MailError::Full));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(1)));
+        tx.try_send(3).unwrap();
+        drop(tx);
+        // Queued items are still delivered after the sender is gone.
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(2)));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(3)));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn receiver_gone_refuses_items() {
+        let (tx, rx) = mailbox::<u8>(4);
+        drop(rx);
+        assert_eq!(tx.try_send(1), Err(MailError::Closed));
+    }
+
+    #[tokio::test]
+    async fn wakes_a_waiting_receiver() {
+        let (tx, mut rx) = mailbox(4);
+        let waiter = tokio::spawn(async move { rx.recv().await });
+        tokio::task::yield_now().await;
+        tx.try_send(7u32).unwrap();
+        assert_eq!(waiter.await.unwrap(), Some(7));
+    }
+}
