@@ -40,6 +40,7 @@ mod error;
 pub mod event;
 pub mod introspection;
 mod mailbox;
+mod oneway;
 mod server;
 pub mod service;
 
@@ -48,6 +49,7 @@ pub use client::{BlockingClient, Client, ClientOptions};
 pub use error::{Error, EventError, RemoteError};
 pub use event::{DecodeLimits, Event, Header, MessageId};
 pub use futures;
+pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};
 pub use rmpv::Value;
 pub use server::{Server, ServerOptions};
 pub use service::{
