@@ -132,6 +132,14 @@ impl Channel {
         Channel::new(request.header.message_id.clone(), cfg, now)
     }
 
+    /// The request has actually left (it may wait for a server to
+    /// connect): the remote's silence is counted from now. The first-reply
+    /// deadline still counts from the start of the call.
+    pub fn request_sent(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.next_heartbeat = now + self.cfg.heartbeat;
+    }
+
     /// The channel id (the request's message id).
     pub fn id(&self) -> &MessageId {
         &self.id

@@ -124,7 +124,7 @@ impl Client {
     pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         // The caller polls this future until the call ends, so it can drive
         // the channel itself (heartbeats included): no extra task hop.
-        let (conn, ch, net_rx, guard, unsent) = self.open_channel(method, args);
+        let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args);
         if let Some(msg) = unsent {
             // (boxed: the waiting state would otherwise sit in every call)
             Box::pin(wait_send(
@@ -133,6 +133,7 @@ impl Client {
                 ch.config().first_reply_timeout,
             ))
             .await?;
+            ch.request_sent(Instant::now().into_std());
         }
         let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
             ch.poll_timeout(),
@@ -222,9 +223,10 @@ impl Client {
     /// Sends the request and starts the task that drives its channel (for
     /// streams, whose consumer may be slow).
     async fn open(&self, method: &str, args: Vec<Value>) -> Result<CallHandle, Error> {
-        let (conn, ch, net_rx, guard, unsent) = self.open_channel(method, args);
+        let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args);
         if let Some(msg) = unsent {
             wait_send(conn.clone(), msg, ch.config().first_reply_timeout).await?;
+            ch.request_sent(Instant::now().into_std());
         }
         let (app_tx, app_rx) = mpsc::channel(ch.config().window as usize + 8);
         let took = Arc::new(Notify::new());

@@ -1,0 +1,352 @@
+//! The load-balancing hub: channel-aware routing, worker loss, late
+//! joiners, and transparency to zerorpc-python clients and workers.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use zerorpc::demo::demo_service;
+use zerorpc::{
+    ChannelConfig, Client, ClientOptions, Error, Hub, HubOptions, Server, ServerOptions, Value,
+};
+
+const HB: Duration = Duration::from_millis(500);
+
+fn channel() -> ChannelConfig {
+    ChannelConfig {
+        heartbeat: HB,
+        first_reply_timeout: Some(Duration::from_secs(20)),
+        ..Default::default()
+    }
+}
+
+struct TestHub {
+    hub: Arc<Hub>,
+    input: String,
+    output: String,
+}
+
+async fn hub_on(input: &str) -> TestHub {
+    let hub = Arc::new(Hub::new(HubOptions {
+        heartbeat: HB,
+        ..Default::default()
+    }));
+    let input = hub.bind_in(input).await.unwrap().to_string();
+    let output = hub.bind_out("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let h = hub.clone();
+    tokio::spawn(async move { h.run().await });
+    TestHub { hub, input, output }
+}
+
+async fn hub() -> TestHub {
+    hub_on("tcp://127.0.0.1:0").await
+}
+
+/// A worker: our demo server connected to the hub's out side.
+async fn worker(out: &str) -> Arc<Server> {
+    let s = Arc::new(Server::with_options(
+        demo_service(),
+        ServerOptions {
+            channel: ChannelConfig {
+                first_reply_timeout: None,
+                ..channel()
+            },
+            ..Default::default()
+        },
+    ));
+    s.connect(out).await.unwrap();
+    let r = s.clone();
+    tokio::spawn(async move { r.run().await });
+    s
+}
+
+async fn client(ep: &str) -> Client {
+    Client::connect_with(
+        &[ep],
+        ClientOptions {
+            channel: channel(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn wait_workers(h: &Hub, n: usize) {
+    within("workers joined the hub", async {
+        while h.stats().workers.iter().filter(|w| w.3).count() < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_streams_and_introspection_through_the_hub() {
+    let h = hub().await;
+    let _w1 = worker(&h.output).await;
+    let _w2 = worker(&h.output).await;
+    wait_workers(&h.hub, 2).await;
+    let c = client(&h.input).await;
+    for i in 0..20i64 {
+        let v = c.call("add", vec![i.into(), 1.into()]).await.unwrap();
+        assert_eq!(v, Value::from(i + 1));
+    }
+    // A stream longer than the credit window: every item, credit and
+    // heartbeat of the channel stays on one worker.
+    let items: Vec<_> = c
+        .call_stream("range", vec![3000.into()])
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(items.len(), 3000);
+    assert_eq!(items[2999].as_ref().unwrap(), &Value::from(2999));
+    // Concurrent slow calls spread over both workers (least in flight).
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call("slow", vec![0.3.into()]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = h.hub.stats();
+    assert_eq!(busy.in_flight, 4);
+    assert!(
+        busy.workers.iter().all(|w| w.1 == 2),
+        "2 calls in flight on each worker: {busy:?}"
+    );
+    for s in slow {
+        s.await.unwrap().unwrap();
+    }
+    // Introspection reaches a worker.
+    let inspect = c.call("_zerorpc_inspect", vec![]).await.unwrap();
+    assert!(inspect.to_string().contains("lolita"), "{inspect}");
+    // Errors keep their name and message through the hub.
+    match c.call("fail", vec!["boom".into()]).await {
+        Err(Error::Remote(e)) => assert_eq!(e.message, "boom"),
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    // The hub's own statistics.
+    let stats = c.call("_zerorpc_hub_stats", vec![]).await.unwrap();
+    let text = stats.to_string();
+    assert!(text.contains("\"workers\""), "{text}");
+    let st = h.hub.stats();
+    assert_eq!(st.workers.len(), 2);
+    assert_eq!(st.in_flight, 0);
+    assert!(st.completed >= 27, "{st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_fails_only_its_own_calls_at_once() {
+    let h = hub().await;
+    let w1 = worker(&h.output).await;
+    let _w2 = worker(&h.output).await;
+    wait_workers(&h.hub, 2).await;
+    let c = client(&h.input).await;
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let r = c.call("slow", vec![3.into()]).await;
+                (r, std::time::Instant::now())
+            })
+        })
+        .collect();
+    within("calls spread", async {
+        while h.hub.stats().in_flight < 6 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let killed_at = std::time::Instant::now();
+    // Its socket closes: the hub sees the worker leave.
+    w1.shutdown();
+    drop(w1);
+    let mut lost = 0;
+    let mut ok = 0;
+    for t in calls {
+        match t.await.unwrap() {
+            (Ok(_), _) => ok += 1,
+            (Err(Error::Remote(e)), at) if e.name == "LostRemote" => {
+                lost += 1;
+                // at once, not when the 3 s call would have ended
+                assert!(at - killed_at < Duration::from_secs(2));
+            }
+            (Err(e), _) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((ok, lost), (3, 3), "the other worker's calls complete");
+    // New calls go to the remaining worker.
+    for _ in 0..10 {
+        c.call("echo", vec!["x".into()]).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_is_dropped_after_two_heartbeats() {
+    let h = hub().await;
+    // A "worker" that accepts requests and never answers anything, not
+    // even the hub's pings or heartbeats (a hung process).
+    let hung = zmtp::RouterSocket::new();
+    hung.connect(&h.output).await.unwrap();
+    wait_workers(&h.hub, 1).await;
+    let c = client(&h.input).await;
+    let started = std::time::Instant::now();
+    match c.call("echo", vec![1.into()]).await {
+        Err(Error::Remote(e)) if e.name == "LostRemote" => {}
+        Err(Error::LostRemote(_)) => {}
+        other => panic!("expected a lost remote, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A real worker joins: calls succeed again, the hung one gets none.
+    let _w = worker(&h.output).await;
+    wait_workers(&h.hub, 1).await;
+    for _ in 0..5 {
+        c.call("echo", vec![1.into()]).await.unwrap();
+    }
+    let st = h.hub.stats();
+    assert!(
+        st.workers.iter().any(|w| !w.3),
+        "the hung worker is marked dead: {st:?}"
+    );
+    drop(hung);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_started_before_the_hub_and_workers_are_served() {
+    let port = free_port();
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let c = client(&ep).await;
+    let call = tokio::spawn(async move { c.call("add", vec![40.into(), 2.into()]).await });
+    // Longer than the caller's loss limit: its silence counts from when the
+    // request could leave, not from the start of the call.
+    tokio::time::sleep(HB * 3).await;
+    let h = hub_on(&ep).await;
+    // No worker for three heartbeat intervals: the hub keeps the caller's
+    // channel alive meanwhile.
+    tokio::time::sleep(HB * 3).await;
+    let _w = worker(&h.output).await;
+    let v = within("the early call", call).await.unwrap().unwrap();
+    assert_eq!(v, Value::from(42));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_calls_over_four_workers_with_one_restarted() {
+    let h = hub().await;
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        workers.push(worker(&h.output).await);
+    }
+    wait_workers(&h.hub, 4).await;
+    let c = client(&h.input).await;
+    let calls: Vec<_> = (0..1000)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                // some quick, some that last a while
+                let secs = if i % 4 == 0 { 0.4 } else { 0.01 };
+                c.call("slow", vec![secs.into()]).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    workers.remove(0).shutdown();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    workers.push(worker(&h.output).await);
+    let (mut ok, mut lost) = (0, 0);
+    for t in calls {
+        match within("every call ends", t).await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(Error::Remote(e)) if e.name == "LostRemote" => lost += 1,
+            Err(e) => panic!("unclear error: {e}"),
+        }
+    }
+    let st = h.hub.stats();
+    eprintln!("1000 calls: {ok} ok, {lost} lost with the killed worker; per worker (id, in flight, served, alive): {:?}", st.workers);
+    assert_eq!(ok + lost, 1000);
+    assert!(ok >= 700, "most calls succeed: {ok}");
+    assert!(lost > 0, "the killed worker had calls in flight");
+    assert_eq!(st.in_flight, 0);
+}
+
+// ------------------------------------------------------------ with Python
+
+const PY_WORKER: &str = r#"
+import sys, zerorpc
+class Svc(object):
+    def whoami(self):
+        return "python"
+    def add(self, a, b):
+        return a + b
+s = zerorpc.Server(Svc(), heartbeat=1)
+s.connect(sys.argv[1])
+print("READY", flush=True)
+s.run()
+"#;
+
+const PY_CLIENT: &str = r#"
+import sys, zerorpc
+c = zerorpc.Client(timeout=10, heartbeat=1)
+c.connect(sys.argv[1])
+seen = set()
+for i in range(40):
+    seen.add(c.whoami())
+for i in range(10):
+    assert c.add(i, 1) == i + 1
+print("SEEN", ",".join(sorted(seen)), flush=True)
+print("ALL DONE", flush=True)
+"#;
+
+/// Our worker with a `whoami` too, so the Python client can tell them apart.
+struct RustWorker;
+
+#[zerorpc::service]
+impl RustWorker {
+    /// Which implementation answered.
+    pub fn whoami(&self) -> String {
+        "rust".into()
+    }
+
+    /// a + b
+    pub fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_through_the_hub_to_python_and_rust_workers() {
+    let h = hub().await;
+    let mut py = Proc::python(PY_WORKER, &[&h.output]);
+    let py_ready = tokio::task::spawn_blocking(move || {
+        py.wait_line("READY");
+        py
+    });
+    let rust = Arc::new(Server::new(RustWorker));
+    rust.connect(&h.output).await.unwrap();
+    let r = rust.clone();
+    tokio::spawn(async move { r.run().await });
+    let _py = py_ready.await.unwrap();
+    wait_workers(&h.hub, 2).await;
+    let mut pc = Proc::python(PY_CLIENT, &[&h.input]);
+    let seen = within(
+        "python client through the hub",
+        tokio::task::spawn_blocking(move || pc.wait_line("SEEN")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        seen, "SEEN python,rust",
+        "both workers served the Python client"
+    );
+    // And our client reaches the Python worker too.
+    let c = client(&h.input).await;
+    let mut who = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        who.insert(c.call("whoami", vec![]).await.unwrap().to_string());
+    }
+    assert_eq!(who.len(), 2, "{who:?}");
+}
