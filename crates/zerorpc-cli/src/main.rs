@@ -9,6 +9,7 @@
 
 mod bench;
 mod client;
+mod hub;
 mod literal;
 mod output;
 mod server;
@@ -28,6 +29,8 @@ Examples:
   zerorpc --server --bind tcp://0.0.0.0:4242 demo   serve the built-in demo service
   zerorpc demo                                  a tour: serve, list, call, stream, error
   zerorpc bench --connect tcp://127.0.0.1:4242 --method echo --concurrency 64 --duration 10 hello
+  zerorpc hub hub.yml                           a load-balancing hub (zerohub keys: in, out, type: queue)
+  zerorpc --server --connect tcp://hub:2222 demo   a worker behind that hub
 
 Arguments that are not literals are sent as strings. Exit codes: 0 ok, 1 remote error,
 2 usage, 3 timeout, 4 lost remote, 5 other failure.";
@@ -139,6 +142,12 @@ fn main() -> ExitCode {
             rt.block_on(bench::run(b))
         }
         Some("demo") if args.len() == 2 => rt.block_on(client::demo()),
+        Some("hub") => {
+            let h = hub::HubArgs::parse_from(
+                std::iter::once("zerorpc hub".to_owned()).chain(args.into_iter().skip(2)),
+            );
+            rt.block_on(hub::run(h))
+        }
         Some("completions") => {
             let shell = args
                 .get(2)

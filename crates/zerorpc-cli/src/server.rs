@@ -69,7 +69,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() -> &'static str {
+pub async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -43,47 +43,27 @@ fn stderr(o: &Output) -> String {
 
 /// Our demo server, run by the binary itself; killed on drop.
 struct DemoServer {
-    child: Child,
+    child: Bg,
     ep: String,
 }
 
 impl DemoServer {
     fn start() -> DemoServer {
         let ep = format!("tcp://127.0.0.1:{}", free_port());
-        let mut child = Command::new(BIN)
-            .args(["--server", "--heartbeat", "1", "--bind", &ep, "demo"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        err.read_line(&mut line).expect("server output");
-        assert!(line.starts_with("serving demo on"), "{line}");
-        // keep draining stderr so the server never blocks on it
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                sink.clear();
-            }
-        });
+        let child = Bg::start(
+            &["--server", "--heartbeat", "1", "--bind", &ep, "demo"],
+            "serving demo on",
+        );
         DemoServer { child, ep }
     }
 
     fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
+        let pid = self.child.0.id().to_string();
         let ok = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill");
         assert!(ok.success());
-    }
-}
-
-impl Drop for DemoServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -170,7 +150,7 @@ fn server_shuts_down_cleanly_on_sigterm() {
     let o = long.join().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("ServerShutdown"), "{}", stderr(&o));
-    let status = s.child.wait().unwrap();
+    let status = s.child.0.wait().unwrap();
     assert!(status.success(), "server exit {status:?}");
 }
 
@@ -282,4 +262,106 @@ fn against_a_python_server() {
     let o = call.join().unwrap();
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("lost remote"), "{}", stderr(&o));
+}
+
+/// A child process killed on drop, its stderr drained in the background.
+struct Bg(Child);
+
+impl Bg {
+    fn start(args: &[&str], ready: &str) -> Bg {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start zerorpc");
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        err.read_line(&mut line).expect("output");
+        assert!(line.contains(ready), "{args:?}: {line}");
+        // keep draining stderr so the child never blocks on it
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        Bg(child)
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn hub_from_a_zerohub_config_with_cli_workers() {
+    let dir = std::env::temp_dir().join(format!("zerorpc-hub-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pin, pout) = (free_port(), free_port());
+    let cfg = dir.join("hub.yml");
+    std::fs::write(
+        &cfg,
+        format!("in: \"tcp://127.0.0.1:{pin}\"\nout: \"tcp://127.0.0.1:{pout}\"\ntype: queue\nheartbeat: 1\n"),
+    )
+    .unwrap();
+    let _hub = Bg::start(&["hub", cfg.to_str().unwrap()], "hub: clients connect to");
+    let out = format!("tcp://127.0.0.1:{pout}");
+    let _w1 = Bg::start(
+        &["--server", "--heartbeat", "1", "--connect", &out, "demo"],
+        "serving demo through",
+    );
+    let _w2 = Bg::start(
+        &["--server", "--heartbeat", "1", "--connect", &out, "demo"],
+        "serving demo through",
+    );
+    let input = format!("tcp://127.0.0.1:{pin}");
+    let o = zerorpc(&["--heartbeat", "1", &input, "add", "40", "2"]);
+    assert_eq!(stdout(&o).trim(), "42", "{}", stderr(&o));
+    // Listing goes through to a worker.
+    let o = zerorpc(&["--heartbeat", "1", &input]);
+    assert!(stdout(&o).contains("lolita"), "{}", stdout(&o));
+    // Both workers show up in the hub's statistics, once each has joined.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = zerorpc(&["-pj", "--heartbeat", "1", &input, "_zerorpc_hub_stats"]);
+        let stats: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("stats json");
+        let alive = stats["workers"]
+            .as_array()
+            .map(|w| w.iter().filter(|w| w["alive"] == true).count())
+            .unwrap_or(0);
+        if alive == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "workers never both joined: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn hub_refuses_a_bad_config_with_the_reason() {
+    let dir = std::env::temp_dir().join(format!("zerorpc-hub-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.yml");
+    std::fs::write(
+        &cfg,
+        "in: tcp://127.0.0.1:1\nout: tcp://127.0.0.1:2\ntype: fanout\n",
+    )
+    .unwrap();
+    let o = zerorpc(&["hub", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("only hub type is \"queue\""),
+        "{}",
+        stderr(&o)
+    );
+    let o = zerorpc(&["hub", "/nonexistent/hub.yml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
 }

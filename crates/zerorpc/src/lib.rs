@@ -59,3 +59,5 @@ pub use service::{
     MethodInfo, Response, Service,
 };
 pub use zerorpc_macros::service;
+/// The transport crate (socket options, endpoints, raw sockets).
+pub use zmtp;
