@@ -77,7 +77,7 @@ impl Counters {
         let c = match e {
             Error::Remote(_) => &self.remote,
             Error::Timeout(_) => &self.timeout,
-            Error::LostRemote(_) => &self.lost,
+            Error::LostRemote(_) | Error::Disconnected => &self.lost,
             _ => &self.other,
         };
         c.fetch_add(1, Ordering::Relaxed);

@@ -38,6 +38,9 @@ pub fn report(e: &Error, endpoint: &str, method: &str) -> ExitCode {
             "zerorpc: lost remote {endpoint}: no heartbeat for {:.1}s during {method}()",
             t.as_secs_f64()
         ),
+        Error::Disconnected => {
+            eprintln!("zerorpc: lost remote {endpoint}: the connection dropped during {method}()")
+        }
         other => eprintln!("zerorpc: {method}() on {endpoint} failed: {other}"),
     }
     exit_for(e)
@@ -148,7 +151,7 @@ fn exit_number(e: &Error) -> u8 {
     match e {
         Error::Remote(_) => 1,
         Error::Timeout(_) => 3,
-        Error::LostRemote(_) => 4,
+        Error::LostRemote(_) | Error::Disconnected => 4,
         _ => 5,
     }
 }

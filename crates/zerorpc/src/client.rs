@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,6 +36,42 @@ pub struct ClientOptions {
     pub socket: SocketOptions,
     /// Limits on incoming events.
     pub decode_limits: DecodeLimits,
+    /// Retries of lost calls to the methods it names (none by default).
+    pub retry: Option<RetryPolicy>,
+}
+
+/// Which calls are retried, and how: only methods the user declares
+/// idempotent, only when the call was lost ([`Error::is_lost`]: no
+/// heartbeat, a dropped connection, a timeout, a hub's `LostRemote`),
+/// never after the server answered with an error. Each retry picks a
+/// connection afresh, so with several endpoints it goes to a healthy one.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    methods: Vec<String>,
+    /// Retries after the first attempt.
+    pub max_retries: usize,
+    /// First backoff delay (doubling, with jitter, up to `max_delay`).
+    pub min_delay: Duration,
+    /// Longest backoff delay.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Retries calls to `methods` (their names as called): 3 retries,
+    /// backoff from 50 ms to 2 s.
+    pub fn idempotent<S: Into<String>>(methods: impl IntoIterator<Item = S>) -> Self {
+        RetryPolicy {
+            methods: methods.into_iter().map(Into::into).collect(),
+            max_retries: 3,
+            min_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+
+    /// Whether calls to `method` may be retried.
+    pub fn covers(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m == method)
+    }
 }
 
 impl ClientOptions {
@@ -57,9 +93,62 @@ type Channels = Mutex<HashMap<MessageId, MailSender<Event>>>;
 struct Conn {
     dealer: DealerSocket,
     channels: Channels,
+    /// Connections that dropped so far (a channel opened before a drop is
+    /// lost with it).
+    drops: AtomicU64,
+    /// Until when (ms after `epoch`) new calls should avoid this
+    /// connection: a call on it was lost. 0: healthy.
+    suspect_until: AtomicU64,
+    epoch: std::time::Instant,
 }
 
 impl Conn {
+    fn new(dealer: DealerSocket) -> Self {
+        Conn {
+            dealer,
+            channels: Mutex::new(HashMap::new()),
+            drops: AtomicU64::new(0),
+            suspect_until: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    fn millis(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Connected and not suspect.
+    fn healthy(&self) -> bool {
+        self.dealer.peer_count() > 0 && {
+            let until = self.suspect_until.load(Ordering::Relaxed);
+            until == 0 || self.millis() >= until
+        }
+    }
+
+    /// Notes how a call on this connection ended: a lost one makes new
+    /// calls avoid it for a while; an answered one clears that.
+    fn note(&self, lost: bool, cfg: &ChannelConfig) {
+        if lost {
+            // Four times the loss limit (40 s with the default heartbeat);
+            // then one call probes it again.
+            let pause = (cfg.heartbeat * cfg.lost_after * 4).as_millis() as u64;
+            self.suspect_until
+                .store(self.millis() + pause.max(1), Ordering::Relaxed);
+        } else if self.suspect_until.load(Ordering::Relaxed) != 0 {
+            self.suspect_until.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Why a channel's mailbox closed: the connection dropped since the
+    /// channel opened, or the server overflowed the window.
+    fn closed_error(&self, drops_at_open: u64) -> Error {
+        if self.drops.load(Ordering::SeqCst) != drops_at_open {
+            Error::Disconnected
+        } else {
+            Error::Protocol("the server sent more events than the channel allows".into())
+        }
+    }
+
     fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, MailSender<Event>>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -102,10 +191,7 @@ impl Client {
         for ep in endpoints {
             let dealer = DealerSocket::with_options(opts.socket.clone());
             dealer.connect(ep).await?;
-            let conn = Arc::new(Conn {
-                dealer,
-                channels: Mutex::new(HashMap::new()),
-            });
+            let conn = Arc::new(Conn::new(dealer));
             tokio::spawn(receive_loop(conn.clone(), opts.decode_limits, stop.clone()));
             conns.push(conn);
         }
@@ -121,7 +207,41 @@ impl Client {
 
     /// Calls `method` and waits for its result. A streamed result is
     /// collected into an array.
+    ///
+    /// A call to a method the [`RetryPolicy`] names is retried, with
+    /// backoff, when it is lost.
     pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
+        match self.inner.opts.retry.as_ref() {
+            Some(policy) if policy.covers(method) => {
+                // (boxed: the retry state would otherwise sit in every call)
+                Box::pin(self.call_with_retries(policy, method, args)).await
+            }
+            _ => self.call_once(method, args).await,
+        }
+    }
+
+    async fn call_with_retries(
+        &self,
+        policy: &RetryPolicy,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, Error> {
+        use backon::Retryable;
+        let backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(policy.min_delay)
+            .with_max_delay(policy.max_delay)
+            .with_max_times(policy.max_retries)
+            .with_jitter();
+        (|| self.call_once(method, args.clone()))
+            .retry(backoff)
+            .when(Error::is_lost)
+            .notify(|e, after| {
+                tracing::info!(method, error = %e, ?after, "call lost, retrying (idempotent)")
+            })
+            .await
+    }
+
+    async fn call_once(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         // The caller polls this future until the call ends, so it can drive
         // the channel itself (heartbeats included): no extra task hop.
         let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args);
@@ -209,6 +329,7 @@ impl Client {
         let guard = CallGuard {
             conn: conn.clone(),
             id: id.clone(),
+            drops_at_open: conn.drops.load(Ordering::SeqCst),
         };
         let msg = Message::from_iter([Bytes::new(), request.encode()]);
         let ch = Channel::client(id, cfg, Instant::now().into_std());
@@ -238,13 +359,16 @@ impl Client {
         })
     }
 
-    /// A connection for a new channel: round robin, preferring connected ones.
+    /// A connection for a new channel: round robin over the healthy ones
+    /// (connected, no recent lost call), else over the connected ones,
+    /// else any (the request then waits for its server to appear).
     fn pick(&self) -> Arc<Conn> {
         let conns = &self.inner.conns;
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        (0..conns.len())
-            .map(|i| &conns[(start + i) % conns.len()])
-            .find(|c| c.dealer.peer_count() > 0)
+        let in_turn = || (0..conns.len()).map(|i| &conns[(start + i) % conns.len()]);
+        in_turn()
+            .find(|c| c.healthy())
+            .or_else(|| in_turn().find(|c| c.dealer.peer_count() > 0))
             .unwrap_or(&conns[start % conns.len()])
             .clone()
     }
@@ -254,6 +378,8 @@ impl Client {
 struct CallGuard {
     conn: Arc<Conn>,
     id: MessageId,
+    /// The connection's drop count when the channel opened.
+    drops_at_open: u64,
 }
 
 impl Drop for CallGuard {
@@ -278,7 +404,9 @@ impl InlineCall {
     /// Drives the channel until the next reply or stream item. Items are
     /// consumed as soon as they are returned, so credit follows at once.
     async fn next_event(&mut self) -> Result<Event, Error> {
-        std::future::poll_fn(|cx| self.poll_event(cx)).await
+        let r = std::future::poll_fn(|cx| self.poll_event(cx)).await;
+        note_outcome(&self.conn, &r, self.ch.config());
+        r
     }
 
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
@@ -303,9 +431,7 @@ impl InlineCall {
                     continue;
                 }
                 Poll::Ready(None) => {
-                    return Poll::Ready(Err(Error::Protocol(
-                        "the server sent more events than the channel allows".into(),
-                    )))
+                    return Poll::Ready(Err(self.conn.closed_error(self._guard.drops_at_open)))
                 }
                 Poll::Pending => {}
             }
@@ -350,6 +476,15 @@ fn is_final(name: &str) -> bool {
     matches!(name, "OK" | "ERR" | "STREAM_DONE")
 }
 
+/// Tells the connection how a call's event turned out (see [`Conn::note`]).
+fn note_outcome(conn: &Conn, r: &Result<Event, Error>, cfg: &ChannelConfig) {
+    match r {
+        Err(e) => conn.note(e.is_lost(), cfg),
+        Ok(ev) if is_final(&ev.name) => conn.note(false, cfg),
+        Ok(_) => {}
+    }
+}
+
 /// Drives one call's channel in the background, so heartbeats flow however
 /// slowly the caller consumes: routes the server's events through the
 /// state machine, hands replies to the caller, grants credit as the caller
@@ -391,14 +526,17 @@ async fn drive_call(
             _ = took.notified() => {}
             ev = net_rx.recv() => {
                 let Some(ev) = ev else {
-                    let _ = app_tx.try_send(Box::new(Err(Error::Protocol(
-                        "the server sent more events than the channel allows".into(),
-                    ))));
+                    let e = conn.closed_error(_guard.drops_at_open);
+                    conn.note(e.is_lost(), ch.config());
+                    let _ = app_tx.try_send(Box::new(Err(e)));
                     return;
                 };
                 match ch.on_event(ev, Instant::now().into_std()) {
                     Ok(Some(app)) => {
                         let last = is_final(&app.name);
+                        if last {
+                            conn.note(false, ch.config());
+                        }
                         if app.name == "STREAM" {
                             forwarded += 1;
                         }
@@ -424,7 +562,9 @@ async fn drive_call(
             }
             _ = &mut timer => {
                 if let Err(e) = ch.handle_timeout(Instant::now().into_std()) {
-                    let _ = app_tx.try_send(Box::new(Err(channel_error(e))));
+                    let e = channel_error(e);
+                    conn.note(e.is_lost(), ch.config());
+                    let _ = app_tx.try_send(Box::new(Err(e)));
                     return;
                 }
             }
@@ -546,9 +686,19 @@ pub(crate) fn remote_error(args: Value) -> RemoteError {
 }
 
 async fn receive_loop(conn: Arc<Conn>, limits: DecodeLimits, stop: CancellationToken) {
+    let mut events = conn.dealer.monitor();
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return,
+            ev = events.recv() => {
+                if let Ok(zmtp::SocketEvent::Disconnected { .. }) = ev {
+                    // The calls it carried are lost: fail them now rather
+                    // than after two silent heartbeat intervals.
+                    conn.drops.fetch_add(1, Ordering::SeqCst);
+                    conn.channels().clear();
+                }
+                continue;
+            }
             m = conn.dealer.recv() => match m {
                 Ok(m) => m,
                 Err(_) => return,

@@ -53,6 +53,10 @@ pub enum Error {
     /// The remote stopped heart-beating.
     #[error("lost remote after {0:?} without a heartbeat")]
     LostRemote(Duration),
+    /// The connection carrying the call dropped before its reply (the
+    /// server crashed or restarted): the call is lost.
+    #[error("the connection to the server dropped during the call")]
+    Disconnected,
     /// The peer broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -68,4 +72,19 @@ pub enum Error {
     /// The client or server was closed.
     #[error("closed")]
     Closed,
+}
+
+impl Error {
+    /// Whether the call was lost on its way (no heartbeat, dropped
+    /// connection, or a hub reporting its worker lost): the server may or
+    /// may not have run it. These are what an idempotent call is retried
+    /// on; a remote error, which is the server's answer, never is.
+    pub fn is_lost(&self) -> bool {
+        match self {
+            Error::LostRemote(_) | Error::Disconnected | Error::Timeout(_) => true,
+            Error::Remote(r) => r.name == "LostRemote",
+            Error::Transport(e) => !matches!(e, zmtp::ZmtpError::InvalidEndpoint { .. }),
+            _ => false,
+        }
+    }
 }

@@ -46,7 +46,7 @@ mod server;
 pub mod service;
 
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
-pub use client::{BlockingClient, Client, ClientOptions};
+pub use client::{BlockingClient, Client, ClientOptions, RetryPolicy};
 pub use error::{Error, EventError, RemoteError};
 pub use event::{DecodeLimits, Event, Header, MessageId};
 pub use futures;
