@@ -837,8 +837,105 @@ fn cell(v: Option<f64>, base: Option<f64>) -> String {
     }
 }
 
+// ------------------------------------------------------------ the hub
+
+/// Calls/s and latency through a hub with `workers` of our servers behind
+/// it, against the same client calling one server directly, in this
+/// process; prints a markdown table with the ratios.
+async fn hub_bench(quick: bool) {
+    let (seq, conc) = if quick {
+        (2_000, 20_000)
+    } else {
+        (10_000, 100_000)
+    };
+    // (on a worker thread, as in `compare`: the block_on thread is not one)
+    let row = |name: &'static str, ep: String| async move {
+        tokio::spawn(async move { rust_client(name, &ep, seq, conc, 1).await })
+            .await
+            .expect("bench task")
+    };
+    let direct_server = Arc::new(Server::new(zerorpc::demo::Demo));
+    let direct_ep = direct_server
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind")
+        .to_string();
+    let d = direct_server.clone();
+    tokio::spawn(async move { d.run().await });
+    eprintln!("direct: one server");
+    let direct = row("direct (one server)", direct_ep).await;
+    let mut rows = vec![direct];
+    for workers in [2usize, 4] {
+        let hub = Arc::new(zerorpc::Hub::new(zerorpc::HubOptions::default()));
+        let input = hub
+            .bind_in("tcp://127.0.0.1:0")
+            .await
+            .expect("bind in")
+            .to_string();
+        let output = hub
+            .bind_out("tcp://127.0.0.1:0")
+            .await
+            .expect("bind out")
+            .to_string();
+        let h = hub.clone();
+        tokio::spawn(async move { h.run().await });
+        let mut servers = Vec::new();
+        for _ in 0..workers {
+            let s = Arc::new(Server::new(zerorpc::demo::Demo));
+            s.connect(&output).await.expect("connect worker");
+            let r = s.clone();
+            tokio::spawn(async move { r.run().await });
+            servers.push(s);
+        }
+        while hub.stats().workers.len() < workers {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!("through the hub: {workers} workers");
+        let name = if workers == 2 {
+            "through the hub, 2 workers"
+        } else {
+            "through the hub, 4 workers"
+        };
+        rows.push(row(name, input).await);
+        hub.shutdown();
+    }
+    let base = &rows[0];
+    println!("| path | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 |\n|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.name,
+            cell(r.p50_us, base.p50_us),
+            cell(r.p99_us, base.p99_us),
+            cell(r.rate16, base.rate16),
+            cell(r.rate256, base.rate256),
+            cell(r.rate64k, base.rate64k),
+        );
+    }
+    let ratio = |r: &Row| {
+        r.rate16
+            .zip(base.rate16)
+            .map(|(a, b)| a / b)
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "\ncalls/s through the hub vs direct at 16 in flight: {:.2}x with 2 workers, {:.2}x with 4 (target >= 0.7x)",
+        ratio(&rows[1]),
+        ratio(&rows[2])
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("hub") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(hub_bench(args.iter().any(|a| a == "--quick")));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("idle") {
         // Child mode (see `idle_in_child`): one system, a fresh heap.
         let n: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
@@ -860,7 +957,7 @@ fn main() {
         std::process::exit(0);
     }
     if args.get(1).map(String::as_str) != Some("compare") {
-        eprintln!("usage: zerorpc-bench compare [--quick]");
+        eprintln!("usage: zerorpc-bench compare [--quick] | zerorpc-bench hub [--quick]");
         std::process::exit(2);
     }
     let quick = args.iter().any(|a| a == "--quick");

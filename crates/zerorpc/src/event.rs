@@ -320,16 +320,39 @@ impl Event {
             return Err(EventError::Malformed("event has fewer than 3 parts"));
         }
         let args = parts.swap_remove(2);
-        let name = match parts.swap_remove(1) {
-            Value::String(s) => s
-                .into_str()
-                .ok_or(EventError::Malformed("event name is not UTF-8"))?,
-            Value::Binary(b) => String::from_utf8(b)
-                .map_err(|_| EventError::Malformed("event name is not UTF-8"))?,
-            _ => return Err(EventError::Malformed("event name is not a string")),
-        };
+        let name = event_name(parts.swap_remove(1))?;
         let header = Header::from_value(parts.swap_remove(0))?;
         Ok(Event { header, name, args })
+    }
+
+    /// Decodes only the header and the name, checking the whole event as
+    /// [`Event::decode`] does but leaving the arguments unread (for
+    /// routers, which forward the original bytes).
+    pub fn decode_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String), EventError> {
+        scan(buf, limits.max_nodes)?;
+        let mut rd = buf;
+        let parts = rmp::decode::read_array_len(&mut rd)
+            .map_err(|_| EventError::Malformed("event is not an array"))?;
+        if parts < 3 {
+            return Err(EventError::Malformed("event has fewer than 3 parts"));
+        }
+        let mut next =
+            || rmpv::decode::read_value(&mut rd).map_err(|e| EventError::Msgpack(e.to_string()));
+        let header = Header::from_value(next()?)?;
+        let name = event_name(next()?)?;
+        Ok((header, name))
+    }
+}
+
+fn event_name(v: Value) -> Result<String, EventError> {
+    match v {
+        Value::String(s) => s
+            .into_str()
+            .ok_or(EventError::Malformed("event name is not UTF-8")),
+        Value::Binary(b) => {
+            String::from_utf8(b).map_err(|_| EventError::Malformed("event name is not UTF-8"))
+        }
+        _ => Err(EventError::Malformed("event name is not a string")),
     }
 }
 
@@ -474,6 +497,19 @@ mod tests {
         assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
         assert_ne!(a, MessageId::random());
         assert_eq!(a.to_value(), Value::Binary(a.as_bytes().to_vec()));
+    }
+
+    #[test]
+    fn decode_head_reads_header_and_name_only() {
+        let ev = Event::on_channel(&MessageId::random(), "STREAM", Value::Binary(vec![7; 1000]));
+        let bytes = ev.encode();
+        let (h, name) = Event::decode_head(&bytes, DecodeLimits::default()).unwrap();
+        assert_eq!((h, name), (ev.header.clone(), ev.name.clone()));
+        // The same checks as a full decode: truncated or malformed events fail.
+        assert!(Event::decode_head(&bytes[..bytes.len() - 1], DecodeLimits::default()).is_err());
+        let mut not_array = Vec::new();
+        rmpv::encode::write_value(&mut not_array, &Value::from("x")).unwrap();
+        assert!(Event::decode_head(&not_array, DecodeLimits::default()).is_err());
     }
 
     #[test]

@@ -248,15 +248,14 @@ impl HubCore {
         if frames.len() < 2 {
             return;
         }
-        let event = match Event::decode(payload, self.limits) {
+        let (header, name) = match Event::decode_head(payload, self.limits) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(client = %hex(client), error = %e, "dropping undecodable event from a client");
                 return;
             }
         };
-        let envelope: Vec<Bytes> = frames[..frames.len() - 1].to_vec();
-        if let Some(ch) = event.header.response_to {
+        if let Some(ch) = header.response_to {
             let key = (client.clone(), ch);
             if let Some(chan) = self.channels.get_mut(&key) {
                 chan.last_activity = now;
@@ -270,8 +269,9 @@ impl HubCore {
             // ended, are dropped)
             return;
         }
-        let key = (client.clone(), event.header.message_id.clone());
-        if event.name == HUB_STATS {
+        let envelope: Vec<Bytes> = frames[..frames.len() - 1].to_vec();
+        let key = (client.clone(), header.message_id);
+        if name == HUB_STATS {
             let stats = self.stats(now).to_value();
             self.reply(&envelope, &key.1, "OK", Value::Array(vec![stats]));
             return;
@@ -307,19 +307,19 @@ impl HubCore {
             // Our own ping's answer (sent with an empty envelope).
             return;
         }
-        let event = match Event::decode(payload, self.limits) {
+        let (header, name) = match Event::decode_head(payload, self.limits) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(worker = %hex(worker), error = %e, "dropping undecodable event from a worker");
                 return;
             }
         };
-        let Some(ch) = event.header.response_to else {
+        let Some(ch) = header.response_to else {
             return;
         };
         let key = (frames[1].clone(), ch);
         let Some(chan) = self.channels.get_mut(&key) else {
-            tracing::debug!(name = %event.name, "event for an unknown channel from a worker, dropped");
+            tracing::debug!(%name, "event for an unknown channel from a worker, dropped");
             return;
         };
         if chan.worker != worker {
@@ -328,7 +328,7 @@ impl HubCore {
         chan.last_activity = now;
         let m: Message = frames[1..].iter().cloned().collect();
         self.out.push_back(HubOutput::ToClient(m));
-        if is_final(&event.name) {
+        if is_final(&name) {
             self.end_channel(&key, true);
             self.completed += 1;
             match self.rate.back_mut() {
