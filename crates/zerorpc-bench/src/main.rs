@@ -826,6 +826,21 @@ fn plot(rows: &[Row], path: &std::path::Path) -> Result<(), Box<dyn std::error::
     Ok(())
 }
 
+impl Row {
+    /// The request/reply columns (p50, p99, @16, @256, 64 KiB), each with
+    /// its ratio to `base`.
+    fn call_cells(&self, base: &Row) -> String {
+        [
+            cell(self.p50_us, base.p50_us),
+            cell(self.p99_us, base.p99_us),
+            cell(self.rate16, base.rate16),
+            cell(self.rate256, base.rate256),
+            cell(self.rate64k, base.rate64k),
+        ]
+        .join(" | ")
+    }
+}
+
 fn cell(v: Option<f64>, base: Option<f64>) -> String {
     match (v, base) {
         (Some(v), Some(b)) if b > 0.0 => {
@@ -902,15 +917,7 @@ async fn hub_bench(quick: bool) {
     let base = &rows[0];
     println!("| path | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 |\n|---|---:|---:|---:|---:|---:|");
     for r in &rows {
-        println!(
-            "| {} | {} | {} | {} | {} | {} |",
-            r.name,
-            cell(r.p50_us, base.p50_us),
-            cell(r.p99_us, base.p99_us),
-            cell(r.rate16, base.rate16),
-            cell(r.rate256, base.rate256),
-            cell(r.rate64k, base.rate64k),
-        );
+        println!("| {} | {} |", r.name, r.call_cells(base));
     }
     let ratio = |r: &Row| {
         r.rate16
@@ -1085,13 +1092,9 @@ fn main() {
     md.push_str("| system | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 | stream items/s | bytes per idle channel |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in &rows {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} |\n",
             r.name,
-            cell(r.p50_us, base.p50_us),
-            cell(r.p99_us, base.p99_us),
-            cell(r.rate16, base.rate16),
-            cell(r.rate256, base.rate256),
-            cell(r.rate64k, base.rate64k),
+            r.call_cells(&base),
             cell(r.items, base.items),
             cell(r.idle, base.idle),
         ));

@@ -49,6 +49,12 @@ impl Recorder {
     }
 }
 
+async fn publisher() -> (Arc<Publisher>, String) {
+    let p = Arc::new(Publisher::new());
+    let ep = p.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    (p, ep)
+}
+
 fn recorder() -> (Recorder, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
     (Recorder { seen: tx }, rx)
@@ -169,12 +175,7 @@ async fn pushes_alternate_between_pullers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_reaches_every_subscriber() {
-    let publisher = Arc::new(Publisher::new());
-    let ep = publisher
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .to_string();
+    let (publisher, ep) = publisher().await;
     let mut rxs = Vec::new();
     let mut subs = Vec::new();
     for _ in 0..2 {
@@ -327,12 +328,7 @@ s.run()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_publisher_to_python_subscriber() {
-    let publisher = Arc::new(Publisher::new());
-    let ep = publisher
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .unwrap()
-        .to_string();
+    let (publisher, ep) = publisher().await;
     let mut py = Proc::python(PY_SUBSCRIBER, &[&ep]);
     let p = publisher.clone();
     let ticker = tokio::spawn(async move {

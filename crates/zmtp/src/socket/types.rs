@@ -98,6 +98,41 @@ macro_rules! receiving {
     };
 }
 
+/// Round-robin sending (DEALER, PUSH).
+macro_rules! round_robin_sending {
+    ($name:ident) => {
+        impl $name {
+            /// Sends a message to the next peer with room, waiting if
+            /// needed (also while there is no peer yet).
+            pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
+                self.core.shared.send_round_robin(msg.into()).await
+            }
+
+            /// Sends without waiting; [`ZmtpError::WouldBlock`](crate::ZmtpError::WouldBlock)
+            /// when no peer has room.
+            pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
+                self.core
+                    .shared
+                    .try_send_round_robin(msg.into())
+                    .map_err(|_| crate::ZmtpError::WouldBlock)
+            }
+
+            /// Sends without waiting; when no peer has room the message
+            /// comes back in [`TrySendError::Full`].
+            #[allow(clippy::result_large_err)]
+            pub fn try_send_or_return(
+                &self,
+                msg: Message,
+            ) -> std::result::Result<(), TrySendError> {
+                self.core
+                    .shared
+                    .try_send_round_robin(msg)
+                    .map_err(TrySendError::Full)
+            }
+        }
+    };
+}
+
 /// DEALER: sends round-robin to its peers (waiting when every queue is
 /// full, or when there is no peer yet), receives fair-queued from all.
 /// The RPC client socket. Messages to a ROUTER peer conventionally start
@@ -108,31 +143,7 @@ pub struct DealerSocket {
 common!(DealerSocket, SocketType::Dealer);
 receiving!(DealerSocket);
 
-impl DealerSocket {
-    /// Sends a message to the next peer with room, waiting if needed.
-    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.core.shared.send_round_robin(msg.into()).await
-    }
-
-    /// Sends without waiting; [`ZmtpError::WouldBlock`](crate::ZmtpError::WouldBlock)
-    /// when no peer has room.
-    pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.core
-            .shared
-            .try_send_round_robin(msg.into())
-            .map_err(|_| crate::ZmtpError::WouldBlock)
-    }
-
-    /// Sends without waiting; when no peer has room the message comes back
-    /// in [`TrySendError::Full`].
-    #[allow(clippy::result_large_err)]
-    pub fn try_send_or_return(&self, msg: Message) -> std::result::Result<(), TrySendError> {
-        self.core
-            .shared
-            .try_send_round_robin(msg)
-            .map_err(TrySendError::Full)
-    }
-}
+round_robin_sending!(DealerSocket);
 
 /// ROUTER: receives `[routing id, frames...]` from any peer and sends to the
 /// peer named by the first frame. The RPC server socket.
@@ -188,30 +199,7 @@ pub struct PushSocket {
 }
 common!(PushSocket, SocketType::Push);
 
-impl PushSocket {
-    /// Sends a message to the next peer with room, waiting if needed.
-    pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.core.shared.send_round_robin(msg.into()).await
-    }
-
-    /// Sends without waiting.
-    pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
-        self.core
-            .shared
-            .try_send_round_robin(msg.into())
-            .map_err(|_| crate::ZmtpError::WouldBlock)
-    }
-
-    /// Sends without waiting; when no peer has room the message comes back
-    /// in [`TrySendError::Full`].
-    #[allow(clippy::result_large_err)]
-    pub fn try_send_or_return(&self, msg: Message) -> std::result::Result<(), TrySendError> {
-        self.core
-            .shared
-            .try_send_round_robin(msg)
-            .map_err(TrySendError::Full)
-    }
-}
+round_robin_sending!(PushSocket);
 
 /// PULL: receives fair-queued from PUSH peers.
 pub struct PullSocket {
