@@ -101,6 +101,8 @@ pub struct Channel {
     /// Whether a STREAM has started (we grant credit only for streams).
     streaming: bool,
     out: VecDeque<Event>,
+    /// Extra header entries of every event sent.
+    headers: Vec<(Value, Value)>,
 }
 
 impl Channel {
@@ -117,6 +119,7 @@ impl Channel {
             buffered: 0,
             streaming: false,
             out: VecDeque::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -207,11 +210,7 @@ impl Channel {
             return Err(ChannelError::LostRemote(silence));
         }
         if now >= self.next_heartbeat {
-            self.out.push_back(Event::on_channel(
-                &self.id,
-                HEARTBEAT,
-                Value::Array(vec![Value::from(0)]),
-            ));
+            self.emit(HEARTBEAT, Value::Array(vec![Value::from(0)]));
             self.next_heartbeat = now + self.cfg.heartbeat;
         }
         Ok(())
@@ -242,7 +241,7 @@ impl Channel {
             }
             self.send_credit -= 1;
         }
-        self.out.push_back(Event::on_channel(&self.id, name, args));
+        self.emit(name, args);
         true
     }
 
@@ -274,11 +273,21 @@ impl Channel {
                 self.remote_credit
             }
         };
-        self.out.push_back(Event::on_channel(
-            &self.id,
-            MORE,
-            Value::Array(vec![Value::from(n)]),
-        ));
+        self.emit(MORE, Value::Array(vec![Value::from(n)]));
+    }
+
+    /// Queues an event of this channel, with the channel's extra header
+    /// entries (trace context).
+    fn emit(&mut self, name: &str, args: Value) {
+        let mut ev = Event::on_channel(&self.id, name, args);
+        ev.header.extra.extend(self.headers.iter().cloned());
+        self.out.push_back(ev);
+    }
+
+    /// Header entries added to every event this channel sends (for
+    /// example a trace context).
+    pub fn set_headers(&mut self, entries: Vec<(Value, Value)>) {
+        self.headers = entries;
     }
 }
 

@@ -26,6 +26,8 @@ use crate::channel::{Channel, ChannelConfig, ChannelError};
 use crate::error::{Error, RemoteError};
 use crate::event::{DecodeLimits, Event, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
+use crate::record::{Outcome, Recorder, Side, Span};
+use crate::trace::TraceContext;
 
 /// Client settings.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +40,10 @@ pub struct ClientOptions {
     pub decode_limits: DecodeLimits,
     /// Retries of lost calls to the methods it names (none by default).
     pub retry: Option<RetryPolicy>,
+    /// Records every call (client side) and starts a trace for calls made
+    /// outside any traced context. Without it, calls made inside a traced
+    /// handler still carry the trace on, unrecorded.
+    pub recorder: Option<Recorder>,
 }
 
 /// Which calls are retried, and how: only methods the user declares
@@ -92,6 +98,8 @@ type Channels = Mutex<HashMap<MessageId, MailSender<Event>>>;
 
 struct Conn {
     dealer: DealerSocket,
+    /// The endpoint it connects to.
+    endpoint: String,
     channels: Channels,
     /// Connections that dropped so far (a channel opened before a drop is
     /// lost with it).
@@ -103,9 +111,10 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(dealer: DealerSocket) -> Self {
+    fn new(dealer: DealerSocket, endpoint: String) -> Self {
         Conn {
             dealer,
+            endpoint,
             channels: Mutex::new(HashMap::new()),
             drops: AtomicU64::new(0),
             suspect_until: AtomicU64::new(0),
@@ -191,7 +200,7 @@ impl Client {
         for ep in endpoints {
             let dealer = DealerSocket::with_options(opts.socket.clone());
             dealer.connect(ep).await?;
-            let conn = Arc::new(Conn::new(dealer));
+            let conn = Arc::new(Conn::new(dealer, ep.to_string()));
             tokio::spawn(receive_loop(conn.clone(), opts.decode_limits, stop.clone()));
             conns.push(conn);
         }
@@ -242,9 +251,41 @@ impl Client {
     }
 
     async fn call_once(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
+        // Traced when made inside a traced handler (a child span), or when
+        // this client records (a new trace).
+        let recorder = self.inner.opts.recorder.as_ref();
+        let trace = TraceContext::current()
+            .map(|c| c.child())
+            .or_else(|| recorder.map(|_| TraceContext::new_root()));
+        let opened = self.open_channel(method, args, trace.as_ref());
+        // (boxed: only traced calls pay for the span)
+        let mut span = match (recorder, trace) {
+            (Some(rec), Some(ctx)) => Some(Box::new(SpanGuard::new(
+                rec.clone(),
+                Span::start(
+                    ctx,
+                    Side::Client,
+                    opened.0.endpoint.clone(),
+                    method.to_owned(),
+                    opened.0.endpoint.clone(),
+                ),
+            ))),
+            _ => None,
+        };
+        let r = Self::drive_inline(opened).await;
+        if let Some(s) = span.take() {
+            s.finish(client_outcome(&r));
+        }
+        r.map(|(v, _)| v)
+    }
+
+    /// Sends the request (waiting for room if it found none) and drives
+    /// the channel until the reply; a stream is collected (with its item
+    /// count).
+    async fn drive_inline(opened: Opened) -> Result<(Value, Option<u64>), Error> {
         // The caller polls this future until the call ends, so it can drive
         // the channel itself (heartbeats included): no extra task hop.
-        let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args);
+        let (conn, mut ch, net_rx, guard, unsent) = opened;
         if let Some(msg) = unsent {
             // (boxed: the waiting state would otherwise sit in every call)
             Box::pin(wait_send(
@@ -271,10 +312,14 @@ impl Client {
         loop {
             let ev = call.next_event().await?;
             match ev.name.as_str() {
-                "OK" if items.is_none() => return Ok(first_arg(ev.args)),
+                "OK" if items.is_none() => return Ok((first_arg(ev.args), None)),
                 "STREAM" => items.get_or_insert_with(Vec::new).push(ev.args),
                 // (Python answers an empty stream with STREAM_DONE alone)
-                "STREAM_DONE" => return Ok(Value::Array(items.unwrap_or_default())),
+                "STREAM_DONE" => {
+                    let items = items.unwrap_or_default();
+                    let n = items.len() as u64;
+                    return Ok((Value::Array(items), Some(n)));
+                }
                 "ERR" => return Err(Error::Remote(remote_error(ev.args))),
                 other => return Err(unexpected(other)),
             }
@@ -308,19 +353,13 @@ impl Client {
     /// Registers a channel and sends its request if there is room now;
     /// otherwise returns the request, to be sent with [`wait_send`] (with no
     /// server connected yet it waits for one: no slow-joiner loss).
-    fn open_channel(
-        &self,
-        method: &str,
-        args: Vec<Value>,
-    ) -> (
-        Arc<Conn>,
-        Channel,
-        MailReceiver<Event>,
-        CallGuard,
-        Option<Message>,
-    ) {
+    fn open_channel(&self, method: &str, args: Vec<Value>, trace: Option<&TraceContext>) -> Opened {
         let conn = self.pick();
-        let request = Event::new(method, Value::Array(args));
+        let mut request = Event::new(method, Value::Array(args));
+        let trace_headers = trace.map(TraceContext::header_entries);
+        if let Some(h) = &trace_headers {
+            request.header.extra.extend(h.iter().cloned());
+        }
         let id = request.header.message_id.clone();
         let cfg = self.inner.opts.channel;
         // Room for a full window of stream items plus control events.
@@ -332,7 +371,11 @@ impl Client {
             drops_at_open: conn.drops.load(Ordering::SeqCst),
         };
         let msg = Message::from_iter([Bytes::new(), request.encode()]);
-        let ch = Channel::client(id, cfg, Instant::now().into_std());
+        let mut ch = Channel::client(id, cfg, Instant::now().into_std());
+        if let Some(h) = trace_headers {
+            // every event of a traced channel carries its context
+            ch.set_headers(h);
+        }
         let unsent = match conn.dealer.try_send_or_return(msg) {
             Err(TrySendError::Full(msg)) => Some(msg),
             // (round-robin sockets only report Full)
@@ -344,7 +387,8 @@ impl Client {
     /// Sends the request and starts the task that drives its channel (for
     /// streams, whose consumer may be slow).
     async fn open(&self, method: &str, args: Vec<Value>) -> Result<CallHandle, Error> {
-        let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args);
+        let trace = TraceContext::current().map(|c| c.child());
+        let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args, trace.as_ref());
         if let Some(msg) = unsent {
             wait_send(conn.clone(), msg, ch.config().first_reply_timeout).await?;
             ch.request_sent(Instant::now().into_std());
@@ -371,6 +415,65 @@ impl Client {
             .or_else(|| in_turn().find(|c| c.dealer.peer_count() > 0))
             .unwrap_or(&conns[start % conns.len()])
             .clone()
+    }
+}
+
+/// What [`Client::open_channel`] returns: the connection, the channel,
+/// its mailbox, its registration, and the request if it still has to be
+/// sent.
+type Opened = (
+    Arc<Conn>,
+    Channel,
+    MailReceiver<Event>,
+    CallGuard,
+    Option<Message>,
+);
+
+/// A client span: recorded when the call ends, or as cancelled if the
+/// call is dropped first.
+struct SpanGuard {
+    recorder: Recorder,
+    span: Option<Span>,
+}
+
+impl SpanGuard {
+    fn new(recorder: Recorder, span: Span) -> Self {
+        SpanGuard {
+            recorder,
+            span: Some(span),
+        }
+    }
+
+    fn finish(mut self, outcome: Outcome) {
+        if let Some(s) = self.span.take() {
+            s.finish(&self.recorder, outcome);
+        }
+    }
+}
+
+impl Drop for SpanGuard {
+    fn drop(&mut self) {
+        if let Some(s) = self.span.take() {
+            s.finish(&self.recorder, Outcome::Cancelled);
+        }
+    }
+}
+
+/// How a call ended, for its record.
+fn client_outcome(r: &Result<(Value, Option<u64>), Error>) -> Outcome {
+    match r {
+        Ok((_, None)) => Outcome::Ok,
+        Ok((_, Some(items))) => Outcome::Stream { items: *items },
+        Err(Error::Remote(e)) => Outcome::Err {
+            name: e.name.clone(),
+            message: e.message.clone(),
+        },
+        Err(Error::Timeout(_)) => Outcome::Timeout,
+        Err(Error::LostRemote(_) | Error::Disconnected) => Outcome::Lost,
+        Err(other) => Outcome::Err {
+            name: "ClientError".into(),
+            message: other.to_string(),
+        },
     }
 }
 

@@ -42,8 +42,10 @@ pub mod hub;
 pub mod introspection;
 mod mailbox;
 mod oneway;
+pub mod record;
 mod server;
 pub mod service;
+pub mod trace;
 
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
 pub use client::{BlockingClient, Client, ClientOptions, RetryPolicy};
@@ -52,12 +54,14 @@ pub use event::{DecodeLimits, Event, Header, MessageId};
 pub use futures;
 pub use hub::{Hub, HubOptions, HubStats};
 pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};
+pub use record::{EmbeddedStore, Outcome, Record, Recorder, TraceSink};
 pub use rmpv::Value;
 pub use server::{Server, ServerOptions};
 pub use service::{
     ArgInfo, CallContext, CallError, DynamicService, HandlerFuture, IntoCallError, IntoService,
     MethodInfo, Response, Service,
 };
+pub use trace::TraceContext;
 pub use zerorpc_macros::service;
 /// The transport crate (socket options, endpoints, raw sockets).
 pub use zmtp;

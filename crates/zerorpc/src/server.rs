@@ -29,7 +29,9 @@ use crate::error::Error;
 use crate::event::{DecodeLimits, Event, MessageId};
 use crate::introspection;
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
+use crate::record::{Outcome, Recorder, Side, Span};
 use crate::service::{CallContext, CallError, HandlerFuture, IntoService, Response, Service};
+use crate::trace::TraceContext;
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -47,6 +49,11 @@ pub struct ServerOptions {
     /// Control events (heartbeats, credit) queued per channel before
     /// further ones are dropped.
     pub channel_queue: usize,
+    /// Records every call (server side), and traces calls that arrive
+    /// without a trace context in a new trace. Without it, a call that
+    /// carries a context is still traced (its handler's calls are its
+    /// children), unrecorded.
+    pub recorder: Option<Recorder>,
     /// Under load (further requests already received), polls a new small
     /// call once on the receive loop before giving it a task of its own,
     /// so a handler that answers at once is served without a task
@@ -69,6 +76,7 @@ impl Default for ServerOptions {
             decode_limits: DecodeLimits::default(),
             channel_queue: 64,
             inline_first_poll: true,
+            recorder: None,
         }
     }
 }
@@ -304,7 +312,12 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
             }
             inner.live.fetch_add(1, Ordering::SeqCst);
             let now = Instant::now();
-            let ch = Channel::server(&event, inner.opts.channel, now.into_std());
+            let mut ch = Channel::server(&event, inner.opts.channel, now.into_std());
+            let trace = server_trace(inner, &event, identity);
+            if let Some(t) = &trace {
+                // every event of a traced channel carries its context
+                ch.set_headers(t.ctx.header_entries());
+            }
             let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
                 ch.poll_timeout(),
             )));
@@ -320,6 +333,7 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
                 timer,
                 rx,
                 sending: None,
+                trace,
             })
         }
     }
@@ -365,10 +379,56 @@ struct ServerCall {
     rx: MailReceiver<Inbound>,
     /// A reply waiting for room in the client's queue.
     sending: Option<BoxedSend>,
+    /// The call's span, when traced (boxed: untraced calls stay small).
+    trace: Option<Box<ServerTrace>>,
+}
+
+/// A traced call's span and what is known of its outcome so far.
+struct ServerTrace {
+    ctx: TraceContext,
+    /// Recorded at the end (with a recorder).
+    span: Option<Span>,
+    outcome: Outcome,
+    items: u64,
+}
+
+/// The server span of a new call: a child of the caller's span when the
+/// request carries one (or of a legacy trace id), a new trace when this
+/// server records; else none.
+fn server_trace(inner: &Inner, event: &Event, identity: &Bytes) -> Option<Box<ServerTrace>> {
+    let ctx = TraceContext::from_header(&event.header)
+        .map(|remote| remote.child())
+        .or_else(|| {
+            inner
+                .opts
+                .recorder
+                .as_ref()
+                .map(|_| TraceContext::new_root())
+        })?;
+    let span = inner.opts.recorder.as_ref().map(|_| {
+        Span::start(
+            ctx.clone(),
+            Side::Server,
+            inner.service.name().to_owned(),
+            event.name.clone(),
+            crate::trace::hex(identity),
+        )
+    });
+    Some(Box::new(ServerTrace {
+        ctx,
+        span,
+        outcome: Outcome::Cancelled,
+        items: 0,
+    }))
 }
 
 impl Drop for ServerCall {
     fn drop(&mut self) {
+        if let Some(t) = self.trace.take() {
+            if let (Some(span), Some(rec)) = (t.span, &self.inner.opts.recorder) {
+                span.finish(rec, t.outcome);
+            }
+        }
         self.inner.channels().remove(&self.key);
         self.inner.live.fetch_sub(1, Ordering::SeqCst);
     }
@@ -392,6 +452,7 @@ impl Future for ServerCall {
                     }
                     Poll::Ready(Some(Inbound::Shutdown)) => {
                         let e = CallError::new("ServerShutdown", "the server is shutting down");
+                        this.note(err_outcome(&e));
                         this.ch.send("ERR", err_args(&e));
                         this.phase = Phase::Done;
                         break;
@@ -412,6 +473,7 @@ impl Future for ServerCall {
             }
             if this.timer.as_mut().poll(cx).is_ready() {
                 if let Err(e) = this.ch.handle_timeout(Instant::now().into_std()) {
+                    this.note(Outcome::Lost);
                     tracing::info!(channel = %this.key.1, error = ?e, "client lost, cancelling call");
                     return Poll::Ready(());
                 }
@@ -420,7 +482,8 @@ impl Future for ServerCall {
             // Start the handler once a concurrency slot is ours.
             if matches!(this.phase, Phase::Queued) && this.poll_slot(cx) {
                 if let Some(req) = this.request.take() {
-                    this.phase = Phase::Running(dispatch(&this.inner, *req));
+                    let ctx = this.trace.as_ref().map(|t| t.ctx.clone());
+                    this.phase = Phase::Running(dispatch(&this.inner, *req, ctx));
                 }
             }
             progressed |= this.poll_work(cx);
@@ -464,6 +527,17 @@ impl Future for ServerCall {
 }
 
 impl ServerCall {
+    /// Notes how the call ended, for its record (a stream's item count is
+    /// filled in).
+    fn note(&mut self, outcome: Outcome) {
+        if let Some(t) = &mut self.trace {
+            t.outcome = match outcome {
+                Outcome::Stream { .. } => Outcome::Stream { items: t.items },
+                o => o,
+            };
+        }
+    }
+
     /// Whether the handler may start: a concurrency slot is ours (or there
     /// is no limit). Waits in line otherwise, still heart-beating.
     fn poll_slot(&mut self, cx: &mut Context<'_>) -> bool {
@@ -508,11 +582,13 @@ impl ServerCall {
                     Ok(Response::Value(v)) => {
                         self.ch.send("OK", Value::Array(vec![v]));
                         self.phase = Phase::Done;
+                        self.note(Outcome::Ok);
                     }
                     Ok(Response::Stream(st)) => self.phase = Phase::Streaming(st),
                     Err(e) => {
                         self.ch.send("ERR", err_args(&e));
                         self.phase = Phase::Done;
+                        self.note(err_outcome(&e));
                     }
                 }
                 true
@@ -527,9 +603,20 @@ impl ServerCall {
                         Err(p) => Some(Err(panic_error(p))),
                     };
                     sent = true;
+                    let end = match &item {
+                        Some(Ok(_)) => None,
+                        Some(Err(e)) => Some(err_outcome(e)),
+                        None => Some(Outcome::Stream { items: 0 }),
+                    };
                     if send_item(&mut self.ch, item) {
                         self.phase = Phase::Done;
+                        if let Some(o) = end {
+                            self.note(o);
+                        }
                         break;
+                    }
+                    if let Some(t) = &mut self.trace {
+                        t.items += 1;
                     }
                 }
                 sent
@@ -568,6 +655,13 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> CallError {
     CallError::new("Panic", msg)
 }
 
+fn err_outcome(e: &CallError) -> Outcome {
+    Outcome::Err {
+        name: e.name.clone(),
+        message: e.message.clone(),
+    }
+}
+
 fn err_args(e: &CallError) -> Value {
     Value::Array(vec![
         Value::from(e.name.as_str()),
@@ -576,7 +670,17 @@ fn err_args(e: &CallError) -> Value {
     ])
 }
 
-fn dispatch(inner: &Arc<Inner>, req: Event) -> HandlerFuture {
+/// Starts the handler; a traced call's handler runs with its span as the
+/// current trace context, so the calls it makes are its children.
+fn dispatch(inner: &Arc<Inner>, req: Event, trace: Option<TraceContext>) -> HandlerFuture {
+    let fut = start_handler(inner, req);
+    match trace {
+        Some(ctx) => Box::pin(ctx.scope(fut)),
+        None => fut,
+    }
+}
+
+fn start_handler(inner: &Arc<Inner>, req: Event) -> HandlerFuture {
     tracing::debug!(method = %req.name, id = %req.header.message_id, "call");
     if inner.draining.load(Ordering::SeqCst) {
         return async {

@@ -1,0 +1,296 @@
+//! Distributed tracing: W3C Trace Context carried in event headers, and a
+//! task-local current context so calls made inside a handler are children
+//! of the call being served.
+//!
+//! On the wire a traced channel's events carry a `traceparent` header key
+//! (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`) and `tracestate`
+//! when it is not empty (PROTOCOL.md section 9). A legacy `trace_id` key,
+//! from older in-house peers, is read as the trace id. Peers that know
+//! nothing of it (zerorpc-python, zerorpc-node) ignore the extra keys.
+
+use std::fmt;
+
+use rmpv::Value;
+
+use crate::event::Header;
+
+/// Header key of the W3C `traceparent`.
+pub const TRACEPARENT: &str = "traceparent";
+/// Header key of the W3C `tracestate`.
+pub const TRACESTATE: &str = "tracestate";
+/// The legacy header key, read only.
+pub const LEGACY_TRACE_ID: &str = "trace_id";
+
+/// A span's place in a trace: the trace id, this span's id, and (when
+/// known) the span it was started from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 16 bytes, shared by every span of the trace.
+    pub trace_id: [u8; 16],
+    /// 8 bytes, this span's own.
+    pub span_id: [u8; 8],
+    /// The span this one is a child of (`None` for a root).
+    pub parent_id: Option<[u8; 8]>,
+    /// The W3C `sampled` flag.
+    pub sampled: bool,
+    /// Vendor data (`tracestate`), passed along untouched.
+    pub tracestate: Option<String>,
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceContext")
+            .field("trace_id", &hex(&self.trace_id))
+            .field("span_id", &hex(&self.span_id))
+            .field("parent_id", &self.parent_id.map(|p| hex(&p)))
+            .finish()
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+fn nonzero<const N: usize>() -> [u8; N] {
+    loop {
+        let b: [u8; N] = rand::random();
+        if b.iter().any(|x| *x != 0) {
+            return b;
+        }
+    }
+}
+
+impl TraceContext {
+    /// The first span of a new trace.
+    pub fn new_root() -> Self {
+        TraceContext {
+            trace_id: nonzero(),
+            span_id: nonzero(),
+            parent_id: None,
+            sampled: true,
+            tracestate: None,
+        }
+    }
+
+    /// A new span of the same trace, started from this one.
+    pub fn child(&self) -> Self {
+        TraceContext {
+            trace_id: self.trace_id,
+            span_id: nonzero(),
+            parent_id: (self.span_id != [0; 8]).then_some(self.span_id),
+            sampled: self.sampled,
+            tracestate: self.tracestate.clone(),
+        }
+    }
+
+    /// The context of the task this is called from: inside a traced
+    /// handler (or [`TraceContext::scope`]), its span.
+    pub fn current() -> Option<TraceContext> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `f` with this context as the current one.
+    pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
+        CURRENT.scope(self, f).await
+    }
+
+    /// The trace id as 32 hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.trace_id)
+    }
+
+    /// The span id as 16 hex digits.
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span_id)
+    }
+
+    /// The `traceparent` value naming this span.
+    pub fn traceparent(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            hex(&self.trace_id),
+            hex(&self.span_id),
+            u8::from(self.sampled)
+        )
+    }
+
+    /// Reads a `traceparent` (and `tracestate`): the context of the remote
+    /// span, which a receiver takes as its parent. `None` if malformed
+    /// (all-zero ids are invalid, as the W3C spec says).
+    pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
+        let mut parts = traceparent.trim().split('-');
+        let version = parts.next()?;
+        let trace = parts.next()?;
+        let span = parts.next()?;
+        let flags = parts.next()?;
+        if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+            return None;
+        }
+        let trace_id: [u8; 16] = unhex(trace)?;
+        let span_id: [u8; 8] = unhex(span)?;
+        let [flags] = unhex::<1>(flags)?;
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(TraceContext {
+            trace_id,
+            span_id,
+            parent_id: None,
+            sampled: flags & 1 == 1,
+            tracestate: tracestate.filter(|s| !s.is_empty()).map(str::to_owned),
+        })
+    }
+
+    /// The remote span named by an event header: `traceparent` (with
+    /// `tracestate`), else a legacy `trace_id` (any string or bytes: 32
+    /// hex digits or a UUID are used as they are, anything else is hashed
+    /// into an id; the remote span id is then unknown).
+    pub fn from_header(h: &Header) -> Option<Self> {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.as_str().map(str::to_owned),
+            Value::Binary(b) => String::from_utf8(b.clone()).ok(),
+            _ => None,
+        };
+        if let Some(tp) = h.get(TRACEPARENT).and_then(text) {
+            let ts = h.get(TRACESTATE).and_then(text);
+            if let Some(ctx) = TraceContext::parse(&tp, ts.as_deref()) {
+                return Some(ctx);
+            }
+            tracing::debug!(traceparent = %tp, "ignoring a malformed traceparent");
+        }
+        let legacy = h.get(LEGACY_TRACE_ID)?;
+        let raw = text(legacy).unwrap_or_else(|| legacy.to_string());
+        let compact: String = raw.chars().filter(|c| *c != '-').collect();
+        let trace_id = unhex::<16>(&compact)
+            .filter(|t| *t != [0; 16])
+            .unwrap_or_else(|| fold16(raw.as_bytes()));
+        Some(TraceContext {
+            trace_id,
+            // (unknown: a child of this has no parent span)
+            span_id: [0; 8],
+            parent_id: None,
+            sampled: true,
+            tracestate: None,
+        })
+    }
+
+    /// The header entries that carry this span on the wire.
+    pub fn header_entries(&self) -> Vec<(Value, Value)> {
+        let mut v = vec![(Value::from(TRACEPARENT), Value::from(self.traceparent()))];
+        if let Some(ts) = &self.tracestate {
+            v.push((Value::from(TRACESTATE), Value::from(ts.as_str())));
+        }
+        v
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(HEX[usize::from(x >> 4)] as char);
+        s.push(HEX[usize::from(x & 15)] as char);
+    }
+    s
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A stable 16-byte id from arbitrary bytes (two FNV-1a passes).
+fn fold16(b: &[u8]) -> [u8; 16] {
+    let fnv = |seed: u64| {
+        b.iter()
+            .fold(seed, |h, x| (h ^ u64::from(*x)).wrapping_mul(0x100000001b3))
+    };
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&fnv(0xcbf29ce484222325).to_be_bytes());
+    out[8..].copy_from_slice(&fnv(0x84222325cbf29ce4).to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trips_and_children_share_the_trace() {
+        let root = TraceContext::new_root();
+        let tp = root.traceparent();
+        assert_eq!(tp.len(), 55);
+        let back = TraceContext::parse(&tp, None).unwrap();
+        assert_eq!((back.trace_id, back.span_id), (root.trace_id, root.span_id));
+        let child = root.child();
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_eq!(child.parent_id, Some(root.span_id));
+        assert_ne!(child.span_id, root.span_id);
+    }
+
+    #[test]
+    fn malformed_traceparents_are_refused() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::parse(good, Some("congo=t61rcWkgMzE")).unwrap();
+        assert!(ctx.sampled);
+        assert_eq!(ctx.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert!(TraceContext::parse(bad, None).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn legacy_trace_ids_are_read() {
+        let mut h = Header::new();
+        h.set(
+            LEGACY_TRACE_ID,
+            Value::from("4bf92f35-77b3-4da6-a3ce-929d0e0e4736"),
+        );
+        let ctx = TraceContext::from_header(&h).unwrap();
+        assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let mut h2 = Header::new();
+        h2.set(LEGACY_TRACE_ID, Value::from("job-1234"));
+        let a = TraceContext::from_header(&h2).unwrap();
+        let b = TraceContext::from_header(&h2).unwrap();
+        assert_eq!(a.trace_id, b.trace_id, "a legacy id maps to one trace");
+        // traceparent wins over the legacy key
+        h2.set(
+            TRACEPARENT,
+            Value::from(TraceContext::new_root().traceparent()),
+        );
+        assert_ne!(TraceContext::from_header(&h2).unwrap().trace_id, a.trace_id);
+        assert!(TraceContext::from_header(&Header::new()).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_current_context_is_task_local() {
+        assert!(TraceContext::current().is_none());
+        let root = TraceContext::new_root();
+        let id = root.trace_id;
+        root.scope(async move {
+            assert_eq!(TraceContext::current().unwrap().trace_id, id);
+        })
+        .await;
+        assert!(TraceContext::current().is_none());
+    }
+}

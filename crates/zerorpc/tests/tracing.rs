@@ -1,0 +1,298 @@
+//! Distributed tracing: a trace through services A → B → C (C raises for
+//! some inputs), recorded into the embedded store; and the trace context
+//! across zerorpc-python peers, which know nothing of it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use zerorpc::record::render_tree;
+use zerorpc::{
+    CallError, Client, ClientOptions, EmbeddedStore, Error, Outcome, Record, Recorder, Server,
+    ServerOptions, TraceContext, Value,
+};
+
+fn upstream(e: Error) -> CallError {
+    match e {
+        Error::Remote(r) => r.into(),
+        other => CallError::new("Upstream", other.to_string()),
+    }
+}
+
+struct C;
+
+#[zerorpc::service(name = "C")]
+impl C {
+    /// x, unless it is negative.
+    pub fn check(&self, x: i64) -> Result<i64, CallError> {
+        if x < 0 {
+            Err(CallError::new("ValueError", format!("{x} is negative")))
+        } else {
+            Ok(x)
+        }
+    }
+}
+
+struct B {
+    c: Client,
+}
+
+#[zerorpc::service(name = "B")]
+impl B {
+    /// Asks C.
+    pub async fn relay(&self, x: i64) -> Result<i64, CallError> {
+        let v = self
+            .c
+            .call("check", vec![x.into()])
+            .await
+            .map_err(upstream)?;
+        Ok(v.as_i64().unwrap_or_default() * 10)
+    }
+}
+
+struct A {
+    b: Client,
+}
+
+#[zerorpc::service(name = "A")]
+impl A {
+    /// Asks B.
+    pub async fn top(&self, x: i64) -> Result<i64, CallError> {
+        let v = self
+            .b
+            .call("relay", vec![x.into()])
+            .await
+            .map_err(upstream)?;
+        Ok(v.as_i64().unwrap_or_default() + 1)
+    }
+}
+
+async fn serve(service: impl zerorpc::IntoService, recorder: &Recorder) -> String {
+    let s = Arc::new(Server::with_options(
+        service,
+        ServerOptions {
+            recorder: Some(recorder.clone()),
+            ..Default::default()
+        },
+    ));
+    let ep = s.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    tokio::spawn(async move { s.run().await });
+    ep
+}
+
+async fn client(ep: &str, recorder: Option<&Recorder>) -> Client {
+    Client::connect_with(
+        &[ep],
+        ClientOptions {
+            recorder: recorder.cloned(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn records(store: &EmbeddedStore, trace: &str, n: usize) -> Vec<Record> {
+    within("the trace's records", async {
+        loop {
+            let r = store.trace(trace);
+            if r.len() >= n {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+fn find<'a>(recs: &'a [Record], side: zerorpc::record::Side, method: &str) -> &'a Record {
+    recs.iter()
+        .find(|r| r.side == side && r.method == method)
+        .unwrap_or_else(|| panic!("no {side:?} record of {method}: {recs:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_through_three_services_is_recorded_as_a_tree() {
+    use zerorpc::record::Side::{Client as Caller, Server as Callee};
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let recorder = Recorder::new(store.clone(), 10_000);
+    let c_ep = serve(C, &recorder).await;
+    let b_ep = serve(
+        B {
+            c: client(&c_ep, Some(&recorder)).await,
+        },
+        &recorder,
+    )
+    .await;
+    let a_ep = serve(
+        A {
+            b: client(&b_ep, Some(&recorder)).await,
+        },
+        &recorder,
+    )
+    .await;
+    let caller = client(&a_ep, Some(&recorder)).await;
+
+    for (x, ok) in [(4i64, true), (-1, false)] {
+        let root = TraceContext::new_root();
+        let id = root.trace_id_hex();
+        let r = root.clone().scope(caller.call("top", vec![x.into()])).await;
+        assert_eq!(r.is_ok(), ok, "{r:?}");
+        if ok {
+            assert_eq!(r.unwrap(), Value::from(41));
+        }
+        // Six records: a client and a server side for each hop.
+        let recs = records(&store, &id, 6).await;
+        assert_eq!(recs.len(), 6, "{recs:#?}");
+        assert!(recs.iter().all(|r| r.trace_id == id));
+        let call_a = find(&recs, Caller, "top");
+        let serve_a = find(&recs, Callee, "top");
+        let call_b = find(&recs, Caller, "relay");
+        let serve_b = find(&recs, Callee, "relay");
+        let call_c = find(&recs, Caller, "check");
+        let serve_c = find(&recs, Callee, "check");
+        // The parent links make the chain.
+        assert_eq!(
+            call_a.parent_id.as_deref(),
+            Some(root.span_id_hex().as_str())
+        );
+        assert_eq!(serve_a.parent_id.as_ref(), Some(&call_a.span_id));
+        assert_eq!(call_b.parent_id.as_ref(), Some(&serve_a.span_id));
+        assert_eq!(serve_b.parent_id.as_ref(), Some(&call_b.span_id));
+        assert_eq!(call_c.parent_id.as_ref(), Some(&serve_b.span_id));
+        assert_eq!(serve_c.parent_id.as_ref(), Some(&call_c.span_id));
+        assert_eq!(
+            (serve_a.service.as_str(), serve_c.service.as_str()),
+            ("A", "C")
+        );
+        // Timings nest: each side lasts at least as long as what it waited on.
+        assert!(call_a.duration_us >= serve_a.duration_us);
+        assert!(serve_a.duration_us >= call_b.duration_us);
+        if ok {
+            assert!(recs.iter().all(|r| r.outcome == Outcome::Ok), "{recs:#?}");
+        } else {
+            let err = Outcome::Err {
+                name: "ValueError".into(),
+                message: "-1 is negative".into(),
+            };
+            for r in [serve_c, call_c, serve_b, call_b, serve_a, call_a] {
+                assert_eq!(r.outcome, err, "{r:#?}");
+            }
+        }
+        let tree = render_tree(&recs);
+        let lines: Vec<&str> = tree.lines().collect();
+        assert_eq!(lines.len(), 6, "{tree}");
+        for (depth, line) in lines.iter().enumerate() {
+            assert!(line.starts_with(&"  ".repeat(depth)), "{tree}");
+            assert!(!line[2 * depth..].starts_with(' '), "{tree}");
+        }
+        assert!(lines[5].contains("serve C check"), "{tree}");
+    }
+    // Counters match the calls made: C served one OK and one ERR.
+    let m = store.methods();
+    let c = &m[&("server".into(), "C".into(), "check".into())];
+    assert_eq!(
+        (c.outcomes.get("OK"), c.outcomes.get("ERR")),
+        (Some(&1), Some(&1))
+    );
+    assert_eq!(recorder.dropped(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_a_recorder_still_carry_the_trace_on() {
+    // Only C records; A and B carry the context without recording.
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let recorder = Recorder::new(store.clone(), 1000);
+    let c_ep = serve(C, &recorder).await;
+    let plain = |svc| async move {
+        let s = Arc::new(Server::new(svc));
+        let ep = s.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        tokio::spawn(async move { s.run().await });
+        ep
+    };
+    let b_ep = plain(B {
+        c: client(&c_ep, None).await,
+    })
+    .await;
+    let caller = client(&b_ep, None).await;
+    let root = TraceContext::new_root();
+    let id = root.trace_id_hex();
+    root.scope(caller.call("relay", vec![2.into()]))
+        .await
+        .unwrap();
+    let recs = records(&store, &id, 1).await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].method, "check");
+    assert!(
+        recs[0].parent_id.is_some(),
+        "C's span has B's call as parent"
+    );
+}
+
+const PY_SERVER: &str = r#"
+import sys, zerorpc
+class Svc(object):
+    def hello(self, name):
+        return "hello " + name
+s = zerorpc.Server(Svc())
+s.bind(sys.argv[1])
+print("READY", flush=True)
+s.run()
+"#;
+
+const PY_CLIENT: &str = r#"
+import sys, zerorpc
+c = zerorpc.Client(timeout=10)
+c.connect(sys.argv[1])
+print("GOT", c.check(3), flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_peers_ignore_the_context_and_our_sides_still_record() {
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let recorder = Recorder::new(store.clone(), 1000);
+    // Our traced client → a Python server: the extra header keys are
+    // ignored, the call works, our side is recorded.
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut py = Proc::python(PY_SERVER, &[&ep]);
+    let py = tokio::task::spawn_blocking(move || {
+        py.wait_line("READY");
+        py
+    })
+    .await
+    .unwrap();
+    let c = client(&ep, Some(&recorder)).await;
+    let root = TraceContext::new_root();
+    let id = root.trace_id_hex();
+    let v = root
+        .scope(c.call("hello", vec!["py".into()]))
+        .await
+        .unwrap();
+    assert_eq!(v.as_str(), Some("hello py"));
+    let recs = records(&store, &id, 1).await;
+    assert_eq!((recs.len(), &recs[0].outcome), (1, &Outcome::Ok));
+    drop(py);
+    // A Python client → our recording server: no context arrives, so the
+    // server starts a trace of its own and records the call.
+    let c_ep = serve(C, &recorder).await;
+    let mut pc = Proc::python(PY_CLIENT, &[&c_ep]);
+    let got = within(
+        "python client",
+        tokio::task::spawn_blocking(move || pc.wait_line("GOT")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, "GOT 3");
+    within("the server's record", async {
+        loop {
+            let m = store.methods();
+            if m.contains_key(&("server".into(), "C".into(), "check".into())) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
