@@ -932,8 +932,165 @@ async fn hub_bench(quick: bool) {
     );
 }
 
+// ------------------------------------------------------------ tracing
+
+/// One tracing mode in this (fresh) process: 0 off, 1 recording into an
+/// embedded store, 2 recording into a sink that discards (the cost of
+/// recording alone). Client and server both record.
+async fn tracing_child(mode: u8, quick: bool) -> Row {
+    let (seq, conc) = if quick {
+        (2_000, 20_000)
+    } else {
+        (10_000, 100_000)
+    };
+    let recorder = match mode {
+        1 => Some(zerorpc::Recorder::new(
+            zerorpc::EmbeddedStore::new(Duration::from_secs(60)),
+            100_000,
+        )),
+        2 => Some(zerorpc::Recorder::new(Discard, 100_000)),
+        _ => None,
+    };
+    let server = Arc::new(Server::with_options(
+        zerorpc::demo::Demo,
+        zerorpc::ServerOptions {
+            recorder: recorder.clone(),
+            ..Default::default()
+        },
+    ));
+    let ep = server
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind")
+        .to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    let opts = zerorpc::ClientOptions {
+        recorder: recorder.clone(),
+        ..Default::default()
+    };
+    let row = tokio::spawn(async move {
+        let c = Client::connect_with(&[&ep], opts).await.expect("connect");
+        call_workloads("", seq, conc, c, |c, big| {
+            Box::pin(async move {
+                let arg = if big {
+                    Value::Binary(vec![7u8; BIG])
+                } else {
+                    Value::from(1)
+                };
+                c.call("echo", vec![arg]).await.expect("call");
+            })
+        })
+        .await
+    })
+    .await
+    .expect("bench task");
+    if let Some(r) = &recorder {
+        eprintln!("  records written {}, dropped {}", r.written(), r.dropped());
+    }
+    row
+}
+
+/// Tracing off vs on, each run in a fresh child process, alternating
+/// (off, on with an embedded store, on with a discarding sink) three
+/// times; prints every run and the median ratios.
+fn tracing_bench(quick: bool) {
+    let names = ["tracing off", "on, embedded store", "on, discarding sink"];
+    let mut runs: Vec<(usize, Row)> = Vec::new();
+    for round in 1..=3 {
+        for (mode, name) in names.iter().enumerate() {
+            eprintln!("[round {round}] {name}");
+            let mut cmd = std::process::Command::new(std::env::current_exe().expect("exe"));
+            cmd.args(["tracing-child", &mode.to_string()]);
+            if quick {
+                cmd.arg("--quick");
+            }
+            let out = cmd.output().expect("run tracing child");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("ROW "))
+                .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            else {
+                eprintln!(
+                    "tracing child failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                std::process::exit(1);
+            };
+            let f = |k: &str| v[k].as_f64();
+            runs.push((
+                mode,
+                Row {
+                    name: format!("{name} ({round})"),
+                    p50_us: f("p50"),
+                    p99_us: f("p99"),
+                    rate16: f("r16"),
+                    rate256: f("r256"),
+                    rate64k: f("r64k"),
+                    ..Row::default()
+                },
+            ));
+        }
+    }
+    let base = runs[0].1.clone();
+    println!();
+    println!("| run | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 |\n|---|---:|---:|---:|---:|---:|");
+    for (_, r) in &runs {
+        println!("| {} | {} |", r.name, r.call_cells(&base));
+    }
+    let median = |mode: usize, f: fn(&Row) -> Option<f64>| {
+        let mut v: Vec<f64> = runs
+            .iter()
+            .filter(|(m, _)| *m == mode)
+            .filter_map(|(_, r)| f(r))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    for (mode, label) in [(1, "embedded store"), (2, "discarding sink")] {
+        println!(
+            "median calls/s with tracing on ({label}) vs off: {:.2}x at 16 in flight, {:.2}x at 256; p50 {:.0} vs {:.0} µs (target >= 0.9x)",
+            median(mode, |r| r.rate16) / median(0, |r| r.rate16),
+            median(mode, |r| r.rate256) / median(0, |r| r.rate256),
+            median(mode, |r| r.p50_us),
+            median(0, |r| r.p50_us),
+        );
+    }
+}
+
+/// A sink that drops every batch (measures the cost of recording alone).
+struct Discard;
+
+impl zerorpc::TraceSink for Discard {
+    fn write(
+        &self,
+        _: Vec<zerorpc::Record>,
+    ) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("tracing") {
+        tracing_bench(args.iter().any(|a| a == "--quick"));
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("tracing-child") {
+        let mode: u8 = args.get(2).and_then(|m| m.parse().ok()).unwrap_or(0);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let r = rt.block_on(tracing_child(mode, args.iter().any(|a| a == "--quick")));
+        println!(
+            "ROW {}",
+            json!({"p50": r.p50_us, "p99": r.p99_us, "r16": r.rate16, "r256": r.rate256, "r64k": r.rate64k})
+        );
+        std::process::exit(0);
+    }
     if args.get(1).map(String::as_str) == Some("hub") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -964,7 +1121,7 @@ fn main() {
         std::process::exit(0);
     }
     if args.get(1).map(String::as_str) != Some("compare") {
-        eprintln!("usage: zerorpc-bench compare [--quick] | zerorpc-bench hub [--quick]");
+        eprintln!("usage: zerorpc-bench compare|hub|tracing [--quick]");
         std::process::exit(2);
     }
     let quick = args.iter().any(|a| a == "--quick");

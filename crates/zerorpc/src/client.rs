@@ -26,7 +26,7 @@ use crate::channel::{Channel, ChannelConfig, ChannelError};
 use crate::error::{Error, RemoteError};
 use crate::event::{DecodeLimits, Event, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
-use crate::record::{Outcome, Recorder, Side, Span};
+use crate::record::{Outcome, Peer, Recorder, Side, Span};
 use crate::trace::TraceContext;
 
 /// Client settings.
@@ -99,7 +99,7 @@ type Channels = Mutex<HashMap<MessageId, MailSender<Event>>>;
 struct Conn {
     dealer: DealerSocket,
     /// The endpoint it connects to.
-    endpoint: String,
+    endpoint: Arc<str>,
     channels: Channels,
     /// Connections that dropped so far (a channel opened before a drop is
     /// lost with it).
@@ -111,7 +111,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(dealer: DealerSocket, endpoint: String) -> Self {
+    fn new(dealer: DealerSocket, endpoint: Arc<str>) -> Self {
         Conn {
             dealer,
             endpoint,
@@ -200,7 +200,7 @@ impl Client {
         for ep in endpoints {
             let dealer = DealerSocket::with_options(opts.socket.clone());
             dealer.connect(ep).await?;
-            let conn = Arc::new(Conn::new(dealer, ep.to_string()));
+            let conn = Arc::new(Conn::new(dealer, Arc::from(*ep)));
             tokio::spawn(receive_loop(conn.clone(), opts.decode_limits, stop.clone()));
             conns.push(conn);
         }
@@ -267,7 +267,7 @@ impl Client {
                     Side::Client,
                     opened.0.endpoint.clone(),
                     method.to_owned(),
-                    opened.0.endpoint.clone(),
+                    Peer::Endpoint(opened.0.endpoint.clone()),
                 ),
             ))),
             _ => None,

@@ -29,7 +29,7 @@ use crate::error::Error;
 use crate::event::{DecodeLimits, Event, MessageId};
 use crate::introspection;
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
-use crate::record::{Outcome, Recorder, Side, Span};
+use crate::record::{Outcome, Peer, Recorder, Side, Span};
 use crate::service::{CallContext, CallError, HandlerFuture, IntoService, Response, Service};
 use crate::trace::TraceContext;
 
@@ -85,6 +85,8 @@ type ChannelKey = (Bytes, MessageId);
 
 struct Inner {
     service: Arc<dyn Service>,
+    /// Its name, shared by trace records.
+    service_name: Arc<str>,
     router: RouterSocket,
     opts: ServerOptions,
     channels: Mutex<HashMap<ChannelKey, MailSender<Inbound>>>,
@@ -145,8 +147,10 @@ impl Server {
 
     /// A server with options.
     pub fn with_options(service: impl IntoService, opts: ServerOptions) -> Self {
+        let service: Arc<dyn Service> = Arc::new(service.into_service());
         let inner = Arc::new(Inner {
-            service: Arc::new(service.into_service()),
+            service_name: Arc::from(service.name()),
+            service,
             router: RouterSocket::with_options(opts.socket.clone()),
             limiter: opts
                 .max_concurrency
@@ -409,9 +413,9 @@ fn server_trace(inner: &Inner, event: &Event, identity: &Bytes) -> Option<Box<Se
         Span::start(
             ctx.clone(),
             Side::Server,
-            inner.service.name().to_owned(),
+            inner.service_name.clone(),
             event.name.clone(),
-            crate::trace::hex(identity),
+            Peer::RoutingId(identity.clone()),
         )
     });
     Some(Box::new(ServerTrace {

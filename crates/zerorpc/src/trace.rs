@@ -106,12 +106,13 @@ impl TraceContext {
 
     /// The `traceparent` value naming this span.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            u8::from(self.sampled)
-        )
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &self.span_id);
+        s.push_str(if self.sampled { "-01" } else { "-00" });
+        s
     }
 
     /// Reads a `traceparent` (and `tracestate`): the context of the remote
@@ -146,20 +147,22 @@ impl TraceContext {
     /// hex digits or a UUID are used as they are, anything else is hashed
     /// into an id; the remote span id is then unknown).
     pub fn from_header(h: &Header) -> Option<Self> {
-        let text = |v: &Value| match v {
-            Value::String(s) => s.as_str().map(str::to_owned),
-            Value::Binary(b) => String::from_utf8(b.clone()).ok(),
-            _ => None,
-        };
+        fn text(v: &Value) -> Option<&str> {
+            match v {
+                Value::String(s) => s.as_str(),
+                Value::Binary(b) => std::str::from_utf8(b).ok(),
+                _ => None,
+            }
+        }
         if let Some(tp) = h.get(TRACEPARENT).and_then(text) {
             let ts = h.get(TRACESTATE).and_then(text);
-            if let Some(ctx) = TraceContext::parse(&tp, ts.as_deref()) {
+            if let Some(ctx) = TraceContext::parse(tp, ts) {
                 return Some(ctx);
             }
             tracing::debug!(traceparent = %tp, "ignoring a malformed traceparent");
         }
         let legacy = h.get(LEGACY_TRACE_ID)?;
-        let raw = text(legacy).unwrap_or_else(|| legacy.to_string());
+        let raw = text(legacy).map_or_else(|| legacy.to_string(), str::to_owned);
         let compact: String = raw.chars().filter(|c| *c != '-').collect();
         let trace_id = unhex::<16>(&compact)
             .filter(|t| *t != [0; 16])
@@ -186,13 +189,17 @@ impl TraceContext {
 
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
+    push_hex(&mut s, b);
+    s
+}
+
+fn push_hex(s: &mut String, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for x in b {
         s.push(HEX[usize::from(x >> 4)] as char);
         s.push(HEX[usize::from(x & 15)] as char);
     }
-    s
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
