@@ -258,6 +258,17 @@ impl Client {
             .map(|c| c.child())
             .or_else(|| recorder.map(|_| TraceContext::new_root()));
         let opened = self.open_channel(method, args, trace.as_ref());
+        // A `tracing` span too, so subscribers see the call with its ids.
+        let tracing_span = trace.as_ref().map(|ctx| {
+            tracing::info_span!(
+                "zerorpc.client",
+                rpc.system = "zerorpc",
+                rpc.method = %method,
+                server.address = %opened.0.endpoint,
+                trace_id = %ctx.trace_id_hex(),
+                span_id = %ctx.span_id_hex(),
+            )
+        });
         // (boxed: only traced calls pay for the span)
         let mut span = match (recorder, trace) {
             (Some(rec), Some(ctx)) => Some(Box::new(SpanGuard::new(
@@ -272,7 +283,10 @@ impl Client {
             ))),
             _ => None,
         };
-        let r = Self::drive_inline(opened).await;
+        let r = match tracing_span {
+            Some(s) => tracing::Instrument::instrument(Self::drive_inline(opened), s).await,
+            None => Self::drive_inline(opened).await,
+        };
         if let Some(s) = span.take() {
             s.finish(client_outcome(&r));
         }

@@ -677,10 +677,21 @@ fn err_args(e: &CallError) -> Value {
 /// Starts the handler; a traced call's handler runs with its span as the
 /// current trace context, so the calls it makes are its children.
 fn dispatch(inner: &Arc<Inner>, req: Event, trace: Option<TraceContext>) -> HandlerFuture {
-    let fut = start_handler(inner, req);
     match trace {
-        Some(ctx) => Box::pin(ctx.scope(fut)),
-        None => fut,
+        Some(ctx) => {
+            // A `tracing` span too, so subscribers see the call with its ids.
+            let span = tracing::info_span!(
+                "zerorpc.server",
+                rpc.system = "zerorpc",
+                rpc.service = %inner.service_name,
+                rpc.method = %req.name,
+                trace_id = %ctx.trace_id_hex(),
+                span_id = %ctx.span_id_hex(),
+            );
+            let fut = start_handler(inner, req);
+            Box::pin(tracing::Instrument::instrument(ctx.scope(fut), span))
+        }
+        None => start_handler(inner, req),
     }
 }
 

@@ -296,3 +296,54 @@ async fn python_peers_ignore_the_context_and_our_sides_still_record() {
     })
     .await;
 }
+
+/// Captures the `tracing` spans our calls open, with their trace ids.
+#[derive(Clone, Default)]
+struct Spans(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct TraceId(String);
+        impl tracing::field::Visit for TraceId {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "trace_id" {
+                    self.0 = format!("{v:?}");
+                }
+            }
+        }
+        let mut t = TraceId(String::new());
+        attrs.record(&mut t);
+        let name = attrs.metadata().name().to_owned();
+        self.0.lock().unwrap().push((name, t.0));
+    }
+}
+
+// (one thread: the subscriber is this thread's default)
+#[tokio::test(flavor = "current_thread")]
+async fn subscribers_see_client_and_server_spans_with_the_trace_id() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let recorder = Recorder::new(store.clone(), 1000);
+    let c_ep = serve(C, &recorder).await;
+    let caller = client(&c_ep, None).await;
+    let root = TraceContext::new_root();
+    let id = root.trace_id_hex();
+    root.scope(caller.call("check", vec![1.into()]))
+        .await
+        .unwrap();
+    let seen = spans.0.lock().unwrap().clone();
+    let ours: Vec<&str> = seen
+        .iter()
+        .filter(|(_, t)| *t == id)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(ours, vec!["zerorpc.client", "zerorpc.server"], "{seen:?}");
+}
