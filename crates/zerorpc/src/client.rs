@@ -44,6 +44,9 @@ pub struct ClientOptions {
     /// outside any traced context. Without it, calls made inside a traced
     /// handler still carry the trace on, unrecorded.
     pub recorder: Option<Recorder>,
+    /// Emits call metrics through the `metrics` facade (see
+    /// [`crate::metrics`]).
+    pub metrics: bool,
 }
 
 /// Which calls are retried, and how: only methods the user declares
@@ -257,6 +260,9 @@ impl Client {
         let trace = TraceContext::current()
             .map(|c| c.child())
             .or_else(|| recorder.map(|_| TraceContext::new_root()));
+        // (a recorded span starts before the request leaves)
+        let t0 = (trace.is_some() && recorder.is_some())
+            .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
         let opened = self.open_channel(method, args, trace.as_ref());
         // A `tracing` span too, so subscribers see the call with its ids.
         let tracing_span = trace.as_ref().map(|ctx| {
@@ -273,22 +279,30 @@ impl Client {
         let mut span = match (recorder, trace) {
             (Some(rec), Some(ctx)) => Some(Box::new(SpanGuard::new(
                 rec.clone(),
-                Span::start(
+                Span::started(
                     ctx,
                     Side::Client,
                     opened.0.endpoint.clone(),
                     method.to_owned(),
                     Peer::Endpoint(opened.0.endpoint.clone()),
+                    t0.unwrap_or_else(|| (std::time::SystemTime::now(), std::time::Instant::now())),
                 ),
             ))),
             _ => None,
         };
+        let started = self.inner.opts.metrics.then(std::time::Instant::now);
         let r = match tracing_span {
             Some(s) => tracing::Instrument::instrument(Self::drive_inline(opened), s).await,
             None => Self::drive_inline(opened).await,
         };
-        if let Some(s) = span.take() {
-            s.finish(client_outcome(&r));
+        if span.is_some() || started.is_some() {
+            let outcome = client_outcome(&r);
+            if let Some(t) = started {
+                crate::metrics::client_call(method, &outcome, t.elapsed());
+            }
+            if let Some(s) = span.take() {
+                s.finish(outcome);
+            }
         }
         r.map(|(v, _)| v)
     }

@@ -41,6 +41,7 @@ pub mod event;
 pub mod hub;
 pub mod introspection;
 mod mailbox;
+pub mod metrics;
 mod oneway;
 pub mod record;
 mod server;

@@ -139,19 +139,44 @@ impl Span {
         method: String,
         peer: Peer,
     ) -> Self {
+        Span::started(
+            ctx,
+            side,
+            service,
+            method,
+            peer,
+            (SystemTime::now(), Instant::now()),
+        )
+    }
+
+    /// A span that started at `at` (wall clock and monotonic).
+    pub fn started(
+        ctx: TraceContext,
+        side: Side,
+        service: Arc<str>,
+        method: String,
+        peer: Peer,
+        at: (SystemTime, Instant),
+    ) -> Self {
         Span {
             ctx,
             side,
             service,
             method,
             peer,
-            start_wall: SystemTime::now(),
-            start: Instant::now(),
+            start_wall: at.0,
+            start: at.1,
         }
     }
 
     pub fn finish(self, recorder: &Recorder, outcome: Outcome) {
-        let duration = self.start.elapsed();
+        let now = Instant::now();
+        self.finish_at(recorder, outcome, now);
+    }
+
+    /// Finishes a span that ended at `ended` (recorded later).
+    pub fn finish_at(self, recorder: &Recorder, outcome: Outcome, ended: Instant) {
+        let duration = ended.saturating_duration_since(self.start);
         recorder.push(Finished {
             span: self,
             duration,

@@ -54,6 +54,9 @@ pub struct ServerOptions {
     /// carries a context is still traced (its handler's calls are its
     /// children), unrecorded.
     pub recorder: Option<Recorder>,
+    /// Emits call metrics through the `metrics` facade (see
+    /// [`crate::metrics`]).
+    pub metrics: bool,
     /// Under load (further requests already received), polls a new small
     /// call once on the receive loop before giving it a task of its own,
     /// so a handler that answers at once is served without a task
@@ -77,6 +80,7 @@ impl Default for ServerOptions {
             channel_queue: 64,
             inline_first_poll: true,
             recorder: None,
+            metrics: false,
         }
     }
 }
@@ -208,11 +212,18 @@ impl Server {
                         }
                     }
                 }
-                ev = events.recv() => {
-                    if let Ok(SocketEvent::Disconnected { routing_id: Some(id), .. }) = ev {
+                ev = events.recv() => match ev {
+                    Ok(SocketEvent::Disconnected { routing_id: Some(id), .. }) => {
                         // Its channels can no longer be answered: cancel them.
                         inner.channels().retain(|(peer, _), _| *peer != id);
+                        if inner.opts.metrics {
+                            crate::metrics::connections("server", -1.0);
+                        }
                     }
+                    Ok(SocketEvent::Connected { .. }) if inner.opts.metrics => {
+                        crate::metrics::connections("server", 1.0);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -318,9 +329,9 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
             let now = Instant::now();
             let mut ch = Channel::server(&event, inner.opts.channel, now.into_std());
             let trace = server_trace(inner, &event, identity);
-            if let Some(t) = &trace {
+            if let Some(ctx) = trace.as_ref().and_then(|t| t.ctx.as_ref()) {
                 // every event of a traced channel carries its context
-                ch.set_headers(t.ctx.header_entries());
+                ch.set_headers(ctx.header_entries());
             }
             let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
                 ch.poll_timeout(),
@@ -387,12 +398,19 @@ struct ServerCall {
     trace: Option<Box<ServerTrace>>,
 }
 
-/// A traced call's span and what is known of its outcome so far.
+/// What is watched of an observed call (traced, or with metrics on): its
+/// span and what is known of its outcome so far.
 struct ServerTrace {
-    ctx: TraceContext,
+    /// The call's trace context, when traced.
+    ctx: Option<TraceContext>,
     /// Recorded at the end (with a recorder).
     span: Option<Span>,
+    /// With metrics on: the method and when the call started.
+    metrics: Option<(String, Instant)>,
     outcome: Outcome,
+    /// When the outcome was decided (the reply queued, the loss seen);
+    /// the span ends there, not when the call's task is torn down.
+    ended: Option<std::time::Instant>,
     items: u64,
 }
 
@@ -408,20 +426,30 @@ fn server_trace(inner: &Inner, event: &Event, identity: &Bytes) -> Option<Box<Se
                 .recorder
                 .as_ref()
                 .map(|_| TraceContext::new_root())
-        })?;
-    let span = inner.opts.recorder.as_ref().map(|_| {
-        Span::start(
+        });
+    if ctx.is_none() && !inner.opts.metrics {
+        return None;
+    }
+    let span = match (&ctx, &inner.opts.recorder) {
+        (Some(ctx), Some(_)) => Some(Span::start(
             ctx.clone(),
             Side::Server,
             inner.service_name.clone(),
             event.name.clone(),
             Peer::RoutingId(identity.clone()),
-        )
+        )),
+        _ => None,
+    };
+    let metrics = inner.opts.metrics.then(|| {
+        crate::metrics::in_flight(&inner.service_name, 1.0);
+        (event.name.clone(), Instant::now())
     });
     Some(Box::new(ServerTrace {
         ctx,
         span,
+        metrics,
         outcome: Outcome::Cancelled,
+        ended: None,
         items: 0,
     }))
 }
@@ -429,8 +457,18 @@ fn server_trace(inner: &Inner, event: &Event, identity: &Bytes) -> Option<Box<Se
 impl Drop for ServerCall {
     fn drop(&mut self) {
         if let Some(t) = self.trace.take() {
+            let ended = t.ended.unwrap_or_else(std::time::Instant::now);
+            if let Some((method, start)) = &t.metrics {
+                let name = &self.inner.service_name;
+                let took = ended.saturating_duration_since(start.into_std());
+                crate::metrics::server_call(name, method, &t.outcome, took);
+                crate::metrics::in_flight(name, -1.0);
+                if t.items > 0 {
+                    crate::metrics::server_stream_items(method, t.items);
+                }
+            }
             if let (Some(span), Some(rec)) = (t.span, &self.inner.opts.recorder) {
-                span.finish(rec, t.outcome);
+                span.finish_at(rec, t.outcome, ended);
             }
         }
         self.inner.channels().remove(&self.key);
@@ -486,7 +524,7 @@ impl Future for ServerCall {
             // Start the handler once a concurrency slot is ours.
             if matches!(this.phase, Phase::Queued) && this.poll_slot(cx) {
                 if let Some(req) = this.request.take() {
-                    let ctx = this.trace.as_ref().map(|t| t.ctx.clone());
+                    let ctx = this.trace.as_ref().and_then(|t| t.ctx.clone());
                     this.phase = Phase::Running(dispatch(&this.inner, *req, ctx));
                 }
             }
@@ -539,6 +577,7 @@ impl ServerCall {
                 Outcome::Stream { .. } => Outcome::Stream { items: t.items },
                 o => o,
             };
+            t.ended = Some(std::time::Instant::now());
         }
     }
 

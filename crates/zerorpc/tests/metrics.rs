@@ -1,0 +1,206 @@
+//! Metrics: a server and a client with metrics on, scraped over HTTP from
+//! the Prometheus exporter, the exposition format parsed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use zerorpc::demo::demo_service;
+use zerorpc::{ChannelConfig, Client, ClientOptions, Server, ServerOptions, Value};
+
+/// `name{k="v",...} value` lines, keyed by name and sorted labels.
+fn scrape(port: u16) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect exporter");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut out = BTreeMap::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels: BTreeMap<String, String> = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("label");
+                (k.to_owned(), v.trim_matches('"').to_owned())
+            })
+            .collect();
+        out.insert(
+            (name.to_owned(), labels),
+            value.parse::<f64>().expect("value"),
+        );
+    }
+    out
+}
+
+fn get(
+    m: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let want: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    m.get(&(name.to_owned(), want.clone()))
+        .copied()
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name}{want:?} in {:#?}",
+                m.keys().filter(|k| k.0 == name).collect::<Vec<_>>()
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_sees_calls_outcomes_durations_and_losses() {
+    let port = free_port();
+    zerorpc::metrics::install_prometheus(([127, 0, 0, 1], port).into()).unwrap();
+    let server = Arc::new(Server::with_options(
+        demo_service(),
+        ServerOptions {
+            metrics: true,
+            ..Default::default()
+        },
+    ));
+    let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    let c = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            metrics: true,
+            channel: ChannelConfig {
+                heartbeat: Duration::from_millis(300),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..5 {
+        c.call("echo", vec![i.into()]).await.unwrap();
+    }
+    for _ in 0..2 {
+        assert!(c.call("fail", vec!["no".into()]).await.is_err());
+    }
+    let items = c.call("range", vec![10.into()]).await.unwrap();
+    assert_eq!(items.as_array().map(Vec::len), Some(10));
+    // A call whose server goes silent: a heartbeat loss on the client.
+    let hung = zerorpc::zmtp::RouterSocket::new();
+    let hung_ep = hung.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let c2 = Client::connect_with(
+        &[&hung_ep],
+        ClientOptions {
+            metrics: true,
+            channel: ChannelConfig {
+                heartbeat: Duration::from_millis(200),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        c2.call("echo", vec![Value::Nil]).await,
+        Err(zerorpc::Error::LostRemote(_))
+    ));
+
+    let m = tokio::task::spawn_blocking(move || {
+        // (the server counts a call when its reply is on its way)
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = scrape(port);
+            let done = m.contains_key(&(
+                "zerorpc_server_calls_total".into(),
+                [
+                    ("method", "range"),
+                    ("outcome", "STREAM"),
+                    ("service", "demo"),
+                ]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ));
+            if done || std::time::Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    let server_calls = |method, outcome| {
+        get(
+            &m,
+            "zerorpc_server_calls_total",
+            &[
+                ("service", "demo"),
+                ("method", method),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(server_calls("echo", "OK"), 5.0);
+    assert_eq!(server_calls("fail", "ERR"), 2.0);
+    assert_eq!(server_calls("range", "STREAM"), 1.0);
+    let client_calls = |method, outcome| {
+        get(
+            &m,
+            "zerorpc_client_calls_total",
+            &[("method", method), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(client_calls("echo", "OK"), 5.0);
+    assert_eq!(client_calls("fail", "ERR"), 2.0);
+    assert_eq!(client_calls("echo", "LOST"), 1.0);
+    assert_eq!(
+        get(
+            &m,
+            "zerorpc_server_call_duration_seconds_count",
+            &[("service", "demo"), ("method", "echo")]
+        ),
+        5.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            "zerorpc_stream_items_total",
+            &[("side", "server"), ("method", "range")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            "zerorpc_stream_items_total",
+            &[("side", "client"), ("method", "range")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        get(&m, "zerorpc_heartbeat_losses_total", &[("side", "client")]),
+        1.0
+    );
+    assert_eq!(
+        get(&m, "zerorpc_server_in_flight", &[("service", "demo")]),
+        0.0
+    );
+    assert_eq!(get(&m, "zerorpc_connections", &[("side", "server")]), 1.0);
+}
