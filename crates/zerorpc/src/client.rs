@@ -260,24 +260,42 @@ impl Client {
         let trace = TraceContext::current()
             .map(|c| c.child())
             .or_else(|| recorder.map(|_| TraceContext::new_root()));
+        // (matched by value, so nothing of the trace lives in the plain
+        // call's future; the observed call is boxed for the same reason)
+        match trace {
+            None if !self.inner.opts.metrics => {
+                let (call, unsent) = InlineCall::new(self.open_channel(method, args, None));
+                Self::drive_inline(call, unsent).await.map(|(v, _)| v)
+            }
+            trace => Box::pin(self.call_observed(method, args, trace)).await,
+        }
+    }
+
+    /// A call that is traced, or measured, or both.
+    async fn call_observed(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        trace: Option<TraceContext>,
+    ) -> Result<Value, Error> {
+        let recorder = self.inner.opts.recorder.as_ref();
         // (a recorded span starts before the request leaves)
-        let t0 = (trace.is_some() && recorder.is_some())
-            .then(|| (std::time::SystemTime::now(), std::time::Instant::now()));
+        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
         let opened = self.open_channel(method, args, trace.as_ref());
         // A `tracing` span too, so subscribers see the call with its ids.
-        let tracing_span = trace.as_ref().map(|ctx| {
-            tracing::info_span!(
+        let tracing_span = match &trace {
+            Some(ctx) => tracing::info_span!(
                 "zerorpc.client",
                 rpc.system = "zerorpc",
                 rpc.method = %method,
                 server.address = %opened.0.endpoint,
                 trace_id = %ctx.trace_id_hex(),
                 span_id = %ctx.span_id_hex(),
-            )
-        });
-        // (boxed: only traced calls pay for the span)
+            ),
+            None => tracing::Span::none(),
+        };
         let mut span = match (recorder, trace) {
-            (Some(rec), Some(ctx)) => Some(Box::new(SpanGuard::new(
+            (Some(rec), Some(ctx)) => Some(SpanGuard::new(
                 rec.clone(),
                 Span::started(
                     ctx,
@@ -285,24 +303,20 @@ impl Client {
                     opened.0.endpoint.clone(),
                     method.to_owned(),
                     Peer::Endpoint(opened.0.endpoint.clone()),
-                    t0.unwrap_or_else(|| (std::time::SystemTime::now(), std::time::Instant::now())),
+                    t0,
                 ),
-            ))),
+            )),
             _ => None,
         };
-        let started = self.inner.opts.metrics.then(std::time::Instant::now);
-        let r = match tracing_span {
-            Some(s) => tracing::Instrument::instrument(Self::drive_inline(opened), s).await,
-            None => Self::drive_inline(opened).await,
-        };
-        if span.is_some() || started.is_some() {
-            let outcome = client_outcome(&r);
-            if let Some(t) = started {
-                crate::metrics::client_call(method, &outcome, t.elapsed());
-            }
-            if let Some(s) = span.take() {
-                s.finish(outcome);
-            }
+        let (call, unsent) = InlineCall::new(opened);
+        let r =
+            tracing::Instrument::instrument(Self::drive_inline(call, unsent), tracing_span).await;
+        let outcome = client_outcome(&r);
+        if self.inner.opts.metrics {
+            crate::metrics::client_call(method, &outcome, t0.1.elapsed());
+        }
+        if let Some(s) = span.take() {
+            s.finish(outcome);
         }
         r.map(|(v, _)| v)
     }
@@ -310,31 +324,25 @@ impl Client {
     /// Sends the request (waiting for room if it found none) and drives
     /// the channel until the reply; a stream is collected (with its item
     /// count).
-    async fn drive_inline(opened: Opened) -> Result<(Value, Option<u64>), Error> {
-        // The caller polls this future until the call ends, so it can drive
-        // the channel itself (heartbeats included): no extra task hop.
-        let (conn, mut ch, net_rx, guard, unsent) = opened;
+    ///
+    /// The caller polls this future until the call ends, so it can drive
+    /// the channel itself (heartbeats included): no extra task hop. (It
+    /// takes the call already built: an async fn keeps its arguments for
+    /// its whole life, so they should be what it works on.)
+    async fn drive_inline(
+        mut call: InlineCall,
+        unsent: Option<Box<Message>>,
+    ) -> Result<(Value, Option<u64>), Error> {
         if let Some(msg) = unsent {
             // (boxed: the waiting state would otherwise sit in every call)
             Box::pin(wait_send(
-                conn.clone(),
-                msg,
-                ch.config().first_reply_timeout,
+                call.conn.clone(),
+                *msg,
+                call.ch.config().first_reply_timeout,
             ))
             .await?;
-            ch.request_sent(Instant::now().into_std());
+            call.ch.request_sent(Instant::now().into_std());
         }
-        let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
-            ch.poll_timeout(),
-        )));
-        let mut call = InlineCall {
-            conn,
-            ch,
-            net_rx,
-            timer,
-            sending: None,
-            _guard: guard,
-        };
         // A streamed result is collected; one event is held at a time.
         let mut items: Option<Vec<Value>> = None;
         loop {
@@ -532,6 +540,23 @@ struct InlineCall {
 }
 
 impl InlineCall {
+    /// The call, and its request if it still has to be sent (boxed: rare).
+    fn new(opened: Opened) -> (Self, Option<Box<Message>>) {
+        let (conn, ch, net_rx, guard, unsent) = opened;
+        let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
+            ch.poll_timeout(),
+        )));
+        let call = InlineCall {
+            conn,
+            ch,
+            net_rx,
+            timer,
+            sending: None,
+            _guard: guard,
+        };
+        (call, unsent.map(Box::new))
+    }
+
     /// Drives the channel until the next reply or stream item. Items are
     /// consumed as soon as they are returned, so credit follows at once.
     async fn next_event(&mut self) -> Result<Event, Error> {
