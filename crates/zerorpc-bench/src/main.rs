@@ -88,19 +88,21 @@ const BIG: usize = 64 * 1024;
 
 // ------------------------------------------------------------ Rust client
 
+/// Our echo call: a small integer, or 64 KiB of bytes.
+fn echo_call(c: Client, big: bool) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let arg = if big {
+            Value::Binary(vec![7u8; BIG])
+        } else {
+            Value::from(1)
+        };
+        c.call("echo", vec![arg]).await.expect("call");
+    })
+}
+
 async fn rust_client(name: &str, ep: &str, seq: usize, conc: usize, stream: u64) -> Row {
     let c = Client::connect(ep).await.expect("connect");
-    let mut row = call_workloads(name, seq, conc, c.clone(), |c, big| {
-        Box::pin(async move {
-            let arg = if big {
-                Value::Binary(vec![7u8; BIG])
-            } else {
-                Value::from(1)
-            };
-            c.call("echo", vec![arg]).await.expect("call");
-        })
-    })
-    .await;
+    let mut row = call_workloads(name, seq, conc, c.clone(), echo_call).await;
     let t = Instant::now();
     let items = c
         .call("range", vec![Value::from(stream)])
@@ -971,17 +973,7 @@ async fn tracing_child(mode: u8, quick: bool) -> Row {
     };
     let row = tokio::spawn(async move {
         let c = Client::connect_with(&[&ep], opts).await.expect("connect");
-        call_workloads("", seq, conc, c, |c, big| {
-            Box::pin(async move {
-                let arg = if big {
-                    Value::Binary(vec![7u8; BIG])
-                } else {
-                    Value::from(1)
-                };
-                c.call("echo", vec![arg]).await.expect("call");
-            })
-        })
-        .await
+        call_workloads("", seq, conc, c, echo_call).await
     })
     .await
     .expect("bench task");
@@ -1071,6 +1063,15 @@ impl zerorpc::TraceSink for Discard {
     }
 }
 
+/// The runtime every measurement runs on: two workers, like the machine.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("tracing") {
@@ -1079,11 +1080,7 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("tracing-child") {
         let mode: u8 = args.get(2).and_then(|m| m.parse().ok()).unwrap_or(0);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = runtime();
         let r = rt.block_on(tracing_child(mode, args.iter().any(|a| a == "--quick")));
         println!(
             "ROW {}",
@@ -1092,22 +1089,14 @@ fn main() {
         std::process::exit(0);
     }
     if args.get(1).map(String::as_str) == Some("hub") {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = runtime();
         rt.block_on(hub_bench(args.iter().any(|a| a == "--quick")));
         return;
     }
     if args.get(1).map(String::as_str) == Some("idle") {
         // Child mode (see `idle_in_child`): one system, a fresh heap.
         let n: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = runtime();
         let bytes = rt.block_on(async {
             match args.get(2).map(String::as_str) {
                 Some("ours") => idle_ours(n).await,
@@ -1144,11 +1133,7 @@ fn main() {
             py_stream: 100_000,
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let started = Instant::now();
     let step = |i: usize, what: &str| {
         eprintln!("[{i}/8 {:>5.1}s] {what}", started.elapsed().as_secs_f64())
