@@ -13,6 +13,7 @@ mod hub;
 mod literal;
 mod output;
 mod server;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,8 @@ Examples:
   zerorpc bench --connect tcp://127.0.0.1:4242 --method echo --concurrency 64 --duration 10 hello
   zerorpc hub hub.yml                           a load-balancing hub (zerohub keys: in, out, type: queue)
   zerorpc --server --connect tcp://hub:2222 demo   a worker behind that hub
+  zerorpc trace-collector --redis redis://127.0.0.1:6379/   store call records sent by services
+  zerorpc trace show 4bf92f3577b34da6a3ce929d0e0e4736       print a trace's call tree
 
 Arguments that are not literals are sent as strings. Exit codes: 0 ok, 1 remote error,
 2 usage, 3 timeout, 4 lost remote, 5 other failure.";
@@ -142,6 +145,19 @@ fn main() -> ExitCode {
             rt.block_on(bench::run(b))
         }
         Some("demo") if args.len() == 2 => rt.block_on(client::demo()),
+        Some("trace-collector") => {
+            let a = trace::CollectorArgs::parse_from(
+                std::iter::once("zerorpc trace-collector".to_owned())
+                    .chain(args.into_iter().skip(2)),
+            );
+            rt.block_on(trace::collector(a))
+        }
+        Some("trace") => {
+            let a = trace::TraceArgs::parse_from(
+                std::iter::once("zerorpc trace".to_owned()).chain(args.into_iter().skip(2)),
+            );
+            rt.block_on(trace::trace(a))
+        }
         Some("hub") => {
             let h = hub::HubArgs::parse_from(
                 std::iter::once("zerorpc hub".to_owned()).chain(args.into_iter().skip(2)),

@@ -365,3 +365,105 @@ fn hub_refuses_a_bad_config_with_the_reason() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
 }
+
+#[test]
+fn trace_collector_into_redis_and_trace_show() {
+    use zerorpc::{ClientOptions, Recorder, Server, ServerOptions, TraceContext, Value};
+    let port = free_port();
+    let prefix = format!("zerorpc-cli-test-{}", std::process::id());
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let _collector = Bg::start(
+        &[
+            "trace-collector",
+            "--bind",
+            &ep,
+            "--redis",
+            "redis://127.0.0.1:6379/",
+            "--prefix",
+            &prefix,
+        ],
+        "collecting records on",
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let id = rt.block_on(async {
+        let rec = Recorder::new(
+            zerorpc::collector::PushSink::connect(&ep).await.unwrap(),
+            1000,
+        );
+        let server = std::sync::Arc::new(Server::with_options(
+            zerorpc::demo::Demo,
+            ServerOptions {
+                recorder: Some(rec.clone()),
+                ..Default::default()
+            },
+        ));
+        let sep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        let s = server.clone();
+        tokio::spawn(async move { s.run().await });
+        let c = zerorpc::Client::connect_with(
+            &[&sep],
+            ClientOptions {
+                recorder: Some(rec.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let root = TraceContext::new_root();
+        let id = root.trace_id_hex();
+        root.scope(c.call("echo", vec![Value::from("hi")]))
+            .await
+            .unwrap();
+        id
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = zerorpc(&["trace", "show", &id, "--prefix", &prefix]);
+        if o.status.success() {
+            let out = stdout(&o);
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines.len(), 2, "{out}");
+            assert!(
+                lines[0].starts_with("call tcp://127.0.0.1:")
+                    && lines[0].contains(" echo ")
+                    && lines[0].ends_with(" OK"),
+                "{out}"
+            );
+            assert!(
+                lines[1].starts_with("  serve demo echo ") && lines[1].ends_with(" OK"),
+                "{out}"
+            );
+            break;
+        }
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            Instant::now() < deadline,
+            "the trace never reached redis: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = zerorpc(&[
+        "trace",
+        "show",
+        "00000000000000000000000000000001",
+        "--prefix",
+        &prefix,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no trace"), "{}", stderr(&o));
+    rt.block_on(async {
+        let store = zerorpc::collector::RedisStore::connect(
+            "redis://127.0.0.1:6379/",
+            &prefix,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        store.clear_counters().await.unwrap();
+    });
+}

@@ -35,6 +35,7 @@ extern crate self as zerorpc;
 
 pub mod channel;
 mod client;
+pub mod collector;
 pub mod demo;
 mod error;
 pub mod event;
