@@ -18,6 +18,11 @@ use rmpv::Value;
 
 use crate::event::{Event, MessageId};
 
+/// Whether an event ends its channel (`OK`, `ERR`, `STREAM_DONE`).
+pub fn is_final(name: &str) -> bool {
+    matches!(name, "OK" | "ERR" | "STREAM_DONE")
+}
+
 /// Heartbeat event name.
 pub const HEARTBEAT: &str = "_zpc_hb";
 /// Credit grant event name.

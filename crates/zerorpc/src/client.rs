@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
 
-use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::channel::{is_final, Channel, ChannelConfig, ChannelError};
 use crate::error::{Error, RemoteError};
 use crate::event::{DecodeLimits, Event, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
@@ -626,10 +626,6 @@ impl CallHandle {
         }
         r
     }
-}
-
-fn is_final(name: &str) -> bool {
-    matches!(name, "OK" | "ERR" | "STREAM_DONE")
 }
 
 /// Tells the connection how a call's event turned out (see [`Conn::note`]).

@@ -31,8 +31,11 @@ use rmpv::Value;
 use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
+use crate::channel::is_final;
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, MessageId};
+use crate::service::CallError;
+use crate::trace::hex;
 
 /// The method a hub answers itself with its statistics.
 pub const HUB_STATS: &str = "_zerorpc_hub_stats";
@@ -165,11 +168,6 @@ pub struct HubCore {
     dropped: u64,
     /// Completions per rate window, for calls/s.
     rate: VecDeque<(Instant, u64)>,
-}
-
-/// Events that end a channel, seen from the worker.
-fn is_final(name: &str) -> bool {
-    matches!(name, "OK" | "ERR" | "STREAM_DONE")
 }
 
 impl HubCore {
@@ -539,11 +537,7 @@ impl HubCore {
 }
 
 fn err_args(name: &str, message: &str) -> Value {
-    Value::Array(vec![name.into(), message.into(), "".into()])
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    CallError::new(name, message).to_args()
 }
 
 /// The hub: a `HubCore` between two ROUTER sockets.
@@ -625,33 +619,13 @@ impl Hub {
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
                 m = self.input.recv() => {
-                    let mut next = Some(m?);
-                    let mut core = self.core();
                     let now = Instant::now();
-                    let mut taken = 0;
-                    while let Some(m) = next.take() {
-                        core.on_client(m, now);
-                        taken += 1;
-                        if taken < 64 {
-                            next = self.input.try_recv()?;
-                        }
-                    }
-                    drop(core);
+                    with_waiting(&self.input, m?, |m| self.core().on_client(m, now))?;
                     self.flush();
                 }
                 m = self.output.recv() => {
-                    let mut next = Some(m?);
-                    let mut core = self.core();
                     let now = Instant::now();
-                    let mut taken = 0;
-                    while let Some(m) = next.take() {
-                        core.on_worker(m, now);
-                        taken += 1;
-                        if taken < 64 {
-                            next = self.output.try_recv()?;
-                        }
-                    }
-                    drop(core);
+                    with_waiting(&self.output, m?, |m| self.core().on_worker(m, now))?;
                     self.flush();
                 }
                 ev = out_events.recv() => {
@@ -705,6 +679,25 @@ impl Hub {
             }
         }
     }
+}
+
+/// Hands `first`, then the messages already waiting behind it (up to 64),
+/// to `f`: one wake-up serves a batch.
+fn with_waiting(
+    socket: &RouterSocket,
+    first: Message,
+    mut f: impl FnMut(Message),
+) -> Result<(), Error> {
+    let mut next = Some(first);
+    let mut taken = 0;
+    while let Some(m) = next.take() {
+        f(m);
+        taken += 1;
+        if taken < 64 {
+            next = socket.try_recv()?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Hub {

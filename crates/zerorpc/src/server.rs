@@ -495,7 +495,7 @@ impl Future for ServerCall {
                     Poll::Ready(Some(Inbound::Shutdown)) => {
                         let e = CallError::new("ServerShutdown", "the server is shutting down");
                         this.note(err_outcome(&e));
-                        this.ch.send("ERR", err_args(&e));
+                        this.ch.send("ERR", e.to_args());
                         this.phase = Phase::Done;
                         break;
                     }
@@ -629,7 +629,7 @@ impl ServerCall {
                     }
                     Ok(Response::Stream(st)) => self.phase = Phase::Streaming(st),
                     Err(e) => {
-                        self.ch.send("ERR", err_args(&e));
+                        self.ch.send("ERR", e.to_args());
                         self.phase = Phase::Done;
                         self.note(err_outcome(&e));
                     }
@@ -678,7 +678,7 @@ fn send_item(ch: &mut Channel, item: Option<Result<Value, CallError>>) -> bool {
             false
         }
         Some(Err(e)) => {
-            ch.send("ERR", err_args(&e));
+            ch.send("ERR", e.to_args());
             true
         }
         None => {
@@ -703,14 +703,6 @@ fn err_outcome(e: &CallError) -> Outcome {
         name: e.name.clone(),
         message: e.message.clone(),
     }
-}
-
-fn err_args(e: &CallError) -> Value {
-    Value::Array(vec![
-        Value::from(e.name.as_str()),
-        Value::from(e.message.as_str()),
-        Value::from(e.traceback.as_str()),
-    ])
 }
 
 /// Starts the handler; a traced call's handler runs with its span as the

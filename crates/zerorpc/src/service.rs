@@ -46,6 +46,15 @@ impl CallError {
         self
     }
 
+    /// The arguments of its `ERR` event: `[name, message, traceback]`.
+    pub fn to_args(&self) -> Value {
+        Value::Array(vec![
+            Value::from(self.name.as_str()),
+            Value::from(self.message.as_str()),
+            Value::from(self.traceback.as_str()),
+        ])
+    }
+
     /// A wrong argument (count or type), named like Python's `TypeError`.
     pub fn bad_args(message: impl Into<String>) -> Self {
         CallError::new("TypeError", message)
@@ -62,6 +71,18 @@ impl CallError {
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+/// A call made inside a handler failed (so `?` works on it): a remote
+/// error passes on as it was (name, message, traceback); any other failure
+/// (lost remote, timeout...) becomes `UpstreamError` with it as message.
+impl From<crate::Error> for CallError {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Remote(r) => r.into(),
+            other => CallError::new("UpstreamError", other.to_string()),
+        }
     }
 }
 
@@ -411,5 +432,35 @@ pub fn type_name_of(v: &Value) -> &'static str {
         Value::Array(_) => "list",
         Value::Map(_) => "dict",
         Value::Ext(..) => "ext",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_inner_call_becomes_the_handlers_error() {
+        let remote = crate::Error::Remote(crate::RemoteError {
+            name: "ValueError".into(),
+            message: "no".into(),
+            traceback: "tb".into(),
+        });
+        let e = CallError::from(remote);
+        assert_eq!(
+            (e.name.as_str(), e.message.as_str(), e.traceback.as_str()),
+            ("ValueError", "no", "tb")
+        );
+        let lost = CallError::from(crate::Error::Disconnected);
+        assert_eq!(lost.name, "UpstreamError");
+        assert!(lost.message.contains("connection"), "{}", lost.message);
+        assert_eq!(
+            lost.to_args(),
+            Value::Array(vec![
+                "UpstreamError".into(),
+                lost.message.as_str().into(),
+                "".into()
+            ])
+        );
     }
 }

@@ -11,8 +11,7 @@ use common::*;
 use zerorpc::collector::{Collector, PushSink, RedisStore};
 use zerorpc::record::{render_tree, Side};
 use zerorpc::{
-    CallError, Client, ClientOptions, Error, Outcome, Recorder, Server, ServerOptions,
-    TraceContext, Value,
+    CallError, Client, ClientOptions, Outcome, Recorder, Server, ServerOptions, TraceContext, Value,
 };
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
@@ -25,13 +24,6 @@ async fn redis(prefix: &str, ttl: Duration) -> RedisStore {
                 "these tests need Redis on 127.0.0.1:6379 (it runs on the project's machines): {e}"
             )
         })
-}
-
-fn upstream(e: Error) -> CallError {
-    match e {
-        Error::Remote(r) => r.into(),
-        other => CallError::new("Upstream", other.to_string()),
-    }
 }
 
 struct Leaf;
@@ -56,11 +48,7 @@ struct Mid {
 impl Mid {
     /// Asks the leaf.
     pub async fn relay(&self, x: i64) -> Result<i64, CallError> {
-        let v = self
-            .next
-            .call("check", vec![x.into()])
-            .await
-            .map_err(upstream)?;
+        let v = self.next.call("check", vec![x.into()]).await?;
         Ok(v.as_i64().unwrap_or_default())
     }
 }

@@ -10,16 +10,9 @@ use std::time::Duration;
 use common::*;
 use zerorpc::record::render_tree;
 use zerorpc::{
-    CallError, Client, ClientOptions, EmbeddedStore, Error, Outcome, Record, Recorder, Server,
+    CallError, Client, ClientOptions, EmbeddedStore, Outcome, Record, Recorder, Server,
     ServerOptions, TraceContext, Value,
 };
-
-fn upstream(e: Error) -> CallError {
-    match e {
-        Error::Remote(r) => r.into(),
-        other => CallError::new("Upstream", other.to_string()),
-    }
-}
 
 struct C;
 
@@ -43,11 +36,7 @@ struct B {
 impl B {
     /// Asks C.
     pub async fn relay(&self, x: i64) -> Result<i64, CallError> {
-        let v = self
-            .c
-            .call("check", vec![x.into()])
-            .await
-            .map_err(upstream)?;
+        let v = self.c.call("check", vec![x.into()]).await?;
         Ok(v.as_i64().unwrap_or_default() * 10)
     }
 }
@@ -60,11 +49,7 @@ struct A {
 impl A {
     /// Asks B.
     pub async fn top(&self, x: i64) -> Result<i64, CallError> {
-        let v = self
-            .b
-            .call("relay", vec![x.into()])
-            .await
-            .map_err(upstream)?;
+        let v = self.b.call("relay", vec![x.into()]).await?;
         Ok(v.as_i64().unwrap_or_default() + 1)
     }
 }
