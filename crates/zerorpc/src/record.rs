@@ -228,8 +228,6 @@ struct RecorderInner {
     tx: mpsc::Sender<Queued>,
     dropped: AtomicU64,
     written: AtomicU64,
-    process: String,
-    host: String,
 }
 
 /// Collects records without blocking calls, and ships them in batches.
@@ -266,18 +264,18 @@ impl Recorder {
             tx,
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
-            process: format!(
-                "{}[{}]",
-                std::env::current_exe()
-                    .ok()
-                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .unwrap_or_else(|| "?".into()),
-                std::process::id()
-            ),
-            host: hostname(),
         });
         let weak = Arc::downgrade(&inner);
-        let (process, host) = (inner.process.clone(), inner.host.clone());
+        // (only the shipping task writes them into records)
+        let process = format!(
+            "{}[{}]",
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "?".into()),
+            std::process::id()
+        );
+        let host = hostname();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while rx.recv_many(&mut batch, BATCH).await > 0 {
