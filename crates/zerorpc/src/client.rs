@@ -27,6 +27,7 @@ use crate::error::{Error, RemoteError};
 use crate::event::{DecodeLimits, Event, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::record::{Outcome, Peer, Recorder, Side, Span};
+use crate::report::{ErrorReport, OnError};
 use crate::trace::TraceContext;
 
 /// Client settings.
@@ -47,6 +48,10 @@ pub struct ClientOptions {
     /// Emits call metrics through the `metrics` facade (see
     /// [`crate::metrics`]).
     pub metrics: bool,
+    /// Hears of every remote error a call receives (name, message,
+    /// traceback, trace id), to pass on to an error tracker. See
+    /// [`crate::report`].
+    pub on_error: Option<OnError>,
 }
 
 /// Which calls are retried, and how: only methods the user declares
@@ -263,7 +268,7 @@ impl Client {
         // (matched by value, so nothing of the trace lives in the plain
         // call's future; the observed call is boxed for the same reason)
         match trace {
-            None if !self.inner.opts.metrics => {
+            None if !self.inner.opts.metrics && self.inner.opts.on_error.is_none() => {
                 let (call, unsent) = InlineCall::new(self.open_channel(method, args, None));
                 Self::drive_inline(call, unsent).await.map(|(v, _)| v)
             }
@@ -282,6 +287,11 @@ impl Client {
         // (a recorded span starts before the request leaves)
         let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
         let opened = self.open_channel(method, args, trace.as_ref());
+        let opened_endpoint = opened.0.endpoint.clone();
+        let ids = match (&self.inner.opts.on_error, &trace) {
+            (Some(_), Some(ctx)) => Some((ctx.trace_id_hex(), ctx.span_id_hex())),
+            _ => None,
+        };
         // A `tracing` span too, so subscribers see the call with its ids.
         let tracing_span = match &trace {
             Some(ctx) => tracing::info_span!(
@@ -315,10 +325,36 @@ impl Client {
         if self.inner.opts.metrics {
             crate::metrics::client_call(method, &outcome, t0.1.elapsed());
         }
+        if let Err(Error::Remote(e)) = &r {
+            self.report(&opened_endpoint, method, e, ids);
+        }
         if let Some(s) = span.take() {
             s.finish(outcome);
         }
         r.map(|(v, _)| v)
+    }
+
+    /// Tells the error hook (if any) of a remote error.
+    fn report(
+        &self,
+        endpoint: &str,
+        method: &str,
+        e: &crate::RemoteError,
+        ids: Option<(String, String)>,
+    ) {
+        if let Some(hook) = &self.inner.opts.on_error {
+            let (trace_id, span_id) = ids.unzip();
+            hook.report(&ErrorReport {
+                side: Side::Client,
+                service: endpoint.to_owned(),
+                method: method.to_owned(),
+                name: e.name.clone(),
+                message: e.message.clone(),
+                traceback: e.traceback.clone(),
+                trace_id,
+                span_id,
+            });
+        }
     }
 
     /// Sends the request (waiting for room if it found none) and drives
@@ -369,23 +405,95 @@ impl Client {
         &self,
         method: &str,
         args: Vec<Value>,
-    ) -> Result<impl Stream<Item = Result<Value, Error>> + Send + 'static, Error> {
-        let call = self.open(method, args).await?;
-        Ok(futures::stream::unfold(Some(call), |state| async move {
-            let mut call = state?;
-            match call.next_event().await {
-                Ok(ev) => match ev.name.as_str() {
-                    "STREAM" => Some((Ok(ev.args), Some(call))),
-                    "STREAM_DONE" => None,
-                    "OK" => Some((Ok(first_arg(ev.args)), None)),
-                    "ERR" => Some((Err(Error::Remote(remote_error(ev.args))), None)),
-                    other => Some((Err(unexpected(other)), None)),
+    ) -> Result<impl Stream<Item = Result<Value, Error>> + Send + Unpin + 'static, Error> {
+        let opts = &self.inner.opts;
+        let recorder = opts.recorder.as_ref();
+        let trace = TraceContext::current()
+            .map(|c| c.child())
+            .or_else(|| recorder.map(|_| TraceContext::new_root()));
+        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let (call, endpoint) = self.open(method, args, trace.as_ref()).await?;
+        let watch = (trace.is_some() || opts.metrics || opts.on_error.is_some()).then(|| {
+            Box::new(StreamWatch {
+                ids: match (&opts.on_error, &trace) {
+                    (Some(_), Some(ctx)) => Some((ctx.trace_id_hex(), ctx.span_id_hex())),
+                    _ => None,
                 },
-                Err(e) => Some((Err(e), None)),
-            }
-        }))
+                span: match (recorder, trace) {
+                    (Some(rec), Some(ctx)) => Some(SpanGuard::new(
+                        rec.clone(),
+                        Span::started(
+                            ctx,
+                            Side::Client,
+                            endpoint.clone(),
+                            method.to_owned(),
+                            Peer::Endpoint(endpoint.clone()),
+                            t0,
+                        ),
+                    )),
+                    _ => None,
+                },
+                client: self.clone(),
+                endpoint,
+                method: method.to_owned(),
+                started: t0.1,
+                items: 0,
+            })
+        });
+        // (boxed: an `Unpin` stream is simpler to use)
+        Ok(Box::pin(futures::stream::unfold(
+            Some((call, watch)),
+            |state| async move {
+                let (mut call, mut watch) = state?;
+                let r = match call.next_event().await {
+                    Ok(ev) => match ev.name.as_str() {
+                        "STREAM" => {
+                            if let Some(w) = &mut watch {
+                                w.items += 1;
+                            }
+                            return Some((Ok(ev.args), Some((call, watch))));
+                        }
+                        "STREAM_DONE" => None,
+                        "OK" => Some(Ok(first_arg(ev.args))),
+                        "ERR" => Some(Err(Error::Remote(remote_error(ev.args)))),
+                        other => Some(Err(unexpected(other))),
+                    },
+                    Err(e) => Some(Err(e)),
+                };
+                if let Some(w) = watch {
+                    w.end(r.as_ref());
+                }
+                r.map(|r| (r, None))
+            },
+        )))
     }
 
+    async fn open(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        trace: Option<&TraceContext>,
+    ) -> Result<(CallHandle, Arc<str>), Error> {
+        let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args, trace);
+        if let Some(msg) = unsent {
+            wait_send(conn.clone(), msg, ch.config().first_reply_timeout).await?;
+            ch.request_sent(Instant::now().into_std());
+        }
+        let endpoint = conn.endpoint.clone();
+        let (app_tx, app_rx) = mpsc::channel(ch.config().window as usize + 8);
+        let took = Arc::new(Notify::new());
+        tokio::spawn(drive_call(conn, ch, net_rx, app_tx, took.clone(), guard));
+        Ok((
+            CallHandle {
+                app_rx,
+                took,
+                _alive: self._stop.clone(),
+            },
+            endpoint,
+        ))
+    }
+
+    /// A connection for a new channel: round robin over the healthy ones
     /// Registers a channel and sends its request if there is room now;
     /// otherwise returns the request, to be sent with [`wait_send`] (with no
     /// server connected yet it waits for one: no slow-joiner loss).
@@ -422,24 +530,6 @@ impl Client {
 
     /// Sends the request and starts the task that drives its channel (for
     /// streams, whose consumer may be slow).
-    async fn open(&self, method: &str, args: Vec<Value>) -> Result<CallHandle, Error> {
-        let trace = TraceContext::current().map(|c| c.child());
-        let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args, trace.as_ref());
-        if let Some(msg) = unsent {
-            wait_send(conn.clone(), msg, ch.config().first_reply_timeout).await?;
-            ch.request_sent(Instant::now().into_std());
-        }
-        let (app_tx, app_rx) = mpsc::channel(ch.config().window as usize + 8);
-        let took = Arc::new(Notify::new());
-        tokio::spawn(drive_call(conn, ch, net_rx, app_tx, took.clone(), guard));
-        Ok(CallHandle {
-            app_rx,
-            took,
-            _alive: self._stop.clone(),
-        })
-    }
-
-    /// A connection for a new channel: round robin over the healthy ones
     /// (connected, no recent lost call), else over the connected ones,
     /// else any (the request then waits for its server to appear).
     fn pick(&self) -> Arc<Conn> {
@@ -495,18 +585,62 @@ impl Drop for SpanGuard {
     }
 }
 
+/// What is watched of a streamed call (traced, measured, or with an error
+/// hook): its span, items, and how it ended.
+struct StreamWatch {
+    span: Option<SpanGuard>,
+    ids: Option<(String, String)>,
+    client: Client,
+    endpoint: Arc<str>,
+    method: String,
+    started: std::time::Instant,
+    items: u64,
+}
+
+impl StreamWatch {
+    /// The stream ended: normally (`None`), with a last value, or an error.
+    fn end(mut self: Box<Self>, last: Option<&Result<Value, Error>>) {
+        let r = match last {
+            None => Ok((Value::Nil, Some(self.items))),
+            Some(Ok(_)) => Ok((Value::Nil, None)),
+            Some(Err(e)) => Err(e),
+        };
+        if let Err(Error::Remote(e)) = r {
+            let ids = self.ids.take();
+            self.client.report(&self.endpoint, &self.method, e, ids);
+        }
+        let outcome = match r {
+            Ok(ok) => client_outcome(&Ok(ok)),
+            Err(e) => error_outcome(e),
+        };
+        if self.client.inner.opts.metrics {
+            crate::metrics::client_call(&self.method, &outcome, self.started.elapsed());
+        }
+        if let Some(s) = self.span.take() {
+            s.finish(outcome);
+        }
+    }
+}
+
 /// How a call ended, for its record.
 fn client_outcome(r: &Result<(Value, Option<u64>), Error>) -> Outcome {
     match r {
         Ok((_, None)) => Outcome::Ok,
         Ok((_, Some(items))) => Outcome::Stream { items: *items },
-        Err(Error::Remote(e)) => Outcome::Err {
+        Err(e) => error_outcome(e),
+    }
+}
+
+/// How a failed call ended, for its record.
+fn error_outcome(e: &Error) -> Outcome {
+    match e {
+        Error::Remote(e) => Outcome::Err {
             name: e.name.clone(),
             message: e.message.clone(),
         },
-        Err(Error::Timeout(_)) => Outcome::Timeout,
-        Err(Error::LostRemote(_) | Error::Disconnected) => Outcome::Lost,
-        Err(other) => Outcome::Err {
+        Error::Timeout(_) => Outcome::Timeout,
+        Error::LostRemote(_) | Error::Disconnected => Outcome::Lost,
+        other => Outcome::Err {
             name: "ClientError".into(),
             message: other.to_string(),
         },

@@ -45,6 +45,7 @@ mod mailbox;
 pub mod metrics;
 mod oneway;
 pub mod record;
+pub mod report;
 mod server;
 pub mod service;
 pub mod trace;
@@ -56,7 +57,11 @@ pub use event::{DecodeLimits, Event, Header, MessageId};
 pub use futures;
 pub use hub::{Hub, HubOptions, HubStats};
 pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};
-pub use record::{EmbeddedStore, Outcome, Record, Recorder, TraceSink};
+pub use record::{
+    EmbeddedStore, Histogram, MethodRow, MethodStats, Outcome, Record, Recorder, TraceSink,
+    TraceStore,
+};
+pub use report::{ErrorHook, ErrorReport, OnError};
 pub use rmpv::Value;
 pub use server::{Server, ServerOptions};
 pub use service::{

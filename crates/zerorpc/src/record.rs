@@ -348,30 +348,200 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Per-method aggregates kept by a store.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MethodStats {
-    /// Calls by outcome label.
-    pub outcomes: BTreeMap<String, u64>,
-    /// Durations sampled (the most recent ones, microseconds).
-    pub recent_us: VecDeque<u64>,
+/// Latency distribution: counts in log-linear buckets (8 per power of
+/// two, so a quantile read from it is within about 6% of the truth),
+/// mergeable, and small enough to keep per method and per time slot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Bucket index → count.
+    pub buckets: BTreeMap<u16, u64>,
+    /// Values added.
+    pub count: u64,
+    /// Their sum (microseconds).
+    pub sum_us: u64,
 }
 
-impl MethodStats {
-    /// The q-quantile (0..=1) of the recent durations, in microseconds.
+impl Histogram {
+    /// The bucket a duration (µs) falls in: exact below 8, then 8
+    /// sub-buckets per power of two.
+    pub fn bucket_of(us: u64) -> u16 {
+        if us < 8 {
+            return us as u16;
+        }
+        let e = 63 - us.leading_zeros() as u64; // >= 3
+        let sub = (us >> (e - 3)) & 7;
+        (8 + (e - 3) * 8 + sub) as u16
+    }
+
+    /// The value a bucket stands for: the middle of its range.
+    pub fn bucket_value(b: u16) -> u64 {
+        if b < 8 {
+            return u64::from(b);
+        }
+        let i = u64::from(b) - 8;
+        let (e, sub) = (i / 8 + 3, i % 8);
+        if e > 63 {
+            return u64::MAX;
+        }
+        let low = (8 + sub) << (e - 3);
+        low.saturating_add((1u64 << (e - 3)) / 2)
+    }
+
+    /// Adds one duration.
+    pub fn add(&mut self, us: u64) {
+        self.add_n(Self::bucket_of(us), 1);
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// Adds `n` values of bucket `b` (their sum is not known).
+    pub fn add_n(&mut self, b: u16, n: u64) {
+        *self.buckets.entry(b).or_default() += n;
+        self.count += n;
+    }
+
+    /// Adds another histogram's counts.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (b, n) in &other.buckets {
+            *self.buckets.entry(*b).or_default() += n;
+        }
+        self.count += other.count;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
+    /// The q-quantile (0..=1), in microseconds; `None` when empty.
     pub fn quantile_us(&self, q: f64) -> Option<u64> {
-        if self.recent_us.is_empty() {
+        if self.count == 0 {
             return None;
         }
-        let mut v: Vec<u64> = self.recent_us.iter().copied().collect();
-        v.sort_unstable();
-        let i = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-        Some(v[i])
+        let rank = ((self.count as f64 * q.clamp(0.0, 1.0)).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (b, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                return Some(Self::bucket_value(*b));
+            }
+        }
+        self.buckets
+            .keys()
+            .next_back()
+            .map(|b| Self::bucket_value(*b))
     }
 }
 
-/// Durations kept per method for quantiles.
-const RECENT: usize = 1024;
+/// Aggregates of one method, seen from one side.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MethodStats {
+    /// Calls by outcome label.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Their durations.
+    pub latency: Histogram,
+}
+
+impl MethodStats {
+    fn add(&mut self, r: &Record) {
+        *self
+            .outcomes
+            .entry(r.outcome.label().to_owned())
+            .or_default() += 1;
+        self.latency.add(r.duration_us);
+    }
+
+    /// Adds another's counts.
+    pub fn merge(&mut self, other: &MethodStats) {
+        for (o, n) in &other.outcomes {
+            *self.outcomes.entry(o.clone()).or_default() += n;
+        }
+        self.latency.merge(&other.latency);
+    }
+
+    /// Calls counted.
+    pub fn calls(&self) -> u64 {
+        self.outcomes.values().sum()
+    }
+
+    /// Calls that did not succeed (anything but `OK` and `STREAM`).
+    pub fn failures(&self) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|(o, _)| !matches!(o.as_str(), "OK" | "STREAM"))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The q-quantile (0..=1) of the durations, in microseconds.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        self.latency.quantile_us(q)
+    }
+}
+
+/// One row of a statistics table: a method seen from one side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodRow {
+    /// `client` or `server`.
+    pub side: String,
+    /// The service (or, client side, the endpoint).
+    pub service: String,
+    /// The method.
+    pub method: String,
+    /// Its aggregates.
+    pub stats: MethodStats,
+}
+
+/// Seconds per statistics slot: stores keep per-method aggregates per
+/// slot (by when each call ended) so rates and quantiles can be read over
+/// recent windows.
+pub const SLOT_SECS: u64 = 10;
+
+/// Slots kept (ten minutes).
+pub const SLOTS_KEPT: u64 = 60;
+
+/// The slot a record's call ended in.
+pub fn slot_of(r: &Record) -> u64 {
+    r.start_us.saturating_add(r.duration_us) / (SLOT_SECS * 1_000_000)
+}
+
+/// `client` or `server`.
+pub fn side_label(s: Side) -> &'static str {
+    match s {
+        Side::Client => "client",
+        Side::Server => "server",
+    }
+}
+
+type MethodKey = (String, String, String);
+
+fn key_of(r: &Record) -> MethodKey {
+    (
+        side_label(r.side).to_owned(),
+        r.service.clone(),
+        r.method.clone(),
+    )
+}
+
+/// A table's rows, in key order.
+pub fn rows(table: BTreeMap<MethodKey, MethodStats>) -> Vec<MethodRow> {
+    table
+        .into_iter()
+        .map(|((side, service, method), stats)| MethodRow {
+            side,
+            service,
+            method,
+            stats,
+        })
+        .collect()
+}
+
+/// A store that can be queried as well as written: what a
+/// [`Collector`](crate::collector::Collector) serves to `zerorpc trace`.
+pub trait TraceStore: TraceSink {
+    /// The records of a trace (none once expired), by start time.
+    fn trace(&self, trace_id: &str) -> BoxFuture<'static, Result<Vec<Record>, String>>;
+
+    /// Per-method aggregates of the calls that ended at or after
+    /// `since_us` (µs since the Unix epoch, at slot granularity; slots
+    /// are kept ten minutes), or of every call recorded with `None`.
+    fn stats(&self, since_us: Option<u64>) -> BoxFuture<'static, Result<Vec<MethodRow>, String>>;
+}
 
 #[derive(Default)]
 struct StoreInner {
@@ -379,13 +549,16 @@ struct StoreInner {
     /// (expiry, trace) in insertion order: expiry without scanning every
     /// trace (an entry is stale when its trace got a later record).
     expiries: VecDeque<(Instant, String)>,
-    /// (side, service, method) → stats.
-    methods: BTreeMap<(String, String, String), MethodStats>,
+    /// (side, service, method) → stats, since the store started.
+    methods: BTreeMap<MethodKey, MethodStats>,
+    /// The same per slot, oldest first.
+    slots: VecDeque<(u64, BTreeMap<MethodKey, MethodStats>)>,
 }
 
 /// An in-memory trace store: per-trace record lists that expire `ttl`
-/// after their last record, and per-method counters and latencies (kept
-/// for the store's life). Also a [`TraceSink`].
+/// after their last record, per-method counters and latency histograms
+/// (since the start, and per 10-second slot for the last ten minutes).
+/// A [`TraceSink`] and a [`TraceStore`].
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Mutex<StoreInner>>,
@@ -414,6 +587,33 @@ impl StoreInner {
             }
         }
     }
+
+    /// The slot table a record goes to (records arrive mostly in order,
+    /// so the search starts from the newest slot); `None` for a record
+    /// older than the slots kept.
+    fn slot_mut(&mut self, slot: u64) -> Option<&mut BTreeMap<MethodKey, MethodStats>> {
+        let newest = self.slots.back().map_or(slot, |(s, _)| *s).max(slot);
+        if slot + SLOTS_KEPT <= newest {
+            return None;
+        }
+        while self
+            .slots
+            .front()
+            .is_some_and(|(s, _)| *s + SLOTS_KEPT <= newest)
+        {
+            self.slots.pop_front();
+        }
+        let at = self
+            .slots
+            .iter()
+            .rposition(|(s, _)| *s <= slot)
+            .map_or(0, |i| i + 1);
+        if at == 0 || self.slots[at - 1].0 != slot {
+            self.slots.insert(at, (slot, BTreeMap::new()));
+            return Some(&mut self.slots[at].1);
+        }
+        Some(&mut self.slots[at - 1].1)
+    }
 }
 
 impl EmbeddedStore {
@@ -434,19 +634,11 @@ impl EmbeddedStore {
         let mut st = self.lock();
         st.expire(now);
         for r in batch {
-            let side = match r.side {
-                Side::Client => "client",
-                Side::Server => "server",
-            };
-            let m = st
-                .methods
-                .entry((side.to_owned(), r.service.clone(), r.method.clone()))
-                .or_default();
-            *m.outcomes.entry(r.outcome.label().to_owned()).or_default() += 1;
-            if m.recent_us.len() >= RECENT {
-                m.recent_us.pop_front();
+            let key = key_of(&r);
+            if let Some(table) = st.slot_mut(slot_of(&r)) {
+                table.entry(key.clone()).or_default().add(&r);
             }
-            m.recent_us.push_back(r.duration_us);
+            st.methods.entry(key).or_default().add(&r);
             let expires = now + self.ttl;
             let id = r.trace_id.clone();
             let entry = st
@@ -479,9 +671,38 @@ impl EmbeddedStore {
         self.trace_at(trace_id, Instant::now())
     }
 
-    /// Per (side, service, method) statistics.
+    /// Per (side, service, method) statistics since the store started.
     pub fn methods(&self) -> BTreeMap<(String, String, String), MethodStats> {
         self.lock().methods.clone()
+    }
+
+    /// Per-method statistics of the calls that ended at or after
+    /// `since_us` (slot granularity), or of all calls with `None`.
+    pub fn stats_since(&self, since_us: Option<u64>) -> Vec<MethodRow> {
+        let st = self.lock();
+        let Some(since) = since_us else {
+            return rows(st.methods.clone());
+        };
+        let first = since / (SLOT_SECS * 1_000_000);
+        let mut table: BTreeMap<MethodKey, MethodStats> = BTreeMap::new();
+        for (_, t) in st.slots.iter().filter(|(s, _)| *s >= first) {
+            for (k, m) in t {
+                table.entry(k.clone()).or_default().merge(m);
+            }
+        }
+        rows(table)
+    }
+}
+
+impl TraceStore for EmbeddedStore {
+    fn trace(&self, trace_id: &str) -> BoxFuture<'static, Result<Vec<Record>, String>> {
+        let v = EmbeddedStore::trace(self, trace_id);
+        Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn stats(&self, since_us: Option<u64>) -> BoxFuture<'static, Result<Vec<MethodRow>, String>> {
+        let v = self.stats_since(since_us);
+        Box::pin(std::future::ready(Ok(v)))
     }
 }
 
@@ -591,10 +812,11 @@ mod tests {
             m[&("server".into(), "svc".into(), "m".into())].outcomes["OK"],
             1
         );
-        assert_eq!(
-            m[&("client".into(), "svc".into(), "m".into())].quantile_us(0.5),
-            Some(1500)
-        );
+        // (a histogram bucket's middle: within 6%)
+        let p50 = m[&("client".into(), "svc".into(), "m".into())]
+            .quantile_us(0.5)
+            .unwrap();
+        assert!((1410..=1590).contains(&p50), "{p50}");
     }
 
     #[test]
@@ -619,6 +841,80 @@ mod tests {
             tree,
             "call svc outer 1.500 ms OK\n  serve svc outer 1.500 ms OK\n    call svc inner 1.500 ms ERR ValueError: no\n"
         );
+    }
+
+    #[test]
+    fn histogram_buckets_are_within_six_percent_and_quantiles_follow() {
+        for us in (0..100_000u64).chain((0..60).map(|e| 1u64 << e)) {
+            let v = Histogram::bucket_value(Histogram::bucket_of(us));
+            let err = (v as f64 - us as f64).abs() / (us.max(1) as f64);
+            assert!(err <= 0.0625, "{us} -> {v}");
+        }
+        // the top bucket neither overflows nor panics
+        assert!(Histogram::bucket_value(Histogram::bucket_of(u64::MAX)) >= 15 << 60);
+        let mut h = Histogram::default();
+        for us in 1..=1000 {
+            h.add(us);
+        }
+        let near = |got: Option<u64>, want: f64| {
+            let got = got.unwrap() as f64;
+            assert!((got - want).abs() / want < 0.07, "{got} vs {want}");
+        };
+        near(h.quantile_us(0.5), 500.0);
+        near(h.quantile_us(0.99), 990.0);
+        near(h.quantile_us(1.0), 1000.0);
+        assert_eq!(h.count, 1000);
+        let mut twice = h.clone();
+        twice.merge(&h);
+        assert_eq!(twice.count, 2000);
+        near(twice.quantile_us(0.5), 500.0);
+        assert_eq!(Histogram::default().quantile_us(0.5), None);
+    }
+
+    #[test]
+    fn stats_are_kept_per_slot_for_recent_windows() {
+        let store = EmbeddedStore::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        let slot_us = SLOT_SECS * 1_000_000;
+        let at = |slot: u64, ok: bool| {
+            let mut r = rec(
+                "t",
+                "a",
+                None,
+                Side::Server,
+                "m",
+                if ok {
+                    Outcome::Ok
+                } else {
+                    Outcome::Err {
+                        name: "E".into(),
+                        message: "x".into(),
+                    }
+                },
+            );
+            r.start_us = 1000 * slot_us + slot * slot_us;
+            r
+        };
+        // three calls in slot 0, two (one failing) in slot 5
+        store.insert_at(vec![at(0, true), at(0, true), at(0, true)], t0);
+        store.insert_at(vec![at(5, true), at(5, false)], t0);
+        let all = store.stats_since(None);
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].stats.calls(), all[0].stats.failures()), (5, 1));
+        let recent = store.stats_since(Some(1000 * slot_us + 3 * slot_us));
+        assert_eq!(
+            (recent[0].stats.calls(), recent[0].stats.failures()),
+            (2, 1)
+        );
+        assert_eq!(recent[0].side, "server");
+        // a slot SLOTS_KEPT newer pushes the old ones out (not the totals)
+        store.insert_at(vec![at(5 + SLOTS_KEPT - 1, true)], t0);
+        let window = store.stats_since(Some(1000 * slot_us));
+        assert_eq!(window[0].stats.calls(), 3);
+        // a record older than what is kept only counts in the totals
+        store.insert_at(vec![at(1, true)], t0);
+        assert_eq!(store.stats_since(Some(1000 * slot_us))[0].stats.calls(), 3);
+        assert_eq!(store.stats_since(None)[0].stats.calls(), 7);
     }
 
     struct Failing;

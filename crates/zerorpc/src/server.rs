@@ -30,6 +30,7 @@ use crate::event::{DecodeLimits, Event, MessageId};
 use crate::introspection;
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::record::{Outcome, Peer, Recorder, Side, Span};
+use crate::report::{ErrorReport, OnError};
 use crate::service::{CallContext, CallError, HandlerFuture, IntoService, Response, Service};
 use crate::trace::TraceContext;
 
@@ -65,6 +66,10 @@ pub struct ServerOptions {
     /// requests: such handlers should use `tokio::task::spawn_blocking`,
     /// or turn this off.
     pub inline_first_poll: bool,
+    /// Hears of every error a handler returns or panics with (its name,
+    /// message, traceback and the call's trace id), to pass on to an
+    /// error tracker. See [`crate::report`].
+    pub on_error: Option<OnError>,
 }
 
 impl Default for ServerOptions {
@@ -80,6 +85,7 @@ impl Default for ServerOptions {
             channel_queue: 64,
             inline_first_poll: true,
             recorder: None,
+            on_error: None,
             metrics: false,
         }
     }
@@ -405,8 +411,10 @@ struct ServerTrace {
     ctx: Option<TraceContext>,
     /// Recorded at the end (with a recorder).
     span: Option<Span>,
-    /// With metrics on: the method and when the call started.
-    metrics: Option<(String, Instant)>,
+    /// The method called.
+    method: String,
+    /// With metrics on: when the call started.
+    metrics: Option<Instant>,
     outcome: Outcome,
     /// When the outcome was decided (the reply queued, the loss seen);
     /// the span ends there, not when the call's task is torn down.
@@ -427,7 +435,7 @@ fn server_trace(inner: &Inner, event: &Event, identity: &Bytes) -> Option<Box<Se
                 .as_ref()
                 .map(|_| TraceContext::new_root())
         });
-    if ctx.is_none() && !inner.opts.metrics {
+    if ctx.is_none() && !inner.opts.metrics && inner.opts.on_error.is_none() {
         return None;
     }
     let span = match (&ctx, &inner.opts.recorder) {
@@ -442,11 +450,12 @@ fn server_trace(inner: &Inner, event: &Event, identity: &Bytes) -> Option<Box<Se
     };
     let metrics = inner.opts.metrics.then(|| {
         crate::metrics::in_flight(&inner.service_name, 1.0);
-        (event.name.clone(), Instant::now())
+        Instant::now()
     });
     Some(Box::new(ServerTrace {
         ctx,
         span,
+        method: event.name.clone(),
         metrics,
         outcome: Outcome::Cancelled,
         ended: None,
@@ -458,8 +467,8 @@ impl Drop for ServerCall {
     fn drop(&mut self) {
         if let Some(t) = self.trace.take() {
             let ended = t.ended.unwrap_or_else(std::time::Instant::now);
-            if let Some((method, start)) = &t.metrics {
-                let name = &self.inner.service_name;
+            if let Some(start) = &t.metrics {
+                let (name, method) = (&self.inner.service_name, &t.method);
                 let took = ended.saturating_duration_since(start.into_std());
                 crate::metrics::server_call(name, method, &t.outcome, took);
                 crate::metrics::in_flight(name, -1.0);
@@ -632,6 +641,7 @@ impl ServerCall {
                         self.ch.send("ERR", e.to_args());
                         self.phase = Phase::Done;
                         self.note(err_outcome(&e));
+                        report_error(&self.inner, self.trace.as_deref(), &e);
                     }
                 }
                 true
@@ -648,7 +658,10 @@ impl ServerCall {
                     sent = true;
                     let end = match &item {
                         Some(Ok(_)) => None,
-                        Some(Err(e)) => Some(err_outcome(e)),
+                        Some(Err(e)) => {
+                            report_error(&self.inner, self.trace.as_deref(), e);
+                            Some(err_outcome(e))
+                        }
                         None => Some(Outcome::Stream { items: 0 }),
                     };
                     if send_item(&mut self.ch, item) {
@@ -696,6 +709,23 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> CallError {
         .unwrap_or_else(|| "handler panicked".into());
     tracing::error!(panic = %msg, "handler panicked");
     CallError::new("Panic", msg)
+}
+
+/// Tells the error hook (if any) of a handler's error.
+fn report_error(inner: &Inner, trace: Option<&ServerTrace>, e: &CallError) {
+    let (Some(hook), Some(t)) = (&inner.opts.on_error, trace) else {
+        return;
+    };
+    hook.report(&ErrorReport {
+        side: Side::Server,
+        service: inner.service_name.to_string(),
+        method: t.method.clone(),
+        name: e.name.clone(),
+        message: e.message.clone(),
+        traceback: e.traceback.clone(),
+        trace_id: t.ctx.as_ref().map(TraceContext::trace_id_hex),
+        span_id: t.ctx.as_ref().map(TraceContext::span_id_hex),
+    });
 }
 
 fn err_outcome(e: &CallError) -> Outcome {
