@@ -12,7 +12,8 @@
 //!   `TypeError` naming the argument), doc comments as method docs, and
 //!   argument names for introspection. A method returning `Result<T, E>`
 //!   replies `ERR` with `E`'s type name and message; `#[zerorpc(stream)]`
-//!   marks a method returning a `'static` `Stream` of items;
+//!   marks a method returning a `'static` `Stream` of items (items of type
+//!   `Result<T, E>` end the stream with `ERR` at the first `Err`);
 //! * `CalculatorClient`, a typed client with one async method per service
 //!   method.
 //!
@@ -349,6 +350,10 @@ fn register(m: &Method) -> TokenStream2 {
                 Err(__e) => Err(::zerorpc::IntoCallError::into_call_error(__e)),
             }
         },
+        Kind::Stream(item) if result_ok_type(item).is_some() => quote! {
+            let __s = #call;
+            Ok(::zerorpc::Response::Stream(::zerorpc::service::serialize_result_stream(__s)))
+        },
         Kind::Stream(_) => quote! {
             let __s = #call;
             Ok(::zerorpc::Response::Stream(::zerorpc::service::serialize_stream(__s)))
@@ -412,17 +417,21 @@ fn client_method(m: &Method) -> TokenStream2 {
     };
     let (params, values) = params_and_values(m);
     match &m.kind {
-        Kind::Stream(item) => quote! {
-            #[doc = #doc]
-            pub async fn #ident(&self, #(#params),*) -> ::std::result::Result<
-                impl ::zerorpc::futures::Stream<Item = ::std::result::Result<#item, ::zerorpc::Error>> + Send + 'static,
-                ::zerorpc::Error,
-            > {
-                let __args = ::std::vec![#(#values),*];
-                let __s = self.inner.call_stream(#name, __args).await?;
-                Ok(::zerorpc::service::typed_stream::<#item, _>(__s))
+        Kind::Stream(item) => {
+            // (a stream of `Result<T, E>` yields `T`s, its errors as `Err`)
+            let item = result_ok_type(item).unwrap_or_else(|| item.clone());
+            quote! {
+                #[doc = #doc]
+                pub async fn #ident(&self, #(#params),*) -> ::std::result::Result<
+                    impl ::zerorpc::futures::Stream<Item = ::std::result::Result<#item, ::zerorpc::Error>> + Send + 'static,
+                    ::zerorpc::Error,
+                > {
+                    let __args = ::std::vec![#(#values),*];
+                    let __s = self.inner.call_stream(#name, __args).await?;
+                    Ok(::zerorpc::service::typed_stream::<#item, _>(__s))
+                }
             }
-        },
+        }
         kind => {
             let out: TokenStream2 = match kind {
                 Kind::Value(Some(t)) | Kind::Result(t) => quote! { #t },

@@ -401,6 +401,21 @@ where
     s.map(|item| to_value(&item)).boxed()
 }
 
+/// Serializes each item of a stream whose items may fail: an `Err` item
+/// ends the call with `ERR` (used by the generated service code).
+pub fn serialize_result_stream<S, T, E>(s: S) -> BoxStream<'static, Result<Value, CallError>>
+where
+    S: Stream<Item = Result<T, E>> + Send + 'static,
+    T: Serialize,
+    E: IntoCallError,
+{
+    s.map(|item| {
+        item.map_err(IntoCallError::into_call_error)
+            .and_then(|v| to_value(&v))
+    })
+    .boxed()
+}
+
 /// Deserializes a result (used by the generated client).
 pub fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, crate::Error> {
     rmpv::ext::from_value(v).map_err(|e| crate::Error::Serialization(e.to_string()))

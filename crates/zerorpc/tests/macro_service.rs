@@ -51,6 +51,22 @@ impl Calc {
 
     pub async fn nothing(&self) {}
 
+    /// Halves until odd: an odd input fails after the items so far.
+    #[zerorpc(stream)]
+    pub fn halves(
+        &self,
+        n: u32,
+    ) -> impl futures::Stream<Item = Result<u32, DivByZero>> + Send + 'static {
+        let mut items = Vec::new();
+        let mut n = n;
+        while n > 0 && n % 2 == 0 {
+            items.push(Ok(n));
+            n /= 2;
+        }
+        items.push(Err(DivByZero));
+        futures::stream::iter(items)
+    }
+
     #[allow(dead_code)]
     fn private_helper(&self) -> i64 {
         7
@@ -88,6 +104,17 @@ async fn typed_client_calls_the_service() {
         .await;
     assert_eq!(items, vec![0, 1, 2, 3, 4]);
     calc.nothing().await.unwrap();
+    // A stream of results: the items, then the error as the last item.
+    let got: Vec<Result<u32, Error>> = calc.halves(12).await.unwrap().collect().await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        (got[0].as_ref().ok(), got[1].as_ref().ok()),
+        (Some(&12), Some(&6))
+    );
+    match &got[2] {
+        Err(Error::Remote(e)) => assert_eq!(e.name, "DivByZero"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +134,7 @@ async fn introspection_comes_from_the_source() {
         .collect();
     assert_eq!(
         names,
-        ["add", "div", "hello", "count", "nothing"],
+        ["add", "div", "hello", "count", "nothing", "halves"],
         "private methods stay private"
     );
     assert_eq!(

@@ -332,3 +332,232 @@ async fn subscribers_see_client_and_server_spans_with_the_trace_id() {
         .collect();
     assert_eq!(ours, vec!["zerorpc.client", "zerorpc.server"], "{seen:?}");
 }
+
+/// A Python hop in the middle: it serves `relay(x)` by calling our C, and
+/// carries the trace context across with zerorpc-python's own middleware
+/// hooks (what a Python service that wants tracing would do); the second
+/// server, on another port, has no middleware at all.
+const PY_MIDDLE: &str = r#"
+import sys, gevent.local, zerorpc
+local = gevent.local.local()
+class PassTrace(object):
+    def load_task_context(self, header):
+        local.ctx = dict((k, header[k]) for k in ('traceparent', 'tracestate') if k in header)
+    def get_task_context(self):
+        return getattr(local, 'ctx', {})
+class Relay(object):
+    def __init__(self, ep):
+        self.c = zerorpc.Client(ep, timeout=10)
+    def relay(self, x):
+        return self.c.check(x) * 10
+if sys.argv[3] == 'pass':
+    zerorpc.Context.get_instance().register_middleware(PassTrace())
+s = zerorpc.Server(Relay(sys.argv[2]))
+s.bind(sys.argv[1])
+print("READY", flush=True)
+s.run()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_hop_in_the_middle_does_not_break_our_sides() {
+    use zerorpc::record::Side::{Client as Caller, Server as Callee};
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let recorder = Recorder::new(store.clone(), 1000);
+    let c_ep = serve(C, &recorder).await;
+    for mode in ["pass", "plain"] {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let mut py = Proc::python(PY_MIDDLE, &[&ep, &c_ep, mode]);
+        let py = tokio::task::spawn_blocking(move || {
+            py.wait_line("READY");
+            py
+        })
+        .await
+        .unwrap();
+        let caller = client(&ep, Some(&recorder)).await;
+        for x in [2i64, -2] {
+            let root = TraceContext::new_root();
+            let id = root.trace_id_hex();
+            let r = root
+                .clone()
+                .scope(caller.call("relay", vec![x.into()]))
+                .await;
+            let ours = records(&store, &id, 1).await;
+            let call = find(&ours, Caller, "relay");
+            assert_eq!(call.parent_id, Some(root.span_id_hex()));
+            if x > 0 {
+                assert_eq!(r.unwrap(), Value::from(20));
+                assert_eq!(call.outcome, Outcome::Ok);
+            } else {
+                // Python passes C's error on under a name of its own.
+                assert!(r.is_err());
+                assert!(matches!(call.outcome, Outcome::Err { .. }), "{call:?}");
+            }
+            // C's side: in our trace, under our call, when Python passes
+            // the context on; else a trace of its own, still recorded.
+            let c_side = within("C's record", async {
+                loop {
+                    let m = store.methods();
+                    let n = m
+                        .get(&("server".into(), "C".into(), "check".into()))
+                        .map_or(0, |s| s.calls());
+                    let in_trace = store.trace(&id);
+                    if in_trace.len() >= 2 || (mode == "plain" && n > 0) {
+                        return in_trace;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            if mode == "pass" {
+                let served = find(&c_side, Callee, "check");
+                assert_eq!(served.parent_id.as_ref(), Some(&call.span_id));
+                assert!(call.duration_us >= served.duration_us);
+                let tree = render_tree(&c_side);
+                assert!(
+                    tree.lines().nth(1).unwrap().starts_with("  serve C check"),
+                    "{tree}"
+                );
+            } else {
+                assert_eq!(c_side.len(), 1, "{c_side:#?}");
+            }
+        }
+        drop(py);
+    }
+    // C served four calls: two OK, two ValueError.
+    let m = store.methods();
+    let c = &m[&("server".into(), "C".into(), "check".into())];
+    assert_eq!(
+        (c.outcomes.get("OK"), c.outcomes.get("ERR")),
+        (Some(&2), Some(&2))
+    );
+}
+
+struct Flaky;
+
+#[zerorpc::service(name = "flaky")]
+impl Flaky {
+    /// Fails.
+    pub fn fail(&self) -> Result<i64, CallError> {
+        Err(CallError::new("KeyError", "nope").with_traceback("Traceback: in flaky.fail\n"))
+    }
+
+    /// Panics.
+    pub fn boom(&self) -> i64 {
+        panic!("kaboom")
+    }
+
+    /// Two items, then an error.
+    #[zerorpc(stream)]
+    pub fn items(&self) -> impl futures::Stream<Item = Result<i64, CallError>> + Send + 'static {
+        futures::stream::iter([Ok(1), Ok(2), Err(CallError::new("IOError", "disk gone"))])
+    }
+
+    /// n items.
+    #[zerorpc(stream)]
+    pub fn count(&self, n: i64) -> impl futures::Stream<Item = i64> + Send + 'static {
+        futures::stream::iter(0..n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_hooks_hear_of_remote_errors_with_traceback_and_trace_id() {
+    use futures::StreamExt;
+    use zerorpc::record::Side;
+    use zerorpc::{ErrorReport, OnError};
+    let heard = Arc::new(std::sync::Mutex::new(Vec::<ErrorReport>::new()));
+    let hook = |h: &Arc<std::sync::Mutex<Vec<ErrorReport>>>| {
+        let h = h.clone();
+        OnError::new(move |r: &ErrorReport| h.lock().unwrap().push(r.clone()))
+    };
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let recorder = Recorder::new(store.clone(), 1000);
+    let s = Arc::new(Server::with_options(
+        Flaky,
+        ServerOptions {
+            recorder: Some(recorder.clone()),
+            on_error: Some(hook(&heard)),
+            ..Default::default()
+        },
+    ));
+    let ep = s.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    tokio::spawn(async move { s.run().await });
+    let c = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            recorder: Some(recorder.clone()),
+            on_error: Some(hook(&heard)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let root = TraceContext::new_root();
+    let id = root.trace_id_hex();
+    let r = root.clone().scope(c.call("fail", vec![])).await;
+    assert!(r.is_err());
+    let r = root.clone().scope(c.call("boom", vec![])).await;
+    assert!(r.is_err());
+    let mut st = root
+        .clone()
+        .scope(c.call_stream("items", vec![]))
+        .await
+        .unwrap();
+    assert_eq!(st.next().await.unwrap().unwrap(), Value::from(1));
+    assert_eq!(st.next().await.unwrap().unwrap(), Value::from(2));
+    assert!(st.next().await.unwrap().is_err());
+    assert!(st.next().await.is_none());
+    // A call that succeeds is not reported.
+    let n: Vec<_> = root
+        .clone()
+        .scope(c.call_stream("count", vec![3.into()]))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(n.len(), 3);
+    let heard = within("six reports", async {
+        loop {
+            let h = heard.lock().unwrap().clone();
+            if h.len() >= 6 {
+                return h;
+            }
+            drop(h);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(heard.len(), 6, "{heard:#?}");
+    for (method, name, message) in [
+        ("fail", "KeyError", "nope"),
+        ("boom", "Panic", "kaboom"),
+        ("items", "IOError", "disk gone"),
+    ] {
+        let server = heard
+            .iter()
+            .find(|r| r.side == Side::Server && r.method == method)
+            .unwrap_or_else(|| panic!("no server report of {method}: {heard:#?}"));
+        let client = heard
+            .iter()
+            .find(|r| r.side == Side::Client && r.method == method)
+            .unwrap_or_else(|| panic!("no client report of {method}: {heard:#?}"));
+        for r in [server, client] {
+            assert_eq!((r.name.as_str(), r.message.as_str()), (name, message));
+            assert_eq!(r.trace_id.as_deref(), Some(id.as_str()));
+        }
+        // the server's span is the child of the client's
+        assert_eq!(server.service, "flaky");
+        assert_ne!(server.span_id, client.span_id);
+        if method == "fail" {
+            assert_eq!(server.traceback, "Traceback: in flaky.fail\n");
+            assert_eq!(client.traceback, server.traceback);
+        }
+    }
+    // The client recorded its streamed calls too: an error, and 3 items.
+    let recs = records(&store, &id, 8).await;
+    let items = find(&recs, Side::Client, "items");
+    assert!(matches!(&items.outcome, Outcome::Err { name, .. } if name == "IOError"));
+    let count = find(&recs, Side::Client, "count");
+    assert_eq!(count.outcome, Outcome::Stream { items: 3 });
+    let served = find(&recs, Side::Server, "count");
+    assert_eq!(served.parent_id.as_ref(), Some(&count.span_id));
+}
