@@ -74,13 +74,38 @@ pub async fn run(cli: Cli) -> ExitCode {
     let shown = endpoints.join(", ");
     eprintln!("connecting to \"{shown}\"");
     let eps: Vec<&str> = endpoints.iter().map(String::as_str).collect();
-    let client = match Client::connect_with(&eps, options(&cli)).await {
+    let recorder = match crate::recorder(&cli).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let opts = ClientOptions {
+        recorder: recorder.clone(),
+        ..options(&cli)
+    };
+    let client = match Client::connect_with(&eps, opts).await {
         Ok(c) => c,
         Err(e) => return report(&e, &shown, method.as_deref().unwrap_or("connect")),
     };
+    let code = run_with(&cli, &client, &shown, method, raw_args).await;
+    if let Some(r) = recorder {
+        // (the records of this call leave before the process does)
+        if !r.flush(Duration::from_secs(2)).await {
+            eprintln!("zerorpc: some call records could not be sent to the collector");
+        }
+    }
+    code
+}
+
+async fn run_with(
+    cli: &Cli,
+    client: &Client,
+    shown: &str,
+    method: Option<String>,
+    raw_args: Vec<String>,
+) -> ExitCode {
     match method {
-        None => list(&client, &shown, cli.inspect, None).await,
-        Some(m) if cli.inspect => list(&client, &shown, true, Some(&m)).await,
+        None => list(client, shown, cli.inspect, None).await,
+        Some(m) if cli.inspect => list(client, shown, true, Some(&m)).await,
         Some(m) => {
             let mut args = Vec::with_capacity(raw_args.len());
             for a in &raw_args {
@@ -97,8 +122,8 @@ pub async fn run(cli: Cli) -> ExitCode {
                 }
             }
             call(
-                &client,
-                &shown,
+                client,
+                shown,
                 &m,
                 args,
                 cli.print_json,

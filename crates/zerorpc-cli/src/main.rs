@@ -33,7 +33,10 @@ Examples:
   zerorpc hub hub.yml                           a load-balancing hub (zerohub keys: in, out, type: queue)
   zerorpc --server --connect tcp://hub:2222 demo   a worker behind that hub
   zerorpc trace-collector --redis redis://127.0.0.1:6379/   store call records sent by services
+  zerorpc --server --collector tcp://127.0.0.1:5555 --bind tcp://0.0.0.0:4242 demo   record every call
   zerorpc trace show 4bf92f3577b34da6a3ce929d0e0e4736       print a trace's call tree
+  zerorpc trace tail                            follow records as they arrive
+  zerorpc trace top                             per-method rates, failures, p50/p99
 
 Arguments that are not literals are sent as strings. Exit codes: 0 ok, 1 remote error,
 2 usage, 3 timeout, 4 lost remote, 5 other failure.";
@@ -69,6 +72,10 @@ pub struct Cli {
     /// Show signatures and documentation instead of calling (also `-?`).
     #[arg(long = "inspect")]
     pub inspect: bool,
+    /// Record every call (with its trace) and send the records to this
+    /// trace collector (see `zerorpc trace-collector`).
+    #[arg(long = "collector", value_name = "ADDR")]
+    pub collector: Option<String>,
     /// Accepted for compatibility: our client always heart-beats actively.
     #[arg(long = "active-hb")]
     pub active_hb: bool,
@@ -100,7 +107,7 @@ fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
         match a.as_str() {
             "-pj" => out.push("--print-json".into()),
             "-?" => out.push("--inspect".into()),
-            "--connect" | "--bind" | "--timeout" | "--heartbeat" => {
+            "--connect" | "--bind" | "--timeout" | "--heartbeat" | "--collector" => {
                 takes_value = true;
                 out.push(a);
             }
@@ -112,6 +119,20 @@ fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
         }
     }
     out
+}
+
+/// A recorder shipping to `--collector`, if given.
+async fn recorder(cli: &Cli) -> Result<Option<zerorpc::Recorder>, ExitCode> {
+    let Some(addr) = &cli.collector else {
+        return Ok(None);
+    };
+    match zerorpc::collector::PushSink::connect(addr).await {
+        Ok(sink) => Ok(Some(zerorpc::Recorder::new(sink, 65_536))),
+        Err(e) => {
+            eprintln!("zerorpc: cannot use the collector {addr}: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
 }
 
 fn init_tracing() {

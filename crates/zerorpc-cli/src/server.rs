@@ -31,12 +31,17 @@ pub async fn run(cli: Cli) -> ExitCode {
         eprintln!("zerorpc: give --bind ADDR (or --connect ADDR)");
         return ExitCode::from(2);
     }
+    let recorder = match crate::recorder(&cli).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let opts = ServerOptions {
         channel: ChannelConfig {
             heartbeat: Duration::from_secs_f64(cli.heartbeat.max(0.01)),
             first_reply_timeout: None,
             ..Default::default()
         },
+        recorder,
         ..Default::default()
     };
     let server = Arc::new(Server::with_options(zerorpc::demo::Demo, opts));

@@ -1,21 +1,30 @@
-//! `zerorpc trace-collector` and `zerorpc trace show`.
+//! `zerorpc trace-collector` and `zerorpc trace show|tail|top`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use futures::StreamExt;
 use zerorpc::collector::{Collector, RedisStore};
-use zerorpc::record::render_tree;
-use zerorpc::EmbeddedStore;
+use zerorpc::record::{render_line, render_top, render_tree, SLOT_SECS};
+use zerorpc::{Client, ClientOptions, EmbeddedStore, MethodRow, Record, Server, Value};
+
+/// Where `zerorpc trace` asks a collector by default.
+const QUERY: &str = "tcp://127.0.0.1:5556";
 
 /// Collect call records sent by services (over ZeroMQ) into Redis, or
-/// into memory when no --redis is given
+/// into memory when no --redis is given; answer `zerorpc trace` queries
 #[derive(Parser, Debug)]
 #[command(name = "zerorpc trace-collector")]
 pub struct CollectorArgs {
     /// Where services send their records (a PULL socket)
     #[arg(long, default_value = "tcp://127.0.0.1:5555")]
     pub bind: String,
+    /// Where `zerorpc trace show|tail|top` ask (a zerorpc service)
+    #[arg(long, default_value = QUERY)]
+    pub query: String,
     /// Redis URL (for example redis://127.0.0.1:6379/); without it records
     /// stay in this process's memory
     #[arg(long)]
@@ -43,13 +52,99 @@ pub enum TraceCmd {
     Show {
         /// The trace id (32 hex digits)
         trace_id: String,
-        /// Redis URL the collector stores into
-        #[arg(long, default_value = "redis://127.0.0.1:6379/")]
-        redis: String,
-        /// Prefix of the Redis keys
-        #[arg(long, default_value = "zerorpc")]
-        prefix: String,
+        #[command(flatten)]
+        from: From,
     },
+    /// Follow records as the collector receives them
+    Tail {
+        /// The collector's query address
+        #[arg(long, default_value = QUERY)]
+        collector: String,
+        /// Only records of this trace
+        #[arg(long = "trace")]
+        trace_id: Option<String>,
+        /// Stop after this many records
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Per-method call rates, failures and p50/p99 latency, refreshing
+    Top {
+        #[command(flatten)]
+        from: From,
+        /// Seconds of history each table covers (10-second steps)
+        #[arg(long, default_value_t = 60)]
+        window: u64,
+        /// Seconds between refreshes
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+        /// Print one table and exit
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// Where records are read from: the collector (the default), or the Redis
+/// it stores into.
+#[derive(clap::Args, Debug)]
+pub struct From {
+    /// The collector's query address
+    #[arg(long, default_value = QUERY)]
+    collector: String,
+    /// Read Redis directly instead (for example redis://127.0.0.1:6379/)
+    #[arg(long)]
+    redis: Option<String>,
+    /// Prefix of the Redis keys
+    #[arg(long, default_value = "zerorpc")]
+    prefix: String,
+}
+
+/// A connected source of records.
+enum Source {
+    Collector(Client),
+    Redis(RedisStore),
+}
+
+impl Source {
+    async fn open(from: &From) -> Result<Source, String> {
+        match &from.redis {
+            Some(url) => RedisStore::connect(url, &from.prefix, Duration::from_secs(1))
+                .await
+                .map(Source::Redis)
+                .map_err(|e| format!("cannot reach {url}: {e}")),
+            None => Ok(Source::Collector(collector_client(&from.collector).await?)),
+        }
+    }
+
+    async fn trace(&self, id: &str) -> Result<Vec<Record>, String> {
+        match self {
+            Source::Redis(r) => r.trace(id).await.map_err(|e| e.to_string()),
+            Source::Collector(c) => decode(c.call("trace", vec![id.into()]).await),
+        }
+    }
+
+    async fn stats(&self, since_us: u64, window: u64) -> Result<Vec<MethodRow>, String> {
+        match self {
+            Source::Redis(r) => r.stats(Some(since_us)).await.map_err(|e| e.to_string()),
+            Source::Collector(c) => decode(c.call("stats", vec![window.into()]).await),
+        }
+    }
+}
+
+/// A client of the collector's query service. (Its calls give up after
+/// 5 s: a collector that is not running gets no reply.)
+async fn collector_client(addr: &str) -> Result<Client, String> {
+    Client::connect_with(
+        &[addr],
+        ClientOptions::default().timeout(Duration::from_secs(5)),
+    )
+    .await
+    .map_err(|e| format!("cannot reach the collector at {addr}: {e}"))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(r: Result<Value, zerorpc::Error>) -> Result<T, String> {
+    let v = r.map_err(collector_error)?;
+    zerorpc::service::from_value(v)
+        .map_err(|e| format!("unreadable answer from the collector: {e}"))
 }
 
 pub async fn collector(args: CollectorArgs) -> ExitCode {
@@ -64,16 +159,30 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
         },
         None => Collector::new(EmbeddedStore::new(ttl)),
     };
-    match collector.bind(&args.bind).await {
-        Ok(ep) => eprintln!(
-            "collecting records on {ep} into {}",
+    let queries = Arc::new(Server::new(collector.queries()));
+    let bound = async {
+        let records = collector
+            .bind(&args.bind)
+            .await
+            .map_err(|e| (&args.bind, e))?;
+        let query = queries
+            .bind(&args.query)
+            .await
+            .map_err(|e| (&args.query, e))?;
+        Ok::<_, (&String, zerorpc::Error)>((records, query))
+    };
+    match bound.await {
+        Ok((records, query)) => eprintln!(
+            "collecting records on {records} into {}; answering queries on {query}",
             args.redis.as_deref().unwrap_or("memory")
         ),
-        Err(e) => {
-            eprintln!("zerorpc trace-collector: cannot bind {}: {e}", args.bind);
+        Err((ep, e)) => {
+            eprintln!("zerorpc trace-collector: cannot bind {ep}: {e}");
             return ExitCode::from(5);
         }
     }
+    let q = queries.clone();
+    tokio::spawn(async move { q.run().await });
     tokio::select! {
         r = collector.run() => match r {
             Ok(()) => ExitCode::SUCCESS,
@@ -90,33 +199,103 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
 }
 
 pub async fn trace(args: TraceArgs) -> ExitCode {
-    match args.cmd {
-        TraceCmd::Show {
+    let r = match args.cmd {
+        TraceCmd::Show { trace_id, from } => show(&trace_id, &from).await,
+        TraceCmd::Tail {
+            collector,
             trace_id,
-            redis,
-            prefix,
-        } => {
-            let store = match RedisStore::connect(&redis, &prefix, Duration::from_secs(1)).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("zerorpc trace: cannot reach {redis}: {e}");
-                    return ExitCode::from(5);
-                }
-            };
-            match store.trace(&trace_id).await {
-                Ok(recs) if recs.is_empty() => {
-                    eprintln!("zerorpc trace: no trace {trace_id} (unknown, or expired)");
-                    ExitCode::from(1)
-                }
-                Ok(recs) => {
-                    print!("{}", render_tree(&recs));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("zerorpc trace: {e}");
-                    ExitCode::from(5)
-                }
-            }
+            count,
+        } => tail(&collector, trace_id.as_deref(), count).await,
+        TraceCmd::Top {
+            from,
+            window,
+            interval,
+            once,
+        } => top(&from, window, interval, once).await,
+    };
+    r.unwrap_or_else(|(code, e)| {
+        eprintln!("zerorpc trace: {e}");
+        ExitCode::from(code)
+    })
+}
+
+type Failed = (u8, String);
+
+async fn show(trace_id: &str, from: &From) -> Result<ExitCode, Failed> {
+    let src = Source::open(from).await.map_err(|e| (5, e))?;
+    let recs = src.trace(trace_id).await.map_err(|e| (5, e))?;
+    if recs.is_empty() {
+        return Err((1, format!("no trace {trace_id} (unknown, or expired)")));
+    }
+    print!("{}", render_tree(&recs));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn collector_error(e: zerorpc::Error) -> String {
+    match e {
+        zerorpc::Error::Timeout(_) => {
+            format!("the collector did not answer ({e}); is `zerorpc trace-collector` running?")
         }
+        e => format!("the collector: {e}"),
+    }
+}
+
+async fn tail(addr: &str, trace_id: Option<&str>, count: Option<u64>) -> Result<ExitCode, Failed> {
+    let c = collector_client(addr).await.map_err(|e| (5, e))?;
+    let mut live = c
+        .call_stream("tail", vec![])
+        .await
+        .map_err(|e| (5, collector_error(e)))?;
+    eprintln!("following records from {addr}");
+    let mut shown = 0;
+    while count.is_none_or(|n| shown < n) {
+        let Some(item) = live.next().await else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let v = item.map_err(|e| (5, collector_error(e)))?;
+        if let Some(n) = skipped(&v) {
+            eprintln!("... {n} records skipped (this terminal fell behind)");
+            continue;
+        }
+        let r: Record = decode(Ok(v)).map_err(|e| (5, e))?;
+        if trace_id.is_some_and(|t| t != r.trace_id) {
+            continue;
+        }
+        println!("{}", render_line(&r));
+        shown += 1;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `{"skipped": n}`: what a lagging follower gets.
+fn skipped(v: &Value) -> Option<u64> {
+    v.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some("skipped"))
+        .and_then(|(_, n)| n.as_u64())
+}
+
+async fn top(from: &From, window: u64, interval: f64, once: bool) -> Result<ExitCode, Failed> {
+    let window = window.max(SLOT_SECS);
+    let src = Source::open(from).await.map_err(|e| (5, e))?;
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let since = now_us.saturating_sub(window * 1_000_000);
+        // (slots are whole: the table covers from its first slot's start)
+        let slot_us = SLOT_SECS * 1_000_000;
+        let covered = (now_us - since / slot_us * slot_us) as f64 / 1e6;
+        let rows = src.stats(since, window).await.map_err(|e| (5, e))?;
+        if tty && !once {
+            print!("\x1b[H\x1b[2J");
+        }
+        println!("last {covered:.0} s");
+        print!("{}", render_top(&rows, covered));
+        if once {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_secs_f64(interval.max(0.1))).await;
     }
 }

@@ -366,6 +366,8 @@ fn hub_refuses_a_bad_config_with_the_reason() {
     assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
 }
 
+const REDIS: &str = "redis://127.0.0.1:6379/";
+
 #[test]
 fn trace_collector_into_redis_and_trace_show() {
     use zerorpc::{ClientOptions, Recorder, Server, ServerOptions, TraceContext, Value};
@@ -377,8 +379,10 @@ fn trace_collector_into_redis_and_trace_show() {
             "trace-collector",
             "--bind",
             &ep,
+            "--query",
+            &format!("tcp://127.0.0.1:{}", free_port()),
             "--redis",
-            "redis://127.0.0.1:6379/",
+            REDIS,
             "--prefix",
             &prefix,
         ],
@@ -422,7 +426,7 @@ fn trace_collector_into_redis_and_trace_show() {
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let o = zerorpc(&["trace", "show", &id, "--prefix", &prefix]);
+        let o = zerorpc(&["trace", "show", &id, "--redis", REDIS, "--prefix", &prefix]);
         if o.status.success() {
             let out = stdout(&o);
             let lines: Vec<&str> = out.lines().collect();
@@ -451,6 +455,8 @@ fn trace_collector_into_redis_and_trace_show() {
         "trace",
         "show",
         "00000000000000000000000000000001",
+        "--redis",
+        REDIS,
         "--prefix",
         &prefix,
     ]);
@@ -466,4 +472,117 @@ fn trace_collector_into_redis_and_trace_show() {
         .unwrap();
         store.clear_counters().await.unwrap();
     });
+}
+
+#[test]
+fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
+    let rec = format!("tcp://127.0.0.1:{}", free_port());
+    let q = format!("tcp://127.0.0.1:{}", free_port());
+    let srv = format!("tcp://127.0.0.1:{}", free_port());
+    // An embedded collector, and a demo server that records every call.
+    let _collector = Bg::start(
+        &["trace-collector", "--bind", &rec, "--query", &q],
+        "collecting records on",
+    );
+    let _server = Bg::start(
+        &["--server", "--collector", &rec, "--bind", &srv, "demo"],
+        "serving demo on",
+    );
+    // A follower, before the calls.
+    let mut tail = Command::new(BIN)
+        .args(["trace", "tail", "--collector", &q, "--count", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tail");
+    let mut err = BufReader::new(tail.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("following records"), "{line}");
+    let out = tail.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let got: Vec<String> = BufReader::new(out).lines().map_while(Result::ok).collect();
+        let _ = tx.send(got);
+    });
+    // Two recorded CLI calls: one OK, one failing.
+    let o = zerorpc(&["--collector", &rec, &srv, "echo", "hi"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = zerorpc(&["--collector", &rec, &srv, "fail", "boom"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines = lines
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            let _ = tail.kill();
+            panic!("trace tail never saw the four records")
+        });
+    let _ = tail.wait();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    let echo: Vec<&String> = lines.iter().filter(|l| l.contains(" echo ")).collect();
+    let fail: Vec<&String> = lines.iter().filter(|l| l.contains(" fail ")).collect();
+    assert_eq!((echo.len(), fail.len()), (2, 2), "{lines:#?}");
+    assert!(echo.iter().all(|l| l.ends_with(" OK")), "{lines:#?}");
+    assert!(
+        fail.iter()
+            .all(|l| l.contains(" ERR ") && l.contains("boom")),
+        "{lines:#?}"
+    );
+    // Each call's two sides share its trace id (the second column).
+    let id = |l: &str| l.split_whitespace().nth(1).unwrap().to_owned();
+    assert_eq!(id(echo[0]), id(echo[1]));
+    assert_ne!(id(echo[0]), id(fail[0]));
+    // The tree, from the collector.
+    let trace = id(echo[0]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tree = loop {
+        let o = zerorpc(&["trace", "show", &trace, "--collector", &q]);
+        if o.status.success() && stdout(&o).lines().count() == 2 {
+            break stdout(&o);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no tree: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(tree.starts_with("call tcp://127.0.0.1:"), "{tree}");
+    assert!(
+        tree.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("  serve demo echo "),
+        "{tree}"
+    );
+    // The table: one echo and one failed fail per side.
+    let o = zerorpc(&["trace", "top", "--collector", &q, "--once"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    let row = |side: &str, method: &str| -> Vec<String> {
+        table
+            .lines()
+            .find(|l| l.starts_with(side) && l.split_whitespace().nth(2) == Some(method))
+            .unwrap_or_else(|| panic!("no {side} {method} row: {table}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(row("server", "echo")[4], "0.0", "{table}");
+    assert_eq!(row("server", "fail")[4], "100.0", "{table}");
+    assert_eq!(row("client", "fail")[4], "100.0", "{table}");
+    // Nothing is listening: a clear error, not a hang.
+    let o = zerorpc(&[
+        "trace",
+        "show",
+        &trace,
+        "--collector",
+        &format!("tcp://127.0.0.1:{}", free_port()),
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("trace-collector` running?"),
+        "{}",
+        stderr(&o)
+    );
 }

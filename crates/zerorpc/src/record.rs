@@ -69,6 +69,17 @@ impl Outcome {
     }
 }
 
+impl std::fmt::Display for Outcome {
+    /// `OK`, `ERR name: message`, `STREAM n items`, `LOST`, ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Err { name, message } => write!(f, "ERR {name}: {message}"),
+            Outcome::Stream { items } => write!(f, "STREAM {items} items"),
+            other => f.write_str(other.label()),
+        }
+    }
+}
+
 /// One side of one call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -228,6 +239,10 @@ struct RecorderInner {
     tx: mpsc::Sender<Queued>,
     dropped: AtomicU64,
     written: AtomicU64,
+    /// Records queued, and those the shipping task is done with (written
+    /// or dropped by the sink): what [`Recorder::flush`] compares.
+    queued: AtomicU64,
+    settled: AtomicU64,
 }
 
 /// Collects records without blocking calls, and ships them in batches.
@@ -264,6 +279,8 @@ impl Recorder {
             tx,
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&inner);
         // (only the shipping task writes them into records)
@@ -308,6 +325,7 @@ impl Recorder {
                         inner.dropped.fetch_add(n, Ordering::Relaxed)
                     }
                 };
+                inner.settled.fetch_add(n, Ordering::Release);
             }
         });
         Recorder { inner }
@@ -325,6 +343,25 @@ impl Recorder {
     fn enqueue(&self, q: Queued) {
         if self.inner.tx.try_send(q).is_err() {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until the records queued so far are shipped (or dropped by
+    /// the sink), at most `timeout`; returns whether they all were. For a
+    /// short-lived process (a command-line call) before it exits.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let target = self.inner.queued.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.inner.settled.load(Ordering::Acquire) >= target {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -743,22 +780,72 @@ pub fn render_tree(records: &[Record]) -> String {
                 Side::Client => "call",
                 Side::Server => "serve",
             };
-            let outcome = match &r.outcome {
-                Outcome::Err { name, message } => format!("ERR {name}: {message}"),
-                Outcome::Stream { items } => format!("STREAM {items} items"),
-                other => other.label().to_owned(),
-            };
             out.push_str(&format!(
-                "{}{side} {} {} {:.3} ms {outcome}\n",
+                "{}{side} {} {} {:.3} ms {}\n",
                 "  ".repeat(depth),
                 r.service,
                 r.method,
-                r.duration_us as f64 / 1000.0
+                r.duration_us as f64 / 1000.0,
+                r.outcome
             ));
             walk(out, children, Some(r.span_id.as_str()), depth + 1);
         }
     }
     walk(&mut out, &children, None, 0);
+    out
+}
+
+/// One line for a live record: its end time (UTC), trace id, side,
+/// service, method, duration and outcome.
+pub fn render_line(r: &Record) -> String {
+    let end = r.start_us.saturating_add(r.duration_us);
+    let secs = end / 1_000_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03} {} {} {} {} {:.3} ms {}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        end / 1000 % 1000,
+        r.trace_id,
+        match r.side {
+            Side::Client => "call ",
+            Side::Server => "serve",
+        },
+        r.service,
+        r.method,
+        r.duration_us as f64 / 1000.0,
+        r.outcome
+    )
+}
+
+/// A `top`-style table of per-method statistics over `secs` seconds:
+/// calls per second, the share that failed, p50 and p99, busiest first.
+pub fn render_top(rows: &[MethodRow], secs: f64) -> String {
+    let mut rows: Vec<&MethodRow> = rows.iter().filter(|r| r.stats.calls() > 0).collect();
+    rows.sort_by(|a, b| {
+        b.stats
+            .calls()
+            .cmp(&a.stats.calls())
+            .then_with(|| (&a.service, &a.method, &a.side).cmp(&(&b.service, &b.method, &b.side)))
+    });
+    let ms = |us: Option<u64>| us.map_or("-".to_owned(), |u| format!("{:.3}", u as f64 / 1000.0));
+    let mut out = format!(
+        "{:<6} {:<28} {:<20} {:>9} {:>7} {:>10} {:>10}\n",
+        "SIDE", "SERVICE", "METHOD", "CALLS/S", "FAIL%", "P50 ms", "P99 ms"
+    );
+    for r in rows {
+        let calls = r.stats.calls();
+        out.push_str(&format!(
+            "{:<6} {:<28} {:<20} {:>9.2} {:>7.1} {:>10} {:>10}\n",
+            r.side,
+            r.service,
+            r.method,
+            calls as f64 / secs.max(0.001),
+            100.0 * r.stats.failures() as f64 / calls as f64,
+            ms(r.stats.quantile_us(0.5)),
+            ms(r.stats.quantile_us(0.99)),
+        ));
+    }
     out
 }
 
@@ -917,6 +1004,53 @@ mod tests {
         assert_eq!(store.stats_since(None)[0].stats.calls(), 7);
     }
 
+    #[test]
+    fn lines_and_top_tables() {
+        let mut r = rec("0af7", "b7ad", None, Side::Server, "echo", Outcome::Ok);
+        r.start_us = 3_723_004_000; // 01:02:03.004
+        r.duration_us = 1500;
+        assert_eq!(
+            render_line(&r),
+            "01:02:03.005 0af7 serve svc echo 1.500 ms OK"
+        );
+        let mut fast = MethodStats::default();
+        for _ in 0..9 {
+            fast.add(&r);
+        }
+        r.outcome = Outcome::Timeout;
+        r.duration_us = 30_000;
+        fast.add(&r);
+        let row = |method: &str, stats: MethodStats| MethodRow {
+            side: "server".into(),
+            service: "svc".into(),
+            method: method.into(),
+            stats,
+        };
+        let slow = {
+            let mut m = MethodStats::default();
+            m.add(&r);
+            m
+        };
+        let table = render_top(&[row("slow", slow), row("echo", fast)], 10.0);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("SIDE"));
+        // busiest first: 10 calls in 10 s, one failed, p99 the slow one
+        let cols: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            cols[..5],
+            ["server", "svc", "echo", "1.00", "10.0"],
+            "{table}"
+        );
+        let p50: f64 = cols[5].parse().unwrap();
+        let p99: f64 = cols[6].parse().unwrap();
+        assert!(
+            (1.4..1.6).contains(&p50) && (28.0..32.0).contains(&p99),
+            "{table}"
+        );
+        assert!(lines[2].contains(" slow "), "{table}");
+    }
+
     struct Failing;
     impl TraceSink for Failing {
         fn write(&self, _: Vec<Record>) -> BoxFuture<'static, Result<(), String>> {
@@ -941,5 +1075,17 @@ mod tests {
         }
         assert_eq!(r.dropped(), 100);
         assert_eq!(r.written(), 0);
+        assert!(r.flush(Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_waits_for_what_was_queued() {
+        let store = EmbeddedStore::new(Duration::from_secs(60));
+        let r = Recorder::new(store.clone(), 100);
+        for _ in 0..10 {
+            r.record(rec("t", "a", None, Side::Client, "m", Outcome::Ok));
+        }
+        assert!(r.flush(Duration::from_secs(5)).await);
+        assert_eq!((r.written(), store.trace("t").len()), (10, 10));
     }
 }
