@@ -35,6 +35,10 @@ pub struct CollectorArgs {
     /// Seconds a trace is kept after its last record
     #[arg(long, default_value_t = 3600)]
     pub ttl: u64,
+    /// Also export every record as an OpenTelemetry span to this OTLP/gRPC
+    /// endpoint (for example http://127.0.0.1:4317)
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
 }
 
 /// Look at recorded traces
@@ -159,6 +163,16 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
         },
         None => Collector::new(EmbeddedStore::new(ttl)),
     };
+    let collector = match &args.otlp {
+        None => collector,
+        Some(url) => match zerorpc_otlp::OtlpSink::new(url) {
+            Ok(sink) => collector.forward_to(zerorpc::Recorder::new(sink, 65_536)),
+            Err(e) => {
+                eprintln!("zerorpc trace-collector: --otlp {url}: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let queries = Arc::new(Server::new(collector.queries()));
     let bound = async {
         let records = collector
@@ -173,8 +187,12 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
     };
     match bound.await {
         Ok((records, query)) => eprintln!(
-            "collecting records on {records} into {}; answering queries on {query}",
-            args.redis.as_deref().unwrap_or("memory")
+            "collecting records on {records} into {}{}; answering queries on {query}",
+            args.redis.as_deref().unwrap_or("memory"),
+            args.otlp
+                .as_deref()
+                .map(|u| format!(" and OTLP {u}"))
+                .unwrap_or_default()
         ),
         Err((ep, e)) => {
             eprintln!("zerorpc trace-collector: cannot bind {ep}: {e}");

@@ -661,3 +661,33 @@ async fn a_malformed_endpoint_is_a_build_error() {
         Err(OtlpError::Build(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_collector_passes_records_on_to_otlp() {
+    use zerorpc::collector::{Collector as RecordCollector, PushSink};
+    // Services ship to our collector (which keeps them in memory) and the
+    // collector passes them on to the OTLP receiver.
+    let receiver = Collector::start().await;
+    let store = zerorpc::EmbeddedStore::new(Duration::from_secs(60));
+    let otlp = Recorder::new(OtlpSink::new(&receiver.endpoint).unwrap(), 10_000);
+    let ours = std::sync::Arc::new(RecordCollector::new(store.clone()).forward_to(otlp.clone()));
+    let cep = ours.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let c = ours.clone();
+    tokio::spawn(async move { c.run().await });
+    let rec = Recorder::new(PushSink::connect(&cep).await.unwrap(), 10_000);
+    let ep = serve(C, &rec).await;
+    let caller = client(&ep, &rec).await;
+    let root = TraceContext::new_root();
+    let id = root.trace_id_hex();
+    root.scope(caller.call("check", vec![Value::from(3)]))
+        .await
+        .unwrap();
+    let spans = receiver.spans_of(&id, 2).await;
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let served = find(&spans, SpanKind::Server, "check");
+    let called = find(&spans, SpanKind::Client, "check");
+    assert_eq!(served.span.parent_span_id, called.span.span_id);
+    // and the collector's own store has them too
+    assert_eq!(store.trace(&id).len(), 2);
+    assert_eq!((rec.dropped(), otlp.dropped()), (0, 0));
+}

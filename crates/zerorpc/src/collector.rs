@@ -23,8 +23,8 @@ use zmtp::{Endpoint, Message, PullSocket, PushSocket};
 
 use crate::error::Error;
 use crate::record::{
-    rows, side_label, slot_of, Histogram, MethodRow, MethodStats, Record, TraceSink, TraceStore,
-    SLOTS_KEPT, SLOT_SECS,
+    rows, side_label, slot_of, Histogram, MethodRow, MethodStats, Record, Recorder, TraceSink,
+    TraceStore, SLOTS_KEPT, SLOT_SECS,
 };
 use crate::service::CallError;
 use crate::Value;
@@ -70,6 +70,8 @@ pub struct Collector {
     socket: PullSocket,
     store: Arc<dyn TraceStore>,
     live: broadcast::Sender<Arc<Record>>,
+    /// Where records are passed on as well (OTLP, another collector...).
+    forward: Vec<Recorder>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -89,7 +91,16 @@ impl Collector {
             socket: PullSocket::new(),
             store: Arc::new(store),
             live: broadcast::channel(LIVE_BUFFER).0,
+            forward: Vec::new(),
         }
+    }
+
+    /// Also passes every record on to `recorder`'s sink (an OTLP exporter,
+    /// say), with its bounded queue: a slow or failing sink drops records
+    /// there (counted by the recorder), never here.
+    pub fn forward_to(mut self, recorder: Recorder) -> Self {
+        self.forward.push(recorder);
+        self
     }
 
     /// Listens for senders; returns the endpoint with its real port.
@@ -113,6 +124,11 @@ impl Collector {
             let Some(payload) = msg.last() else { continue };
             match decode_batch(payload) {
                 Ok(batch) => {
+                    for f in &self.forward {
+                        for r in &batch {
+                            f.record(r.clone());
+                        }
+                    }
                     if self.live.receiver_count() > 0 {
                         for r in &batch {
                             let _ = self.live.send(Arc::new(r.clone()));
