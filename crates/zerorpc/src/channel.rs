@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
-use crate::event::{Event, MessageId};
+use crate::event::{Event, MessageId, SharedEntries};
 
 /// Whether an event ends its channel (`OK`, `ERR`, `STREAM_DONE`).
 pub fn is_final(name: &str) -> bool {
@@ -110,7 +110,7 @@ pub struct Channel {
     streaming: bool,
     out: VecDeque<Event>,
     /// Extra header entries of every event sent.
-    headers: Vec<(Value, Value)>,
+    headers: SharedEntries,
 }
 
 impl Channel {
@@ -127,7 +127,7 @@ impl Channel {
             buffered: 0,
             streaming: false,
             out: VecDeque::new(),
-            headers: Vec::new(),
+            headers: SharedEntries::default(),
         }
     }
 
@@ -288,13 +288,13 @@ impl Channel {
     /// entries (trace context).
     fn emit(&mut self, name: &str, args: Value) {
         let mut ev = Event::on_channel(&self.id, name, args);
-        ev.header.extra.extend(self.headers.iter().cloned());
+        ev.header.shared = self.headers.clone();
         self.out.push_back(ev);
     }
 
     /// Header entries added to every event this channel sends (for
     /// example a trace context).
-    pub fn set_headers(&mut self, entries: Vec<(Value, Value)>) {
+    pub fn set_headers(&mut self, entries: SharedEntries) {
         self.headers = entries;
     }
 }

@@ -500,9 +500,9 @@ impl Client {
     fn open_channel(&self, method: &str, args: Vec<Value>, trace: Option<&TraceContext>) -> Opened {
         let conn = self.pick();
         let mut request = Event::new(method, Value::Array(args));
-        let trace_headers = trace.map(TraceContext::header_entries);
+        let trace_headers = trace.map(TraceContext::shared_entries);
         if let Some(h) = &trace_headers {
-            request.header.extra.extend(h.iter().cloned());
+            request.header.shared = h.clone();
         }
         let id = request.header.message_id.clone();
         let cfg = self.inner.opts.channel;

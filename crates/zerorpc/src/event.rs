@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rmp::Marker;
@@ -149,6 +150,80 @@ pub struct Header {
     pub response_to: Option<MessageId>,
     /// Every other key, in order, untouched.
     pub extra: Vec<(Value, Value)>,
+    /// More entries, encoded once and shared by many events (a channel's
+    /// trace context); sent after `extra`. Decoding puts every entry in
+    /// `extra`.
+    pub shared: SharedEntries,
+}
+
+/// Header entries encoded once, for many events: cloning is a reference
+/// count, encoding a copy of bytes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SharedEntries {
+    /// The entry count (4 bytes, big-endian), then the entries.
+    bytes: Option<Arc<[u8]>>,
+}
+
+impl SharedEntries {
+    /// Encodes `entries` (none: an empty set).
+    pub fn new(entries: &[(Value, Value)]) -> Self {
+        let mut bytes = Vec::with_capacity(80);
+        for (k, v) in entries {
+            // Writing into a Vec cannot fail.
+            let _ = rmpv::encode::write_value(&mut bytes, k);
+            let _ = rmpv::encode::write_value(&mut bytes, v);
+        }
+        SharedEntries::from_encoded(entries.len() as u32, &bytes)
+    }
+
+    /// `count` entries already encoded as msgpack key/value pairs (the
+    /// caller vouches for them).
+    pub(crate) fn from_encoded(count: u32, encoded: &[u8]) -> Self {
+        if count == 0 {
+            return SharedEntries::default();
+        }
+        let mut bytes = Vec::with_capacity(4 + encoded.len());
+        bytes.extend_from_slice(&count.to_be_bytes());
+        bytes.extend_from_slice(encoded);
+        SharedEntries {
+            bytes: Some(Arc::from(bytes)),
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        match self.bytes.as_deref() {
+            Some([a, b, c, d, ..]) => u32::from_be_bytes([*a, *b, *c, *d]) as usize,
+            _ => 0,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The entries, decoded (for inspection).
+    pub fn entries(&self) -> Vec<(Value, Value)> {
+        let mut rd = self.encoded();
+        let mut out = Vec::with_capacity(self.len());
+        for _ in 0..self.len() {
+            match (
+                rmpv::decode::read_value(&mut rd),
+                rmpv::decode::read_value(&mut rd),
+            ) {
+                (Ok(k), Ok(v)) => out.push((k, v)),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    fn encoded(&self) -> &[u8] {
+        self.bytes
+            .as_deref()
+            .map_or(&[], |b| b.get(4..).unwrap_or(&[]))
+    }
 }
 
 impl Header {
@@ -159,10 +234,12 @@ impl Header {
             version: Some(PROTOCOL_VERSION),
             response_to: None,
             extra: Vec::new(),
+            shared: SharedEntries::default(),
         }
     }
 
-    /// A string-keyed extra entry.
+    /// A string-keyed extra entry (shared entries, only ever set on
+    /// events being sent, are not searched).
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.extra
             .iter()
@@ -209,6 +286,7 @@ impl Header {
             version,
             response_to,
             extra,
+            shared: SharedEntries::default(),
         })
     }
 }
@@ -283,8 +361,9 @@ impl Event {
         let entries = 1
             + usize::from(h.version.is_some())
             + usize::from(h.response_to.is_some())
-            + h.extra.len();
-        let mut out = Vec::with_capacity(96);
+            + h.extra.len()
+            + h.shared.len();
+        let mut out = Vec::with_capacity(96 + h.shared.encoded().len());
         // Writing into a Vec cannot fail.
         let _ = rmp::encode::write_array_len(&mut out, 3);
         let _ = rmp::encode::write_map_len(&mut out, entries as u32);
@@ -302,6 +381,7 @@ impl Event {
             let _ = rmpv::encode::write_value(&mut out, k);
             let _ = rmpv::encode::write_value(&mut out, v);
         }
+        out.extend_from_slice(h.shared.encoded());
         let _ = rmp::encode::write_str(&mut out, &self.name);
         let _ = rmpv::encode::write_value(&mut out, &self.args);
         Bytes::from(out)

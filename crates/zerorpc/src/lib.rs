@@ -53,7 +53,7 @@ pub mod trace;
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
 pub use client::{BlockingClient, Client, ClientOptions, RetryPolicy};
 pub use error::{Error, EventError, RemoteError};
-pub use event::{DecodeLimits, Event, Header, MessageId};
+pub use event::{DecodeLimits, Event, Header, MessageId, SharedEntries};
 pub use futures;
 pub use hub::{Hub, HubOptions, HubStats};
 pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};

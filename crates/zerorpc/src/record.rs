@@ -16,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use crate::trace::{hex, TraceContext};
 
@@ -235,8 +234,15 @@ enum Queued {
     Record(Record),
 }
 
-struct RecorderInner {
-    tx: mpsc::Sender<Queued>,
+/// What the recorder's handles and its shipping task share.
+struct Shared {
+    /// Records waiting for the next batch (at most `capacity`).
+    queue: Mutex<Vec<Queued>>,
+    capacity: usize,
+    /// Wakes the shipping task when the queue stops being empty, or the
+    /// last handle goes.
+    wake: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
     dropped: AtomicU64,
     written: AtomicU64,
     /// Records queued, and those the shipping task is done with (written
@@ -245,11 +251,22 @@ struct RecorderInner {
     settled: AtomicU64,
 }
 
+/// The handles' part: when the last handle goes, the task ships what is
+/// left and stops.
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.wake.notify_one();
+    }
+}
+
 /// Collects records without blocking calls, and ships them in batches.
 /// Cheap to clone; give the same one to clients and servers.
 #[derive(Clone)]
 pub struct Recorder {
-    inner: Arc<RecorderInner>,
+    inner: Arc<Handle>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -261,11 +278,15 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
-/// Records per batch handed to the sink.
+/// Most records per batch handed to the sink.
 const BATCH: usize = 4096;
 
 /// How long records gather before a partial batch is shipped.
 const GATHER: Duration = Duration::from_millis(20);
+
+fn lock_queue(s: &Shared) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+    s.queue.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Recorder {
     /// A recorder holding at most `capacity` records not yet shipped,
@@ -274,15 +295,16 @@ impl Recorder {
     /// what your calls produce in that time (two records per call when
     /// both sides record in one process): 65 536 is plenty for most.
     pub fn new(sink: impl TraceSink, capacity: usize) -> Recorder {
-        let (tx, mut rx) = mpsc::channel::<Queued>(capacity.max(1));
-        let inner = Arc::new(RecorderInner {
-            tx,
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Vec::new()),
+            capacity: capacity.max(1),
+            wake: tokio::sync::Notify::new(),
+            closed: std::sync::atomic::AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             settled: AtomicU64::new(0),
         });
-        let weak = Arc::downgrade(&inner);
         // (only the shipping task writes them into records)
         let process = format!(
             "{}[{}]",
@@ -293,42 +315,53 @@ impl Recorder {
             std::process::id()
         );
         let host = hostname();
+        let s = shared.clone();
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(BATCH);
-            while rx.recv_many(&mut batch, BATCH).await > 0 {
-                // Let records gather between batches: a sender then never
-                // wakes this task for one record (which would cost every
-                // call a thread wake-up), and the sink sees big batches.
-                if batch.len() < BATCH {
-                    tokio::time::sleep(GATHER).await;
-                    while batch.len() < BATCH {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
+            let mut batch = Vec::new();
+            loop {
+                // Wait for records (a wake-up comes when the queue stops
+                // being empty, not per record).
+                while lock_queue(&s).is_empty() {
+                    if s.closed.load(Ordering::Acquire) {
+                        return;
                     }
+                    s.wake.notified().await;
                 }
-                let n = batch.len() as u64;
-                let records = batch
-                    .drain(..)
-                    .map(|q| match q {
-                        Queued::Span(f) => f.into_record(&process, &host),
-                        Queued::Record(r) => r,
-                    })
-                    .collect();
-                let result = sink.write(records).await;
-                let Some(inner) = weak.upgrade() else { return };
-                match result {
-                    Ok(()) => inner.written.fetch_add(n, Ordering::Relaxed),
-                    Err(e) => {
-                        tracing::warn!(error = %e, records = n, "trace sink failed; records dropped");
-                        inner.dropped.fetch_add(n, Ordering::Relaxed)
-                    }
-                };
-                inner.settled.fetch_add(n, Ordering::Release);
+                // Let records gather: the sink sees big batches.
+                if !s.closed.load(Ordering::Acquire) {
+                    tokio::time::sleep(GATHER).await;
+                }
+                std::mem::swap(&mut *lock_queue(&s), &mut batch);
+                // (in chunks: sinks and their receivers bound message sizes)
+                let mut queued = batch.drain(..).peekable();
+                while queued.peek().is_some() {
+                    let records: Vec<Record> = queued
+                        .by_ref()
+                        .take(BATCH)
+                        .map(|q| match q {
+                            Queued::Span(f) => f.into_record(&process, &host),
+                            Queued::Record(r) => r,
+                        })
+                        .collect();
+                    let n = records.len() as u64;
+                    match sink.write(records).await {
+                        Ok(()) => s.written.fetch_add(n, Ordering::Relaxed),
+                        Err(e) => {
+                            tracing::warn!(error = %e, records = n, "trace sink failed; records dropped");
+                            s.dropped.fetch_add(n, Ordering::Relaxed)
+                        }
+                    };
+                    s.settled.fetch_add(n, Ordering::Release);
+                }
             }
         });
-        Recorder { inner }
+        Recorder {
+            inner: Arc::new(Handle(shared)),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.0
     }
 
     /// Queues a record; never waits (a full queue drops it, counted).
@@ -341,10 +374,19 @@ impl Recorder {
     }
 
     fn enqueue(&self, q: Queued) {
-        if self.inner.tx.try_send(q).is_err() {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        let s = self.shared();
+        let mut queue = lock_queue(s);
+        if queue.len() >= s.capacity {
+            drop(queue);
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.push(q);
+        let first = queue.len() == 1;
+        drop(queue);
+        s.queued.fetch_add(1, Ordering::Relaxed);
+        if first {
+            s.wake.notify_one();
         }
     }
 
@@ -352,10 +394,11 @@ impl Recorder {
     /// the sink), at most `timeout`; returns whether they all were. For a
     /// short-lived process (a command-line call) before it exits.
     pub async fn flush(&self, timeout: Duration) -> bool {
-        let target = self.inner.queued.load(Ordering::Relaxed);
+        let s = self.shared();
+        let target = s.queued.load(Ordering::Relaxed);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.inner.settled.load(Ordering::Acquire) >= target {
+            if s.settled.load(Ordering::Acquire) >= target {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -367,12 +410,12 @@ impl Recorder {
 
     /// Records dropped so far (queue full, or the sink failed).
     pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.shared().dropped.load(Ordering::Relaxed)
     }
 
     /// Records the sink accepted so far.
     pub fn written(&self) -> u64 {
-        self.inner.written.load(Ordering::Relaxed)
+        self.shared().written.load(Ordering::Relaxed)
     }
 }
 

@@ -337,7 +337,7 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
             let trace = server_trace(inner, &event, identity);
             if let Some(ctx) = trace.as_ref().and_then(|t| t.ctx.as_ref()) {
                 // every event of a traced channel carries its context
-                ch.set_headers(ctx.header_entries());
+                ch.set_headers(ctx.shared_entries());
             }
             let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
                 ch.poll_timeout(),
@@ -360,7 +360,10 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
     }
 }
 
-/// What the receive loop hands a channel's driver.
+/// What the receive loop hands a channel's driver. (Events are not
+/// boxed: that would cost an allocation per event for a variant, the
+/// shutdown, that is sent once.)
+#[allow(clippy::large_enum_variant)]
 enum Inbound {
     /// An event the client sent on this channel.
     Event(Event),

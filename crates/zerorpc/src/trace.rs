@@ -12,7 +12,7 @@ use std::fmt;
 
 use rmpv::Value;
 
-use crate::event::Header;
+use crate::event::{Header, SharedEntries};
 
 /// Header key of the W3C `traceparent`.
 pub const TRACEPARENT: &str = "traceparent";
@@ -106,13 +106,26 @@ impl TraceContext {
 
     /// The `traceparent` value naming this span.
     pub fn traceparent(&self) -> String {
-        let mut s = String::with_capacity(55);
-        s.push_str("00-");
-        push_hex(&mut s, &self.trace_id);
-        s.push('-');
-        push_hex(&mut s, &self.span_id);
-        s.push_str(if self.sampled { "-01" } else { "-00" });
-        s
+        self.traceparent_bytes()
+            .iter()
+            .map(|&c| char::from(c))
+            .collect()
+    }
+
+    fn traceparent_bytes(&self) -> [u8; 55] {
+        let mut b = [0u8; 55];
+        b[..3].copy_from_slice(b"00-");
+        for (i, x) in self.trace_id.iter().enumerate() {
+            b[3 + 2 * i] = HEX[usize::from(x >> 4)];
+            b[4 + 2 * i] = HEX[usize::from(x & 15)];
+        }
+        b[35] = b'-';
+        for (i, x) in self.span_id.iter().enumerate() {
+            b[36 + 2 * i] = HEX[usize::from(x >> 4)];
+            b[37 + 2 * i] = HEX[usize::from(x & 15)];
+        }
+        b[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
+        b
     }
 
     /// Reads a `traceparent` (and `tracestate`): the context of the remote
@@ -177,6 +190,22 @@ impl TraceContext {
         })
     }
 
+    /// The header entries, encoded once to be sent with every event of a
+    /// channel.
+    pub fn shared_entries(&self) -> SharedEntries {
+        if self.tracestate.is_some() {
+            return SharedEntries::new(&self.header_entries());
+        }
+        // (the common case, written directly: one allocation)
+        let mut buf = [0u8; 80];
+        let mut w = &mut buf[..];
+        let _ = rmp::encode::write_str(&mut w, TRACEPARENT);
+        let tp = self.traceparent_bytes();
+        let _ = rmp::encode::write_str(&mut w, std::str::from_utf8(&tp).unwrap_or_default());
+        let n = 80 - w.len();
+        SharedEntries::from_encoded(1, &buf[..n])
+    }
+
     /// The header entries that carry this span on the wire.
     pub fn header_entries(&self) -> Vec<(Value, Value)> {
         let mut v = vec![(Value::from(TRACEPARENT), Value::from(self.traceparent()))];
@@ -187,6 +216,8 @@ impl TraceContext {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
@@ -195,24 +226,30 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 fn push_hex(s: &mut String, b: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for x in b {
-        s.push(HEX[usize::from(x >> 4)] as char);
-        s.push(HEX[usize::from(x & 15)] as char);
+    s.extend(
+        b.iter()
+            .flat_map(|x| [HEX[usize::from(x >> 4)], HEX[usize::from(x & 15)]])
+            .map(char::from),
+    );
+}
+
+/// A lower-case hex digit's value (upper case is refused, as W3C says).
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
     }
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != N * 2
-        || !s
-            .bytes()
-            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-    {
+    let b = s.as_bytes();
+    if b.len() != N * 2 {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
 }
@@ -232,6 +269,23 @@ fn fold16(b: &[u8]) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_entries_encode_what_header_entries_say_and_decode_into_extra() {
+        let mut ctx = TraceContext::new_root();
+        for tracestate in [None, Some("congo=t61rcWkgMzE".to_owned())] {
+            ctx.tracestate = tracestate;
+            let shared = ctx.shared_entries();
+            assert_eq!(shared.entries(), ctx.header_entries());
+            let mut ev = crate::Event::new("m", Value::Array(vec![]));
+            ev.header.shared = shared;
+            let back = crate::Event::decode(&ev.encode(), Default::default()).unwrap();
+            assert_eq!(back.header.extra, ctx.header_entries());
+            let got = TraceContext::from_header(&back.header).unwrap();
+            assert_eq!((got.trace_id, got.span_id), (ctx.trace_id, ctx.span_id));
+            assert_eq!(got.tracestate, ctx.tracestate);
+        }
+    }
 
     #[test]
     fn traceparent_round_trips_and_children_share_the_trace() {

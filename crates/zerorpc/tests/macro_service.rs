@@ -59,7 +59,7 @@ impl Calc {
     ) -> impl futures::Stream<Item = Result<u32, DivByZero>> + Send + 'static {
         let mut items = Vec::new();
         let mut n = n;
-        while n > 0 && n % 2 == 0 {
+        while n > 0 && n.is_multiple_of(2) {
             items.push(Ok(n));
             n /= 2;
         }

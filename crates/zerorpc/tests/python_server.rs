@@ -125,7 +125,7 @@ async fn long_stream_with_flow_control_and_concurrency() {
     while let Some(item) = within("python stream", s.next()).await {
         assert_eq!(item.unwrap(), Value::from(n));
         n += 1;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             // A slow consumer: the server must wait for credit, not overflow.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

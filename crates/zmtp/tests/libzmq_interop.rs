@@ -190,7 +190,7 @@ async fn router_with_many_libzmq_peers() {
         let m = within("router recv", router.recv()).await.unwrap();
         let f = frames(&m);
         let i: usize = String::from_utf8(f[2].clone()).unwrap().parse().unwrap();
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             assert_eq!(f[0], format!("peer-{i}").into_bytes());
         }
         assert!(ids.insert(f[0].clone()), "routing ids are unique");
