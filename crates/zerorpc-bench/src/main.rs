@@ -89,6 +89,12 @@ const BIG: usize = 64 * 1024;
 // ------------------------------------------------------------ Rust client
 
 /// Our echo call: a small integer, or 64 KiB of bytes.
+/// An echo call in a new trace, without recording (the cost of carrying
+/// the context alone).
+fn traced_echo_call(c: Client, big: bool) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(zerorpc::TraceContext::new_root().scope(echo_call(c, big)))
+}
+
 fn echo_call(c: Client, big: bool) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(async move {
         let arg = if big {
@@ -938,7 +944,8 @@ async fn hub_bench(quick: bool) {
 
 /// One tracing mode in this (fresh) process: 0 off, 1 recording into an
 /// embedded store, 2 recording into a sink that discards (the cost of
-/// recording alone). Client and server both record.
+/// recording alone), 3 every call in a trace but nothing recorded (the
+/// cost of carrying the context). Client and server both record.
 async fn tracing_child(mode: u8, quick: bool) -> Row {
     let (seq, conc) = if quick {
         (2_000, 20_000)
@@ -971,9 +978,14 @@ async fn tracing_child(mode: u8, quick: bool) -> Row {
         recorder: recorder.clone(),
         ..Default::default()
     };
+    let call: CallFn<Client> = if mode == 3 {
+        traced_echo_call
+    } else {
+        echo_call
+    };
     let row = tokio::spawn(async move {
         let c = Client::connect_with(&[&ep], opts).await.expect("connect");
-        call_workloads("", seq, conc, c, echo_call).await
+        call_workloads("", seq, conc, c, call).await
     })
     .await
     .expect("bench task");
@@ -987,7 +999,12 @@ async fn tracing_child(mode: u8, quick: bool) -> Row {
 /// (off, on with an embedded store, on with a discarding sink) three
 /// times; prints every run and the median ratios.
 fn tracing_bench(quick: bool) {
-    let names = ["tracing off", "on, embedded store", "on, discarding sink"];
+    let names = [
+        "tracing off",
+        "on, embedded store",
+        "on, discarding sink",
+        "context only, no recording",
+    ];
     let mut runs: Vec<(usize, Row)> = Vec::new();
     for round in 1..=3 {
         for (mode, name) in names.iter().enumerate() {
@@ -1040,7 +1057,11 @@ fn tracing_bench(quick: bool) {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    for (mode, label) in [(1, "embedded store"), (2, "discarding sink")] {
+    for (mode, label) in [
+        (1, "embedded store"),
+        (2, "discarding sink"),
+        (3, "context only"),
+    ] {
         println!(
             "median calls/s with tracing on ({label}) vs off: {:.2}x at 16 in flight, {:.2}x at 256; p50 {:.0} vs {:.0} µs (target >= 0.9x)",
             median(mode, |r| r.rate16) / median(0, |r| r.rate16),
