@@ -104,6 +104,18 @@ pub enum ZmtpError {
     #[error("socket closed")]
     Closed,
 
+    /// A CURVE box did not open: the wrong key, or the traffic was altered.
+    #[error("CURVE: {0}")]
+    Crypto(&'static str),
+
+    /// The server refused the client's key (CURVE authentication).
+    #[error("authentication failed: {0}")]
+    AuthenticationFailed(String),
+
+    /// A CURVE key or certificate could not be read.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
+
     /// Another connection already uses this identity on our ROUTER.
     #[error("identity {0:?} is already connected")]
     DuplicateIdentity(Bytes),

@@ -33,6 +33,7 @@
 
 pub mod codec;
 pub mod command;
+pub mod curve;
 mod endpoint;
 mod error;
 pub mod frame;
@@ -46,6 +47,7 @@ mod transport;
 
 pub use codec::{Decoder, Encoder, Incoming, Limits, WriteBuffer};
 pub use command::{Command, Metadata, RawCommand};
+pub use curve::{AllowAny, AllowList, CurveAuthenticator, CurveKeyPair};
 pub use endpoint::Endpoint;
 pub use error::{Result, ZmtpError};
 pub use frame::{Frame, FrameDecoder};

@@ -7,9 +7,15 @@
 //! [`Mechanism::into_transform`], which the codec applies to every frame
 //! after the handshake; NULL returns none and the codec stays zero-copy.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::command::{Command, Metadata, RawCommand};
+use crate::curve::{
+    CurveAuthenticator, CurveClient, CurveClientConfig, CurveKeyPair, CurveServer,
+    CurveServerConfig,
+};
 use crate::error::{Result, ZmtpError};
 use crate::frame::Frame;
 
@@ -148,13 +154,33 @@ pub enum Security {
     /// No security (the ZeroMQ default).
     #[default]
     Null,
+    /// CURVE, as the server: its keys and who may connect.
+    CurveServer(Arc<CurveServerConfig>),
+    /// CURVE, as a client: its keys and the server's public key.
+    CurveClient(Arc<CurveClientConfig>),
 }
 
 impl Security {
+    /// CURVE as a server with `keys`, accepting the clients `auth` accepts.
+    pub fn curve_server(keys: CurveKeyPair, auth: impl CurveAuthenticator) -> Self {
+        Security::CurveServer(Arc::new(CurveServerConfig {
+            keys,
+            authenticator: Arc::new(auth),
+        }))
+    }
+
+    /// CURVE as a client with `keys`, talking to the server whose public
+    /// key is `server_key`.
+    pub fn curve_client(keys: CurveKeyPair, server_key: [u8; 32]) -> Self {
+        Security::CurveClient(Arc::new(CurveClientConfig { keys, server_key }))
+    }
+
     /// A fresh mechanism instance for one connection.
     pub fn mechanism(&self) -> Box<dyn Mechanism> {
         match self {
             Security::Null => Box::new(NullMechanism::new()),
+            Security::CurveServer(c) => Box::new(CurveServer::new((**c).clone())),
+            Security::CurveClient(c) => Box::new(CurveClient::new((**c).clone())),
         }
     }
 }

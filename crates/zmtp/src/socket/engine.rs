@@ -115,6 +115,7 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
         remote: remote.clone(),
         routing_id: routing_id_opt.clone(),
         socket_type: info.socket_type,
+        user_id: info.user_id.clone(),
     });
 
     let conn_cancel = shared.cancel.child_token();
@@ -161,6 +162,9 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
 }
 
 fn handshake_failed(shared: &Shared, remote: &str, e: ZmtpError) -> bool {
+    shared
+        .handshake_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(socket = %shared.kind, %remote, reason = %e, "handshake failed, closing connection");
     shared.emit(SocketEvent::HandshakeFailed {
         remote: remote.to_owned(),

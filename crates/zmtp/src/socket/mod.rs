@@ -93,6 +93,9 @@ pub enum SocketEvent {
         routing_id: Option<Bytes>,
         /// The peer's socket type.
         socket_type: SocketType,
+        /// Who the security mechanism says the peer is (CURVE: the user
+        /// id the server's authenticator gave).
+        user_id: Option<Bytes>,
     },
     /// A connection went away.
     Disconnected {
@@ -128,6 +131,9 @@ type PeerQueue = Arc<Queue<Message>>;
 struct PeerEntry {
     tx: PeerQueue,
     routing_id: Bytes,
+    /// Who the security mechanism says the peer is (CURVE: the user id
+    /// the server's authenticator gave).
+    user_id: Option<Bytes>,
     /// PUB: what this subscriber asked for.
     subs: Subscriptions,
 }
@@ -152,6 +158,8 @@ pub(crate) struct Shared {
     events: broadcast::Sender<SocketEvent>,
     cancel: CancellationToken,
     next_peer: AtomicU64,
+    /// Connections whose handshake failed (refused keys included).
+    handshake_failures: AtomicU64,
     next_routing_id: AtomicU32,
     dropped: AtomicU64,
 }
@@ -210,6 +218,7 @@ impl Shared {
             PeerEntry {
                 tx,
                 routing_id: routing_id.clone(),
+                user_id: info.user_id.clone(),
                 subs: Subscriptions::default(),
             },
         );
@@ -504,6 +513,7 @@ impl SocketCore {
             events,
             cancel: cancel.clone(),
             next_peer: AtomicU64::new(1),
+            handshake_failures: AtomicU64::new(0),
             next_routing_id: AtomicU32::new(rand::random()),
             dropped: AtomicU64::new(0),
         });
@@ -552,6 +562,17 @@ impl SocketCore {
 
     fn peer_count(&self) -> usize {
         self.shared.table().peers.len()
+    }
+
+    fn handshake_failures(&self) -> u64 {
+        self.shared.handshake_failures.load(Ordering::Relaxed)
+    }
+
+    /// The user id of the ROUTER peer with this routing id.
+    fn user_id(&self, routing_id: &[u8]) -> Option<Bytes> {
+        let t = self.shared.table();
+        let peer = t.by_routing_id.get(routing_id)?;
+        t.peers.get(peer)?.user_id.clone()
     }
 
     fn queued_outbound(&self) -> usize {

@@ -53,6 +53,13 @@ macro_rules! common {
                 self.core.peer_count()
             }
 
+            /// Connections refused or failed before their handshake
+            /// completed (a CURVE key the authenticator refused, the
+            /// wrong server key, garbage...), since the socket was made.
+            pub fn handshake_failures(&self) -> u64 {
+                self.core.handshake_failures()
+            }
+
             /// Messages queued for sending, over all peers, that the
             /// connections have not taken yet (for example to wait for a
             /// flush before exiting).
@@ -158,6 +165,13 @@ common!(RouterSocket, SocketType::Router);
 receiving!(RouterSocket);
 
 impl RouterSocket {
+    /// Who the peer with this routing id is, as its security mechanism
+    /// established (CURVE: the user id the authenticator gave; NULL:
+    /// nobody).
+    pub fn user_id(&self, routing_id: &[u8]) -> Option<Bytes> {
+        self.core.user_id(routing_id)
+    }
+
     /// Sends `[routing id, frames...]` to that peer, waiting for room in its
     /// queue.
     pub async fn send(&self, msg: impl Into<Message>) -> Result<()> {
