@@ -385,14 +385,20 @@ impl Gateway {
     /// The routes: `POST /{method}`, `GET /openapi.json`, `GET /`.
     pub fn router(&self) -> Router {
         let s = self.shared.clone();
-        Router::new()
+        let routes = Router::new()
             .route("/", get(index).fallback(get_only))
             .route("/openapi.json", get(openapi_doc).fallback(get_only))
             .route("/{method}", post(call).fallback(post_only))
             .fallback(not_found)
-            .layer(DefaultBodyLimit::max(s.opts.max_body))
-            .layer(axum::middleware::from_fn_with_state(s.clone(), auth))
-            .with_state(s)
+            .layer(DefaultBodyLimit::max(s.opts.max_body));
+        // (outermost: a request without the token is refused before its
+        // body is read)
+        let routes = if s.opts.token.is_some() {
+            routes.layer(axum::middleware::from_fn_with_state(s.clone(), auth))
+        } else {
+            routes
+        };
+        routes.with_state(s)
     }
 
     /// Serves the routes on `listener` (HTTP/1.1, keep-alive, TCP_NODELAY)
