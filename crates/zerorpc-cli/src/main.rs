@@ -2,13 +2,15 @@
 //!
 //! A drop-in for zerorpc-python's CLI (same flags: list a service, call a
 //! method, watch a stream, serve), plus `zerorpc demo` (a guided tour),
-//! `zerorpc bench` (a load generator) and `zerorpc completions SHELL`.
+//! `zerorpc bench` (a load generator), `zerorpc gateway` (HTTP/JSON in
+//! front of a service) and `zerorpc completions SHELL`.
 //!
 //! Exit codes: 0 success, 1 remote error, 2 usage error, 3 timeout,
 //! 4 lost remote, 5 other failure (connection, protocol).
 
 mod bench;
 mod client;
+mod gateway;
 mod hub;
 mod literal;
 mod output;
@@ -32,6 +34,7 @@ Examples:
   zerorpc bench --connect tcp://127.0.0.1:4242 --method echo --concurrency 64 --duration 10 hello
   zerorpc hub hub.yml                           a load-balancing hub (zerohub keys: in, out, type: queue)
   zerorpc --server --connect tcp://hub:2222 demo   a worker behind that hub
+  zerorpc gateway --connect tcp://127.0.0.1:4242 --listen 127.0.0.1:8080   HTTP/JSON: curl -d '[2, 40]' http://127.0.0.1:8080/add
   zerorpc trace-collector --redis redis://127.0.0.1:6379/   store call records sent by services
   zerorpc --server --collector tcp://127.0.0.1:5555 --bind tcp://0.0.0.0:4242 demo   record every call
   zerorpc trace show 4bf92f3577b34da6a3ce929d0e0e4736       print a trace's call tree
@@ -184,6 +187,12 @@ fn main() -> ExitCode {
                 std::iter::once("zerorpc hub".to_owned()).chain(args.into_iter().skip(2)),
             );
             rt.block_on(hub::run(h))
+        }
+        Some("gateway") => {
+            let g = gateway::GatewayArgs::parse_from(
+                std::iter::once("zerorpc gateway".to_owned()).chain(args.into_iter().skip(2)),
+            );
+            rt.block_on(gateway::run(g))
         }
         Some("completions") => {
             let shell = args

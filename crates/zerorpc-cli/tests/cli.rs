@@ -269,6 +269,11 @@ struct Bg(Child);
 
 impl Bg {
     fn start(args: &[&str], ready: &str) -> Bg {
+        Bg::start_line(args, ready).0
+    }
+
+    /// Starts it and returns its first stderr line too.
+    fn start_line(args: &[&str], ready: &str) -> (Bg, String) {
         let mut child = Command::new(BIN)
             .args(args)
             .stdout(Stdio::null())
@@ -286,7 +291,7 @@ impl Bg {
                 sink.clear();
             }
         });
-        Bg(child)
+        (Bg(child), line)
     }
 }
 
@@ -582,6 +587,64 @@ fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("trace-collector` running?"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// One HTTP/1.1 POST (the connection closed after it): the status line
+/// and the body.
+fn http_post(addr: &str, path: &str, extra_headers: &str, body: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to the gateway");
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: gw\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a whole response");
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, body.to_owned())
+}
+
+#[test]
+fn gateway_in_front_of_the_demo_server() {
+    let s = DemoServer::start();
+    let (_gw, line) = Bg::start_line(
+        &[
+            "gateway",
+            "--connect",
+            &s.ep,
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            "t0k",
+        ],
+        "gateway for demo on http://",
+    );
+    let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+    let auth = "Authorization: Bearer t0k\r\n";
+    let (status, body) = http_post(&addr, "/add", auth, r#"{"a": 2, "b": 40}"#);
+    assert_eq!((status.as_str(), body.as_str()), ("HTTP/1.1 200 OK", "42"));
+    let (status, body) = http_post(&addr, "/range", auth, "[3]");
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "[0,1,2]")
+    );
+    let (status, _) = http_post(&addr, "/add", "", "[2, 40]");
+    assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+    let o = zerorpc(&["gateway", "--help"]);
+    assert!(stdout(&o).contains("--listen"), "{}", stdout(&o));
+    // no service there: it says so, with the timeout's exit code
+    let nobody = format!("tcp://127.0.0.1:{}", free_port());
+    let o = zerorpc(&["gateway", "--connect", &nobody, "--timeout", "0.5"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot describe the service"),
         "{}",
         stderr(&o)
     );

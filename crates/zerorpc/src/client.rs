@@ -177,6 +177,23 @@ struct Inner {
     opts: ClientOptions,
 }
 
+/// How a call answered, as [`Client::call_reply`] tells it.
+pub enum Reply<S> {
+    /// A single value (an `OK` reply).
+    Value(Value),
+    /// A stream of items (`STREAM`... `STREAM_DONE`), read as it arrives.
+    Stream(S),
+}
+
+impl<S> std::fmt::Debug for Reply<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Value(v) => f.debug_tuple("Value").field(v).finish(),
+            Reply::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
 /// A ZeroRPC client. Cheap to clone; calls may run concurrently.
 #[derive(Clone)]
 pub struct Client {
@@ -406,6 +423,51 @@ impl Client {
         method: &str,
         args: Vec<Value>,
     ) -> Result<impl Stream<Item = Result<Value, Error>> + Send + Unpin + 'static, Error> {
+        use futures::StreamExt;
+        Ok(self
+            .call_items(method, args)
+            .await?
+            .map(|r| r.map(|(_, v)| v)))
+    }
+
+    /// Calls `method` and waits for its first reply, which tells how it
+    /// answers: [`Reply::Value`] for a single value (`OK`), or
+    /// [`Reply::Stream`] for a stream (`STREAM`... `STREAM_DONE`, possibly
+    /// empty), whose items arrive as it is polled, with credit granted as
+    /// they are consumed (dropping it cancels the call). An error reply
+    /// (or none within the timeout) is the `Err`.
+    ///
+    /// For callers that do not know whether a method streams (a gateway,
+    /// a generic tool) and must not collect an unbounded stream.
+    pub async fn call_reply(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<Reply<impl Stream<Item = Result<Value, Error>> + Send + Unpin + 'static>, Error>
+    {
+        use futures::StreamExt;
+        // (fused: after an empty stream's end it is polled again)
+        let mut items = self.call_items(method, args).await?.fuse();
+        let first = match items.next().await {
+            Some(Ok((false, v))) => return Ok(Reply::Value(v)),
+            Some(Err(e)) => return Err(e),
+            Some(Ok((true, v))) => Some(Ok(v)),
+            // (an empty stream: STREAM_DONE first)
+            None => None,
+        };
+        Ok(Reply::Stream(
+            futures::stream::iter(first).chain(items.map(|r| r.map(|(_, v)| v))),
+        ))
+    }
+
+    /// The replies of a call as they come, each tagged with whether it is
+    /// a stream item (`true`) or the single value of an `OK` (`false`).
+    async fn call_items(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<impl Stream<Item = Result<(bool, Value), Error>> + Send + Unpin + 'static, Error>
+    {
         let opts = &self.inner.opts;
         let recorder = opts.recorder.as_ref();
         let trace = TraceContext::current()
@@ -451,17 +513,17 @@ impl Client {
                             if let Some(w) = &mut watch {
                                 w.items += 1;
                             }
-                            return Some((Ok(ev.args), Some((call, watch))));
+                            return Some((Ok((true, ev.args)), Some((call, watch))));
                         }
                         "STREAM_DONE" => None,
-                        "OK" => Some(Ok(first_arg(ev.args))),
+                        "OK" => Some(Ok((false, first_arg(ev.args)))),
                         "ERR" => Some(Err(Error::Remote(remote_error(ev.args)))),
                         other => Some(Err(unexpected(other))),
                     },
                     Err(e) => Some(Err(e)),
                 };
                 if let Some(w) = watch {
-                    w.end(r.as_ref());
+                    w.end(r.as_ref().map(|r| r.as_ref().map(|_| ())));
                 }
                 r.map(|r| (r, None))
             },
@@ -599,7 +661,7 @@ struct StreamWatch {
 
 impl StreamWatch {
     /// The stream ended: normally (`None`), with a last value, or an error.
-    fn end(mut self: Box<Self>, last: Option<&Result<Value, Error>>) {
+    fn end(mut self: Box<Self>, last: Option<Result<(), &Error>>) {
         let r = match last {
             None => Ok((Value::Nil, Some(self.items))),
             Some(Ok(_)) => Ok((Value::Nil, None)),

@@ -51,7 +51,7 @@ pub mod service;
 pub mod trace;
 
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
-pub use client::{BlockingClient, Client, ClientOptions, RetryPolicy};
+pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{Error, EventError, RemoteError};
 pub use event::{DecodeLimits, Event, Header, MessageId, SharedEntries};
 pub use futures;

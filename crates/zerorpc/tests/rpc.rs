@@ -156,6 +156,43 @@ async fn streams_with_flow_control() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_reply_tells_a_value_from_a_stream() {
+    use zerorpc::Reply;
+    let (_server, ep) = demo().await;
+    let client = Client::connect(&ep).await.unwrap();
+    // a value, even one that is a list, is a value
+    match within(
+        "value",
+        client.call_reply("echo", vec![Value::Array(vec![1.into()])]),
+    )
+    .await
+    .unwrap()
+    {
+        Reply::Value(v) => assert_eq!(v, Value::Array(vec![1.into()])),
+        Reply::Stream(_) => panic!("echo does not stream"),
+    }
+    // a stream of one item, and an empty stream, are streams
+    for n in [1u64, 0, 300] {
+        match within("stream", client.call_reply("range", vec![n.into()]))
+            .await
+            .unwrap()
+        {
+            Reply::Stream(s) => {
+                let items: Vec<Value> = within("items", s.map(Result::unwrap).collect()).await;
+                assert_eq!(items, (0..n).map(Value::from).collect::<Vec<_>>());
+            }
+            Reply::Value(v) => panic!("range streams, got the value {v}"),
+        }
+    }
+    match within("error", client.call_reply("fail", vec!["boom".into()])).await {
+        Err(Error::Remote(e)) => {
+            assert_eq!((e.name.as_str(), e.message.as_str()), ("DemoError", "boom"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection() {
     let (_server, ep) = demo().await;
     let client = Client::connect(&ep).await.unwrap();
