@@ -47,6 +47,7 @@
 //! | `trace_id`, `span_id`, `parent_id` (hex) | the span context and parent span id; a record with a malformed id is skipped (logged, counted by [`OtlpSink::skipped`]) |
 //! | `side` | kind `Client` or `Server` (a server span's parent is remote) |
 //! | `service`, `method` | name `"{service}/{method}"`; `rpc.method`; `rpc.service` on server spans (a client record's service is the endpoint it called) |
+//! | `user` | `enduser.id` (the caller's authenticated user, server side) |
 //! | `peer` | `zerorpc.peer`; on client spans also `server.address` and `server.port` parsed from a `tcp://host:port` endpoint (`server.address` alone for `ipc://path`) |
 //! | `process`, `host` | resource attributes `process.executable.name`, `process.pid`, `host.name` (a batch holding records of several processes is exported as one resource per process) |
 //! | `start_us`, `duration_us` | start and end time |
@@ -424,6 +425,9 @@ fn span_data_in(record: &Record, scope: InstrumentationScope) -> Result<SpanData
         Side::Client => attributes.extend(server_address(&record.peer)),
     }
     attributes.push(KeyValue::new("zerorpc.peer", record.peer.clone()));
+    if let Some(user) = &record.user {
+        attributes.push(KeyValue::new("enduser.id", user.clone()));
+    }
     attributes.push(KeyValue::new("zerorpc.outcome", record.outcome.label()));
     let mut events = SpanEvents::default();
     let status = match &record.outcome {

@@ -382,7 +382,20 @@ fn record(side: Side, outcome: Outcome) -> Record {
         start_us: 1_700_000_000_123_456,
         duration_us: 1_500,
         outcome,
+        user: None,
     }
+}
+
+#[test]
+fn the_callers_user_becomes_enduser_id() {
+    let mut r = record(Side::Server, Outcome::Ok);
+    assert!(attr(&zerorpc_otlp::span_data(&r).unwrap(), "enduser.id").is_none());
+    r.user = Some("alice".into());
+    let span = zerorpc_otlp::span_data(&r).unwrap();
+    assert_eq!(
+        attr(&span, "enduser.id").map(|v| v.to_string()),
+        Some("alice".into())
+    );
 }
 
 fn attr<'a>(span: &'a opentelemetry_sdk::trace::SpanData, key: &str) -> Option<&'a OtelValue> {

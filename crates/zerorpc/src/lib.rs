@@ -33,6 +33,7 @@
 // Lets the generated code's `::zerorpc::` paths work inside this crate too.
 extern crate self as zerorpc;
 
+pub mod auth;
 pub mod channel;
 mod client;
 pub mod collector;
@@ -50,6 +51,7 @@ mod server;
 pub mod service;
 pub mod trace;
 
+pub use auth::{current_user, Authorization, Rule};
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
 pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{Error, EventError, RemoteError};

@@ -288,6 +288,7 @@ impl Receiver {
         };
         let name = event.name;
         let ctx = CallContext {
+            user_id: None,
             header: event.header,
         };
         let Some(fut) = self.service.call(&name, args, ctx) else {

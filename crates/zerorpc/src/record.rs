@@ -108,6 +108,9 @@ pub struct Record {
     pub duration_us: u64,
     /// How it ended.
     pub outcome: Outcome,
+    /// Server side: the caller's authenticated user id (CURVE), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The other end of a span, as cheap to keep as possible (turned into
@@ -132,6 +135,7 @@ pub(crate) struct Span {
     peer: Peer,
     start_wall: SystemTime,
     start: Instant,
+    user: Option<Arc<str>>,
 }
 
 /// A finished span on its way to the recorder's task.
@@ -176,7 +180,13 @@ impl Span {
             peer,
             start_wall: at.0,
             start: at.1,
+            user: None,
         }
+    }
+
+    /// The caller's authenticated user (server side).
+    pub fn set_user(&mut self, user: Option<Arc<str>>) {
+        self.user = user;
     }
 
     pub fn finish(self, recorder: &Recorder, outcome: Outcome) {
@@ -218,6 +228,7 @@ impl Finished {
                 .unwrap_or(0),
             duration_us: self.duration.as_micros() as u64,
             outcome: self.outcome,
+            user: s.user.map(|u| u.to_string()),
         }
     }
 }
@@ -917,6 +928,7 @@ mod tests {
             start_us: span.len() as u64,
             duration_us: 1500,
             outcome,
+            user: None,
         }
     }
 

@@ -24,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
+use crate::auth::Authorization;
 use crate::channel::{Channel, ChannelConfig};
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, MessageId};
@@ -70,6 +71,10 @@ pub struct ServerOptions {
     /// message, traceback and the call's trace id), to pass on to an
     /// error tracker. See [`crate::report`].
     pub on_error: Option<OnError>,
+    /// Which users may call which methods (see [`crate::auth`]); a denied
+    /// call gets `ERR PermissionDenied`. `None`: every caller may call
+    /// everything.
+    pub authorize: Option<Arc<Authorization>>,
 }
 
 impl Default for ServerOptions {
@@ -86,6 +91,7 @@ impl Default for ServerOptions {
             inline_first_poll: true,
             recorder: None,
             on_error: None,
+            authorize: None,
             metrics: false,
         }
     }
@@ -109,6 +115,16 @@ struct Inner {
 }
 
 impl Inner {
+    /// The authenticated user of the connection with this routing id
+    /// (none without a security mechanism that names users).
+    fn user_of(&self, routing_id: &Bytes) -> Option<Arc<str>> {
+        if matches!(self.opts.socket.security, zmtp::Security::Null) {
+            return None;
+        }
+        let id = self.router.user_id(routing_id)?;
+        Some(Arc::from(String::from_utf8_lossy(&id).as_ref()))
+    }
+
     fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, MailSender<Inbound>>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -182,6 +198,12 @@ impl Server {
     /// Connects to an endpoint (for example a hub's worker side).
     pub async fn connect(&self, endpoint: &str) -> Result<(), Error> {
         Ok(self.inner.router.connect(endpoint).await?)
+    }
+
+    /// Connections refused or failed during their handshake (with CURVE:
+    /// keys the authenticator refused, clients with the wrong server key).
+    pub fn refused_connections(&self) -> u64 {
+        self.inner.router.handshake_failures()
     }
 
     /// Number of calls in progress.
@@ -537,7 +559,11 @@ impl Future for ServerCall {
             if matches!(this.phase, Phase::Queued) && this.poll_slot(cx) {
                 if let Some(req) = this.request.take() {
                     let ctx = this.trace.as_ref().and_then(|t| t.ctx.clone());
-                    this.phase = Phase::Running(dispatch(&this.inner, *req, ctx));
+                    let user = this.inner.user_of(&this.key.0);
+                    if let Some(span) = this.trace.as_mut().and_then(|t| t.span.as_mut()) {
+                        span.set_user(user.clone());
+                    }
+                    this.phase = Phase::Running(dispatch(&this.inner, *req, ctx, user));
                 }
             }
             progressed |= this.poll_work(cx);
@@ -740,7 +766,12 @@ fn err_outcome(e: &CallError) -> Outcome {
 
 /// Starts the handler; a traced call's handler runs with its span as the
 /// current trace context, so the calls it makes are its children.
-fn dispatch(inner: &Arc<Inner>, req: Event, trace: Option<TraceContext>) -> HandlerFuture {
+fn dispatch(
+    inner: &Arc<Inner>,
+    req: Event,
+    trace: Option<TraceContext>,
+    user: Option<Arc<str>>,
+) -> HandlerFuture {
     match trace {
         Some(ctx) => {
             // A `tracing` span too, so subscribers see the call with its ids.
@@ -752,14 +783,14 @@ fn dispatch(inner: &Arc<Inner>, req: Event, trace: Option<TraceContext>) -> Hand
                 trace_id = %ctx.trace_id_hex(),
                 span_id = %ctx.span_id_hex(),
             );
-            let fut = start_handler(inner, req);
+            let fut = start_handler(inner, req, user);
             Box::pin(tracing::Instrument::instrument(ctx.scope(fut), span))
         }
-        None => start_handler(inner, req),
+        None => start_handler(inner, req, user),
     }
 }
 
-fn start_handler(inner: &Arc<Inner>, req: Event) -> HandlerFuture {
+fn start_handler(inner: &Arc<Inner>, req: Event, user: Option<Arc<str>>) -> HandlerFuture {
     tracing::debug!(method = %req.name, id = %req.header.message_id, "call");
     if inner.draining.load(Ordering::SeqCst) {
         return async {
@@ -783,12 +814,27 @@ fn start_handler(inner: &Arc<Inner>, req: Event) -> HandlerFuture {
             .boxed();
         }
     };
+    if let Some(rules) = &inner.opts.authorize {
+        if !rules.allows(user.as_deref(), &req.name) {
+            let who = user.as_deref().unwrap_or(crate::auth::ANONYMOUS).to_owned();
+            tracing::info!(user = %who, method = %req.name, "call denied");
+            let msg = format!("{who} may not call {}", req.name);
+            return async move { Err(CallError::new("PermissionDenied", msg)) }.boxed();
+        }
+    }
     if let Some(r) = introspection::answer(inner.service.as_ref(), &req.name, &args) {
         return async move { r.map(Response::Value) }.boxed();
     }
-    let ctx = CallContext { header: req.header };
+    let ctx = CallContext {
+        header: req.header,
+        user_id: user.clone(),
+    };
     match inner.service.call(&req.name, args, ctx) {
-        Some(fut) => fut,
+        // (the handler runs as its user: `auth::current_user()`)
+        Some(fut) => match user {
+            Some(u) => Box::pin(crate::auth::as_user(u, fut)),
+            None => fut,
+        },
         None => {
             // Like Python: NameError whose message is the method name.
             let name = req.name;

@@ -122,6 +122,8 @@ pub type HandlerFuture = BoxFuture<'static, Result<Response, CallError>>;
 pub struct CallContext {
     /// The request's header (trace context and other keys live here).
     pub header: Header,
+    /// The caller's authenticated user id (CURVE), if any.
+    pub user_id: Option<std::sync::Arc<str>>,
 }
 
 /// One argument, for introspection.
