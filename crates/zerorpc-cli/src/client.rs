@@ -78,8 +78,20 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    if cli.authorize.is_some() {
+        eprintln!("zerorpc: --authorize is for --server mode");
+        return ExitCode::from(2);
+    }
+    let socket = match crate::security::socket_options(&cli, false) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("zerorpc: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = ClientOptions {
         recorder: recorder.clone(),
+        socket,
         ..options(&cli)
     };
     let client = match Client::connect_with(&eps, opts).await {

@@ -14,6 +14,7 @@ mod gateway;
 mod hub;
 mod literal;
 mod output;
+mod security;
 mod server;
 mod trace;
 
@@ -38,6 +39,9 @@ Examples:
   zerorpc trace-collector --redis redis://127.0.0.1:6379/   store call records sent by services
   zerorpc --server --collector tcp://127.0.0.1:5555 --bind tcp://0.0.0.0:4242 demo   record every call
   zerorpc trace show 4bf92f3577b34da6a3ce929d0e0e4736       print a trace's call tree
+  zerorpc keygen server                         write server.key and server.key_secret (CURVE)
+  zerorpc --server --curve-keys server.key_secret --curve-allow clients/ --bind tcp://0.0.0.0:4242 demo
+  zerorpc --curve-keys alice.key_secret --curve-server-key server.key tcp://host:4242 echo hi
   zerorpc trace tail                            follow records as they arrive
   zerorpc trace top                             per-method rates, failures, p50/p99
 
@@ -79,6 +83,22 @@ pub struct Cli {
     /// trace collector (see `zerorpc trace-collector`).
     #[arg(long = "collector", value_name = "ADDR")]
     pub collector: Option<String>,
+    /// CURVE: our key pair (a NAME.key_secret file from `zerorpc keygen`).
+    /// A server with it speaks CURVE.
+    #[arg(long = "curve-keys", value_name = "FILE")]
+    pub curve_keys: Option<String>,
+    /// CURVE client: the server's public key (40 Z85 characters, or its
+    /// NAME.key file); without --curve-keys a throwaway key pair is used.
+    #[arg(long = "curve-server-key", value_name = "KEY|FILE")]
+    pub curve_server_key: Option<String>,
+    /// CURVE server: accept only the client keys in this directory's
+    /// NAME.key files (each known by its NAME).
+    #[arg(long = "curve-allow", value_name = "DIR")]
+    pub curve_allow: Option<String>,
+    /// Server: per-method authorization rules (YAML: rules: [{user, allow,
+    /// deny}], globs); denied calls get PermissionDenied.
+    #[arg(long = "authorize", value_name = "FILE")]
+    pub authorize: Option<String>,
     /// Accepted for compatibility: our client always heart-beats actively.
     #[arg(long = "active-hb")]
     pub active_hb: bool,
@@ -110,7 +130,8 @@ fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
         match a.as_str() {
             "-pj" => out.push("--print-json".into()),
             "-?" => out.push("--inspect".into()),
-            "--connect" | "--bind" | "--timeout" | "--heartbeat" | "--collector" => {
+            "--connect" | "--bind" | "--timeout" | "--heartbeat" | "--collector"
+            | "--curve-keys" | "--curve-server-key" | "--curve-allow" | "--authorize" => {
                 takes_value = true;
                 out.push(a);
             }
@@ -194,6 +215,9 @@ fn main() -> ExitCode {
             );
             rt.block_on(gateway::run(g))
         }
+        Some("keygen") => security::keygen(security::KeygenArgs::parse_from(
+            std::iter::once("zerorpc keygen".to_owned()).chain(args.into_iter().skip(2)),
+        )),
         Some("completions") => {
             let shell = args
                 .get(2)

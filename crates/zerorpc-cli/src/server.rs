@@ -35,6 +35,16 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let (socket, authorize) = match (
+        crate::security::socket_options(&cli, true),
+        crate::security::authorization(&cli),
+    ) {
+        (Ok(s), Ok(a)) => (s, a),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("zerorpc: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = ServerOptions {
         channel: ChannelConfig {
             heartbeat: Duration::from_secs_f64(cli.heartbeat.max(0.01)),
@@ -42,6 +52,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             ..Default::default()
         },
         recorder,
+        socket,
+        authorize,
         ..Default::default()
     };
     let server = Arc::new(Server::with_options(zerorpc::demo::Demo, opts));

@@ -649,3 +649,74 @@ fn gateway_in_front_of_the_demo_server() {
         stderr(&o)
     );
 }
+
+#[test]
+fn keygen_curve_flags_and_authorization_rules() {
+    let dir = std::env::temp_dir().join(format!("zerorpc-cli-curve-{}", std::process::id()));
+    let clients = dir.join("clients");
+    std::fs::create_dir_all(&clients).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    for (name, at) in [("server", &dir), ("alice", &clients), ("mallory", &dir)] {
+        let o = zerorpc(&["keygen", name, "--dir", &at.to_string_lossy()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        // stdout: the public key, in Z85
+        assert_eq!(stdout(&o).trim().len(), 40, "{}", stdout(&o));
+    }
+    // alice's secret file stays with alice; the allow-list holds her public one
+    std::fs::rename(
+        clients.join("alice.key_secret"),
+        dir.join("alice.key_secret"),
+    )
+    .unwrap();
+    let rules = dir.join("rules.yml");
+    std::fs::write(
+        &rules,
+        "rules:\n  - user: alice\n    allow: [\"echo\", \"_zerorpc_*\"]\n",
+    )
+    .unwrap();
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let _server = Bg::start(
+        &[
+            "--server",
+            "--curve-keys",
+            &format!("{d}/server.key_secret"),
+            "--curve-allow",
+            &clients.to_string_lossy(),
+            "--authorize",
+            &rules.to_string_lossy(),
+            "--bind",
+            &ep,
+            "demo",
+        ],
+        "serving demo on",
+    );
+    let call = |who: &str, args: &[&str]| {
+        let keys = format!("{d}/{who}.key_secret");
+        let server_key = format!("{d}/server.key");
+        let mut all = vec![
+            "--timeout",
+            "3",
+            "--curve-keys",
+            &keys,
+            "--curve-server-key",
+            &server_key,
+            &ep,
+        ];
+        all.extend_from_slice(args);
+        zerorpc(&all)
+    };
+    let o = call("alice", &["echo", "hi"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "'hi'");
+    // allowed to connect, not to call add
+    let o = call("alice", &["add", "1", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
+    // a key the server does not know: no answer
+    let o = call("mallory", &["echo", "hi"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // flags in the wrong mode are refused
+    let o = zerorpc(&["--curve-allow", &d, &ep, "echo", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
