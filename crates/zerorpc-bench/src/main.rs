@@ -1260,6 +1260,98 @@ impl zerorpc::TraceSink for Discard {
     }
 }
 
+// ------------------------------------------------------------ security
+
+/// Calls over a fresh server and client, with CURVE or without.
+async fn security_row(curve: bool, quick: bool) -> Row {
+    use zerorpc::zmtp::curve::CurveKeyPair;
+    use zerorpc::zmtp::{AllowAny, Security, SocketOptions};
+    let (seq, conc) = if quick {
+        (2_000, 20_000)
+    } else {
+        (10_000, 100_000)
+    };
+    let server_keys = CurveKeyPair::generate();
+    let (server_sec, client_sec) = if curve {
+        (
+            Security::curve_server(server_keys.clone(), AllowAny),
+            Security::curve_client(CurveKeyPair::generate(), server_keys.public),
+        )
+    } else {
+        (Security::Null, Security::Null)
+    };
+    let server = Arc::new(Server::with_options(
+        zerorpc::demo::Demo,
+        zerorpc::ServerOptions {
+            socket: SocketOptions {
+                security: server_sec,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    ));
+    let ep = server
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .expect("bind")
+        .to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    let opts = zerorpc::ClientOptions {
+        socket: SocketOptions {
+            security: client_sec,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let name = if curve { "CURVE" } else { "NULL" };
+    let row = tokio::spawn(async move {
+        let c = Client::connect_with(&[&ep], opts).await.expect("connect");
+        call_workloads(name, seq, conc, c, echo_call).await
+    })
+    .await
+    .expect("bench task");
+    server.shutdown();
+    row
+}
+
+/// NULL vs CURVE, alternating three times; prints every run and the
+/// median ratios.
+async fn security_bench(quick: bool) {
+    let mut runs: Vec<(bool, Row)> = Vec::new();
+    for round in 1..=3 {
+        for curve in [false, true] {
+            eprintln!("[round {round}] {}", if curve { "CURVE" } else { "NULL" });
+            let mut r = security_row(curve, quick).await;
+            r.name = format!("{} ({round})", r.name);
+            runs.push((curve, r));
+        }
+    }
+    let base = runs[0].1.clone();
+    println!();
+    println!("| run | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 |\n|---|---:|---:|---:|---:|---:|");
+    for (_, r) in &runs {
+        println!("| {} | {} |", r.name, r.call_cells(&base));
+    }
+    let median = |curve: bool, f: fn(&Row) -> Option<f64>| {
+        let mut v: Vec<f64> = runs
+            .iter()
+            .filter(|(c, _)| *c == curve)
+            .filter_map(|(_, r)| f(r))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "median calls/s with CURVE vs NULL: {:.2}x at 16 in flight, {:.2}x at 256, {:.2}x for 64 KiB calls; p50 {:.0} vs {:.0} µs",
+        median(true, |r| r.rate16) / median(false, |r| r.rate16),
+        median(true, |r| r.rate256) / median(false, |r| r.rate256),
+        median(true, |r| r.rate64k) / median(false, |r| r.rate64k),
+        median(true, |r| r.p50_us),
+        median(false, |r| r.p50_us),
+    );
+}
+
 /// The runtime every measurement runs on: two workers, like the machine.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -1284,6 +1376,11 @@ fn main() {
             json!({"p50": r.p50_us, "p99": r.p99_us, "r16": r.rate16, "r256": r.rate256, "r64k": r.rate64k})
         );
         std::process::exit(0);
+    }
+    if args.get(1).map(String::as_str) == Some("security") {
+        let rt = runtime();
+        rt.block_on(security_bench(args.iter().any(|a| a == "--quick")));
+        return;
     }
     if args.get(1).map(String::as_str) == Some("hub") {
         let rt = runtime();
