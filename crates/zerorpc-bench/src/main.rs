@@ -1218,21 +1218,7 @@ fn tracing_bench(quick: bool) {
             ));
         }
     }
-    let base = runs[0].1.clone();
-    println!();
-    println!("| run | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 |\n|---|---:|---:|---:|---:|---:|");
-    for (_, r) in &runs {
-        println!("| {} | {} |", r.name, r.call_cells(&base));
-    }
-    let median = |mode: usize, f: fn(&Row) -> Option<f64>| {
-        let mut v: Vec<f64> = runs
-            .iter()
-            .filter(|(m, _)| *m == mode)
-            .filter_map(|(_, r)| f(r))
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+    let median = print_runs(&runs);
     for (mode, label) in [
         (1, "embedded store"),
         (2, "discarding sink"),
@@ -1245,6 +1231,28 @@ fn tracing_bench(quick: bool) {
             median(mode, |r| r.p50_us),
             median(0, |r| r.p50_us),
         );
+    }
+}
+
+/// Prints runs as a table (ratios against the first run) and returns the
+/// median of `f` over the runs of `mode`.
+fn print_runs<M: PartialEq + Copy>(
+    runs: &[(M, Row)],
+) -> impl Fn(M, fn(&Row) -> Option<f64>) -> f64 + '_ {
+    let base = runs[0].1.clone();
+    println!();
+    println!("| run | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 |\n|---|---:|---:|---:|---:|---:|");
+    for (_, r) in runs {
+        println!("| {} | {} |", r.name, r.call_cells(&base));
+    }
+    move |mode: M, f: fn(&Row) -> Option<f64>| {
+        let mut v: Vec<f64> = runs
+            .iter()
+            .filter(|(m, _)| *m == mode)
+            .filter_map(|(_, r)| f(r))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     }
 }
 
@@ -1327,21 +1335,7 @@ async fn security_bench(quick: bool) {
             runs.push((curve, r));
         }
     }
-    let base = runs[0].1.clone();
-    println!();
-    println!("| run | p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 |\n|---|---:|---:|---:|---:|---:|");
-    for (_, r) in &runs {
-        println!("| {} | {} |", r.name, r.call_cells(&base));
-    }
-    let median = |curve: bool, f: fn(&Row) -> Option<f64>| {
-        let mut v: Vec<f64> = runs
-            .iter()
-            .filter(|(c, _)| *c == curve)
-            .filter_map(|(_, r)| f(r))
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+    let median = print_runs(&runs);
     println!(
         "median calls/s with CURVE vs NULL: {:.2}x at 16 in flight, {:.2}x at 256, {:.2}x for 64 KiB calls; p50 {:.0} vs {:.0} µs",
         median(true, |r| r.rate16) / median(false, |r| r.rate16),

@@ -22,30 +22,8 @@ pub fn parse_arg(s: &str) -> Value {
 pub fn parse_json_arg(s: &str) -> Result<Value, String> {
     let j: serde_json::Value =
         serde_json::from_str(s).map_err(|e| format!("{s:?} is not JSON: {e}"))?;
-    Ok(from_json(j))
-}
-
-fn from_json(j: serde_json::Value) -> Value {
-    match j {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(b) => Value::from(b),
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                Value::from(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        serde_json::Value::String(s) => Value::from(s),
-        serde_json::Value::Array(a) => Value::Array(a.into_iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => Value::Map(
-            o.into_iter()
-                .map(|(k, v)| (Value::from(k), from_json(v)))
-                .collect(),
-        ),
-    }
+    // (the gateway's reading: `{"$base64": "..."}` is bytes)
+    Ok(zerorpc_gateway::json::from_json(j))
 }
 
 struct Parser<'a> {
