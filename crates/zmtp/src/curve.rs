@@ -873,14 +873,24 @@ impl FrameSealer for Sealer {
     fn seal(&mut self, frame: Frame) -> Result<Frame> {
         let short = self.next.to_be_bytes();
         self.next += 1;
-        let mut plain = Vec::with_capacity(1 + frame.body.len());
-        plain.push(u8::from(frame.more) | (u8::from(frame.command) << 1));
-        plain.extend_from_slice(&frame.body);
-        let mut body = BytesMut::with_capacity(8 + 8 + MAC + plain.len());
+        // Laid out once, encrypted in place: name, nonce, MAC, then the
+        // flags and the frame (like libzmq, the flags travel in the box).
+        let mut body = BytesMut::with_capacity(16 + MAC + 1 + frame.body.len());
         body.extend_from_slice(b"\x07MESSAGE");
         body.extend_from_slice(&short);
-        seal_into(&*self.key, &nonce(self.prefix, &short), &plain, &mut body);
-        // (like libzmq: the flags travel inside the box)
+        body.put_bytes(0, MAC);
+        body.put_u8(u8::from(frame.more) | (u8::from(frame.command) << 1));
+        body.extend_from_slice(&frame.body);
+        let (mac, text) = body[16..].split_at_mut(MAC);
+        let tag = self
+            .key
+            .encrypt_in_place_detached(
+                GenericArray::from_slice(&nonce(self.prefix, &short)),
+                b"",
+                text,
+            )
+            .map_err(|_| ZmtpError::Crypto("a frame could not be sealed"))?;
+        mac.copy_from_slice(&tag);
         Ok(Frame {
             more: false,
             command: false,
@@ -906,20 +916,25 @@ impl FrameOpener for Opener {
             peers: self.last,
         };
         nonces.check(&b[8..16])?;
-        let plain = open(
-            &*self.key,
-            &nonce(self.prefix, &b[8..16]),
-            &b[16..],
-            "a MESSAGE did not open (altered traffic?)",
-        )?;
+        let n = nonce(self.prefix, &b[8..16]);
+        // Decrypted in place (no copy when the frame's bytes are ours alone).
+        let mut body = BytesMut::from(frame.body);
+        let (head, text) = body.split_at_mut(16 + MAC);
+        self.key
+            .decrypt_in_place_detached(
+                GenericArray::from_slice(&n),
+                b"",
+                text,
+                GenericArray::from_slice(&head[16..]),
+            )
+            .map_err(|_| ZmtpError::Crypto("a MESSAGE did not open (altered traffic?)"))?;
         self.last = nonces.peers;
-        let flags = plain[0];
-        let mut body = Bytes::from(plain);
-        let _ = body.split_to(1);
+        let flags = body[16 + MAC];
+        let _ = body.split_to(16 + MAC + 1);
         Ok(Frame {
             more: flags & 1 != 0,
             command: flags & 2 != 0,
-            body,
+            body: body.freeze(),
         })
     }
 }
@@ -1051,6 +1066,32 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(
+            name in proptest::sample::select(vec!["HELLO", "WELCOME", "INITIATE", "READY", "MESSAGE"]),
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+            prefix_message in proptest::bool::ANY,
+        ) {
+            let (cc, sc) = configs(Arc::new(AllowAny));
+            let md = Metadata::for_socket(crate::SocketType::Dealer, b"");
+            let mut s = CurveServer::new(sc.clone());
+            let _ = s.on_command(RawCommand::new(name, data.clone()), &md, &mut Vec::new());
+            let mut c = CurveClient::new(cc.clone());
+            let _ = c.start(true, &md, &mut Vec::new());
+            let _ = c.on_command(RawCommand::new(name, data.clone()), &md, &mut Vec::new());
+            // and to an established connection's opener
+            let mut c = Box::new(CurveClient::new(cc));
+            let mut s = Box::new(CurveServer::new(sc));
+            if pump(c.as_mut(), s.as_mut(), &md).is_ok() {
+                let (_, mut opener) = s.into_transform().unwrap();
+                let mut body = if prefix_message { b"\x07MESSAGE".to_vec() } else { Vec::new() };
+                body.extend_from_slice(&data);
+                proptest::prop_assert!(opener.open(Frame::data(body, false)).is_err());
+            }
+        }
     }
 
     #[test]
