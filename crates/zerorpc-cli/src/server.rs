@@ -57,9 +57,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         ..Default::default()
     };
     let server = Arc::new(Server::with_options(zerorpc::demo::Demo, opts));
+    let mut bound = Vec::new();
     for b in &binds {
         match server.bind(b).await {
-            Ok(ep) => eprintln!("serving demo on {ep}"),
+            Ok(ep) => {
+                eprintln!("serving demo on {ep}");
+                bound.push(ep.to_string());
+            }
             Err(e) => {
                 eprintln!("zerorpc: cannot bind {b}: {e}");
                 return ExitCode::from(5);
@@ -75,7 +79,20 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
     let s = server.clone();
     let serving = tokio::spawn(async move { s.run().await });
+    let registration = match crate::naming::register(&cli, &service, &bound).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zerorpc: {e}");
+            server.shutdown();
+            return ExitCode::from(5);
+        }
+    };
     let signal = wait_for_signal().await;
+    if let Some(r) = registration {
+        if let Err(e) = r.unregister().await {
+            eprintln!("zerorpc: could not unregister: {e}");
+        }
+    }
     eprintln!(
         "{signal}: finishing in-flight calls (up to {}s)...",
         GRACE.as_secs()
