@@ -296,7 +296,7 @@ impl Dns {
 
 enum Source {
     Directory(Directory),
-    Dns(Dns),
+    Dns(Box<Dns>),
     Registry {
         address: String,
         client: OnceCell<Client>,
@@ -341,7 +341,7 @@ impl Resolver {
 
     /// Asks DNS next.
     pub fn dns(mut self, d: Dns) -> Resolver {
-        self.sources.push(Source::Dns(d));
+        self.sources.push(Source::Dns(Box::new(d)));
         self
     }
 

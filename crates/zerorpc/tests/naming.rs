@@ -51,7 +51,7 @@ async fn yaml_directory_resolves_and_calls() {
     .unwrap();
     let r = Resolver::new().directory(Directory::load(&path).unwrap());
     let got = r.resolve("zerorpc://demo").await.unwrap();
-    assert_eq!(got.endpoints, [ep.clone()]);
+    assert_eq!(got.endpoints, std::slice::from_ref(&ep));
     assert_eq!(got.socket_type.as_deref(), Some("ROUTER"));
     match r.resolve("nobody").await {
         Err(Error::Naming(m)) => assert!(m.contains("\"nobody\""), "{m}"),
@@ -64,7 +64,7 @@ async fn yaml_directory_resolves_and_calls() {
             .await
             .unwrap();
         assert_eq!(v, Value::from(42));
-        assert_eq!(c.endpoints(), [ep.clone()]);
+        assert_eq!(c.endpoints(), std::slice::from_ref(&ep));
     }
     // unknown names and missing resolvers are clear errors, not panics
     match Client::connect_with(&["zerorpc://nobody"], opts.clone()).await {
