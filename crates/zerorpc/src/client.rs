@@ -397,7 +397,20 @@ impl Client {
         let stop = CancellationToken::new();
         let mut conns = Vec::new();
         for ep in endpoints {
-            conns.push(open_conn(ep, &opts, stop.child_token()).await?);
+            match open_conn(ep, &opts, stop.child_token()).await {
+                Ok(c) => conns.push(c),
+                // (a name may list an endpoint we cannot use: skip it)
+                Err(e) if named => {
+                    tracing::warn!(endpoint = %ep, error = %e, "skipping a resolved endpoint")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if conns.is_empty() {
+            return Err(Error::Naming(format!(
+                "none of the resolved endpoints is usable: {}",
+                endpoints.join(", ")
+            )));
         }
         let wake = named.then(|| Arc::new(Notify::new()));
         let inner = Arc::new(Inner {

@@ -674,8 +674,8 @@ impl Registration {
     /// Stops the heartbeats without unregistering: the entry expires
     /// after its TTL (what a crash looks like).
     pub fn abandon(self) {
+        // (a cancelled registration's drop does not unregister)
         self.stop.cancel();
-        std::mem::forget(self);
     }
 
     /// Stops the heartbeats and unregisters, waiting for the answer.

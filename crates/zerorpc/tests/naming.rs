@@ -46,7 +46,10 @@ async fn yaml_directory_resolves_and_calls() {
     let path = temp("services.yml");
     std::fs::write(
         &path,
-        format!("demo: {{endpoints: [{ep}], type: ROUTER}}\nshort: {ep}\n"),
+        format!(
+            "demo: {{endpoints: [{ep}], type: ROUTER}}\nshort: {ep}\n\
+             mixed: {{endpoints: ['tcp://*:1', {ep}]}}\nunusable: 'tcp://*:1'\n"
+        ),
     )
     .unwrap();
     let r = Resolver::new().directory(Directory::load(&path).unwrap());
@@ -58,7 +61,8 @@ async fn yaml_directory_resolves_and_calls() {
         other => panic!("{other:?}"),
     }
     let opts = with_resolver(r);
-    for name in ["zerorpc://demo", "zerorpc://short"] {
+    // (an endpoint nobody can connect to is skipped)
+    for name in ["zerorpc://demo", "zerorpc://short", "zerorpc://mixed"] {
         let c = Client::connect_with(&[name], opts.clone()).await.unwrap();
         let v = within("a call by name", c.call("add", vec![2.into(), 40.into()]))
             .await
@@ -69,6 +73,10 @@ async fn yaml_directory_resolves_and_calls() {
     // unknown names and missing resolvers are clear errors, not panics
     match Client::connect_with(&["zerorpc://nobody"], opts.clone()).await {
         Err(Error::Naming(m)) => assert!(m.contains("nobody"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match Client::connect_with(&["zerorpc://unusable"], opts.clone()).await {
+        Err(Error::Naming(m)) => assert!(m.contains("none of the resolved"), "{m}"),
         other => panic!("{other:?}"),
     }
     match Client::connect_with(&["zerorpc://demo", &ep], opts).await {
