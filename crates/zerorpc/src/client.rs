@@ -267,6 +267,10 @@ async fn re_resolve(
             if !next.iter().any(|n| Arc::ptr_eq(n, c)) {
                 tracing::info!(%service, endpoint = %c.endpoint, "endpoint no longer listed, closing");
                 c.stop.cancel();
+                // its calls fail now (Disconnected: lost, so retried when
+                // idempotent) rather than after two silent heartbeats
+                c.drops.fetch_add(1, Ordering::SeqCst);
+                c.channels().clear();
             }
         }
         *inner.conns.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
