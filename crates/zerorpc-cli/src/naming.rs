@@ -72,6 +72,26 @@ pub fn resolver(cli: &Cli) -> Result<Option<Arc<Resolver>>, String> {
     Ok((!r.is_empty()).then(|| Arc::new(r)))
 }
 
+/// The endpoints of `address`: itself, or what its `zerorpc://` name
+/// resolves to now (through the flags' resolver, else the environment's).
+pub async fn resolve_once(cli: &Cli, address: &str) -> Result<Vec<String>, String> {
+    if zerorpc::naming::service_name(address).is_none() {
+        return Ok(vec![address.to_owned()]);
+    }
+    let resolver = match resolver(cli)? {
+        Some(r) => r,
+        None => match Resolver::from_env().map_err(|e| e.to_string())? {
+            Some(r) => Arc::new(r),
+            None => return Err("no resolver: give --directory, --registry or --dns-domain".into()),
+        },
+    };
+    resolver
+        .resolve(address)
+        .await
+        .map(|r| r.endpoints)
+        .map_err(|e| e.to_string())
+}
+
 /// What a server bound to `ep` can be reached at: a wildcard host becomes
 /// 127.0.0.1.
 pub fn advertised(ep: &str) -> String {

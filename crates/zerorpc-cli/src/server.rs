@@ -71,11 +71,21 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     }
     for c in &cli.connect {
-        if let Err(e) = server.connect(c).await {
-            eprintln!("zerorpc: cannot connect {c}: {e}");
-            return ExitCode::from(5);
+        // (a zerorpc:// name, e.g. a hub's worker side, is resolved once)
+        let targets = match crate::naming::resolve_once(&cli, c).await {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("zerorpc: cannot resolve {c}: {e}");
+                return ExitCode::from(5);
+            }
+        };
+        for t in &targets {
+            if let Err(e) = server.connect(t).await {
+                eprintln!("zerorpc: cannot connect {t}: {e}");
+                return ExitCode::from(5);
+            }
+            eprintln!("serving demo through {t}");
         }
-        eprintln!("serving demo through {c}");
     }
     let s = server.clone();
     let serving = tokio::spawn(async move { s.run().await });

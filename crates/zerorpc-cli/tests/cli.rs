@@ -800,3 +800,64 @@ fn registry_register_and_call_by_name() {
     ]);
     assert_eq!(stdout(&o), "'hi'\n", "{}", stderr(&o));
 }
+
+#[test]
+fn hub_and_workers_found_by_name() {
+    let dir = std::env::temp_dir().join(format!("zerorpc-hub-naming-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pin, pout) = (free_port(), free_port());
+    let cfg = dir.join("hub.yml");
+    std::fs::write(
+        &cfg,
+        format!("in: \"tcp://127.0.0.1:{pin}\"\nout: \"tcp://127.0.0.1:{pout}\"\ntype: queue\nheartbeat: 1\n"),
+    )
+    .unwrap();
+    let names = dir.join("services.yml");
+    std::fs::write(
+        &names,
+        format!("calc: tcp://127.0.0.1:{pin}\ncalc-workers: tcp://127.0.0.1:{pout}\n"),
+    )
+    .unwrap();
+    let names = names.to_str().unwrap();
+    let _hub = Bg::start(&["hub", cfg.to_str().unwrap()], "hub: clients connect to");
+    // a worker connects by name
+    let _w = Bg::start(
+        &[
+            "--server",
+            "--heartbeat",
+            "1",
+            "--directory",
+            names,
+            "--connect",
+            "zerorpc://calc-workers",
+            "demo",
+        ],
+        &format!("serving demo through tcp://127.0.0.1:{pout}"),
+    );
+    let o = zerorpc(&[
+        "--heartbeat",
+        "1",
+        "--directory",
+        names,
+        "zerorpc://calc",
+        "add",
+        "40",
+        "2",
+    ]);
+    assert_eq!(stdout(&o).trim(), "42", "{}", stderr(&o));
+    // an unknown name is a clear failure for a worker too
+    let o = zerorpc(&[
+        "--server",
+        "--directory",
+        names,
+        "--connect",
+        "zerorpc://nope",
+        "demo",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot resolve zerorpc://nope"),
+        "{}",
+        stderr(&o)
+    );
+}
