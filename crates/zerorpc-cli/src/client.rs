@@ -89,9 +89,17 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let resolver = match crate::naming::resolver(&cli) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zerorpc: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = ClientOptions {
         recorder: recorder.clone(),
         socket,
+        resolver,
         ..options(&cli)
     };
     let client = match Client::connect_with(&eps, opts).await {

@@ -13,6 +13,7 @@ mod client;
 mod gateway;
 mod hub;
 mod literal;
+mod naming;
 mod output;
 mod security;
 mod server;
@@ -42,6 +43,10 @@ Examples:
   zerorpc keygen server                         write server.key and server.key_secret (CURVE)
   zerorpc --server --curve-keys server.key_secret --curve-allow clients/ --bind tcp://0.0.0.0:4242 demo
   zerorpc --curve-keys alice.key_secret --curve-server-key server.key tcp://host:4242 echo hi
+  zerorpc registry --bind tcp://0.0.0.0:4000      a naming registry (zerorpc://SERVICE addresses)
+  zerorpc --server --register tcp://reg:4000 --name calc --bind tcp://0.0.0.0:0 demo   register while serving
+  zerorpc --registry tcp://reg:4000 zerorpc://calc add 1 2   call a service by name (also --directory FILE,
+                                                --dns-domain DOMAIN [--dns-server IP:PORT])
   zerorpc trace tail                            follow records as they arrive
   zerorpc trace top                             per-method rates, failures, p50/p99
 
@@ -99,6 +104,36 @@ pub struct Cli {
     /// deny}], globs); denied calls get PermissionDenied.
     #[arg(long = "authorize", value_name = "FILE")]
     pub authorize: Option<String>,
+    /// Naming: resolve zerorpc://SERVICE addresses with this YAML
+    /// directory (default: $ZERORPC_DIRECTORY).
+    #[arg(long = "directory", value_name = "FILE")]
+    pub directory: Option<String>,
+    /// Naming: resolve zerorpc://SERVICE addresses with the registry at
+    /// ADDR (default: $ZERORPC_REGISTRY).
+    #[arg(long = "registry", value_name = "ADDR")]
+    pub registry: Option<String>,
+    /// Naming: the nameserver for DNS SRV lookups (IP:PORT; default:
+    /// $ZERORPC_DNS_SERVER, else the system's).
+    #[arg(long = "dns-server", value_name = "IP:PORT")]
+    pub dns_server: Option<String>,
+    /// Naming: resolve zerorpc://SERVICE with DNS SRV records
+    /// _SERVICE._zerorpc._tcp.DOMAIN (default: $ZERORPC_DNS_DOMAIN).
+    #[arg(long = "dns-domain", value_name = "DOMAIN")]
+    pub dns_domain: Option<String>,
+    /// Server: register with the registry at ADDR (heart-beating; gone
+    /// when the server stops).
+    #[arg(long = "register", value_name = "ADDR")]
+    pub register: Option<String>,
+    /// Server: the service name to register (default: the service served).
+    #[arg(long = "name", value_name = "SERVICE")]
+    pub name: Option<String>,
+    /// Server: the endpoint to register (default: the first bound one,
+    /// with 0.0.0.0 or * replaced by 127.0.0.1).
+    #[arg(long = "advertise", value_name = "ENDPOINT")]
+    pub advertise: Option<String>,
+    /// Server: seconds a registration lives without a heartbeat.
+    #[arg(long = "register-ttl", default_value_t = 10.0, value_name = "S")]
+    pub register_ttl: f64,
     /// Accepted for compatibility: our client always heart-beats actively.
     #[arg(long = "active-hb")]
     pub active_hb: bool,
@@ -131,7 +166,9 @@ fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
             "-pj" => out.push("--print-json".into()),
             "-?" => out.push("--inspect".into()),
             "--connect" | "--bind" | "--timeout" | "--heartbeat" | "--collector"
-            | "--curve-keys" | "--curve-server-key" | "--curve-allow" | "--authorize" => {
+            | "--curve-keys" | "--curve-server-key" | "--curve-allow" | "--authorize"
+            | "--directory" | "--registry" | "--dns-server" | "--dns-domain" | "--register"
+            | "--name" | "--advertise" | "--register-ttl" => {
                 takes_value = true;
                 out.push(a);
             }
@@ -214,6 +251,12 @@ fn main() -> ExitCode {
                 std::iter::once("zerorpc gateway".to_owned()).chain(args.into_iter().skip(2)),
             );
             rt.block_on(gateway::run(g))
+        }
+        Some("registry") => {
+            let a = naming::RegistryArgs::parse_from(
+                std::iter::once("zerorpc registry".to_owned()).chain(args.into_iter().skip(2)),
+            );
+            rt.block_on(naming::run_registry(a))
         }
         Some("keygen") => security::keygen(security::KeygenArgs::parse_from(
             std::iter::once("zerorpc keygen".to_owned()).chain(args.into_iter().skip(2)),

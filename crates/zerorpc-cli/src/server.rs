@@ -57,9 +57,13 @@ pub async fn run(cli: Cli) -> ExitCode {
         ..Default::default()
     };
     let server = Arc::new(Server::with_options(zerorpc::demo::Demo, opts));
+    let mut bound = Vec::new();
     for b in &binds {
         match server.bind(b).await {
-            Ok(ep) => eprintln!("serving demo on {ep}"),
+            Ok(ep) => {
+                eprintln!("serving demo on {ep}");
+                bound.push(ep.to_string());
+            }
             Err(e) => {
                 eprintln!("zerorpc: cannot bind {b}: {e}");
                 return ExitCode::from(5);
@@ -67,15 +71,38 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     }
     for c in &cli.connect {
-        if let Err(e) = server.connect(c).await {
-            eprintln!("zerorpc: cannot connect {c}: {e}");
-            return ExitCode::from(5);
+        // (a zerorpc:// name, e.g. a hub's worker side, is resolved once)
+        let targets = match crate::naming::resolve_once(&cli, c).await {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("zerorpc: cannot resolve {c}: {e}");
+                return ExitCode::from(5);
+            }
+        };
+        for t in &targets {
+            if let Err(e) = server.connect(t).await {
+                eprintln!("zerorpc: cannot connect {t}: {e}");
+                return ExitCode::from(5);
+            }
+            eprintln!("serving demo through {t}");
         }
-        eprintln!("serving demo through {c}");
     }
     let s = server.clone();
     let serving = tokio::spawn(async move { s.run().await });
+    let registration = match crate::naming::register(&cli, &service, &bound).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("zerorpc: {e}");
+            server.shutdown();
+            return ExitCode::from(5);
+        }
+    };
     let signal = wait_for_signal().await;
+    if let Some(r) = registration {
+        if let Err(e) = r.unregister().await {
+            eprintln!("zerorpc: could not unregister: {e}");
+        }
+    }
     eprintln!(
         "{signal}: finishing in-flight calls (up to {}s)...",
         GRACE.as_secs()

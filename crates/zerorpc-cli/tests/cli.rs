@@ -720,3 +720,144 @@ fn keygen_curve_flags_and_authorization_rules() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn registry_register_and_call_by_name() {
+    let reg = format!("tcp://127.0.0.1:{}", free_port());
+    let _registry = Bg::start(&["registry", "--bind", &reg], "registry on");
+    // a wildcard bind on a free port registers a connectable address
+    let (_server, line) = Bg::start_line(
+        &[
+            "--server",
+            "--heartbeat",
+            "1",
+            "--register",
+            &reg,
+            "--name",
+            "calc",
+            "--register-ttl",
+            "2",
+            "--bind",
+            "tcp://0.0.0.0:0",
+            "demo",
+        ],
+        "serving demo on",
+    );
+    let port = line.trim().rsplit(':').next().unwrap().to_owned();
+    let want = format!("['tcp://127.0.0.1:{port}']\n");
+    // registration follows the bind: poll the registry until it lists it
+    let start = Instant::now();
+    loop {
+        let o = zerorpc(&[&reg, "resolve", "calc"]);
+        if stdout(&o) == want {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never registered: {} {}",
+            stdout(&o),
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = zerorpc(&["--registry", &reg, "zerorpc://calc", "add", "2", "40"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "42\n"),
+        "{}",
+        stderr(&o)
+    );
+    let o = zerorpc(&[
+        "--registry",
+        &reg,
+        "--connect",
+        "zerorpc://calc",
+        "range",
+        "2",
+    ]);
+    assert_eq!(stdout(&o), "0\n1\n", "{}", stderr(&o));
+    // a name nobody registered: a clear error, exit 5
+    let o = zerorpc(&["--registry", &reg, "zerorpc://nobody", "add", "1", "2"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no source knows the service \"nobody\""),
+        "{}",
+        stderr(&o)
+    );
+    // no resolver at all
+    let o = zerorpc(&["zerorpc://calc", "add", "1", "2"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no resolver"), "{}", stderr(&o));
+    // a directory file works the same way
+    let dir = std::env::temp_dir().join(format!("zerorpc-cli-naming-{}.yml", std::process::id()));
+    std::fs::write(&dir, format!("calc: tcp://127.0.0.1:{port}\n")).unwrap();
+    let o = zerorpc(&[
+        "--directory",
+        dir.to_str().unwrap(),
+        "zerorpc://calc",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(stdout(&o), "'hi'\n", "{}", stderr(&o));
+}
+
+#[test]
+fn hub_and_workers_found_by_name() {
+    let dir = std::env::temp_dir().join(format!("zerorpc-hub-naming-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pin, pout) = (free_port(), free_port());
+    let cfg = dir.join("hub.yml");
+    std::fs::write(
+        &cfg,
+        format!("in: \"tcp://127.0.0.1:{pin}\"\nout: \"tcp://127.0.0.1:{pout}\"\ntype: queue\nheartbeat: 1\n"),
+    )
+    .unwrap();
+    let names = dir.join("services.yml");
+    std::fs::write(
+        &names,
+        format!("calc: tcp://127.0.0.1:{pin}\ncalc-workers: tcp://127.0.0.1:{pout}\n"),
+    )
+    .unwrap();
+    let names = names.to_str().unwrap();
+    let _hub = Bg::start(&["hub", cfg.to_str().unwrap()], "hub: clients connect to");
+    // a worker connects by name
+    let _w = Bg::start(
+        &[
+            "--server",
+            "--heartbeat",
+            "1",
+            "--directory",
+            names,
+            "--connect",
+            "zerorpc://calc-workers",
+            "demo",
+        ],
+        &format!("serving demo through tcp://127.0.0.1:{pout}"),
+    );
+    let o = zerorpc(&[
+        "--heartbeat",
+        "1",
+        "--directory",
+        names,
+        "zerorpc://calc",
+        "add",
+        "40",
+        "2",
+    ]);
+    assert_eq!(stdout(&o).trim(), "42", "{}", stderr(&o));
+    // an unknown name is a clear failure for a worker too
+    let o = zerorpc(&[
+        "--server",
+        "--directory",
+        names,
+        "--connect",
+        "zerorpc://nope",
+        "demo",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot resolve zerorpc://nope"),
+        "{}",
+        stderr(&o)
+    );
+}

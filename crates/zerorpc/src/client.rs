@@ -52,6 +52,15 @@ pub struct ClientOptions {
     /// traceback, trace id), to pass on to an error tracker. See
     /// [`crate::report`].
     pub on_error: Option<OnError>,
+    /// Resolves `zerorpc://SERVICE` addresses (see [`crate::naming`]).
+    /// `None`: [`crate::naming::Resolver::from_env`], when the
+    /// environment describes one.
+    pub resolver: Option<Arc<crate::naming::Resolver>>,
+    /// A client of a `zerorpc://` name resolves it again this often (and
+    /// at once when none of its connections is healthy, at most once a
+    /// second): it connects to new endpoints and drops those no longer
+    /// listed. `None`: every 5 s.
+    pub re_resolve: Option<Duration>,
 }
 
 /// Which calls are retried, and how: only methods the user declares
@@ -116,11 +125,14 @@ struct Conn {
     /// connection: a call on it was lost. 0: healthy.
     suspect_until: AtomicU64,
     epoch: std::time::Instant,
+    /// Ends its receive loop (the client's end, or its endpoint dropped).
+    stop: CancellationToken,
 }
 
 impl Conn {
-    fn new(dealer: DealerSocket, endpoint: Arc<str>) -> Self {
+    fn new(dealer: DealerSocket, endpoint: Arc<str>, stop: CancellationToken) -> Self {
         Conn {
+            stop,
             dealer,
             endpoint,
             channels: Mutex::new(HashMap::new()),
@@ -172,9 +184,97 @@ impl Conn {
 }
 
 struct Inner {
-    conns: Vec<Arc<Conn>>,
+    /// Replaced as a naming client re-resolves.
+    conns: std::sync::RwLock<Arc<Vec<Arc<Conn>>>>,
     next: AtomicUsize,
     opts: ClientOptions,
+    /// For a `zerorpc://` client: wakes its re-resolver.
+    naming: Option<Arc<Notify>>,
+}
+
+impl Inner {
+    fn conns(&self) -> Arc<Vec<Arc<Conn>>> {
+        self.conns.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Connects a DEALER to `ep` and starts its receive loop (ended by `stop`).
+async fn open_conn(
+    ep: &str,
+    opts: &ClientOptions,
+    stop: CancellationToken,
+) -> Result<Arc<Conn>, Error> {
+    let dealer = DealerSocket::with_options(opts.socket.clone());
+    dealer.connect(ep).await?;
+    let conn = Arc::new(Conn::new(dealer, Arc::from(ep), stop.clone()));
+    tokio::spawn(receive_loop(conn.clone(), opts.decode_limits, stop));
+    Ok(conn)
+}
+
+/// Re-resolves a `zerorpc://` client's service: every `every`, or when
+/// woken (no healthy connection), at most once a second. New endpoints
+/// are connected; endpoints no longer listed are closed (calls still on
+/// them are lost). A failed resolution keeps the current endpoints.
+async fn re_resolve(
+    inner: std::sync::Weak<Inner>,
+    resolver: Arc<crate::naming::Resolver>,
+    service: String,
+    wake: Arc<Notify>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let min_gap = Duration::from_secs(1).min(every);
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep_until(last + every) => {}
+            _ = wake.notified() => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(last + min_gap) => {}
+                }
+            }
+        }
+        last = Instant::now();
+        let resolved = match resolver.resolve(&service).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%service, error = %e, "re-resolving failed; keeping the current endpoints");
+                continue;
+            }
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        let current = inner.conns();
+        let mut next: Vec<Arc<Conn>> = Vec::new();
+        for ep in &resolved.endpoints {
+            if let Some(c) = current.iter().find(|c| &*c.endpoint == ep.as_str()) {
+                next.push(c.clone());
+                continue;
+            }
+            match open_conn(ep, &inner.opts, stop.child_token()).await {
+                Ok(c) => {
+                    tracing::info!(%service, endpoint = %ep, "connected to a new endpoint");
+                    next.push(c);
+                }
+                Err(e) => tracing::warn!(%service, endpoint = %ep, error = %e, "cannot connect"),
+            }
+        }
+        if next.is_empty() {
+            continue;
+        }
+        for c in current.iter() {
+            if !next.iter().any(|n| Arc::ptr_eq(n, c)) {
+                tracing::info!(%service, endpoint = %c.endpoint, "endpoint no longer listed, closing");
+                c.stop.cancel();
+                // its calls fail now (Disconnected: lost, so retried when
+                // idempotent) rather than after two silent heartbeats
+                c.drops.fetch_add(1, Ordering::SeqCst);
+                c.channels().clear();
+            }
+        }
+        *inner.conns.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+    }
 }
 
 /// How a call answered, as [`Client::call_reply`] tells it.
@@ -198,13 +298,15 @@ impl<S> std::fmt::Debug for Reply<S> {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// Cancelled when the last clone (and call) is gone.
+    stop: CancellationToken,
     _stop: Arc<tokio_util::sync::DropGuard>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("connections", &self.inner.conns.len())
+            .field("connections", &self.inner.conns().len())
             .finish()
     }
 }
@@ -216,27 +318,126 @@ impl Client {
     }
 
     /// Connects to several endpoints (each call uses one of them).
+    ///
+    /// A single `zerorpc://SERVICE` address is resolved through
+    /// [`ClientOptions::resolver`] (see [`crate::naming`]); the client
+    /// then follows the service as it moves (see
+    /// [`ClientOptions::re_resolve`]).
     pub async fn connect_with(endpoints: &[&str], opts: ClientOptions) -> Result<Client, Error> {
+        if endpoints.is_empty() {
+            return Err(Error::Protocol("no endpoint given".into()));
+        }
+        let named: Vec<&str> = endpoints
+            .iter()
+            .filter_map(|e| crate::naming::service_name(e))
+            .collect();
+        let mut naming = None;
+        let resolved: Vec<String>;
+        let endpoints: Vec<&str> = match named.as_slice() {
+            [] => endpoints.to_vec(),
+            [service] if endpoints.len() == 1 => {
+                let resolver = match &opts.resolver {
+                    Some(r) => r.clone(),
+                    None => match crate::naming::Resolver::from_env()? {
+                        Some(r) => Arc::new(r),
+                        None => {
+                            return Err(Error::Naming(format!(
+                                "cannot resolve zerorpc://{service}: no resolver (set ClientOptions::resolver, or ZERORPC_DIRECTORY / ZERORPC_REGISTRY / ZERORPC_DNS_DOMAIN)"
+                            )))
+                        }
+                    },
+                };
+                resolved = resolver.resolve(service).await?.endpoints;
+                naming = Some((resolver, service.to_string()));
+                resolved.iter().map(String::as_str).collect()
+            }
+            _ => {
+                return Err(Error::Naming(
+                    "a zerorpc:// address must be the only endpoint given".into(),
+                ))
+            }
+        };
+        let every = opts.re_resolve.unwrap_or(Duration::from_secs(5));
+        let named = naming.is_some();
+        let client = Client::connect_resolved(&endpoints, opts, named).await?;
+        if let (Some((resolver, service)), Some(wake)) = (naming, client.inner.naming.clone()) {
+            tokio::spawn(re_resolve(
+                Arc::downgrade(&client.inner),
+                resolver,
+                service,
+                wake,
+                every.max(Duration::from_millis(10)),
+                client.stop.clone(),
+            ));
+        }
+        Ok(client)
+    }
+
+    /// Connects to plain endpoints (no naming): what the naming module's
+    /// own clients use.
+    pub(crate) async fn connect_plain(
+        endpoints: &[&str],
+        opts: ClientOptions,
+    ) -> Result<Client, Error> {
+        if let Some(e) = endpoints
+            .iter()
+            .find(|e| crate::naming::service_name(e).is_some())
+        {
+            return Err(Error::Naming(format!(
+                "{e}: a plain endpoint is needed here"
+            )));
+        }
+        Client::connect_resolved(endpoints, opts, false).await
+    }
+
+    async fn connect_resolved(
+        endpoints: &[&str],
+        opts: ClientOptions,
+        named: bool,
+    ) -> Result<Client, Error> {
         if endpoints.is_empty() {
             return Err(Error::Protocol("no endpoint given".into()));
         }
         let stop = CancellationToken::new();
         let mut conns = Vec::new();
         for ep in endpoints {
-            let dealer = DealerSocket::with_options(opts.socket.clone());
-            dealer.connect(ep).await?;
-            let conn = Arc::new(Conn::new(dealer, Arc::from(*ep)));
-            tokio::spawn(receive_loop(conn.clone(), opts.decode_limits, stop.clone()));
-            conns.push(conn);
+            match open_conn(ep, &opts, stop.child_token()).await {
+                Ok(c) => conns.push(c),
+                // (a name may list an endpoint we cannot use: skip it)
+                Err(e) if named => {
+                    tracing::warn!(endpoint = %ep, error = %e, "skipping a resolved endpoint")
+                }
+                Err(e) => return Err(e),
+            }
         }
+        if conns.is_empty() {
+            return Err(Error::Naming(format!(
+                "none of the resolved endpoints is usable: {}",
+                endpoints.join(", ")
+            )));
+        }
+        let wake = named.then(|| Arc::new(Notify::new()));
+        let inner = Arc::new(Inner {
+            conns: std::sync::RwLock::new(Arc::new(conns)),
+            next: AtomicUsize::new(0),
+            opts,
+            naming: wake.clone(),
+        });
         Ok(Client {
-            inner: Arc::new(Inner {
-                conns,
-                next: AtomicUsize::new(0),
-                opts,
-            }),
+            inner,
+            stop: stop.clone(),
             _stop: Arc::new(stop.drop_guard()),
         })
+    }
+
+    /// The endpoints it is connected to now (they change as a
+    /// `zerorpc://` client re-resolves its service).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner
+            .conns()
+            .iter()
+            .map(|c| c.endpoint.to_string())
+            .collect()
     }
 
     /// Calls `method` and waits for its result. A streamed result is
@@ -595,12 +796,18 @@ impl Client {
     /// (connected, no recent lost call), else over the connected ones,
     /// else any (the request then waits for its server to appear).
     fn pick(&self) -> Arc<Conn> {
-        let conns = &self.inner.conns;
+        let conns = self.inner.conns();
         let start = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let in_turn = || (0..conns.len()).map(|i| &conns[(start + i) % conns.len()]);
+        if let Some(c) = in_turn().find(|c| c.healthy()) {
+            return c.clone();
+        }
+        if let Some(wake) = &self.inner.naming {
+            // none healthy: the service may have moved
+            wake.notify_one();
+        }
         in_turn()
-            .find(|c| c.healthy())
-            .or_else(|| in_turn().find(|c| c.dealer.peer_count() > 0))
+            .find(|c| c.dealer.peer_count() > 0)
             .unwrap_or(&conns[start % conns.len()])
             .clone()
     }

@@ -72,6 +72,9 @@ pub enum Error {
     /// The client or server was closed.
     #[error("closed")]
     Closed,
+    /// A `zerorpc://` name could not be resolved (see [`crate::naming`]).
+    #[error("naming: {0}")]
+    Naming(String),
 }
 
 impl Error {

@@ -15,7 +15,9 @@
 //!   (re-exported from `zerorpc-macros`), which also generates a typed
 //!   client;
 //! * [`introspection`]: the six `_zerorpc_*` methods;
-//! * [`demo`]: the built-in demo service.
+//! * [`demo`]: the built-in demo service;
+//! * [`naming`]: `zerorpc://SERVICE` addresses (a YAML directory, DNS SRV,
+//!   a registry).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), zerorpc::Error> {
@@ -44,6 +46,7 @@ pub mod hub;
 pub mod introspection;
 mod mailbox;
 pub mod metrics;
+pub mod naming;
 mod oneway;
 pub mod record;
 pub mod report;
@@ -58,6 +61,7 @@ pub use error::{Error, EventError, RemoteError};
 pub use event::{DecodeLimits, Event, Header, MessageId, SharedEntries};
 pub use futures;
 pub use hub::{Hub, HubOptions, HubStats};
+pub use naming::{Directory, Registration, Registry, Resolver};
 pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};
 pub use record::{
     EmbeddedStore, Histogram, MethodRow, MethodStats, Outcome, Record, Recorder, TraceSink,
