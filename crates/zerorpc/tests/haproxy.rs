@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,41 +17,7 @@ const HB: Duration = Duration::from_millis(500);
 /// The haproxy binary, installed from apt if missing; `None` (after a loud
 /// message) only when apt cannot reach its repository.
 fn haproxy() -> Option<String> {
-    let found = || {
-        [
-            "/usr/sbin/haproxy",
-            "/usr/bin/haproxy",
-            "/usr/local/sbin/haproxy",
-        ]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(str::to_owned)
-    };
-    if let Some(p) = found() {
-        return Some(p);
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !apt(&["install", "-y", "haproxy"]) {
-        let _ = apt(&["update"]);
-        apt(&["install", "-y", "haproxy"]);
-    }
-    let p = found();
-    if p.is_none() {
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPED: haproxy is not installed and `apt-get install haproxy` failed \
-             (apt unreachable?): the HAProxy high-availability test did not run !!!!!!!!\n\n"
-        );
-    }
-    p
+    apt_tool("haproxy", "haproxy", "the HAProxy high-availability test")
 }
 
 async fn server(port: u16) -> Arc<Server> {

@@ -99,42 +99,7 @@ async fn yaml_directory_resolves_and_calls() {
 /// The dnsmasq binary, installed from apt if missing; `None` (after a loud
 /// message) only when apt cannot install it.
 fn dnsmasq() -> Option<String> {
-    let found = || {
-        [
-            "/usr/sbin/dnsmasq",
-            "/usr/bin/dnsmasq",
-            "/usr/local/sbin/dnsmasq",
-        ]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .map(str::to_owned)
-    };
-    if let Some(p) = found() {
-        return Some(p);
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    // (dnsmasq-base: the binary without the system service)
-    if !apt(&["install", "-y", "dnsmasq-base"]) {
-        let _ = apt(&["update"]);
-        apt(&["install", "-y", "dnsmasq-base"]);
-    }
-    let p = found();
-    if p.is_none() {
-        eprintln!(
-            "\n\n!!!!!!!! SKIPPED: dnsmasq is not installed and `apt-get install dnsmasq-base` \
-             failed (apt unreachable?): the DNS SRV naming test did not run !!!!!!!!\n\n"
-        );
-    }
-    p
+    apt_tool("dnsmasq", "dnsmasq-base", "the DNS SRV naming test")
 }
 
 /// A dnsmasq serving the test zone; killed on drop.

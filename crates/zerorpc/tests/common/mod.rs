@@ -138,3 +138,40 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A system tool, installed from apt (package `package`) if missing;
+/// `None` (after a loud message naming the test that does not run) only
+/// when apt cannot install it.
+pub fn apt_tool(binary: &str, package: &str, test: &str) -> Option<String> {
+    let found = || {
+        ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+            .into_iter()
+            .map(|d| format!("{d}/{binary}"))
+            .find(|p| Path::new(p).exists())
+    };
+    if let Some(p) = found() {
+        return Some(p);
+    }
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !apt(&["install", "-y", package]) {
+        let _ = apt(&["update"]);
+        apt(&["install", "-y", package]);
+    }
+    let p = found();
+    if p.is_none() {
+        eprintln!(
+            "\n\n!!!!!!!! SKIPPED: {binary} is not installed and `apt-get install {package}` \
+             failed (apt unreachable?): {test} did not run !!!!!!!!\n\n"
+        );
+    }
+    p
+}
