@@ -468,16 +468,22 @@ async fn idle_common(
     (after.saturating_sub(before) * 1024) as f64 / n as f64
 }
 
-async fn idle_ours(n: usize) -> f64 {
-    let server = Server::new(zerorpc::demo::Demo);
+/// A demo server in this process, serving in the background; returns it
+/// and its endpoint.
+async fn demo_server(opts: zerorpc::ServerOptions) -> (Arc<Server>, String) {
+    let server = Arc::new(Server::with_options(zerorpc::demo::Demo, opts));
     let ep = server
         .bind("tcp://127.0.0.1:0")
         .await
         .expect("bind")
         .to_string();
-    let server = Arc::new(server);
     let s = server.clone();
     tokio::spawn(async move { s.run().await });
+    (server, ep)
+}
+
+async fn idle_ours(n: usize) -> f64 {
+    let (server, ep) = demo_server(Default::default()).await;
     idle_channels(&ep, &server, n).await
 }
 
@@ -877,14 +883,7 @@ async fn hub_bench(quick: bool) {
             .await
             .expect("bench task")
     };
-    let direct_server = Arc::new(Server::new(zerorpc::demo::Demo));
-    let direct_ep = direct_server
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .expect("bind")
-        .to_string();
-    let d = direct_server.clone();
-    tokio::spawn(async move { d.run().await });
+    let (_direct_server, direct_ep) = demo_server(Default::default()).await;
     eprintln!("direct: one server");
     let direct = row("direct (one server)", direct_ep).await;
     let mut rows = vec![direct];
@@ -1020,14 +1019,7 @@ async fn http_echo(mut sender: HttpSender) -> HttpSender {
 /// same demo server at the same concurrency; all in this process.
 async fn gateway_bench(quick: bool) {
     let total = if quick { 20_000 } else { 100_000 };
-    let server = Arc::new(Server::new(zerorpc::demo::Demo));
-    let ep = server
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .expect("bind")
-        .to_string();
-    let s = server.clone();
-    tokio::spawn(async move { s.run().await });
+    let (_server, ep) = demo_server(Default::default()).await;
     let direct = Client::connect(&ep).await.expect("connect");
     let gateway = zerorpc_gateway::Gateway::new(
         Client::connect(&ep).await.expect("connect"),
@@ -1136,20 +1128,11 @@ async fn tracing_child(mode: u8, quick: bool) -> Row {
         2 => Some(zerorpc::Recorder::new(Discard, 100_000)),
         _ => None,
     };
-    let server = Arc::new(Server::with_options(
-        zerorpc::demo::Demo,
-        zerorpc::ServerOptions {
-            recorder: recorder.clone(),
-            ..Default::default()
-        },
-    ));
-    let ep = server
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .expect("bind")
-        .to_string();
-    let s = server.clone();
-    tokio::spawn(async move { s.run().await });
+    let (_server, ep) = demo_server(zerorpc::ServerOptions {
+        recorder: recorder.clone(),
+        ..Default::default()
+    })
+    .await;
     let opts = zerorpc::ClientOptions {
         recorder: recorder.clone(),
         ..Default::default()
@@ -1288,23 +1271,14 @@ async fn security_row(curve: bool, quick: bool) -> Row {
     } else {
         (Security::Null, Security::Null)
     };
-    let server = Arc::new(Server::with_options(
-        zerorpc::demo::Demo,
-        zerorpc::ServerOptions {
-            socket: SocketOptions {
-                security: server_sec,
-                ..Default::default()
-            },
+    let (server, ep) = demo_server(zerorpc::ServerOptions {
+        socket: SocketOptions {
+            security: server_sec,
             ..Default::default()
         },
-    ));
-    let ep = server
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .expect("bind")
-        .to_string();
-    let s = server.clone();
-    tokio::spawn(async move { s.run().await });
+        ..Default::default()
+    })
+    .await;
     let opts = zerorpc::ClientOptions {
         socket: SocketOptions {
             security: client_sec,

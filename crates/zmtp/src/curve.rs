@@ -455,13 +455,9 @@ impl std::fmt::Debug for CurveClient {
 impl CurveClient {
     /// A handshake with fresh per-connection keys.
     pub fn new(config: CurveClientConfig) -> Self {
-        CurveClient::with_transient(config, CurveKeyPair::generate())
-    }
-
-    fn with_transient(config: CurveClientConfig, transient: CurveKeyPair) -> Self {
         CurveClient {
             config,
-            transient,
+            transient: CurveKeyPair::generate(),
             state: ClientState::Start,
             nonces: Nonces::new(),
             session: None,
