@@ -28,6 +28,10 @@ pub const HEARTBEAT: &str = "_zpc_hb";
 /// Credit grant event name.
 pub const MORE: &str = "_zpc_more";
 
+/// The most stream credit a channel keeps, whatever the remote grants
+/// (`_zpc_more [2**63]` is clamped to this).
+pub const MAX_SEND_CREDIT: u64 = 1 << 16;
+
 /// Channel timing and window.
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelConfig {
@@ -178,6 +182,11 @@ impl Channel {
                     CreditMode::Additive => self.send_credit = self.send_credit.saturating_add(n),
                     CreditMode::Absolute => self.send_credit = n,
                 }
+                // Whatever the remote grants, no more than a sane window
+                // (items also wait for room in the connection's queue, so
+                // credit is not what bounds memory; this keeps the count
+                // meaningful).
+                self.send_credit = self.send_credit.min(MAX_SEND_CREDIT);
                 Ok(None)
             }
             name => {
@@ -227,6 +236,11 @@ impl Channel {
     /// The next event to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Event> {
         self.out.pop_front()
+    }
+
+    /// Whether events are waiting for [`Channel::poll_transmit`].
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
     }
 
     /// Whether a `STREAM` item may be sent now.
@@ -423,6 +437,23 @@ mod tests {
         assert_eq!(s.send_credit(), 5);
         let bad = Event::on_channel(&req.header.message_id, MORE, Value::from("x"));
         assert_eq!(s.on_event(bad, t0), Err(ChannelError::BadCredit));
+    }
+
+    #[test]
+    fn credit_is_clamped_to_a_sane_window() {
+        let req = Event::new("count", Value::Array(vec![]));
+        let t0 = Instant::now();
+        let mut s = Channel::server(&req, cfg(), t0);
+        let huge = Value::from(1u64 << 63);
+        for _ in 0..3 {
+            let more = Event::on_channel(
+                &req.header.message_id,
+                MORE,
+                Value::Array(vec![huge.clone()]),
+            );
+            s.on_event(more, t0).unwrap();
+        }
+        assert_eq!(s.send_credit(), MAX_SEND_CREDIT);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | `zerorpc_heartbeat_losses_total` | counter | side |
 //! | `zerorpc_stream_items_total` | counter | side, method |
 //! | `zerorpc_connections` | gauge | side |
+//! | `zerorpc_server_overloaded_total` | counter | service |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +90,12 @@ fn side_outcome(side: &'static str, outcome: &Outcome) {
 
 pub(crate) fn in_flight(service: &Arc<str>, delta: f64) {
     metrics::gauge!("zerorpc_server_in_flight", "service" => service.to_string()).increment(delta);
+}
+
+/// A request refused with `ServerOverloaded`.
+pub(crate) fn overloaded(service: &Arc<str>) {
+    metrics::counter!("zerorpc_server_overloaded_total", "service" => service.to_string())
+        .increment(1);
 }
 
 pub(crate) fn connections(side: &'static str, delta: f64) {

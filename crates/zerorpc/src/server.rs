@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -22,7 +22,7 @@ use rmpv::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
-use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions, TrySendError};
+use zmtp::{Endpoint, Message, PeerSender, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
 use crate::auth::Authorization;
 use crate::channel::{Channel, ChannelConfig};
@@ -59,6 +59,17 @@ pub struct ServerOptions {
     /// Emits call metrics through the `metrics` facade (see
     /// [`crate::metrics`]).
     pub metrics: bool,
+    /// Most calls open at once from one client connection (running,
+    /// streaming or waiting); further requests from it get
+    /// `ERR ServerOverloaded` at once. Default 10,000 (an idle call costs
+    /// a few KB: this bounds one client to tens of MB).
+    pub max_calls_per_client: usize,
+    /// Most calls open at once in all (from every client). Default 50,000.
+    pub max_calls: usize,
+    /// Most calls waiting to start (for a `max_concurrency` slot, or for
+    /// their client to read the replies already sent it); further
+    /// requests get `ERR ServerOverloaded`. Default 10,000.
+    pub max_queued_calls: usize,
     /// Under load (further requests already received), polls a new small
     /// call once on the receive loop before giving it a task of its own,
     /// so a handler that answers at once is served without a task
@@ -93,11 +104,48 @@ impl Default for ServerOptions {
             on_error: None,
             authorize: None,
             metrics: false,
+            max_calls_per_client: 10_000,
+            max_calls: 50_000,
+            max_queued_calls: 10_000,
         }
     }
 }
 
 type ChannelKey = (Bytes, MessageId);
+
+/// The open calls, by channel, and how many each client has.
+#[derive(Default)]
+struct Table {
+    chans: HashMap<ChannelKey, MailSender<Inbound>>,
+    per_client: HashMap<Bytes, usize>,
+}
+
+impl Table {
+    fn insert(&mut self, key: ChannelKey, tx: MailSender<Inbound>) {
+        *self.per_client.entry(key.0.clone()).or_default() += 1;
+        self.chans.insert(key, tx);
+    }
+
+    fn remove(&mut self, key: &ChannelKey) {
+        if self.chans.remove(key).is_some() {
+            if let Some(n) = self.per_client.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_client.remove(&key.0);
+                }
+            }
+        }
+    }
+
+    fn remove_client(&mut self, peer: &Bytes) {
+        self.chans.retain(|(p, _), _| p != peer);
+        self.per_client.remove(peer);
+    }
+}
+
+/// Warnings a client can trigger at will: rate-limited.
+static CALL_LOG: zmtp::RateLimitedLog =
+    zmtp::RateLimitedLog::new(std::time::Duration::from_secs(10));
 
 struct Inner {
     service: Arc<dyn Service>,
@@ -105,13 +153,17 @@ struct Inner {
     service_name: Arc<str>,
     router: RouterSocket,
     opts: ServerOptions,
-    channels: Mutex<HashMap<ChannelKey, MailSender<Inbound>>>,
+    channels: Mutex<Table>,
     limiter: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
     /// Set by a graceful shutdown: new calls are refused.
     draining: AtomicBool,
     /// Calls whose driver is alive (still in the table or finishing).
     live: AtomicUsize,
+    /// Calls waiting to start.
+    queued: AtomicUsize,
+    /// Requests refused with `ServerOverloaded`.
+    overloaded: AtomicU64,
 }
 
 impl Inner {
@@ -125,7 +177,7 @@ impl Inner {
         Some(Arc::from(String::from_utf8_lossy(&id).as_ref()))
     }
 
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, MailSender<Inbound>>> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, Table> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -136,7 +188,7 @@ impl Inner {
         let draining = self.draining.load(Ordering::SeqCst);
         // Under the table lock, after the cancel: a call the receive loop
         // registers concurrently is either drained here or refused there.
-        for (_, tx) in self.channels().drain() {
+        for (_, tx) in std::mem::take(&mut *self.channels()).chans {
             if draining {
                 // A full mailbox: that call ends silently instead.
                 let _ = tx.try_send(Inbound::Shutdown);
@@ -182,10 +234,12 @@ impl Server {
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
             opts,
-            channels: Mutex::new(HashMap::new()),
+            channels: Mutex::new(Table::default()),
             cancel: CancellationToken::new(),
             draining: AtomicBool::new(false),
             live: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            overloaded: AtomicU64::new(0),
         });
         Server { inner }
     }
@@ -209,6 +263,23 @@ impl Server {
     /// Number of calls in progress.
     pub fn active_calls(&self) -> usize {
         self.inner.live.load(Ordering::SeqCst)
+    }
+
+    /// Calls waiting to start (for a concurrency slot, or for their client
+    /// to read the replies already sent it).
+    pub fn queued_calls(&self) -> usize {
+        self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    /// Requests refused with `ERR ServerOverloaded` (over
+    /// `max_calls_per_client`, `max_calls` or `max_queued_calls`).
+    pub fn overloaded_calls(&self) -> u64 {
+        self.inner.overloaded.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of replies queued for clients that have not taken them yet.
+    pub fn queued_reply_bytes(&self) -> usize {
+        self.inner.router.queued_outbound_bytes()
     }
 
     /// Serves until the server is dropped (or [`Server::shutdown`]).
@@ -243,7 +314,7 @@ impl Server {
                 ev = events.recv() => match ev {
                     Ok(SocketEvent::Disconnected { routing_id: Some(id), .. }) => {
                         // Its channels can no longer be answered: cancel them.
-                        inner.channels().retain(|(peer, _), _| *peer != id);
+                        inner.channels().remove_client(&id);
                         if inner.opts.metrics {
                             crate::metrics::connections("server", -1.0);
                         }
@@ -318,18 +389,22 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
     let event = match Event::decode(payload, inner.opts.decode_limits) {
         Ok(e) => e,
         Err(e) => {
-            tracing::warn!(peer = ?identity, error = %e, "dropping undecodable event");
+            if let Some(suppressed) = CALL_LOG.admit("undecodable event") {
+                tracing::warn!(peer = ?identity, error = %e, suppressed, "dropping undecodable event");
+            }
             return None;
         }
     };
     match event.header.response_to.clone() {
         Some(channel) => {
             let chans = inner.channels();
-            match chans.get(&(identity.clone(), channel)) {
+            match chans.chans.get(&(identity.clone(), channel)) {
                 Some(tx) => match tx.try_send(Inbound::Event(event)) {
                     Ok(()) => {}
                     Err(MailError::Full) => {
-                        tracing::warn!(peer = ?identity, "channel event queue full, dropping event")
+                        if let Some(suppressed) = CALL_LOG.admit("channel queue full") {
+                            tracing::warn!(peer = ?identity, suppressed, "channel event queue full, dropping event")
+                        }
                     }
                     Err(MailError::Closed) => {}
                 },
@@ -341,19 +416,44 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
         }
         None => {
             let key = (identity.clone(), event.header.message_id.clone());
+            let envelope = frames[1..frames.len() - 1].to_vec();
+            let Some(peer) = inner.router.peer_sender(identity) else {
+                // Gone already: nobody to answer.
+                return None;
+            };
             let (tx, rx) = mailbox(inner.opts.channel_queue);
             {
                 let mut chans = inner.channels();
                 if inner.cancel.is_cancelled() {
                     return None;
                 }
-                if chans.contains_key(&key) {
-                    tracing::warn!(peer = ?identity, id = %key.1, "duplicate request id, ignored");
+                if chans.chans.contains_key(&key) {
+                    if let Some(suppressed) = CALL_LOG.admit("duplicate request id") {
+                        tracing::warn!(peer = ?identity, id = %key.1, suppressed, "duplicate request id, ignored");
+                    }
+                    return None;
+                }
+                let opts = &inner.opts;
+                let refusal = if chans.per_client.get(identity).copied().unwrap_or(0)
+                    >= opts.max_calls_per_client
+                {
+                    Some(("calls open from this client", opts.max_calls_per_client))
+                } else if chans.chans.len() >= opts.max_calls {
+                    Some(("calls open", opts.max_calls))
+                } else if inner.queued.load(Ordering::SeqCst) >= opts.max_queued_calls {
+                    Some(("calls waiting to start", opts.max_queued_calls))
+                } else {
+                    None
+                };
+                if let Some((what, limit)) = refusal {
+                    drop(chans);
+                    refuse_overloaded(inner, &peer, envelope, &event, what, limit);
                     return None;
                 }
                 chans.insert(key.clone(), tx);
             }
             inner.live.fetch_add(1, Ordering::SeqCst);
+            inner.queued.fetch_add(1, Ordering::SeqCst);
             let now = Instant::now();
             let mut ch = Channel::server(&event, inner.opts.channel, now.into_std());
             let trace = server_trace(inner, &event, identity);
@@ -367,7 +467,8 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
             Some(ServerCall {
                 inner: inner.clone(),
                 key,
-                envelope: frames[..frames.len() - 1].to_vec(),
+                envelope,
+                peer,
                 ch,
                 request: Some(Box::new(event)),
                 phase: Phase::Queued,
@@ -380,6 +481,34 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
             })
         }
     }
+}
+
+/// Answers a request over a limit with `ERR ServerOverloaded`, without
+/// opening a channel (best effort: a client whose queue is full misses it
+/// and times out), and counts it.
+fn refuse_overloaded(
+    inner: &Inner,
+    peer: &PeerSender,
+    envelope: Vec<Bytes>,
+    request: &Event,
+    what: &str,
+    limit: usize,
+) {
+    inner.overloaded.fetch_add(1, Ordering::Relaxed);
+    if inner.opts.metrics {
+        crate::metrics::overloaded(&inner.service_name);
+    }
+    if let Some(suppressed) = CALL_LOG.admit("overloaded") {
+        tracing::warn!(method = %request.name, limit, suppressed, "refusing a call: too many {what}");
+    }
+    let e = CallError::new(
+        "ServerOverloaded",
+        format!("too many {what} (limit {limit}); try again later"),
+    );
+    let reply = Event::on_channel(&request.header.message_id, "ERR", e.to_args());
+    let mut m: Message = envelope.into_iter().collect();
+    m.push_back(reply.encode());
+    let _ = peer.try_send(m);
 }
 
 /// What the receive loop hands a channel's driver. (Events are not
@@ -400,7 +529,6 @@ enum Phase {
     Done,
 }
 
-type BoxedSend = Pin<Box<dyn Future<Output = Result<(), zmtp::ZmtpError>> + Send>>;
 type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
 
 /// Drives one call: the sans-IO [`Channel`] (heartbeats, credit, loss),
@@ -410,9 +538,12 @@ type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + 
 struct ServerCall {
     inner: Arc<Inner>,
     key: ChannelKey,
-    /// The frames before the event: routing id (and a delimiter, if the
-    /// client sent one).
+    /// The frames between the routing id and the event (a delimiter, if
+    /// the client sent one).
     envelope: Vec<Bytes>,
+    /// The client's connection: replies are queued there, and the call
+    /// waits for room before starting or producing more.
+    peer: PeerSender,
     ch: Channel,
     /// The request, until its handler starts.
     request: Option<Box<Event>>,
@@ -424,7 +555,7 @@ struct ServerCall {
     timer: Pin<Box<Sleep>>,
     rx: MailReceiver<Inbound>,
     /// A reply waiting for room in the client's queue.
-    sending: Option<BoxedSend>,
+    sending: Option<Message>,
     /// The call's span, when traced (boxed: untraced calls stay small).
     trace: Option<Box<ServerTrace>>,
 }
@@ -507,6 +638,42 @@ impl Drop for ServerCall {
         }
         self.inner.channels().remove(&self.key);
         self.inner.live.fetch_sub(1, Ordering::SeqCst);
+        if matches!(self.phase, Phase::Queued) {
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Stream items a call sends per poll before letting other tasks run.
+const ITEMS_PER_POLL: usize = 256;
+
+/// Sends what the channel queued, in order, into the client's queue; a
+/// message that finds it full waits in `sending` (so at most one message
+/// per call waits outside the queue). `Err`: the client has gone.
+fn flush(
+    ch: &mut Channel,
+    peer: &PeerSender,
+    envelope: &[Bytes],
+    sending: &mut Option<Message>,
+    cx: &mut Context<'_>,
+) -> Result<(), zmtp::ZmtpError> {
+    loop {
+        if sending.is_some() {
+            match peer.poll_send(cx, sending) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(r) => r?,
+            }
+        }
+        let Some(ev) = ch.poll_transmit() else {
+            return Ok(());
+        };
+        let mut m: Message = envelope.iter().cloned().collect();
+        m.push_back(ev.encode());
+        match peer.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(m)) => *sending = Some(m),
+            Err(TrySendError::Failed(e)) => return Err(e),
+        }
     }
 }
 
@@ -515,6 +682,8 @@ impl Future for ServerCall {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
+        // Stream items this poll may still send (then it yields).
+        let mut budget = ITEMS_PER_POLL;
         loop {
             let mut progressed = false;
             // Events the client sent on this channel.
@@ -522,7 +691,9 @@ impl Future for ServerCall {
                 match this.rx.poll_recv(cx) {
                     Poll::Ready(Some(Inbound::Event(ev))) => {
                         if let Err(e) = this.ch.on_event(ev, Instant::now().into_std()) {
-                            tracing::warn!(channel = %this.key.1, error = ?e, "bad control event, abandoning call");
+                            if let Some(suppressed) = CALL_LOG.admit("bad control event") {
+                                tracing::warn!(channel = %this.key.1, error = ?e, suppressed, "bad control event, abandoning call");
+                            }
                             return Poll::Ready(());
                         }
                     }
@@ -530,7 +701,7 @@ impl Future for ServerCall {
                         let e = CallError::new("ServerShutdown", "the server is shutting down");
                         this.note(err_outcome(&e));
                         this.ch.send("ERR", e.to_args());
-                        this.phase = Phase::Done;
+                        this.set_phase(Phase::Done);
                         break;
                     }
                     // Removed from the table: the client disconnected, or
@@ -555,48 +726,52 @@ impl Future for ServerCall {
                 }
                 progressed = true;
             }
-            // Start the handler once a concurrency slot is ours.
-            if matches!(this.phase, Phase::Queued) && this.poll_slot(cx) {
-                if let Some(req) = this.request.take() {
-                    let ctx = this.trace.as_ref().and_then(|t| t.ctx.clone());
-                    let user = this.inner.user_of(&this.key.0);
-                    if let Some(span) = this.trace.as_mut().and_then(|t| t.span.as_mut()) {
-                        span.set_user(user.clone());
+            // Start the handler once the client keeps up with what it was
+            // sent, and a concurrency slot is ours.
+            if matches!(this.phase, Phase::Queued) {
+                match this.peer.poll_room(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Err(e)) => {
+                        tracing::debug!(channel = %this.key.1, error = %e, "client gone before its call started");
+                        return Poll::Ready(());
                     }
-                    this.phase = Phase::Running(dispatch(&this.inner, *req, ctx, user));
-                }
-            }
-            progressed |= this.poll_work(cx);
-            // Send what the channel queued, in order.
-            loop {
-                if let Some(f) = &mut this.sending {
-                    match f.as_mut().poll(cx) {
-                        Poll::Pending => break,
-                        Poll::Ready(Ok(())) => this.sending = None,
-                        Poll::Ready(Err(e)) => {
-                            tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
-                            return Poll::Ready(());
+                    Poll::Ready(Ok(())) => {
+                        if this.poll_slot(cx) {
+                            if let Some(req) = this.request.take() {
+                                let ctx = this.trace.as_ref().and_then(|t| t.ctx.clone());
+                                let user = this.inner.user_of(&this.key.0);
+                                if let Some(span) =
+                                    this.trace.as_mut().and_then(|t| t.span.as_mut())
+                                {
+                                    span.set_user(user.clone());
+                                }
+                                let fut = dispatch(&this.inner, *req, ctx, user);
+                                this.set_phase(Phase::Running(fut));
+                            }
                         }
                     }
                 }
-                let Some(ev) = this.ch.poll_transmit() else {
-                    break;
-                };
-                let mut m: Message = this.envelope.iter().cloned().collect();
-                m.push_back(ev.encode());
-                match this.inner.router.try_send_or_return(m) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(m)) => {
-                        let inner = this.inner.clone();
-                        this.sending = Some(Box::pin(async move { inner.router.send(m).await }));
-                    }
-                    Err(TrySendError::Failed(e)) => {
-                        tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
-                        return Poll::Ready(());
-                    }
+            }
+            match this.poll_work(cx, &mut budget) {
+                Ok(p) => progressed |= p,
+                Err(e) => {
+                    tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                    return Poll::Ready(());
                 }
             }
-            if matches!(this.phase, Phase::Done) && this.sending.is_none() {
+            // Send what the channel queued (replies, heartbeats, credit).
+            if let Err(e) = flush(
+                &mut this.ch,
+                &this.peer,
+                &this.envelope,
+                &mut this.sending,
+                cx,
+            ) {
+                tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                return Poll::Ready(());
+            }
+            if matches!(this.phase, Phase::Done) && this.sending.is_none() && !this.ch.has_output()
+            {
                 return Poll::Ready(());
             }
             if !progressed {
@@ -607,6 +782,14 @@ impl Future for ServerCall {
 }
 
 impl ServerCall {
+    /// Moves to `phase`, leaving the count of waiting calls if it was one.
+    fn set_phase(&mut self, phase: Phase) {
+        if matches!(self.phase, Phase::Queued) {
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.phase = phase;
+    }
+
     /// Notes how the call ended, for its record (a stream's item count is
     /// filled in).
     fn note(&mut self, outcome: Outcome) {
@@ -647,15 +830,21 @@ impl ServerCall {
         }
     }
 
-    /// Polls the handler, or its stream while the client grants credit;
-    /// queues what it produced. A panic becomes an error. Returns whether
-    /// anything happened.
-    fn poll_work(&mut self, cx: &mut Context<'_>) -> bool {
+    /// Polls the handler, or its stream while the client grants credit and
+    /// its connection takes what was sent (items never pile up here: each
+    /// goes to the client's queue before the next is asked for); queues
+    /// what it produced. A panic becomes an error. Returns whether
+    /// anything happened; `Err` when the client has gone.
+    fn poll_work(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: &mut usize,
+    ) -> Result<bool, zmtp::ZmtpError> {
         match &mut self.phase {
             Phase::Running(fut) => {
                 let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
                 let result = match polled {
-                    Ok(Poll::Pending) => return false,
+                    Ok(Poll::Pending) => return Ok(false),
                     Ok(Poll::Ready(r)) => r,
                     Err(p) => Err(panic_error(p)),
                 };
@@ -673,19 +862,28 @@ impl ServerCall {
                         report_error(&self.inner, self.trace.as_deref(), &e);
                     }
                 }
-                true
+                Ok(true)
             }
             Phase::Streaming(st) => {
-                let mut sent = false;
-                // Every item that is ready now and has credit.
-                while self.ch.can_send_item() {
+                let mut sent = 0;
+                let mut end = None;
+                // Items that are ready now, have credit, and find room.
+                while self.ch.can_send_item() && self.sending.is_none() && !self.ch.has_output() {
+                    if *budget == 0 {
+                        // A long ready stream shares the worker: poll
+                        // again later (reported as no progress, so this
+                        // poll ends).
+                        cx.waker().wake_by_ref();
+                        return Ok(false);
+                    }
+                    *budget -= 1;
                     let item = match catch_unwind(AssertUnwindSafe(|| st.poll_next_unpin(cx))) {
                         Ok(Poll::Pending) => break,
                         Ok(Poll::Ready(item)) => item,
                         Err(p) => Some(Err(panic_error(p))),
                     };
-                    sent = true;
-                    let end = match &item {
+                    sent += 1;
+                    let outcome = match &item {
                         Some(Ok(_)) => None,
                         Some(Err(e)) => {
                             report_error(&self.inner, self.trace.as_deref(), e);
@@ -694,19 +892,29 @@ impl ServerCall {
                         None => Some(Outcome::Stream { items: 0 }),
                     };
                     if send_item(&mut self.ch, item) {
-                        self.phase = Phase::Done;
-                        if let Some(o) = end {
-                            self.note(o);
-                        }
+                        end = Some(outcome);
                         break;
                     }
                     if let Some(t) = &mut self.trace {
                         t.items += 1;
                     }
+                    flush(
+                        &mut self.ch,
+                        &self.peer,
+                        &self.envelope,
+                        &mut self.sending,
+                        cx,
+                    )?;
                 }
-                sent
+                if let Some(outcome) = end {
+                    self.phase = Phase::Done;
+                    if let Some(o) = outcome {
+                        self.note(o);
+                    }
+                }
+                Ok(sent > 0)
             }
-            Phase::Queued | Phase::Done => false,
+            Phase::Queued | Phase::Done => Ok(false),
         }
     }
 }

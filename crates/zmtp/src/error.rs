@@ -79,6 +79,10 @@ pub enum ZmtpError {
     #[error("connection closed by peer")]
     ConnectionClosed,
 
+    /// An accepted connection sent nothing for the socket's idle timeout.
+    #[error("nothing received for {0:?}: idle connection closed")]
+    IdleTimeout(std::time::Duration),
+
     /// An endpoint string could not be understood.
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     InvalidEndpoint {

@@ -39,6 +39,7 @@ mod error;
 pub mod frame;
 pub mod greeting;
 pub mod handshake;
+mod log;
 pub mod mechanism;
 mod message;
 mod socket;
@@ -53,10 +54,11 @@ pub use error::{Result, ZmtpError};
 pub use frame::{Frame, FrameDecoder};
 pub use greeting::{Greeting, GreetingDecoder};
 pub use handshake::{Handshake, PeerInfo, Session};
+pub use log::RateLimitedLog;
 pub use mechanism::{Mechanism, MechanismStatus, NullMechanism, Security};
 pub use message::Message;
 pub use socket::{
-    DealerSocket, PeerId, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent,
+    DealerSocket, PeerId, PeerSender, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent,
     SocketOptions, SubSocket, TrySendError,
 };
 pub use socket_type::SocketType;

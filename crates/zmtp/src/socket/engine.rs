@@ -4,19 +4,21 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::queue::Queue;
+use super::queue::{Bounds, Queue};
 use super::{Shared, SocketEvent};
 use crate::codec::{Decoder, Encoder, Incoming, WriteBuffer};
 use crate::command::Command;
 use crate::endpoint::Endpoint;
 use crate::error::{Result, ZmtpError};
 use crate::handshake::{Handshake, Session};
+use crate::log::CONNECTION_LOG;
 use crate::message::Message;
 use crate::socket_type::SocketType;
 use crate::transport::{self, BoxRead, BoxWrite, Connection, Listener};
@@ -28,18 +30,32 @@ const MAX_READ_RESERVE: usize = 4 * 1024 * 1024;
 /// Stop batching outgoing messages past this many buffered bytes.
 const WRITE_BATCH: usize = 256 * 1024;
 
+/// First pause after a failed accept; it doubles while accepts keep failing.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// The longest pause after failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(conn) => {
-                    tokio::spawn(run_connection(shared.clone(), conn));
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    tokio::spawn(run_connection(shared.clone(), conn, true));
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // EMFILE and friends: back off (exponentially, while
+                    // it lasts) instead of spinning, and say so rarely.
+                    if let Some(suppressed) = CONNECTION_LOG.admit("accept failed") {
+                        tracing::warn!(error = %e, retry_in = ?backoff, suppressed, "accept failed");
+                    }
+                    tokio::select! {
+                        _ = shared.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             }
         }
@@ -57,7 +73,7 @@ pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
         };
         match attempt {
             Ok(conn) => {
-                if run_connection(shared.clone(), conn).await {
+                if run_connection(shared.clone(), conn, false).await {
                     delay = base;
                 }
             }
@@ -79,8 +95,9 @@ pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
 }
 
 /// Runs one connection to its end. Returns whether the handshake completed
-/// (the connect loop resets its backoff then).
-async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
+/// (the connect loop resets its backoff then). Accepted connections that
+/// stay silent for the socket's idle timeout are closed.
+async fn run_connection(shared: Arc<Shared>, conn: Connection, accepted: bool) -> bool {
     let Connection {
         mut read,
         mut write,
@@ -98,7 +115,13 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
             Err(_) => return handshake_failed(&shared, &remote, ZmtpError::HandshakeTimeout),
         },
     };
-    let queue = Arc::new(Queue::new(shared.options.send_hwm));
+    let queue = Arc::new(Queue::new(
+        Bounds {
+            items: shared.options.send_hwm,
+            bytes: shared.options.send_hwm_bytes,
+        },
+        Some(shared.send_budget.clone()),
+    ));
     let (peer, routing_id, initial) = match shared.register(&session.peer, queue.clone()) {
         Ok(r) => r,
         Err(e) => return handshake_failed(&shared, &remote, e),
@@ -130,9 +153,12 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
     ));
     let read_result = reader(
         &shared,
-        read,
-        input,
-        decoder,
+        Reading {
+            read,
+            input,
+            decoder,
+            idle_timeout: shared.options.idle_timeout.filter(|_| accepted),
+        },
         peer,
         &routing_id,
         ctrl_tx,
@@ -150,7 +176,14 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
         ZmtpError::ConnectionClosed | ZmtpError::Closed | ZmtpError::Io(_) => {
             tracing::debug!(socket = %shared.kind, %remote, ?peer, %reason, "disconnected")
         }
-        _ => tracing::warn!(socket = %shared.kind, %remote, ?peer, %reason, "closing connection"),
+        ZmtpError::IdleTimeout(_) => {
+            tracing::debug!(socket = %shared.kind, %remote, ?peer, %reason, "closing idle connection")
+        }
+        _ => {
+            if let Some(suppressed) = CONNECTION_LOG.admit("closing connection") {
+                tracing::warn!(socket = %shared.kind, %remote, ?peer, %reason, suppressed, "closing connection");
+            }
+        }
     }
     shared.emit(SocketEvent::Disconnected {
         peer,
@@ -165,7 +198,9 @@ fn handshake_failed(shared: &Shared, remote: &str, e: ZmtpError) -> bool {
     shared
         .handshake_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(socket = %shared.kind, %remote, reason = %e, "handshake failed, closing connection");
+    if let Some(suppressed) = CONNECTION_LOG.admit("handshake failed") {
+        tracing::warn!(socket = %shared.kind, %remote, reason = %e, suppressed, "handshake failed, closing connection");
+    }
     shared.emit(SocketEvent::HandshakeFailed {
         remote: remote.to_owned(),
         reason: e.to_string(),
@@ -204,17 +239,30 @@ async fn handshake(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A connection's read side after its handshake.
+struct Reading {
+    read: BoxRead,
+    /// What was read but not decoded yet.
+    input: BytesMut,
+    decoder: Decoder,
+    /// Close the connection when nothing arrives for this long.
+    idle_timeout: Option<Duration>,
+}
+
 async fn reader(
     shared: &Shared,
-    mut read: BoxRead,
-    mut input: BytesMut,
-    mut decoder: Decoder,
+    reading: Reading,
     peer: super::PeerId,
     routing_id: &Bytes,
     ctrl: mpsc::Sender<Command>,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    let Reading {
+        mut read,
+        mut input,
+        mut decoder,
+        idle_timeout,
+    } = reading;
     let mut batch = VecDeque::new();
     loop {
         while let Some(item) = decoder.decode(&mut input)? {
@@ -246,9 +294,18 @@ async fn reader(
         }
         let need = decoder.bytes_needed(&input).min(MAX_READ_RESERVE);
         input.reserve(need.max(READ_CHUNK));
-        let n = tokio::select! {
-            r = read.read_buf(&mut input) => r?,
-            _ = cancel.cancelled() => return Ok(()),
+        let n = match idle_timeout {
+            None => tokio::select! {
+                r = read.read_buf(&mut input) => r?,
+                _ = cancel.cancelled() => return Ok(()),
+            },
+            Some(idle) => tokio::select! {
+                r = tokio::time::timeout(idle, read.read_buf(&mut input)) => match r {
+                    Ok(r) => r?,
+                    Err(_) => return Err(ZmtpError::IdleTimeout(idle)),
+                },
+                _ = cancel.cancelled() => return Ok(()),
+            },
         };
         if n == 0 {
             return Err(ZmtpError::ConnectionClosed);
@@ -294,7 +351,7 @@ async fn write_loop(
             tokio::select! {
                 biased;
                 c = ctrl.recv() => if let Some(c) = c { encoder.encode_command(&c, &mut buf)? },
-                open = queue.pop_batch(&mut batch, BATCH_MSGS) => if !open {
+                open = queue.pop_batch(&mut batch, BATCH_MSGS, WRITE_BATCH) => if !open {
                     // The peer was removed from the socket: we are done.
                     return Ok(());
                 },

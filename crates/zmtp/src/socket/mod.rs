@@ -28,7 +28,7 @@ use crate::mechanism::Security;
 use crate::message::Message;
 use crate::socket_type::SocketType;
 
-use queue::{PushError, Queue};
+use queue::{Bounds, Budget, PushError, Queue};
 use subscriptions::Subscriptions;
 pub use types::{DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, SubSocket};
 
@@ -38,9 +38,27 @@ pub struct SocketOptions {
     /// Messages queued per peer for sending before `send` waits (or, for
     /// PUB, drops). libzmq's `ZMQ_SNDHWM`.
     pub send_hwm: usize,
+    /// Bytes queued per peer for sending before `send` waits (or, for PUB,
+    /// drops); a message always enters an empty queue, whatever its size.
+    /// Default 16 MiB: enough to keep a fast link busy, small enough that
+    /// a peer that never reads pins little.
+    pub send_hwm_bytes: usize,
+    /// Bytes queued for sending across all of the socket's peers. Once
+    /// they hold this much, a peer whose queue is not empty waits (peers
+    /// that read, and so have empty queues, are still served). Default
+    /// 256 MiB.
+    pub send_budget_bytes: usize,
     /// Messages queued on receive before connections stop reading (TCP
     /// backpressure). libzmq's `ZMQ_RCVHWM`.
     pub recv_hwm: usize,
+    /// Bytes queued on receive before connections stop reading (a message
+    /// always enters an empty queue). Default 64 MiB, one maximal message.
+    pub recv_hwm_bytes: usize,
+    /// Closes an accepted connection that has sent nothing for this long
+    /// (ZeroMQ peers reconnect by themselves when they have something to
+    /// say), so idle peers cannot hold file descriptors forever. `None`:
+    /// never. Connections we make are never closed for idling.
+    pub idle_timeout: Option<Duration>,
     /// Incoming size limits; a peer exceeding them is disconnected.
     pub limits: Limits,
     /// Identity announced in READY (DEALER/ROUTER).
@@ -59,7 +77,11 @@ impl Default for SocketOptions {
     fn default() -> Self {
         SocketOptions {
             send_hwm: 1000,
+            send_hwm_bytes: 16 * 1024 * 1024,
+            send_budget_bytes: 256 * 1024 * 1024,
             recv_hwm: 1000,
+            recv_hwm_bytes: 64 * 1024 * 1024,
+            idle_timeout: None,
             limits: Limits::default(),
             identity: None,
             reconnect_interval: Duration::from_millis(100),
@@ -155,6 +177,8 @@ pub(crate) struct Shared {
     table: Mutex<PeerTable>,
     peers_changed: Notify,
     inbound: Queue<Message>,
+    /// Bytes queued for sending, across peers.
+    send_budget: Arc<Budget>,
     events: broadcast::Sender<SocketEvent>,
     cancel: CancellationToken,
     next_peer: AtomicU64,
@@ -231,7 +255,8 @@ impl Shared {
     fn unregister(&self, id: PeerId) {
         let mut t = self.table();
         if let Some(entry) = t.peers.remove(&id) {
-            entry.tx.close();
+            // Nobody will send what is left: free it now.
+            entry.tx.close_and_clear();
             if self.kind == SocketType::Router {
                 t.by_routing_id.remove(&entry.routing_id);
             }
@@ -449,6 +474,62 @@ pub enum TrySendError {
     Failed(ZmtpError),
 }
 
+/// One ROUTER peer's send queue, for whoever answers that peer (a
+/// server's call): sends skip the routing-id lookup, and
+/// [`PeerSender::poll_room`] tells whether the peer keeps up, so work for
+/// a peer that does not read can wait instead of piling up replies.
+/// Messages sent through it carry no routing-id frame.
+#[derive(Clone)]
+pub struct PeerSender {
+    queue: PeerQueue,
+    routing_id: Bytes,
+}
+
+impl std::fmt::Debug for PeerSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerSender")
+            .field("routing_id", &self.routing_id)
+            .finish()
+    }
+}
+
+impl PeerSender {
+    fn gone(&self) -> ZmtpError {
+        ZmtpError::HostUnreachable(self.routing_id.clone())
+    }
+
+    /// Queues `msg` if there is room; a full queue gives it back.
+    #[allow(clippy::result_large_err)]
+    pub fn try_send(&self, msg: Message) -> std::result::Result<(), TrySendError> {
+        match self.queue.try_push(msg) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full(m)) => Err(TrySendError::Full(m)),
+            Err(PushError::Closed(_)) => Err(TrySendError::Failed(self.gone())),
+        }
+    }
+
+    /// Queues the message in `slot` once there is room (it stays in `slot`
+    /// while pending). Fails once the peer has gone.
+    pub fn poll_send(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        slot: &mut Option<Message>,
+    ) -> std::task::Poll<Result<()>> {
+        self.queue
+            .poll_push(cx, slot)
+            .map(|r| r.map_err(|_| self.gone()))
+    }
+
+    /// Ready once a message could be queued (an empty queue always has
+    /// room, a backed-up one waits under its byte and message limits and
+    /// the socket's budget). Fails once the peer has gone.
+    pub fn poll_room(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        self.queue
+            .poll_room(cx)
+            .map(|open| if open { Ok(()) } else { Err(self.gone()) })
+    }
+}
+
 /// A routed message that could not be queued without waiting.
 struct RoutedFull {
     queue: PeerQueue,
@@ -501,7 +582,14 @@ pub(crate) struct SocketCore {
 
 impl SocketCore {
     fn new(kind: SocketType, options: SocketOptions) -> Self {
-        let inbound = Queue::new(options.recv_hwm);
+        let inbound = Queue::new(
+            Bounds {
+                items: options.recv_hwm,
+                bytes: options.recv_hwm_bytes,
+            },
+            None,
+        );
+        let send_budget = Budget::new(options.send_budget_bytes);
         let (events, _) = broadcast::channel(1024);
         let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
@@ -510,6 +598,7 @@ impl SocketCore {
             table: Mutex::new(PeerTable::default()),
             peers_changed: Notify::new(),
             inbound,
+            send_budget,
             events,
             cancel: cancel.clone(),
             next_peer: AtomicU64::new(1),
@@ -577,5 +666,20 @@ impl SocketCore {
 
     fn queued_outbound(&self) -> usize {
         self.shared.table().peers.values().map(|p| p.tx.len()).sum()
+    }
+
+    fn queued_outbound_bytes(&self) -> usize {
+        self.shared.send_budget.used()
+    }
+
+    /// The send queue of the ROUTER peer with this routing id.
+    fn peer_sender(&self, routing_id: &[u8]) -> Option<PeerSender> {
+        let t = self.shared.table();
+        let peer = t.by_routing_id.get(routing_id)?;
+        let entry = t.peers.get(peer)?;
+        Some(PeerSender {
+            queue: entry.tx.clone(),
+            routing_id: entry.routing_id.clone(),
+        })
     }
 }

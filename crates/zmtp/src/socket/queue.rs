@@ -3,21 +3,104 @@
 //! The socket's inbound queue and every peer's outbound queue are these.
 //! Compared with a channel it lets a reader hand over everything one read
 //! decoded under one lock and one wake-up, and a writer take everything
-//! queued at once, which is where ZeroMQ-style throughput comes from. It
-//! counts messages, so the high-water marks are exact.
+//! queued at once, which is where ZeroMQ-style throughput comes from.
+//!
+//! It is bounded twice: by messages (the high-water mark, exact) and by
+//! bytes. A message always enters an empty queue whatever its size (so any
+//! message the limits allow can be sent); otherwise it waits while the
+//! queue holds `max_bytes`. Outbound queues also share a socket-wide
+//! [`Budget`]: once the socket's queues together hold its limit, a peer
+//! whose queue is not empty waits, so the peers that read (and keep their
+//! queues empty) are served while the ones that don't are held back.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+
+/// What a queued item weighs, in bytes.
+pub(crate) trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for crate::message::Message {
+    fn weight(&self) -> usize {
+        // (a frame's header and bookkeeping: a message is never free)
+        self.byte_len() + 16 * self.len()
+    }
+}
+
+/// Bytes queued across a socket's outbound queues, and a limit.
+pub(crate) struct Budget {
+    max: usize,
+    used: AtomicUsize,
+    /// Whether a push waits on the budget (so releases must wake).
+    contended: AtomicBool,
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Budget {
+            max: max.max(1),
+            used: AtomicUsize::new(0),
+            contended: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Bytes queued now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn exceeded_by(&self, w: usize) -> bool {
+        self.used().saturating_add(w) > self.max
+    }
+
+    fn take(&self, w: usize) {
+        self.used.fetch_add(w, Ordering::Relaxed);
+    }
+
+    fn release(&self, w: usize) {
+        if w == 0 {
+            return;
+        }
+        self.used.fetch_sub(w, Ordering::Relaxed);
+        if self.contended.swap(false, Ordering::AcqRel) {
+            let waiters =
+                std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+            wake_all(waiters);
+        }
+    }
+
+    fn wait(&self, w: &Waker) {
+        let mut list = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        register(&mut list, w);
+        self.contended.store(true, Ordering::Release);
+    }
+}
+
+/// How much a queue may hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// Messages.
+    pub items: usize,
+    /// Bytes (a message always enters an empty queue).
+    pub bytes: usize,
+}
 
 pub(crate) struct Queue<T> {
     cap: usize,
+    max_bytes: usize,
+    budget: Option<Arc<Budget>>,
     state: Mutex<State<T>>,
 }
 
 struct State<T> {
     items: VecDeque<T>,
+    bytes: usize,
     closed: bool,
     /// Tasks waiting for an item.
     readers: Vec<Waker>,
@@ -43,12 +126,23 @@ fn wake_all(list: Vec<Waker>) {
     }
 }
 
-impl<T> Queue<T> {
-    pub fn new(cap: usize) -> Self {
+/// Why there is no room.
+enum NoRoom {
+    /// This queue is full.
+    Queue,
+    /// The socket's budget is spent.
+    Budget,
+}
+
+impl<T: Weigh> Queue<T> {
+    pub fn new(bounds: Bounds, budget: Option<Arc<Budget>>) -> Self {
         Queue {
-            cap: cap.max(1),
+            cap: bounds.items.max(1),
+            max_bytes: bounds.bytes.max(1),
+            budget,
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                bytes: 0,
                 closed: false,
                 readers: Vec::new(),
                 writers: Vec::new(),
@@ -65,6 +159,64 @@ impl<T> Queue<T> {
         self.lock().items.len()
     }
 
+    /// Whether an item weighing `w` may enter now.
+    fn check(&self, s: &State<T>, w: usize) -> Result<(), NoRoom> {
+        if s.items.is_empty() {
+            return Ok(());
+        }
+        if s.items.len() >= self.cap || s.bytes.saturating_add(w) > self.max_bytes {
+            return Err(NoRoom::Queue);
+        }
+        match &self.budget {
+            Some(b) if b.exceeded_by(w) => Err(NoRoom::Budget),
+            _ => Ok(()),
+        }
+    }
+
+    /// Registers `cx` to be woken when the reason for `no` goes away.
+    fn wait_for_room(&self, s: &mut State<T>, no: NoRoom, cx: &Context<'_>) {
+        register(&mut s.writers, cx.waker());
+        if let (NoRoom::Budget, Some(b)) = (no, &self.budget) {
+            b.wait(cx.waker());
+        }
+    }
+
+    fn add(&self, s: &mut State<T>, item: T) {
+        let w = item.weight();
+        s.bytes += w;
+        if let Some(b) = &self.budget {
+            b.take(w);
+        }
+        s.items.push_back(item);
+    }
+
+    /// Removes the first item, accounting for it (the caller wakes writers).
+    fn remove(&self, s: &mut State<T>) -> Option<T> {
+        let item = s.items.pop_front()?;
+        let w = item.weight();
+        s.bytes = s.bytes.saturating_sub(w);
+        if let Some(b) = &self.budget {
+            b.release(w);
+        }
+        Some(item)
+    }
+
+    /// Whether a message could enter now (an empty queue always has room),
+    /// registering for a wake-up otherwise. `Ready(false)`: closed.
+    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut s = self.lock();
+        if s.closed {
+            return Poll::Ready(false);
+        }
+        match self.check(&s, 1) {
+            Ok(()) => Poll::Ready(true),
+            Err(no) => {
+                self.wait_for_room(&mut s, no, cx);
+                Poll::Pending
+            }
+        }
+    }
+
     /// Refuses further pushes; pops drain what is left, then end.
     pub fn close(&self) {
         let (r, w) = {
@@ -79,16 +231,31 @@ impl<T> Queue<T> {
         wake_all(w);
     }
 
+    /// Closes the queue and drops what it holds (the peer is gone: nobody
+    /// will take it), giving its bytes back to the budget.
+    pub fn close_and_clear(&self) {
+        self.close();
+        let dropped: Vec<T> = {
+            let mut s = self.lock();
+            let mut out = Vec::with_capacity(s.items.len());
+            while let Some(it) = self.remove(&mut s) {
+                out.push(it);
+            }
+            out
+        };
+        drop(dropped);
+    }
+
     pub fn try_push(&self, item: T) -> Result<(), PushError<T>> {
         let readers = {
             let mut s = self.lock();
             if s.closed {
                 return Err(PushError::Closed(item));
             }
-            if s.items.len() >= self.cap {
+            if self.check(&s, item.weight()).is_err() {
                 return Err(PushError::Full(item));
             }
-            s.items.push_back(item);
+            self.add(&mut s, item);
             std::mem::take(&mut s.readers)
         };
         wake_all(readers);
@@ -106,12 +273,12 @@ impl<T> Queue<T> {
             if s.closed {
                 return Poll::Ready(Err(it));
             }
-            if s.items.len() >= self.cap {
+            if let Err(no) = self.check(&s, it.weight()) {
                 *item = Some(it);
-                register(&mut s.writers, cx.waker());
+                self.wait_for_room(&mut s, no, cx);
                 return Poll::Pending;
             }
-            s.items.push_back(it);
+            self.add(&mut s, it);
             std::mem::take(&mut s.readers)
         };
         wake_all(readers);
@@ -133,17 +300,22 @@ impl<T> Queue<T> {
                 if s.closed {
                     return Poll::Ready(Err(()));
                 }
-                let room = self.cap.saturating_sub(s.items.len());
-                let n = room.min(batch.len());
-                s.items.extend(batch.drain(..n));
-                let readers = if n > 0 {
+                let mut moved = false;
+                while let Some(first) = batch.front() {
+                    if let Err(no) = self.check(&s, first.weight()) {
+                        self.wait_for_room(&mut s, no, cx);
+                        break;
+                    }
+                    if let Some(it) = batch.pop_front() {
+                        self.add(&mut s, it);
+                        moved = true;
+                    }
+                }
+                let readers = if moved {
                     std::mem::take(&mut s.readers)
                 } else {
                     Vec::new()
                 };
-                if !batch.is_empty() {
-                    register(&mut s.writers, cx.waker());
-                }
                 (readers, batch.is_empty())
             };
             wake_all(readers);
@@ -156,9 +328,10 @@ impl<T> Queue<T> {
         .await
     }
 
-    /// Takes up to `max` items into `out`, waiting while the queue is empty.
-    /// Returns false once the queue is closed and drained.
-    pub async fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> bool {
+    /// Takes up to `max` items, and up to about `max_bytes` (at least one
+    /// item), into `out`, waiting while the queue is empty. Returns false
+    /// once the queue is closed and drained.
+    pub async fn pop_batch(&self, out: &mut Vec<T>, max: usize, max_bytes: usize) -> bool {
         poll_fn(|cx| {
             let writers = {
                 let mut s = self.lock();
@@ -169,8 +342,16 @@ impl<T> Queue<T> {
                     register(&mut s.readers, cx.waker());
                     return Poll::Pending;
                 }
-                let n = max.min(s.items.len());
-                out.extend(s.items.drain(..n));
+                let mut bytes = 0usize;
+                while out.len() < max && bytes < max_bytes {
+                    match self.remove(&mut s) {
+                        Some(it) => {
+                            bytes += it.weight();
+                            out.push(it);
+                        }
+                        None => break,
+                    }
+                }
                 std::mem::take(&mut s.writers)
             };
             wake_all(writers);
@@ -185,7 +366,7 @@ impl<T> Queue<T> {
         poll_fn(|cx| {
             let (item, writers) = {
                 let mut s = self.lock();
-                match s.items.pop_front() {
+                match self.remove(&mut s) {
                     Some(it) => (it, std::mem::take(&mut s.writers)),
                     None if s.closed => return Poll::Ready(None),
                     None => {
@@ -204,11 +385,21 @@ impl<T> Queue<T> {
     pub fn try_pop(&self) -> Option<T> {
         let (item, writers) = {
             let mut s = self.lock();
-            let item = s.items.pop_front()?;
+            let item = self.remove(&mut s)?;
             (item, std::mem::take(&mut s.writers))
         };
         wake_all(writers);
         Some(item)
+    }
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        // Whatever is still queued gives its bytes back to the budget.
+        if let Some(b) = &self.budget {
+            let s = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+            b.release(std::mem::take(&mut s.bytes));
+        }
     }
 }
 
@@ -217,21 +408,38 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// A test item weighing its value in bytes.
+    #[derive(Debug, PartialEq)]
+    struct W(usize);
+    impl Weigh for W {
+        fn weight(&self) -> usize {
+            self.0
+        }
+    }
+
+    fn q(items: usize, bytes: usize) -> Queue<W> {
+        Queue::new(Bounds { items, bytes }, None)
+    }
+
+    fn ws(v: &[usize]) -> Vec<W> {
+        v.iter().map(|&n| W(n)).collect()
+    }
+
     #[tokio::test]
     async fn bounded_fifo_with_backpressure() {
-        let q = Arc::new(Queue::new(2));
-        assert!(q.try_push(1).is_ok());
-        assert!(q.try_push(2).is_ok());
-        assert!(matches!(q.try_push(3), Err(PushError::Full(3))));
+        let q = Arc::new(q(2, usize::MAX));
+        assert!(q.try_push(W(1)).is_ok());
+        assert!(q.try_push(W(2)).is_ok());
+        assert!(matches!(q.try_push(W(3)), Err(PushError::Full(W(3)))));
         let q2 = q.clone();
-        let pusher = tokio::spawn(async move { q2.push(3).await });
+        let pusher = tokio::spawn(async move { q2.push(W(3)).await });
         tokio::task::yield_now().await;
-        assert_eq!(q.pop().await, Some(1));
+        assert_eq!(q.pop().await, Some(W(1)));
         pusher.await.unwrap().ok().unwrap();
         let mut out = Vec::new();
-        assert!(q.pop_batch(&mut out, 10).await);
-        assert_eq!(out, vec![2, 3]);
-        let mut batch: VecDeque<_> = (10..15).collect();
+        assert!(q.pop_batch(&mut out, 10, usize::MAX).await);
+        assert_eq!(out, ws(&[2, 3]));
+        let mut batch: VecDeque<_> = (10..15).map(W).collect();
         let q3 = q.clone();
         let batcher = tokio::spawn(async move {
             q3.push_all(&mut batch).await.unwrap();
@@ -241,12 +449,82 @@ mod tests {
         while got.len() < 5 {
             got.push(q.pop().await.unwrap());
         }
-        assert_eq!(got, vec![10, 11, 12, 13, 14]);
+        assert_eq!(got, ws(&[10, 11, 12, 13, 14]));
         assert_eq!(batcher.await.unwrap(), 0);
-        q.try_push(99).ok().unwrap();
+        q.try_push(W(99)).ok().unwrap();
         q.close();
-        assert!(matches!(q.try_push(1), Err(PushError::Closed(1))));
-        assert_eq!(q.try_pop(), Some(99));
+        assert!(matches!(q.try_push(W(1)), Err(PushError::Closed(W(1)))));
+        assert_eq!(q.try_pop(), Some(W(99)));
         assert_eq!(q.pop().await, None);
+    }
+
+    #[test]
+    fn bytes_bound_the_queue_but_an_empty_queue_takes_any_message() {
+        let q = q(1000, 100);
+        // A message bigger than the whole bound enters an empty queue...
+        assert!(q.try_push(W(500)).is_ok());
+        // ...and nothing enters behind it until it has gone.
+        assert!(matches!(q.try_push(W(1)), Err(PushError::Full(_))));
+        assert_eq!(q.try_pop(), Some(W(500)));
+        assert!(q.try_push(W(60)).is_ok());
+        assert!(q.try_push(W(40)).is_ok());
+        assert!(matches!(q.try_push(W(1)), Err(PushError::Full(_))));
+        assert_eq!(q.try_pop(), Some(W(60)));
+        assert!(q.try_push(W(60)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn pop_batch_stops_at_its_byte_limit() {
+        let q = q(1000, usize::MAX);
+        for n in [10, 10, 10, 10] {
+            q.try_push(W(n)).ok().unwrap();
+        }
+        let mut out = Vec::new();
+        assert!(q.pop_batch(&mut out, 100, 15).await);
+        assert_eq!(out, ws(&[10, 10]), "stops once past the limit");
+        out.clear();
+        assert!(q.pop_batch(&mut out, 1, 1000).await);
+        assert_eq!(out.len(), 1, "and at the count");
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_holds_back_backed_up_queues_only() {
+        let budget = Budget::new(100);
+        let slow = Arc::new(Queue::new(
+            Bounds {
+                items: 1000,
+                bytes: 1000,
+            },
+            Some(budget.clone()),
+        ));
+        let fast = Queue::new(
+            Bounds {
+                items: 1000,
+                bytes: 1000,
+            },
+            Some(budget.clone()),
+        );
+        slow.try_push(W(60)).ok().unwrap();
+        slow.try_push(W(40)).ok().unwrap();
+        assert_eq!(budget.used(), 100);
+        // The backed-up queue waits for the budget...
+        assert!(matches!(slow.try_push(W(1)), Err(PushError::Full(_))));
+        // ...an empty one still takes a message (its peer reads)...
+        fast.try_push(W(30)).ok().unwrap();
+        // ...but not a second while the budget is spent.
+        assert!(matches!(fast.try_push(W(1)), Err(PushError::Full(_))));
+        // A waiting push goes through once the budget has room again.
+        let s2 = slow.clone();
+        let waiter = tokio::spawn(async move { s2.push(W(5)).await.is_ok() });
+        tokio::task::yield_now().await;
+        assert_eq!(fast.try_pop(), Some(W(30)));
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "still over budget: 100 bytes queued");
+        assert_eq!(slow.try_pop(), Some(W(60)));
+        assert!(waiter.await.unwrap(), "woken by the budget's release");
+        assert_eq!(budget.used(), 45);
+        // Dropping a queue gives its bytes back.
+        drop(slow);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -67,6 +67,12 @@ macro_rules! common {
                 self.core.queued_outbound()
             }
 
+            /// Bytes queued for sending, over all peers (what
+            /// [`SocketOptions::send_budget_bytes`] bounds).
+            pub fn queued_outbound_bytes(&self) -> usize {
+                self.core.queued_outbound_bytes()
+            }
+
             /// This socket's type.
             pub fn socket_type(&self) -> SocketType {
                 $kind
@@ -165,6 +171,12 @@ common!(RouterSocket, SocketType::Router);
 receiving!(RouterSocket);
 
 impl RouterSocket {
+    /// The send queue of the peer with this routing id, to answer it
+    /// without a lookup per message (see [`PeerSender`](crate::PeerSender)).
+    pub fn peer_sender(&self, routing_id: &[u8]) -> Option<crate::PeerSender> {
+        self.core.peer_sender(routing_id)
+    }
+
     /// Who the peer with this routing id is, as its security mechanism
     /// established (CURVE: the user id the authenticator gave; NULL:
     /// nobody).
