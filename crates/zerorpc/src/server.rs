@@ -70,6 +70,12 @@ pub struct ServerOptions {
     /// their client to read the replies already sent it); further
     /// requests get `ERR ServerOverloaded`. Default 10,000.
     pub max_queued_calls: usize,
+    /// Closes a client connection that has sent nothing for this long (no
+    /// calls, no heartbeats), so idle clients cannot hold file descriptors
+    /// forever; ZeroMQ clients reconnect by themselves when they next
+    /// call. Default 5 minutes. `None`: never (also the default of
+    /// [`SocketOptions::idle_timeout`], which this overrides when set).
+    pub idle_timeout: Option<std::time::Duration>,
     /// Under load (further requests already received), polls a new small
     /// call once on the receive loop before giving it a task of its own,
     /// so a handler that answers at once is served without a task
@@ -107,6 +113,7 @@ impl Default for ServerOptions {
             max_calls_per_client: 10_000,
             max_calls: 50_000,
             max_queued_calls: 10_000,
+            idle_timeout: Some(std::time::Duration::from_secs(300)),
         }
     }
 }
@@ -229,7 +236,10 @@ impl Server {
         let inner = Arc::new(Inner {
             service_name: Arc::from(service.name()),
             service,
-            router: RouterSocket::with_options(opts.socket.clone()),
+            router: RouterSocket::with_options(SocketOptions {
+                idle_timeout: opts.idle_timeout.or(opts.socket.idle_timeout),
+                ..opts.socket.clone()
+            }),
             limiter: opts
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
@@ -501,10 +511,9 @@ fn refuse_overloaded(
     if let Some(suppressed) = CALL_LOG.admit("overloaded") {
         tracing::warn!(method = %request.name, limit, suppressed, "refusing a call: too many {what}");
     }
-    let e = CallError::new(
-        "ServerOverloaded",
-        format!("too many {what} (limit {limit}); try again later"),
-    );
+    let msg = format!("too many {what} (limit {limit}); try again later");
+    let e = CallError::new("ServerOverloaded", msg.clone())
+        .with_traceback(format!("ServerOverloaded: {msg}\n"));
     let reply = Event::on_channel(&request.header.message_id, "ERR", e.to_args());
     let mut m: Message = envelope.into_iter().collect();
     m.push_back(reply.encode());

@@ -578,3 +578,87 @@ async fn receive_hwm_stops_reading_from_a_fast_sender() {
     }
     drop(push);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_queues_are_bounded_by_bytes_for_every_socket_type() {
+    init_tracing();
+    const MIB: usize = 1024 * 1024;
+    const LIMIT: usize = 4 * MIB;
+    // PUB (drops) and ROUTER (waits) toward libzmq peers that never read;
+    // the message limit alone (1000) would let each hold 1 GiB.
+    let opts = || SocketOptions {
+        send_hwm_bytes: LIMIT,
+        ..Default::default()
+    };
+    let publisher = PubSocket::with_options(opts());
+    let pub_ep = publisher
+        .bind("tcp://127.0.0.1:0")
+        .await
+        .unwrap()
+        .to_string();
+    let router = RouterSocket::with_options(opts());
+    let router_ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let mut pub_events = publisher.monitor();
+    let mut router_events = router.monitor();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let zmq_side = tokio::spawn(blocking(move || {
+        let sub = zsock(zmq::SUB);
+        sub.set_rcvhwm(1).unwrap();
+        sub.set_rcvbuf(64 * 1024).unwrap();
+        sub.set_subscribe(b"").unwrap();
+        sub.connect(&pub_ep).unwrap();
+        let dealer = zsock(zmq::DEALER);
+        dealer.set_rcvhwm(1).unwrap();
+        dealer.set_rcvbuf(64 * 1024).unwrap();
+        dealer.set_identity(b"slow").unwrap();
+        dealer.connect(&router_ep).unwrap();
+        // Never read until told.
+        stop_rx.recv_timeout(WEDGE).unwrap();
+    }));
+    wait_event(&mut pub_events, "subscriber", |e| {
+        matches!(e, SocketEvent::Connected { .. })
+    })
+    .await;
+    wait_event(&mut router_events, "dealer", |e| {
+        matches!(e, SocketEvent::Connected { .. })
+    })
+    .await;
+    let body = Bytes::from(vec![7u8; MIB]);
+    // PUB: keeps publishing, the slow subscriber misses what is over.
+    within("publisher drops by bytes", async {
+        while publisher.dropped() == 0 {
+            publisher.send(Message::from(body.clone())).unwrap();
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // ROUTER: a send waits once the peer's queue holds its bytes.
+    let mut queued = 0;
+    within("router send blocks by bytes", async {
+        loop {
+            let msg: Message = vec![Bytes::from_static(b"slow"), body.clone()]
+                .into_iter()
+                .collect();
+            match router.try_send(msg) {
+                Ok(()) => queued += 1,
+                Err(ZmtpError::WouldBlock) => break,
+                Err(e) => panic!("{e}"),
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let held = router.queued_outbound_bytes() + publisher.queued_outbound_bytes();
+    eprintln!("PUB dropped {}, ROUTER queued {queued} MiB before blocking, {held} bytes held in send queues", publisher.dropped());
+    assert!(
+        queued < 100,
+        "the ROUTER took {queued} MiB for a peer that does not read"
+    );
+    assert!(
+        router.queued_outbound_bytes() <= LIMIT + MIB + 1024
+            && publisher.queued_outbound_bytes() <= LIMIT + MIB + 1024,
+        "{held} bytes queued"
+    );
+    stop_tx.send(()).unwrap();
+    zmq_side.await.unwrap();
+}
