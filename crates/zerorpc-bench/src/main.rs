@@ -16,8 +16,7 @@
 //! Idle-channel memory is measured for ours, tarpc and tonic, each in a
 //! fresh child process (`zerorpc-bench idle SYSTEM N`); not yet for Python.
 
-#[path = "../../zerorpc/tests/common/mod.rs"]
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1416,7 +1415,7 @@ fn main() {
     let srv = server.clone();
     rt.spawn(async move { srv.run().await });
     let py_ep = format!("tcp://127.0.0.1:{}", common::free_port());
-    let py_server_script = include_str!("../../zerorpc/tests/common/py_demo_server.py");
+    let py_server_script = common::PY_DEMO_SERVER;
     let mut py_server = common::Proc::python(py_server_script, &[&py_ep, "5"]);
     py_server.wait_line("READY");
 

@@ -58,7 +58,7 @@ pub fn load(path: &Path) -> Result<HubConfig, String> {
 
 /// Parses and checks a configuration's text.
 pub fn parse(text: &str) -> Result<HubConfig, String> {
-    let cfg: HubConfig = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    let cfg: HubConfig = serde_norway::from_str(text).map_err(|e| e.to_string())?;
     if cfg.kind != "queue" {
         return Err(format!(
             "type {:?} is not supported (the only hub type is \"queue\")",

@@ -98,7 +98,6 @@ pub fn authorization(cli: &Cli) -> Result<Option<Arc<Authorization>>, String> {
     let Some(path) = &cli.authorize else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let rules: Authorization = serde_yaml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let rules = Authorization::load(path).map_err(|e| e.to_string())?;
     Ok(Some(Arc::new(rules)))
 }

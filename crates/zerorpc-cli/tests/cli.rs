@@ -1,8 +1,7 @@
 //! The `zerorpc` binary against our demo server (itself run by the binary)
 //! and against a real zerorpc-python 0.6.3 server.
 
-#[path = "../../zerorpc/tests/common/mod.rs"]
-mod common;
+use zerorpc_testkit as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -228,7 +227,7 @@ fn help_and_completions() {
     assert!(o.status.success() && stdout(&o).contains("zerorpc"));
 }
 
-const PY_SERVER: &str = include_str!("../../zerorpc/tests/common/py_demo_server.py");
+const PY_SERVER: &str = common::PY_DEMO_SERVER;
 
 #[test]
 fn against_a_python_server() {

@@ -1,8 +1,7 @@
 //! The gateway over real sockets: an HTTP client (reqwest) → the gateway
 //! (axum) → a zerorpc server (ours, or zerorpc-python 0.6.3).
 
-#[path = "../../zerorpc/tests/common/mod.rs"]
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -658,7 +657,7 @@ async fn traceparent_is_carried_to_the_service() {
 
 // ------------------------------------------------------------ Python
 
-const PY_SERVER: &str = include_str!("../../zerorpc/tests/common/py_demo_server.py");
+const PY_SERVER: &str = common::PY_DEMO_SERVER;
 
 /// zerorpc-python 0.6.3 reads argument names with `inspect.getargspec`,
 /// gone since Python 3.11; this shim (a common one) brings it back.

@@ -10,6 +10,7 @@
 //! [`Authorization`] rules then say which users may call which methods
 //! (glob patterns); a denied call gets `ERR PermissionDenied`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -69,10 +70,70 @@ pub struct Authorization {
     pub rules: Vec<Rule>,
 }
 
+/// Why [`Authorization::load`] or [`Authorization::from_yaml`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizationError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file, as given.
+        path: String,
+        /// What reading it said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid rules (bad YAML, an unknown key, a missing
+    /// `user`...).
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// The file, or `authorization rules` for text.
+        origin: String,
+        /// What is wrong, with the line and column.
+        message: String,
+    },
+}
+
 impl Authorization {
     /// Rules from a list.
     pub fn new(rules: Vec<Rule>) -> Self {
         Authorization { rules }
+    }
+
+    /// Rules from a YAML file (the format above; what `zerorpc --server
+    /// --authorize FILE` reads). Unknown keys are refused, so a typo does
+    /// not silently drop a rule.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), zerorpc::auth::AuthorizationError> {
+    /// let rules = zerorpc::Authorization::load("rules.yml")?;
+    /// let opts = zerorpc::ServerOptions {
+    ///     authorize: Some(std::sync::Arc::new(rules)),
+    ///     ..Default::default()
+    /// };
+    /// # let _ = opts;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, AuthorizationError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| AuthorizationError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, shown)
+    }
+
+    /// Rules from YAML text (the format above).
+    pub fn from_yaml(text: &str) -> Result<Self, AuthorizationError> {
+        Self::parse(text, "authorization rules".into())
+    }
+
+    fn parse(text: &str, origin: String) -> Result<Self, AuthorizationError> {
+        serde_norway::from_str(text).map_err(|e| AuthorizationError::Invalid {
+            origin,
+            message: e.to_string(),
+        })
     }
 
     /// Whether `user` (`None`: not authenticated, seen as `anonymous`) may
@@ -167,5 +228,61 @@ mod tests {
         assert!(a.allows(None, "_zerorpc_list"));
         assert!(!a.allows(None, "set_x"));
         assert!(!Authorization::default().allows(Some("alice"), "x"));
+    }
+
+    /// A scratch directory for one test, removed on drop.
+    struct Scratch(std::path::PathBuf);
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            let d = std::env::temp_dir().join(format!("zerorpc-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).unwrap();
+            Scratch(d)
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn authorization_load_reads_a_yaml_rules_file() {
+        let dir = Scratch::new("auth-load");
+        let path = dir.0.join("rules.yml");
+        std::fs::write(
+            &path,
+            "rules:\n  - user: alice\n    allow: [\"*\"]\n  - user: \"*\"\n    allow: [\"_zerorpc_*\", \"get_*\"]\n    deny: [\"get_secret\"]\n",
+        )
+        .unwrap();
+        let a = Authorization::load(&path).unwrap();
+        assert_eq!(a.rules.len(), 2);
+        assert!(a.allows(Some("alice"), "delete_all"));
+        assert!(a.allows(Some("bob"), "get_user"));
+        assert!(!a.allows(Some("bob"), "get_secret"));
+        assert_eq!(
+            Authorization::from_yaml("rules: []\n").unwrap(),
+            Authorization::default()
+        );
+    }
+
+    #[test]
+    fn authorization_load_names_the_file_and_the_fault() {
+        let dir = Scratch::new("auth-load-bad");
+        let missing = dir.0.join("missing.yml");
+        let e = Authorization::load(&missing).unwrap_err();
+        assert!(matches!(e, AuthorizationError::Read { .. }), "{e:?}");
+        assert!(e.to_string().contains("missing.yml"), "{e}");
+
+        // a typo in a key is refused, not ignored
+        let typo = dir.0.join("typo.yml");
+        std::fs::write(&typo, "rules:\n  - user: alice\n    alow: [\"*\"]\n").unwrap();
+        let e = Authorization::load(&typo).unwrap_err();
+        assert!(matches!(e, AuthorizationError::Invalid { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("typo.yml") && text.contains("alow"), "{text}");
+
+        let e = Authorization::from_yaml("rules: 7").unwrap_err();
+        assert!(e.to_string().starts_with("authorization rules: "), "{e}");
     }
 }

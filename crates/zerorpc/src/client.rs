@@ -98,7 +98,21 @@ impl RetryPolicy {
 }
 
 impl ClientOptions {
-    /// Sets the first-reply timeout.
+    /// Sets the call timeout: how long a call waits for its reply (a
+    /// stream: for its first item), like zerorpc-python's
+    /// `Client(timeout=...)`. Default 30 s. Past it the call fails with
+    /// [`Error::Timeout`] and is cancelled. Once a stream has started,
+    /// heartbeats keep it alive however long it runs. One handle's calls
+    /// can differ: [`Client::with_timeout`].
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), zerorpc::Error> {
+    /// use std::time::Duration;
+    /// use zerorpc::{Client, ClientOptions};
+    /// let opts = ClientOptions::default().timeout(Duration::from_secs(5));
+    /// let client = Client::connect_with(&["tcp://127.0.0.1:4242"], opts).await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
     pub fn timeout(mut self, t: Duration) -> Self {
         self.channel.first_reply_timeout = Some(t);
         self
@@ -298,6 +312,9 @@ impl<S> std::fmt::Debug for Reply<S> {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    /// This handle's call timeout, when [`Client::with_timeout`] set one
+    /// (`Some(None)`: none); else the options'.
+    timeout: Option<Option<Duration>>,
     /// Cancelled when the last clone (and call) is gone.
     stop: CancellationToken,
     _stop: Arc<tokio_util::sync::DropGuard>,
@@ -425,9 +442,32 @@ impl Client {
         });
         Ok(Client {
             inner,
+            timeout: None,
             stop: stop.clone(),
             _stop: Arc::new(stop.drop_guard()),
         })
+    }
+
+    /// A handle on the same connections whose calls wait at most `timeout`
+    /// for their reply (`None`: no limit), like the per-call `timeout=`
+    /// of zerorpc-python; this client keeps its own
+    /// ([`ClientOptions::timeout`], 30 s by default). Cheap: it shares
+    /// everything but the setting. Wrap it in a typed client
+    /// (`CalcClient::new(client.with_timeout(t))`) to give its methods the
+    /// timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(client: zerorpc::Client) -> Result<(), zerorpc::Error> {
+    /// use std::time::Duration;
+    /// let quick = client.with_timeout(Duration::from_millis(500));
+    /// let pong = quick.call("ping", vec![]).await?;
+    /// # let _ = pong; Ok(()) }
+    /// ```
+    pub fn with_timeout(&self, timeout: impl Into<Option<Duration>>) -> Client {
+        Client {
+            timeout: Some(timeout.into()),
+            ..self.clone()
+        }
     }
 
     /// The endpoints it is connected to now (they change as a
@@ -768,7 +808,10 @@ impl Client {
             request.header.shared = h.clone();
         }
         let id = request.header.message_id.clone();
-        let cfg = self.inner.opts.channel;
+        let mut cfg = self.inner.opts.channel;
+        if let Some(t) = self.timeout {
+            cfg.first_reply_timeout = t;
+        }
         // Room for a full window of stream items plus control events.
         let (net_tx, net_rx) = mailbox(cfg.window as usize + 16);
         conn.channels().insert(id.clone(), net_tx);

@@ -54,7 +54,7 @@ mod server;
 pub mod service;
 pub mod trace;
 
-pub use auth::{current_user, Authorization, Rule};
+pub use auth::{current_user, Authorization, AuthorizationError, Rule};
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
 pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{Error, EventError, RemoteError};
@@ -78,3 +78,8 @@ pub use trace::TraceContext;
 pub use zerorpc_macros::service;
 /// The transport crate (socket options, endpoints, raw sockets).
 pub use zmtp;
+
+/// The README's Rust blocks (the programs in `examples/`), run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -90,11 +90,11 @@ impl Directory {
 
     /// Parses a directory's YAML text.
     pub fn parse(text: &str) -> Result<Directory, Error> {
-        let doc: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| naming(format!("invalid YAML: {e}")))?;
+        let doc: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| naming(format!("invalid YAML: {e}")))?;
         let map = match doc {
-            serde_yaml::Value::Mapping(m) => m,
-            serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+            serde_norway::Value::Mapping(m) => m,
+            serde_norway::Value::Null => serde_norway::Mapping::new(),
             _ => return Err(naming("a directory is a map of SERVICE: entries")),
         };
         let mut services = BTreeMap::new();
@@ -104,11 +104,11 @@ impl Directory {
             };
             valid_service(name)?;
             let entry = match v {
-                serde_yaml::Value::String(ep) => Resolved {
+                serde_norway::Value::String(ep) => Resolved {
                     endpoints: vec![ep],
                     socket_type: None,
                 },
-                serde_yaml::Value::Mapping(m) => {
+                serde_norway::Value::Mapping(m) => {
                     let mut r = Resolved {
                         endpoints: Vec::new(),
                         socket_type: None,
@@ -117,13 +117,13 @@ impl Directory {
                         match key.as_str() {
                             Some("endpoints") => r.endpoints = endpoint_list(name, val)?,
                             Some("type") => match val {
-                                serde_yaml::Value::String(t) => r.socket_type = Some(t),
+                                serde_norway::Value::String(t) => r.socket_type = Some(t),
                                 _ => return Err(naming(format!("{name}: type is a string"))),
                             },
                             _ => {
                                 return Err(naming(format!(
                                     "{name}: unknown key {} (known: endpoints, type)",
-                                    serde_yaml::to_string(&key).unwrap_or_default().trim_end()
+                                    serde_norway::to_string(&key).unwrap_or_default().trim_end()
                                 )))
                             }
                         }
@@ -153,13 +153,13 @@ impl Directory {
     }
 }
 
-fn endpoint_list(name: &str, v: serde_yaml::Value) -> Result<Vec<String>, Error> {
+fn endpoint_list(name: &str, v: serde_norway::Value) -> Result<Vec<String>, Error> {
     match v {
-        serde_yaml::Value::String(s) => Ok(vec![s]),
-        serde_yaml::Value::Sequence(items) => items
+        serde_norway::Value::String(s) => Ok(vec![s]),
+        serde_norway::Value::Sequence(items) => items
             .into_iter()
             .map(|i| match i {
-                serde_yaml::Value::String(s) => Ok(s),
+                serde_norway::Value::String(s) => Ok(s),
                 _ => Err(naming(format!("{name}: endpoints are strings"))),
             })
             .collect(),

@@ -2,7 +2,7 @@
 //! collector stores them (in the real Redis on 127.0.0.1:6379 with a TTL
 //! and counters, or in memory) and answers queries about them.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! call there, fails calls at once when their connection drops, and
 //! retries lost calls only for methods declared idempotent.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

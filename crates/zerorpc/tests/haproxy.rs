@@ -2,7 +2,7 @@
 //! a real haproxy (installed from apt when missing); one is killed while
 //! calls run on both.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::process::Stdio;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The load-balancing hub: channel-aware routing, worker loss, late
 //! joiners, and transparency to zerorpc-python clients and workers.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Metrics: a server and a client with metrics on, scraped over HTTP from
 //! the Prometheus exporter, the exposition format parsed.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

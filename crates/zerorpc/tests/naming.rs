@@ -2,7 +2,7 @@
 //! real dnsmasq (installed from apt when missing), and the registry with
 //! TTLs and heartbeats (a client follows its service to the live server).
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! One-way patterns: PUSH/PULL and PUB/SUB, between our own peers and with
 //! zerorpc-python 0.6.3's Pusher, Puller, Publisher and Subscriber.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Interop: real zerorpc-python 0.6.3 clients (and raw pyzmq peers playing
 //! misbehaving or Node-like clients) against our server.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::Arc;
 use std::time::Duration;

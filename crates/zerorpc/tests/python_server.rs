@@ -1,6 +1,6 @@
 //! Interop: our client against a real zerorpc-python 0.6.3 server.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use common::*;
 use futures::StreamExt;
 use zerorpc::{Client, ClientOptions, Error, Value};
 
-const SERVER: &str = include_str!("common/py_demo_server.py");
+const SERVER: &str = common::PY_DEMO_SERVER;
 
 fn start(hb: f64) -> (Proc, String) {
     let ep = format!("tcp://127.0.0.1:{}", free_port());

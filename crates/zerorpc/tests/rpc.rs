@@ -324,6 +324,42 @@ async fn timeout_and_lost_remote() {
     }
 }
 
+/// `Client::with_timeout` gives one handle its own call timeout (shorter,
+/// or none at all), leaving the client's (`ClientOptions::timeout`) alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_timeout_sets_a_handles_call_timeout() {
+    let (_server, ep) = demo().await;
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions::default().timeout(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    // the options' 300 ms: a 1 s call times out
+    match within("options' timeout", client.call("slow", vec![1.0.into()])).await {
+        Err(Error::Timeout(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    // no timeout on this handle: the same call gets through
+    let patient = client.with_timeout(None);
+    let v = within("no timeout", patient.call("slow", vec![1.0.into()]))
+        .await
+        .unwrap();
+    assert_eq!(v.as_f64(), Some(1.0));
+    // a longer one on another handle, calling concurrently
+    let longer = client.with_timeout(Duration::from_secs(30));
+    let (a, b) = within(
+        "two handles",
+        futures::future::join(
+            longer.call("slow", vec![1.0.into()]),
+            client.call("slow", vec![1.0.into()]),
+        ),
+    )
+    .await;
+    assert_eq!(a.unwrap().as_f64(), Some(1.0));
+    assert!(matches!(b, Err(Error::Timeout(_))), "{b:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_call_cancels_the_handler() {
     let started = Arc::new(AtomicUsize::new(0));

@@ -1,7 +1,7 @@
 //! ZeroRPC over CURVE: authenticated users, per-method authorization, a
 //! refused key that harms nobody, and zerorpc-python as a CURVE client.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! some inputs), recorded into the embedded store; and the trace context
 //! across zerorpc-python peers, which know nothing of it.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! the `zmq` crate's libzmq is built without it), both ways; refused keys,
 //! wrong server keys, what the wire shows, and pyzmq's certificate files.
 
-#[path = "../../zerorpc/tests/common/mod.rs"]
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

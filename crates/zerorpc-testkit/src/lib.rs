@@ -1,6 +1,21 @@
-//! Test helpers: a Python venv with zerorpc 0.6.3, provisioned on first use,
-//! and child processes that are killed when dropped.
-#![allow(dead_code)]
+//! Test support for every crate of the workspace (a dev-dependency; not
+//! published). It owns what the tests provision and run outside our own
+//! code:
+//!
+//! * the real peers: a Python venv with `zerorpc==0.6.3` (and its pyzmq,
+//!   whose libzmq has CURVE) under the workspace's target directory
+//!   ([`python`]), and the Python demo server the interop tests run
+//!   ([`PY_DEMO_SERVER`]);
+//! * system tools installed from apt when missing ([`apt_tool`]: haproxy,
+//!   dnsmasq);
+//! * child processes killed when dropped ([`Proc`]), free ports
+//!   ([`free_port`]), and the wedge guard ([`within`], [`WEDGE`]).
+//!
+//! It depends on none of our crates, so any of them (`zmtp` included) can
+//! use it. Peers for later features (bus, streams) belong here too, next to
+//! the Python ones.
+//!
+//! In a test: `use zerorpc_testkit as common;` then `common::python()`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -82,6 +97,11 @@ pub fn python() -> &'static Path {
         py
     })
 }
+
+/// The Python demo server the interop tests run:
+/// `python -c PY_DEMO_SERVER ENDPOINT HEARTBEAT` prints `READY` once bound
+/// (see [`Proc::python`]).
+pub const PY_DEMO_SERVER: &str = include_str!("py_demo_server.py");
 
 /// A child process killed on drop.
 pub struct Proc {
