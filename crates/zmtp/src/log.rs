@@ -103,7 +103,7 @@ mod tests {
             "the next line says how many were suppressed"
         );
         assert_eq!(log.admit_at("a", t0 + Duration::from_secs(11)), None);
-        assert_eq!(log.total("a"), 7);
+        assert_eq!(log.total("a"), 8);
         assert_eq!(log.total("c"), 0);
     }
 }
