@@ -1135,10 +1135,16 @@ mod tests {
         assert_eq!(st.workers[0].1, 1);
         // New calls wait behind them.
         h.on_client(from_client(b"c1", &Event::new("m4", Value::Nil)), t0);
-        assert_eq!(summary(&drain(&mut h)), vec![("c1".into(), "_zpc_hb".into())]);
+        assert_eq!(
+            summary(&drain(&mut h)),
+            vec![("c1".into(), "_zpc_hb".into())]
+        );
         // Room again: the waiting calls go out in their order.
         h.worker_ready(&w, t0);
-        let names: Vec<String> = summary(&drain(&mut h)).into_iter().map(|(_, n)| n).collect();
+        let names: Vec<String> = summary(&drain(&mut h))
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
         assert_eq!(names, vec!["m1", "m2", "m3", "m4"]);
         let st = h.stats(t0);
         assert_eq!((st.in_flight, st.pending), (5, 0));
