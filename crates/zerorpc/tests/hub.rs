@@ -350,7 +350,11 @@ async fn a_queued_call_whose_caller_went_silent_expires_and_never_reaches_a_work
         Value::from("live")
     );
     let st = h.hub.stats();
-    assert_eq!((st.completed, st.in_flight, st.pending), (1, 0, 0), "{st:?}");
+    assert_eq!(
+        (st.completed, st.in_flight, st.pending),
+        (1, 0, 0),
+        "{st:?}"
+    );
     assert_eq!(st.workers[0].2, 1, "the worker served only the live call");
     drop(raw);
 }
