@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use zerorpc::{Client, Server, ServerOptions, Value};
+use zerorpc::{Client, ClientOptions, Server, ServerOptions, Value};
 
 /// `name{k="v",...} value` lines, keyed by name and sorted labels.
 fn scrape(port: u16) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
@@ -133,4 +133,35 @@ async fn ten_thousand_unknown_method_names_leave_labels_and_store_keys_bounded()
     assert_eq!(unknown.calls(), N as u64);
     assert_eq!(unknown.outcomes.get("ERR"), Some(&(N as u64)));
     assert_eq!(recorder.dropped(), 0);
+
+    // A client whose callers pick the method (a gateway's HTTP clients):
+    // its labels stop growing at MAX_METHOD_LABELS.
+    let max = zerorpc::metrics::MAX_METHOD_LABELS;
+    let c2 = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            metrics: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..max + 500 {
+        assert!(c2.call(&format!("via_gateway_{i}"), vec![]).await.is_err());
+    }
+    let m = tokio::task::spawn_blocking(move || scrape(port))
+        .await
+        .unwrap();
+    let client_methods: std::collections::BTreeSet<&str> = m
+        .keys()
+        .filter(|(n, _)| n == "zerorpc_client_calls_total")
+        .filter_map(|(_, l)| l.get("method").map(String::as_str))
+        .collect();
+    eprintln!(
+        "{} client calls to distinct methods: {} client method labels",
+        max + 500,
+        client_methods.len()
+    );
+    assert_eq!(client_methods.len(), max + 1);
+    assert!(client_methods.contains("<other>"));
 }
