@@ -602,7 +602,7 @@ impl HubCore {
             return false;
         }
         let key = (client.clone(), header.message_id);
-        if self.channels.get(&key).is_none_or(|c| &c.worker != worker) {
+        if self.channels.get(&key).is_none_or(|c| c.worker != worker) {
             return false;
         }
         let Some(chan) = self.channels.remove(&key) else {
