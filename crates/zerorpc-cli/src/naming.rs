@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use zerorpc::naming::{Directory, Dns, Registration, Registry, Resolver};
+use zerorpc::naming::{Directory, Dns, Registration, Registry, RegistryLimits, Resolver};
 use zerorpc::Server;
 
 use crate::Cli;
@@ -17,10 +17,19 @@ pub struct RegistryArgs {
     /// Where to listen (repeatable).
     #[arg(long = "bind", value_name = "ADDR", required = true)]
     pub bind: Vec<String>,
+    /// Most endpoints one service may register (more: ERR RegistryFull).
+    #[arg(long = "max-per-service", value_name = "N", default_value_t = RegistryLimits::default().max_per_service)]
+    pub max_per_service: usize,
+    /// Most endpoints over all services (more: ERR RegistryFull).
+    #[arg(long = "max-entries", value_name = "N", default_value_t = RegistryLimits::default().max_total)]
+    pub max_entries: usize,
 }
 
 pub async fn run_registry(a: RegistryArgs) -> ExitCode {
-    let server = Arc::new(Server::new(Registry::new()));
+    let server = Arc::new(Server::new(Registry::with_limits(RegistryLimits {
+        max_per_service: a.max_per_service,
+        max_total: a.max_entries,
+    })));
     for b in &a.bind {
         match server.bind(b).await {
             Ok(ep) => eprintln!("registry on {ep}"),

@@ -23,8 +23,8 @@ use zmtp::{Endpoint, Message, PullSocket, PushSocket};
 
 use crate::error::Error;
 use crate::record::{
-    rows, side_label, slot_of, Histogram, MethodRow, MethodStats, Record, Recorder, TraceSink,
-    TraceStore, SLOTS_KEPT, SLOT_SECS,
+    rows, side_label, slot_of, Histogram, MethodKeys, MethodRow, MethodStats, Record, Recorder,
+    TraceSink, TraceStore, SLOTS_KEPT, SLOT_SECS,
 };
 use crate::service::CallError;
 use crate::Value;
@@ -217,6 +217,9 @@ pub struct RedisStore {
     conn: redis::aio::MultiplexedConnection,
     prefix: String,
     ttl: Duration,
+    /// The statistics' keys this collector writes, within the default
+    /// [`KeyLimits`](crate::record::KeyLimits).
+    keys: Arc<std::sync::Mutex<MethodKeys>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -270,6 +273,7 @@ impl RedisStore {
             .map_err(redis_err)?;
         Ok(RedisStore {
             conn,
+            keys: Arc::default(),
             prefix: prefix.to_owned(),
             ttl,
         })
@@ -387,6 +391,7 @@ impl TraceSink for RedisStore {
         let prefix = self.prefix.clone();
         let ttl = self.ttl.as_secs().max(1);
         let slot_ttl = (SLOTS_KEPT + 1) * SLOT_SECS;
+        let keys = self.keys.clone();
         Box::pin(async move {
             let mut pipe = redis::pipe();
             let calls = format!("{prefix}:calls");
@@ -396,7 +401,9 @@ impl TraceSink for RedisStore {
                 let key = format!("{prefix}:trace:{}", r.trace_id);
                 pipe.cmd("RPUSH").arg(&key).arg(bytes).ignore();
                 pipe.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-                let what = format!("{}|{}|{}", side_label(r.side), r.service, r.method);
+                let (side, service, method) =
+                    keys.lock().unwrap_or_else(|p| p.into_inner()).key_for(r);
+                let what = format!("{side}|{service}|{method}");
                 let outcome = format!("{what}|{}", r.outcome.label());
                 let bucket = format!("{what}|b{}", Histogram::bucket_of(r.duration_us));
                 let slot = format!("{prefix}:slot:{}", slot_of(r));

@@ -9,10 +9,15 @@
 //! stream items) on one worker, and:
 //!
 //! * sends a new channel to the live worker with the fewest calls in
-//!   flight;
-//! * holds new calls while no worker is connected (heart-beating to their
+//!   flight, within what that worker's send queue takes: a call its queue
+//!   refuses goes back to the waiting line (it is not in flight), and the
+//!   worker gets more once its queue has room again;
+//! * holds new calls while no worker can take them (heart-beating to their
 //!   clients so they wait, up to their own timeout), and hands them out as
-//!   workers join;
+//!   workers join or make room; a waiting call whose caller stops
+//!   heart-beating for three intervals expires like any channel, and no
+//!   more than `max_pending` wait (the excess is answered `ERR
+//!   HubOverloaded`);
 //! * pings idle workers (`_zerorpc_ping`), declares a worker silent for two
 //!   heartbeat intervals lost, and answers the callers of its in-flight
 //!   calls with `ERR LostRemote` at once (as it does when its connection
@@ -27,6 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use rmpv::Value;
 use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions, TrySendError};
@@ -47,8 +54,11 @@ pub struct HubOptions {
     /// 5 s): the hub pings a worker it has not heard from for this long,
     /// and drops it after two.
     pub heartbeat: Duration,
-    /// New calls held while no worker is available; beyond this they are
-    /// refused with `ERR HubOverloaded`.
+    /// New calls held while no worker is available (or every worker's send
+    /// queue is full); beyond this they are refused with `ERR
+    /// HubOverloaded`, counted in [`HubStats::overloaded`]. Calls a full
+    /// worker's queue handed back rejoin the head of the line even when it
+    /// is at this limit (they were admitted already).
     pub max_pending: usize,
     /// Transport settings of both sides.
     pub socket: SocketOptions,
@@ -83,6 +93,9 @@ struct Worker {
     last_heard: Instant,
     ping_sent: bool,
     alive: bool,
+    /// Its send queue refused a message: no new call goes to it until the
+    /// driver reports room ([`HubCore::worker_ready`]).
+    full: bool,
 }
 
 #[derive(Debug)]
@@ -95,10 +108,12 @@ struct Chan {
 
 #[derive(Debug)]
 struct Pending {
-    key: ChanKey,
     envelope: Vec<Bytes>,
     payload: Bytes,
     next_heartbeat: Instant,
+    /// When the caller last spoke on this channel (the request, or a
+    /// heartbeat since).
+    last_heard: Instant,
 }
 
 type ChanKey = (Bytes, MessageId);
@@ -116,6 +131,11 @@ pub struct HubStats {
     pub completed: u64,
     /// Calls a worker loss or overload failed.
     pub failed: u64,
+    /// Calls refused with `HubOverloaded` (the waiting line was full);
+    /// also counted in `failed`.
+    pub overloaded: u64,
+    /// Waiting calls dropped because their caller stopped heart-beating.
+    pub expired: u64,
     /// Events dropped because a peer's queue was full.
     pub dropped: u64,
     /// Completed calls per second over the last few seconds.
@@ -143,6 +163,8 @@ impl HubStats {
             ("pending".into(), (self.pending as u64).into()),
             ("completed".into(), self.completed.into()),
             ("failed".into(), self.failed.into()),
+            ("overloaded".into(), self.overloaded.into()),
+            ("expired".into(), self.expired.into()),
             ("dropped".into(), self.dropped.into()),
             ("calls_per_sec".into(), self.calls_per_sec.into()),
         ])
@@ -161,10 +183,17 @@ pub struct HubCore {
     order: Vec<Bytes>,
     rotate: usize,
     channels: HashMap<ChanKey, Chan>,
-    pending: VecDeque<Pending>,
+    /// Calls waiting for a worker, by channel.
+    waiting: HashMap<ChanKey, Pending>,
+    /// Their order (first come, first served). Keys no longer in `waiting`
+    /// (expired, caller gone) are skipped when met, and swept out when
+    /// they outnumber the live ones.
+    line: VecDeque<ChanKey>,
     out: VecDeque<HubOutput>,
     completed: u64,
     failed: u64,
+    overloaded: u64,
+    expired: u64,
     dropped: u64,
     /// Completions per rate window, for calls/s.
     rate: VecDeque<(Instant, u64)>,
@@ -181,10 +210,13 @@ impl HubCore {
             order: Vec::new(),
             rotate: 0,
             channels: HashMap::new(),
-            pending: VecDeque::new(),
+            waiting: HashMap::new(),
+            line: VecDeque::new(),
             out: VecDeque::new(),
             completed: 0,
             failed: 0,
+            overloaded: 0,
+            expired: 0,
             dropped: 0,
             rate: VecDeque::new(),
         }
@@ -206,6 +238,7 @@ impl HubCore {
                 last_heard: now,
                 ping_sent: false,
                 alive: true,
+                full: false,
             },
         );
         if !self.order.contains(&id) {
@@ -234,7 +267,8 @@ impl HubCore {
         for key in gone {
             self.end_channel(&key, false);
         }
-        self.pending.retain(|p| p.key.0 != id);
+        self.waiting.retain(|(c, _), _| c != id);
+        self.sweep_line();
     }
 
     /// A message from a client: `[routing id, (delimiter), payload]`.
@@ -262,9 +296,12 @@ impl HubCore {
                     m.push_back(f.clone());
                 }
                 self.out.push_back(HubOutput::ToWorker(m));
+            } else if let Some(p) = self.waiting.get_mut(&key) {
+                // The caller of a waiting call is alive (its heartbeat).
+                p.last_heard = now;
             }
-            // (events of a call still waiting for a worker, or of one that
-            // ended, are dropped)
+            // (other events of a call still waiting for a worker, or of
+            // one that ended, are dropped)
             return;
         }
         let envelope: Vec<Bytes> = frames[..frames.len() - 1].to_vec();
@@ -274,17 +311,17 @@ impl HubCore {
             self.reply(&envelope, &key.1, "OK", Value::Array(vec![stats]));
             return;
         }
-        if self.channels.contains_key(&key) || self.pending.iter().any(|p| p.key == key) {
+        if self.channels.contains_key(&key) || self.waiting.contains_key(&key) {
             tracing::warn!(client = %hex(client), "duplicate request id, ignored");
             return;
         }
         let pending = Pending {
-            key,
             envelope,
             payload: payload.clone(),
             next_heartbeat: now + self.opts_heartbeat,
+            last_heard: now,
         };
-        self.assign(pending, now);
+        self.assign(key, pending, now);
     }
 
     /// A message from a worker: `[worker id, client envelope..., payload]`.
@@ -346,24 +383,37 @@ impl HubCore {
         now + self.opts_heartbeat / 4
     }
 
-    /// Heartbeats for waiting calls, pings for quiet workers, loss of silent
-    /// workers, and cleanup of channels both sides abandoned.
+    /// Heartbeats for waiting calls, expiry of those whose caller went
+    /// silent, pings for quiet workers, loss of silent workers, and cleanup
+    /// of channels both sides abandoned.
     pub fn handle_timeout(&mut self, now: Instant) {
         let hb = self.opts_heartbeat;
-        for i in 0..self.pending.len() {
-            if self.pending[i].next_heartbeat <= now {
-                self.pending[i].next_heartbeat = now + hb;
-                let (env, id) = (
-                    self.pending[i].envelope.clone(),
-                    self.pending[i].key.1.clone(),
-                );
-                self.reply(
-                    &env,
-                    &id,
-                    crate::channel::HEARTBEAT,
-                    Value::Array(vec![0.into()]),
-                );
+        // A waiting call whose caller stopped heart-beating for three
+        // intervals (as for a channel in flight, below) is abandoned: it
+        // must not reach a worker later.
+        let before = self.waiting.len();
+        self.waiting
+            .retain(|_, p| now.saturating_duration_since(p.last_heard) < hb * 3);
+        let expired = before - self.waiting.len();
+        if expired > 0 {
+            self.expired += expired as u64;
+            tracing::debug!(expired, "waiting calls expired: their callers went silent");
+            self.sweep_line();
+        }
+        let mut beats = Vec::new();
+        for (key, p) in self.waiting.iter_mut() {
+            if p.next_heartbeat <= now {
+                p.next_heartbeat = now + hb;
+                beats.push((p.envelope.clone(), key.1.clone()));
             }
+        }
+        for (env, id) in beats {
+            self.reply(
+                &env,
+                &id,
+                crate::channel::HEARTBEAT,
+                Value::Array(vec![0.into()]),
+            );
         }
         let mut lost = Vec::new();
         for (id, w) in self.workers.iter_mut() {
@@ -418,9 +468,11 @@ impl HubCore {
         HubStats {
             workers,
             in_flight: self.channels.len(),
-            pending: self.pending.len(),
+            pending: self.waiting.len(),
             completed: self.completed,
             failed: self.failed,
+            overloaded: self.overloaded,
+            expired: self.expired,
             dropped: self.dropped,
             calls_per_sec: self.rate.iter().map(|(_, n)| *n as f64).sum::<f64>() / span,
         }
@@ -432,7 +484,7 @@ impl HubCore {
         let mut best: Option<(usize, &Bytes)> = None;
         for i in 0..n {
             let id = &self.order[(self.rotate + i) % n];
-            if let Some(w) = self.workers.get(id).filter(|w| w.alive) {
+            if let Some(w) = self.workers.get(id).filter(|w| w.alive && !w.full) {
                 if best.is_none_or(|(f, _)| w.in_flight < f) {
                     best = Some((w.in_flight, id));
                 }
@@ -445,32 +497,168 @@ impl HubCore {
 
     /// Sends a new call to the best worker, or queues it while there is
     /// none (refusing it when the queue is full).
-    fn assign(&mut self, p: Pending, now: Instant) {
+    fn assign(&mut self, key: ChanKey, p: Pending, now: Instant) {
         match self.pick() {
-            Some(worker) => self.send_to(worker, p, now),
-            None if self.pending.len() >= self.max_pending => {
+            Some(worker) => self.send_to(worker, key, p, now),
+            None if self.waiting.len() >= self.max_pending => {
                 self.failed += 1;
+                self.overloaded += 1;
+                tracing::debug!(waiting = self.waiting.len(), "call refused: HubOverloaded");
                 let err = err_args(
                     "HubOverloaded",
                     "no worker available and too many calls waiting",
                 );
-                self.reply(&p.envelope, &p.key.1, "ERR", err);
+                self.reply(&p.envelope, &key.1, "ERR", err);
             }
             None => {
                 // Tell the caller at once that its call is alive, and then
                 // every interval while it waits.
                 self.reply(
                     &p.envelope,
-                    &p.key.1,
+                    &key.1,
                     crate::channel::HEARTBEAT,
                     Value::Array(vec![0.into()]),
                 );
-                self.pending.push_back(p);
+                self.line.push_back(key.clone());
+                self.waiting.insert(key, p);
             }
         }
     }
 
-    fn send_to(&mut self, worker: Bytes, p: Pending, now: Instant) {
+    /// Messages the driver could not hand to a peer because its send queue
+    /// was full, in the order they were produced.
+    ///
+    /// * A new call a worker's queue refused was never sent: it leaves the
+    ///   worker's calls in flight and goes back to the head of the waiting
+    ///   line, and the worker takes no new call until
+    ///   [`HubCore::worker_ready`]. Any other event for that worker is lost
+    ///   (counted in [`HubStats::dropped`]), and the worker is also marked
+    ///   full.
+    /// * A heartbeat to the caller of a waiting call is tried again at the
+    ///   next [`HubCore::handle_timeout`] instead of an interval later, so
+    ///   a burst of waiting calls does not make their callers give up.
+    ///   Other events for a client are lost (counted).
+    ///
+    /// Returns the workers newly marked full: the driver reports each back
+    /// with [`HubCore::worker_ready`] once its queue has room.
+    pub fn refused(&mut self, outputs: Vec<HubOutput>, now: Instant) -> Vec<Bytes> {
+        let mut newly_full = Vec::new();
+        for out in outputs.into_iter().rev() {
+            match out {
+                HubOutput::ToWorker(m) => {
+                    let Some(worker) = m.frames().first().cloned() else {
+                        continue;
+                    };
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        if !w.full {
+                            w.full = true;
+                            newly_full.push(worker.clone());
+                        }
+                    }
+                    if !self.take_back(&worker, &m, now) {
+                        self.dropped += 1;
+                    }
+                }
+                HubOutput::ToClient(m) => {
+                    if !self.retry_heartbeat(&m, now) {
+                        self.dropped += 1;
+                    }
+                }
+            }
+        }
+        if !newly_full.is_empty() {
+            tracing::debug!(
+                workers = newly_full.len(),
+                waiting = self.waiting.len(),
+                "worker send queue full: calls wait in the hub"
+            );
+        }
+        self.dispatch_pending(now);
+        newly_full
+    }
+
+    /// A worker's send queue has room again: it takes calls again.
+    pub fn worker_ready(&mut self, id: &Bytes, now: Instant) {
+        if let Some(w) = self.workers.get_mut(id) {
+            w.full = false;
+        }
+        self.dispatch_pending(now);
+    }
+
+    /// If `m` (to `worker`) is a new call the hub dispatched, undo the
+    /// dispatch and put the call back at the head of the line.
+    fn take_back(&mut self, worker: &Bytes, m: &Message, now: Instant) -> bool {
+        let frames = m.frames();
+        let (Some(client), Some(payload)) = (frames.get(1), frames.last()) else {
+            return false;
+        };
+        if frames.len() < 3 || client.is_empty() {
+            return false;
+        }
+        let Ok((header, _)) = Event::decode_head(payload, self.limits) else {
+            return false;
+        };
+        if header.response_to.is_some() {
+            return false;
+        }
+        let key = (client.clone(), header.message_id);
+        if self.channels.get(&key).is_none_or(|c| c.worker != worker) {
+            return false;
+        }
+        let Some(chan) = self.channels.remove(&key) else {
+            return false;
+        };
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.in_flight = w.in_flight.saturating_sub(1);
+        }
+        self.line.push_front(key.clone());
+        self.waiting.insert(
+            key,
+            Pending {
+                envelope: chan.envelope,
+                payload: payload.clone(),
+                next_heartbeat: now + self.opts_heartbeat,
+                last_heard: chan.last_activity,
+            },
+        );
+        true
+    }
+
+    /// If `m` is a heartbeat to the caller of a waiting call, have it sent
+    /// again at the next timeout.
+    fn retry_heartbeat(&mut self, m: &Message, now: Instant) -> bool {
+        let frames = m.frames();
+        let (Some(client), Some(payload)) = (frames.first(), frames.last()) else {
+            return false;
+        };
+        let Ok((header, name)) = Event::decode_head(payload, self.limits) else {
+            return false;
+        };
+        if name != crate::channel::HEARTBEAT {
+            return false;
+        }
+        let Some(ch) = header.response_to else {
+            return false;
+        };
+        match self.waiting.get_mut(&(client.clone(), ch)) {
+            Some(p) => {
+                p.next_heartbeat = now;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops keys of calls no longer waiting from the line once they
+    /// outnumber the waiting calls (keeps the line bounded).
+    fn sweep_line(&mut self) {
+        if self.line.len() > 2 * self.waiting.len() + 64 {
+            let waiting = &self.waiting;
+            self.line.retain(|k| waiting.contains_key(k));
+        }
+    }
+
+    fn send_to(&mut self, worker: Bytes, key: ChanKey, p: Pending, now: Instant) {
         if let Some(w) = self.workers.get_mut(&worker) {
             w.in_flight += 1;
         }
@@ -481,7 +669,7 @@ impl HubCore {
         m.push_back(p.payload);
         self.out.push_back(HubOutput::ToWorker(m));
         self.channels.insert(
-            p.key,
+            key,
             Chan {
                 worker,
                 envelope: p.envelope,
@@ -491,11 +679,26 @@ impl HubCore {
     }
 
     fn dispatch_pending(&mut self, now: Instant) {
-        while !self.pending.is_empty() {
+        while !self.waiting.is_empty() {
             let Some(worker) = self.pick() else { break };
-            if let Some(p) = self.pending.pop_front() {
-                self.send_to(worker, p, now);
-            }
+            // The next key still waiting (skipping expired ones).
+            let next = loop {
+                match self.line.pop_front() {
+                    Some(key) => {
+                        if let Some(p) = self.waiting.remove(&key) {
+                            break Some((key, p));
+                        }
+                    }
+                    None => break None,
+                }
+            };
+            let Some((key, p)) = next else {
+                // (every waiting call has its key in the line; should that
+                // ever not hold, rebuild the line rather than lose calls)
+                self.line = self.waiting.keys().cloned().collect();
+                continue;
+            };
+            self.send_to(worker, key, p, now);
         }
     }
 
@@ -615,18 +818,33 @@ impl Hub {
         };
         let mut tick = tokio::time::interval(self.opts.heartbeat / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Per worker whose send queue is full: a ping that waits for room in
+        // that queue; when it goes out the worker takes calls again.
+        let mut room: FuturesUnordered<BoxFuture<'_, Bytes>> = FuturesUnordered::new();
         loop {
+            for id in self.flush() {
+                room.push(Box::pin(async move {
+                    let ping = Event::new("_zerorpc_ping", Value::Array(vec![])).encode();
+                    let m = Message::from_iter([id.clone(), Bytes::new(), ping]);
+                    if let Err(e) = self.output.send(m).await {
+                        // (gone: its disconnection reaches the core)
+                        tracing::debug!(error = %e, "hub could not wait for a worker's queue");
+                    }
+                    id
+                }));
+            }
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
                 m = self.input.recv() => {
                     let now = Instant::now();
                     with_waiting(&self.input, m?, |m| self.core().on_client(m, now))?;
-                    self.flush();
                 }
                 m = self.output.recv() => {
                     let now = Instant::now();
                     with_waiting(&self.output, m?, |m| self.core().on_worker(m, now))?;
-                    self.flush();
+                }
+                Some(id) = room.next(), if !room.is_empty() => {
+                    self.core().worker_ready(&id, Instant::now());
                 }
                 ev = out_events.recv() => {
                     match ev {
@@ -641,7 +859,6 @@ impl Hub {
                         }
                         _ => {}
                     }
-                    self.flush();
                 }
                 ev = in_events.recv() => {
                     if let Ok(SocketEvent::Disconnected { routing_id: Some(id), .. }) = ev {
@@ -650,32 +867,49 @@ impl Hub {
                 }
                 _ = tick.tick() => {
                     self.core().handle_timeout(Instant::now());
-                    self.flush();
                 }
             }
         }
     }
 
-    /// Sends what the core produced, without waiting: a peer whose queue
-    /// is full (it stopped reading) misses the message, counted in
-    /// [`HubStats::dropped`], rather than stall everyone else; a peer that
-    /// vanished is skipped (its disconnection reaches the core).
-    fn flush(&self) {
+    /// Sends what the core produced, without waiting, rather than stall
+    /// everyone for one peer: what a full queue refuses goes back to the
+    /// core ([`HubCore::refused`]: a new call waits in the hub again, other
+    /// events are counted in [`HubStats::dropped`]); a peer that vanished
+    /// is skipped (its disconnection reaches the core). Returns the workers
+    /// whose queue just filled up.
+    fn flush(&self) -> Vec<Bytes> {
         let mut core = self.core();
-        while let Some(out) = core.poll_output() {
-            let (socket, m) = match out {
-                HubOutput::ToClient(m) => (&self.input, m),
-                HubOutput::ToWorker(m) => (&self.output, m),
-            };
-            match socket.try_send_or_return(m) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    core.dropped += 1;
-                    tracing::warn!("hub dropped an event: the peer's queue is full");
+        let mut full = Vec::new();
+        loop {
+            let mut refused = Vec::new();
+            while let Some(out) = core.poll_output() {
+                let (socket, m, to_worker) = match out {
+                    HubOutput::ToClient(m) => (&self.input, m, false),
+                    HubOutput::ToWorker(m) => (&self.output, m, true),
+                };
+                match socket.try_send_or_return(m) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(m)) => refused.push(if to_worker {
+                        HubOutput::ToWorker(m)
+                    } else {
+                        HubOutput::ToClient(m)
+                    }),
+                    Err(TrySendError::Failed(e)) => {
+                        tracing::debug!(error = %e, "hub could not forward an event");
+                    }
                 }
-                Err(TrySendError::Failed(e)) => {
-                    tracing::debug!(error = %e, "hub could not forward an event");
-                }
+            }
+            if refused.is_empty() {
+                return full;
+            }
+            let dropped = core.dropped;
+            full.extend(core.refused(refused, Instant::now()));
+            if core.dropped > dropped {
+                tracing::debug!(
+                    dropped = core.dropped - dropped,
+                    "hub dropped events: the peer's queue is full"
+                );
             }
         }
     }
@@ -793,6 +1027,8 @@ mod tests {
             out.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>(),
             vec!["_zpc_hb", "_zpc_hb", "ERR"]
         );
+        let st = h.stats(t0);
+        assert_eq!((st.pending, st.overloaded, st.failed), (2, 1, 1));
         h.handle_timeout(t0 + Duration::from_millis(1100));
         let out = summary(&drain(&mut h));
         assert_eq!(out, vec![("c1".into(), "_zpc_hb".into()); 2]);
@@ -843,6 +1079,91 @@ mod tests {
         );
         h.handle_timeout(t0 + Duration::from_secs(3));
         assert_eq!(summary(&drain(&mut h)), vec![("wA".into(), "echo".into())]);
+    }
+
+    #[test]
+    fn a_waiting_call_whose_caller_went_silent_expires_and_is_never_dispatched() {
+        let t0 = Instant::now();
+        let mut h = core();
+        let silent = Event::new("echo", Value::Nil);
+        let alive = Event::new("add", Value::Nil);
+        h.on_client(from_client(b"c1", &silent), t0);
+        h.on_client(from_client(b"c2", &alive), t0);
+        drain(&mut h);
+        // c2 keeps heart-beating its waiting call; c1 says nothing more.
+        for s in 1..=3 {
+            let at = t0 + Duration::from_millis(1000 * s - 100);
+            let hb = Event::on_channel(&alive.header.message_id, "_zpc_hb", Value::Nil);
+            h.on_client(from_client(b"c2", &hb), at);
+            h.handle_timeout(at);
+        }
+        assert_eq!(h.stats(t0).pending, 2, "not yet: under three intervals");
+        h.handle_timeout(t0 + Duration::from_millis(3100));
+        let st = h.stats(t0 + Duration::from_millis(3100));
+        assert_eq!((st.pending, st.expired), (1, 1));
+        drain(&mut h);
+        h.worker_joined(Bytes::from_static(b"wA"), t0 + Duration::from_secs(4));
+        assert_eq!(summary(&drain(&mut h)), vec![("wA".into(), "add".into())]);
+        let st = h.stats(t0 + Duration::from_secs(4));
+        assert_eq!((st.pending, st.in_flight), (0, 1));
+    }
+
+    #[test]
+    fn calls_a_full_worker_refuses_wait_again_and_are_not_in_flight() {
+        let t0 = Instant::now();
+        let mut h = HubCore::new(&HubOptions {
+            heartbeat: Duration::from_secs(1),
+            max_pending: 100,
+            ..HubOptions::default()
+        });
+        let w = Bytes::from_static(b"wA");
+        h.worker_joined(w.clone(), t0);
+        let calls: Vec<Event> = (0..4)
+            .map(|i| Event::new(format!("m{i}"), Value::Nil))
+            .collect();
+        for c in &calls {
+            h.on_client(from_client(b"c1", c), t0);
+        }
+        let out = drain(&mut h);
+        assert_eq!(out.len(), 4);
+        // The worker's queue took the first call only.
+        let newly_full = h.refused(out[1..].to_vec(), t0);
+        assert_eq!(newly_full, vec![w.clone()]);
+        assert!(drain(&mut h).is_empty(), "nothing goes to a full worker");
+        let st = h.stats(t0);
+        assert_eq!((st.in_flight, st.pending, st.dropped), (1, 3, 0));
+        assert_eq!(st.workers[0].1, 1);
+        // New calls wait behind them.
+        h.on_client(from_client(b"c1", &Event::new("m4", Value::Nil)), t0);
+        assert_eq!(
+            summary(&drain(&mut h)),
+            vec![("c1".into(), "_zpc_hb".into())]
+        );
+        // Room again: the waiting calls go out in their order.
+        h.worker_ready(&w, t0);
+        let names: Vec<String> = summary(&drain(&mut h))
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(names, vec!["m1", "m2", "m3", "m4"]);
+        let st = h.stats(t0);
+        assert_eq!((st.in_flight, st.pending), (5, 0));
+    }
+
+    #[test]
+    fn a_refused_heartbeat_to_a_waiting_caller_is_retried_at_the_next_tick() {
+        let t0 = Instant::now();
+        let mut h = core();
+        h.on_client(from_client(b"c1", &Event::new("echo", Value::Nil)), t0);
+        let out = drain(&mut h);
+        assert_eq!(summary(&out), vec![("c1".into(), "_zpc_hb".into())]);
+        assert!(h.refused(out, t0).is_empty());
+        assert_eq!(h.stats(t0).dropped, 0);
+        h.handle_timeout(t0 + Duration::from_millis(250));
+        assert_eq!(
+            summary(&drain(&mut h)),
+            vec![("c1".into(), "_zpc_hb".into())]
+        );
     }
 
     #[test]

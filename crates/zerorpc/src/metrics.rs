@@ -16,9 +16,15 @@
 //! | `zerorpc_stream_items_total` | counter | side, method |
 //! | `zerorpc_connections` | gauge | side |
 //! | `zerorpc_server_overloaded_total` | counter | service |
+//!
+//! Method labels are bounded: a server labels calls to methods it does not
+//! have `<unknown>`, and past [`MAX_METHOD_LABELS`] distinct methods per
+//! side in a process (a gateway whose HTTP clients name any method, say)
+//! new ones are labelled `<other>`.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -42,8 +48,31 @@ pub fn install_prometheus(addr: SocketAddr) -> Result<(), Error> {
         .map_err(|e| Error::Protocol(format!("cannot install the Prometheus exporter: {e}")))
 }
 
+/// Distinct method labels one side (server, client) uses in a process;
+/// further methods are labelled `<other>`. Far above the methods real
+/// services have, far below what makes an exporter's memory a concern.
+pub const MAX_METHOD_LABELS: usize = 1000;
+
+/// `method`, or `<other>` once this side has [`MAX_METHOD_LABELS`] others.
+fn method_label(side: &'static str, method: &str) -> String {
+    static SEEN: OnceLock<Mutex<[HashSet<String>; 2]>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let set = &mut seen[usize::from(side == "client")];
+    if set.contains(method) {
+        return method.to_owned();
+    }
+    if set.len() < MAX_METHOD_LABELS {
+        set.insert(method.to_owned());
+        return method.to_owned();
+    }
+    crate::record::OTHER.to_owned()
+}
+
 pub(crate) fn server_call(service: &Arc<str>, method: &str, outcome: &Outcome, took: Duration) {
-    let (service, method) = (service.to_string(), method.to_owned());
+    let (service, method) = (service.to_string(), method_label("server", method));
     metrics::counter!(
         "zerorpc_server_calls_total",
         "service" => service.clone(),
@@ -61,7 +90,7 @@ pub(crate) fn server_call(service: &Arc<str>, method: &str, outcome: &Outcome, t
 }
 
 pub(crate) fn client_call(method: &str, outcome: &Outcome, took: Duration) {
-    let method = method.to_owned();
+    let method = method_label("client", method);
     metrics::counter!(
         "zerorpc_client_calls_total",
         "method" => method.clone(),
@@ -78,7 +107,7 @@ pub(crate) fn client_call(method: &str, outcome: &Outcome, took: Duration) {
 }
 
 pub(crate) fn server_stream_items(method: &str, items: u64) {
-    metrics::counter!("zerorpc_stream_items_total", "side" => "server", "method" => method.to_owned())
+    metrics::counter!("zerorpc_stream_items_total", "side" => "server", "method" => method_label("server", method))
         .increment(items);
 }
 

@@ -10,7 +10,9 @@
 //!   priority, then weight, highest first), with a TXT record on the same
 //!   name for `type=ROUTER` and `transport=tcp`;
 //! * a registry: a [`Registry`] service where servers [`register_with`] a
-//!   TTL and heart-beat; entries expire unless refreshed.
+//!   TTL and heart-beat; entries expire unless refreshed. It holds at most
+//!   [`RegistryLimits`] entries (per service and in all), answering new
+//!   ones beyond with `ERR RegistryFull`.
 //!
 //! [`crate::Client::connect`] accepts `zerorpc://SERVICE` and resolves it
 //! through [`crate::ClientOptions::resolver`] (default:
@@ -29,6 +31,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
+use crate::service::CallError;
 use crate::{Client, ClientOptions};
 
 /// The scheme of naming addresses.
@@ -448,23 +451,122 @@ async fn registry_lookup(
 
 // ----------------------------------------------------------------- registry
 
+/// How many entries a registry holds. Refreshing an entry it holds is
+/// always accepted; a new one beyond either limit is refused (`ERR
+/// RegistryFull`) and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// Endpoints of one service (default 1,024: far more replicas than a
+    /// service behind one name has, and a `resolve` answer stays under
+    /// about 1 MiB even with the longest endpoints accepted).
+    pub max_per_service: usize,
+    /// Endpoints over all services (default 16,384: a few MiB of memory,
+    /// under about 20 MiB with the longest names and endpoints accepted,
+    /// and a `list` answer well under the 64 MiB message limit).
+    pub max_total: usize,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        RegistryLimits {
+            max_per_service: 1024,
+            max_total: 16_384,
+        }
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableFull {
+    /// The service has `max_per_service` endpoints.
+    Service(usize),
+    /// The registry has `max_total` endpoints.
+    Total(usize),
+}
+
+impl std::fmt::Display for TableFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableFull::Service(n) => write!(f, "this service already has {n} endpoints registered (the registry's limit per service)"),
+            TableFull::Total(n) => write!(f, "the registry holds {n} endpoints (its limit)"),
+        }
+    }
+}
+
 /// The registry's table (sans-IO: every operation takes `now`).
 #[derive(Debug, Default, Clone)]
 pub struct Table {
     /// service -> endpoint -> expiry
     entries: BTreeMap<String, BTreeMap<String, Instant>>,
+    /// Endpoints over all services.
+    total: usize,
+    limits: RegistryLimits,
+    /// New registrations refused because of the limits.
+    refused: u64,
 }
 
 impl Table {
+    /// An empty table with these limits.
+    pub fn with_limits(limits: RegistryLimits) -> Table {
+        Table {
+            limits,
+            ..Table::default()
+        }
+    }
+
     /// Registers (or refreshes) `endpoint` for `service` until `now + ttl`.
-    /// Returns whether it is new.
-    pub fn register(&mut self, service: &str, endpoint: &str, ttl: Duration, now: Instant) -> bool {
+    /// Returns whether it is new, or why a new entry was refused.
+    pub fn register(
+        &mut self,
+        service: &str,
+        endpoint: &str,
+        ttl: Duration,
+        now: Instant,
+    ) -> Result<bool, TableFull> {
         self.expire(now);
-        self.entries
+        let (held, known) = self
+            .entries
+            .get(service)
+            .map_or((0, false), |eps| (eps.len(), eps.contains_key(endpoint)));
+        if !known {
+            let full = if held >= self.limits.max_per_service {
+                Some(TableFull::Service(self.limits.max_per_service))
+            } else if self.total >= self.limits.max_total {
+                Some(TableFull::Total(self.limits.max_total))
+            } else {
+                None
+            };
+            if let Some(full) = full {
+                self.refused += 1;
+                return Err(full);
+            }
+        }
+        let new = self
+            .entries
             .entry(service.to_owned())
             .or_default()
             .insert(endpoint.to_owned(), now + ttl)
-            .is_none()
+            .is_none();
+        if new {
+            self.total += 1;
+        }
+        Ok(new)
+    }
+
+    /// Endpoints held over all services (expired ones included until the
+    /// next expiry pass).
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// New registrations refused because of the limits, since the start.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// Removes `endpoint` from `service`; returns whether it was there.
@@ -475,6 +577,9 @@ impl Table {
         let had = eps.remove(endpoint).is_some();
         if eps.is_empty() {
             self.entries.remove(service);
+        }
+        if had {
+            self.total -= 1;
         }
         had
     }
@@ -491,6 +596,7 @@ impl Table {
             });
         }
         self.entries.retain(|_, eps| !eps.is_empty());
+        self.total = self.entries.values().map(BTreeMap::len).sum();
     }
 
     /// The live endpoints of `service`.
@@ -538,9 +644,21 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// An empty registry.
+    /// An empty registry with the default [`RegistryLimits`].
     pub fn new() -> Registry {
         Registry::default()
+    }
+
+    /// An empty registry holding at most `limits` entries.
+    pub fn with_limits(limits: RegistryLimits) -> Registry {
+        Registry {
+            table: Mutex::new(Table::with_limits(limits)),
+        }
+    }
+
+    /// New registrations refused because the registry was full.
+    pub fn refused(&self) -> u64 {
+        self.table().refused()
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -557,22 +675,29 @@ impl Registry {
         service: String,
         endpoint: String,
         ttl_secs: f64,
-    ) -> Result<bool, RegistryError> {
-        valid_service(&service).map_err(|e| RegistryError(e.to_string()))?;
+    ) -> Result<bool, CallError> {
+        let invalid = |msg: String| CallError::from_error(&RegistryError(msg));
+        valid_service(&service).map_err(|e| invalid(e.to_string()))?;
         if !endpoint.contains("://") || endpoint.len() > 1024 {
-            return Err(RegistryError(format!("{endpoint:?} is not an endpoint")));
+            return Err(invalid(format!("{endpoint:?} is not an endpoint")));
         }
         if !(ttl_secs.is_finite() && ttl_secs > 0.0 && ttl_secs <= MAX_TTL) {
-            return Err(RegistryError(format!(
+            return Err(invalid(format!(
                 "ttl_secs must be in (0, {MAX_TTL}], not {ttl_secs}"
             )));
         }
-        let new = self.table().register(
-            &service,
-            &endpoint,
-            Duration::from_secs_f64(ttl_secs),
-            Instant::now(),
-        );
+        let new = self
+            .table()
+            .register(
+                &service,
+                &endpoint,
+                Duration::from_secs_f64(ttl_secs),
+                Instant::now(),
+            )
+            .map_err(|full| {
+                tracing::debug!(%service, %endpoint, %full, "registration refused");
+                CallError::new("RegistryFull", full.to_string())
+            })?;
         if new {
             tracing::info!(%service, %endpoint, ttl_secs, "registered");
         }
@@ -602,6 +727,24 @@ impl Registry {
         let mut t = self.table();
         t.expire(now);
         t.list(now)
+    }
+
+    /// The registry's counters: `entries` (live endpoints), `services`,
+    /// `refused` (new registrations refused because it was full) and its
+    /// limits.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        let mut t = self.table();
+        t.expire(Instant::now());
+        BTreeMap::from([
+            ("entries".to_owned(), t.len() as u64),
+            ("services".to_owned(), t.entries.len() as u64),
+            ("refused".to_owned(), t.refused()),
+            (
+                "max_per_service".to_owned(),
+                t.limits.max_per_service as u64,
+            ),
+            ("max_total".to_owned(), t.limits.max_total as u64),
+        ])
     }
 }
 
@@ -714,23 +857,57 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let mut t = Table::default();
-        assert!(t.register("svc", "tcp://a:1", 3 * s, t0));
-        assert!(t.register("svc", "tcp://b:1", 3 * s, t0));
-        assert!(!t.register("svc", "tcp://a:1", 3 * s, t0 + s));
+        assert_eq!(t.register("svc", "tcp://a:1", 3 * s, t0), Ok(true));
+        assert_eq!(t.register("svc", "tcp://b:1", 3 * s, t0), Ok(true));
+        assert_eq!(t.register("svc", "tcp://a:1", 3 * s, t0 + s), Ok(false));
         assert_eq!(t.resolve("svc", t0 + 2 * s), ["tcp://a:1", "tcp://b:1"]);
         // b was not refreshed: gone at t0+3; a lives until t0+4
         assert_eq!(t.resolve("svc", t0 + 3 * s), ["tcp://a:1"]);
-        t.register("svc", "tcp://a:1", 3 * s, t0 + 3 * s);
+        t.register("svc", "tcp://a:1", 3 * s, t0 + 3 * s).unwrap();
         t.expire(t0 + 5 * s);
         assert_eq!(t.resolve("svc", t0 + 5 * s), ["tcp://a:1"]);
         assert_eq!(t.list(t0 + 5 * s).len(), 1);
         t.expire(t0 + 6 * s);
         assert!(t.resolve("svc", t0 + 6 * s).is_empty());
         assert!(t.list(t0 + 6 * s).is_empty());
-        assert!(t.register("svc", "tcp://c:1", s, t0 + 6 * s));
+        assert_eq!(t.register("svc", "tcp://c:1", s, t0 + 6 * s), Ok(true));
         assert!(t.unregister("svc", "tcp://c:1"));
         assert!(!t.unregister("svc", "tcp://c:1"));
         assert!(!t.unregister("nope", "tcp://c:1"));
+    }
+
+    #[test]
+    fn the_registry_table_refuses_new_entries_beyond_its_limits_and_counts_them() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let mut t = Table::with_limits(RegistryLimits {
+            max_per_service: 2,
+            max_total: 3,
+        });
+        assert_eq!(t.register("a", "tcp://h:1", ttl, t0), Ok(true));
+        assert_eq!(t.register("a", "tcp://h:2", ttl, t0), Ok(true));
+        assert_eq!(
+            t.register("a", "tcp://h:3", ttl, t0),
+            Err(TableFull::Service(2))
+        );
+        // refreshing a held entry is always accepted
+        assert_eq!(t.register("a", "tcp://h:1", ttl, t0), Ok(false));
+        assert_eq!(t.register("b", "tcp://h:4", ttl, t0), Ok(true));
+        assert_eq!(
+            t.register("c", "tcp://h:5", ttl, t0),
+            Err(TableFull::Total(3))
+        );
+        assert_eq!((t.len(), t.refused()), (3, 2));
+        assert!(t.resolve("c", t0).is_empty());
+        // room again once entries leave or expire
+        assert!(t.unregister("b", "tcp://h:4"));
+        assert_eq!(t.register("c", "tcp://h:5", ttl, t0), Ok(true));
+        assert_eq!(
+            t.register("d", "tcp://h:6", Duration::from_secs(1), t0 + ttl),
+            Ok(true),
+            "everything expired at t0 + ttl"
+        );
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

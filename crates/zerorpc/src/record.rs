@@ -609,6 +609,104 @@ fn key_of(r: &Record) -> MethodKey {
     )
 }
 
+/// The method a server records (span, metrics labels) for a call to a
+/// method it does not have: one label however many names clients try.
+pub const UNKNOWN_METHOD: &str = "<unknown>";
+
+/// Where statistics go once a service has too many distinct methods (as
+/// the method), or the store too many keys (as the service and method).
+pub const OTHER: &str = "<other>";
+
+/// How many distinct (side, service, method) keys a store aggregates.
+/// Records beyond are counted under [`OTHER`] rather than growing the
+/// store: servers already fold unknown methods into [`UNKNOWN_METHOD`],
+/// but records reach a collector from anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Distinct methods per (side, service). Default 512: more methods
+    /// than real services have, while one service's keys stay small.
+    pub max_methods_per_service: usize,
+    /// Distinct keys over all services. Default 8,192: with the slots
+    /// kept (one table per 10 s for ten minutes), a few MiB at most.
+    pub max_keys: usize,
+}
+
+impl Default for KeyLimits {
+    fn default() -> Self {
+        KeyLimits {
+            max_methods_per_service: 512,
+            max_keys: 8192,
+        }
+    }
+}
+
+/// The keys a store aggregates, within [`KeyLimits`]: known keys stay; a
+/// new method of a service at its limit goes to `(side, service,
+/// <other>)`; a new key once the store is at its limit goes to the
+/// service's `<other>` when the service has keys, else to `(side,
+/// <other>, <other>)`. So at most `2 × max_keys + 2` keys ever exist.
+#[derive(Debug, Default)]
+pub struct MethodKeys {
+    limits: KeyLimits,
+    keys: std::collections::HashSet<MethodKey>,
+    per_service: HashMap<(String, String), usize>,
+    folded: u64,
+}
+
+impl MethodKeys {
+    /// Keys within these limits.
+    pub fn new(limits: KeyLimits) -> Self {
+        MethodKeys {
+            limits,
+            ..MethodKeys::default()
+        }
+    }
+
+    /// The key `r`'s statistics go to.
+    pub fn key_for(&mut self, r: &Record) -> MethodKey {
+        let key = key_of(r);
+        if self.keys.contains(&key) {
+            return key;
+        }
+        let service = (key.0, key.1);
+        let held = self.per_service.get(&service).copied().unwrap_or(0);
+        if held < self.limits.max_methods_per_service && self.keys.len() < self.limits.max_keys {
+            self.keys
+                .insert((service.0.clone(), service.1.clone(), key.2));
+            *self.per_service.entry(service.clone()).or_default() += 1;
+            return (service.0, service.1, r.method.clone());
+        }
+        self.folded += 1;
+        if self.folded.is_power_of_two() {
+            tracing::warn!(
+                folded = self.folded,
+                service = %service.1,
+                "too many distinct methods: statistics counted under <other>"
+            );
+        }
+        if held > 0 {
+            (service.0, service.1, OTHER.to_owned())
+        } else {
+            (service.0, OTHER.to_owned(), OTHER.to_owned())
+        }
+    }
+
+    /// Records counted under [`OTHER`] because of the limits.
+    pub fn folded(&self) -> u64 {
+        self.folded
+    }
+
+    /// Distinct keys admitted (not counting the `<other>` ones).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether none was admitted yet.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
 /// A table's rows, in key order.
 pub fn rows(table: BTreeMap<MethodKey, MethodStats>) -> Vec<MethodRow> {
     table
@@ -644,6 +742,8 @@ struct StoreInner {
     methods: BTreeMap<MethodKey, MethodStats>,
     /// The same per slot, oldest first.
     slots: VecDeque<(u64, BTreeMap<MethodKey, MethodStats>)>,
+    /// Which keys `methods` and `slots` may hold.
+    keys: MethodKeys,
 }
 
 /// An in-memory trace store: per-trace record lists that expire `ttl`
@@ -708,12 +808,32 @@ impl StoreInner {
 }
 
 impl EmbeddedStore {
-    /// A store whose traces expire `ttl` after their last record.
+    /// A store whose traces expire `ttl` after their last record, with the
+    /// default [`KeyLimits`].
     pub fn new(ttl: Duration) -> Self {
+        EmbeddedStore::with_limits(ttl, KeyLimits::default())
+    }
+
+    /// A store whose traces expire `ttl` after their last record, and
+    /// whose statistics keep at most `limits` keys.
+    pub fn with_limits(ttl: Duration, limits: KeyLimits) -> Self {
         EmbeddedStore {
-            inner: Arc::new(Mutex::new(StoreInner::default())),
+            inner: Arc::new(Mutex::new(StoreInner {
+                keys: MethodKeys::new(limits),
+                ..StoreInner::default()
+            })),
             ttl,
         }
+    }
+
+    /// Distinct (side, service, method) keys of the statistics.
+    pub fn key_count(&self) -> usize {
+        self.lock().methods.len()
+    }
+
+    /// Records whose statistics went under `<other>` (key limits).
+    pub fn folded(&self) -> u64 {
+        self.lock().keys.folded()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
@@ -725,7 +845,7 @@ impl EmbeddedStore {
         let mut st = self.lock();
         st.expire(now);
         for r in batch {
-            let key = key_of(&r);
+            let key = st.keys.key_for(&r);
             if let Some(table) = st.slot_mut(slot_of(&r)) {
                 table.entry(key.clone()).or_default().add(&r);
             }
@@ -1131,6 +1251,58 @@ mod tests {
         assert_eq!(r.dropped(), 100);
         assert_eq!(r.written(), 0);
         assert!(r.flush(Duration::from_secs(1)).await);
+    }
+
+    #[test]
+    fn a_store_fed_endless_method_and_service_names_keeps_its_keys_bounded() {
+        let store = EmbeddedStore::with_limits(
+            Duration::from_secs(60),
+            KeyLimits {
+                max_methods_per_service: 10,
+                max_keys: 50,
+            },
+        );
+        let now = Instant::now();
+        // Records reach a collector from anyone: 10,000 methods of one
+        // service, then 10,000 services.
+        let batch: Vec<Record> = (0..10_000)
+            .map(|i| {
+                rec(
+                    "t1",
+                    "s1",
+                    None,
+                    Side::Server,
+                    &format!("m{i}"),
+                    Outcome::Ok,
+                )
+            })
+            .collect();
+        store.insert_at(batch, now);
+        let batch: Vec<Record> = (0..10_000)
+            .map(|i| Record {
+                service: format!("svc{i}"),
+                ..rec("t2", "s2", None, Side::Server, "m", Outcome::Ok)
+            })
+            .collect();
+        store.insert_at(batch, now);
+        let keys = store.key_count();
+        assert!(keys <= 2 * 50 + 2, "{keys} keys");
+        let m = store.methods();
+        let calls: u64 = m.values().map(MethodStats::calls).sum();
+        assert_eq!(calls, 20_000, "every call is still counted");
+        let other = |svc: &str| m[&("server".into(), svc.into(), OTHER.into())].calls();
+        assert_eq!(other("svc"), 9_990);
+        assert_eq!(other(OTHER), 10_000 - 40);
+        assert_eq!(store.folded(), 9_990 + 9_960);
+        // Known keys keep counting under their own name.
+        store.insert_at(
+            vec![rec("t3", "s3", None, Side::Server, "m3", Outcome::Ok)],
+            now,
+        );
+        assert_eq!(
+            store.methods()[&("server".into(), "svc".into(), "m3".into())].calls(),
+            2
+        );
     }
 
     #[tokio::test(start_paused = true)]

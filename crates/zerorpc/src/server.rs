@@ -603,12 +603,22 @@ fn server_trace(inner: &Inner, event: &Event, identity: &Bytes) -> Option<Box<Se
     if ctx.is_none() && !inner.opts.metrics && inner.opts.on_error.is_none() {
         return None;
     }
+    // Metrics labels and store keys name only methods this server has: any
+    // other name (a client's typo, or a hostile client's endless random
+    // names) is one label; its NameError outcome keeps the name.
+    let method = if inner.service.has_method(&event.name)
+        || introspection::METHODS.contains(&event.name.as_str())
+    {
+        event.name.clone()
+    } else {
+        crate::record::UNKNOWN_METHOD.to_owned()
+    };
     let span = match (&ctx, &inner.opts.recorder) {
         (Some(ctx), Some(_)) => Some(Span::start(
             ctx.clone(),
             Side::Server,
             inner.service_name.clone(),
-            event.name.clone(),
+            method.clone(),
             Peer::RoutingId(identity.clone()),
         )),
         _ => None,
@@ -620,7 +630,7 @@ fn server_trace(inner: &Inner, event: &Event, identity: &Bytes) -> Option<Box<Se
     Some(Box::new(ServerTrace {
         ctx,
         span,
-        method: event.name.clone(),
+        method,
         metrics,
         outcome: Outcome::Cancelled,
         ended: None,

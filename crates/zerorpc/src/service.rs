@@ -180,6 +180,12 @@ pub trait Service: Send + Sync + 'static {
 
     /// Starts a call; `None` when there is no such method.
     fn call(&self, method: &str, args: Vec<Value>, ctx: CallContext) -> Option<HandlerFuture>;
+
+    /// Whether it has a method of that name (not counting the
+    /// `_zerorpc_*` introspection every server answers).
+    fn has_method(&self, method: &str) -> bool {
+        self.methods().iter().any(|m| m.name == method)
+    }
 }
 
 /// Anything a [`Server`](crate::Server) can serve: every [`Service`], and
@@ -226,6 +232,9 @@ impl<S: Service + ?Sized> Service for Arc<S> {
     }
     fn call(&self, method: &str, args: Vec<Value>, ctx: CallContext) -> Option<HandlerFuture> {
         (**self).call(method, args, ctx)
+    }
+    fn has_method(&self, method: &str) -> bool {
+        (**self).has_method(method)
     }
 }
 
@@ -327,6 +336,10 @@ impl Service for DynamicService {
     fn call(&self, method: &str, args: Vec<Value>, ctx: CallContext) -> Option<HandlerFuture> {
         let (_, h) = self.methods.get(method)?;
         Some(h(args, ctx))
+    }
+
+    fn has_method(&self, method: &str) -> bool {
+        self.methods.contains_key(method)
     }
 }
 

@@ -275,6 +275,153 @@ async fn a_thousand_calls_over_four_workers_with_one_restarted() {
     assert_eq!(st.in_flight, 0);
 }
 
+async fn hub_with(opts: HubOptions) -> TestHub {
+    let hub = Arc::new(Hub::new(opts));
+    let input = hub.bind_in("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let output = hub.bind_out("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let h = hub.clone();
+    tokio::spawn(async move { h.run().await });
+    TestHub { hub, input, output }
+}
+
+async fn wait_pending(h: &Hub, n: usize) {
+    within("calls waiting in the hub", async {
+        while h.stats().pending < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_calls_queued_before_a_worker_joins_are_all_answered() {
+    // More calls than a worker's send queue holds (1000 messages).
+    const N: i64 = 3000;
+    let h = hub().await;
+    let c = client(&h.input).await;
+    let calls: Vec<_> = (0..N)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call("add", vec![i.into(), 1.into()]).await })
+        })
+        .collect();
+    wait_pending(&h.hub, N as usize).await;
+    let _w = worker(&h.output).await;
+    for (i, t) in calls.into_iter().enumerate() {
+        let v = within("every queued call is answered", t)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(v, Value::from(i as i64 + 1));
+    }
+    let st = h.hub.stats();
+    eprintln!("{N} queued calls: {st:?}");
+    assert_eq!(st.completed, N as u64);
+    assert_eq!((st.in_flight, st.pending, st.failed), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_call_whose_caller_went_silent_expires_and_never_reaches_a_worker() {
+    let h = hub().await;
+    // A raw client: sends one request, then never heart-beats nor reads.
+    let raw = zmtp::DealerSocket::new();
+    raw.connect(&h.input).await.unwrap();
+    let req = zerorpc::Event::new("echo", Value::Array(vec!["ghost".into()]));
+    raw.send(zmtp::Message::from_iter([
+        bytes::Bytes::new(),
+        req.encode(),
+    ]))
+    .await
+    .unwrap();
+    wait_pending(&h.hub, 1).await;
+    within("the silent caller's call expires", async {
+        while h.hub.stats().expired < 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(h.hub.stats().pending, 0);
+    // A worker joins later: it never gets that call, and serves others.
+    let _w = worker(&h.output).await;
+    wait_workers(&h.hub, 1).await;
+    let c = client(&h.input).await;
+    assert_eq!(
+        c.call("echo", vec!["live".into()]).await.unwrap(),
+        Value::from("live")
+    );
+    let st = h.hub.stats();
+    assert_eq!(
+        (st.completed, st.in_flight, st.pending),
+        (1, 0, 0),
+        "{st:?}"
+    );
+    assert_eq!(st.workers[0].2, 1, "the worker served only the live call");
+    drop(raw);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_client_s_queued_calls_are_forgotten() {
+    let h = hub().await;
+    let c = client(&h.input).await;
+    let calls: Vec<_> = (0..5)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call("echo", vec![1.into()]).await })
+        })
+        .collect();
+    wait_pending(&h.hub, 5).await;
+    for t in calls {
+        t.abort();
+    }
+    drop(c);
+    within("the dropped client's calls leave the line", async {
+        while h.hub.stats().pending > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let _w = worker(&h.output).await;
+    wait_workers(&h.hub, 1).await;
+    let st = h.hub.stats();
+    assert_eq!((st.in_flight, st.completed), (0, 0), "{st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_max_pending_are_refused_with_hub_overloaded_and_counted() {
+    let h = hub_with(HubOptions {
+        heartbeat: HB,
+        max_pending: 5,
+        ..Default::default()
+    })
+    .await;
+    let c = client(&h.input).await;
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call("echo", vec![1.into()]).await })
+        })
+        .collect();
+    wait_pending(&h.hub, 5).await;
+    within("three refusals", async {
+        while h.hub.stats().overloaded < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let stats = c.call("_zerorpc_hub_stats", vec![]).await.unwrap();
+    assert!(stats.to_string().contains("\"overloaded\": 3"), "{stats}");
+    let _w = worker(&h.output).await;
+    let (mut ok, mut overloaded) = (0, 0);
+    for t in calls {
+        match within("every call ends", t).await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(Error::Remote(e)) if e.name == "HubOverloaded" => overloaded += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((ok, overloaded), (5, 3));
+}
+
 // ------------------------------------------------------------ with Python
 
 const PY_WORKER: &str = r#"

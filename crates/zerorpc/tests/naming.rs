@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use zerorpc::demo::demo_service;
-use zerorpc::naming::{register_with, Directory, Dns, Registry, Resolver};
+use zerorpc::naming::{register_with, Directory, Dns, Registry, RegistryLimits, Resolver};
 use zerorpc::{ChannelConfig, Client, ClientOptions, Error, RetryPolicy, Server, Value};
 
 async fn server_on(addr: &str) -> (Arc<Server>, String) {
@@ -274,4 +274,60 @@ async fn registry_clients_follow_the_live_server() {
             .unwrap();
         assert_eq!(v, Value::from(i));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_registry_answers_registry_full_and_counts_it() {
+    let s = Arc::new(Server::new(Registry::with_limits(RegistryLimits {
+        max_per_service: 3,
+        max_total: 5,
+    })));
+    let reg = s.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let r = s.clone();
+    tokio::spawn(async move { r.run().await });
+    let rc = Client::connect(&reg).await.unwrap();
+    let register = |service: &str, port: u32| {
+        let args = vec![
+            service.into(),
+            format!("tcp://10.0.0.1:{port}").into(),
+            60.into(),
+        ];
+        let rc = rc.clone();
+        async move { rc.call("register", args).await }
+    };
+    // A hostile client registering without end: one service, then many.
+    let (mut ok, mut full) = (0, 0);
+    for port in 0..100 {
+        match register("flood", port).await {
+            Ok(_) => ok += 1,
+            Err(Error::Remote(e)) if e.name == "RegistryFull" => {
+                assert!(e.message.contains("per service"), "{e}");
+                full += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, full), (3, 97));
+    for i in 0..100 {
+        match register(&format!("s{i}"), 1).await {
+            Ok(_) => ok += 1,
+            Err(Error::Remote(e)) if e.name == "RegistryFull" => full += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, full), (5, 195));
+    // Refreshing a held entry still works; the table holds 5 entries.
+    assert_eq!(register("flood", 0).await.unwrap(), Value::Boolean(false));
+    let listed = rc.call("list", vec![]).await.unwrap();
+    let held: usize = match &listed {
+        Value::Map(m) => m
+            .iter()
+            .map(|(_, v)| v.as_array().map_or(0, Vec::len))
+            .sum(),
+        other => panic!("{other}"),
+    };
+    assert_eq!(held, 5);
+    let stats = rc.call("stats", vec![]).await.unwrap().to_string();
+    assert!(stats.contains("\"refused\": 195"), "{stats}");
+    assert!(stats.contains("\"entries\": 5"), "{stats}");
 }
