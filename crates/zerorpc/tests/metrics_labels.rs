@@ -2,7 +2,7 @@
 //! service does not have share one `<unknown>` label and one store key.
 //! (Its own process: the Prometheus exporter is one per process.)
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
