@@ -329,24 +329,13 @@ async fn tcp_echo(seq: usize, conc: usize) -> Row {
 
 // ------------------------------------------------------------ idle channels
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Opens `n` calls that stay open (the server sleeps), and measures this
 /// process's RSS growth per open channel: client and server side together,
 /// since both live in this process.
 async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
     let c = Client::connect(ep).await.expect("connect");
     c.call("echo", vec![1.into()]).await.expect("warm up");
-    let before = rss_kib();
+    let before = common::rss_kib();
     let calls: Vec<_> = (0..n)
         .map(|_| {
             let c = c.clone();
@@ -357,7 +346,7 @@ async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib();
+    let after = common::rss_kib();
     for t in calls {
         t.abort();
     }
@@ -447,7 +436,7 @@ async fn idle_common(
     start_call: impl Fn() -> tokio::task::JoinHandle<()>,
     sleeping: impl Fn() -> usize,
 ) -> f64 {
-    let before = rss_kib();
+    let before = common::rss_kib();
     let calls: Vec<_> = (0..n).map(|_| start_call()).collect();
     // A system may cap concurrent calls below n: measure what it holds open
     // after a while rather than wait forever.
@@ -457,7 +446,7 @@ async fn idle_common(
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let open = sleeping();
-    let after = rss_kib();
+    let after = common::rss_kib();
     drop(calls);
     if open < n {
         // Queued calls cost memory without being open channels: no figure.

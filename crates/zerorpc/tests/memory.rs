@@ -2,20 +2,13 @@
 //! reader stops reading. (One test per binary, so that RSS is ours alone.)
 
 use std::sync::Arc;
+
 use std::time::Duration;
+use zerorpc_testkit as common;
 
 use futures::StreamExt;
 use zerorpc::demo::demo_service;
 use zerorpc::{ChannelConfig, Client, ClientOptions, Server, ServerOptions, Value};
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     tokio::time::timeout(Duration::from_secs(120), async {
@@ -57,7 +50,7 @@ async fn memory_is_bounded() {
     for _ in 0..100 {
         client.call("echo", vec![1.into()]).await.unwrap();
     }
-    let base = rss_kib();
+    let base = common::rss_kib();
 
     // 1. 10 000 concurrent slow calls, both ends in this process.
     const N: usize = 10_000;
@@ -71,7 +64,7 @@ async fn memory_is_bounded() {
     // Let a few heartbeat rounds pass: nothing may accumulate.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(server.active_calls(), N, "heartbeats keep every call alive");
-    let loaded = rss_kib();
+    let loaded = common::rss_kib();
     let per_call = (loaded.saturating_sub(base)) * 1024 / N as u64;
     eprintln!("RSS {base} KiB -> {loaded} KiB with {N} calls in flight: {per_call} bytes per call (client + server)");
     // (An unoptimised build measures about 7 KB here; a release build
@@ -100,9 +93,9 @@ async fn memory_is_bounded() {
         assert_eq!(s.next().await.unwrap().unwrap(), Value::from(i));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kib();
+    let before = common::rss_kib();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = rss_kib();
+    let after = common::rss_kib();
     eprintln!("stalled stream: RSS {before} KiB -> {after} KiB over 3 s");
     assert!(
         after < before + 8 * 1024,

@@ -47,15 +47,6 @@ fn scrape(port: u16) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
     out
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_unknown_method_names_leave_labels_and_store_keys_bounded() {
     const SERVICE: &str = "label-target";
@@ -81,7 +72,7 @@ async fn ten_thousand_unknown_method_names_leave_labels_and_store_keys_bounded()
     // (a client without metrics: only the server's labels are measured)
     let c = Client::connect(&ep).await.unwrap();
     c.call("echo", vec![1.into()]).await.unwrap();
-    let rss_before = rss_kib();
+    let rss_before = common::rss_kib();
     // A hostile client: a new method name each call, concurrently.
     let tasks: Vec<_> = (0..8)
         .map(|t| {
@@ -102,7 +93,7 @@ async fn ten_thousand_unknown_method_names_leave_labels_and_store_keys_bounded()
     }
     c.call("_zerorpc_ping", vec![]).await.unwrap();
     assert!(recorder.flush(Duration::from_secs(30)).await);
-    let rss_after = rss_kib();
+    let rss_after = common::rss_kib();
     let m = tokio::task::spawn_blocking(move || scrape(port))
         .await
         .unwrap();

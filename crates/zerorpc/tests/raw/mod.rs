@@ -4,8 +4,6 @@
 //! side is involved.
 #![allow(dead_code)]
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,23 +12,7 @@ use zmtp::{
     Decoder, Encoder, Handshake, Incoming, Limits, Message, NullMechanism, SocketType, WriteBuffer,
 };
 
-pub const WEDGE: Duration = Duration::from_secs(120);
-
-pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WEDGE, f)
-        .await
-        .unwrap_or_else(|_| panic!("wedged: {what}"))
-}
-
-/// The resident set size of this process, in KiB.
-pub fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
+pub use zerorpc_testkit::{rss_kib, within};
 
 pub struct RawClient {
     pub stream: TcpStream,
