@@ -102,7 +102,7 @@ except zerorpc.TimeoutExpired:
     print("OK timeout", flush=True)
 check("ping", c._zerorpc_ping(), [u"pong", u"demo"])
 check("name", c._zerorpc_name(), u"demo")
-check("list", c._zerorpc_list(), [u"echo", u"add", u"lolita", u"range", u"slow", u"fail", u"bytes"])
+check("list", c._zerorpc_list(), [u"echo", u"add", u"lolita", u"range", u"slow", u"fail", u"bytes", u"record"])
 check("help", c._zerorpc_help(u"add"), u"Add a and b (numbers, strings or lists).")
 check("args", c._zerorpc_args(u"add"), [[u"a", u"b"], None, None, None])
 insp = c._zerorpc_inspect()
