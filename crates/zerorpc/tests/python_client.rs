@@ -365,3 +365,63 @@ async fn python_client_shows_readable_error_messages() {
         assert_eq!(out.matches("SHOWN").count(), 4, "{out}");
     }
 }
+
+/// The Python CLI itself (it runs on Python < 3.10 only, so under pyenv's
+/// 3.9): its calls are passive-heartbeat ones, and it prints what
+/// `str(error)` gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cli_gets_a_long_call_through_and_prints_readable_errors() {
+    let Some(py) = python39() else {
+        eprintln!("NOTE: python_cli_gets_a_long_call_through_and_prints_readable_errors needs a Python < 3.10 for zerorpc-python's CLI: not run");
+        return;
+    };
+    let (_server, ep) = serve(Duration::from_secs(1)).await;
+    // `-j`: arguments as JSON (else the CLI sends strings)
+    let cli = |args: &[&str]| {
+        let (flags, args) = match args.first() {
+            Some(&"-j") => (&args[..1], &args[1..]),
+            _ => (&args[..0], args),
+        };
+        let mut cmd = std::process::Command::new(py);
+        cmd.args([
+            "-c",
+            "import sys; from zerorpc.cli import main; sys.argv[0] = 'zerorpc'; sys.exit(main())",
+        ])
+        .args(flags)
+        .args(["--timeout", "30", "--heartbeat", "1", &ep])
+        .args(args);
+        async move {
+            within(
+                "python cli",
+                tokio::task::spawn_blocking(move || cmd.output().expect("run the python cli")),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let out = cli(&["-j", "slow", "6"]).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.trim().parse::<f64>().ok() == Some(6.0),
+        "{}\n{stdout}\n{stderr}",
+        out.status
+    );
+    for (args, shown) in [
+        (&["-j", "add", "1"][..], "TypeError: add() takes 2"),
+        (&["nope"][..], "NameError: nope"),
+        (&["fail", "boom"][..], "DemoError: boom"),
+    ] {
+        let out = cli(args).await;
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("python cli {args:?}:\n{all}");
+        assert!(!out.status.success(), "{args:?}: {all}");
+        assert!(all.contains(shown), "{args:?}: {shown:?} not in:\n{all}");
+    }
+}
