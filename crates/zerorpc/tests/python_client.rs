@@ -132,8 +132,9 @@ print("ALL DONE", flush=True)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_full_tour() {
     let (_server, ep) = serve(Duration::from_secs(1)).await;
-    let out = run_script(CLIENT, ep).await;
-    assert!(out.contains("OK inspect add"));
+    for out in run_script_everywhere(CLIENT, &ep).await {
+        assert!(out.contains("OK inspect add"));
+    }
 }
 
 const CLI_LIST: &str = r#"
