@@ -151,7 +151,8 @@ impl Channel {
     }
 
     /// The request has actually left (it may wait for a server to
-    /// connect): the remote's silence is counted from now. The first-reply
+    /// connect): heartbeats start from now, and the remote's silence is
+    /// counted from our first one (until it is heard). The first-reply
     /// deadline still counts from the start of the call.
     pub fn request_sent(&mut self, now: Instant) {
         self.last_heard = None;
