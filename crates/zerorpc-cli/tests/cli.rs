@@ -80,7 +80,8 @@ fn lists_calls_streams_and_reports_errors() {
         range  Stream the integers 0 to n-1.\n\
         slow   Sleep for the given seconds, then return them.\n\
         fail   Raise DemoError with the given message.\n\
-        bytes  Return n bytes (msgpack bin).\n";
+        bytes  Return n bytes (msgpack bin).\n\
+        record Return a record {name, value}: a struct, which peers receive as a map.\n";
     assert_eq!(stdout(&o), expected);
     assert!(stderr(&o).contains(&format!("connecting to \"{ep}\"")));
 

@@ -767,3 +767,27 @@ async fn a_python_server_that_cannot_tell_argument_names() {
         "array"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_struct_result_is_a_json_object_with_field_names() {
+    // The demo's `record` returns a `#[derive(Serialize)]` struct.
+    let server = Arc::new(Server::new(zerorpc::demo::Demo));
+    let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    let base = serve_gateway(
+        Client::connect(&ep).await.unwrap(),
+        GatewayOptions::default(),
+    )
+    .await;
+    let (st, j) = send(
+        http()
+            .post(format!("{base}/record"))
+            .json(&json!(["kiwi", 1.5])),
+    )
+    .await;
+    assert_eq!(
+        (st, j),
+        (StatusCode::OK, json!({"name": "kiwi", "value": 1.5}))
+    );
+}

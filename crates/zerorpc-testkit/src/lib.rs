@@ -69,45 +69,94 @@ fn run(cmd: &mut Command, what: &str) {
 /// the first rename wins.
 pub fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let venv = workspace_target().join("python-venv");
-        let py = venv.join("bin/python");
-        let ready = venv.join(".zerorpc-0.6.3-ready");
-        if ready.exists() {
-            return py;
+    PY.get_or_init(|| venv("python-venv", Path::new("python3")))
+}
+
+/// pyenv's Python 3.9 (the oldest our users still run zerorpc-python on),
+/// if this machine has one.
+fn pyenv_39() -> Option<PathBuf> {
+    let root = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pyenv")))?;
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("3.9."))
+        .map(|e| e.path().join("bin/python3"))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// A second venv with `zerorpc==0.6.3` under pyenv's Python 3.9
+/// (`target/python-venv-3.9`), when pyenv has a 3.9; `None` (and a log
+/// line saying so) otherwise.
+pub fn python39() -> Option<&'static Path> {
+    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PY.get_or_init(|| match pyenv_39() {
+        Some(base) => Some(venv("python-venv-3.9", &base)),
+        None => {
+            eprintln!(
+                "NOTE: no Python 3.9 under pyenv (~/.pyenv/versions/3.9.*): \
+                 the Python interop tests run under the 3.11 venv only"
+            );
+            None
         }
-        std::fs::create_dir_all(workspace_target()).expect("target dir");
-        let tmp = workspace_target().join(format!("python-venv.tmp-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&tmp),
-            "creating the Python venv (python3 -m venv; is python3 installed?)",
-        );
-        run(
-            Command::new(tmp.join("bin/pip")).args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "zerorpc==0.6.3",
-            ]),
-            "pip install zerorpc==0.6.3 (needs the PyPI registry)",
-        );
-        std::fs::write(tmp.join(".zerorpc-0.6.3-ready"), b"").expect("marker");
-        if std::fs::rename(&tmp, &venv).is_err() {
-            // Another process finished first (or a stale venv without the
-            // marker is in the way).
-            if !ready.exists() {
-                let _ = std::fs::remove_dir_all(&venv);
-                std::fs::rename(&tmp, &venv).expect("installing the venv");
-            } else {
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
-        }
-        // A venv's scripts hard-code its path: recreate pip's launcher path
-        // problems are irrelevant, we only use bin/python.
-        assert!(ready.exists(), "venv marker missing after setup");
-        py
     })
+    .as_deref()
+}
+
+/// Every Python the interop tests run under: the venv's (always) and
+/// pyenv's 3.9 when there is one, with a label for messages.
+pub fn pythons() -> Vec<(&'static str, &'static Path)> {
+    let mut all = vec![("venv python3", python())];
+    if let Some(py) = python39() {
+        all.push(("python3.9", py));
+    }
+    all
+}
+
+/// A venv `name` under the target dir made from `base` (a python
+/// interpreter), with zerorpc 0.6.3; returns its python.
+fn venv(name: &str, base: &Path) -> PathBuf {
+    let venv = workspace_target().join(name);
+    let py = venv.join("bin/python");
+    let ready = venv.join(".zerorpc-0.6.3-ready");
+    if ready.exists() {
+        return py;
+    }
+    std::fs::create_dir_all(workspace_target()).expect("target dir");
+    let tmp = workspace_target().join(format!("{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(
+        Command::new(base).args(["-m", "venv"]).arg(&tmp),
+        &format!("creating the Python venv ({base:?} -m venv; is python3 installed?)"),
+    );
+    run(
+        Command::new(tmp.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "zerorpc==0.6.3",
+        ]),
+        "pip install zerorpc==0.6.3 (needs the PyPI registry)",
+    );
+    std::fs::write(tmp.join(".zerorpc-0.6.3-ready"), b"").expect("marker");
+    if std::fs::rename(&tmp, &venv).is_err() {
+        // Another process finished first (or a stale venv without the
+        // marker is in the way).
+        if !ready.exists() {
+            let _ = std::fs::remove_dir_all(&venv);
+            std::fs::rename(&tmp, &venv).expect("installing the venv");
+        } else {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    // A venv's scripts hard-code its path: pip's launcher would point at
+    // the temporary directory, but we only use bin/python.
+    assert!(ready.exists(), "venv marker missing after setup");
+    py
 }
 
 /// The Python demo server the interop tests run:
@@ -124,7 +173,12 @@ pub struct Proc {
 impl Proc {
     /// Runs Python code with arguments; stdout is piped, stderr inherited.
     pub fn python(code: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(python())
+        Proc::python_with(python(), code, args)
+    }
+
+    /// [`Proc::python`] under the given interpreter.
+    pub fn python_with(py: &Path, code: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(py)
             .arg("-u")
             .arg("-c")
             .arg(code)

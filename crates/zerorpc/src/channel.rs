@@ -37,8 +37,13 @@ pub const MAX_SEND_CREDIT: u64 = 1 << 16;
 pub struct ChannelConfig {
     /// Heartbeat interval (ZeroRPC's default is 5 s).
     pub heartbeat: Duration,
-    /// Silent intervals after which the remote is lost (2, like Node;
-    /// Python waits about 3).
+    /// Silent intervals after which the remote is lost. Checked, like
+    /// zerorpc-python does, at each of our heartbeats: the remote is lost
+    /// at the first one that finds it silent for more than `lost_after`
+    /// intervals (so after 2 to 3 intervals with the default 2), its
+    /// silence counted from our first heartbeat until it is first heard.
+    /// That first grace is what a passive-heartbeat Python client needs: it
+    /// sends its first heartbeat an interval after hearing ours.
     pub lost_after: u32,
     /// Bound on the wait for the first reply (client side; default 30 s).
     pub first_reply_timeout: Option<Duration>,
@@ -101,7 +106,9 @@ pub struct Channel {
     id: MessageId,
     cfg: ChannelConfig,
     mode: CreditMode,
-    last_heard: Instant,
+    /// When the remote was last heard; `None` until it is heard or our
+    /// first heartbeat is due, whichever comes first.
+    last_heard: Option<Instant>,
     next_heartbeat: Instant,
     first_reply_deadline: Option<Instant>,
     /// STREAM events we may still send.
@@ -123,7 +130,7 @@ impl Channel {
             mode: CreditMode::for_channel(&id),
             id,
             cfg,
-            last_heard: now,
+            last_heard: None,
             next_heartbeat: now + cfg.heartbeat,
             first_reply_deadline: None,
             send_credit: 1,
@@ -148,10 +155,11 @@ impl Channel {
     }
 
     /// The request has actually left (it may wait for a server to
-    /// connect): the remote's silence is counted from now. The first-reply
+    /// connect): heartbeats start from now, and the remote's silence is
+    /// counted from our first one (until it is heard). The first-reply
     /// deadline still counts from the start of the call.
     pub fn request_sent(&mut self, now: Instant) {
-        self.last_heard = now;
+        self.last_heard = None;
         self.next_heartbeat = now + self.cfg.heartbeat;
     }
 
@@ -173,7 +181,7 @@ impl Channel {
     /// Handles an event received on this channel. Control events are
     /// consumed; anything else is returned for the application.
     pub fn on_event(&mut self, ev: Event, now: Instant) -> Result<Option<Event>, ChannelError> {
-        self.last_heard = now;
+        self.last_heard = Some(now);
         match ev.name.as_str() {
             HEARTBEAT => Ok(None),
             MORE => {
@@ -202,17 +210,22 @@ impl Channel {
         }
     }
 
-    /// When [`Channel::handle_timeout`] must next be called.
+    /// When [`Channel::handle_timeout`] must next be called: our next
+    /// heartbeat (where loss is checked) or the first-reply deadline.
     pub fn poll_timeout(&self) -> Instant {
-        let lost = self.last_heard + self.cfg.heartbeat * self.cfg.lost_after;
-        let mut t = self.next_heartbeat.min(lost);
-        if let Some(d) = self.first_reply_deadline {
-            t = t.min(d);
+        match self.first_reply_deadline {
+            Some(d) => self.next_heartbeat.min(d),
+            None => self.next_heartbeat,
         }
-        t
     }
 
-    /// Advances time: queues due heartbeats, detects timeout and loss.
+    /// Advances time: detects the first-reply timeout, and at each due
+    /// heartbeat detects loss or queues the heartbeat.
+    ///
+    /// Loss follows zerorpc-python's rule (`HeartBeatOnChannel`): at each
+    /// of our heartbeats, the remote is lost if it has been silent for
+    /// more than `lost_after` intervals; a remote not heard yet counts as
+    /// heard at our first heartbeat.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ChannelError> {
         if let Some(d) = self.first_reply_deadline {
             if now >= d {
@@ -221,15 +234,16 @@ impl Channel {
                 ));
             }
         }
-        let silence = now.saturating_duration_since(self.last_heard);
-        let limit = self.cfg.heartbeat * self.cfg.lost_after;
-        if silence >= limit {
+        if now < self.next_heartbeat {
+            return Ok(());
+        }
+        let heard = *self.last_heard.get_or_insert(now);
+        let silence = now.saturating_duration_since(heard);
+        if silence > self.cfg.heartbeat * self.cfg.lost_after {
             return Err(ChannelError::LostRemote(silence));
         }
-        if now >= self.next_heartbeat {
-            self.emit(HEARTBEAT, Value::Array(vec![Value::from(0)]));
-            self.next_heartbeat = now + self.cfg.heartbeat;
-        }
+        self.emit(HEARTBEAT, Value::Array(vec![Value::from(0)]));
+        self.next_heartbeat = now + self.cfg.heartbeat;
         Ok(())
     }
 
@@ -337,33 +351,87 @@ mod tests {
         std::iter::from_fn(|| c.poll_transmit()).collect()
     }
 
+    fn secs(t0: Instant, s: f64) -> Instant {
+        t0 + Duration::from_secs_f64(s)
+    }
+
     #[test]
-    fn heartbeats_every_interval_and_lost_after_two_silent_ones() {
+    fn heartbeats_every_interval_and_lost_at_the_first_heartbeat_past_two_silent_intervals() {
         let t0 = Instant::now();
         let id = MessageId::random();
         let mut c = Channel::client(id.clone(), cfg(), t0);
-        assert_eq!(c.poll_timeout(), t0 + Duration::from_secs(5));
-        c.handle_timeout(t0 + Duration::from_secs(5)).unwrap();
+        assert_eq!(c.poll_timeout(), secs(t0, 5.0));
+        c.handle_timeout(secs(t0, 5.0)).unwrap();
         let hb = drain(&mut c);
         assert_eq!(hb.len(), 1);
         assert_eq!(hb[0].name, HEARTBEAT);
         assert_eq!(hb[0].header.response_to.as_ref(), Some(&id));
         assert_eq!(hb[0].args, Value::Array(vec![Value::from(0)]));
-        // the remote heart-beats back: still alive past 10 s
+        // the remote heart-beats back at 6 s
         let remote_hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
-        assert_eq!(
-            c.on_event(remote_hb, t0 + Duration::from_secs(6)).unwrap(),
-            None
-        );
-        c.handle_timeout(t0 + Duration::from_secs(10)).unwrap();
+        assert_eq!(c.on_event(remote_hb, secs(t0, 6.0)).unwrap(), None);
+        c.handle_timeout(secs(t0, 10.0)).unwrap();
         assert_eq!(drain(&mut c).len(), 1);
-        // silence from t=6 s: lost at 16 s, not before
-        c.handle_timeout(t0 + Duration::from_millis(15_999))
-            .unwrap();
+        // 9 s of silence at our heartbeat of 15 s: still alive
+        c.handle_timeout(secs(t0, 15.0)).unwrap();
+        assert_eq!(drain(&mut c).len(), 1);
+        // between heartbeats nothing is checked or sent
+        assert_eq!(c.poll_timeout(), secs(t0, 20.0));
+        c.handle_timeout(secs(t0, 16.5)).unwrap();
+        assert!(drain(&mut c).is_empty());
+        // 14 s > 2 intervals at our heartbeat of 20 s: lost
         assert_eq!(
-            c.handle_timeout(t0 + Duration::from_secs(16)),
-            Err(ChannelError::LostRemote(Duration::from_secs(10)))
+            c.handle_timeout(secs(t0, 20.0)),
+            Err(ChannelError::LostRemote(Duration::from_secs(14)))
         );
+        // exactly two intervals of silence is not yet "more than two"
+        let mut c = Channel::client(id.clone(), cfg(), t0);
+        c.handle_timeout(secs(t0, 5.0)).unwrap();
+        let any = Event::on_channel(&id, "STREAM", Value::from(1));
+        c.on_event(any, secs(t0, 10.0)).unwrap();
+        c.handle_timeout(secs(t0, 10.0)).unwrap();
+        c.handle_timeout(secs(t0, 15.0)).unwrap();
+        c.handle_timeout(secs(t0, 20.0)).unwrap();
+        assert!(c.handle_timeout(secs(t0, 25.0)).is_err());
+    }
+
+    #[test]
+    fn a_passive_heartbeat_client_is_not_lost_before_its_first_heartbeat() {
+        // zerorpc-python's `passive_heartbeat=True` client (the Python CLI)
+        // sends its first heartbeat one interval after hearing ours: about
+        // 2 intervals after its request, later when it is busy.
+        let t0 = Instant::now();
+        let req = Event::new("slow", Value::Array(vec![12.into()]));
+        let id = req.header.message_id.clone();
+        let mut s = Channel::server(&req, cfg(), t0);
+        // our heartbeat at 5 s; nothing heard since the request
+        alive_tick(&mut s, secs(t0, 5.0));
+        // our heartbeat at 10 s still finds the client not lost (the old
+        // rule, silence since the request >= 2 intervals, lost it here)
+        alive_tick(&mut s, secs(t0, 10.0));
+        // its first heartbeat comes late, at 14.9 s; then every interval
+        for at in [14.9, 19.9, 24.9] {
+            let hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
+            s.on_event(hb, secs(t0, at)).unwrap();
+            alive_tick(&mut s, secs(t0, at + 0.1));
+        }
+        // a client that never heart-beats is still lost: silence counts
+        // from our first heartbeat
+        let mut s = Channel::server(&req, cfg(), t0);
+        for at in [5.0, 10.0, 15.0] {
+            alive_tick(&mut s, secs(t0, at));
+        }
+        assert_eq!(
+            s.handle_timeout(secs(t0, 20.0)),
+            Err(ChannelError::LostRemote(Duration::from_secs(15)))
+        );
+    }
+
+    /// A due heartbeat that must not find the remote lost.
+    fn alive_tick(c: &mut Channel, now: Instant) {
+        c.handle_timeout(now).unwrap();
+        let out = drain(c);
+        assert!(out.iter().all(|e| e.name == HEARTBEAT), "{out:?}");
     }
 
     #[test]

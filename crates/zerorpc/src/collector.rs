@@ -151,7 +151,7 @@ pub struct CollectorQueries {
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, CallError> {
-    rmpv::ext::to_value(v).map_err(|e| CallError::new("EncodeError", e.to_string()))
+    crate::valueser::to_value(v).map_err(|e| CallError::new("EncodeError", e.to_string()))
 }
 
 fn store_error(e: String) -> CallError {
@@ -182,7 +182,7 @@ impl CollectorQueries {
         futures::stream::unfold(rx, |mut rx| async move {
             loop {
                 let v = match rx.recv().await {
-                    Ok(r) => rmpv::ext::to_value(&*r).ok(),
+                    Ok(r) => crate::valueser::to_value(&*r).ok(),
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         Some(Value::Map(vec![("skipped".into(), n.into())]))
                     }

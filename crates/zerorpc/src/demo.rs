@@ -55,8 +55,10 @@ impl Demo {
 
     /// Raise DemoError with the given message.
     pub fn fail(&self, message: String) -> Result<(), CallError> {
-        Err(CallError::new("DemoError", message)
-            .with_traceback("  in demo.fail (zerorpc-rs demo service)\nDemoError"))
+        // Ends with `Name: message` like a Python traceback: Python
+        // clients show the traceback in place of the message.
+        let traceback = format!("  in demo.fail (zerorpc-rs demo service)\nDemoError: {message}");
+        Err(CallError::new("DemoError", message).with_traceback(traceback))
     }
 
     /// Return n bytes (msgpack bin).
@@ -69,6 +71,21 @@ impl Demo {
         }
         Ok(Value::Binary((0..n).map(|i| (i % 251) as u8).collect()))
     }
+
+    /// Return a record {name, value}: a struct, which peers receive as a map.
+    pub fn record(&self, name: String, value: f64) -> Reading {
+        Reading { name, value }
+    }
+}
+
+/// What `record` returns: a plain `#[derive(Serialize)]` struct, sent as
+/// the map `{"name": ..., "value": ...}` (a Python `dict`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Reading {
+    /// The name given.
+    pub name: String,
+    /// The value given.
+    pub value: f64,
 }
 
 /// The demo service, ready to serve.

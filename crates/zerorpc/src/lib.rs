@@ -53,6 +53,7 @@ pub mod report;
 mod server;
 pub mod service;
 pub mod trace;
+mod valueser;
 
 pub use auth::{current_user, Authorization, AuthorizationError, Rule};
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};

@@ -26,7 +26,9 @@ pub struct CallError {
     pub name: String,
     /// Human-readable message.
     pub message: String,
-    /// Traceback text (may be empty).
+    /// Traceback text (may be empty: then the `ERR` carries a nil
+    /// traceback). Python clients show only the traceback when there is
+    /// one, so end it with `Name: message` as Python's own do.
     pub traceback: String,
 }
 
@@ -40,18 +42,28 @@ impl CallError {
         }
     }
 
-    /// Adds a traceback.
+    /// Adds a traceback (Python clients show it in place of the message:
+    /// end it with `Name: message`, as Python tracebacks do).
     pub fn with_traceback(mut self, traceback: impl Into<String>) -> Self {
         self.traceback = traceback.into();
         self
     }
 
     /// The arguments of its `ERR` event: `[name, message, traceback]`.
+    /// A blank traceback goes out as nil, never as an empty string:
+    /// zerorpc-python shows a remote error as its traceback whenever that is
+    /// not nil (so an empty string shows the user an empty error), and as
+    /// `Name: message` when it is nil.
     pub fn to_args(&self) -> Value {
+        let traceback = if self.traceback.trim().is_empty() {
+            Value::Nil
+        } else {
+            Value::from(self.traceback.as_str())
+        };
         Value::Array(vec![
             Value::from(self.name.as_str()),
             Value::from(self.message.as_str()),
-            Value::from(self.traceback.as_str()),
+            traceback,
         ])
     }
 
@@ -445,9 +457,14 @@ where
     s.map(|r| r.and_then(from_value::<T>))
 }
 
-/// Serializes a result.
-pub fn to_value<T: Serialize>(v: &T) -> Result<Value, CallError> {
-    rmpv::ext::to_value(v).map_err(|e| CallError::new("SerializationError", e.to_string()))
+/// Serializes a value for the wire (results, stream items, typed-client
+/// arguments): structs become maps keyed by field name, which is what a
+/// Python peer receives as a `dict` (and a Node peer as an object).
+/// Use it (rather than `rmpv::ext::to_value`, which makes a struct an
+/// array) to build the `Value`s of a [`DynamicService`] or a one-way
+/// event. [`from_value`] reads a struct from a map or an array.
+pub fn to_value<T: Serialize + ?Sized>(v: &T) -> Result<Value, CallError> {
+    crate::valueser::to_value(v).map_err(|e| CallError::new("SerializationError", e.to_string()))
 }
 
 /// A msgpack value's type, as a Python user would call it.
@@ -489,8 +506,27 @@ mod tests {
             Value::Array(vec![
                 "UpstreamError".into(),
                 lost.message.as_str().into(),
-                "".into()
+                Value::Nil
             ])
         );
+    }
+
+    #[test]
+    fn a_blank_traceback_is_sent_as_nil_never_as_an_empty_string() {
+        for tb in ["", "  \n"] {
+            let args = CallError::bad_args("add() takes 2")
+                .with_traceback(tb)
+                .to_args();
+            assert_eq!(
+                args,
+                Value::Array(vec!["TypeError".into(), "add() takes 2".into(), Value::Nil]),
+                "traceback {tb:?}"
+            );
+        }
+        let tb = "  in f\nValueError: no";
+        let args = CallError::new("ValueError", "no")
+            .with_traceback(tb)
+            .to_args();
+        assert_eq!(args.as_array().unwrap()[2], Value::from(tb));
     }
 }

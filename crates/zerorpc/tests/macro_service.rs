@@ -179,3 +179,52 @@ async fn bad_arguments_are_named() {
         Value::from(5_000_000_101_i64)
     );
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: f64,
+    y: f64,
+}
+
+struct Geometry;
+
+#[zerorpc::service(name = "geometry")]
+impl Geometry {
+    /// Scale a point.
+    pub fn scale(&self, p: Point, k: f64) -> Point {
+        Point {
+            x: p.x * k,
+            y: p.y * k,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn struct_parameter_accepts_a_map_or_an_array_and_results_are_maps() {
+    let server = std::sync::Arc::new(Server::new(Geometry));
+    let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    let c = Client::connect(&ep).await.unwrap();
+    let as_map = Value::Map(vec![
+        (Value::from("x"), Value::from(1.0)),
+        (Value::from("y"), Value::from(2)),
+    ]);
+    let as_array = Value::Array(vec![Value::from(1.0), Value::from(2.0)]);
+    let want = Value::Map(vec![
+        (Value::from("x"), Value::from(3.0)),
+        (Value::from("y"), Value::from(6.0)),
+    ]);
+    for p in [as_map, as_array] {
+        assert_eq!(
+            c.call("scale", vec![p.clone(), 3.into()]).await.unwrap(),
+            want,
+            "from {p}"
+        );
+    }
+    let typed = GeometryClient::connect(&ep).await.unwrap();
+    assert_eq!(
+        typed.scale(Point { x: 1.0, y: -1.0 }, 2.0).await.unwrap(),
+        Point { x: 2.0, y: -2.0 }
+    );
+}

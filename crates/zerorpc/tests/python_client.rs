@@ -29,10 +29,25 @@ async fn serve(hb: Duration) -> (Arc<Server>, String) {
 /// Runs a Python script to completion off the async runtime; asserts it
 /// printed `ALL DONE` and exited 0.
 async fn run_script(code: &'static str, ep: String) -> String {
+    run_script_with(python(), code, ep).await
+}
+
+/// Runs a Python script under every Python we test with (the venv's, and
+/// pyenv's 3.9 where there is one), one after the other.
+async fn run_script_everywhere(code: &'static str, ep: &str) -> Vec<String> {
+    let mut outs = Vec::new();
+    for (label, py) in pythons() {
+        eprintln!("running under {label} ({})", py.display());
+        outs.push(run_script_with(py, code, ep.to_owned()).await);
+    }
+    outs
+}
+
+async fn run_script_with(py: &'static std::path::Path, code: &'static str, ep: String) -> String {
     within(
         "python client script",
         tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(python())
+            let out = std::process::Command::new(py)
                 .arg("-u")
                 .arg("-c")
                 .arg(code)
@@ -102,7 +117,7 @@ except zerorpc.TimeoutExpired:
     print("OK timeout", flush=True)
 check("ping", c._zerorpc_ping(), [u"pong", u"demo"])
 check("name", c._zerorpc_name(), u"demo")
-check("list", c._zerorpc_list(), [u"echo", u"add", u"lolita", u"range", u"slow", u"fail", u"bytes"])
+check("list", c._zerorpc_list(), [u"echo", u"add", u"lolita", u"range", u"slow", u"fail", u"bytes", u"record"])
 check("help", c._zerorpc_help(u"add"), u"Add a and b (numbers, strings or lists).")
 check("args", c._zerorpc_args(u"add"), [[u"a", u"b"], None, None, None])
 insp = c._zerorpc_inspect()
@@ -117,8 +132,9 @@ print("ALL DONE", flush=True)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_full_tour() {
     let (_server, ep) = serve(Duration::from_secs(1)).await;
-    let out = run_script(CLIENT, ep).await;
-    assert!(out.contains("OK inspect add"));
+    for out in run_script_everywhere(CLIENT, &ep).await {
+        assert!(out.contains("OK inspect add"));
+    }
 }
 
 const CLI_LIST: &str = r#"
@@ -267,4 +283,146 @@ async fn misbehaving_clients_do_not_harm_others() {
         }
     })
     .await;
+}
+
+const RECORD: &str = r#"
+import sys, zerorpc
+c = zerorpc.Client(timeout=10, heartbeat=1)
+c.connect(sys.argv[1])
+r = c.record(u"kiwi", 1.0)
+assert type(r) is dict, "a struct must arrive as a dict, got %r" % (r,)
+assert r == {u"name": u"kiwi", u"value": 1.0}, r
+print("OK record", sys.version_info[:2], r, flush=True)
+print("ALL DONE", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_receives_a_struct_as_a_dict() {
+    let (_server, ep) = serve(Duration::from_secs(1)).await;
+    for out in run_script_everywhere(RECORD, &ep).await {
+        assert!(out.contains("OK record"), "{out}");
+    }
+}
+
+/// The Python CLI's way of calling: its first heartbeat comes only after
+/// it hears ours, an interval later. A call of 6 heartbeat intervals must
+/// get through (the issue saw 12 s calls cancelled with the default 5 s
+/// heartbeat; 1 s keeps the test short).
+const PASSIVE: &str = r#"
+import sys, time, zerorpc
+c = zerorpc.Client(timeout=30, heartbeat=1, passive_heartbeat=True)
+c.connect(sys.argv[1])
+t = time.time()
+got = c.slow(6)
+assert got == 6, got
+print("OK passive slow(6) in %.1fs" % (time.time() - t), flush=True)
+print("ALL DONE", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_heartbeat_python_client_gets_a_long_call_through() {
+    let (server, ep) = serve(Duration::from_secs(1)).await;
+    for out in run_script_everywhere(PASSIVE, &ep).await {
+        assert!(out.contains("OK passive slow(6)"), "{out}");
+    }
+    assert_eq!(server.active_calls(), 0);
+}
+
+/// What a Python user sees of our errors: `str(e)` (zerorpc-python shows
+/// the traceback when it is not nil, else `Name: message`) and what an
+/// uncaught error prints.
+const ERRORS: &str = r#"
+import sys, traceback, zerorpc
+c = zerorpc.Client(timeout=10, heartbeat=1)
+c.connect(sys.argv[1])
+def shown(what, f, *args):
+    try:
+        f(*args)
+    except zerorpc.RemoteError as e:
+        text = str(e)
+        printed = "".join(traceback.format_exception_only(type(e), e))
+        assert e.msg and e.msg in text, "%s: %r not in %r" % (what, e.msg, text)
+        assert e.name in text, "%s: %r not in %r" % (what, e.name, text)
+        assert e.msg in printed, "%s: %r not in %r" % (what, e.msg, printed)
+        print("SHOWN", what, repr(text), flush=True)
+        return e
+    raise AssertionError("%s did not raise" % what)
+e = shown("arg count", c.add, 1)
+assert e.name == "TypeError" and "add() takes 2" in str(e), str(e)
+e = shown("arg type", c.slow, u"soon")
+assert e.name == "TypeError" and "seconds" in str(e), str(e)
+e = shown("unknown", c.nope)
+assert (e.name, e.msg) == ("NameError", "nope"), (e.name, e.msg)
+e = shown("fail", c.fail, u"boom")
+assert "DemoError: boom" in str(e), str(e)
+assert "demo.fail" in e.traceback, e.traceback
+print("ALL DONE", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_shows_readable_error_messages() {
+    let (_server, ep) = serve(Duration::from_secs(1)).await;
+    for out in run_script_everywhere(ERRORS, &ep).await {
+        assert_eq!(out.matches("SHOWN").count(), 4, "{out}");
+    }
+}
+
+/// The Python CLI itself (it runs on Python < 3.10 only, so under pyenv's
+/// 3.9): its calls are passive-heartbeat ones, and it prints what
+/// `str(error)` gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_cli_gets_a_long_call_through_and_prints_readable_errors() {
+    let Some(py) = python39() else {
+        eprintln!("NOTE: python_cli_gets_a_long_call_through_and_prints_readable_errors needs a Python < 3.10 for zerorpc-python's CLI: not run");
+        return;
+    };
+    let (_server, ep) = serve(Duration::from_secs(1)).await;
+    // `-j`: arguments as JSON (else the CLI sends strings)
+    let cli = |args: &[&str]| {
+        let (flags, args) = match args.first() {
+            Some(&"-j") => (&args[..1], &args[1..]),
+            _ => (&args[..0], args),
+        };
+        let mut cmd = std::process::Command::new(py);
+        cmd.args([
+            "-c",
+            "import sys; from zerorpc.cli import main; sys.argv[0] = 'zerorpc'; sys.exit(main())",
+        ])
+        .args(flags)
+        .args(["--timeout", "30", "--heartbeat", "1", &ep])
+        .args(args);
+        async move {
+            within(
+                "python cli",
+                tokio::task::spawn_blocking(move || cmd.output().expect("run the python cli")),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let out = cli(&["-j", "slow", "6"]).await;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.trim().parse::<f64>().ok() == Some(6.0),
+        "{}\n{stdout}\n{stderr}",
+        out.status
+    );
+    for (args, shown) in [
+        (&["-j", "add", "1"][..], "TypeError: add() takes 2"),
+        (&["nope"][..], "NameError: nope"),
+        (&["fail", "boom"][..], "DemoError: boom"),
+    ] {
+        let out = cli(args).await;
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("python cli {args:?}:\n{all}");
+        assert!(!out.status.success(), "{args:?}: {all}");
+        assert!(all.contains(shown), "{args:?}: {shown:?} not in:\n{all}");
+    }
 }

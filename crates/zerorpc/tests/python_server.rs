@@ -253,3 +253,72 @@ async fn node_like_server() {
     }
     assert_eq!(n, 5000);
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: f64,
+    y: f64,
+}
+
+/// The Rust side of the Python `Shapes` service below (what a Rust user
+/// writes to get a typed client for it).
+struct Shapes;
+
+#[zerorpc::service(name = "Shapes")]
+impl Shapes {
+    /// The type of what was received, and the value itself.
+    pub fn describe(&self, p: Point) -> (String, Point) {
+        ("Point".into(), p)
+    }
+}
+
+const SHAPES: &str = r#"
+import sys, zerorpc
+class Shapes(object):
+    def describe(self, p):
+        return [type(p).__name__, p]
+s = zerorpc.Server(Shapes(), heartbeat=1)
+s.bind(sys.argv[1])
+print("READY", flush=True)
+s.run()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_client_sends_a_struct_that_python_receives_as_a_dict() {
+    for (label, py) in pythons() {
+        let ep = format!("tcp://127.0.0.1:{}", free_port());
+        let mut server = Proc::python_with(py, SHAPES, &[&ep]);
+        tokio::task::block_in_place(|| server.wait_line("READY"));
+        let c = ShapesClient::connect(&ep).await.unwrap();
+        let p = Point { x: 1.5, y: -2.0 };
+        let (kind, back) = within("describe", c.describe(p.clone())).await.unwrap();
+        assert_eq!((kind.as_str(), &back), ("dict", &p), "under {label}");
+        // and its raw form: a map with the field names
+        let raw = within(
+            "describe (raw)",
+            c.client()
+                .call("describe", vec![zerorpc::service::to_value(&p).unwrap()]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            raw.as_array().unwrap()[1],
+            Value::Map(vec![
+                (Value::from("x"), Value::from(1.5)),
+                (Value::from("y"), Value::from(-2.0)),
+            ]),
+            "under {label}"
+        );
+    }
+    // The same typed client against the Rust implementation.
+    let server = std::sync::Arc::new(zerorpc::Server::new(Shapes));
+    let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    let c = ShapesClient::connect(&ep).await.unwrap();
+    let p = Point { x: 3.0, y: 4.0 };
+    let got = within("describe (rust)", c.describe(p.clone()))
+        .await
+        .unwrap();
+    assert_eq!(got, ("Point".to_string(), p));
+}

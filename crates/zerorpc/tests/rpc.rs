@@ -92,6 +92,32 @@ async fn calls_with_every_value_type() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_struct_result_is_a_map_with_field_names() {
+    let (_server, ep) = demo().await;
+    let client = Client::connect(&ep).await.unwrap();
+    let r = client
+        .call("record", vec!["kiwi".into(), 1.0.into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Value::Map(vec![
+            (Value::from("name"), Value::from("kiwi")),
+            (Value::from("value"), Value::from(1.0)),
+        ])
+    );
+    // The typed client reads it back into the struct.
+    let typed = zerorpc::demo::DemoClient::connect(&ep).await.unwrap();
+    assert_eq!(
+        typed.record("fig".into(), 2.5).await.unwrap(),
+        zerorpc::demo::Reading {
+            name: "fig".into(),
+            value: 2.5
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_reach_the_caller() {
     let (_server, ep) = demo().await;
     let client = Client::connect(&ep).await.unwrap();
@@ -213,7 +239,7 @@ async fn introspection() {
         .collect();
     assert_eq!(
         names,
-        ["echo", "add", "lolita", "range", "slow", "fail", "bytes"]
+        ["echo", "add", "lolita", "range", "slow", "fail", "bytes", "record"]
     );
     assert_eq!(
         client
@@ -238,7 +264,7 @@ async fn introspection() {
     let m = inspect.as_map().unwrap();
     assert_eq!(m[0], (Value::from("name"), Value::from("demo")));
     let methods = m[1].1.as_map().unwrap();
-    assert_eq!(methods.len(), 7);
+    assert_eq!(methods.len(), 8);
     let (name, add) = &methods[1];
     assert_eq!(name, &Value::from("add"));
     assert_eq!(
