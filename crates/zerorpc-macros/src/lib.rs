@@ -10,15 +10,30 @@
 //!   works), serving every `pub fn`/`pub async fn` under its name, with
 //!   positional arguments deserialized by serde (a wrong count or type is a
 //!   `TypeError` naming the argument), doc comments as method docs, and
-//!   argument names for introspection. A method returning `Result<T, E>`
-//!   replies `ERR` with `E`'s type name and message; `#[zerorpc(stream)]`
-//!   marks a method returning a `'static` `Stream` of items (items of type
-//!   `Result<T, E>` end the stream with `ERR` at the first `Err`);
+//!   argument names for introspection;
 //! * `CalculatorClient`, a typed client with one async method per service
-//!   method.
+//!   method, and `CalculatorOneWay`, a typed one-way sender.
+//!
+//! Methods take `&self` and owned, concrete argument types (`String`, not
+//! `&str`; no generics). Trailing `Option<T>` arguments may be omitted by
+//! the caller, as Python callers expect of arguments with defaults: they are
+//! `None`, and introspection shows them with a default of nil.
+//!
+//! A method returning `Result<T, E>` replies `ERR` with `E`'s type name and
+//! message when it fails; `E` is any `std::error::Error`, a
+//! `zerorpc::CallError`, or a boxed error (`Box<dyn Error + Send + Sync>`,
+//! `Box<dyn Error>`, `anyhow::Error`, `String`), whose name is taken from
+//! its `Debug` (`ParseIntError { .. }` → `ParseIntError`, else `Error`) and
+//! whose sources become the traceback.
 //!
 //! Options: `#[zerorpc::service(name = "calc")]` sets the service name
-//! (default: the type name, like Python's default).
+//! (default: the type name, like Python's default); `#[zerorpc(stream)]` on
+//! a method marks it as returning a `'static` `Stream` of items
+//! (`impl Stream<Item = T> + Send + 'static` or `BoxStream<'static, T>`;
+//! items of type `Result<T, E>` end the stream with `ERR` at the first
+//! `Err`). Anything else (an unknown option, a stream without
+//! `#[zerorpc(stream)]`, a borrowed argument...) is a compile error at the
+//! offending tokens that says what to write instead.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};

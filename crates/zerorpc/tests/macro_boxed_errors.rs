@@ -46,6 +46,12 @@ impl Parser {
         Ok(n)
     }
 
+    /// An `anyhow::Result`, with context.
+    pub fn checked(&self, s: String) -> anyhow::Result<i64> {
+        use anyhow::Context;
+        s.parse::<i64>().context("not a number")
+    }
+
     /// A plain message as the error.
     pub fn message(&self, s: String) -> Result<String, String> {
         Err(format!("refused: {s}"))
@@ -104,6 +110,16 @@ async fn boxed_errors_reach_the_caller_with_their_type_name() {
     assert_eq!(
         (e.name.as_str(), e.message.as_str()),
         ("TooBig", "11 is too big")
+    );
+    // anyhow: the context is the message, its causes the traceback.
+    let e = remote(c.call("checked", vec!["x".into()]).await);
+    assert_eq!(
+        (e.name.as_str(), e.message.as_str(), e.traceback.as_str()),
+        (
+            "Error",
+            "not a number",
+            "caused by: invalid digit found in string"
+        )
     );
     let e = remote(c.call("message", vec!["no".into()]).await);
     assert_eq!(
