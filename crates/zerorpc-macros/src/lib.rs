@@ -150,6 +150,12 @@ fn method_options(attrs: &[syn::Attribute]) -> syn::Result<MethodOptions> {
                 }
                 opts.stream = Some(meta.path.span());
                 Ok(())
+            } else if meta.path.is_ident("name") {
+                Err(meta.error(
+                    "a method is served under its Rust name: `#[zerorpc(...)]` has no `name` \
+                     option (`#[zerorpc::service(name = \"...\")]` names the service); the \
+                     known options are: `stream`",
+                ))
             } else {
                 Err(unknown_option(
                     &meta.path,
