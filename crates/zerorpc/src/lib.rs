@@ -44,6 +44,8 @@ mod error;
 pub mod event;
 pub mod hub;
 pub mod introspection;
+#[doc(hidden)]
+pub mod macro_support;
 mod mailbox;
 pub mod metrics;
 pub mod naming;
