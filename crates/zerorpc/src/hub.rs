@@ -60,7 +60,10 @@ pub struct HubOptions {
     /// worker's queue handed back rejoin the head of the line even when it
     /// is at this limit (they were admitted already).
     pub max_pending: usize,
-    /// Transport settings of both sides.
+    /// Transport settings of both sides. The default queues up to 100,000
+    /// messages per peer (libzmq's 1,000 would refuse a round of
+    /// heartbeats to one client with thousands of calls waiting), still
+    /// bounded by 16 MiB per peer ([`SocketOptions::send_hwm_bytes`]).
     pub socket: SocketOptions,
     /// Limits on incoming events.
     pub decode_limits: DecodeLimits,
@@ -71,7 +74,10 @@ impl Default for HubOptions {
         HubOptions {
             heartbeat: Duration::from_secs(5),
             max_pending: 10_000,
-            socket: SocketOptions::default(),
+            socket: SocketOptions {
+                send_hwm: 100_000,
+                ..SocketOptions::default()
+            },
             decode_limits: DecodeLimits::default(),
         }
     }

@@ -16,8 +16,12 @@ use zerorpc::{
 const HB: Duration = Duration::from_millis(500);
 
 fn channel() -> ChannelConfig {
+    channel_with(HB)
+}
+
+fn channel_with(heartbeat: Duration) -> ChannelConfig {
     ChannelConfig {
-        heartbeat: HB,
+        heartbeat,
         first_reply_timeout: Some(Duration::from_secs(20)),
         ..Default::default()
     }
@@ -47,12 +51,16 @@ async fn hub() -> TestHub {
 
 /// A worker: our demo server connected to the hub's out side.
 async fn worker(out: &str) -> Arc<Server> {
+    worker_with(out, HB).await
+}
+
+async fn worker_with(out: &str, heartbeat: Duration) -> Arc<Server> {
     let s = Arc::new(Server::with_options(
         demo_service(),
         ServerOptions {
             channel: ChannelConfig {
                 first_reply_timeout: None,
-                ..channel()
+                ..channel_with(heartbeat)
             },
             ..Default::default()
         },
@@ -64,10 +72,14 @@ async fn worker(out: &str) -> Arc<Server> {
 }
 
 async fn client(ep: &str) -> Client {
+    client_with(ep, HB).await
+}
+
+async fn client_with(ep: &str, heartbeat: Duration) -> Client {
     Client::connect_with(
         &[ep],
         ClientOptions {
-            channel: channel(),
+            channel: channel_with(heartbeat),
             ..Default::default()
         },
     )
@@ -297,8 +309,16 @@ async fn wait_pending(h: &Hub, n: usize) {
 async fn three_thousand_calls_queued_before_a_worker_joins_are_all_answered() {
     // More calls than a worker's send queue holds (1000 messages).
     const N: i64 = 3000;
-    let h = hub().await;
-    let c = client(&h.input).await;
+    // A longer heartbeat than the other tests: this one is about every
+    // call being dispatched, and 3,000 calls in a debug build on a loaded
+    // machine must not be mistaken for lost callers.
+    let hb = HB * 4;
+    let h = hub_with(HubOptions {
+        heartbeat: hb,
+        ..Default::default()
+    })
+    .await;
+    let c = client_with(&h.input, hb).await;
     let calls: Vec<_> = (0..N)
         .map(|i| {
             let c = c.clone();
@@ -306,7 +326,7 @@ async fn three_thousand_calls_queued_before_a_worker_joins_are_all_answered() {
         })
         .collect();
     wait_pending(&h.hub, N as usize).await;
-    let _w = worker(&h.output).await;
+    let _w = worker_with(&h.output, hb).await;
     for (i, t) in calls.into_iter().enumerate() {
         let v = within("every queued call is answered", t)
             .await

@@ -3,7 +3,7 @@
 //! into one, like a `String`): the caller gets `ERR` with the error's type
 //! name and message, as for a concrete error type.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::error::Error as StdError;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! caller (they are `None`), as Python callers expect of defaults, and
 //! introspection shows them with a default of nil.
 
-mod common;
+use zerorpc_testkit as common;
 
 use std::sync::Arc;
 
