@@ -16,7 +16,7 @@ use crate::codec::{Decoder, Encoder, Incoming, WriteBuffer};
 use crate::command::Command;
 use crate::endpoint::Endpoint;
 use crate::error::{Result, ZmtpError};
-use crate::handshake::{Handshake, Session};
+use crate::handshake::{zap_status, Handshake, HandshakeFailure, Session};
 use crate::message::Message;
 use crate::socket_type::SocketType;
 use crate::transport::{self, BoxRead, BoxWrite, Connection, Listener};
@@ -34,7 +34,7 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
             _ = shared.cancel.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(conn) => {
-                    tokio::spawn(run_connection(shared.clone(), conn));
+                    tokio::spawn(run_connection(shared.clone(), conn, None));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -46,10 +46,16 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
     }
 }
 
+/// Consecutive handshakes of a connect loop that the server closed in the
+/// middle of the security handshake before this many are reported as an
+/// authentication failure (one alone may be a server going down).
+const SILENT_REFUSALS: u32 = 2;
+
 pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
     let base = shared.options.reconnect_interval;
     let max = shared.options.reconnect_interval_max.max(base);
     let mut delay = base;
+    let mut silent_refusals = 0u32;
     loop {
         let attempt = tokio::select! {
             _ = shared.cancel.cancelled() => return,
@@ -57,11 +63,12 @@ pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
         };
         match attempt {
             Ok(conn) => {
-                if run_connection(shared.clone(), conn).await {
+                if run_connection(shared.clone(), conn, Some(&mut silent_refusals)).await {
                     delay = base;
                 }
             }
             Err(e) => {
+                silent_refusals = 0;
                 tracing::debug!(endpoint = %ep, error = %e, retry_in = ?delay, "connect failed");
                 shared.emit(SocketEvent::ConnectFailed {
                     endpoint: ep.clone(),
@@ -79,8 +86,14 @@ pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
 }
 
 /// Runs one connection to its end. Returns whether the handshake completed
-/// (the connect loop resets its backoff then).
-async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
+/// (the connect loop resets its backoff then). `silent_refusals` (connect
+/// side) counts the consecutive handshakes the server closed in the middle
+/// of the security handshake.
+async fn run_connection(
+    shared: Arc<Shared>,
+    conn: Connection,
+    silent_refusals: Option<&mut u32>,
+) -> bool {
     let Connection {
         mut read,
         mut write,
@@ -94,14 +107,19 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
             handshake(&shared, &mut read, &mut write, &mut input),
         ) => match r {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return handshake_failed(&shared, &remote, e),
-            Err(_) => return handshake_failed(&shared, &remote, ZmtpError::HandshakeTimeout),
+            Ok(Err(e)) => return handshake_failed(&shared, &remote, e, silent_refusals),
+            Err(_) => {
+                return handshake_failed(&shared, &remote, ZmtpError::HandshakeTimeout, silent_refusals)
+            }
         },
     };
+    if let Some(n) = silent_refusals {
+        *n = 0;
+    }
     let queue = Arc::new(Queue::new(shared.options.send_hwm));
     let (peer, routing_id, initial) = match shared.register(&session.peer, queue.clone()) {
         Ok(r) => r,
-        Err(e) => return handshake_failed(&shared, &remote, e),
+        Err(e) => return handshake_failed(&shared, &remote, e, None),
     };
     let Session {
         peer: info,
@@ -161,14 +179,42 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection) -> bool {
     true
 }
 
-fn handshake_failed(shared: &Shared, remote: &str, e: ZmtpError) -> bool {
+fn handshake_failed(
+    shared: &Shared,
+    remote: &str,
+    e: ZmtpError,
+    silent_refusals: Option<&mut u32>,
+) -> bool {
     shared
         .handshake_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    tracing::warn!(socket = %shared.kind, %remote, reason = %e, "handshake failed, closing connection");
+    let mechanism = shared.options.security.name();
+    let mut kind = HandshakeFailure::of(&e, mechanism);
+    let mut reason = match &e {
+        ZmtpError::PeerError(r) => match zap_status(r) {
+            Some(code) => format!("the server's authenticator refused us (ZAP status {code})"),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
+    };
+    match (&e, silent_refusals) {
+        (ZmtpError::ClosedDuringSecurityHandshake { mechanism }, Some(n)) => {
+            *n += 1;
+            if *n >= SILENT_REFUSALS {
+                kind = HandshakeFailure::Authentication;
+                reason = format!(
+                    "the server closed the connection during the {mechanism} handshake, {n} times in a row: it could not open our HELLO (the wrong server key?) or refused us"
+                );
+            }
+        }
+        (_, Some(n)) => *n = 0,
+        (_, None) => {}
+    }
+    tracing::warn!(socket = %shared.kind, %remote, %reason, "handshake failed, closing connection");
     shared.emit(SocketEvent::HandshakeFailed {
         remote: remote.to_owned(),
-        reason: e.to_string(),
+        reason,
+        kind,
     });
     false
 }
@@ -190,8 +236,19 @@ async fn handshake(
             return hs.finish(shared.options.limits);
         }
         input.reserve(READ_CHUNK);
-        if read.read_buf(input).await? == 0 {
-            return Err(ZmtpError::ConnectionClosed);
+        let n = match read.read_buf(input).await {
+            Ok(n) => n,
+            Err(_) if hs.awaiting_security() => 0,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Err(if hs.awaiting_security() {
+                ZmtpError::ClosedDuringSecurityHandshake {
+                    mechanism: hs.mechanism_name(),
+                }
+            } else {
+                ZmtpError::ConnectionClosed
+            });
         }
         if let Err(e) = hs.receive(input) {
             // Tell the peer why (an ERROR command), best effort.
