@@ -192,7 +192,8 @@ fn handshake_failed(
     let mut kind = HandshakeFailure::of(&e, mechanism);
     let mut reason = match &e {
         ZmtpError::PeerError(r) => match zap_status(r) {
-            Some(code) => format!("the server's authenticator refused us (ZAP status {code})"),
+            Some(code) => format!("the peer's authenticator refused us (ZAP status {code})"),
+            None if kind == HandshakeFailure::Authentication => format!("refused by the peer: {r}"),
             None => e.to_string(),
         },
         _ => e.to_string(),
