@@ -81,6 +81,7 @@ pub async fn run(a: GatewayArgs) -> ExitCode {
             eprintln!("zerorpc gateway: {}: {e}", a.connect.join(", "));
             return ExitCode::from(match e {
                 GatewayError::Describe(zerorpc::Error::Timeout(_)) => 3,
+                GatewayError::Describe(zerorpc::Error::Authentication { .. }) => 6,
                 _ => 5,
             });
         }
