@@ -10,6 +10,14 @@
 //! failed (CURVE: the server refused our key, the wrong server key, or
 //! CURVE on one side only).
 
+/// `eprintln!` for what long-running commands print once running: never
+/// waits for stderr (see [`status_line`]).
+macro_rules! note {
+    ($($t:tt)*) => {
+        $crate::status_line(&format!($($t)*))
+    };
+}
+
 mod bench;
 mod client;
 mod gateway;
@@ -251,6 +259,24 @@ async fn warn_if_not_records_port(
     }
 }
 
+/// The non-blocking stderr writer the logs use (see [`status_line`]).
+static STDERR: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> =
+    std::sync::OnceLock::new();
+
+/// Writes a line to stderr without ever waiting for it: through the log
+/// writer (lossy: dropped when stderr is not read), for the periodic lines
+/// of long-running commands.
+pub fn status_line(line: &str) {
+    use std::io::Write;
+    match STDERR.get() {
+        // (one write: the line stays whole among the log lines)
+        Some(w) => {
+            let _ = w.clone().write_all(format!("{line}\n").as_bytes());
+        }
+        None => eprintln!("{line}"),
+    }
+}
+
 /// Logs to stderr through a non-blocking writer (lossy: a stderr nobody
 /// reads drops log lines instead of stopping the program), coloured only
 /// when stderr is a terminal. Keep the guard alive: dropping it flushes.
@@ -260,6 +286,7 @@ fn init_tracing() -> Option<tracing_appender::non_blocking::WorkerGuard> {
         .lossy(true)
         .thread_name("zerorpc-log")
         .finish(std::io::stderr());
+    let _ = STDERR.set(writer.clone());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),

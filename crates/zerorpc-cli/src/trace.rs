@@ -216,12 +216,12 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
         r = collector.run() => match r {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("zerorpc trace-collector: {e}");
+                note!("zerorpc trace-collector: {e}");
                 ExitCode::from(5)
             }
         },
         s = crate::server::wait_for_signal() => {
-            eprintln!("{s}: collector stopping");
+            note!("{s}: collector stopping");
             ExitCode::SUCCESS
         }
     }

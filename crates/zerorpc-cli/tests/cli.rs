@@ -1084,3 +1084,69 @@ fn an_undrained_stderr_pipe_never_stops_the_server() {
     eprintln!("drained {drained} bytes of logs after {CALLS} calls");
     assert!(drained >= 64 * 1024, "only {drained} bytes of logs");
 }
+
+#[test]
+fn an_undrained_stderr_pipe_never_stops_the_hub() {
+    // The hub prints a statistics line every --stats-interval; with a
+    // stderr nobody reads, a 64 KiB pipe fills within seconds at 5 ms (100
+    // bytes a line). The hub must keep routing and still stop on SIGTERM.
+    let dir = std::env::temp_dir().join(format!("zerorpc-hub-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pin, pout) = (free_port(), free_port());
+    let cfg = dir.join("hub.yml");
+    std::fs::write(
+        &cfg,
+        format!("in: \"tcp://127.0.0.1:{pin}\"\nout: \"tcp://127.0.0.1:{pout}\"\ntype: queue\nheartbeat: 1\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["hub", cfg.to_str().unwrap(), "--stats-interval", "0.005"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the hub");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("output");
+    assert!(line.contains("hub: clients connect to"), "{line}");
+    // (from now on nobody reads `err`)
+    let mut hub = Bg(child);
+    let _w = Bg::start(
+        &[
+            "--server",
+            "--heartbeat",
+            "1",
+            "--connect",
+            &format!("tcp://127.0.0.1:{pout}"),
+            "demo",
+        ],
+        "serving demo through",
+    );
+    // 10 s of statistics lines (2,000): the pipe is long full
+    std::thread::sleep(Duration::from_secs(10));
+    let input = format!("tcp://127.0.0.1:{pin}");
+    for i in 0..20 {
+        let o = zerorpc(&["--heartbeat", "1", &input, "add", &i.to_string(), "1"]);
+        assert_eq!(stdout(&o).trim(), (i + 1).to_string(), "{}", stderr(&o));
+    }
+    let pid = hub.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = hub.0.try_wait().unwrap() {
+            assert!(status.success(), "hub exit {status:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the hub ignored SIGTERM (wedged on its stderr?)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(err);
+    let _ = std::fs::remove_dir_all(&dir);
+}
