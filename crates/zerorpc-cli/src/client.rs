@@ -41,9 +41,29 @@ pub fn report(e: &Error, endpoint: &str, method: &str) -> ExitCode {
         Error::Disconnected => {
             eprintln!("zerorpc: lost remote {endpoint}: the connection dropped during {method}()")
         }
+        Error::Authentication { reason } => {
+            eprintln!("zerorpc: authentication failed with {endpoint}: {reason}");
+            eprintln!("zerorpc: {}", authentication_hint(reason));
+        }
+        Error::IncompatibleSocketType { reason } => {
+            eprintln!("zerorpc: {endpoint} is not a zerorpc server ({reason}): check the address")
+        }
         other => eprintln!("zerorpc: {method}() on {endpoint} failed: {other}"),
     }
     exit_for(e)
+}
+
+/// What to check after a failed authentication.
+fn authentication_hint(reason: &str) -> &'static str {
+    if reason.contains("we use NULL") {
+        "the server speaks CURVE: give its public key with --curve-server-key (and our keys with --curve-keys if it allows only some)"
+    } else if reason.contains("we use CURVE") {
+        "the server does not speak CURVE: drop --curve-server-key and --curve-keys"
+    } else if reason.contains("wrong server key") {
+        "check --curve-server-key: it must be the server's public key (its NAME.key)"
+    } else {
+        "check that the server allows our key (--curve-keys: our NAME.key_secret; the server's --curve-allow directory must hold our NAME.key) and that --curve-server-key is the server's public key"
+    }
 }
 
 fn options(cli: &Cli) -> ClientOptions {
@@ -197,6 +217,7 @@ fn exit_number(e: &Error) -> u8 {
         Error::Remote(_) => 1,
         Error::Timeout(_) => 3,
         Error::LostRemote(_) | Error::Disconnected => 4,
+        Error::Authentication { .. } => 6,
         _ => 5,
     }
 }

@@ -81,6 +81,7 @@ pub async fn run(a: GatewayArgs) -> ExitCode {
             eprintln!("zerorpc gateway: {}: {e}", a.connect.join(", "));
             return ExitCode::from(match e {
                 GatewayError::Describe(zerorpc::Error::Timeout(_)) => 3,
+                GatewayError::Describe(zerorpc::Error::Authentication { .. }) => 6,
                 _ => 5,
             });
         }
@@ -98,12 +99,12 @@ pub async fn run(a: GatewayArgs) -> ExitCode {
     eprintln!("gateway for {} on http://{shown}", gateway.service().name);
     let stop = async {
         let signal = crate::server::wait_for_signal().await;
-        eprintln!("{signal}: gateway stopping");
+        note!("{signal}: gateway stopping");
     };
     match gateway.serve_with_shutdown(listener, stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zerorpc gateway: {e}");
+            note!("zerorpc gateway: {e}");
             ExitCode::from(5)
         }
     }

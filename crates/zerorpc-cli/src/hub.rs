@@ -126,17 +126,20 @@ pub async fn run(args: HubArgs) -> ExitCode {
         every
     });
     ticker.tick().await;
+    // (made once: a signal is never missed between two ticks)
+    let signal = crate::server::wait_for_signal();
+    tokio::pin!(signal);
     loop {
         tokio::select! {
             r = &mut routing => {
                 return match r {
                     Ok(Ok(())) => ExitCode::SUCCESS,
                     Ok(Err(e)) => {
-                        eprintln!("zerorpc hub: {e}");
+                        note!("zerorpc hub: {e}");
                         ExitCode::from(5)
                     }
                     Err(e) => {
-                        eprintln!("zerorpc hub: {e}");
+                        note!("zerorpc hub: {e}");
                         ExitCode::from(5)
                     }
                 };
@@ -144,13 +147,14 @@ pub async fn run(args: HubArgs) -> ExitCode {
             _ = ticker.tick(), if !every.is_zero() => {
                 let s = hub.stats();
                 let alive = s.workers.iter().filter(|w| w.3).count();
-                eprintln!(
+                // (never waits: an unread stderr must not stop the hub)
+                crate::status_line(&format!(
                     "hub: {alive} workers ({} known), {} in flight, {} waiting, {} completed, {} failed, {:.0} calls/s",
                     s.workers.len(), s.in_flight, s.pending, s.completed, s.failed, s.calls_per_sec
-                );
+                ));
             }
-            signal = crate::server::wait_for_signal() => {
-                eprintln!("{signal}: hub stopping");
+            signal = &mut signal => {
+                note!("{signal}: hub stopping");
                 hub.shutdown();
                 return ExitCode::SUCCESS;
             }

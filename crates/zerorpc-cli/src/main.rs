@@ -6,7 +6,17 @@
 //! front of a service) and `zerorpc completions SHELL`.
 //!
 //! Exit codes: 0 success, 1 remote error, 2 usage error, 3 timeout,
-//! 4 lost remote, 5 other failure (connection, protocol).
+//! 4 lost remote, 5 other failure (connection, protocol), 6 authentication
+//! failed (CURVE: the server refused our key, the wrong server key, or
+//! CURVE on one side only).
+
+/// `eprintln!` for what long-running commands print once running: never
+/// waits for stderr (see [`status_line`]).
+macro_rules! note {
+    ($($t:tt)*) => {
+        $crate::status_line(&format!($($t)*))
+    };
+}
 
 mod bench;
 mod client;
@@ -38,8 +48,10 @@ Examples:
   zerorpc --server --connect tcp://hub:2222 demo   a worker behind that hub
   zerorpc gateway --connect tcp://127.0.0.1:4242 --listen 127.0.0.1:8080   HTTP/JSON: curl -d '[2, 40]' http://127.0.0.1:8080/add
   zerorpc trace-collector --redis redis://127.0.0.1:6379/   store call records sent by services
-  zerorpc --server --collector tcp://127.0.0.1:5555 --bind tcp://0.0.0.0:4242 demo   record every call
+                                                (records on tcp://127.0.0.1:5555, queries on :5556)
+  zerorpc --server --records tcp://127.0.0.1:5555 --bind tcp://0.0.0.0:4242 demo   record every call
   zerorpc trace show 4bf92f3577b34da6a3ce929d0e0e4736       print a trace's call tree
+                                                (asks the collector's --query address)
   zerorpc keygen server                         write server.key and server.key_secret (CURVE)
   zerorpc --server --curve-keys server.key_secret --curve-allow clients/ --bind tcp://0.0.0.0:4242 demo
   zerorpc --curve-keys alice.key_secret --curve-server-key server.key tcp://host:4242 echo hi
@@ -51,7 +63,9 @@ Examples:
   zerorpc trace top                             per-method rates, failures, p50/p99
 
 Arguments that are not literals are sent as strings. Exit codes: 0 ok, 1 remote error,
-2 usage, 3 timeout, 4 lost remote, 5 other failure.";
+2 usage, 3 timeout, 4 lost remote, 5 other failure, 6 authentication failed.
+`zerorpc help SUBCOMMAND` (or `zerorpc SUBCOMMAND --help`) describes bench, hub, gateway,
+trace-collector, trace, registry, keygen.";
 
 /// Call, list and serve ZeroRPC services.
 #[derive(Parser, Debug)]
@@ -85,9 +99,11 @@ pub struct Cli {
     #[arg(long = "inspect")]
     pub inspect: bool,
     /// Record every call (with its trace) and send the records to this
-    /// trace collector (see `zerorpc trace-collector`).
-    #[arg(long = "collector", value_name = "ADDR")]
-    pub collector: Option<String>,
+    /// trace collector's records port (`zerorpc trace-collector
+    /// --records`, tcp://127.0.0.1:5555 by default; not its --query port).
+    /// Formerly --collector.
+    #[arg(long = "records", alias = "collector", value_name = "ADDR")]
+    pub records: Option<String>,
     /// CURVE: our key pair (a NAME.key_secret file from `zerorpc keygen`).
     /// A server with it speaks CURVE.
     #[arg(long = "curve-keys", value_name = "FILE")]
@@ -146,6 +162,28 @@ pub struct Cli {
     pub rest: Vec<String>,
 }
 
+/// The options of [`Cli`] that take a value.
+const VALUE_OPTIONS: &[&str] = &[
+    "--connect",
+    "--bind",
+    "--timeout",
+    "--heartbeat",
+    "--records",
+    "--collector",
+    "--curve-keys",
+    "--curve-server-key",
+    "--curve-allow",
+    "--authorize",
+    "--directory",
+    "--registry",
+    "--dns-server",
+    "--dns-domain",
+    "--register",
+    "--name",
+    "--advertise",
+    "--register-ttl",
+];
+
 /// Python's spellings that clap cannot express (`-pj`, `-?`), rewritten
 /// among the options only: arguments after the address are left alone.
 fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
@@ -165,10 +203,7 @@ fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
         match a.as_str() {
             "-pj" => out.push("--print-json".into()),
             "-?" => out.push("--inspect".into()),
-            "--connect" | "--bind" | "--timeout" | "--heartbeat" | "--collector"
-            | "--curve-keys" | "--curve-server-key" | "--curve-allow" | "--authorize"
-            | "--directory" | "--registry" | "--dns-server" | "--dns-domain" | "--register"
-            | "--name" | "--advertise" | "--register-ttl" => {
+            o if VALUE_OPTIONS.contains(&o) => {
                 takes_value = true;
                 out.push(a);
             }
@@ -182,13 +217,16 @@ fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// A recorder shipping to `--collector`, if given.
+/// A recorder shipping to `--records`, if given.
 async fn recorder(cli: &Cli) -> Result<Option<zerorpc::Recorder>, ExitCode> {
-    let Some(addr) = &cli.collector else {
+    let Some(addr) = &cli.records else {
         return Ok(None);
     };
     match zerorpc::collector::PushSink::connect(addr).await {
-        Ok(sink) => Ok(Some(zerorpc::Recorder::new(sink, 65_536))),
+        Ok(sink) => {
+            tokio::spawn(warn_if_not_records_port(sink.monitor(), addr.clone()));
+            Ok(Some(zerorpc::Recorder::new(sink, 65_536)))
+        }
         Err(e) => {
             eprintln!("zerorpc: cannot use the collector {addr}: {e}");
             Err(ExitCode::from(2))
@@ -196,18 +234,159 @@ async fn recorder(cli: &Cli) -> Result<Option<zerorpc::Recorder>, ExitCode> {
     }
 }
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
+/// Says so, once, when `--records` names something that is not a
+/// collector's records port (its query port, a server...).
+async fn warn_if_not_records_port(
+    mut events: tokio::sync::broadcast::Receiver<zerorpc::zmtp::SocketEvent>,
+    addr: String,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(zerorpc::zmtp::SocketEvent::HandshakeFailed {
+                reason,
+                kind: zerorpc::zmtp::HandshakeFailure::IncompatibleSocketType,
+                ..
+            }) => {
+                eprintln!(
+                    "zerorpc: --records {addr} is not a trace collector's records port ({reason}); records are not sent. Is it the collector's --query port? Give the address the collector receives records on (`zerorpc trace-collector --records`, tcp://127.0.0.1:5555 by default)."
+                );
+                return;
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// The non-blocking stderr writer the logs use (see [`status_line`]).
+static STDERR: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> =
+    std::sync::OnceLock::new();
+
+/// Writes a line to stderr without ever waiting for it: through the log
+/// writer (lossy: dropped when stderr is not read), for the periodic lines
+/// of long-running commands.
+pub fn status_line(line: &str) {
+    use std::io::Write;
+    match STDERR.get() {
+        // (one write: the line stays whole among the log lines)
+        Some(w) => {
+            let _ = w.clone().write_all(format!("{line}\n").as_bytes());
+        }
+        None => eprintln!("{line}"),
+    }
+}
+
+/// Logs to stderr through a non-blocking writer (lossy: a stderr nobody
+/// reads drops log lines instead of stopping the program), coloured only
+/// when stderr is a terminal. Keep the guard alive: dropping it flushes.
+fn init_tracing() -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("zerorpc-log")
+        .finish(std::io::stderr());
+    let _ = STDERR.set(writer.clone());
+    tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer)
+        .try_init()
+        .ok()
+        .map(|()| guard)
+}
+
+/// The subcommands `zerorpc help NAME` describes.
+const SUBCOMMANDS: &[&str] = &[
+    "bench",
+    "hub",
+    "gateway",
+    "trace-collector",
+    "trace",
+    "registry",
+    "keygen",
+    "completions",
+    "demo",
+];
+
+/// `zerorpc help [SUBCOMMAND [...]]`: the help of the command asked for,
+/// as `--help` gives it (`None`: let `--help` do it).
+fn help(args: &[String]) -> Option<ExitCode> {
+    match args.get(2).map(String::as_str) {
+        None => {
+            let _ = Cli::command().print_long_help();
+            Some(ExitCode::SUCCESS)
+        }
+        Some("demo") => {
+            println!("zerorpc demo: serves the built-in demo service on a free port and drives it as a user would (list, inspect, call, stream, error).\n\nUsage: zerorpc demo");
+            Some(ExitCode::SUCCESS)
+        }
+        Some("completions") => {
+            println!("zerorpc completions: prints a shell completion script.\n\nUsage: zerorpc completions bash|zsh|fish|elvish|powershell");
+            Some(ExitCode::SUCCESS)
+        }
+        Some(sub) if SUBCOMMANDS.contains(&sub) => None,
+        Some(other) => {
+            eprintln!(
+                "zerorpc: no subcommand {other:?} (subcommands: {}); see zerorpc --help",
+                SUBCOMMANDS.join(", ")
+            );
+            Some(ExitCode::from(2))
+        }
+    }
+}
+
+/// A note on stderr for the old spelling `--collector`, which meant the
+/// records port on servers and the query port on `trace`.
+fn deprecation_notes(args: &[String]) {
+    let is_old = |a: &String| a == "--collector" || a.starts_with("--collector=");
+    let old = match args.get(1).map(String::as_str) {
+        Some(sub) if SUBCOMMANDS.contains(&sub) => args.iter().skip(2).any(is_old),
+        // (among the options only: the arguments of a call are the user's;
+        // `normalize` already wrote every option taking a value as
+        // `--name value`)
+        _ => {
+            let mut takes_value = false;
+            args.iter()
+                .skip(1)
+                .take_while(|a| {
+                    let option = takes_value || a.starts_with('-');
+                    takes_value = a.starts_with("--")
+                        && !a.contains('=')
+                        && VALUE_OPTIONS.contains(&a.as_str());
+                    option
+                })
+                .any(is_old)
+        }
+    };
+    if !old {
+        return;
+    }
+    match args.get(1).map(String::as_str) {
+        Some("trace") => eprintln!(
+            "zerorpc: --collector is deprecated here: use --query (the collector's query address)"
+        ),
+        Some(sub) if SUBCOMMANDS.contains(&sub) => {}
+        _ => eprintln!(
+            "zerorpc: --collector is deprecated: use --records (the collector's records address)"
+        ),
+    }
 }
 
 fn main() -> ExitCode {
-    init_tracing();
-    let args = normalize(std::env::args());
+    let _log = init_tracing();
+    let mut args = normalize(std::env::args());
+    if args.get(1).map(String::as_str) == Some("help") {
+        if let Some(code) = help(&args) {
+            return code;
+        }
+        // `zerorpc help SUB [...]` is `zerorpc SUB [...] --help`
+        args.remove(1);
+        args.push("--help".into());
+    }
+    deprecation_notes(&args);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -42,7 +42,7 @@ pub async fn run_registry(a: RegistryArgs) -> ExitCode {
     let s = server.clone();
     let serving = tokio::spawn(async move { s.run().await });
     let signal = crate::server::wait_for_signal().await;
-    eprintln!("{signal}: stopping");
+    note!("{signal}: stopping");
     server.shutdown();
     let _ = serving.await;
     ExitCode::SUCCESS

@@ -100,16 +100,16 @@ pub async fn run(cli: Cli) -> ExitCode {
     let signal = wait_for_signal().await;
     if let Some(r) = registration {
         if let Err(e) = r.unregister().await {
-            eprintln!("zerorpc: could not unregister: {e}");
+            note!("zerorpc: could not unregister: {e}");
         }
     }
-    eprintln!(
+    note!(
         "{signal}: finishing in-flight calls (up to {}s)...",
         GRACE.as_secs()
     );
     server.shutdown_gracefully(GRACE).await;
     let _ = serving.await;
-    eprintln!("stopped");
+    note!("stopped");
     ExitCode::SUCCESS
 }
 

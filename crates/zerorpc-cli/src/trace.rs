@@ -13,17 +13,21 @@ use zerorpc::{Client, ClientOptions, EmbeddedStore, MethodRow, Record, Server, V
 
 /// Where `zerorpc trace` asks a collector by default.
 const QUERY: &str = "tcp://127.0.0.1:5556";
+/// Where a collector receives records by default.
+const RECORDS: &str = "tcp://127.0.0.1:5555";
 
 /// Collect call records sent by services (over ZeroMQ) into Redis, or
 /// into memory when no --redis is given; answer `zerorpc trace` queries
 #[derive(Parser, Debug)]
 #[command(name = "zerorpc trace-collector")]
 pub struct CollectorArgs {
-    /// Where services send their records (a PULL socket)
-    #[arg(long, default_value = "tcp://127.0.0.1:5555")]
+    /// Where services send their records (a PULL socket: their --records
+    /// address)
+    #[arg(long = "records", visible_alias = "bind", default_value = RECORDS, value_name = "ADDR")]
     pub bind: String,
-    /// Where `zerorpc trace show|tail|top` ask (a zerorpc service)
-    #[arg(long, default_value = QUERY)]
+    /// Where `zerorpc trace show|tail|top` ask (a zerorpc service: their
+    /// --query address)
+    #[arg(long, default_value = QUERY, value_name = "ADDR")]
     pub query: String,
     /// Redis URL (for example redis://127.0.0.1:6379/); without it records
     /// stay in this process's memory
@@ -61,8 +65,9 @@ pub enum TraceCmd {
     },
     /// Follow records as the collector receives them
     Tail {
-        /// The collector's query address
-        #[arg(long, default_value = QUERY)]
+        /// The collector's query address (`trace-collector --query`; not
+        /// its records port). Formerly --collector.
+        #[arg(long = "query", alias = "collector", default_value = QUERY, value_name = "ADDR")]
         collector: String,
         /// Only records of this trace
         #[arg(long = "trace")]
@@ -91,8 +96,9 @@ pub enum TraceCmd {
 /// it stores into.
 #[derive(clap::Args, Debug)]
 pub struct From {
-    /// The collector's query address
-    #[arg(long, default_value = QUERY)]
+    /// The collector's query address (`trace-collector --query`; not its
+    /// records port). Formerly --collector.
+    #[arg(long = "query", alias = "collector", default_value = QUERY, value_name = "ADDR")]
     collector: String,
     /// Read Redis directly instead (for example redis://127.0.0.1:6379/)
     #[arg(long)]
@@ -122,14 +128,16 @@ impl Source {
     async fn trace(&self, id: &str) -> Result<Vec<Record>, String> {
         match self {
             Source::Redis(r) => r.trace(id).await.map_err(|e| e.to_string()),
-            Source::Collector(c) => decode(c.call("trace", vec![id.into()]).await),
+            Source::Collector(c) => decode(c.call("trace", vec![id.into()]).await, &c.endpoints()),
         }
     }
 
     async fn stats(&self, since_us: u64, window: u64) -> Result<Vec<MethodRow>, String> {
         match self {
             Source::Redis(r) => r.stats(Some(since_us)).await.map_err(|e| e.to_string()),
-            Source::Collector(c) => decode(c.call("stats", vec![window.into()]).await),
+            Source::Collector(c) => {
+                decode(c.call("stats", vec![window.into()]).await, &c.endpoints())
+            }
         }
     }
 }
@@ -145,8 +153,11 @@ async fn collector_client(addr: &str) -> Result<Client, String> {
     .map_err(|e| format!("cannot reach the collector at {addr}: {e}"))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(r: Result<Value, zerorpc::Error>) -> Result<T, String> {
-    let v = r.map_err(collector_error)?;
+fn decode<T: serde::de::DeserializeOwned>(
+    r: Result<Value, zerorpc::Error>,
+    addr: &[String],
+) -> Result<T, String> {
+    let v = r.map_err(|e| collector_error(e, &addr.join(", ")))?;
     zerorpc::service::from_value(v)
         .map_err(|e| format!("unreadable answer from the collector: {e}"))
 }
@@ -205,12 +216,12 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
         r = collector.run() => match r {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("zerorpc trace-collector: {e}");
+                note!("zerorpc trace-collector: {e}");
                 ExitCode::from(5)
             }
         },
         s = crate::server::wait_for_signal() => {
-            eprintln!("{s}: collector stopping");
+            note!("{s}: collector stopping");
             ExitCode::SUCCESS
         }
     }
@@ -249,12 +260,27 @@ async fn show(trace_id: &str, from: &From) -> Result<ExitCode, Failed> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn collector_error(e: zerorpc::Error) -> String {
+fn collector_error(e: zerorpc::Error, addr: &str) -> String {
     match e {
         zerorpc::Error::Timeout(_) => {
-            format!("the collector did not answer ({e}); is `zerorpc trace-collector` running?")
+            format!("the collector did not answer at {addr} ({e}); is `zerorpc trace-collector` running, and is {addr} its --query address?")
         }
-        e => format!("the collector: {e}"),
+        zerorpc::Error::IncompatibleSocketType { reason } => {
+            let records = reason.contains("PULL");
+            format!(
+                "{addr} is not a trace collector's query port ({reason}){}; give the collector's --query address with --query (default {QUERY})",
+                if records {
+                    ": it looks like its records port, where services send records (their --records)"
+                } else {
+                    ""
+                }
+            )
+        }
+        zerorpc::Error::Remote(r) if r.name == "NameError" => format!(
+            "{addr} is a zerorpc service but not a trace collector ({}: {}); give the collector's --query address with --query",
+            r.name, r.message
+        ),
+        e => format!("the collector at {addr}: {e}"),
     }
 }
 
@@ -263,19 +289,19 @@ async fn tail(addr: &str, trace_id: Option<&str>, count: Option<u64>) -> Result<
     let mut live = c
         .call_stream("tail", vec![])
         .await
-        .map_err(|e| (5, collector_error(e)))?;
+        .map_err(|e| (5, collector_error(e, addr)))?;
     eprintln!("following records from {addr}");
     let mut shown = 0;
     while count.is_none_or(|n| shown < n) {
         let Some(item) = live.next().await else {
             return Ok(ExitCode::SUCCESS);
         };
-        let v = item.map_err(|e| (5, collector_error(e)))?;
+        let v = item.map_err(|e| (5, collector_error(e, addr)))?;
         if let Some(n) = skipped(&v) {
             eprintln!("... {n} records skipped (this terminal fell behind)");
             continue;
         }
-        let r: Record = decode(Ok(v)).map_err(|e| (5, e))?;
+        let r: Record = decode(Ok(v), &[]).map_err(|e| (5, e))?;
         if trace_id.is_some_and(|t| t != r.trace_id) {
             continue;
         }

@@ -4,6 +4,8 @@
 use zerorpc_testkit as common;
 
 use std::io::{BufRead, BufReader};
+
+use futures::StreamExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -224,6 +226,7 @@ fn help_and_completions() {
     assert!(stdout(&o).contains("Examples:"));
     let o = zerorpc(&["bench", "--help"]);
     assert!(stdout(&o).contains("--concurrency"));
+    assert!(!stdout(&o).contains("--collector"), "{}", stdout(&o));
     let o = zerorpc(&["completions", "bash"]);
     assert!(o.status.success() && stdout(&o).contains("zerorpc"));
 }
@@ -490,12 +493,12 @@ fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
         "collecting records on",
     );
     let _server = Bg::start(
-        &["--server", "--collector", &rec, "--bind", &srv, "demo"],
+        &["--server", "--records", &rec, "--bind", &srv, "demo"],
         "serving demo on",
     );
     // A follower, before the calls.
     let mut tail = Command::new(BIN)
-        .args(["trace", "tail", "--collector", &q, "--count", "4"])
+        .args(["trace", "tail", "--query", &q, "--count", "4"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -511,9 +514,15 @@ fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
         let _ = tx.send(got);
     });
     // Two recorded CLI calls: one OK, one failing.
+    // (the old spelling still works, with a note)
     let o = zerorpc(&["--collector", &rec, &srv, "echo", "hi"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = zerorpc(&["--collector", &rec, &srv, "fail", "boom"]);
+    assert!(
+        stderr(&o).contains("--collector is deprecated: use --records"),
+        "{}",
+        stderr(&o)
+    );
+    let o = zerorpc(&["--records", &rec, &srv, "fail", "boom"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let lines = lines
         .recv_timeout(Duration::from_secs(30))
@@ -540,7 +549,7 @@ fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
     let trace = id(echo[0]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let tree = loop {
-        let o = zerorpc(&["trace", "show", &trace, "--collector", &q]);
+        let o = zerorpc(&["trace", "show", &trace, "--query", &q]);
         if o.status.success() && stdout(&o).lines().count() == 2 {
             break stdout(&o);
         }
@@ -563,6 +572,11 @@ fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
     // The table: one echo and one failed fail per side.
     let o = zerorpc(&["trace", "top", "--collector", &q, "--once"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--collector is deprecated here: use --query"),
+        "{}",
+        stderr(&o)
+    );
     let table = stdout(&o);
     let row = |side: &str, method: &str| -> Vec<String> {
         table
@@ -581,12 +595,12 @@ fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
         "trace",
         "show",
         &trace,
-        "--collector",
+        "--query",
         &format!("tcp://127.0.0.1:{}", free_port()),
     ]);
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("trace-collector` running?"),
+        stderr(&o).contains("trace-collector` running"),
         "{}",
         stderr(&o)
     );
@@ -694,15 +708,19 @@ fn keygen_curve_flags_and_authorization_rules() {
         let keys = format!("{d}/{who}.key_secret");
         let server_key = format!("{d}/server.key");
         let mut all = vec![
-            "--timeout",
-            "3",
             "--curve-keys",
             &keys,
             "--curve-server-key",
             &server_key,
             &ep,
         ];
-        all.extend_from_slice(args);
+        // (options first: --timeout given by the caller, or 3 s)
+        let (opts, rest) = match args {
+            ["--timeout", t, rest @ ..] => (vec!["--timeout", *t], rest),
+            rest => (vec!["--timeout", "3"], rest),
+        };
+        let mut all: Vec<&str> = opts.into_iter().chain(all.drain(..)).collect();
+        all.extend_from_slice(rest);
         zerorpc(&all)
     };
     let o = call("alice", &["echo", "hi"]);
@@ -712,9 +730,10 @@ fn keygen_curve_flags_and_authorization_rules() {
     let o = call("alice", &["add", "1", "2"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
-    // a key the server does not know: no answer
-    let o = call("mallory", &["echo", "hi"]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    // a key the server does not know: refused at once (exit 6), not after
+    // the timeout (exit 3)
+    let o = call("mallory", &["--timeout", "60", "echo", "hi"]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
     // flags in the wrong mode are refused
     let o = zerorpc(&["--curve-allow", &d, &ep, "echo", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -860,4 +879,274 @@ fn hub_and_workers_found_by_name() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn help_prints_help_instead_of_calling_an_address_named_help() {
+    let o = zerorpc(&["help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Usage: zerorpc"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("Examples:"), "{}", stdout(&o));
+    assert!(!stderr(&o).contains("connecting to"), "{}", stderr(&o));
+    // each subcommand's help, as `SUBCOMMAND --help` gives it
+    for (sub, shows) in [
+        (&["bench"][..], "--concurrency"),
+        (&["trace"], "show"),
+        (&["trace", "show"], "--query"),
+        (&["trace-collector"], "--records"),
+        (&["keygen"], "--dir"),
+        (&["demo"], "Usage: zerorpc demo"),
+        (&["completions"], "bash"),
+    ] {
+        let args: Vec<&str> = std::iter::once("help").chain(sub.iter().copied()).collect();
+        let o = zerorpc(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains(shows), "{args:?}: {}", stdout(&o));
+    }
+    let o = zerorpc(&["help", "nonsense"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no subcommand"), "{}", stderr(&o));
+}
+
+#[test]
+fn curve_refusals_exit_6_at_once_with_a_clear_message_and_no_colours() {
+    let dir = std::env::temp_dir().join(format!("zerorpc-cli-auth-{}", std::process::id()));
+    let allow = dir.join("allow");
+    std::fs::create_dir_all(&allow).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    for name in ["server", "alice", "other"] {
+        let o = zerorpc(&["keygen", name, "--dir", &d]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // (an allow-list without alice)
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let _server = Bg::start(
+        &[
+            "--server",
+            "--curve-keys",
+            &format!("{d}/server.key_secret"),
+            "--curve-allow",
+            &allow.to_string_lossy(),
+            "--bind",
+            &ep,
+            "demo",
+        ],
+        "serving demo on",
+    );
+    let alice = format!("{d}/alice.key_secret");
+    let server_key = format!("{d}/server.key");
+    let wrong_key = format!("{d}/other.key");
+    // Each of these would once have retried for the whole 60 s and exited
+    // 3 (the helper's 60 s wedge guard catches that).
+    for (args, says, hint) in [
+        (
+            vec!["--curve-keys", &alice, "--curve-server-key", &server_key],
+            "is not allowed",
+            "--curve-allow",
+        ),
+        (
+            vec!["--curve-keys", &alice, "--curve-server-key", &wrong_key],
+            "wrong server key",
+            "--curve-server-key",
+        ),
+        (vec![], "mechanism mismatch", "--curve-server-key"),
+    ] {
+        let mut all = vec!["--timeout", "60"];
+        all.extend(args.iter().copied());
+        all.extend([ep.as_str(), "echo", "hi"]);
+        let o = zerorpc(&all);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(6), "{all:?}: {err}");
+        assert!(
+            err.contains(&format!("zerorpc: authentication failed with {ep}: ")),
+            "{err}"
+        );
+        assert!(err.contains(says), "{all:?}: {err}");
+        assert!(err.contains(hint), "{all:?}: {err}");
+        assert!(!err.contains("timeout"), "{err}");
+        // stderr is a pipe here: no ANSI colours in the log lines
+        assert!(!err.contains('\x1b'), "{err:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn trace_commands_and_records_flags_say_when_pointed_at_the_wrong_port() {
+    let rec = format!("tcp://127.0.0.1:{}", free_port());
+    let q = format!("tcp://127.0.0.1:{}", free_port());
+    let _collector = Bg::start(
+        &["trace-collector", "--records", &rec, "--query", &q],
+        "collecting records on",
+    );
+    // trace show at the records port (a PULL socket): said at once, with
+    // the flag to use, not a 5 s timeout
+    let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    for cmd in [
+        vec!["trace", "show", id, "--query", &rec],
+        vec!["trace", "tail", "--query", &rec],
+        vec!["trace", "top", "--once", "--query", &rec],
+    ] {
+        let o = zerorpc(&cmd);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(5), "{cmd:?}: {err}");
+        assert!(
+            err.contains("not a trace collector's query port"),
+            "{cmd:?}: {err}"
+        );
+        assert!(err.contains("records port"), "{cmd:?}: {err}");
+        assert!(err.contains("--query"), "{cmd:?}: {err}");
+        assert!(!err.contains("did not answer"), "{cmd:?}: {err}");
+    }
+    // trace show at a plain zerorpc server
+    let s = DemoServer::start();
+    let o = zerorpc(&["trace", "show", id, "--query", &s.ep]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a trace collector"),
+        "{}",
+        stderr(&o)
+    );
+    // records sent to the query port: the call works, and we are told
+    let o = zerorpc(&["--records", &q, &s.ep, "echo", "hi"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "--records {q} is not a trace collector's records port"
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn an_undrained_stderr_pipe_never_stops_the_server() {
+    // A server logging at debug level into a pipe that nobody reads: a
+    // 64 KiB pipe fills after a few hundred calls; the server must keep
+    // answering (its logs are dropped instead).
+    let ep = format!("tcp://127.0.0.1:{}", free_port());
+    let mut child = Command::new(BIN)
+        .args(["--server", "--bind", &ep, "demo"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start zerorpc");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("serving demo on") {
+        line.clear();
+        assert!(err.read_line(&mut line).expect("output") > 0, "no start");
+    }
+    // (from now on nobody reads `err`; it stays open)
+    let server = Bg(child);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    const CALLS: usize = 20_000;
+    let answered = rt.block_on(async {
+        let opts = zerorpc::ClientOptions::default().timeout(Duration::from_secs(30));
+        let client = zerorpc::Client::connect_with(&[&ep], opts).await.unwrap();
+        let guard = Duration::from_secs(120);
+        tokio::time::timeout(guard, async {
+            let mut answered = 0;
+            // 16 at a time; each call logs about 100 bytes at debug level
+            let mut calls = futures::stream::iter(0..CALLS)
+                .map(|i| {
+                    let c = client.clone();
+                    async move { c.call("add", vec![i.into(), 1.into()]).await }
+                })
+                .buffer_unordered(16);
+            while let Some(r) = futures::StreamExt::next(&mut calls).await {
+                r.unwrap_or_else(|e| panic!("call {answered} failed: {e}"));
+                answered += 1;
+            }
+            answered
+        })
+        .await
+        .unwrap_or_else(|_| panic!("wedged: the server stopped answering"))
+    });
+    assert_eq!(answered, CALLS);
+    // The pipe did fill: reading it now finds a full pipe's worth and
+    // more queued behind it.
+    let drained = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut n = 0usize;
+        while n < 256 * 1024 {
+            match err.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    drop(server);
+    let drained = drained.join().unwrap();
+    eprintln!("drained {drained} bytes of logs after {CALLS} calls");
+    assert!(drained >= 64 * 1024, "only {drained} bytes of logs");
+}
+
+#[test]
+fn an_undrained_stderr_pipe_never_stops_the_hub() {
+    // The hub prints a statistics line every --stats-interval; with a
+    // stderr nobody reads, a 64 KiB pipe fills within seconds at 5 ms (100
+    // bytes a line). The hub must keep routing and still stop on SIGTERM.
+    let dir = std::env::temp_dir().join(format!("zerorpc-hub-pipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pin, pout) = (free_port(), free_port());
+    let cfg = dir.join("hub.yml");
+    std::fs::write(
+        &cfg,
+        format!("in: \"tcp://127.0.0.1:{pin}\"\nout: \"tcp://127.0.0.1:{pout}\"\ntype: queue\nheartbeat: 1\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["hub", cfg.to_str().unwrap(), "--stats-interval", "0.005"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the hub");
+    let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    err.read_line(&mut line).expect("output");
+    assert!(line.contains("hub: clients connect to"), "{line}");
+    // (from now on nobody reads `err`)
+    let mut hub = Bg(child);
+    let _w = Bg::start(
+        &[
+            "--server",
+            "--heartbeat",
+            "1",
+            "--connect",
+            &format!("tcp://127.0.0.1:{pout}"),
+            "demo",
+        ],
+        "serving demo through",
+    );
+    // 10 s of statistics lines (2,000): the pipe is long full
+    std::thread::sleep(Duration::from_secs(10));
+    let input = format!("tcp://127.0.0.1:{pin}");
+    for i in 0..20 {
+        let o = zerorpc(&["--heartbeat", "1", &input, "add", &i.to_string(), "1"]);
+        assert_eq!(stdout(&o).trim(), (i + 1).to_string(), "{}", stderr(&o));
+    }
+    let pid = hub.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    loop {
+        if let Some(status) = hub.0.try_wait().unwrap() {
+            assert!(status.success(), "hub exit {status:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the hub ignored SIGTERM (wedged on its stderr?)"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(err);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -141,10 +141,40 @@ struct Conn {
     epoch: std::time::Instant,
     /// Ends its receive loop (the client's end, or its endpoint dropped).
     stop: CancellationToken,
+    /// Why its last handshake failed for good (security refused it, or
+    /// the peer is not a server), until a handshake succeeds.
+    refused: Mutex<Option<Refusal>>,
+    /// Told whenever one of the client's connections is refused.
+    refusals: Arc<Notify>,
+}
+
+/// A handshake failure that trying again will not cure.
+#[derive(Debug, Clone)]
+struct Refusal {
+    kind: zmtp::HandshakeFailure,
+    reason: String,
+}
+
+impl Refusal {
+    fn error(&self) -> Error {
+        match self.kind {
+            zmtp::HandshakeFailure::IncompatibleSocketType => Error::IncompatibleSocketType {
+                reason: self.reason.clone(),
+            },
+            _ => Error::Authentication {
+                reason: self.reason.clone(),
+            },
+        }
+    }
 }
 
 impl Conn {
-    fn new(dealer: DealerSocket, endpoint: Arc<str>, stop: CancellationToken) -> Self {
+    fn new(
+        dealer: DealerSocket,
+        endpoint: Arc<str>,
+        stop: CancellationToken,
+        refusals: Arc<Notify>,
+    ) -> Self {
         Conn {
             stop,
             dealer,
@@ -153,6 +183,24 @@ impl Conn {
             drops: AtomicU64::new(0),
             suspect_until: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
+            refused: Mutex::new(None),
+            refusals,
+        }
+    }
+
+    /// Why this connection is refused, if it is.
+    fn refusal(&self) -> Option<Refusal> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_refusal(&self, r: Option<Refusal>) {
+        let refused = r.is_some();
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = r;
+        if refused {
+            self.refusals.notify_waiters();
         }
     }
 
@@ -204,11 +252,36 @@ struct Inner {
     opts: ClientOptions,
     /// For a `zerorpc://` client: wakes its re-resolver.
     naming: Option<Arc<Notify>>,
+    /// Told whenever one of its connections is refused (see [`Conn`]).
+    refusals: Arc<Notify>,
 }
 
 impl Inner {
     fn conns(&self) -> Arc<Vec<Arc<Conn>>> {
         self.conns.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Resolves once `conn` is refused (security, or not a server).
+    async fn refused(&self, conn: &Conn) -> Refusal {
+        loop {
+            let notified = self.refusals.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = conn.refusal() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    /// A connection that is not refused, for a request whose connection
+    /// was: a connected one first.
+    fn unrefused(&self) -> Option<Arc<Conn>> {
+        let conns = self.conns();
+        let ok = || conns.iter().filter(|c| c.refusal().is_none());
+        ok().find(|c| c.dealer.peer_count() > 0)
+            .or_else(|| ok().next())
+            .cloned()
     }
 }
 
@@ -217,11 +290,14 @@ async fn open_conn(
     ep: &str,
     opts: &ClientOptions,
     stop: CancellationToken,
+    refusals: Arc<Notify>,
 ) -> Result<Arc<Conn>, Error> {
     let dealer = DealerSocket::with_options(opts.socket.clone());
+    // (watched from before the first attempt: its failure is not missed)
+    let events = dealer.monitor();
     dealer.connect(ep).await?;
-    let conn = Arc::new(Conn::new(dealer, Arc::from(ep), stop.clone()));
-    tokio::spawn(receive_loop(conn.clone(), opts.decode_limits, stop));
+    let conn = Arc::new(Conn::new(dealer, Arc::from(ep), stop.clone(), refusals));
+    tokio::spawn(receive_loop(conn.clone(), opts.decode_limits, events, stop));
     Ok(conn)
 }
 
@@ -266,7 +342,7 @@ async fn re_resolve(
                 next.push(c.clone());
                 continue;
             }
-            match open_conn(ep, &inner.opts, stop.child_token()).await {
+            match open_conn(ep, &inner.opts, stop.child_token(), inner.refusals.clone()).await {
                 Ok(c) => {
                     tracing::info!(%service, endpoint = %ep, "connected to a new endpoint");
                     next.push(c);
@@ -416,9 +492,10 @@ impl Client {
             return Err(Error::Protocol("no endpoint given".into()));
         }
         let stop = CancellationToken::new();
+        let refusals = Arc::new(Notify::new());
         let mut conns = Vec::new();
         for ep in endpoints {
-            match open_conn(ep, &opts, stop.child_token()).await {
+            match open_conn(ep, &opts, stop.child_token(), refusals.clone()).await {
                 Ok(c) => conns.push(c),
                 // (a name may list an endpoint we cannot use: skip it)
                 Err(e) if named => {
@@ -439,6 +516,7 @@ impl Client {
             next: AtomicUsize::new(0),
             opts,
             naming: wake.clone(),
+            refusals,
         });
         Ok(Client {
             inner,
@@ -528,7 +606,9 @@ impl Client {
         match trace {
             None if !self.inner.opts.metrics && self.inner.opts.on_error.is_none() => {
                 let (call, unsent) = InlineCall::new(self.open_channel(method, args, None));
-                Self::drive_inline(call, unsent).await.map(|(v, _)| v)
+                Self::drive_inline(&self.inner, call, unsent)
+                    .await
+                    .map(|(v, _)| v)
             }
             trace => Box::pin(self.call_observed(method, args, trace)).await,
         }
@@ -577,8 +657,11 @@ impl Client {
             _ => None,
         };
         let (call, unsent) = InlineCall::new(opened);
-        let r =
-            tracing::Instrument::instrument(Self::drive_inline(call, unsent), tracing_span).await;
+        let r = tracing::Instrument::instrument(
+            Self::drive_inline(&self.inner, call, unsent),
+            tracing_span,
+        )
+        .await;
         let outcome = client_outcome(&r);
         if self.inner.opts.metrics {
             crate::metrics::client_call(method, &outcome, t0.1.elapsed());
@@ -624,13 +707,16 @@ impl Client {
     /// takes the call already built: an async fn keeps its arguments for
     /// its whole life, so they should be what it works on.)
     async fn drive_inline(
+        inner: &Inner,
         mut call: InlineCall,
         unsent: Option<Box<Message>>,
     ) -> Result<(Value, Option<u64>), Error> {
         if let Some(msg) = unsent {
             // (boxed: the waiting state would otherwise sit in every call)
             Box::pin(wait_send(
-                call.conn.clone(),
+                inner,
+                &mut call.conn,
+                &mut call._guard,
                 *msg,
                 call.ch.config().first_reply_timeout,
             ))
@@ -777,9 +863,16 @@ impl Client {
         args: Vec<Value>,
         trace: Option<&TraceContext>,
     ) -> Result<(CallHandle, Arc<str>), Error> {
-        let (conn, mut ch, net_rx, guard, unsent) = self.open_channel(method, args, trace);
+        let (mut conn, mut ch, net_rx, mut guard, unsent) = self.open_channel(method, args, trace);
         if let Some(msg) = unsent {
-            wait_send(conn.clone(), msg, ch.config().first_reply_timeout).await?;
+            wait_send(
+                &self.inner,
+                &mut conn,
+                &mut guard,
+                msg,
+                ch.config().first_reply_timeout,
+            )
+            .await?;
             ch.request_sent(Instant::now().into_std());
         }
         let endpoint = conn.endpoint.clone();
@@ -851,6 +944,8 @@ impl Client {
         }
         in_turn()
             .find(|c| c.dealer.peer_count() > 0)
+            // (a refused connection only where all are)
+            .or_else(|| in_turn().find(|c| c.refusal().is_none()))
             .unwrap_or(&conns[start % conns.len()])
             .clone()
     }
@@ -965,6 +1060,17 @@ struct CallGuard {
     id: MessageId,
     /// The connection's drop count when the channel opened.
     drops_at_open: u64,
+}
+
+impl CallGuard {
+    /// Moves the channel to another connection (its request had not left).
+    fn move_to(&mut self, to: &Arc<Conn>) {
+        if let Some(tx) = self.conn.channels().remove(&self.id) {
+            to.channels().insert(self.id.clone(), tx);
+        }
+        self.conn = to.clone();
+        self.drops_at_open = to.drops.load(Ordering::SeqCst);
+    }
 }
 
 impl Drop for CallGuard {
@@ -1224,15 +1330,38 @@ fn poll_flush(
 }
 
 /// Sends a request that found no room (or no server yet): waits for one,
-/// but never past the call timeout.
-async fn wait_send(conn: Arc<Conn>, msg: Message, timeout: Option<Duration>) -> Result<(), Error> {
-    let send = conn.dealer.send(msg);
+/// but never past the call timeout. When its connection is refused (the
+/// wrong keys, or not a server: no server will appear there) the request
+/// moves to another connection, and fails at once when all are refused.
+async fn wait_send(
+    inner: &Inner,
+    conn: &mut Arc<Conn>,
+    guard: &mut CallGuard,
+    msg: Message,
+    timeout: Option<Duration>,
+) -> Result<(), Error> {
+    let send = async {
+        loop {
+            // (a send that loses the race has not queued its copy)
+            let refused = tokio::select! {
+                r = conn.dealer.send(msg.clone()) => return r.map_err(Error::from),
+                r = inner.refused(conn) => r,
+            };
+            match inner.unrefused() {
+                Some(other) => {
+                    tracing::debug!(from = %conn.endpoint, to = %other.endpoint, reason = %refused.reason, "request moves off a refused connection");
+                    guard.move_to(&other);
+                    *conn = other;
+                }
+                None => return Err(refused.error()),
+            }
+        }
+    };
     match timeout {
         Some(t) => tokio::time::timeout(t, send)
             .await
-            .map_err(|_| Error::Timeout(t))?
-            .map_err(Error::from),
-        None => send.await.map_err(Error::from),
+            .map_err(|_| Error::Timeout(t))?,
+        None => send.await,
     }
 }
 
@@ -1283,17 +1412,31 @@ pub(crate) fn remote_error(args: Value) -> RemoteError {
     }
 }
 
-async fn receive_loop(conn: Arc<Conn>, limits: DecodeLimits, stop: CancellationToken) {
-    let mut events = conn.dealer.monitor();
+async fn receive_loop(
+    conn: Arc<Conn>,
+    limits: DecodeLimits,
+    mut events: tokio::sync::broadcast::Receiver<zmtp::SocketEvent>,
+    stop: CancellationToken,
+) {
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return,
             ev = events.recv() => {
-                if let Ok(zmtp::SocketEvent::Disconnected { .. }) = ev {
-                    // The calls it carried are lost: fail them now rather
-                    // than after two silent heartbeat intervals.
-                    conn.drops.fetch_add(1, Ordering::SeqCst);
-                    conn.channels().clear();
+                match ev {
+                    Ok(zmtp::SocketEvent::Disconnected { .. }) => {
+                        // The calls it carried are lost: fail them now
+                        // rather than after two silent heartbeat intervals.
+                        conn.drops.fetch_add(1, Ordering::SeqCst);
+                        conn.channels().clear();
+                    }
+                    Ok(zmtp::SocketEvent::HandshakeFailed { reason, kind, .. }) => match kind {
+                        zmtp::HandshakeFailure::Other => {}
+                        // Security refused us, or the endpoint is no
+                        // server: waiting calls fail now (see wait_send).
+                        kind => conn.set_refusal(Some(Refusal { kind, reason })),
+                    },
+                    Ok(zmtp::SocketEvent::Connected { .. }) => conn.set_refusal(None),
+                    _ => {}
                 }
                 continue;
             }

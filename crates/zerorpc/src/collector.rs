@@ -52,6 +52,13 @@ impl PushSink {
         socket.connect(endpoint).await?;
         Ok(PushSink { socket })
     }
+
+    /// Its connection events: a handshake that fails with
+    /// [`zmtp::HandshakeFailure::IncompatibleSocketType`] means the
+    /// address is not a collector's records port (its query port, say).
+    pub fn monitor(&self) -> broadcast::Receiver<zmtp::SocketEvent> {
+        self.socket.monitor()
+    }
 }
 
 impl TraceSink for PushSink {

@@ -57,6 +57,25 @@ pub enum Error {
     /// server crashed or restarted): the call is lost.
     #[error("the connection to the server dropped during the call")]
     Disconnected,
+    /// The server refused our connection's security handshake, or we
+    /// refused the server: CURVE with a client key the server does not
+    /// allow, the wrong server key, or CURVE on one side only (a missing
+    /// key). Trying again with the same keys fails the same way, so a call
+    /// whose connections all failed so fails at once instead of waiting
+    /// for its timeout.
+    #[error("authentication failed: {reason}")]
+    Authentication {
+        /// Why, as the server said it (its ERROR reason) or as we found it.
+        reason: String,
+    },
+    /// The endpoint is not a ZeroRPC server: its socket cannot talk to a
+    /// client's (for example a collector's records port, a PULL socket).
+    /// Like [`Error::Authentication`], it fails a call at once.
+    #[error("not a zerorpc server: {reason}")]
+    IncompatibleSocketType {
+        /// What the handshake found.
+        reason: String,
+    },
     /// The peer broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),

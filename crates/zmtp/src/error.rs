@@ -71,6 +71,16 @@ pub enum ZmtpError {
     #[error("peer reported an error: {0}")]
     PeerError(String),
 
+    /// The peer closed the connection in the middle of the security
+    /// handshake, before accepting or refusing us. A libzmq CURVE server
+    /// does this when it cannot open the client's HELLO: the client has
+    /// the wrong server key.
+    #[error("the peer closed the connection during the {mechanism} handshake")]
+    ClosedDuringSecurityHandshake {
+        /// The mechanism's name.
+        mechanism: &'static str,
+    },
+
     /// The security handshake did not complete in time.
     #[error("handshake timed out")]
     HandshakeTimeout,

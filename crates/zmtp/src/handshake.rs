@@ -55,6 +55,64 @@ pub struct Session {
     pub decoder: Decoder,
 }
 
+/// What a failed handshake says about trying again (see
+/// [`HandshakeFailure::of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// Security refused the connection: the peer refused our credentials
+    /// (a CURVE key it does not allow, a ZAP denial), we could not
+    /// authenticate it (a CURVE box that did not open: the wrong server
+    /// key), or the two sides use different mechanisms (a missing key).
+    /// Trying again with the same settings fails the same way.
+    Authentication,
+    /// The peer's socket type cannot talk to ours (for example a DEALER
+    /// connected to a PULL): the address is not what the user meant.
+    IncompatibleSocketType,
+    /// Anything else (a closed or timed-out connection, garbage): may be
+    /// transient.
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Classifies the error a handshake failed with. `mechanism` is our
+    /// mechanism's name (`NULL`, `CURVE`).
+    pub fn of(e: &ZmtpError, mechanism: &str) -> Self {
+        match e {
+            ZmtpError::IncompatibleSocketType { .. } => HandshakeFailure::IncompatibleSocketType,
+            // (what we send, and what libzmq's peers would)
+            ZmtpError::PeerError(r) if r.to_ascii_lowercase().contains("socket type") => {
+                HandshakeFailure::IncompatibleSocketType
+            }
+            ZmtpError::PeerError(r) => match zap_status(r) {
+                // ZAP 300: a temporary failure of the authenticator
+                Some(300) => HandshakeFailure::Other,
+                Some(_) => HandshakeFailure::Authentication,
+                // (an ERROR during a security mechanism's handshake is a
+                // refusal; under NULL, without ZAP, it is something else)
+                None if mechanism != "NULL" && !r.starts_with("protocol violation") => {
+                    HandshakeFailure::Authentication
+                }
+                None => HandshakeFailure::Other,
+            },
+            ZmtpError::MechanismMismatch { .. }
+            | ZmtpError::AuthenticationFailed(_)
+            | ZmtpError::Crypto(_) => HandshakeFailure::Authentication,
+            _ => HandshakeFailure::Other,
+        }
+    }
+}
+
+/// A ZAP status code (RFC 27) sent as an ERROR reason, as libzmq does.
+pub fn zap_status(reason: &str) -> Option<u16> {
+    match reason.trim() {
+        "300" => Some(300),
+        "400" => Some(400),
+        "500" => Some(500),
+        _ => None,
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum State {
     Greeting,
@@ -111,6 +169,22 @@ impl Handshake {
     /// Whether the handshake completed.
     pub fn is_done(&self) -> bool {
         self.state == State::Done
+    }
+
+    /// Whether we are a security mechanism's client (CURVE) waiting for
+    /// the server to accept us: the greetings are exchanged, and the
+    /// server has yet to finish its part. A peer that closes now (rather
+    /// than sending ERROR) is refusing the handshake without saying why;
+    /// libzmq does that when it cannot open our CURVE HELLO.
+    pub fn awaiting_security(&self) -> bool {
+        self.state == State::Mechanism
+            && self.mechanism.name() != "NULL"
+            && !self.mechanism.as_server()
+    }
+
+    /// The mechanism's name.
+    pub fn mechanism_name(&self) -> &'static str {
+        self.mechanism.name()
     }
 
     /// Feeds received bytes. Consumes only handshake bytes: whatever
@@ -324,6 +398,52 @@ mod tests {
         match a.receive(&mut input) {
             Err(ZmtpError::PeerError(r)) => assert_eq!(r, "go away"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn handshake_failures_are_classified_for_retrying() {
+        use HandshakeFailure::*;
+        let peer = |r: &str| ZmtpError::PeerError(r.into());
+        let cases = [
+            (peer("400"), "CURVE", Authentication),
+            (peer("500"), "NULL", Authentication),
+            (peer("300"), "CURVE", Other),
+            (
+                peer("authentication failed: unknown key"),
+                "CURVE",
+                Authentication,
+            ),
+            (peer("Invalid socket type"), "CURVE", IncompatibleSocketType),
+            (peer("Invalid socket type"), "NULL", IncompatibleSocketType),
+            (peer("go away"), "NULL", Other),
+            (peer("protocol violation: x"), "CURVE", Other),
+            (
+                ZmtpError::Crypto("WELCOME did not open"),
+                "CURVE",
+                Authentication,
+            ),
+            (
+                ZmtpError::MechanismMismatch {
+                    ours: "NULL".into(),
+                    theirs: "CURVE".into(),
+                },
+                "NULL",
+                Authentication,
+            ),
+            (
+                ZmtpError::IncompatibleSocketType {
+                    ours: "DEALER".into(),
+                    peer: "PULL".into(),
+                },
+                "NULL",
+                IncompatibleSocketType,
+            ),
+            (ZmtpError::ConnectionClosed, "CURVE", Other),
+            (ZmtpError::HandshakeTimeout, "CURVE", Other),
+        ];
+        for (e, mech, want) in cases {
+            assert_eq!(HandshakeFailure::of(&e, mech), want, "{e} under {mech}");
         }
     }
 

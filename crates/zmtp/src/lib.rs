@@ -53,7 +53,7 @@ pub use endpoint::Endpoint;
 pub use error::{Result, ZmtpError};
 pub use frame::{Frame, FrameDecoder};
 pub use greeting::{Greeting, GreetingDecoder};
-pub use handshake::{Handshake, PeerInfo, Session};
+pub use handshake::{Handshake, HandshakeFailure, PeerInfo, Session};
 pub use log::RateLimitedLog;
 pub use mechanism::{Mechanism, MechanismStatus, NullMechanism, Security};
 pub use message::Message;

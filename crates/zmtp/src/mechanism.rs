@@ -175,6 +175,14 @@ impl Security {
         Security::CurveClient(Arc::new(CurveClientConfig { keys, server_key }))
     }
 
+    /// The mechanism's name in the greeting (`NULL`, `CURVE`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Security::Null => "NULL",
+            Security::CurveServer(_) | Security::CurveClient(_) => "CURVE",
+        }
+    }
+
     /// A fresh mechanism instance for one connection.
     pub fn mechanism(&self) -> Box<dyn Mechanism> {
         match self {

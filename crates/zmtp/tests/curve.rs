@@ -11,7 +11,9 @@ use bytes::Bytes;
 use common::{python, within, Proc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zmtp::curve::{load_public_key, z85_encode, AllowAny, AllowList, CurveKeyPair};
-use zmtp::{DealerSocket, Message, RouterSocket, Security, SocketEvent, SocketOptions};
+use zmtp::{
+    DealerSocket, HandshakeFailure, Message, RouterSocket, Security, SocketEvent, SocketOptions,
+};
 
 const PY_SERVER: &str = r#"
 import sys, os, tempfile, zmq, zmq.auth
@@ -221,16 +223,24 @@ async fn a_client_with_the_wrong_server_key_cannot_connect() {
     let port = ready.split_whitespace().nth(1).unwrap().to_owned();
     let wrong = CurveKeyPair::generate().public;
     let dealer = DealerSocket::with_options(opts(Security::curve_client(ours.clone(), wrong)));
+    let mut events = dealer.monitor();
     dealer
         .connect(&format!("tcp://127.0.0.1:{port}"))
         .await
         .unwrap();
-    within("a failed handshake", async {
-        while dealer.handshake_failures() == 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    // It says nothing; after the second such close in a row the client
+    // calls it what it is.
+    let reason = within("libzmq's silent refusal, classified", async {
+        loop {
+            if let Ok(SocketEvent::HandshakeFailed { reason, kind, .. }) = events.recv().await {
+                if kind == HandshakeFailure::Authentication {
+                    return reason;
+                }
+            }
         }
     })
     .await;
+    assert!(reason.contains("wrong server key"), "{reason}");
     assert_eq!(dealer.peer_count(), 0);
     // Our own server refuses it too; the client learns why.
     let router =
@@ -239,15 +249,17 @@ async fn a_client_with_the_wrong_server_key_cannot_connect() {
     let dealer = DealerSocket::with_options(opts(Security::curve_client(ours, wrong)));
     let mut events = dealer.monitor();
     dealer.connect(&ep).await.unwrap();
-    let reason = within("the client's failed handshake", async {
+    let (reason, kind) = within("the client's failed handshake", async {
         loop {
-            if let Ok(SocketEvent::HandshakeFailed { reason, .. }) = events.recv().await {
-                return reason;
+            if let Ok(SocketEvent::HandshakeFailed { reason, kind, .. }) = events.recv().await {
+                return (reason, kind);
             }
         }
     })
     .await;
     assert!(reason.contains("HELLO did not open"), "{reason}");
+    // (our server says why at once: the first failure is classified)
+    assert_eq!(kind, HandshakeFailure::Authentication);
     // (the server counts it once it has sent the client its ERROR)
     within("the server's count", async {
         while router.handshake_failures() == 0 {
@@ -255,6 +267,65 @@ async fn a_client_with_the_wrong_server_key_cannot_connect() {
         }
     })
     .await;
+}
+
+/// The first handshake failure a dealer with `security` reports when it
+/// connects to `ep`, with its kind.
+async fn first_failure(security: Security, ep: &str) -> (String, HandshakeFailure) {
+    let dealer = DealerSocket::with_options(opts(security));
+    let mut events = dealer.monitor();
+    dealer.connect(ep).await.unwrap();
+    within("the client's failed handshake", async {
+        loop {
+            if let Ok(SocketEvent::HandshakeFailed { reason, kind, .. }) = events.recv().await {
+                return (reason, kind);
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_learns_that_its_key_was_refused_by_libzmq_and_by_us() {
+    let server_keys = CurveKeyPair::generate();
+    let alice = CurveKeyPair::generate();
+    let mallory = CurveKeyPair::generate();
+    // libzmq's ZAP handler (pyzmq's authenticator) knows only alice: it
+    // answers mallory's INITIATE with ERROR "400".
+    let server = Proc::python(
+        PY_SERVER,
+        &[
+            &server_keys.secret_z85(),
+            &server_keys.public_z85(),
+            &alice.public_z85(),
+        ],
+    );
+    let (_server, ready) = py_line(server, "READY").await;
+    let port = ready.split_whitespace().nth(1).unwrap().to_owned();
+    let (reason, kind) = first_failure(
+        Security::curve_client(mallory.clone(), server_keys.public),
+        &format!("tcp://127.0.0.1:{port}"),
+    )
+    .await;
+    assert_eq!(kind, HandshakeFailure::Authentication, "{reason}");
+    assert!(
+        reason.contains("refused") && reason.contains("400"),
+        "{reason}"
+    );
+    // Our server says so in words.
+    let mut allow = AllowList::default();
+    allow.allow(alice.public, "alice");
+    let router =
+        RouterSocket::with_options(opts(Security::curve_server(server_keys.clone(), allow)));
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let (reason, kind) =
+        first_failure(Security::curve_client(mallory, server_keys.public), &ep).await;
+    assert_eq!(kind, HandshakeFailure::Authentication, "{reason}");
+    assert!(reason.contains("authentication failed"), "{reason}");
+    // A client without CURVE (a missing key) at a CURVE server.
+    let (reason, kind) = first_failure(Security::Null, &ep).await;
+    assert_eq!(kind, HandshakeFailure::Authentication, "{reason}");
+    assert!(reason.contains("mechanism mismatch"), "{reason}");
 }
 
 /// Relays TCP connections to `to`, keeping a copy of every byte.

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use common::*;
 use zmtp::{
-    DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent, SubSocket,
-    ZmtpError,
+    DealerSocket, HandshakeFailure, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent,
+    SubSocket, ZmtpError,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,4 +302,25 @@ async fn try_send_or_return_gives_the_message_back_intact() {
         Err(TrySendError::Failed(ZmtpError::HostUnreachable(_))) => {}
         other => panic!("expected HostUnreachable, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_the_wrong_socket_type_is_reported_as_such() {
+    init_tracing();
+    // (a DEALER pointed at a PULL: an RPC client at a records port)
+    let pull = PullSocket::new();
+    let ep = pull.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let dealer = DealerSocket::new();
+    let mut events = dealer.monitor();
+    dealer.connect(&ep).await.unwrap();
+    let (reason, kind) = within("the failed handshake", async {
+        loop {
+            if let Ok(SocketEvent::HandshakeFailed { reason, kind, .. }) = events.recv().await {
+                return (reason, kind);
+            }
+        }
+    })
+    .await;
+    assert_eq!(kind, HandshakeFailure::IncompatibleSocketType, "{reason}");
+    assert!(reason.contains("PULL"), "{reason}");
 }

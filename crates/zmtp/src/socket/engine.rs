@@ -17,7 +17,7 @@ use crate::codec::{Decoder, Encoder, Incoming, WriteBuffer};
 use crate::command::Command;
 use crate::endpoint::Endpoint;
 use crate::error::{Result, ZmtpError};
-use crate::handshake::{Handshake, Session};
+use crate::handshake::{zap_status, Handshake, HandshakeFailure, Session};
 use crate::log::CONNECTION_LOG;
 use crate::message::Message;
 use crate::socket_type::SocketType;
@@ -43,7 +43,7 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
             r = listener.accept() => match r {
                 Ok(conn) => {
                     backoff = ACCEPT_BACKOFF_MIN;
-                    tokio::spawn(run_connection(shared.clone(), conn, true));
+                    tokio::spawn(run_connection(shared.clone(), conn, None));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off (exponentially, while
@@ -62,10 +62,16 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
     }
 }
 
+/// Consecutive handshakes of a connect loop that the server closed in the
+/// middle of the security handshake before this many are reported as an
+/// authentication failure (one alone may be a server going down).
+const SILENT_REFUSALS: u32 = 2;
+
 pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
     let base = shared.options.reconnect_interval;
     let max = shared.options.reconnect_interval_max.max(base);
     let mut delay = base;
+    let mut silent_refusals = 0u32;
     loop {
         let attempt = tokio::select! {
             _ = shared.cancel.cancelled() => return,
@@ -73,11 +79,12 @@ pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
         };
         match attempt {
             Ok(conn) => {
-                if run_connection(shared.clone(), conn, false).await {
+                if run_connection(shared.clone(), conn, Some(&mut silent_refusals)).await {
                     delay = base;
                 }
             }
             Err(e) => {
+                silent_refusals = 0;
                 tracing::debug!(endpoint = %ep, error = %e, retry_in = ?delay, "connect failed");
                 shared.emit(SocketEvent::ConnectFailed {
                     endpoint: ep.clone(),
@@ -95,9 +102,16 @@ pub(super) async fn connect_loop(shared: Arc<Shared>, ep: Endpoint) {
 }
 
 /// Runs one connection to its end. Returns whether the handshake completed
-/// (the connect loop resets its backoff then). Accepted connections that
-/// stay silent for the socket's idle timeout are closed.
-async fn run_connection(shared: Arc<Shared>, conn: Connection, accepted: bool) -> bool {
+/// (the connect loop resets its backoff then). `silent_refusals` (connect
+/// side) counts the consecutive handshakes the server closed in the middle
+/// of the security handshake. Accepted connections (`None`) that stay
+/// silent for the socket's idle timeout are closed.
+async fn run_connection(
+    shared: Arc<Shared>,
+    conn: Connection,
+    silent_refusals: Option<&mut u32>,
+) -> bool {
+    let accepted = silent_refusals.is_none();
     let Connection {
         mut read,
         mut write,
@@ -111,10 +125,15 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection, accepted: bool) -
             handshake(&shared, &mut read, &mut write, &mut input),
         ) => match r {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return handshake_failed(&shared, &remote, e),
-            Err(_) => return handshake_failed(&shared, &remote, ZmtpError::HandshakeTimeout),
+            Ok(Err(e)) => return handshake_failed(&shared, &remote, e, silent_refusals),
+            Err(_) => {
+                return handshake_failed(&shared, &remote, ZmtpError::HandshakeTimeout, silent_refusals)
+            }
         },
     };
+    if let Some(n) = silent_refusals {
+        *n = 0;
+    }
     let queue = Arc::new(Queue::new(
         Bounds {
             items: shared.options.send_hwm,
@@ -124,7 +143,7 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection, accepted: bool) -
     ));
     let (peer, routing_id, initial) = match shared.register(&session.peer, queue.clone()) {
         Ok(r) => r,
-        Err(e) => return handshake_failed(&shared, &remote, e),
+        Err(e) => return handshake_failed(&shared, &remote, e, None),
     };
     let Session {
         peer: info,
@@ -194,16 +213,45 @@ async fn run_connection(shared: Arc<Shared>, conn: Connection, accepted: bool) -
     true
 }
 
-fn handshake_failed(shared: &Shared, remote: &str, e: ZmtpError) -> bool {
+fn handshake_failed(
+    shared: &Shared,
+    remote: &str,
+    e: ZmtpError,
+    silent_refusals: Option<&mut u32>,
+) -> bool {
     shared
         .handshake_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mechanism = shared.options.security.name();
+    let mut kind = HandshakeFailure::of(&e, mechanism);
+    let mut reason = match &e {
+        ZmtpError::PeerError(r) => match zap_status(r) {
+            Some(code) => format!("the peer's authenticator refused us (ZAP status {code})"),
+            None if kind == HandshakeFailure::Authentication => format!("refused by the peer: {r}"),
+            None => e.to_string(),
+        },
+        _ => e.to_string(),
+    };
+    match (&e, silent_refusals) {
+        (ZmtpError::ClosedDuringSecurityHandshake { mechanism }, Some(n)) => {
+            *n += 1;
+            if *n >= SILENT_REFUSALS {
+                kind = HandshakeFailure::Authentication;
+                reason = format!(
+                    "the server closed the connection during the {mechanism} handshake, {n} times in a row: it could not open our HELLO (the wrong server key?) or refused us"
+                );
+            }
+        }
+        (_, Some(n)) => *n = 0,
+        (_, None) => {}
+    }
     if let Some(suppressed) = CONNECTION_LOG.admit("handshake failed") {
-        tracing::warn!(socket = %shared.kind, %remote, reason = %e, suppressed, "handshake failed, closing connection");
+        tracing::warn!(socket = %shared.kind, %remote, %reason, suppressed, "handshake failed, closing connection");
     }
     shared.emit(SocketEvent::HandshakeFailed {
         remote: remote.to_owned(),
-        reason: e.to_string(),
+        reason,
+        kind,
     });
     false
 }
@@ -225,8 +273,19 @@ async fn handshake(
             return hs.finish(shared.options.limits);
         }
         input.reserve(READ_CHUNK);
-        if read.read_buf(input).await? == 0 {
-            return Err(ZmtpError::ConnectionClosed);
+        let n = match read.read_buf(input).await {
+            Ok(n) => n,
+            Err(_) if hs.awaiting_security() => 0,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Err(if hs.awaiting_security() {
+                ZmtpError::ClosedDuringSecurityHandshake {
+                    mechanism: hs.mechanism_name(),
+                }
+            } else {
+                ZmtpError::ConnectionClosed
+            });
         }
         if let Err(e) = hs.receive(input) {
             // Tell the peer why (an ERROR command), best effort.

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::Limits;
 use crate::endpoint::Endpoint;
 use crate::error::{Result, ZmtpError};
-use crate::handshake::PeerInfo;
+use crate::handshake::{HandshakeFailure, PeerInfo};
 use crate::mechanism::Security;
 use crate::message::Message;
 use crate::socket_type::SocketType;
@@ -134,8 +134,17 @@ pub enum SocketEvent {
     HandshakeFailed {
         /// Remote address.
         remote: String,
-        /// Why.
+        /// Why (the peer's ERROR reason, when it sent one).
         reason: String,
+        /// What it means for trying again: a refusal by security
+        /// ([`HandshakeFailure::Authentication`]: the peer refused our
+        /// key, we could not open its boxes, the mechanisms differ) or a
+        /// peer of the wrong socket type will fail the same way again.
+        /// A connecting socket reports a peer that closes in the middle
+        /// of its CURVE handshake twice in a row (libzmq's answer to the
+        /// wrong server key) as `Authentication`, the first time as
+        /// `Other`.
+        kind: HandshakeFailure,
     },
     /// A `connect` attempt failed; it will be retried.
     ConnectFailed {
