@@ -186,6 +186,14 @@ pub struct GatewayOptions {
     /// backlog until one closes. Default 512, under the common soft limit
     /// of 1024 file descriptors a process, leaving room for the rest.
     pub max_connections: usize,
+    /// Most bytes of request bodies read and converted at once, over all
+    /// connections: a request reserves its `Content-Length` (or
+    /// `max_body`, when chunked) before reading, and waits for room (then
+    /// `503 Overloaded` if none comes within `body_timeout`). Converting a
+    /// body costs up to a few times its size, so this bounds what
+    /// concurrent large bodies cost together. Default 128 MiB (8 maximal
+    /// bodies).
+    pub max_body_memory: usize,
 }
 
 impl Default for GatewayOptions {
@@ -205,6 +213,7 @@ impl Default for GatewayOptions {
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_body_memory: 8 * DEFAULT_MAX_BODY,
         }
     }
 }
@@ -285,6 +294,12 @@ impl GatewayOptions {
     /// Sets the most connections open at once.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n;
+        self
+    }
+
+    /// Sets the most bytes of bodies read at once.
+    pub fn max_body_memory(mut self, bytes: usize) -> Self {
+        self.max_body_memory = bytes;
         self
     }
 
@@ -428,6 +443,9 @@ struct Shared {
     info: RwLock<Arc<ServiceInfo>>,
     /// When introspection was last fetched (held while fetching).
     last_refresh: tokio::sync::Mutex<Instant>,
+    /// KiB of request bodies being read and converted (see
+    /// [`GatewayOptions::max_body_memory`]).
+    body_memory: Arc<tokio::sync::Semaphore>,
 }
 
 /// The gateway: a zerorpc client, what introspection said of its service,
@@ -462,9 +480,12 @@ impl Gateway {
         Ok(Gateway {
             shared: Arc::new(Shared {
                 client,
-                opts,
                 info: RwLock::new(Arc::new(info)),
                 last_refresh: tokio::sync::Mutex::new(Instant::now()),
+                body_memory: Arc::new(tokio::sync::Semaphore::new(
+                    body_kib(opts.max_body_memory).min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
+                opts,
             }),
         })
     }
@@ -764,6 +785,54 @@ async fn read_body(
     }
 }
 
+/// Bytes as KiB, rounded up.
+fn body_kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024)
+}
+
+/// Reserves room for the request's body in
+/// [`GatewayOptions::max_body_memory`], waiting at most `body_timeout`.
+async fn reserve_body(
+    g: &Shared,
+    headers: &HeaderMap,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Response> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > g.opts.max_body) {
+        // (refused at once by `read_body`)
+        return Ok(None);
+    }
+    let need = body_kib(declared.unwrap_or(g.opts.max_body))
+        .min(body_kib(g.opts.max_body_memory))
+        .min(tokio::sync::Semaphore::MAX_PERMITS);
+    let Ok(need) = u32::try_from(need) else {
+        return Ok(None);
+    };
+    if need == 0 {
+        return Ok(None);
+    }
+    let room = g.body_memory.clone().acquire_many_owned(need);
+    match tokio::time::timeout(g.opts.body_timeout, room).await {
+        Ok(Ok(p)) => Ok(Some(p)),
+        // (never closed)
+        Ok(Err(_)) => Ok(None),
+        Err(_) => {
+            let mut r = closing(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Overloaded",
+                "too many request bodies are being read at once: retry later",
+            ));
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            Err(r)
+        }
+    }
+}
+
 /// An error response that closes the connection.
 fn closing(e: HttpError) -> Response {
     let mut r = e.into_response();
@@ -794,12 +863,16 @@ async fn call(
                 .into_response()
         }
     };
+    let room = match reserve_body(&g, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let body = match read_body(&g.opts, &headers, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let span = gateway_span(&headers, g.opts.start_traces);
-    let mut response = match handle(&g, &method, &headers, body, span.clone()).await {
+    let mut response = match handle(&g, &method, &headers, body, room, span.clone()).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, status = %e.status, name = %e.name, "call failed");
@@ -822,14 +895,17 @@ async fn handle(
     method: &str,
     headers: &HeaderMap,
     body: Bytes,
+    room: Option<tokio::sync::OwnedSemaphorePermit>,
     span: Option<TraceContext>,
 ) -> Result<Response, HttpError> {
     let args = match parse_body(&body, g.opts.body_limits())? {
         json::BodyArgs::Positional(a) => a,
         json::BodyArgs::Named(named) => g.place(method, named).await?,
     };
-    // (the body's text is no longer needed while the call runs)
+    // (the body's text is no longer needed while the call runs, and its
+    // arguments are built)
     drop(body);
+    drop(room);
     let timeout = g.opts.timeout;
     let format = negotiate(headers, g.opts.stream_format);
     if format == StreamFormat::Json {
@@ -1116,7 +1192,7 @@ mod tests {
         };
         server_decodes(args).expect("the server refuses the deepest body the gateway sends");
         for d in [lim.max_depth + 1, 10_000] {
-            let e = parse_body(deep(d).as_bytes(), lim).err().expect("too deep");
+            let e = parse_body(deep(d).as_bytes(), lim).expect_err("too deep");
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
             assert!(e.message.contains("deeper than"), "{}", e.message);
         }

@@ -117,7 +117,11 @@ async fn a_client_that_stalls_mid_head_is_disconnected() {
     );
     // A client that connects and sends nothing at all, too.
     let mut s = TcpStream::connect(&addr).await.unwrap();
-    within("the gateway to close a silent connection", read_to_close(&mut s)).await;
+    within(
+        "the gateway to close a silent connection",
+        read_to_close(&mut s),
+    )
+    .await;
     // A kept-alive connection whose next head stalls, too.
     let mut s = TcpStream::connect(&addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n")
@@ -126,7 +130,11 @@ async fn a_client_that_stalls_mid_head_is_disconnected() {
     let (head, _) = within("a response", read_response(&mut s)).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     s.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
-    within("the gateway to close a stalled second head", read_to_close(&mut s)).await;
+    within(
+        "the gateway to close a stalled second head",
+        read_to_close(&mut s),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,11 +144,18 @@ async fn a_client_that_stalls_mid_body_gets_408_and_is_disconnected() {
     s.write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n[\"abc")
         .await
         .unwrap();
-    let got = within("the gateway to answer a stalled body", read_to_close(&mut s)).await;
+    let got = within(
+        "the gateway to answer a stalled body",
+        read_to_close(&mut s),
+    )
+    .await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"RequestTimeout\""), "{text}");
-    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,17 +164,19 @@ async fn an_idle_keep_alive_connection_is_closed() {
     let mut s = TcpStream::connect(&addr).await.unwrap();
     // Two calls on the connection: it is kept alive...
     for _ in 0..2 {
-        s.write_all(
-            b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\n[\"a\"]",
-        )
-        .await
-        .unwrap();
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\n[\"a\"]")
+            .await
+            .unwrap();
         let (head, body) = within("a response", read_response(&mut s)).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert_eq!(body, b"\"a\"");
     }
     // ...then closed once idle.
-    let rest = within("the gateway to close an idle connection", read_to_close(&mut s)).await;
+    let rest = within(
+        "the gateway to close an idle connection",
+        read_to_close(&mut s),
+    )
+    .await;
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
 }
 
@@ -178,7 +195,11 @@ async fn a_client_that_stops_reading_a_stream_is_disconnected() {
     // after that drains what the kernels buffered, then the close; were
     // the connection still up, the endless stream would wedge the read.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let got = within("the gateway to drop a stalled stream", read_to_close(&mut s)).await;
+    let got = within(
+        "the gateway to drop a stalled stream",
+        read_to_close(&mut s),
+    )
+    .await;
     assert!(got.starts_with(b"HTTP/1.1 200"));
     assert!(
         got.len() < 256 << 20,
@@ -211,4 +232,37 @@ async fn connections_over_the_cap_wait_for_a_slot() {
         .expect("http");
     assert_eq!(r.status(), 200);
     assert_eq!(within("body", r.text()).await.unwrap(), "7");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_memory_budget_wait_for_room() {
+    // Room for one 64 KiB body at a time.
+    let opts = GatewayOptions::default()
+        .max_body_memory(64 * 1024)
+        .body_timeout(Duration::from_secs(3600));
+    let (addr, _server) = gateway(opts).await;
+    // A body that takes all the room, and stalls.
+    let mut first = TcpStream::connect(&addr).await.unwrap();
+    first
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 65536\r\n\r\n[")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{addr}/echo");
+    let body = format!("[\"{}\"]", "y".repeat(1000));
+    let mut second = Box::pin(http.post(&url).body(body).send());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut second)
+            .await
+            .is_err(),
+        "read while the room was taken"
+    );
+    // The first gives up: its room goes to the second.
+    drop(first);
+    let r = within("the second body, once there is room", second)
+        .await
+        .expect("http");
+    assert_eq!(r.status(), 200);
+    assert_eq!(within("body", r.text()).await.unwrap().len(), 1002);
 }
