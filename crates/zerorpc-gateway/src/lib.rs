@@ -28,8 +28,19 @@
 //!   the timeout 504 (`TimeoutExpired`); the service lost or the
 //!   connection dropped 502 (`LostRemote`, `Disconnected`). The gateway's
 //!   own: malformed JSON 400 (`BadRequest`), body too large 413
-//!   (`PayloadTooLarge`), wrong HTTP method 405, no such route 404,
-//!   missing or wrong token 401 with `WWW-Authenticate: Bearer`;
+//!   (`PayloadTooLarge`), body not sent in time 408 (`RequestTimeout`),
+//!   too many bodies at once 503 (`Overloaded`), wrong HTTP method 405, no
+//!   such route 404, missing or wrong token 401 with `WWW-Authenticate:
+//!   Bearer`;
+//! * **limits**: a body is read straight into msgpack values, and refused
+//!   as soon as it holds more values than the service's
+//!   [`zerorpc::DecodeLimits`] let it decode (413) or nests deeper than
+//!   [`GatewayOptions::max_depth`] (400): what the service would drop
+//!   unanswered is answered at once, and reading a body costs about its
+//!   size. [`Gateway::serve`] closes connections that send a request head
+//!   too slowly, stay idle too long between requests or stop reading
+//!   their response, caps open connections, and bounds the bodies read
+//!   at once (see [`GatewayOptions`]);
 //! * **trace context**: a request's W3C `traceparent` (and `tracestate`)
 //!   makes the call part of that trace: the gateway's span is a child of
 //!   the caller's, the zerorpc call a child of the gateway's, and the
@@ -511,7 +522,11 @@ impl Gateway {
         openapi::document(&self.shared.info(), self.shared.opts.token.is_some())
     }
 
-    /// The routes: `POST /{method}`, `GET /openapi.json`, `GET /`.
+    /// The routes: `POST /{method}`, `GET /openapi.json`, `GET /`. Bodies
+    /// are bounded here (size, values, depth, `body_timeout`,
+    /// `max_body_memory`); the connection limits (head, idle and write
+    /// timeouts, `max_connections`) are [`Gateway::serve`]'s, so an
+    /// application that mounts the router sets its own.
     pub fn router(&self) -> Router {
         let s = self.shared.clone();
         let routes = Router::new()
