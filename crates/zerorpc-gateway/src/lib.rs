@@ -151,7 +151,9 @@ pub struct GatewayOptions {
     pub timeout: Duration,
     /// Largest request body, and largest stream collected into a JSON
     /// array (over it: 502 `ResponseTooLarge`; ask for NDJSON or SSE).
-    /// Default [`DEFAULT_MAX_BODY`].
+    /// Default [`DEFAULT_MAX_BODY`]. (A body's msgpack is about its size
+    /// or less, plus at most 8 bytes a value: keep this well under the
+    /// service's largest message, 64 MiB by default, which it drops.)
     pub max_body: usize,
     /// How a streamed result is sent when `Accept` does not say.
     pub stream_format: StreamFormat,
