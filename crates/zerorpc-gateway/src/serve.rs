@@ -26,7 +26,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -146,9 +146,12 @@ async fn connection(
     let mut conn = pin!(conn);
     let mut stop = pin!(signal_tx.closed());
     let mut stopping = false;
+    // One timer, moved only when it fires: to the next deadline or to a
+    // re-check one shortest timeout later, whichever is sooner. Any
+    // deadline that starts after a check ends at least that long after
+    // it, so none is missed, and requests cost the timer nothing.
+    let mut timer = pin!(tokio::time::sleep_until(watch.wake_at(&limits)));
     loop {
-        let deadline = watch.deadline(&limits);
-        let changed = watch.changed.notified();
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -160,12 +163,12 @@ async fn connection(
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = changed => {}
-            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            () = timer.as_mut() => {
                 if let Some(why) = watch.expired(&limits) {
                     tracing::debug!("closing an HTTP connection: {why}");
                     return;
                 }
+                timer.as_mut().reset(watch.wake_at(&limits));
             }
         }
     }
@@ -174,7 +177,6 @@ async fn connection(
 /// What a connection is doing, as its deadlines need it.
 struct Watch {
     state: Mutex<State>,
-    changed: Notify,
 }
 
 struct State {
@@ -200,7 +202,6 @@ impl Watch {
                 first_byte: None,
                 write_stalled: None,
             }),
-            changed: Notify::new(),
         }
     }
 
@@ -235,8 +236,11 @@ impl Watch {
         }
     }
 
-    fn deadline(&self, l: &ConnLimits) -> Option<Instant> {
-        self.next(l).map(|(t, _)| t)
+    /// When to look again: the next deadline, or one shortest timeout
+    /// from now if that is sooner.
+    fn wake_at(&self, l: &ConnLimits) -> Instant {
+        let recheck = Instant::now() + l.header_timeout.min(l.idle_timeout).min(l.write_timeout);
+        self.next(l).map_or(recheck, |(t, _)| t.min(recheck))
     }
 
     /// Why the connection is past a deadline, if it is.
@@ -250,23 +254,16 @@ impl Watch {
         let mut s = self.state();
         if s.in_flight == 0 && s.first_byte.is_none() {
             s.first_byte = Some(Instant::now());
-            drop(s);
-            self.changed.notify_one();
         }
     }
 
     fn on_write(&self, pending: bool) {
         let mut s = self.state();
-        let was = s.write_stalled.is_some();
-        if pending && !was {
-            s.write_stalled = Some(Instant::now());
-        } else if !pending && was {
-            s.write_stalled = None;
-        } else {
-            return;
+        match (pending, s.write_stalled.is_some()) {
+            (true, false) => s.write_stalled = Some(Instant::now()),
+            (false, true) => s.write_stalled = None,
+            _ => {}
         }
-        drop(s);
-        self.changed.notify_one();
     }
 }
 
@@ -280,23 +277,19 @@ impl InFlight {
             s.in_flight += 1;
             s.first_byte = None;
         }
-        w.changed.notify_one();
         InFlight(w)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        {
-            let mut s = self.0.state();
-            s.in_flight = s.in_flight.saturating_sub(1);
-            if s.in_flight == 0 {
-                s.served += 1;
-                s.since = Instant::now();
-                s.first_byte = None;
-            }
+        let mut s = self.0.state();
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 {
+            s.served += 1;
+            s.since = Instant::now();
+            s.first_byte = None;
         }
-        self.0.changed.notify_one();
     }
 }
 
