@@ -34,6 +34,24 @@ pub struct GatewayArgs {
     /// Largest request body (and collected stream), in bytes
     #[arg(long, default_value_t = DEFAULT_MAX_BODY, value_name = "BYTES")]
     pub max_body: usize,
+    /// Seconds a client may take to send a request's head (then: closed)
+    #[arg(long, default_value_t = GatewayOptions::default().header_timeout.as_secs_f64(), value_name = "S")]
+    pub header_timeout: f64,
+    /// Seconds a client may take to send a request's body (then: 408)
+    #[arg(long, default_value_t = GatewayOptions::default().body_timeout.as_secs_f64(), value_name = "S")]
+    pub body_timeout: f64,
+    /// Seconds a kept-alive connection may stay idle between requests
+    #[arg(long, default_value_t = GatewayOptions::default().idle_timeout.as_secs_f64(), value_name = "S")]
+    pub idle_timeout: f64,
+    /// Seconds a response may wait for its client to read (then: closed)
+    #[arg(long, default_value_t = GatewayOptions::default().write_timeout.as_secs_f64(), value_name = "S")]
+    pub write_timeout: f64,
+    /// Most HTTP connections open at once (the next wait to be accepted)
+    #[arg(long, default_value_t = GatewayOptions::default().max_connections, value_name = "N")]
+    pub max_connections: usize,
+    /// Most bytes of request bodies read at once, all connections together
+    #[arg(long, default_value_t = GatewayOptions::default().max_body_memory, value_name = "BYTES")]
+    pub max_body_memory: usize,
 }
 
 fn seconds(what: &str, s: f64) -> Result<Duration, ExitCode> {
@@ -54,6 +72,16 @@ pub async fn run(a: GatewayArgs) -> ExitCode {
         (Ok(t), Ok(h)) => (t, h),
         (Err(e), _) | (_, Err(e)) => return e,
     };
+    let conn_timeouts = [
+        seconds("header-timeout", a.header_timeout),
+        seconds("body-timeout", a.body_timeout),
+        seconds("idle-timeout", a.idle_timeout),
+        seconds("write-timeout", a.write_timeout),
+    ];
+    let [header_timeout, body_timeout, idle_timeout, write_timeout] = match conn_timeouts {
+        [Ok(h), Ok(b), Ok(i), Ok(w)] => [h, b, i, w],
+        [Err(e), ..] | [_, Err(e), ..] | [_, _, Err(e), _] | [.., Err(e)] => return e,
+    };
     let endpoints: Vec<&str> = a.connect.iter().map(String::as_str).collect();
     let copts = ClientOptions::default()
         .timeout(timeout)
@@ -70,7 +98,13 @@ pub async fn run(a: GatewayArgs) -> ExitCode {
     };
     let mut opts = GatewayOptions::default()
         .timeout(timeout)
-        .max_body(a.max_body);
+        .max_body(a.max_body)
+        .header_timeout(header_timeout)
+        .body_timeout(body_timeout)
+        .idle_timeout(idle_timeout)
+        .write_timeout(write_timeout)
+        .max_connections(a.max_connections.max(1))
+        .max_body_memory(a.max_body_memory);
     opts.token = a
         .token
         .or_else(|| std::env::var("ZERORPC_GATEWAY_TOKEN").ok())

@@ -637,6 +637,8 @@ fn gateway_in_front_of_the_demo_server() {
             "127.0.0.1:0",
             "--token",
             "t0k",
+            "--header-timeout",
+            "0.5",
         ],
         "gateway for demo on http://",
     );
@@ -651,8 +653,24 @@ fn gateway_in_front_of_the_demo_server() {
     );
     let (status, _) = http_post(&addr, "/add", "", "[2, 40]");
     assert_eq!(status, "HTTP/1.1 401 Unauthorized");
+    // --header-timeout: a client that stalls mid-head is disconnected
+    use std::io::{Read, Write};
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    slow.write_all(b"POST /add HTTP/1.1\r\nHo").unwrap();
+    let mut rest = Vec::new();
+    let closed = slow.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok()
+            || closed
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "not closed: {closed:?}"
+    );
     let o = zerorpc(&["gateway", "--help"]);
     assert!(stdout(&o).contains("--listen"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("--idle-timeout"), "{}", stdout(&o));
     // no service there: it says so, with the timeout's exit code
     let nobody = format!("tcp://127.0.0.1:{}", free_port());
     let o = zerorpc(&["gateway", "--connect", &nobody, "--timeout", "0.5"]);

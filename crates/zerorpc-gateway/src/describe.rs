@@ -219,7 +219,7 @@ pub(crate) enum Mismatch {
 /// defaults, or says what is missing).
 pub(crate) fn positional(
     spec: &[ArgSpec],
-    mut named: serde_json::Map<String, serde_json::Value>,
+    mut named: std::collections::BTreeMap<String, Value>,
 ) -> Result<Vec<Value>, Mismatch> {
     if let Some(unknown) = named.keys().find(|k| !spec.iter().any(|a| &a.name == *k)) {
         return Err(Mismatch::Unknown(unknown.clone()));
@@ -231,7 +231,7 @@ pub(crate) fn positional(
     spec[..=last]
         .iter()
         .map(|a| match named.remove(&a.name) {
-            Some(v) => Ok(crate::json::from_json(v)),
+            Some(v) => Ok(v),
             None => a
                 .default
                 .clone()
@@ -255,8 +255,12 @@ mod tests {
             .collect()
     }
 
-    fn obj(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-        v.as_object().unwrap().clone()
+    fn obj(v: serde_json::Value) -> std::collections::BTreeMap<String, Value> {
+        v.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::json::from_json(v.clone())))
+            .collect()
     }
 
     #[test]

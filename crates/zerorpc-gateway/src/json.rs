@@ -16,7 +16,10 @@
 //! floats, strings str; an object whose only key is `"$base64"` (with a
 //! valid base64 string) becomes bin, so a caller can send bytes.
 
+use std::cell::Cell;
+
 use base64::Engine as _;
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use zerorpc::Value;
@@ -56,6 +59,265 @@ pub fn from_json(j: serde_json::Value) -> Value {
                     .collect(),
             )
         }
+    }
+}
+
+/// The deepest nesting serde_json reads.
+const SERDE_JSON_MAX_DEPTH: usize = 127;
+
+/// Bounds on what a request body may hold, checked while it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most values (msgpack nodes, as [`zerorpc::DecodeLimits`] counts
+    /// them: a map entry is two) in all the arguments together.
+    pub max_values: usize,
+    /// Deepest nesting of arrays and objects, the body's own array or
+    /// object being level 1.
+    pub max_depth: usize,
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Not JSON, or not an array, object or `null`.
+    #[error("{0}")]
+    Malformed(String),
+    /// More values than [`Limits::max_values`].
+    #[error("the arguments hold more than {0} values")]
+    TooManyValues(usize),
+    /// Nested deeper than [`Limits::max_depth`].
+    #[error("the body nests arrays and objects deeper than {0} levels")]
+    TooDeep(usize),
+}
+
+/// A request body's arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyArgs {
+    /// A JSON array (or `null`, or nothing): positional arguments.
+    Positional(Vec<Value>),
+    /// A JSON object: arguments by name.
+    Named(std::collections::BTreeMap<String, Value>),
+}
+
+/// Reads a request body straight into msgpack values (by the module's
+/// table, as [`from_json`] does), without building a JSON tree first, and
+/// stops as soon as it exceeds `limits`: what it holds is then at most
+/// `limits.max_values` values, whatever the body.
+pub fn args_from_slice(body: &[u8], limits: Limits) -> Result<BodyArgs, BodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(BodyArgs::Positional(Vec::new()));
+    }
+    let budget = Budget {
+        limits,
+        values: Cell::new(0),
+        exceeded: Cell::new(None),
+    };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let r = serde::Deserializer::deserialize_any(&mut de, Top(&budget)).and_then(|a| {
+        de.end()?;
+        Ok(a)
+    });
+    match (r, budget.exceeded.take()) {
+        (_, Some(e)) => Err(e),
+        (Ok(Some(a)), None) => Ok(a),
+        (Ok(None), None) => Err(BodyError::Malformed(
+            "the body must be a JSON array (positional arguments), an object (named arguments), null or empty".into(),
+        )),
+        // (serde_json's own bound on nesting: 127 levels)
+        (Err(e), None) if e.to_string().starts_with("recursion limit exceeded") => {
+            Err(BodyError::TooDeep(limits.max_depth.min(SERDE_JSON_MAX_DEPTH)))
+        }
+        (Err(e), None) => Err(BodyError::Malformed(format!("malformed JSON: {e}"))),
+    }
+}
+
+struct Budget {
+    limits: Limits,
+    values: Cell<usize>,
+    exceeded: Cell<Option<BodyError>>,
+}
+
+impl Budget {
+    /// Counts `n` more values.
+    fn take<E: serde::de::Error>(&self, n: usize) -> Result<(), E> {
+        let v = self.values.get() + n;
+        self.values.set(v);
+        if v > self.limits.max_values {
+            return Err(self.fail(BodyError::TooManyValues(self.limits.max_values)));
+        }
+        Ok(())
+    }
+
+    /// Enters a container at `depth`.
+    fn enter<E: serde::de::Error>(&self, depth: usize) -> Result<(), E> {
+        if depth > self.limits.max_depth {
+            return Err(self.fail(BodyError::TooDeep(self.limits.max_depth)));
+        }
+        Ok(())
+    }
+
+    fn fail<E: serde::de::Error>(&self, e: BodyError) -> E {
+        let msg = e.to_string();
+        self.exceeded.set(Some(e));
+        E::custom(msg)
+    }
+}
+
+/// The body: an array, an object or `null` (`None`: anything else).
+struct Top<'a>(&'a Budget);
+
+impl<'de> Visitor<'de> for Top<'_> {
+    type Value = Option<BodyArgs>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array, object or null")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Some(BodyArgs::Positional(Vec::new())))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        self.0.enter(1)?;
+        let mut args = Vec::new();
+        while let Some(v) = seq.next_element_seed(Seed(self.0, 1))? {
+            args.push(v);
+        }
+        Ok(Some(BodyArgs::Positional(args)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        self.0.enter(1)?;
+        let mut args = std::collections::BTreeMap::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(Seed(self.0, 1))?;
+            args.insert(k, v);
+        }
+        Ok(Some(BodyArgs::Named(args)))
+    }
+}
+
+/// One value inside a container at depth `.1`.
+#[derive(Clone, Copy)]
+struct Seed<'a>(&'a Budget, usize);
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.0.take(1)?;
+        Ok(Value::Nil)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        self.0.take(1)?;
+        Ok(Value::from(b))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Value, E> {
+        self.0.take(1)?;
+        Ok(Value::from(i))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Value, E> {
+        self.0.take(1)?;
+        Ok(match i64::try_from(u) {
+            Ok(i) => Value::from(i),
+            Err(_) => Value::from(u),
+        })
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<Value, E> {
+        self.0.take(1)?;
+        Ok(Value::from(f))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        self.0.take(1)?;
+        Ok(Value::from(s))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Value, E> {
+        self.0.take(1)?;
+        Ok(Value::from(s))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let depth = self.1 + 1;
+        self.0.enter(depth)?;
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(Seed(self.0, depth))? {
+            items.push(v);
+        }
+        // (the array itself, counted last: until then the count is short
+        // by at most one per open level)
+        self.0.take(1)?;
+        // (a Vec grown by pushes keeps room for 4 values at least: give it
+        // back, many small arrays would cost twice their due)
+        items.shrink_to_fit();
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let depth = self.1 + 1;
+        self.0.enter(depth)?;
+        let mut entries: Vec<(Value, Value)> = Vec::new();
+        // A first key `$base64` with a string is not counted until it is
+        // known not to be bytes (one value in all).
+        let mut deferred = 0;
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(Seed(self.0, depth))?;
+            self.0.take(deferred)?;
+            deferred = 0;
+            if entries.is_empty() && k == BASE64_KEY && v.is_str() {
+                deferred = 1;
+            } else {
+                self.0.take(1)?;
+            }
+            entries.push((Value::from(k), v));
+        }
+        if let [(_, Value::String(b))] = entries.as_slice() {
+            if deferred == 1 {
+                if let Some(bytes) = b.as_str().and_then(|b| B64.decode(b).ok()) {
+                    return Ok(Value::Binary(bytes));
+                }
+            }
+        }
+        self.0.take(deferred + 1)?;
+        entries.shrink_to_fit();
+        Ok(Value::Map(entries))
     }
 }
 

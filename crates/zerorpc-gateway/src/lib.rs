@@ -28,8 +28,19 @@
 //!   the timeout 504 (`TimeoutExpired`); the service lost or the
 //!   connection dropped 502 (`LostRemote`, `Disconnected`). The gateway's
 //!   own: malformed JSON 400 (`BadRequest`), body too large 413
-//!   (`PayloadTooLarge`), wrong HTTP method 405, no such route 404,
-//!   missing or wrong token 401 with `WWW-Authenticate: Bearer`;
+//!   (`PayloadTooLarge`), body not sent in time 408 (`RequestTimeout`),
+//!   too many bodies at once 503 (`Overloaded`), wrong HTTP method 405, no
+//!   such route 404, missing or wrong token 401 with `WWW-Authenticate:
+//!   Bearer`;
+//! * **limits**: a body is read straight into msgpack values, and refused
+//!   as soon as it holds more values than the service's
+//!   [`zerorpc::DecodeLimits`] let it decode (413) or nests deeper than
+//!   [`GatewayOptions::max_depth`] (400): what the service would drop
+//!   unanswered is answered at once, and reading a body costs about its
+//!   size. [`Gateway::serve`] closes connections that send a request head
+//!   too slowly, stay idle too long between requests or stop reading
+//!   their response, caps open connections, and bounds the bodies read
+//!   at once (see [`GatewayOptions`]);
 //! * **trace context**: a request's W3C `traceparent` (and `tracestate`)
 //!   makes the call part of that trace: the gateway's span is a child of
 //!   the caller's, the zerorpc call a child of the gateway's, and the
@@ -71,6 +82,7 @@
 mod describe;
 pub mod json;
 mod openapi;
+mod serve;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -79,10 +91,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
 use axum::http::header::{
-    ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+    ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
+    WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -90,12 +103,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use futures::stream::{BoxStream, StreamExt};
-use zerorpc::{Client, Reply, TraceContext, Value};
+use zerorpc::{Client, DecodeLimits, Reply, TraceContext, Value};
 
 pub use describe::{ArgSpec, MethodSpec, ServiceInfo};
 
 /// Default largest request body, and largest collected stream: 16 MiB.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Default deepest nesting of arrays and objects in a request body: 127
+/// levels (the body's own array being one), as deep as serde_json reads
+/// (it refuses more in any case); a zerorpc server (rmpv's decoder: 1024
+/// frames, two a level) reads about 500.
+pub const DEFAULT_MAX_DEPTH: usize = 127;
+
+/// Values of an event that are not arguments (the event, its header's
+/// entries, its name, the arguments' array), kept out of the arguments'
+/// share of [`DecodeLimits::max_nodes`]: a header has a few entries
+/// (`message_id`, `v`, `traceparent`, `tracestate`...), so 64 is plenty.
+pub const EVENT_ENVELOPE_VALUES: usize = 64;
 
 /// How a streamed result is sent when the request's `Accept` does not
 /// choose (`application/json`, `application/x-ndjson`,
@@ -126,7 +151,9 @@ pub struct GatewayOptions {
     pub timeout: Duration,
     /// Largest request body, and largest stream collected into a JSON
     /// array (over it: 502 `ResponseTooLarge`; ask for NDJSON or SSE).
-    /// Default [`DEFAULT_MAX_BODY`].
+    /// Default [`DEFAULT_MAX_BODY`]. (A body's msgpack is about its size
+    /// or less, plus at most 8 bytes a value: keep this well under the
+    /// service's largest message, 64 MiB by default, which it drops.)
     pub max_body: usize,
     /// How a streamed result is sent when `Accept` does not say.
     pub stream_format: StreamFormat,
@@ -138,6 +165,48 @@ pub struct GatewayOptions {
     /// Least time between two introspection refreshes triggered by
     /// requests (an unknown method or argument name). Default 1 s.
     pub refresh_interval: Duration,
+    /// The limits the service applies to the events it receives (what it
+    /// would drop unanswered); the gateway refuses a body whose arguments
+    /// exceed them (`413 PayloadTooLarge`) before converting it. Default
+    /// [`DecodeLimits::default`], what our server uses unless told
+    /// otherwise: 1,000,000 values an event, of which the arguments may
+    /// hold all but [`EVENT_ENVELOPE_VALUES`].
+    pub decode_limits: DecodeLimits,
+    /// Deepest nesting of arrays and objects in a body (over it: `400
+    /// BadRequest`). Default [`DEFAULT_MAX_DEPTH`].
+    pub max_depth: usize,
+    /// How long a client may take to send a request's head (line and
+    /// headers): from the accept on a new connection, from its first byte
+    /// on a kept-alive one. Over it the connection is closed. Default
+    /// 10 s: real clients send a head in one packet; this bounds what a
+    /// slow sender (slowloris) holds.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's whole body, once
+    /// its head is in. Over it: `408 RequestTimeout`, and the connection
+    /// is closed. Default 60 s (a maximal 16 MiB body then needs about
+    /// 2.3 Mbit/s).
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection may sit between requests before it
+    /// is closed. Default 60 s: under the 90 s that HTTP client pools
+    /// (reqwest's, for one) keep idle connections, whose next request on a
+    /// connection closed under it is retried on a new one.
+    pub idle_timeout: Duration,
+    /// How long a response may wait for the client to read any of it (a
+    /// stream to a client that stopped reading, say) before the connection
+    /// is closed (and the call with it). Default 60 s.
+    pub write_timeout: Duration,
+    /// Most connections open at once; the next ones wait in the listen
+    /// backlog until one closes. Default 512, under the common soft limit
+    /// of 1024 file descriptors a process, leaving room for the rest.
+    pub max_connections: usize,
+    /// Most bytes of request bodies read and converted at once, over all
+    /// connections: a request reserves its `Content-Length` (or
+    /// `max_body`, when chunked) before reading, and waits for room (then
+    /// `503 Overloaded` if none comes within `body_timeout`). Converting a
+    /// body costs up to a few times its size, so this bounds what
+    /// concurrent large bodies cost together. Default 128 MiB (8 maximal
+    /// bodies).
+    pub max_body_memory: usize,
 }
 
 impl Default for GatewayOptions {
@@ -150,6 +219,14 @@ impl Default for GatewayOptions {
             error_status: HashMap::new(),
             start_traces: false,
             refresh_interval: Duration::from_secs(1),
+            decode_limits: DecodeLimits::default(),
+            max_depth: DEFAULT_MAX_DEPTH,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            max_connections: 512,
+            max_body_memory: 8 * DEFAULT_MAX_BODY,
         }
     }
 }
@@ -189,6 +266,65 @@ impl GatewayOptions {
     pub fn start_traces(mut self, on: bool) -> Self {
         self.start_traces = on;
         self
+    }
+
+    /// Sets the limits of the service's decoder.
+    pub fn decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.decode_limits = limits;
+        self
+    }
+
+    /// Sets the deepest nesting of a body.
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Sets the time a request head may take.
+    pub fn header_timeout(mut self, t: Duration) -> Self {
+        self.header_timeout = t;
+        self
+    }
+
+    /// Sets the time a request body may take.
+    pub fn body_timeout(mut self, t: Duration) -> Self {
+        self.body_timeout = t;
+        self
+    }
+
+    /// Sets the time a kept-alive connection may stay idle.
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// Sets the time a response may wait for the client to read.
+    pub fn write_timeout(mut self, t: Duration) -> Self {
+        self.write_timeout = t;
+        self
+    }
+
+    /// Sets the most connections open at once.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets the most bytes of bodies read at once.
+    pub fn max_body_memory(mut self, bytes: usize) -> Self {
+        self.max_body_memory = bytes;
+        self
+    }
+
+    /// What a body's arguments may hold.
+    fn body_limits(&self) -> json::Limits {
+        json::Limits {
+            max_values: self
+                .decode_limits
+                .max_nodes
+                .saturating_sub(EVENT_ENVELOPE_VALUES),
+            max_depth: self.max_depth,
+        }
     }
 
     fn status_for(&self, name: &str) -> StatusCode {
@@ -320,6 +456,9 @@ struct Shared {
     info: RwLock<Arc<ServiceInfo>>,
     /// When introspection was last fetched (held while fetching).
     last_refresh: tokio::sync::Mutex<Instant>,
+    /// KiB of request bodies being read and converted (see
+    /// [`GatewayOptions::max_body_memory`]).
+    body_memory: Arc<tokio::sync::Semaphore>,
 }
 
 /// The gateway: a zerorpc client, what introspection said of its service,
@@ -354,9 +493,12 @@ impl Gateway {
         Ok(Gateway {
             shared: Arc::new(Shared {
                 client,
-                opts,
                 info: RwLock::new(Arc::new(info)),
                 last_refresh: tokio::sync::Mutex::new(Instant::now()),
+                body_memory: Arc::new(tokio::sync::Semaphore::new(
+                    body_kib(opts.max_body_memory).min(tokio::sync::Semaphore::MAX_PERMITS),
+                )),
+                opts,
             }),
         })
     }
@@ -382,15 +524,18 @@ impl Gateway {
         openapi::document(&self.shared.info(), self.shared.opts.token.is_some())
     }
 
-    /// The routes: `POST /{method}`, `GET /openapi.json`, `GET /`.
+    /// The routes: `POST /{method}`, `GET /openapi.json`, `GET /`. Bodies
+    /// are bounded here (size, values, depth, `body_timeout`,
+    /// `max_body_memory`); the connection limits (head, idle and write
+    /// timeouts, `max_connections`) are [`Gateway::serve`]'s, so an
+    /// application that mounts the router sets its own.
     pub fn router(&self) -> Router {
         let s = self.shared.clone();
         let routes = Router::new()
             .route("/", get(index).fallback(get_only))
             .route("/openapi.json", get(openapi_doc).fallback(get_only))
             .route("/{method}", post(call).fallback(post_only))
-            .fallback(not_found)
-            .layer(DefaultBodyLimit::max(s.opts.max_body));
+            .fallback(not_found);
         // (outermost: a request without the token is refused before its
         // body is read)
         let routes = if s.opts.token.is_some() {
@@ -401,8 +546,9 @@ impl Gateway {
         routes.with_state(s)
     }
 
-    /// Serves the routes on `listener` (HTTP/1.1, keep-alive, TCP_NODELAY)
-    /// until an I/O error.
+    /// Serves the routes on `listener` (HTTP/1.1, keep-alive, TCP_NODELAY),
+    /// with the options' connection limits and timeouts, until an I/O
+    /// error.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> Result<(), GatewayError> {
         self.serve_with_shutdown(listener, std::future::pending())
             .await
@@ -417,15 +563,14 @@ impl Gateway {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(signal)
-            .await?;
+        let o = &self.shared.opts;
+        let limits = serve::ConnLimits {
+            header_timeout: o.header_timeout,
+            idle_timeout: o.idle_timeout,
+            write_timeout: o.write_timeout,
+            max_connections: o.max_connections,
+        };
+        serve::serve(self.router(), listener, limits, signal).await?;
         Ok(())
     }
 }
@@ -470,7 +615,7 @@ impl Shared {
     async fn place(
         &self,
         method: &str,
-        named: serde_json::Map<String, serde_json::Value>,
+        named: std::collections::BTreeMap<String, Value>,
     ) -> Result<Vec<Value>, HttpError> {
         let mut refreshed = false;
         loop {
@@ -583,35 +728,134 @@ fn negotiate(headers: &HeaderMap, default: StreamFormat) -> StreamFormat {
     default
 }
 
-/// The request body as arguments.
-enum Args {
-    Positional(Vec<Value>),
-    Named(serde_json::Map<String, serde_json::Value>),
+/// The request body as arguments, refused with the right status if the
+/// service would refuse it.
+fn parse_body(body: &[u8], limits: json::Limits) -> Result<json::BodyArgs, HttpError> {
+    json::args_from_slice(body, limits).map_err(|e| match e {
+        json::BodyError::Malformed(m) => HttpError::new(StatusCode::BAD_REQUEST, "BadRequest", m),
+        json::BodyError::TooManyValues(n) => HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("the arguments hold more than {n} values, more than the service accepts in one call"),
+        ),
+        json::BodyError::TooDeep(n) => HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("the body nests arrays and objects deeper than {n} levels"),
+        ),
+    })
 }
 
-fn parse_body(body: &[u8]) -> Result<Args, HttpError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Args::Positional(Vec::new()));
+/// Reads the request body: at most `max_body` bytes, within
+/// `body_timeout`. Refusals close the connection (the rest of the body is
+/// not read).
+async fn read_body(
+    opts: &GatewayOptions,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        closing(HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("the request body exceeds {} bytes", opts.max_body),
+        ))
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > opts.max_body as u64) {
+        return Err(too_large());
     }
-    let j: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        HttpError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            format!("malformed JSON: {e}"),
-        )
-    })?;
-    match j {
-        serde_json::Value::Null => Ok(Args::Positional(Vec::new())),
-        serde_json::Value::Array(a) => Ok(Args::Positional(
-            a.into_iter().map(json::from_json).collect(),
-        )),
-        serde_json::Value::Object(o) => Ok(Args::Named(o)),
-        _ => Err(HttpError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "the body must be a JSON array (positional arguments), an object (named arguments), null or empty",
-        )),
+    let deadline = tokio::time::Instant::now() + opts.body_timeout;
+    let cap = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let mut out = Vec::with_capacity(cap.min(opts.max_body));
+    let mut chunks = body.into_data_stream();
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => {
+                return Err(closing(HttpError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeout",
+                    format!(
+                        "the request body did not arrive within {:?}",
+                        opts.body_timeout
+                    ),
+                )))
+            }
+            Ok(None) => return Ok(Bytes::from(out)),
+            Ok(Some(Err(e))) => {
+                return Err(closing(HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("cannot read the request body: {e}"),
+                )))
+            }
+            Ok(Some(Ok(chunk))) => {
+                if out.len() + chunk.len() > opts.max_body {
+                    return Err(too_large());
+                }
+                out.extend_from_slice(&chunk);
+            }
+        }
     }
+}
+
+/// Bytes as KiB, rounded up.
+fn body_kib(bytes: usize) -> usize {
+    bytes.div_ceil(1024)
+}
+
+/// Reserves room for the request's body in
+/// [`GatewayOptions::max_body_memory`], waiting at most `body_timeout`.
+async fn reserve_body(
+    g: &Shared,
+    headers: &HeaderMap,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, Response> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > g.opts.max_body) {
+        // (refused at once by `read_body`)
+        return Ok(None);
+    }
+    let need = body_kib(declared.unwrap_or(g.opts.max_body))
+        .min(body_kib(g.opts.max_body_memory))
+        .min(tokio::sync::Semaphore::MAX_PERMITS);
+    let Ok(need) = u32::try_from(need) else {
+        return Ok(None);
+    };
+    if need == 0 {
+        return Ok(None);
+    }
+    let room = g.body_memory.clone().acquire_many_owned(need);
+    match tokio::time::timeout(g.opts.body_timeout, room).await {
+        Ok(Ok(p)) => Ok(Some(p)),
+        // (never closed)
+        Ok(Err(_)) => Ok(None),
+        Err(_) => {
+            let mut r = closing(HttpError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Overloaded",
+                "too many request bodies are being read at once: retry later",
+            ));
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
+            Err(r)
+        }
+    }
+}
+
+/// An error response that closes the connection.
+fn closing(e: HttpError) -> Response {
+    let mut r = e.into_response();
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// The caller's trace context, made the parent of the gateway's span.
@@ -627,7 +871,7 @@ async fn call(
     State(g): State<Arc<Shared>>,
     method: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let method = match method {
         Ok(Path(m)) => m,
@@ -636,8 +880,16 @@ async fn call(
                 .into_response()
         }
     };
+    let room = match reserve_body(&g, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let body = match read_body(&g.opts, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let span = gateway_span(&headers, g.opts.start_traces);
-    let mut response = match handle(&g, &method, &headers, body, span.clone()).await {
+    let mut response = match handle(&g, &method, &headers, body, room, span.clone()).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, status = %e.status, name = %e.name, "call failed");
@@ -659,24 +911,18 @@ async fn handle(
     g: &Arc<Shared>,
     method: &str,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
+    room: Option<tokio::sync::OwnedSemaphorePermit>,
     span: Option<TraceContext>,
 ) -> Result<Response, HttpError> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            HttpError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!("the request body exceeds {} bytes", g.opts.max_body),
-            )
-        } else {
-            HttpError::new(e.status(), "BadRequest", e.body_text())
-        }
-    })?;
-    let args = match parse_body(&body)? {
-        Args::Positional(a) => a,
-        Args::Named(named) => g.place(method, named).await?,
+    let args = match parse_body(&body, g.opts.body_limits())? {
+        json::BodyArgs::Positional(a) => a,
+        json::BodyArgs::Named(named) => g.place(method, named).await?,
     };
+    // (the body's text is no longer needed while the call runs, and its
+    // arguments are built)
+    drop(body);
+    drop(room);
     let timeout = g.opts.timeout;
     let format = negotiate(headers, g.opts.stream_format);
     if format == StreamFormat::Json {
@@ -886,14 +1132,100 @@ mod tests {
         );
     }
 
+    /// Values in `v`, as the server's decoder counts them.
+    fn nodes(v: &Value) -> usize {
+        1 + match v {
+            Value::Array(a) => a.iter().map(nodes).sum(),
+            Value::Map(m) => m.iter().map(|(k, v)| nodes(k) + nodes(v)).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The event the gateway's client sends for `args`, with a trace
+    /// context in its header, decoded as a server decodes it.
+    fn server_decodes(args: Vec<Value>) -> Result<(), zerorpc::EventError> {
+        let mut ev = zerorpc::Event::new("method", Value::Array(args));
+        let tc = TraceContext::new_root();
+        ev.header.set("traceparent", Value::from(tc.traceparent()));
+        ev.header.set("tracestate", Value::from("vendor=value"));
+        zerorpc::Event::decode(&ev.encode(), DecodeLimits::default()).map(|_| ())
+    }
+
+    #[test]
+    fn bodies_are_counted_as_the_server_counts() {
+        for body in [
+            &br#"[1, "x", null, [true, 2.5], {"a": [1, {"b": 2}], "c": null}]"#[..],
+            br#"[{"$base64": "AP8="}, {"$base64": "!"}, {"$base64": "AP8=", "x": 1}]"#,
+            br#"[{"x": 1, "$base64": "AP8="}, {"$base64": 3}, [[[]]], {}]"#,
+            br#"{"a": [1, 2, 3], "b": {"$base64": "AP8="}}"#,
+        ] {
+            let at = |max_values| {
+                json::args_from_slice(
+                    body,
+                    json::Limits {
+                        max_values,
+                        max_depth: 10,
+                    },
+                )
+            };
+            let Ok(args) = at(1000) else { panic!() };
+            let vals: Vec<Value> = match args {
+                json::BodyArgs::Positional(a) => a,
+                json::BodyArgs::Named(m) => m.into_values().collect(),
+            };
+            let n: usize = vals.iter().map(nodes).sum();
+            assert!(at(n).is_ok(), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                at(n - 1),
+                Err(json::BodyError::TooManyValues(n - 1)),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn the_gateway_sends_only_what_the_server_decodes() {
+        let lim = GatewayOptions::default().body_limits();
+        // As many values as a body may hold...
+        let zeros = vec!["0"; lim.max_values - 1].join(",");
+        let most = format!("[[{zeros}]]");
+        let Ok(json::BodyArgs::Positional(args)) = json::args_from_slice(most.as_bytes(), lim)
+        else {
+            panic!("refused")
+        };
+        server_decodes(args).expect("the server refuses the most values the gateway sends");
+        let over = format!("[[{zeros},0]]");
+        assert_eq!(
+            parse_body(over.as_bytes(), lim).err().map(|e| e.status),
+            Some(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        // ...and as deep.
+        let deep = |d: usize| format!("{}\"x\"{}", "[".repeat(d), "]".repeat(d));
+        let Ok(json::BodyArgs::Positional(args)) =
+            json::args_from_slice(deep(lim.max_depth).as_bytes(), lim)
+        else {
+            panic!("refused")
+        };
+        server_decodes(args).expect("the server refuses the deepest body the gateway sends");
+        for d in [lim.max_depth + 1, 10_000] {
+            let e = parse_body(deep(d).as_bytes(), lim).expect_err("too deep");
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.contains("deeper than"), "{}", e.message);
+        }
+    }
+
     #[test]
     fn bodies_parse_or_say_why() {
-        assert!(matches!(parse_body(b""), Ok(Args::Positional(a)) if a.is_empty()));
-        assert!(matches!(parse_body(b" null "), Ok(Args::Positional(a)) if a.is_empty()));
-        assert!(matches!(parse_body(b"[1]"), Ok(Args::Positional(a)) if a == [Value::from(1)]));
-        assert!(matches!(parse_body(b"{\"a\": 1}"), Ok(Args::Named(_))));
-        for bad in [&b"[1,"[..], b"42", b"\"x\"", b"{]"] {
-            let e = parse_body(bad).err().unwrap();
+        use json::BodyArgs::{Named, Positional};
+        let lim = GatewayOptions::default().body_limits();
+        let parse = |b: &[u8]| parse_body(b, lim);
+        assert!(matches!(parse(b""), Ok(Positional(a)) if a.is_empty()));
+        assert!(matches!(parse(b" null "), Ok(Positional(a)) if a.is_empty()));
+        assert!(matches!(parse(b"[1]"), Ok(Positional(a)) if a == [Value::from(1)]));
+        assert!(matches!(parse(b"{\"a\": 1}"), Ok(Named(_))));
+        for bad in [&b"[1,"[..], b"42", b"\"x\"", b"{]", b"[1] 2"] {
+            let e = parse(bad).err().unwrap();
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
         }
     }

@@ -83,11 +83,13 @@ fn operation(m: &MethodSpec, secured: bool) -> J {
                     "text/event-stream": {"schema": {"type": "string"}}
                 }
             },
-            "400": error_response("malformed JSON or wrong arguments (TypeError)"),
+            "400": error_response("malformed JSON, nested too deep, or wrong arguments (TypeError)"),
             "404": error_response("no such method (NameError)"),
-            "413": error_response("request body too large"),
+            "408": error_response("the request body did not arrive in time"),
+            "413": error_response("request body too large, or more values than the service accepts"),
             "500": error_response("the method raised an error"),
             "502": error_response("the service was lost or the connection dropped"),
+            "503": error_response("too many request bodies at once: retry later"),
             "504": error_response("no reply within the timeout"),
         }
     });

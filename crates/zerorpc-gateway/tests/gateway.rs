@@ -480,7 +480,7 @@ async fn openapi_has_a_path_per_method() {
         assert!(item.get.is_none());
         let op = item.post.as_ref().expect("POST");
         assert_eq!(op.operation_id.as_deref(), Some(m));
-        for code in [200, 400, 404, 500, 504] {
+        for code in [200, 400, 404, 408, 413, 500, 503, 504] {
             assert!(
                 op.responses
                     .responses
