@@ -261,3 +261,72 @@ pub fn apt_tool(binary: &str, package: &str, test: &str) -> Option<String> {
     }
     p
 }
+
+/// Runs `script` with the venv's Python (`-u -c script args...`) off the
+/// runtime, and checks that it succeeded and printed `ALL DONE`; returns
+/// its standard output.
+pub async fn run_python_script(what: &str, script: &'static str, args: Vec<String>) -> String {
+    let out = within(
+        what,
+        tokio::task::spawn_blocking(move || {
+            Command::new(python())
+                .arg("-u")
+                .arg("-c")
+                .arg(script)
+                .args(args)
+                .output()
+                .expect("run python")
+        }),
+    )
+    .await
+    .expect("the python task");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("ALL DONE"),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A metric series: its name and its labels.
+pub type Series = (String, std::collections::BTreeMap<String, String>);
+
+/// Scrapes a Prometheus exporter on `127.0.0.1:port`: each
+/// `name{k="v",...} value` line, keyed by name and sorted labels.
+pub fn scrape_prometheus(port: u16) -> std::collections::BTreeMap<Series, f64> {
+    use std::collections::BTreeMap;
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect exporter");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("send the request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read the response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut out = BTreeMap::new();
+    for line in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels: BTreeMap<String, String> = labels
+            .split("\",")
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("label");
+                (k.to_owned(), v.trim_matches('"').to_owned())
+            })
+            .collect();
+        out.insert(
+            (name.to_owned(), labels),
+            value.parse::<f64>().expect("value"),
+        );
+    }
+    out
+}

@@ -8,9 +8,10 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raw::{rss_kib, within, RawClient};
+use raw::RawClient;
 use zerorpc::demo::demo_service;
 use zerorpc::{ChannelConfig, Client, Server, ServerOptions, Value};
+use zerorpc_testkit::{rss_kib, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unread_large_replies_hold_bounded_memory() {

@@ -9,9 +9,10 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raw::{rss_kib, within, RawClient};
+use raw::RawClient;
 use zerorpc::demo::demo_service;
 use zerorpc::{Client, Server, Value};
+use zerorpc_testkit::{rss_kib, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unread_stream_with_unbounded_credit_stays_bounded() {

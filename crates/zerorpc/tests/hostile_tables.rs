@@ -7,9 +7,10 @@ mod raw;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raw::{within, RawClient};
+use raw::RawClient;
 use zerorpc::demo::demo_service;
 use zerorpc::{ChannelConfig, Client, Error, Server, ServerOptions, Value};
+use zerorpc_testkit::within;
 
 async fn serve(opts: ServerOptions) -> (Arc<Server>, String) {
     let server = Arc::new(Server::with_options(demo_service(), opts));

@@ -15,10 +15,6 @@ use zerorpc::{
 
 const HB: Duration = Duration::from_millis(500);
 
-fn channel() -> ChannelConfig {
-    channel_with(HB)
-}
-
 fn channel_with(heartbeat: Duration) -> ChannelConfig {
     ChannelConfig {
         heartbeat,

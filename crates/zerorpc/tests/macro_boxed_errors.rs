@@ -168,25 +168,5 @@ print("ALL DONE", flush=True)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_sees_a_boxed_errors_name_and_message() {
     let (_server, ep) = start().await;
-    let out = within(
-        "python client",
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(python())
-                .arg("-u")
-                .arg("-c")
-                .arg(PYTHON_CLIENT)
-                .arg(&ep)
-                .output()
-                .expect("run python")
-        }),
-    )
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("ALL DONE"),
-        "python client failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python_script("python client", PYTHON_CLIENT, vec![ep]).await;
 }

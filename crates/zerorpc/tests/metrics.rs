@@ -4,48 +4,12 @@
 use zerorpc_testkit as common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use zerorpc::demo::demo_service;
 use zerorpc::{ChannelConfig, Client, ClientOptions, Server, ServerOptions, Value};
-
-/// `name{k="v",...} value` lines, keyed by name and sorted labels.
-fn scrape(port: u16) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect exporter");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut out = BTreeMap::new();
-    for line in body
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("series value");
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let labels: BTreeMap<String, String> = labels
-            .split("\",")
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').expect("label");
-                (k.to_owned(), v.trim_matches('"').to_owned())
-            })
-            .collect();
-        out.insert(
-            (name.to_owned(), labels),
-            value.parse::<f64>().expect("value"),
-        );
-    }
-    out
-}
 
 fn get(
     m: &BTreeMap<(String, BTreeMap<String, String>), f64>,
@@ -126,7 +90,7 @@ async fn prometheus_sees_calls_outcomes_durations_and_losses() {
         // (the server counts a call when its reply is on its way)
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let m = scrape(port);
+            let m = scrape_prometheus(port);
             let done = m.contains_key(&(
                 "zerorpc_server_calls_total".into(),
                 [

@@ -4,48 +4,11 @@
 
 use zerorpc_testkit as common;
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use zerorpc::{Client, ClientOptions, Server, ServerOptions, Value};
-
-/// `name{k="v",...} value` lines, keyed by name and sorted labels.
-fn scrape(port: u16) -> BTreeMap<(String, BTreeMap<String, String>), f64> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect exporter");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let mut out = BTreeMap::new();
-    for line in body
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').expect("series value");
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let labels: BTreeMap<String, String> = labels
-            .split("\",")
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').expect("label");
-                (k.to_owned(), v.trim_matches('"').to_owned())
-            })
-            .collect();
-        out.insert(
-            (name.to_owned(), labels),
-            value.parse::<f64>().expect("value"),
-        );
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_unknown_method_names_leave_labels_and_store_keys_bounded() {
@@ -94,7 +57,7 @@ async fn ten_thousand_unknown_method_names_leave_labels_and_store_keys_bounded()
     c.call("_zerorpc_ping", vec![]).await.unwrap();
     assert!(recorder.flush(Duration::from_secs(30)).await);
     let rss_after = common::rss_kib();
-    let m = tokio::task::spawn_blocking(move || scrape(port))
+    let m = tokio::task::spawn_blocking(move || scrape_prometheus(port))
         .await
         .unwrap();
     let methods: std::collections::BTreeSet<&str> = m
@@ -140,7 +103,7 @@ async fn ten_thousand_unknown_method_names_leave_labels_and_store_keys_bounded()
     for i in 0..max + 500 {
         assert!(c2.call(&format!("via_gateway_{i}"), vec![]).await.is_err());
     }
-    let m = tokio::task::spawn_blocking(move || scrape(port))
+    let m = tokio::task::spawn_blocking(move || scrape_prometheus(port))
         .await
         .unwrap();
     let client_methods: std::collections::BTreeSet<&str> = m

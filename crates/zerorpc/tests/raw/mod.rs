@@ -12,7 +12,7 @@ use zmtp::{
     Decoder, Encoder, Handshake, Incoming, Limits, Message, NullMechanism, SocketType, WriteBuffer,
 };
 
-pub use zerorpc_testkit::{rss_kib, within};
+use zerorpc_testkit::within;
 
 pub struct RawClient {
     pub stream: TcpStream,
