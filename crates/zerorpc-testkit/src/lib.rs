@@ -266,10 +266,20 @@ pub fn apt_tool(binary: &str, package: &str, test: &str) -> Option<String> {
 /// runtime, and checks that it succeeded and printed `ALL DONE`; returns
 /// its standard output.
 pub async fn run_python_script(what: &str, script: &'static str, args: Vec<String>) -> String {
+    run_python_script_with(python(), what, script, args).await
+}
+
+/// [`run_python_script`] with the given Python.
+pub async fn run_python_script_with(
+    py: &'static Path,
+    what: &str,
+    script: &'static str,
+    args: Vec<String>,
+) -> String {
     let out = within(
         what,
         tokio::task::spawn_blocking(move || {
-            Command::new(python())
+            Command::new(py)
                 .arg("-u")
                 .arg("-c")
                 .arg(script)

@@ -44,28 +44,7 @@ async fn run_script_everywhere(code: &'static str, ep: &str) -> Vec<String> {
 }
 
 async fn run_script_with(py: &'static std::path::Path, code: &'static str, ep: String) -> String {
-    within(
-        "python client script",
-        tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(py)
-                .arg("-u")
-                .arg("-c")
-                .arg(code)
-                .arg(&ep)
-                .output()
-                .expect("run python");
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success() && stdout.contains("ALL DONE"),
-                "python client failed ({}):\n{stdout}\n{stderr}",
-                out.status
-            );
-            stdout
-        }),
-    )
-    .await
-    .unwrap()
+    run_python_script_with(py, "python client script", code, vec![ep]).await
 }
 
 const CLIENT: &str = r#"
