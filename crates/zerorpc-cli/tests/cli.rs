@@ -305,9 +305,10 @@ impl Drop for Bg {
     }
 }
 
-#[test]
-fn hub_from_a_zerohub_config_with_cli_workers() {
-    let dir = std::env::temp_dir().join(format!("zerorpc-hub-{}", std::process::id()));
+/// A zerohub-style config on two free ports (heartbeat 1 s), in a
+/// directory of its own named after `name`: its path and the ports.
+fn hub_config(name: &str) -> (std::path::PathBuf, u16, u16) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (pin, pout) = (free_port(), free_port());
     let cfg = dir.join("hub.yml");
@@ -316,6 +317,12 @@ fn hub_from_a_zerohub_config_with_cli_workers() {
         format!("in: \"tcp://127.0.0.1:{pin}\"\nout: \"tcp://127.0.0.1:{pout}\"\ntype: queue\nheartbeat: 1\n"),
     )
     .unwrap();
+    (cfg, pin, pout)
+}
+
+#[test]
+fn hub_from_a_zerohub_config_with_cli_workers() {
+    let (cfg, pin, pout) = hub_config("zerorpc-hub");
     let _hub = Bg::start(&["hub", cfg.to_str().unwrap()], "hub: clients connect to");
     let out = format!("tcp://127.0.0.1:{pout}");
     let _w1 = Bg::start(
@@ -1108,15 +1115,7 @@ fn an_undrained_stderr_pipe_never_stops_the_hub() {
     // The hub prints a statistics line every --stats-interval; with a
     // stderr nobody reads, a 64 KiB pipe fills within seconds at 5 ms (100
     // bytes a line). The hub must keep routing and still stop on SIGTERM.
-    let dir = std::env::temp_dir().join(format!("zerorpc-hub-pipe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (pin, pout) = (free_port(), free_port());
-    let cfg = dir.join("hub.yml");
-    std::fs::write(
-        &cfg,
-        format!("in: \"tcp://127.0.0.1:{pin}\"\nout: \"tcp://127.0.0.1:{pout}\"\ntype: queue\nheartbeat: 1\n"),
-    )
-    .unwrap();
+    let (cfg, pin, pout) = hub_config("zerorpc-hub-pipe");
     let mut child = Command::new(BIN)
         .args(["hub", cfg.to_str().unwrap(), "--stats-interval", "0.005"])
         .stdout(Stdio::null())
@@ -1166,5 +1165,7 @@ fn an_undrained_stderr_pipe_never_stops_the_hub() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(err);
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(dir) = cfg.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
