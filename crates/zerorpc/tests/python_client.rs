@@ -307,6 +307,28 @@ async fn passive_heartbeat_python_client_gets_a_long_call_through() {
     assert_eq!(server.active_calls(), 0);
 }
 
+/// The case as users hit it: the default 5 s heartbeat, a 12 s call (it
+/// was cancelled at 10 s, two silent intervals).
+const PASSIVE_12S: &str = r#"
+import sys, time, zerorpc
+c = zerorpc.Client(timeout=30, passive_heartbeat=True)
+c.connect(sys.argv[1])
+t = time.time()
+got = c.slow(12)
+assert got == 12, got
+print("OK passive slow(12) in %.1fs" % (time.time() - t), flush=True)
+print("ALL DONE", flush=True)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_heartbeat_python_client_gets_a_12_s_call_through_at_the_default_heartbeat() {
+    let (server, ep) = serve(Duration::from_secs(5)).await;
+    for out in run_script_everywhere(PASSIVE_12S, &ep).await {
+        assert!(out.contains("OK passive slow(12)"), "{out}");
+    }
+    assert_eq!(server.active_calls(), 0);
+}
+
 /// What a Python user sees of our errors: `str(e)` (zerorpc-python shows
 /// the traceback when it is not nil, else `Name: message`) and what an
 /// uncaught error prints.
