@@ -29,6 +29,9 @@ const READ_CHUNK: usize = 64 * 1024;
 const MAX_READ_RESERVE: usize = 4 * 1024 * 1024;
 /// Stop batching outgoing messages past this many buffered bytes.
 const WRITE_BATCH: usize = 256 * 1024;
+/// Bytes a writer takes off its queue at once (at least one message):
+/// what it holds outside the queue's byte limit.
+const WRITE_TAKE_BYTES: usize = 4 * 1024 * 1024;
 
 /// First pause after a failed accept; it doubles while accepts keep failing.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -410,7 +413,7 @@ async fn write_loop(
             tokio::select! {
                 biased;
                 c = ctrl.recv() => if let Some(c) = c { encoder.encode_command(&c, &mut buf)? },
-                open = queue.pop_batch(&mut batch, BATCH_MSGS, WRITE_BATCH) => if !open {
+                open = queue.pop_batch(&mut batch, BATCH_MSGS, WRITE_TAKE_BYTES) => if !open {
                     // The peer was removed from the socket: we are done.
                     return Ok(());
                 },
