@@ -174,10 +174,15 @@ impl<T: Weigh> Queue<T> {
     }
 
     /// Registers `cx` to be woken when the reason for `no` goes away.
-    fn wait_for_room(&self, s: &mut State<T>, no: NoRoom, cx: &Context<'_>) {
+    fn wait_for_room(&self, s: &mut State<T>, no: NoRoom, w: usize, cx: &Context<'_>) {
         register(&mut s.writers, cx.waker());
         if let (NoRoom::Budget, Some(b)) = (no, &self.budget) {
             b.wait(cx.waker());
+            // A release between the check and the registration would not
+            // have woken us: look again.
+            if !b.exceeded_by(w) {
+                cx.waker().wake_by_ref();
+            }
         }
     }
 
@@ -211,7 +216,7 @@ impl<T: Weigh> Queue<T> {
         match self.check(&s, 1) {
             Ok(()) => Poll::Ready(true),
             Err(no) => {
-                self.wait_for_room(&mut s, no, cx);
+                self.wait_for_room(&mut s, no, 1, cx);
                 Poll::Pending
             }
         }
@@ -273,9 +278,10 @@ impl<T: Weigh> Queue<T> {
             if s.closed {
                 return Poll::Ready(Err(it));
             }
-            if let Err(no) = self.check(&s, it.weight()) {
+            let w = it.weight();
+            if let Err(no) = self.check(&s, w) {
                 *item = Some(it);
-                self.wait_for_room(&mut s, no, cx);
+                self.wait_for_room(&mut s, no, w, cx);
                 return Poll::Pending;
             }
             self.add(&mut s, it);
@@ -302,8 +308,9 @@ impl<T: Weigh> Queue<T> {
                 }
                 let mut moved = false;
                 while let Some(first) = batch.front() {
-                    if let Err(no) = self.check(&s, first.weight()) {
-                        self.wait_for_room(&mut s, no, cx);
+                    let w = first.weight();
+                    if let Err(no) = self.check(&s, w) {
+                        self.wait_for_room(&mut s, no, w, cx);
                         break;
                     }
                     if let Some(it) = batch.pop_front() {
