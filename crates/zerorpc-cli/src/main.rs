@@ -222,9 +222,15 @@ async fn recorder(cli: &Cli) -> Result<Option<zerorpc::Recorder>, ExitCode> {
     let Some(addr) = &cli.records else {
         return Ok(None);
     };
-    match zerorpc::collector::PushSink::connect(addr).await {
-        Ok(sink) => {
-            tokio::spawn(warn_if_not_records_port(sink.monitor(), addr.clone()));
+    match zerorpc::collector::PushSink::connect_monitored(addr).await {
+        Ok((sink, events)) => {
+            // The first attempt's outcome, before any call (a call can be
+            // over before a background check would have said anything).
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                warn_if_not_records_port(events, addr.clone()),
+            )
+            .await;
             Ok(Some(zerorpc::Recorder::new(sink, 65_536)))
         }
         Err(e) => {
@@ -234,8 +240,9 @@ async fn recorder(cli: &Cli) -> Result<Option<zerorpc::Recorder>, ExitCode> {
     }
 }
 
-/// Says so, once, when `--records` names something that is not a
-/// collector's records port (its query port, a server...).
+/// Says so when `--records` names something that is not a collector's
+/// records port (its query port, a server...). Returns at the first
+/// attempt's outcome (connected, refused, or the handshake failed).
 async fn warn_if_not_records_port(
     mut events: tokio::sync::broadcast::Receiver<zerorpc::zmtp::SocketEvent>,
     addr: String,
@@ -253,8 +260,13 @@ async fn warn_if_not_records_port(
                 );
                 return;
             }
+            Ok(
+                zerorpc::zmtp::SocketEvent::Connected { .. }
+                | zerorpc::zmtp::SocketEvent::ConnectFailed { .. }
+                | zerorpc::zmtp::SocketEvent::HandshakeFailed { .. },
+            )
+            | Err(RecvError::Closed) => return,
             Ok(_) | Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => return,
         }
     }
 }

@@ -48,9 +48,18 @@ pub struct PushSink {
 impl PushSink {
     /// A sink connected (in the background, reconnecting) to a collector.
     pub async fn connect(endpoint: &str) -> Result<Self, Error> {
+        Ok(PushSink::connect_monitored(endpoint).await?.0)
+    }
+
+    /// [`PushSink::connect`], with its connection events from the first
+    /// attempt on (a [`PushSink::monitor`] taken afterwards may miss it).
+    pub async fn connect_monitored(
+        endpoint: &str,
+    ) -> Result<(Self, broadcast::Receiver<zmtp::SocketEvent>), Error> {
         let socket = PushSocket::new();
+        let events = socket.monitor();
         socket.connect(endpoint).await?;
-        Ok(PushSink { socket })
+        Ok((PushSink { socket }, events))
     }
 
     /// Its connection events: a handshake that fails with
