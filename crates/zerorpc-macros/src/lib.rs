@@ -190,17 +190,22 @@ fn is_option(ty: &Type) -> bool {
         })
 }
 
-/// `Result<T, E>` → `T`.
-fn result_ok_type(ty: &Type) -> Option<Type> {
+/// The generic arguments of a `Result<...>` type.
+fn result_args(ty: &Type) -> Option<&syn::AngleBracketedGenericArguments> {
     let Type::Path(p) = peel(ty) else { return None };
     let seg = p.path.segments.last()?;
     if seg.ident != "Result" {
         return None;
     }
-    let PathArguments::AngleBracketed(a) = &seg.arguments else {
-        return None;
-    };
-    match a.args.first()? {
+    match &seg.arguments {
+        PathArguments::AngleBracketed(a) => Some(a),
+        _ => None,
+    }
+}
+
+/// `Result<T, E>` → `T`.
+fn result_ok_type(ty: &Type) -> Option<Type> {
+    match result_args(ty)?.args.first()? {
         GenericArgument::Type(t) => Some(t.clone()),
         _ => None,
     }
@@ -208,15 +213,7 @@ fn result_ok_type(ty: &Type) -> Option<Type> {
 
 /// `Result<T, E>` → `E`, when written out.
 fn result_err_type(ty: &Type) -> Option<&Type> {
-    let Type::Path(p) = peel(ty) else { return None };
-    let seg = p.path.segments.last()?;
-    if seg.ident != "Result" {
-        return None;
-    }
-    let PathArguments::AngleBracketed(a) = &seg.arguments else {
-        return None;
-    };
-    match a.args.iter().nth(1)? {
+    match result_args(ty)?.args.iter().nth(1)? {
         GenericArgument::Type(t) => Some(t),
         _ => None,
     }
