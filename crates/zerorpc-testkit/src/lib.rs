@@ -69,7 +69,29 @@ fn run(cmd: &mut Command, what: &str) {
 /// the first rename wins.
 pub fn python() -> &'static Path {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| venv("python-venv", Path::new("python3")))
+    PY.get_or_init(|| venv("python-venv", Path::new("python3"), ZERORPC_PACKAGES))
+}
+
+/// What [`python`] and [`python39`] install.
+const ZERORPC_PACKAGES: &[&str] = &["zerorpc==0.6.3"];
+
+/// fedmsg 1.1.7 as the bus's interop tests need it: pyOpenSSL and
+/// cryptography are pinned because today's pyOpenSSL lacks `load_crl`, and
+/// fedmsg then silently turns signing off and rejects every signed message.
+pub const FEDMSG_PACKAGES: &[&str] = &[
+    "fedmsg==1.1.7",
+    "pyOpenSSL==24.2.1",
+    "cryptography==43.0.3",
+];
+
+/// A venv's python with fedmsg 1.1.7 (see [`FEDMSG_PACKAGES`]), under
+/// `target/python-venv-fedmsg`, created on first use like [`python`]'s.
+/// Its console scripts (`fedmsg-relay`, `fedmsg-tail`) are not usable
+/// (they name the temporary directory the venv was built in): run their
+/// entry points with `python -c` instead.
+pub fn fedmsg_python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| venv("python-venv-fedmsg", Path::new("python3"), FEDMSG_PACKAGES))
 }
 
 /// pyenv's Python 3.9 (the oldest our users still run zerorpc-python on),
@@ -95,7 +117,7 @@ fn pyenv_39() -> Option<PathBuf> {
 pub fn python39() -> Option<&'static Path> {
     static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
     PY.get_or_init(|| match pyenv_39() {
-        Some(base) => Some(venv("python-venv-3.9", &base)),
+        Some(base) => Some(venv("python-venv-3.9", &base, ZERORPC_PACKAGES)),
         None => {
             eprintln!(
                 "NOTE: no Python 3.9 under pyenv (~/.pyenv/versions/3.9.*): \
@@ -118,11 +140,13 @@ pub fn pythons() -> Vec<(&'static str, &'static Path)> {
 }
 
 /// A venv `name` under the target dir made from `base` (a python
-/// interpreter), with zerorpc 0.6.3; returns its python.
-fn venv(name: &str, base: &Path) -> PathBuf {
+/// interpreter), with `packages` (pip requirement specifiers); returns its
+/// python.
+fn venv(name: &str, base: &Path, packages: &[&str]) -> PathBuf {
     let venv = workspace_target().join(name);
     let py = venv.join("bin/python");
-    let ready = venv.join(".zerorpc-0.6.3-ready");
+    let marker = format!(".{}-ready", packages.join("+"));
+    let ready = venv.join(&marker);
     if ready.exists() {
         return py;
     }
@@ -134,15 +158,12 @@ fn venv(name: &str, base: &Path) -> PathBuf {
         &format!("creating the Python venv ({base:?} -m venv; is python3 installed?)"),
     );
     run(
-        Command::new(tmp.join("bin/pip")).args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "zerorpc==0.6.3",
-        ]),
-        "pip install zerorpc==0.6.3 (needs the PyPI registry)",
+        Command::new(tmp.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(packages),
+        &format!("pip install {} (needs the PyPI registry)", packages.join(" ")),
     );
-    std::fs::write(tmp.join(".zerorpc-0.6.3-ready"), b"").expect("marker");
+    std::fs::write(tmp.join(&marker), b"").expect("marker");
     if std::fs::rename(&tmp, &venv).is_err() {
         // Another process finished first (or a stale venv without the
         // marker is in the way).

@@ -1,0 +1,5 @@
+//! (to be written)
+
+/// (to be written)
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {}

@@ -1,0 +1,28 @@
+//! An event bus wire-compatible with [fedmsg](https://fedmsg.readthedocs.io),
+//! built on our ZeroMQ stack.
+//!
+//! What this crate owns:
+//! * [`json`]: fedmsg's canonical JSON (Python's `json.dumps` with sorted
+//!   keys, compact separators and ASCII escapes), byte for byte;
+//! * [`message`]: the fedmsg envelope (`topic`, `msg`, `timestamp`,
+//!   `msg_id`, `i`, `username`, and `crypto`/`signature`/`certificate`
+//!   when signed) and fedmsg's topic rules;
+//! * [`crypto`]: X.509 signing and validation with fedmsg's rules (CA, CRL,
+//!   routing policy);
+//! * [`store`]: the daemon's durable log; [`replay`]: fedmsg's replay
+//!   queries answered from it; [`record`]: recordings (one message a line);
+//! * [`schema`]: topic → JSON Schema registry, checked on publish and on
+//!   consume, with human summaries; [`config`]: one optional TOML file plus
+//!   environment overrides, with the origin of every value.
+
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod json;
+pub mod message;
+pub mod record;
+pub mod replay;
+pub mod schema;
+pub mod store;
+
+pub use error::Error;
