@@ -22,6 +22,23 @@ pub enum Error {
     /// The configuration.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The daemon rejected a message (nothing was stored): why.
+    #[error("the bus rejected message {msg_id}: {reason}")]
+    Rejected { msg_id: String, reason: String },
+    /// No confirmation came for a message within the confirm timeout: it
+    /// may or may not be stored (publishing it again is safe: the daemon
+    /// drops a second copy of a `msg_id`).
+    #[error("message {msg_id} was not confirmed: {reason}")]
+    Unconfirmed { msg_id: String, reason: String },
+    /// Talking to the daemon.
+    #[error(transparent)]
+    Rpc(#[from] zerorpc::Error),
+    /// A socket could not be bound or connected, or a task could not run.
+    #[error("{0}")]
+    Transport(String),
+    /// The publisher or subscription was closed.
+    #[error("closed")]
+    Closed,
     /// Reading or writing a file (recordings).
     #[error("{path}: {source}")]
     Io {

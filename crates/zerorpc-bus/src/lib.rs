@@ -9,20 +9,34 @@
 //!   when signed) and fedmsg's topic rules;
 //! * [`crypto`]: X.509 signing and validation with fedmsg's rules (CA, CRL,
 //!   routing policy);
+//! * [`daemon`]: the bus daemon: durable, confirmed ingest, fan-out on a
+//!   fedmsg PUB endpoint, fedmsg's replay queries; [`protocol`]: what our
+//!   clients say to it;
+//! * [`publisher`]: publishing with confirmations, batching and signing;
+//!   [`subscriber`]: following the daemon (gapless, resumable) or any
+//!   fedmsg endpoint; [`consumer`]: hosted consumers (ack, retry, drop,
+//!   halt);
 //! * [`store`]: the daemon's durable log; [`replay`]: fedmsg's replay
 //!   queries answered from it; [`record`]: recordings (one message a line);
 //! * [`schema`]: topic → JSON Schema registry, checked on publish and on
 //!   consume, with human summaries; [`config`]: one optional TOML file plus
-//!   environment overrides, with the origin of every value.
+//!   environment overrides, with the origin of every value;
+//! * [`glob`]: topic patterns.
 
 pub mod config;
+pub mod consumer;
 pub mod crypto;
+pub mod daemon;
 pub mod error;
+pub mod glob;
 pub mod json;
 pub mod message;
+pub mod protocol;
+pub mod publisher;
 pub mod record;
 pub mod replay;
 pub mod schema;
 pub mod store;
+pub mod subscriber;
 
 pub use error::Error;

@@ -19,6 +19,7 @@ macro_rules! note {
 }
 
 mod bench;
+mod bus;
 mod client;
 mod gateway;
 mod hub;
@@ -61,6 +62,8 @@ Examples:
                                                 --dns-domain DOMAIN [--dns-server IP:PORT])
   zerorpc trace tail                            follow records as they arrive
   zerorpc trace top                             per-method rates, failures, p50/p99
+  zerorpc bus serve                             the fedmsg-compatible event bus (also bus publish,
+                                                tail, replay, record, config: zerorpc help bus)
 
 Arguments that are not literals are sent as strings. Exit codes: 0 ok, 1 remote error,
 2 usage, 3 timeout, 4 lost remote, 5 other failure, 6 authentication failed.
@@ -313,6 +316,7 @@ fn init_tracing() -> Option<tracing_appender::non_blocking::WorkerGuard> {
 /// The subcommands `zerorpc help NAME` describes.
 const SUBCOMMANDS: &[&str] = &[
     "bench",
+    "bus",
     "hub",
     "gateway",
     "trace-collector",
@@ -418,6 +422,12 @@ fn main() -> ExitCode {
             rt.block_on(bench::run(b))
         }
         Some("demo") if args.len() == 2 => rt.block_on(client::demo()),
+        Some("bus") => {
+            let a = bus::BusArgs::parse_from(
+                std::iter::once("zerorpc bus".to_owned()).chain(args.into_iter().skip(2)),
+            );
+            rt.block_on(bus::run(a))
+        }
         Some("trace-collector") => {
             let a = trace::CollectorArgs::parse_from(
                 std::iter::once("zerorpc trace-collector".to_owned())

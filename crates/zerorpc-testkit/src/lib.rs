@@ -50,6 +50,17 @@ fn workspace_target() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
 }
 
+/// A fresh, empty directory for one test under `target/test-scratch`
+/// (kept after the test, for a look when it fails; a rerun starts afresh).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = workspace_target()
+        .join("test-scratch")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch dir under target/");
+    dir
+}
+
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd
         .output()

@@ -1,0 +1,252 @@
+//! Hosted consumers: a callback per message that answers what to do with
+//! it, like fedora-messaging's (`Nack` → [`Verdict::Retry`], `Drop` →
+//! [`Verdict::Drop`], `HaltConsumer` → [`Verdict::Halt`]).
+//!
+//! The callback runs in its own task (or on the blocking pool, for
+//! [`consume_blocking`]), off the subscription's I/O: a long callback
+//! never stalls heartbeats or other consumers; messages wait in the
+//! subscription's bounded buffer, then the daemon holds them back (flow
+//! control), and nothing is lost. Messages are handled one at a time, in
+//! order. With a position file, a consumer that stops (or halts) resumes
+//! where it left off: [`resume_from`].
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::subscriber::{Delivery, Event, Since, Subscription};
+use crate::Error;
+
+/// What the callback says of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Handled: go on.
+    Ack,
+    /// Not now: hand it over again after a delay (doubling up to
+    /// [`ConsumerOptions::max_retry_delay`]).
+    Retry,
+    /// Give up on it: go on without it (counted).
+    Drop,
+    /// Stop consuming; the message is not acknowledged (a consumer with a
+    /// position file resumes with it).
+    Halt,
+}
+
+/// How a hosted consumer runs.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// First delay before a retried message is handed over again.
+    pub retry_delay: Duration,
+    /// Longest delay between retries.
+    pub max_retry_delay: Duration,
+    /// Attempts after which a message that keeps asking for a retry is
+    /// dropped (`None`: retry forever, as fedora-messaging does).
+    pub max_attempts: Option<u32>,
+    /// Where the next sequence number to handle is kept, written at most
+    /// every `position_interval` and when the consumer ends.
+    pub position_file: Option<PathBuf>,
+    /// See `position_file`.
+    pub position_interval: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            retry_delay: Duration::from_secs(1),
+            max_retry_delay: Duration::from_secs(60),
+            max_attempts: None,
+            position_file: None,
+            position_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How a consumer ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerReport {
+    /// Messages acknowledged.
+    pub acked: u64,
+    /// Messages dropped (by the callback or past `max_attempts`).
+    pub dropped: u64,
+    /// Retries made.
+    pub retries: u64,
+    /// Callbacks that panicked (each counted as a retry).
+    pub panics: u64,
+    /// Quarantined messages skipped.
+    pub quarantined: u64,
+    /// The sequence number of the message the callback halted on.
+    pub halted_at: Option<u64>,
+}
+
+/// Where a consumer with this position file starts: after the last
+/// message it handled, or `otherwise` when the file does not exist.
+pub fn resume_from(position_file: &Path, otherwise: Since) -> Result<Since, Error> {
+    match std::fs::read_to_string(position_file) {
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .map(Since::Seq)
+            .map_err(|e| Error::Io {
+                path: position_file.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(otherwise),
+        Err(source) => Err(Error::Io {
+            path: position_file.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Runs `handler` on every message of `subscription` until it ends or the
+/// handler halts.
+pub async fn consume<F, Fut>(
+    subscription: Subscription,
+    opts: ConsumerOptions,
+    mut handler: F,
+) -> Result<ConsumerReport, Error>
+where
+    F: FnMut(Delivery) -> Fut,
+    Fut: Future<Output = Verdict> + Send + 'static,
+{
+    run(subscription, opts, |d| {
+        let fut = handler(d);
+        async move { tokio::spawn(fut).await.ok() }
+    })
+    .await
+}
+
+/// [`consume`] for a blocking callback (it runs on the blocking pool).
+pub async fn consume_blocking<F>(
+    subscription: Subscription,
+    opts: ConsumerOptions,
+    handler: F,
+) -> Result<ConsumerReport, Error>
+where
+    F: Fn(Delivery) -> Verdict + Send + Sync + 'static,
+{
+    let handler = std::sync::Arc::new(handler);
+    run(subscription, opts, move |d| {
+        let h = handler.clone();
+        async move { tokio::task::spawn_blocking(move || h(d)).await.ok() }
+    })
+    .await
+}
+
+async fn run<F, Fut>(
+    mut subscription: Subscription,
+    opts: ConsumerOptions,
+    mut call: F,
+) -> Result<ConsumerReport, Error>
+where
+    F: FnMut(Delivery) -> Fut,
+    Fut: Future<Output = Option<Verdict>>,
+{
+    let mut report = ConsumerReport::default();
+    let mut position = Position::new(opts.position_file.clone(), opts.position_interval);
+    while let Some(event) = subscription.recv().await {
+        let delivery = match event {
+            Event::Message(d) => d,
+            Event::Quarantined { seq, .. } => {
+                report.quarantined += 1;
+                if let Some(seq) = seq {
+                    position.advance(seq + 1)?;
+                }
+                continue;
+            }
+        };
+        let mut attempts = 0u32;
+        let mut delay = opts.retry_delay;
+        loop {
+            attempts += 1;
+            let verdict = match call(delivery.clone()).await {
+                Some(v) => v,
+                None => {
+                    report.panics += 1;
+                    tracing::warn!(
+                        msg_id = %delivery.message.msg_id,
+                        "bus consumer: the callback panicked; retrying the message"
+                    );
+                    Verdict::Retry
+                }
+            };
+            match verdict {
+                Verdict::Ack => report.acked += 1,
+                Verdict::Drop => report.dropped += 1,
+                Verdict::Halt => {
+                    report.halted_at = delivery.seq;
+                    position.flush()?;
+                    return Ok(report);
+                }
+                Verdict::Retry => {
+                    if opts.max_attempts.is_some_and(|m| attempts >= m) {
+                        tracing::warn!(
+                            msg_id = %delivery.message.msg_id,
+                            "bus consumer: dropping a message after {attempts} attempts"
+                        );
+                        report.dropped += 1;
+                    } else {
+                        report.retries += 1;
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(opts.max_retry_delay);
+                        continue;
+                    }
+                }
+            }
+            break;
+        }
+        if let Some(seq) = delivery.seq {
+            position.advance(seq + 1)?;
+        }
+    }
+    position.flush()?;
+    Ok(report)
+}
+
+/// The next sequence number to handle, saved now and then.
+struct Position {
+    file: Option<PathBuf>,
+    interval: Duration,
+    next: Option<u64>,
+    saved: Option<u64>,
+    last_write: Instant,
+}
+
+impl Position {
+    fn new(file: Option<PathBuf>, interval: Duration) -> Position {
+        Position {
+            file,
+            interval,
+            next: None,
+            saved: None,
+            last_write: Instant::now(),
+        }
+    }
+
+    fn advance(&mut self, next: u64) -> Result<(), Error> {
+        self.next = Some(next);
+        if self.last_write.elapsed() >= self.interval {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        let (Some(file), Some(next)) = (&self.file, self.next) else {
+            return Ok(());
+        };
+        if self.saved == Some(next) {
+            return Ok(());
+        }
+        let tmp = file.with_extension("tmp");
+        let io = |source| Error::Io {
+            path: file.display().to_string(),
+            source,
+        };
+        std::fs::write(&tmp, format!("{next}\n")).map_err(io)?;
+        std::fs::rename(&tmp, file).map_err(io)?;
+        self.saved = Some(next);
+        self.last_write = Instant::now();
+        Ok(())
+    }
+}

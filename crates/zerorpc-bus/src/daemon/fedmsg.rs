@@ -1,0 +1,147 @@
+//! The daemon's fedmsg-facing endpoints: the PUB fan-out (`[topic,
+//! envelope]`, what fedmsg subscribers read) and fedmsg's REQ/REP replay.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use zerorpc::zmtp::{Message as Frames, PubSocket, RouterSocket, SocketOptions};
+
+use super::writer::Shared;
+use crate::replay::{self, ReplayQuery};
+use crate::store::Record;
+use crate::Error;
+
+/// Messages waiting for the PUB socket.
+const FANOUT_QUEUE: usize = 65_536;
+/// Most messages in one replay answer (fedmsg's client takes them all in
+/// one multipart message).
+const REPLAY_MAX: usize = 10_000;
+/// Largest replay query.
+const REPLAY_QUERY_MAX: u64 = 64 * 1024;
+
+/// The PUB endpoint and the queue the log writer feeds it through.
+pub(crate) struct Fanout {
+    socket: PubSocket,
+    endpoint: String,
+    tx: mpsc::Sender<Arc<Record>>,
+    rx: mpsc::Receiver<Arc<Record>>,
+}
+
+impl Fanout {
+    pub async fn bind(endpoint: &str) -> Result<Fanout, Error> {
+        let socket = PubSocket::new();
+        let bound = socket
+            .bind(endpoint)
+            .await
+            .map_err(|e| Error::Transport(format!("publish {endpoint}: {e}")))?
+            .to_string();
+        let (tx, rx) = mpsc::channel(FANOUT_QUEUE);
+        Ok(Fanout {
+            socket,
+            endpoint: bound,
+            tx,
+            rx,
+        })
+    }
+
+    /// The bound endpoint and the writer's side of the queue.
+    pub fn sender(&self) -> (String, mpsc::Sender<Arc<Record>>) {
+        (self.endpoint.clone(), self.tx.clone())
+    }
+
+    /// Sends every stored message, in order, as fedmsg frames.
+    pub async fn run(self, shared: Arc<Shared>) {
+        let Fanout {
+            socket, mut rx, tx, ..
+        } = self;
+        drop(tx);
+        let mut before = socket.dropped();
+        while let Some(record) = rx.recv().await {
+            let body = fedmsg_wire(&record);
+            let frames = Frames::from_iter([Bytes::from(record.topic.clone()), Bytes::from(body)]);
+            if let Err(e) = socket.send(frames) {
+                tracing::warn!("bus PUB endpoint: {e}");
+            }
+            let now = socket.dropped();
+            if now != before {
+                shared.pub_dropped.fetch_add(now - before, Ordering::Relaxed);
+                before = now;
+            }
+        }
+    }
+}
+
+/// The envelope as fedmsg subscribers get it: an unsigned one gains
+/// `seq_id` (as fedmsg's own store adds it, which its `check_for_replay`
+/// reads); a signed one is sent as published, since its signature covers
+/// every other key.
+fn fedmsg_wire(record: &Record) -> String {
+    match serde_json::from_str::<serde_json::Value>(&record.json) {
+        Ok(serde_json::Value::Object(mut map)) if !map.contains_key("signature") => {
+            map.insert("seq_id".into(), record.seq.into());
+            crate::json::to_canonical(&serde_json::Value::Object(map))
+        }
+        _ => record.json.clone(),
+    }
+}
+
+/// Serves fedmsg's replay queries (REQ/REP: `[query]` in, the messages'
+/// frames or one `error: '...'` frame out).
+pub(crate) async fn serve_replay(
+    endpoint: &str,
+    shared: Arc<Shared>,
+) -> Result<(String, JoinHandle<()>), Error> {
+    let mut opts = SocketOptions::default();
+    opts.limits.max_message_size = REPLAY_QUERY_MAX;
+    opts.limits.max_frames = 8;
+    let socket = RouterSocket::with_options(opts);
+    let bound = socket
+        .bind(endpoint)
+        .await
+        .map_err(|e| Error::Transport(format!("replay {endpoint}: {e}")))?
+        .to_string();
+    let task = tokio::spawn(async move {
+        loop {
+            let mut request = match socket.recv().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("bus replay endpoint stopped: {e}");
+                    return;
+                }
+            };
+            // [identity, (empty delimiter), query]
+            let Some(identity) = request.pop_front() else {
+                continue;
+            };
+            let query = request.frames().last().cloned().unwrap_or_default();
+            let answer = answer(&shared, &query).await;
+            let mut reply = Frames::from_iter([identity, Bytes::new()]);
+            for frame in answer {
+                reply.push_back(Bytes::from(frame));
+            }
+            if let Err(e) = socket.send(reply).await {
+                tracing::warn!("bus replay: cannot answer: {e}");
+            }
+        }
+    });
+    Ok((bound, task))
+}
+
+async fn answer(shared: &Arc<Shared>, query: &[u8]) -> Vec<String> {
+    let parsed = match ReplayQuery::parse(query) {
+        Ok(q) => q,
+        Err(e) => return vec![replay::error_reply(&e)],
+    };
+    let store = match shared.store() {
+        Ok(s) => s,
+        Err(e) => return vec![format!("error: '{e}'")],
+    };
+    match tokio::task::spawn_blocking(move || replay::answer(&store, &parsed, REPLAY_MAX)).await {
+        Ok(Ok(frames)) => frames,
+        Ok(Err(e)) => vec![replay::error_reply(&e)],
+        Err(e) => vec![format!("error: 'replay failed: {e}'")],
+    }
+}

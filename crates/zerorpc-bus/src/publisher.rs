@@ -1,0 +1,361 @@
+//! Publishing: envelopes built as fedmsg builds them (topic rules, `i`,
+//! `msg_id`, optional signature), checked against their schema before
+//! anything is sent, and confirmed by the daemon once durable.
+//!
+//! A [`Publisher`] is cheap to clone and may be used from any task or
+//! thread ([`Publisher::publish_blocking`] outside async code): one
+//! connection, nothing to declare per thread. Publishes are batched: while
+//! a batch is on its way, the next ones gather (up to
+//! [`PublisherOptions::max_batch`] envelopes, with
+//! [`PublisherOptions::max_in_flight`] batches in flight). A batch lost on
+//! the way (no heartbeat, a restarting daemon) is sent again until
+//! [`PublisherOptions::confirm_timeout`]; the daemon recognises a retry by
+//! its `msg_id`, so nothing is stored twice.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::crypto::Signer;
+use crate::daemon::BusServiceClient;
+use crate::message::{current_username, Message, TopicRules};
+use crate::protocol::{DUPLICATE, REJECTED};
+use crate::schema::SchemaRegistry;
+use crate::Error;
+
+/// Bytes of envelopes in one batch, at most.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+/// How a publisher builds, checks and sends envelopes.
+#[derive(Debug, Clone)]
+pub struct PublisherOptions {
+    /// The daemon's ingest endpoint.
+    pub bus: String,
+    /// Topic prefix and environment (`org.fedoraproject`, `dev`).
+    pub rules: TopicRules,
+    /// The module name in `<prefix>.<env>.<modname>.<topic>`; fedmsg
+    /// guesses it from the calling module, we take it from here (default:
+    /// this program's name).
+    pub modname: String,
+    /// The envelope's `username` (default: the user running us, as
+    /// fedmsg's `getpass.getuser()`).
+    pub username: String,
+    /// Signs every envelope (fedmsg's x509 scheme).
+    pub signer: Option<Arc<Signer>>,
+    /// Checks every body against its topic's schema before sending.
+    pub schemas: Option<Arc<SchemaRegistry>>,
+    /// Most envelopes in one batch.
+    pub max_batch: usize,
+    /// Batches awaiting confirmation at once.
+    pub max_in_flight: usize,
+    /// How long a publish keeps trying before it fails.
+    pub confirm_timeout: Duration,
+    /// Envelopes queued before `publish` waits for room.
+    pub queue: usize,
+}
+
+impl PublisherOptions {
+    /// Defaults for publishing to the daemon at `bus`.
+    pub fn new(bus: impl Into<String>) -> PublisherOptions {
+        PublisherOptions {
+            bus: bus.into(),
+            rules: TopicRules::default(),
+            modname: program_name(),
+            username: current_username(),
+            signer: None,
+            schemas: None,
+            max_batch: 1024,
+            max_in_flight: 8,
+            confirm_timeout: Duration::from_secs(30),
+            queue: 65_536,
+        }
+    }
+}
+
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "zerorpc".into())
+}
+
+/// The daemon's word that a message is in its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its `msg_id`.
+    pub msg_id: String,
+    /// It was already there (a retry, or a republished envelope).
+    pub duplicate: bool,
+}
+
+struct Pending {
+    json: String,
+    msg_id: String,
+    reply: Option<oneshot::Sender<Result<Confirmation, Error>>>,
+}
+
+/// A connection to the bus for publishing (see the module docs).
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    opts: PublisherOptions,
+    i: AtomicU64,
+    tx: mpsc::Sender<Pending>,
+    outstanding: tokio::sync::watch::Sender<usize>,
+}
+
+impl Publisher {
+    /// Connects to the daemon (in the background: publishing before it is
+    /// up waits for it, within the confirm timeout).
+    pub async fn connect(opts: PublisherOptions) -> Result<Publisher, Error> {
+        let client = zerorpc::Client::connect(&opts.bus).await?;
+        let client = BusServiceClient::new(client.with_timeout(opts.confirm_timeout));
+        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let (outstanding, _) = tokio::sync::watch::channel(0usize);
+        let inner = Arc::new(Inner {
+            opts,
+            i: AtomicU64::new(0),
+            tx,
+            outstanding,
+        });
+        tokio::spawn(run_batches(client, rx, Arc::downgrade(&inner)));
+        Ok(Publisher { inner })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &PublisherOptions {
+        &self.inner.opts
+    }
+
+    /// Builds the envelope for `topic` (the suffix after the modname, or a
+    /// full topic starting with the prefix) and `body`: schema-checked,
+    /// numbered and signed, not sent.
+    pub fn envelope(&self, topic: &str, body: serde_json::Value) -> Result<Message, Error> {
+        let o = &self.inner.opts;
+        let full = o.rules.full_topic(&o.modname, topic);
+        if let Some(schemas) = &o.schemas {
+            schemas.check(&full, &body)?;
+        }
+        let i = self.inner.i.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut msg = Message::new(full, body, i, o.username.clone());
+        if let Some(signer) = &o.signer {
+            signer.sign(&mut msg);
+        }
+        Ok(msg)
+    }
+
+    /// Publishes `body` on `topic` and waits for the daemon's confirmation.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        body: serde_json::Value,
+    ) -> Result<Confirmation, Error> {
+        let msg = self.envelope(topic, body)?;
+        self.send(&msg).await
+    }
+
+    /// Publishes any serialisable value (see [`Publisher::publish`]).
+    pub async fn publish_typed<T: Serialize>(
+        &self,
+        topic: &str,
+        body: &T,
+    ) -> Result<Confirmation, Error> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| Error::Transport(format!("cannot encode the body: {e}")))?;
+        self.publish(topic, body).await
+    }
+
+    /// Sends a ready envelope (from [`Publisher::envelope`], a recording,
+    /// another bus) and waits for its confirmation.
+    pub async fn send(&self, msg: &Message) -> Result<Confirmation, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(msg, Some(reply)).await?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Publishes without waiting for the confirmation (it waits only for
+    /// room in the queue); a failure is logged. Returns the `msg_id`.
+    /// [`Publisher::flush`] waits for all of them.
+    pub async fn publish_nowait(
+        &self,
+        topic: &str,
+        body: serde_json::Value,
+    ) -> Result<String, Error> {
+        let msg = self.envelope(topic, body)?;
+        self.enqueue(&msg, None).await?;
+        Ok(msg.msg_id)
+    }
+
+    /// [`Publisher::publish`] for code outside the async runtime (a plain
+    /// thread). Must not be called from an async task.
+    pub fn publish_blocking(
+        &self,
+        topic: &str,
+        body: serde_json::Value,
+    ) -> Result<Confirmation, Error> {
+        let msg = self.envelope(topic, body)?;
+        let (reply, answer) = oneshot::channel();
+        self.inner.outstanding.send_modify(|n| *n += 1);
+        let pending = Pending {
+            json: msg.to_canonical_json(),
+            msg_id: msg.msg_id.clone(),
+            reply: Some(reply),
+        };
+        if self.inner.tx.blocking_send(pending).is_err() {
+            self.inner.outstanding.send_modify(|n| *n -= 1);
+            return Err(Error::Closed);
+        }
+        answer.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Waits until every message queued so far is confirmed or failed.
+    pub async fn flush(&self) {
+        let mut rx = self.inner.outstanding.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    async fn enqueue(
+        &self,
+        msg: &Message,
+        reply: Option<oneshot::Sender<Result<Confirmation, Error>>>,
+    ) -> Result<(), Error> {
+        self.inner.outstanding.send_modify(|n| *n += 1);
+        let pending = Pending {
+            json: msg.to_canonical_json(),
+            msg_id: msg.msg_id.clone(),
+            reply,
+        };
+        if self.inner.tx.send(pending).await.is_err() {
+            self.inner.outstanding.send_modify(|n| *n -= 1);
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+}
+
+async fn run_batches(
+    client: BusServiceClient,
+    mut rx: mpsc::Receiver<Pending>,
+    inner: std::sync::Weak<Inner>,
+) {
+    let (max_batch, max_in_flight, timeout) = match inner.upgrade() {
+        Some(i) => (
+            i.opts.max_batch.max(1),
+            i.opts.max_in_flight.max(1),
+            i.opts.confirm_timeout,
+        ),
+        None => return,
+    };
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            first = rx.recv(), if in_flight.len() < max_in_flight => {
+                let Some(first) = first else { break };
+                let mut bytes = first.json.len();
+                let mut batch = vec![first];
+                while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(p) => {
+                            bytes += p.json.len();
+                            batch.push(p);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                in_flight.push(send_batch(client.clone(), batch, timeout, inner.clone()));
+            }
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+        }
+    }
+    while in_flight.next().await.is_some() {}
+}
+
+async fn send_batch(
+    client: BusServiceClient,
+    batch: Vec<Pending>,
+    timeout: Duration,
+    inner: std::sync::Weak<Inner>,
+) {
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Duration::from_millis(20);
+    let jsons: Vec<String> = batch.iter().map(|p| p.json.clone()).collect();
+    let outcome = loop {
+        match client.publish(jsons.clone()).await {
+            Ok(outcomes) if outcomes.len() == batch.len() => break Ok(outcomes),
+            Ok(outcomes) => {
+                break Err(format!(
+                    "the bus answered {} outcomes for {} messages",
+                    outcomes.len(),
+                    batch.len()
+                ))
+            }
+            Err(e) if e.is_lost() && Instant::now() + backoff < deadline => {
+                tracing::debug!("bus publish lost ({e}); sending the batch again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    let n = batch.len();
+    match outcome {
+        Ok(outcomes) => {
+            for (p, (seq, status, detail)) in batch.into_iter().zip(outcomes) {
+                let result = if status == REJECTED {
+                    Err(Error::Rejected {
+                        msg_id: p.msg_id.clone(),
+                        reason: detail,
+                    })
+                } else {
+                    Ok(Confirmation {
+                        seq,
+                        msg_id: p.msg_id.clone(),
+                        duplicate: status == DUPLICATE,
+                    })
+                };
+                finish(p, result);
+            }
+        }
+        Err(why) => {
+            for p in batch {
+                let e = Error::Unconfirmed {
+                    msg_id: p.msg_id.clone(),
+                    reason: why.clone(),
+                };
+                finish(p, Err(e));
+            }
+        }
+    }
+    if let Some(inner) = inner.upgrade() {
+        inner.outstanding.send_modify(|o| *o = o.saturating_sub(n));
+    }
+}
+
+fn finish(p: Pending, result: Result<Confirmation, Error>) {
+    match p.reply {
+        Some(reply) => {
+            let _ = reply.send(result);
+        }
+        None => {
+            if let Err(e) = result {
+                tracing::warn!("bus publish (not awaited) failed: {e}");
+            }
+        }
+    }
+}

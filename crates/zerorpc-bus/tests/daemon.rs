@@ -1,0 +1,200 @@
+//! The daemon end to end, in process: confirmed publishes, gapless
+//! subscriptions across disconnections and restarts, idempotent retries,
+//! bad input that harms nobody else.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::json;
+use zerorpc_bus::daemon::{BusServiceClient, Daemon, DaemonOptions};
+use zerorpc_bus::protocol::{DUPLICATE, REJECTED, STORED};
+use zerorpc_bus::publisher::{Publisher, PublisherOptions};
+use zerorpc_bus::subscriber::{Event, Filters, Since, Subscription};
+use zerorpc_testkit::{free_port, scratch_dir, within};
+
+fn fixed_ports(store: &std::path::Path) -> DaemonOptions {
+    let mut o = DaemonOptions::new(store);
+    o.ingest = format!("tcp://127.0.0.1:{}", free_port());
+    o.publish = format!("tcp://127.0.0.1:{}", free_port());
+    o.replay = Some(format!("tcp://127.0.0.1:{}", free_port()));
+    o
+}
+
+fn same_ports(o: &DaemonOptions) -> DaemonOptions {
+    let mut n = DaemonOptions::new(&o.store);
+    n.ingest = o.ingest.clone();
+    n.publish = o.publish.clone();
+    n.replay = o.replay.clone();
+    n
+}
+
+/// Next `n` messages of a subscription: (seq, i) pairs.
+async fn take(sub: &mut Subscription, n: usize) -> Vec<(u64, u64)> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        match sub.next().await {
+            Some(Event::Message(d)) => got.push((d.seq.expect("a seq from the daemon"), d.message.i)),
+            Some(Event::Quarantined { reason, .. }) => panic!("quarantined: {reason}"),
+            None => panic!("the subscription ended after {} messages", got.len()),
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_immediately_after_start_is_confirmed_and_delivered() {
+    let dir = scratch_dir("bus-first-publish");
+    let daemon = Daemon::start(DaemonOptions::ephemeral(&dir)).await.unwrap();
+    let p = Publisher::connect(PublisherOptions::new(daemon.ingest_endpoint()))
+        .await
+        .unwrap();
+    let c = within("first publish", p.publish("first", json!({"n": 1})))
+        .await
+        .unwrap();
+    assert_eq!((c.seq, c.duplicate), (1, false));
+    // A subscriber that joins later still gets it, from the log.
+    let mut sub = Subscription::bus(daemon.ingest_endpoint(), Since::Start, Filters::default())
+        .await
+        .unwrap();
+    let got = within("late subscriber", take(&mut sub, 1)).await;
+    assert_eq!(got, [(1, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_through_disconnects_and_a_restart_arrive_once_in_order() {
+    let dir = scratch_dir("bus-no-loss");
+    let opts = fixed_ports(&dir);
+    let restart = same_ports(&opts);
+    let daemon = Daemon::start(opts).await.unwrap();
+    let bus = daemon.ingest_endpoint().to_owned();
+    let p = Publisher::connect(PublisherOptions::new(&bus)).await.unwrap();
+    const N: u64 = 10_000;
+
+    // Publishing runs throughout; the subscriber joins after it started.
+    let publishing = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let mut confirmed = Vec::new();
+            for chunk in 0..(N / 500) {
+                let sends: Vec<_> = (0..500)
+                    .map(|k| p.publish("load", json!({"k": chunk * 500 + k})))
+                    .collect();
+                for c in futures::future::join_all(sends).await {
+                    confirmed.push(c.expect("confirmed"));
+                }
+            }
+            confirmed
+        })
+    };
+    let mut sub = Subscription::bus(&bus, Since::Seq(1), Filters::default())
+        .await
+        .unwrap();
+    let mut got = within("first part", take(&mut sub, 2_000)).await;
+    // Disconnect: the subscriber goes away, a new one resumes where it was.
+    let resume = sub.next_seq();
+    drop(sub);
+    let mut sub = Subscription::bus(&bus, Since::Seq(resume), Filters::default())
+        .await
+        .unwrap();
+    got.extend(within("second part", take(&mut sub, 3_000)).await);
+    // The daemon itself goes away and comes back on the same endpoints:
+    // the subscription reconnects on its own and resumes.
+    daemon.shutdown().await;
+    let daemon = Daemon::start(restart).await.unwrap();
+    let confirmed = within("publishing", publishing).await.unwrap();
+    assert_eq!(confirmed.len() as u64, N);
+    got.extend(within("the rest", take(&mut sub, (N as usize) - got.len())).await);
+    let seqs: Vec<u64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "every message once, in order");
+    let mut is: Vec<u64> = got.iter().map(|g| g.1).collect();
+    is.sort_unstable();
+    is.dedup();
+    assert_eq!(is.len() as u64, N, "every publish distinct");
+    assert!(sub.stats().reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert_eq!(daemon.info().last_seq, N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_envelope_is_stored_once_and_bad_ones_are_rejected_alone() {
+    let dir = scratch_dir("bus-bad-input");
+    let mut opts = DaemonOptions::ephemeral(&dir);
+    opts.max_message_bytes = 4096;
+    let daemon = Daemon::start(opts).await.unwrap();
+    let p = Publisher::connect(PublisherOptions::new(daemon.ingest_endpoint()))
+        .await
+        .unwrap();
+    let good = p.envelope("ok", json!({"a": 1})).unwrap().to_canonical_json();
+    let client = BusServiceClient::new(zerorpc::Client::connect(daemon.ingest_endpoint()).await.unwrap());
+    let big = p
+        .envelope("big", json!({"pad": "x".repeat(5000)}))
+        .unwrap()
+        .to_canonical_json();
+    let answers = client
+        .publish(vec![
+            good.clone(),
+            "{not json".into(),
+            "[1, 2]".into(),
+            r#"{"topic": "t"}"#.into(),
+            big,
+            good.clone(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 6);
+    assert_eq!((answers[0].0, answers[0].1), (1, STORED));
+    for (k, a) in answers[1..5].iter().enumerate() {
+        assert_eq!(a.1, REJECTED, "answer {k}: {a:?}");
+        assert!(!a.2.is_empty(), "a rejection says why");
+    }
+    assert!(answers[4].2.contains("larger"), "{:?}", answers[4]);
+    assert_eq!((answers[5].0, answers[5].1), (1, DUPLICATE));
+    // The same envelope again (a publisher's retry): the same seq, once.
+    let again = client.publish(vec![good]).await.unwrap();
+    assert_eq!((again[0].0, again[0].1), (1, DUPLICATE));
+    // A call with the wrong types is an error to that caller only.
+    let raw = zerorpc::Client::connect(daemon.ingest_endpoint()).await.unwrap();
+    assert!(raw.call("publish", vec![zerorpc::Value::from(42)]).await.is_err());
+    // ...and everyone else is still served.
+    let c = within("publish after bad input", p.publish("still", json!({}))).await.unwrap();
+    assert_eq!(c.seq, 2);
+    let info = daemon.info();
+    assert_eq!((info.last_seq, info.stored, info.duplicates), (2, 2, 2));
+    let rejected: u64 = info.rejected.iter().map(|r| r.1).sum();
+    assert_eq!(rejected, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_before_the_daemon_is_up_waits_for_it() {
+    let dir = scratch_dir("bus-early-publisher");
+    let opts = fixed_ports(&dir);
+    let p = Publisher::connect(PublisherOptions::new(&opts.ingest)).await.unwrap();
+    let pending = tokio::spawn({
+        let p = p.clone();
+        async move { p.publish("early", json!({"x": 1})).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _daemon = Daemon::start(opts).await.unwrap();
+    let c = within("early publish", pending).await.unwrap().unwrap();
+    assert_eq!(c.seq, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_globs_filter_and_positions_still_advance() {
+    let dir = scratch_dir("bus-globs");
+    let daemon = Daemon::start(DaemonOptions::ephemeral(&dir)).await.unwrap();
+    let mut o = PublisherOptions::new(daemon.ingest_endpoint());
+    o.modname = "bodhi".into();
+    let p = Publisher::connect(o).await.unwrap();
+    for t in ["update.comment", "update.request", "buildroot.override", "update.comment"] {
+        p.publish(t, json!({})).await.unwrap();
+    }
+    let filters = Filters {
+        patterns: vec!["org.fedoraproject.dev.bodhi.update.c*".into()],
+        ..Filters::default()
+    };
+    let mut sub = Subscription::bus(daemon.ingest_endpoint(), Since::Start, filters)
+        .await
+        .unwrap();
+    let got = within("filtered", take(&mut sub, 2)).await;
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [1, 4]);
+}
