@@ -120,7 +120,10 @@ fn python_dumps(values: &[Value]) -> Vec<(String, String)> {
     let mut stdin = child.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().expect("python output");
-    writer.join().expect("writer thread").expect("write to python");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("write to python");
     let stdout = String::from_utf8(out.stdout).expect("python prints ASCII");
     assert!(
         out.status.success() && stdout.ends_with("ALL DONE\n"),
@@ -170,9 +173,15 @@ fn compare(values: &[Value]) {
 fn arbitrary_values_match_python() {
     let values = generate(any_value(), 4000, 7);
     // The generator does produce what we claim to cover.
-    let text: String = values.iter().map(|v| serde_json::to_string(v).unwrap()).collect();
+    let text: String = values
+        .iter()
+        .map(|v| serde_json::to_string(v).unwrap())
+        .collect();
     assert!(text.chars().any(|c| c > '\u{ffff}'), "astral characters");
-    assert!(text.contains("\\u0001") || text.contains("\\u001f"), "control characters");
+    assert!(
+        text.contains("\\u0001") || text.contains("\\u001f"),
+        "control characters"
+    );
     compare(&values);
 }
 
