@@ -328,6 +328,13 @@ impl Validator {
                         ca.subject()
                     )));
                 }
+                if let Ok(Some((_, ku))) = ca.cert.tbs_certificate().get_extension::<KeyUsage>() {
+                    if !ku.crl_sign() {
+                        return Err(CryptoError::Crl(
+                            "the CA certificate may not sign CRLs (keyUsage)".into(),
+                        ));
+                    }
+                }
                 let tbs = raw_tbs(&der).map_err(|e| CryptoError::Crl(e.to_string()))?;
                 verify_issued(
                     &ca_key,
@@ -475,6 +482,11 @@ impl Validator {
                     "the CA certificate may not sign certificates (keyUsage)".into(),
                 ));
             }
+        }
+        if cert.cert.signature_algorithm() != tbs.signature() {
+            return Err(untrusted(
+                "its outer and inner signature algorithms differ".into(),
+            ));
         }
         let raw = raw_tbs(&cert.der).map_err(|e| untrusted(e.to_string()))?;
         verify_issued(

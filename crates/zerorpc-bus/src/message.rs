@@ -430,32 +430,39 @@ pub fn current_username() -> String {
 
 /// The passwd entry's name for the real uid.
 fn uid_name() -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length we
-    // pass) and sets `result` to `pwd` on success or null otherwise; we
-    // read `pwd` only in the success case, while `buf` is alive.
-    unsafe {
-        let rc = libc::getpwuid_r(
-            libc::getuid(),
-            pwd.as_mut_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        );
+    let mut len = 1024;
+    loop {
+        let mut buf = vec![0u8; len];
+        let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwuid_r writes into `pwd` and `buf` (of the length we
+        // pass) and sets `result` to `pwd` on success or null otherwise; we
+        // read `pwd` (whose strings point into `buf`) only on success,
+        // while `buf` is alive.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                libc::getuid(),
+                pwd.as_mut_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && len < 1 << 20 {
+            len *= 4;
+            continue;
+        }
         if rc != 0 || result.is_null() {
             return None;
         }
-        let name = (*result).pw_name;
+        // SAFETY: success: `result` points to `pwd`, filled in.
+        let name = unsafe { (*result).pw_name };
         if name.is_null() {
             return None;
         }
-        Some(
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned(),
-        )
+        // SAFETY: a NUL-terminated string inside `buf`.
+        let name = unsafe { std::ffi::CStr::from_ptr(name) };
+        return Some(name.to_string_lossy().into_owned());
     }
 }
 
