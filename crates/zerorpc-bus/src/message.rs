@@ -469,6 +469,7 @@ fn uid_name() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     fn envelope() -> Value {
@@ -623,6 +624,83 @@ mod tests {
         assert_eq!(Message::new("t", Value::Null, 1, "u").msg, json!({}));
         assert_eq!(Message::new("t", json!(0), 1, "u").msg, json!({}));
         assert_eq!(Message::new("t", json!([0]), 1, "u").msg, json!([0]));
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,8}".prop_map(Value::String),
+            Just(json!([1, {"a": null}])),
+            Just(json!({"k": "v"})),
+        ]
+    }
+
+    /// Mostly the expected shape (`typed`), sometimes anything, rarely absent.
+    fn any_field(
+        typed: impl Strategy<Value = Value> + 'static,
+    ) -> impl Strategy<Value = Option<Value>> {
+        proptest::option::weighted(
+            0.95,
+            prop_oneof![4 => typed.boxed(), 1 => any_json().boxed()],
+        )
+    }
+
+    fn any_string() -> impl Strategy<Value = Value> {
+        ".{0,8}".prop_map(Value::String)
+    }
+
+    fn any_number() -> impl Strategy<Value = Value> {
+        any_json().prop_filter("number", Value::is_number)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        /// Whatever the fields hold, a message either parses and writes
+        /// back the very same object, or is refused naming a required field.
+        #[test]
+        fn any_envelope_round_trips_or_is_refused(
+            fields in (
+                (any_field(any_string()), any_field(any_json()), any_field(any_number())),
+                (any_field(any_string()), any_field(any_number()), any_field(any_string())),
+                (any_field(any_string()), any_field(any_string()), any_field(any_string())),
+                any_field(any_json()),
+            ),
+            extra in proptest::option::of(any_json()),
+        ) {
+            let ((topic, msg, timestamp), (msg_id, i, username), (crypto, sig, cert), seq) = fields;
+            let named = [
+                ("topic", topic), ("msg", msg), ("timestamp", timestamp),
+                ("msg_id", msg_id), ("i", i), ("username", username),
+                ("crypto", crypto), ("signature", sig), ("certificate", cert),
+                ("seq_id", seq), ("source_name", extra),
+            ];
+            let mut map = Map::new();
+            for (name, value) in named {
+                if let Some(v) = value {
+                    map.insert(name.to_string(), v);
+                }
+            }
+            let original = Value::Object(map);
+            match Message::from_value(original.clone()) {
+                Ok(m) => {
+                    prop_assert_eq!(m.to_value(), original.clone());
+                    prop_assert_eq!(m.to_canonical_json(), json::to_canonical(&original));
+                }
+                Err(MessageError::MissingField { field }) => {
+                    prop_assert!(original.get(field).is_none());
+                }
+                Err(MessageError::FieldType { field, .. }) => {
+                    prop_assert!(original.get(field).is_some());
+                }
+                Err(other) => prop_assert!(false, "{}", other),
+            }
+        }
     }
 
     #[test]
