@@ -34,6 +34,7 @@ use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
 use rsa::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
 use rsa::signature::{SignatureEncoding as _, Signer as _, Verifier as _};
 use rsa::{PrivateKey, PublicKey};
+use serde_json::Value;
 use spki::ObjectIdentifier;
 use std::collections::HashMap;
 use std::path::Path;
@@ -52,9 +53,9 @@ pub enum CryptoError {
         missing: &'static str,
     },
     /// The message names a signing backend other than x509.
-    #[error("the message was signed with the {backend:?} backend; only x509 is accepted")]
+    #[error("the message was signed with the {backend} backend; only x509 is accepted")]
     UnsupportedBackend {
-        /// The `crypto` field, as JSON.
+        /// The `crypto` field, as JSON (a quoted string, `null`...).
         backend: String,
     },
     /// The `signature` field is not base64 (or not a string).
@@ -184,6 +185,7 @@ impl LoadedCert {
 }
 
 /// Signs messages as one fedmsg certificate holder.
+#[derive(Clone)]
 pub struct Signer {
     key: SigningKey<sha1::Sha1>,
     /// The `certificate` field, ready to insert.
@@ -387,7 +389,7 @@ impl Validator {
         //    x509.validate).
         if msg.crypto.as_deref().is_some_and(|c| c != "x509") {
             return Err(CryptoError::UnsupportedBackend {
-                backend: format!("{:?}", msg.crypto.as_deref().unwrap_or_default()),
+                backend: Value::String(msg.crypto.clone().unwrap_or_default()).to_string(),
             });
         }
         if let Some(other) = msg.extra.get("crypto") {
