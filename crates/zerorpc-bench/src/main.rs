@@ -18,6 +18,8 @@
 
 use zerorpc_testkit as common;
 
+mod bus;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1333,6 +1335,11 @@ fn main() {
         );
         std::process::exit(0);
     }
+    if args.get(1).map(String::as_str) == Some("bus") {
+        let rt = runtime();
+        rt.block_on(bus::bus_bench(args.iter().any(|a| a == "--quick")));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("security") {
         let rt = runtime();
         rt.block_on(security_bench(args.iter().any(|a| a == "--quick")));
@@ -1365,7 +1372,7 @@ fn main() {
         std::process::exit(0);
     }
     if args.get(1).map(String::as_str) != Some("compare") {
-        eprintln!("usage: zerorpc-bench compare|hub|tracing|gateway [--quick]");
+        eprintln!("usage: zerorpc-bench compare|hub|tracing|gateway|security|bus [--quick]");
         std::process::exit(2);
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -155,7 +155,7 @@ impl Publisher {
         let i = self.inner.i.fetch_add(1, Ordering::Relaxed) + 1;
         let mut msg = Message::new(full, body, i, o.username.clone());
         if let Some(signer) = &o.signer {
-            signer.sign(&mut msg);
+            signer.sign(&mut msg)?;
         }
         Ok(msg)
     }

@@ -3,20 +3,25 @@
 //! subscriber reads what fedmsg publishes, directly and through
 //! `fedmsg-relay`.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
-use zerorpc_bus::daemon::{Daemon, DaemonOptions};
+use zerorpc_bus::crypto::{Signer, Validator};
+use zerorpc_bus::daemon::{BusServiceClient, Daemon, DaemonOptions};
+use zerorpc_bus::protocol::REJECTED;
 use zerorpc_bus::publisher::{Publisher, PublisherOptions};
 use zerorpc_bus::subscriber::{Event, Filters, Subscription};
 use zerorpc_testkit::{fedmsg_python, free_port, scratch_dir, within};
 
 const TAIL: &str = include_str!("py/fedmsg_tail.py");
 const PUBLISH: &str = include_str!("py/fedmsg_publish.py");
+const MAKE_PKI: &str = include_str!("py/make_pki.py");
 
 /// A Python child with piped stdin and stdout, killed on drop.
 struct Py {
@@ -86,6 +91,62 @@ impl Drop for Py {
     }
 }
 
+/// A test CA with signing certificates (see `py/make_pki.py`).
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn make(scratch: &Path) -> Pki {
+        let dir = scratch.join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new(fedmsg_python())
+            .arg("-c")
+            .arg(MAKE_PKI)
+            .arg(&dir)
+            .output()
+            .expect("run python");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Our validator: this CA and its CRL, no routing policy.
+    fn validator(&self) -> Validator {
+        Validator::from_files(&self.path("ca.crt"), Some(&self.path("crl.pem")), HashMap::new(), false)
+            .unwrap()
+    }
+
+    fn signer(&self, name: &str) -> Signer {
+        Signer::from_files(&self.path(&format!("{name}.crt")), &self.path(&format!("{name}.key")))
+            .unwrap()
+    }
+
+    /// fedmsg configuration keys: sign as `cert` when publishing as `name`.
+    fn sign_as(&self, config: &mut Value, name: &str, cert: &str) {
+        let c = config.as_object_mut().unwrap();
+        c.insert("sign_messages".into(), json!(true));
+        c.insert("ssldir".into(), json!(self.dir));
+        c.insert("certnames".into(), json!({ name: cert }));
+        c.insert("crypto_backend".into(), json!("x509"));
+    }
+
+    /// fedmsg configuration keys: validate against this CA and CRL.
+    fn validating(&self) -> Value {
+        json!({
+            "validate_signatures": true,
+            "ssldir": self.dir,
+            "crypto_backend": "x509",
+            "crypto_validate_backends": ["x509"],
+            "ca_cert_location": self.path("ca.crt"),
+            "crl_location": self.path("crl.pem"),
+        })
+    }
+}
+
 /// Publishes `warmup` messages until `warm` resolves (a PUB endpoint
 /// drops what is sent before a subscriber has joined).
 async fn warm_up<F: std::future::Future>(p: &Publisher, warm: F) -> F::Output {
@@ -149,20 +210,102 @@ async fn fedmsg_tail_messages_reads_the_daemon() {
     py.line("ALL DONE").await;
 }
 
-/// Collects `n` messages with topic `*.real` from a subscription.
-async fn collect_real(sub: &mut Subscription, n: usize) -> Vec<Value> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fedmsg_validates_our_signed_messages_and_rejects_tampered_ones() {
+    let dir = scratch_dir("bus-fedmsg-signed");
+    let pki = Pki::make(&dir);
+    // A daemon that checks nothing passes everything on: fedmsg must
+    // reject the bad ones itself.
+    let daemon = Daemon::start(DaemonOptions::ephemeral(dir.join("open"))).await.unwrap();
+    let mut o = PublisherOptions::new(daemon.ingest_endpoint());
+    o.modname = "rusty".into();
+    o.signer = Some(Arc::new(pki.signer("alice")));
+    let p = Publisher::connect(o).await.unwrap();
+    const N: usize = 6;
+    let py = Py::start(
+        TAIL,
+        &[daemon.publish_endpoint().to_owned(), N.to_string(), pki.validating().to_string()],
+        None,
+    );
+    py.line("READY").await;
+    warm_up(&p, py.line("WARM")).await;
+    let raw = BusServiceClient::new(zerorpc::Client::connect(daemon.ingest_endpoint()).await.unwrap());
+    let mut valid = Vec::new();
+    for k in 0..N {
+        if k == N / 2 {
+            // Tampered after signing, and unsigned: stored by this daemon,
+            // rejected by fedmsg.
+            let mut tampered = p.envelope("evil", json!({"amount": 1})).unwrap();
+            tampered.msg = json!({"amount": 1000});
+            let mut unsigned = p.envelope("evil", json!({"amount": 2})).unwrap();
+            unsigned.signature = None;
+            unsigned.certificate = None;
+            unsigned.crypto = None;
+            let outcomes = raw
+                .publish(vec![tampered.to_canonical_json(), unsigned.to_canonical_json()])
+                .await
+                .unwrap();
+            assert!(outcomes.iter().all(|o| o.1 != REJECTED), "{outcomes:?}");
+        }
+        let msg = p.envelope("good", json!({"k": k})).unwrap();
+        p.send(&msg).await.unwrap();
+        valid.push(msg);
+    }
+    for ours in &valid {
+        let line = py.line("MSG ").await;
+        let theirs: Value = serde_json::from_str(&line[4..]).unwrap();
+        assert_eq!(theirs["msg"], ours.msg, "only valid messages reach fedmsg's consumer");
+        assert_eq!(theirs["signature"].as_str(), ours.signature.as_deref());
+    }
+    py.line("ALL DONE").await;
+
+    // A daemon that validates rejects them at the door, with the reason.
+    let mut opts = DaemonOptions::ephemeral(dir.join("strict"));
+    opts.validator = Some(Arc::new(pki.validator()));
+    let strict = Daemon::start(opts).await.unwrap();
+    let raw = BusServiceClient::new(zerorpc::Client::connect(strict.ingest_endpoint()).await.unwrap());
+    let mut tampered = p.envelope("evil", json!({"amount": 1})).unwrap();
+    tampered.msg = json!({"amount": 1000});
+    let mut unsigned = p.envelope("evil", json!({})).unwrap();
+    unsigned.signature = None;
+    unsigned.certificate = None;
+    unsigned.crypto = None;
+    let good = p.envelope("fine", json!({})).unwrap();
+    let outcomes = raw
+        .publish(vec![
+            tampered.to_canonical_json(),
+            unsigned.to_canonical_json(),
+            good.to_canonical_json(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].1, REJECTED);
+    assert!(outcomes[0].2.contains("signature"), "{outcomes:?}");
+    assert_eq!(outcomes[1].1, REJECTED);
+    assert_eq!((outcomes[2].0, outcomes[2].1), (1, zerorpc_bus::protocol::STORED));
+}
+
+/// Collects `n` messages with topic `*.real` from a subscription, and the
+/// topics of the messages quarantined meanwhile.
+async fn collect_real(sub: &mut Subscription, n: usize) -> (Vec<Value>, Vec<String>) {
     let mut got = Vec::new();
+    let mut quarantined = Vec::new();
     while got.len() < n {
         match sub.next().await {
             Some(Event::Message(d)) if d.message.topic.ends_with(".real") => {
                 got.push(d.message.to_value())
             }
-            Some(Event::Message(_)) => {}
-            Some(Event::Quarantined { reason, raw, .. }) => panic!("quarantined {raw}: {reason}"),
+            Some(Event::Message(d)) => {
+                assert!(d.message.topic.ends_with(".warmup"), "{:?}", d.message)
+            }
+            Some(Event::Quarantined { raw, reason, .. }) => {
+                let v: Value = serde_json::from_str(&raw).unwrap();
+                quarantined.push(format!("{} ({reason})", v["topic"].as_str().unwrap()));
+            }
             None => panic!("subscription ended"),
         }
     }
-    got
+    (got, quarantined)
 }
 
 /// Waits for the first message of a subscription (a warmup).
@@ -187,27 +330,41 @@ fn check_real(got: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_subscriber_reads_a_fedmsg_publisher() {
+    let dir = scratch_dir("bus-fedmsg-publisher");
+    let pki = Pki::make(&dir);
     let port = free_port();
     const N: usize = 50;
-    let config = json!({
+    let mut config = json!({
         "endpoints": {"pytest.host": [format!("tcp://127.0.0.1:{port}")]},
         "name": "pytest.host",
     });
-    let mut py = Py::start(PUBLISH, &[N.to_string(), config.to_string()], None);
+    pki.sign_as(&mut config, "pytest.host", "alice");
+    let mut py = Py::start(PUBLISH, &[N.to_string(), config.to_string(), "bad".into()], None);
     py.line("READY").await;
-    let mut sub = Subscription::fedmsg(&[format!("tcp://127.0.0.1:{port}")], Filters::default())
+    let filters = Filters {
+        validator: Some(Arc::new(pki.validator())),
+        ..Filters::default()
+    };
+    let mut sub = Subscription::fedmsg(&[format!("tcp://127.0.0.1:{port}")], filters)
         .await
         .unwrap();
     within("a first message", first_message(&mut sub)).await;
     py.say("GO\n");
-    let got = within("fedmsg's messages", collect_real(&mut sub, N)).await;
+    let (got, quarantined) = within("fedmsg's messages", collect_real(&mut sub, N)).await;
     check_real(&got);
+    // The message tampered with after signing and the unsigned one are
+    // quarantined, not delivered.
+    assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+    assert!(quarantined[0].starts_with("org.fedoraproject.dev.pytest.tampered (signature"), "{quarantined:?}");
+    assert!(quarantined[1].starts_with("org.fedoraproject.dev.pytest.unsigned (signature"), "{quarantined:?}");
+    assert_eq!(sub.stats().quarantined.load(std::sync::atomic::Ordering::Relaxed), 2);
     py.line("ALL DONE").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_subscriber_reads_through_fedmsg_relay() {
     let dir = scratch_dir("bus-fedmsg-relay");
+    let pki = Pki::make(&dir);
     let (inbound, outbound, gateway) = (free_port(), free_port(), free_port());
     std::fs::create_dir_all(dir.join("fedmsg.d")).unwrap();
     std::fs::write(
@@ -231,18 +388,26 @@ async fn our_subscriber_reads_through_fedmsg_relay() {
         .unwrap();
     const N: usize = 30;
     // An active publisher (fedmsg-logger's way): connects to the relay.
-    let config = json!({
+    let mut config = json!({
         "active": true,
         "name": "relay_inbound",
         "relay_inbound": [format!("tcp://127.0.0.1:{inbound}")],
         "endpoints": {},
     });
+    pki.sign_as(&mut config, "relay_inbound", "alice");
     let mut py = Py::start(PUBLISH, &[N.to_string(), config.to_string()], None);
     py.line("READY").await;
     within("a first message through the relay", first_message(&mut sub)).await;
     py.say("GO\n");
-    let got = within("fedmsg's messages via the relay", collect_real(&mut sub, N)).await;
+    let (got, quarantined) =
+        within("fedmsg's messages via the relay", collect_real(&mut sub, N)).await;
     check_real(&got);
+    assert!(quarantined.is_empty(), "{quarantined:?}");
+    // Signed by fedmsg, relayed, and valid to us.
+    for m in &got {
+        let m = zerorpc_bus::message::Message::from_value(m.clone()).unwrap();
+        pki.validator().validate(&m).expect("valid after the relay");
+    }
     py.line("ALL DONE").await;
     drop(relay);
 }

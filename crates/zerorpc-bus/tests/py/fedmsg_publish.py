@@ -1,6 +1,8 @@
 # A fedmsg publisher (FedMsgContext.publish): publishes `warmup` messages
 # until a line arrives on stdin, then N messages `real` with k = 0..N-1,
 # then ALL DONE.
+# With argv[3] == "bad", halfway it also publishes one message tampered
+# with after signing (topic `*.tampered`) and one unsigned (`*.unsigned`).
 # argv: N, extra config (JSON object: endpoints, name, active, signing...)
 import copy
 import json
@@ -23,7 +25,15 @@ print("READY", flush=True)
 while not go.is_set():
     ctx.publish(topic="warmup", msg={}, modname="pytest")
     time.sleep(0.05)
+bad = len(sys.argv) > 3 and sys.argv[3] == "bad"
 for k in range(n):
+    if bad and k == n // 2:
+        # pre_fire_hook runs after signing, just before sending.
+        ctx.publish(topic="tampered", msg={"amount": 1}, modname="pytest",
+                    pre_fire_hook=lambda m: m["msg"].update(amount=1000))
+        ctx.c["sign_messages"] = False
+        ctx.publish(topic="unsigned", msg={"amount": 2}, modname="pytest")
+        ctx.c["sign_messages"] = True
     ctx.publish(
         topic="real",
         msg={"k": k, "text": "h\u00e9llo \U0001F600 \"q\"\n", "f": 0.1, "big": 1e20, "small": 1e-07},
