@@ -54,7 +54,10 @@ fn sequence_numbers_are_consecutive_and_survive_reopen() {
 
     let first: Vec<Msg> = (0..3).map(|i| msg(&format!("a{i}"), 100 + i)).collect();
     let got = store.append(&batch(&first)).unwrap();
-    assert_eq!(got, vec![Appended::New(1), Appended::New(2), Appended::New(3)]);
+    assert_eq!(
+        got,
+        vec![Appended::New(1), Appended::New(2), Appended::New(3)]
+    );
     let second: Vec<Msg> = (0..2).map(|i| msg(&format!("b{i}"), 200 + i)).collect();
     let got = store.append(&batch(&second)).unwrap();
     assert_eq!(got, vec![Appended::New(4), Appended::New(5)]);
@@ -146,13 +149,32 @@ fn reads_by_seq_msg_id_and_time() {
     assert!(store.read_from(1, 0).unwrap().is_empty());
 
     // Both ends included; time order, then seq.
-    assert_eq!(seqs(&store.range_by_time(10.0, 50.0, 100).unwrap()), vec![2, 3, 4, 1]);
-    assert_eq!(seqs(&store.range_by_time(30.0, 30.0, 100).unwrap()), vec![3, 4]);
-    assert_eq!(seqs(&store.range_by_time(10.5, 49.9, 100).unwrap()), vec![3, 4]);
-    assert_eq!(seqs(&store.range_by_time(29.1, 29.9, 100).unwrap()), Vec::<u64>::new());
-    assert_eq!(seqs(&store.range_by_time(60.0, 10.0, 100).unwrap()), Vec::<u64>::new());
     assert_eq!(
-        seqs(&store.range_by_time(f64::NEG_INFINITY, f64::INFINITY, 3).unwrap()),
+        seqs(&store.range_by_time(10.0, 50.0, 100).unwrap()),
+        vec![2, 3, 4, 1]
+    );
+    assert_eq!(
+        seqs(&store.range_by_time(30.0, 30.0, 100).unwrap()),
+        vec![3, 4]
+    );
+    assert_eq!(
+        seqs(&store.range_by_time(10.5, 49.9, 100).unwrap()),
+        vec![3, 4]
+    );
+    assert_eq!(
+        seqs(&store.range_by_time(29.1, 29.9, 100).unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        seqs(&store.range_by_time(60.0, 10.0, 100).unwrap()),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        seqs(
+            &store
+                .range_by_time(f64::NEG_INFINITY, f64::INFINITY, 3)
+                .unwrap()
+        ),
         vec![2, 3, 4]
     );
     assert!(matches!(
@@ -170,7 +192,12 @@ fn retention_by_age_removes_records_and_their_index_entries() {
     };
     let store = Store::open(dir.path(), opts).unwrap();
     // seq 1..=4 at 1000, 1050, 900, 1200
-    let msgs = [msg("a", 1000), msg("b", 1050), msg("c", 900), msg("d", 1200)];
+    let msgs = [
+        msg("a", 1000),
+        msg("b", 1050),
+        msg("c", 900),
+        msg("d", 1200),
+    ];
     store.append(&batch(&msgs)).unwrap();
 
     // now = 1120: cutoff 1020; a (1000) and c (900) are older.
@@ -180,7 +207,10 @@ fn retention_by_age_removes_records_and_their_index_entries() {
     assert_eq!(store.last_seq(), 4);
     assert_eq!(store.get_by_msg_id("a").unwrap(), None);
     assert_eq!(store.get_by_msg_id("c").unwrap(), None);
-    assert_eq!(seqs(&store.range_by_time(0.0, 2000.0, 10).unwrap()), vec![2, 4]);
+    assert_eq!(
+        seqs(&store.range_by_time(0.0, 2000.0, 10).unwrap()),
+        vec![2, 4]
+    );
     // Nothing more to do at the same time.
     assert_eq!(store.prune(1120).unwrap(), 0);
 
@@ -193,7 +223,9 @@ fn retention_by_age_removes_records_and_their_index_entries() {
     assert_eq!(store.first_seq(), None);
     assert_eq!(store.last_seq(), 4);
     // A pruned msg_id is no longer a duplicate: it is a new message.
-    let got = store.append(&batch(&[msg("e", 20_000), msg("a", 20_000)])).unwrap();
+    let got = store
+        .append(&batch(&[msg("e", 20_000), msg("a", 20_000)]))
+        .unwrap();
     assert_eq!(got, vec![Appended::New(5), Appended::New(6)]);
     assert_eq!(store.first_seq(), Some(5));
 }
@@ -213,7 +245,10 @@ fn retention_by_count_keeps_the_newest() {
     assert_eq!(store.first_seq(), Some(3));
     assert_eq!(store.get_by_msg_id("n0").unwrap(), None);
     assert_eq!(store.get_by_msg_id("n2").unwrap().unwrap().seq, 3);
-    assert_eq!(seqs(&store.range_by_time(0.0, 1000.0, 10).unwrap()), vec![5, 4, 3]);
+    assert_eq!(
+        seqs(&store.range_by_time(0.0, 1000.0, 10).unwrap()),
+        vec![5, 4, 3]
+    );
     assert_eq!(store.prune(0).unwrap(), 0);
 
     let more: Vec<Msg> = (5..7).map(|i| msg(&format!("n{i}"), 200)).collect();

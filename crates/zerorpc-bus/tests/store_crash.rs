@@ -89,13 +89,23 @@ fn confirmed_appends_survive_kill_9() {
             }
         }
         let status = child.wait().unwrap();
-        assert_eq!(seen, 40, "round {round}: the child stopped early ({status})");
+        assert_eq!(
+            seen, 40,
+            "round {round}: the child stopped early ({status})"
+        );
 
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         // The batch in flight may or may not have committed, whole.
         let last = store.last_seq();
-        assert!(last >= confirmed, "round {round}: last {last} < confirmed {confirmed}");
-        assert_eq!((last - confirmed) % BATCH, 0, "round {round}: a partial batch");
+        assert!(
+            last >= confirmed,
+            "round {round}: last {last} < confirmed {confirmed}"
+        );
+        assert_eq!(
+            (last - confirmed) % BATCH,
+            0,
+            "round {round}: a partial batch"
+        );
         assert_eq!(store.first_seq(), Some(1));
         assert_eq!(store.len().unwrap(), last);
         let mut seq = 1;
@@ -113,7 +123,10 @@ fn confirmed_appends_survive_kill_9() {
             }
         }
         assert_eq!(
-            store.get_by_msg_id(&expected(confirmed).1).unwrap().map(|r| r.seq),
+            store
+                .get_by_msg_id(&expected(confirmed).1)
+                .unwrap()
+                .map(|r| r.seq),
             Some(confirmed)
         );
         confirmed = last;
