@@ -22,6 +22,9 @@ pub enum Error {
     /// The configuration.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A recording's content, or a message that cannot be recorded.
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
     /// Reading or writing a file (recordings).
     #[error("{path}: {source}")]
     Io {
