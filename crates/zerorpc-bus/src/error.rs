@@ -39,6 +39,9 @@ pub enum Error {
     /// The publisher or subscription was closed.
     #[error("closed")]
     Closed,
+    /// A recording's content, or a message that cannot be recorded.
+    #[error(transparent)]
+    Record(#[from] crate::record::RecordError),
     /// Reading or writing a file (recordings).
     #[error("{path}: {source}")]
     Io {

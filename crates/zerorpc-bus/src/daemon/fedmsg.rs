@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zerorpc::zmtp::{Message as Frames, PubSocket, RouterSocket, SocketOptions};
 
-use super::writer::Shared;
+use super::writer::{Fresh, Shared};
 use crate::replay::{self, ReplayQuery};
 use crate::store::Record;
 use crate::Error;
@@ -26,8 +26,8 @@ const REPLAY_QUERY_MAX: u64 = 64 * 1024;
 pub(crate) struct Fanout {
     socket: PubSocket,
     endpoint: String,
-    tx: mpsc::Sender<Arc<Record>>,
-    rx: mpsc::Receiver<Arc<Record>>,
+    tx: mpsc::Sender<Fresh>,
+    rx: mpsc::Receiver<Fresh>,
 }
 
 impl Fanout {
@@ -48,7 +48,7 @@ impl Fanout {
     }
 
     /// The bound endpoint and the writer's side of the queue.
-    pub fn sender(&self) -> (String, mpsc::Sender<Arc<Record>>) {
+    pub fn sender(&self) -> (String, mpsc::Sender<Fresh>) {
         (self.endpoint.clone(), self.tx.clone())
     }
 
@@ -59,8 +59,8 @@ impl Fanout {
         } = self;
         drop(tx);
         let mut before = socket.dropped();
-        while let Some(record) = rx.recv().await {
-            let body = fedmsg_wire(&record);
+        while let Some((record, signed)) = rx.recv().await {
+            let body = fedmsg_wire(&record, signed);
             let frames = Frames::from_iter([Bytes::from(record.topic.clone()), Bytes::from(body)]);
             if let Err(e) = socket.send(frames) {
                 tracing::warn!("bus PUB endpoint: {e}");
@@ -78,14 +78,14 @@ impl Fanout {
 /// `seq_id` (as fedmsg's own store adds it, which its `check_for_replay`
 /// reads); a signed one is sent as published, since its signature covers
 /// every other key.
-fn fedmsg_wire(record: &Record) -> String {
-    match serde_json::from_str::<serde_json::Value>(&record.json) {
-        Ok(serde_json::Value::Object(mut map)) if !map.contains_key("signature") => {
-            map.insert("seq_id".into(), record.seq.into());
-            crate::json::to_canonical(&serde_json::Value::Object(map))
-        }
-        _ => record.json.clone(),
+fn fedmsg_wire(record: &Record, signed: bool) -> String {
+    if signed {
+        return record.json.to_string();
     }
+    replay::with_seq_id(&record.json, record.seq).unwrap_or_else(|e| {
+        tracing::warn!(seq = record.seq, "bus PUB: cannot add seq_id: {e}");
+        record.json.to_string()
+    })
 }
 
 /// Serves fedmsg's replay queries (REQ/REP: `[query]` in, the messages'

@@ -73,6 +73,7 @@ impl BusService {
         }
         Ok(Prepared {
             json: msg.to_canonical_json(),
+            signed: msg.is_signed(),
             topic: msg.topic,
             msg_id: msg.msg_id,
             timestamp: msg.timestamp,
@@ -170,7 +171,7 @@ impl BusService {
                 let batch: Vec<(u64, String)> = records
                     .iter()
                     .filter(|r| st.filter.matches(&r.topic))
-                    .map(|r| (r.seq, r.json.clone()))
+                    .map(|r| (r.seq, r.json.to_string()))
                     .collect();
                 return Some(((upto, batch), st));
             }
@@ -189,7 +190,7 @@ impl BusService {
                 let batch = records
                     .iter()
                     .filter(|r| filter.matches(&r.topic))
-                    .map(|r| (r.seq, r.json.clone()))
+                    .map(|r| (r.seq, r.json.to_string()))
                     .collect();
                 (upto, batch)
             }

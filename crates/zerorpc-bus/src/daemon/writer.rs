@@ -25,7 +25,12 @@ pub(crate) struct Prepared {
     pub timestamp: i64,
     /// Canonical JSON.
     pub json: String,
+    /// Whether it carries a signature (the PUB side must not alter it).
+    pub signed: bool,
 }
+
+/// A fresh message for the PUB side, and whether it is signed.
+pub(crate) type Fresh = (Arc<Record>, bool);
 
 struct WriteJob {
     records: Vec<Prepared>,
@@ -66,7 +71,7 @@ impl Shared {
     pub fn start(
         store: Arc<Store>,
         opts: &DaemonOptions,
-        fanout: (String, mpsc::Sender<Arc<Record>>),
+        fanout: (String, mpsc::Sender<Fresh>),
     ) -> Result<Arc<Shared>, Error> {
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
         let (last, _) = watch::channel(store.last_seq());
@@ -216,7 +221,7 @@ impl Shared {
         }
     }
 
-    fn write_loop(&self, mut rx: mpsc::Receiver<WriteJob>, fanout: mpsc::Sender<Arc<Record>>) {
+    fn write_loop(&self, mut rx: mpsc::Receiver<WriteJob>, fanout: mpsc::Sender<Fresh>) {
         while let Some(first) = rx.blocking_recv() {
             let mut jobs = vec![first];
             let mut count = jobs[0].records.len();
@@ -234,7 +239,7 @@ impl Shared {
         tracing::debug!("bus log writer stopped");
     }
 
-    fn commit(&self, jobs: Vec<WriteJob>, fanout: &mpsc::Sender<Arc<Record>>) {
+    fn commit(&self, jobs: Vec<WriteJob>, fanout: &mpsc::Sender<Fresh>) {
         let batch: Vec<NewRecord<'_>> = jobs
             .iter()
             .flat_map(|j| j.records.iter())
@@ -271,13 +276,16 @@ impl Shared {
             let mine: Vec<Appended> = outcomes.by_ref().take(job.records.len()).collect();
             for (p, a) in job.records.into_iter().zip(&mine) {
                 match a {
-                    Appended::New(seq) => fresh.push(Arc::new(Record {
-                        seq: *seq,
-                        topic: p.topic,
-                        msg_id: p.msg_id,
-                        timestamp: p.timestamp,
-                        json: p.json,
-                    })),
+                    Appended::New(seq) => fresh.push((
+                        Arc::new(Record {
+                            seq: *seq,
+                            topic: p.topic,
+                            msg_id: p.msg_id,
+                            timestamp: p.timestamp,
+                            json: p.json.into(),
+                        }),
+                        p.signed,
+                    )),
                     Appended::Duplicate(_) => {
                         self.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
@@ -286,10 +294,10 @@ impl Shared {
             answers.push((job.reply, mine));
         }
         self.stored.fetch_add(fresh.len() as u64, Ordering::Relaxed);
-        if let Some(last) = fresh.last() {
+        if let Some((last, _)) = fresh.last() {
             let last = last.seq;
             if let Ok(mut recent) = self.recent.write() {
-                recent.extend(fresh.iter().cloned());
+                recent.extend(fresh.iter().map(|f| f.0.clone()));
             }
             self.last.send_replace(last);
         }

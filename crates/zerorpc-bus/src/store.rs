@@ -1,5 +1,0 @@
-//! (to be written)
-
-/// (to be written)
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {}
