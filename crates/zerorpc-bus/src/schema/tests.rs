@@ -678,3 +678,18 @@ mod derived {
         assert!(e.to_string().contains("empty"), "{e}");
     }
 }
+
+#[test]
+fn the_registry_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<SchemaRegistry>();
+    shareable::<SchemaError>();
+    let mut reg = SchemaRegistry::empty();
+    reg.add("t", json!({"type": "string"})).unwrap();
+    let reg = std::sync::Arc::new(reg);
+    let other = std::sync::Arc::clone(&reg);
+    let outcome = std::thread::spawn(move || other.check("t", &json!(1)).is_err())
+        .join()
+        .unwrap();
+    assert!(outcome);
+}
