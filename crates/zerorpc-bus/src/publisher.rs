@@ -150,7 +150,7 @@ impl Publisher {
         let o = &self.inner.opts;
         let full = o.rules.full_topic(&o.modname, topic);
         if let Some(schemas) = &o.schemas {
-            schemas.check(&full, &body)?;
+            let _valid = schemas.check(&full, &body)?;
         }
         let i = self.inner.i.fetch_add(1, Ordering::Relaxed) + 1;
         let mut msg = Message::new(full, body, i, o.username.clone());

@@ -283,7 +283,17 @@ async fn follow_fedmsg(
                 else {
                     let raw = String::from_utf8_lossy(body).into_owned();
                     let reason = "topic or envelope is not UTF-8".to_owned();
-                    if !emit(&tx, &stats, Event::Quarantined { seq: None, reason, raw }).await {
+                    if !emit(
+                        &tx,
+                        &stats,
+                        Event::Quarantined {
+                            seq: None,
+                            reason,
+                            raw,
+                        },
+                    )
+                    .await
+                    {
                         return;
                     }
                     continue;

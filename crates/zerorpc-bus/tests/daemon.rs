@@ -33,7 +33,9 @@ async fn take(sub: &mut Subscription, n: usize) -> Vec<(u64, u64)> {
     let mut got = Vec::with_capacity(n);
     while got.len() < n {
         match sub.next().await {
-            Some(Event::Message(d)) => got.push((d.seq.expect("a seq from the daemon"), d.message.i)),
+            Some(Event::Message(d)) => {
+                got.push((d.seq.expect("a seq from the daemon"), d.message.i))
+            }
             Some(Event::Quarantined { reason, .. }) => panic!("quarantined: {reason}"),
             None => panic!("the subscription ended after {} messages", got.len()),
         }
@@ -67,7 +69,9 @@ async fn ten_thousand_messages_through_disconnects_and_a_restart_arrive_once_in_
     let restart = same_ports(&opts);
     let daemon = Daemon::start(opts).await.unwrap();
     let bus = daemon.ingest_endpoint().to_owned();
-    let p = Publisher::connect(PublisherOptions::new(&bus)).await.unwrap();
+    let p = Publisher::connect(PublisherOptions::new(&bus))
+        .await
+        .unwrap();
     const N: u64 = 10_000;
 
     // Publishing runs throughout; the subscriber joins after it started.
@@ -105,12 +109,21 @@ async fn ten_thousand_messages_through_disconnects_and_a_restart_arrive_once_in_
     assert_eq!(confirmed.len() as u64, N);
     got.extend(within("the rest", take(&mut sub, (N as usize) - got.len())).await);
     let seqs: Vec<u64> = got.iter().map(|g| g.0).collect();
-    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "every message once, in order");
+    assert_eq!(
+        seqs,
+        (1..=N).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
     let mut is: Vec<u64> = got.iter().map(|g| g.1).collect();
     is.sort_unstable();
     is.dedup();
     assert_eq!(is.len() as u64, N, "every publish distinct");
-    assert!(sub.stats().reconnects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(
+        sub.stats()
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
     assert_eq!(daemon.info().last_seq, N);
 }
 
@@ -123,8 +136,15 @@ async fn a_retried_envelope_is_stored_once_and_bad_ones_are_rejected_alone() {
     let p = Publisher::connect(PublisherOptions::new(daemon.ingest_endpoint()))
         .await
         .unwrap();
-    let good = p.envelope("ok", json!({"a": 1})).unwrap().to_canonical_json();
-    let client = BusServiceClient::new(zerorpc::Client::connect(daemon.ingest_endpoint()).await.unwrap());
+    let good = p
+        .envelope("ok", json!({"a": 1}))
+        .unwrap()
+        .to_canonical_json();
+    let client = BusServiceClient::new(
+        zerorpc::Client::connect(daemon.ingest_endpoint())
+            .await
+            .unwrap(),
+    );
     let big = p
         .envelope("big", json!({"pad": "x".repeat(5000)}))
         .unwrap()
@@ -152,10 +172,17 @@ async fn a_retried_envelope_is_stored_once_and_bad_ones_are_rejected_alone() {
     let again = client.publish(vec![good]).await.unwrap();
     assert_eq!((again[0].0, again[0].1), (1, DUPLICATE));
     // A call with the wrong types is an error to that caller only.
-    let raw = zerorpc::Client::connect(daemon.ingest_endpoint()).await.unwrap();
-    assert!(raw.call("publish", vec![zerorpc::Value::from(42)]).await.is_err());
+    let raw = zerorpc::Client::connect(daemon.ingest_endpoint())
+        .await
+        .unwrap();
+    assert!(raw
+        .call("publish", vec![zerorpc::Value::from(42)])
+        .await
+        .is_err());
     // ...and everyone else is still served.
-    let c = within("publish after bad input", p.publish("still", json!({}))).await.unwrap();
+    let c = within("publish after bad input", p.publish("still", json!({})))
+        .await
+        .unwrap();
     assert_eq!(c.seq, 2);
     let info = daemon.info();
     assert_eq!((info.last_seq, info.stored, info.duplicates), (2, 2, 2));
@@ -167,7 +194,9 @@ async fn a_retried_envelope_is_stored_once_and_bad_ones_are_rejected_alone() {
 async fn publishing_before_the_daemon_is_up_waits_for_it() {
     let dir = scratch_dir("bus-early-publisher");
     let opts = fixed_ports(&dir);
-    let p = Publisher::connect(PublisherOptions::new(&opts.ingest)).await.unwrap();
+    let p = Publisher::connect(PublisherOptions::new(&opts.ingest))
+        .await
+        .unwrap();
     let pending = tokio::spawn({
         let p = p.clone();
         async move { p.publish("early", json!({"x": 1})).await }
@@ -185,7 +214,12 @@ async fn topic_globs_filter_and_positions_still_advance() {
     let mut o = PublisherOptions::new(daemon.ingest_endpoint());
     o.modname = "bodhi".into();
     let p = Publisher::connect(o).await.unwrap();
-    for t in ["update.comment", "update.request", "buildroot.override", "update.comment"] {
+    for t in [
+        "update.comment",
+        "update.request",
+        "buildroot.override",
+        "update.comment",
+    ] {
         p.publish(t, json!({})).await.unwrap();
     }
     let filters = Filters {

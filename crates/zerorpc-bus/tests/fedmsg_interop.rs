@@ -106,7 +106,11 @@ impl Pki {
             .arg(&dir)
             .output()
             .expect("run python");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Pki { dir }
     }
 
@@ -116,13 +120,21 @@ impl Pki {
 
     /// Our validator: this CA and its CRL, no routing policy.
     fn validator(&self) -> Validator {
-        Validator::from_files(&self.path("ca.crt"), Some(&self.path("crl.pem")), HashMap::new(), false)
-            .unwrap()
+        Validator::from_files(
+            &self.path("ca.crt"),
+            Some(&self.path("crl.pem")),
+            HashMap::new(),
+            false,
+        )
+        .unwrap()
     }
 
     fn signer(&self, name: &str) -> Signer {
-        Signer::from_files(&self.path(&format!("{name}.crt")), &self.path(&format!("{name}.key")))
-            .unwrap()
+        Signer::from_files(
+            &self.path(&format!("{name}.crt")),
+            &self.path(&format!("{name}.key")),
+        )
+        .unwrap()
     }
 
     /// fedmsg configuration keys: sign as `cert` when publishing as `name`.
@@ -216,7 +228,9 @@ async fn fedmsg_validates_our_signed_messages_and_rejects_tampered_ones() {
     let pki = Pki::make(&dir);
     // A daemon that checks nothing passes everything on: fedmsg must
     // reject the bad ones itself.
-    let daemon = Daemon::start(DaemonOptions::ephemeral(dir.join("open"))).await.unwrap();
+    let daemon = Daemon::start(DaemonOptions::ephemeral(dir.join("open")))
+        .await
+        .unwrap();
     let mut o = PublisherOptions::new(daemon.ingest_endpoint());
     o.modname = "rusty".into();
     o.signer = Some(Arc::new(pki.signer("alice")));
@@ -224,12 +238,20 @@ async fn fedmsg_validates_our_signed_messages_and_rejects_tampered_ones() {
     const N: usize = 6;
     let py = Py::start(
         TAIL,
-        &[daemon.publish_endpoint().to_owned(), N.to_string(), pki.validating().to_string()],
+        &[
+            daemon.publish_endpoint().to_owned(),
+            N.to_string(),
+            pki.validating().to_string(),
+        ],
         None,
     );
     py.line("READY").await;
     warm_up(&p, py.line("WARM")).await;
-    let raw = BusServiceClient::new(zerorpc::Client::connect(daemon.ingest_endpoint()).await.unwrap());
+    let raw = BusServiceClient::new(
+        zerorpc::Client::connect(daemon.ingest_endpoint())
+            .await
+            .unwrap(),
+    );
     let mut valid = Vec::new();
     for k in 0..N {
         if k == N / 2 {
@@ -242,7 +264,10 @@ async fn fedmsg_validates_our_signed_messages_and_rejects_tampered_ones() {
             unsigned.certificate = None;
             unsigned.crypto = None;
             let outcomes = raw
-                .publish(vec![tampered.to_canonical_json(), unsigned.to_canonical_json()])
+                .publish(vec![
+                    tampered.to_canonical_json(),
+                    unsigned.to_canonical_json(),
+                ])
                 .await
                 .unwrap();
             assert!(outcomes.iter().all(|o| o.1 != REJECTED), "{outcomes:?}");
@@ -254,7 +279,10 @@ async fn fedmsg_validates_our_signed_messages_and_rejects_tampered_ones() {
     for ours in &valid {
         let line = py.line("MSG ").await;
         let theirs: Value = serde_json::from_str(&line[4..]).unwrap();
-        assert_eq!(theirs["msg"], ours.msg, "only valid messages reach fedmsg's consumer");
+        assert_eq!(
+            theirs["msg"], ours.msg,
+            "only valid messages reach fedmsg's consumer"
+        );
         assert_eq!(theirs["signature"].as_str(), ours.signature.as_deref());
     }
     py.line("ALL DONE").await;
@@ -263,7 +291,11 @@ async fn fedmsg_validates_our_signed_messages_and_rejects_tampered_ones() {
     let mut opts = DaemonOptions::ephemeral(dir.join("strict"));
     opts.validator = Some(Arc::new(pki.validator()));
     let strict = Daemon::start(opts).await.unwrap();
-    let raw = BusServiceClient::new(zerorpc::Client::connect(strict.ingest_endpoint()).await.unwrap());
+    let raw = BusServiceClient::new(
+        zerorpc::Client::connect(strict.ingest_endpoint())
+            .await
+            .unwrap(),
+    );
     let mut tampered = p.envelope("evil", json!({"amount": 1})).unwrap();
     tampered.msg = json!({"amount": 1000});
     let mut unsigned = p.envelope("evil", json!({})).unwrap();
@@ -282,7 +314,10 @@ async fn fedmsg_validates_our_signed_messages_and_rejects_tampered_ones() {
     assert_eq!(outcomes[0].1, REJECTED);
     assert!(outcomes[0].2.contains("signature"), "{outcomes:?}");
     assert_eq!(outcomes[1].1, REJECTED);
-    assert_eq!((outcomes[2].0, outcomes[2].1), (1, zerorpc_bus::protocol::STORED));
+    assert_eq!(
+        (outcomes[2].0, outcomes[2].1),
+        (1, zerorpc_bus::protocol::STORED)
+    );
 }
 
 /// Collects `n` messages with topic `*.real` from a subscription, and the
@@ -339,7 +374,11 @@ async fn our_subscriber_reads_a_fedmsg_publisher() {
         "name": "pytest.host",
     });
     pki.sign_as(&mut config, "pytest.host", "alice");
-    let mut py = Py::start(PUBLISH, &[N.to_string(), config.to_string(), "bad".into()], None);
+    let mut py = Py::start(
+        PUBLISH,
+        &[N.to_string(), config.to_string(), "bad".into()],
+        None,
+    );
     py.line("READY").await;
     let filters = Filters {
         validator: Some(Arc::new(pki.validator())),
@@ -355,9 +394,20 @@ async fn our_subscriber_reads_a_fedmsg_publisher() {
     // The message tampered with after signing and the unsigned one are
     // quarantined, not delivered.
     assert_eq!(quarantined.len(), 2, "{quarantined:?}");
-    assert!(quarantined[0].starts_with("org.fedoraproject.dev.pytest.tampered (signature"), "{quarantined:?}");
-    assert!(quarantined[1].starts_with("org.fedoraproject.dev.pytest.unsigned (signature"), "{quarantined:?}");
-    assert_eq!(sub.stats().quarantined.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert!(
+        quarantined[0].starts_with("org.fedoraproject.dev.pytest.tampered (signature"),
+        "{quarantined:?}"
+    );
+    assert!(
+        quarantined[1].starts_with("org.fedoraproject.dev.pytest.unsigned (signature"),
+        "{quarantined:?}"
+    );
+    assert_eq!(
+        sub.stats()
+            .quarantined
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
     py.line("ALL DONE").await;
 }
 
@@ -383,9 +433,10 @@ async fn our_subscriber_reads_through_fedmsg_relay() {
         &[],
         Some(&dir),
     );
-    let mut sub = Subscription::fedmsg(&[format!("tcp://127.0.0.1:{outbound}")], Filters::default())
-        .await
-        .unwrap();
+    let mut sub =
+        Subscription::fedmsg(&[format!("tcp://127.0.0.1:{outbound}")], Filters::default())
+            .await
+            .unwrap();
     const N: usize = 30;
     // An active publisher (fedmsg-logger's way): connects to the relay.
     let mut config = json!({

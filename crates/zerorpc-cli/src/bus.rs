@@ -234,7 +234,10 @@ impl From<zerorpc_bus::Error> for Failure {
 type Outcome = Result<ExitCode, Failure>;
 
 /// The configuration: file, environment, then `flags` (key, value).
-fn load(common: &Common, flags: &[(&str, Option<String>)]) -> Result<(BusConfig, Provenance), Failure> {
+fn load(
+    common: &Common,
+    flags: &[(&str, Option<String>)],
+) -> Result<(BusConfig, Provenance), Failure> {
     let (mut cfg, mut prov) = BusConfig::load(common.config.as_deref(), std::env::vars())
         .map_err(|e| Failure(2, e.to_string()))?;
     let bus = ("ingest", common.bus.clone());
@@ -249,7 +252,9 @@ fn load(common: &Common, flags: &[(&str, Option<String>)]) -> Result<(BusConfig,
 
 fn schemas(dir: Option<&Path>) -> Result<Option<Arc<SchemaRegistry>>, Failure> {
     match dir {
-        Some(d) => Ok(Some(Arc::new(SchemaRegistry::load_dir(d)?))),
+        Some(d) => Ok(Some(Arc::new(
+            SchemaRegistry::load_dir(d).map_err(zerorpc_bus::Error::from)?,
+        ))),
         None => Ok(None),
     }
 }
@@ -296,7 +301,7 @@ async fn serve(a: ServeArgs) -> Outcome {
     opts.ingest = cfg.ingest.clone();
     opts.publish = cfg.publish.clone();
     opts.replay = Some(cfg.replay.clone()).filter(|r| !r.is_empty());
-    opts.retention = cfg.retention;
+    opts.retention = cfg.retention.as_duration();
     opts.max_message_bytes = cfg.max_message_bytes;
     opts.schemas = schemas(cfg.schemas.as_deref())?;
     if cfg.validate {
@@ -371,7 +376,12 @@ async fn publisher(
             ))
         }
         (None, None) => {}
-        _ => return Err(Failure(2, "signing needs both sign_cert and sign_key".into())),
+        _ => {
+            return Err(Failure(
+                2,
+                "signing needs both sign_cert and sign_key".into(),
+            ))
+        }
     }
     Ok(Publisher::connect(opts).await?)
 }
@@ -389,7 +399,10 @@ async fn publish(a: PublishArgs) -> Outcome {
             ) else {
                 return Err(Failure(
                     2,
-                    format!("{}:{line_no}: not a fedmsg envelope (topic, msg)", file.display()),
+                    format!(
+                        "{}:{line_no}: not a fedmsg envelope (topic, msg)",
+                        file.display()
+                    ),
                 ));
             };
             if a.no_wait {
@@ -400,11 +413,17 @@ async fn publish(a: PublishArgs) -> Outcome {
             n += 1;
         }
         p.flush().await;
-        note!("zerorpc bus: published {n} messages from {}", file.display());
+        note!(
+            "zerorpc bus: published {n} messages from {}",
+            file.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(topic), Some(body)) = (a.topic, a.body) else {
-        return Err(Failure(2, "publish needs TOPIC and JSON (or --file)".into()));
+        return Err(Failure(
+            2,
+            "publish needs TOPIC and JSON (or --file)".into(),
+        ));
     };
     let body: serde_json::Value = serde_json::from_str(&body)
         .map_err(|e| Failure(2, format!("the body is not JSON: {e}")))?;
@@ -429,7 +448,12 @@ fn parse_time(s: &str) -> Result<f64, Failure> {
     if let Ok(t) = s.parse::<f64>() {
         return Ok(t);
     }
-    let bad = || Failure(2, format!("--since {s:?}: expected unix seconds or an age like 10m, 2h, 1d"));
+    let bad = || {
+        Failure(
+            2,
+            format!("--since {s:?}: expected unix seconds or an age like 10m, 2h, 1d"),
+        )
+    };
     let (num, unit) = s.split_at(s.len().saturating_sub(1));
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
@@ -536,7 +560,14 @@ async fn replay(a: ReplayArgs) -> Outcome {
         }
         for (seq, raw) in batch.into_iter().filter(|(s, _)| *s <= info.last_seq) {
             match zerorpc_bus::message::Message::from_json(&raw) {
-                Ok(message) => print(&Delivery { seq: Some(seq), message }, a.json, None),
+                Ok(message) => print(
+                    &Delivery {
+                        seq: Some(seq),
+                        message,
+                    },
+                    a.json,
+                    None,
+                ),
                 Err(e) => note!("zerorpc bus: seq {seq}: {e}"),
             }
         }

@@ -89,11 +89,8 @@ const ZERORPC_PACKAGES: &[&str] = &["zerorpc==0.6.3"];
 /// fedmsg 1.1.7 as the bus's interop tests need it: pyOpenSSL and
 /// cryptography are pinned because today's pyOpenSSL lacks `load_crl`, and
 /// fedmsg then silently turns signing off and rejects every signed message.
-pub const FEDMSG_PACKAGES: &[&str] = &[
-    "fedmsg==1.1.7",
-    "pyOpenSSL==24.2.1",
-    "cryptography==43.0.3",
-];
+pub const FEDMSG_PACKAGES: &[&str] =
+    &["fedmsg==1.1.7", "pyOpenSSL==24.2.1", "cryptography==43.0.3"];
 
 /// A venv's python with fedmsg 1.1.7 (see [`FEDMSG_PACKAGES`]), under
 /// `target/python-venv-fedmsg`, created on first use like [`python`]'s.
@@ -172,7 +169,10 @@ fn venv(name: &str, base: &Path, packages: &[&str]) -> PathBuf {
         Command::new(tmp.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .args(packages),
-        &format!("pip install {} (needs the PyPI registry)", packages.join(" ")),
+        &format!(
+            "pip install {} (needs the PyPI registry)",
+            packages.join(" ")
+        ),
     );
     std::fs::write(tmp.join(&marker), b"").expect("marker");
     if std::fs::rename(&tmp, &venv).is_err() {

@@ -55,7 +55,10 @@ impl Py {
         let mut line = String::new();
         loop {
             line.clear();
-            assert!(self.out.read_line(&mut line).expect("read") > 0, "python exited");
+            assert!(
+                self.out.read_line(&mut line).expect("read") > 0,
+                "python exited"
+            );
             if line.starts_with(prefix) {
                 return line[prefix.len()..].trim().to_owned();
             }
@@ -100,7 +103,11 @@ fn fedmsg_run(n: usize, subs: usize) -> (f64, f64, usize) {
         lost += n - got.min(n);
         rate += got as f64 / secs;
     }
-    (published["published_per_s"].as_f64().unwrap_or(f64::NAN), rate, lost)
+    (
+        published["published_per_s"].as_f64().unwrap_or(f64::NAN),
+        rate,
+        lost,
+    )
 }
 
 fn body(k: usize) -> Value {
@@ -121,7 +128,9 @@ async fn pipelined(p: &Publisher, n: usize) -> f64 {
     let mut done = 0;
     while done < n {
         let batch = window.min(n - done);
-        let sends: Vec<_> = (0..batch).map(|k| p.publish("pipe", body(done + k))).collect();
+        let sends: Vec<_> = (0..batch)
+            .map(|k| p.publish("pipe", body(done + k)))
+            .collect();
         for c in futures::future::join_all(sends).await {
             c.expect("confirmed");
         }
@@ -202,9 +211,21 @@ async fn latency(bus: &str, p: &Publisher, n: usize) -> (f64, f64) {
 /// Runs the comparison and prints it (markdown).
 pub async fn bus_bench(quick: bool) {
     let s = if quick {
-        Sizes { sequential: 500, pipelined: 20_000, delivered: 20_000, latency: 500, fedmsg: 10_000 }
+        Sizes {
+            sequential: 500,
+            pipelined: 20_000,
+            delivered: 20_000,
+            latency: 500,
+            fedmsg: 10_000,
+        }
     } else {
-        Sizes { sequential: 3_000, pipelined: 200_000, delivered: 100_000, latency: 3_000, fedmsg: 50_000 }
+        Sizes {
+            sequential: 3_000,
+            pipelined: 200_000,
+            delivered: 100_000,
+            latency: 3_000,
+            fedmsg: 50_000,
+        }
     };
     let started = Instant::now();
     let step = |what: &str| eprintln!("[{:>6.1}s] {what}", started.elapsed().as_secs_f64());
@@ -228,9 +249,13 @@ pub async fn bus_bench(quick: bool) {
 
     let dir = std::env::temp_dir().join(format!("zerorpc-bench-bus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let daemon = Daemon::start(DaemonOptions::ephemeral(&dir)).await.expect("daemon");
+    let daemon = Daemon::start(DaemonOptions::ephemeral(&dir))
+        .await
+        .expect("daemon");
     let bus = daemon.ingest_endpoint().to_owned();
-    let p = Publisher::connect(PublisherOptions::new(&bus)).await.expect("publisher");
+    let p = Publisher::connect(PublisherOptions::new(&bus))
+        .await
+        .expect("publisher");
     step("ours: confirmed publishes, one at a time");
     let seq = sequential(&p, s.sequential).await;
     step("ours: confirmed publishes, pipelined");

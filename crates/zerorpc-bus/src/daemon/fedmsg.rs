@@ -67,7 +67,9 @@ impl Fanout {
             }
             let now = socket.dropped();
             if now != before {
-                shared.pub_dropped.fetch_add(now - before, Ordering::Relaxed);
+                shared
+                    .pub_dropped
+                    .fetch_add(now - before, Ordering::Relaxed);
                 before = now;
             }
         }

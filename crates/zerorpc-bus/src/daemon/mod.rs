@@ -175,7 +175,8 @@ impl Daemon {
 
     /// The daemon's counters and positions.
     pub fn info(&self) -> crate::protocol::BusInfo {
-        self.shared.info(&self.publish, self.replay.as_deref().unwrap_or(""))
+        self.shared
+            .info(&self.publish, self.replay.as_deref().unwrap_or(""))
     }
 
     /// Stops serving and waits for the log writer to finish its last

@@ -60,7 +60,7 @@ impl BusService {
             return Err("malformed envelope: empty topic".into());
         }
         if let Some(schemas) = &s.schemas {
-            schemas.check(&msg.topic, &msg.msg).map_err(|e| {
+            let _valid = schemas.check(&msg.topic, &msg.msg).map_err(|e| {
                 s.rejected.schema.fetch_add(1, Ordering::Relaxed);
                 e.to_string()
             })?;

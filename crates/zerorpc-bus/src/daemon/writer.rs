@@ -199,11 +199,7 @@ impl Shared {
             publish: publish.to_owned(),
             replay: replay.to_owned(),
             last_seq: self.last_seq(),
-            first_seq: self
-                .store()
-                .ok()
-                .and_then(|s| s.first_seq())
-                .unwrap_or(0),
+            first_seq: self.store().ok().and_then(|s| s.first_seq()).unwrap_or(0),
             stored: self.stored.load(Ordering::Relaxed),
             duplicates: self.duplicates.load(Ordering::Relaxed),
             rejected: [
