@@ -137,12 +137,13 @@ impl Pki {
         .unwrap()
     }
 
-    /// fedmsg configuration keys: sign as `cert` when publishing as `name`.
-    fn sign_as(&self, config: &mut Value, name: &str, cert: &str) {
+    /// fedmsg configuration keys: sign as `cert` (see `sign_as` in
+    /// `py/fedmsg_publish.py`).
+    fn sign_as(&self, config: &mut Value, cert: &str) {
         let c = config.as_object_mut().unwrap();
         c.insert("sign_messages".into(), json!(true));
         c.insert("ssldir".into(), json!(self.dir));
-        c.insert("certnames".into(), json!({ name: cert }));
+        c.insert("sign_as".into(), json!(cert));
         c.insert("crypto_backend".into(), json!("x509"));
     }
 
@@ -373,7 +374,7 @@ async fn our_subscriber_reads_a_fedmsg_publisher() {
         "endpoints": {"pytest.host": [format!("tcp://127.0.0.1:{port}")]},
         "name": "pytest.host",
     });
-    pki.sign_as(&mut config, "pytest.host", "alice");
+    pki.sign_as(&mut config, "alice");
     let mut py = Py::start(
         PUBLISH,
         &[N.to_string(), config.to_string(), "bad".into()],
@@ -421,7 +422,7 @@ async fn our_subscriber_reads_through_fedmsg_relay() {
         dir.join("fedmsg.d/relay.py"),
         format!(
             "config = dict(\n    topic_prefix='org.fedoraproject',\n    environment='dev',\n    \
-             zmq_enabled=True,\n    io_threads=1,\n    \
+             zmq_enabled=True,\n    io_threads=1,\n    validate_signatures=False,\n    \
              relay_inbound=['tcp://127.0.0.1:{inbound}'],\n    \
              endpoints={{'relay_outbound': ['tcp://127.0.0.1:{outbound}']}},\n    \
              **{{'fedmsg.consumers.gateway.port': {gateway}}},\n)\n"
@@ -445,7 +446,7 @@ async fn our_subscriber_reads_through_fedmsg_relay() {
         "relay_inbound": [format!("tcp://127.0.0.1:{inbound}")],
         "endpoints": {},
     });
-    pki.sign_as(&mut config, "relay_inbound", "alice");
+    pki.sign_as(&mut config, "alice");
     let mut py = Py::start(PUBLISH, &[N.to_string(), config.to_string()], None);
     py.line("READY").await;
     within("a first message through the relay", first_message(&mut sub)).await;

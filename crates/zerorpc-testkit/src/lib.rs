@@ -86,11 +86,15 @@ pub fn python() -> &'static Path {
 /// What [`python`] and [`python39`] install.
 const ZERORPC_PACKAGES: &[&str] = &["zerorpc==0.6.3"];
 
-/// fedmsg 1.1.7 as the bus's interop tests need it: pyOpenSSL and
+/// fedmsg 1.1.7 as the bus's interop tests need it (with moksha.hub, which
+/// `fedmsg-relay` runs on): pyOpenSSL and
 /// cryptography are pinned because today's pyOpenSSL lacks `load_crl`, and
 /// fedmsg then silently turns signing off and rejects every signed message.
-pub const FEDMSG_PACKAGES: &[&str] =
-    &["fedmsg==1.1.7", "pyOpenSSL==24.2.1", "cryptography==43.0.3"];
+pub const FEDMSG_PACKAGES: &[&str] = &[
+    "fedmsg[consumers,commands]==1.1.7",
+    "pyOpenSSL==24.2.1",
+    "cryptography==43.0.3",
+];
 
 /// A venv's python with fedmsg 1.1.7 (see [`FEDMSG_PACKAGES`]), under
 /// `target/python-venv-fedmsg`, created on first use like [`python`]'s.

@@ -4,6 +4,7 @@
 # With argv[3] == "bad", halfway it also publishes one message tampered
 # with after signing (topic `*.tampered`) and one unsigned (`*.unsigned`).
 # argv: N, extra config (JSON object: endpoints, name, active, signing...)
+import collections
 import copy
 import json
 import sys
@@ -18,6 +19,10 @@ extra = json.loads(sys.argv[2])
 config = copy.deepcopy(fedmsg.config.defaults)
 config.update(dict(io_threads=1, topic_prefix="org.fedoraproject", environment="dev"))
 config.update(extra)
+if "sign_as" in config:
+    # Sign with this cert whatever name fedmsg looks it up by (an active
+    # publisher looks up "shell.<hostname>").
+    config["certnames"] = collections.defaultdict(lambda: config["sign_as"])
 ctx = fedmsg.core.FedMsgContext(**config)
 go = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.readline(), go.set()), daemon=True).start()
