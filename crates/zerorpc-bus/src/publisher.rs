@@ -148,7 +148,14 @@ impl Publisher {
     /// numbered and signed, not sent.
     pub fn envelope(&self, topic: &str, body: serde_json::Value) -> Result<Message, Error> {
         let o = &self.inner.opts;
-        let full = o.rules.full_topic(&o.modname, topic);
+        self.envelope_exact(o.rules.full_topic(&o.modname, topic), body)
+    }
+
+    /// [`Publisher::envelope`] with `full_topic` taken as it is (no
+    /// modname, prefix or environment added): republishing a recording,
+    /// bridging.
+    pub fn envelope_exact(&self, full: String, body: serde_json::Value) -> Result<Message, Error> {
+        let o = &self.inner.opts;
         if let Some(schemas) = &o.schemas {
             let _valid = schemas.check(&full, &body)?;
         }
@@ -187,6 +194,12 @@ impl Publisher {
         let (reply, answer) = oneshot::channel();
         self.enqueue(msg, Some(reply)).await?;
         answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Sends a ready envelope without waiting for its confirmation (see
+    /// [`Publisher::publish_nowait`]).
+    pub async fn send_nowait(&self, msg: &Message) -> Result<(), Error> {
+        self.enqueue(msg, None).await
     }
 
     /// Publishes without waiting for the confirmation (it waits only for

@@ -405,10 +405,11 @@ async fn publish(a: PublishArgs) -> Outcome {
                     ),
                 ));
             };
+            let msg = p.envelope_exact(topic.to_owned(), body.clone())?;
             if a.no_wait {
-                p.publish_nowait(topic, body.clone()).await?;
+                p.send_nowait(&msg).await?;
             } else {
-                p.publish(topic, body.clone()).await?;
+                p.send(&msg).await?;
             }
             n += 1;
         }
@@ -494,7 +495,13 @@ async fn subscription(
             (None, Some(t)) => Since::Time(parse_time(t)?),
             (None, None) => default_since,
         };
-        Subscription::bus(&cfg.ingest, since, filters).await?
+        let sub = Subscription::bus(&cfg.ingest, since, filters).await?;
+        note!(
+            "zerorpc bus: following {} from seq {}",
+            cfg.ingest,
+            sub.next_seq()
+        );
+        sub
     };
     Ok((sub, schemas))
 }
