@@ -175,6 +175,11 @@ where
                 Verdict::Drop => report.dropped += 1,
                 Verdict::Halt => {
                     report.halted_at = delivery.seq;
+                    // The halted message is the next to handle, even when
+                    // it is the first this consumer was handed.
+                    if let Some(seq) = delivery.seq {
+                        position.hold(seq);
+                    }
                     position.flush()?;
                     return Ok(report);
                 }
@@ -229,6 +234,11 @@ impl Position {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Makes `next` the position, to be written by the next flush.
+    fn hold(&mut self, next: u64) {
+        self.next = Some(next);
     }
 
     fn flush(&mut self) -> Result<(), Error> {
