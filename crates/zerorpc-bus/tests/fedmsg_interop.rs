@@ -346,12 +346,10 @@ async fn collect_real(sub: &mut Subscription, n: usize) -> (Vec<Value>, Vec<Stri
 
 /// Waits for the first message of a subscription (a warmup).
 async fn first_message(sub: &mut Subscription) {
-    loop {
-        match sub.next().await {
-            Some(Event::Message(_)) => return,
-            Some(Event::Quarantined { reason, .. }) => panic!("quarantined: {reason}"),
-            None => panic!("subscription ended"),
-        }
+    match sub.next().await {
+        Some(Event::Message(_)) => {}
+        Some(Event::Quarantined { reason, .. }) => panic!("quarantined: {reason}"),
+        None => panic!("subscription ended"),
     }
 }
 

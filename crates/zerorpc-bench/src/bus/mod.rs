@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -108,6 +108,147 @@ fn fedmsg_run(n: usize, subs: usize) -> (f64, f64, usize) {
         rate,
         lost,
     )
+}
+
+/// fedmsg publisher → the `fedmsg-tail` command (its default output: one
+/// log line a message): (delivered/s, messages lost).
+fn fedmsg_tail_cli(n: usize) -> (f64, usize) {
+    let port = common::free_port();
+    let dir = std::env::temp_dir().join(format!("zerorpc-bench-fedmsg-tail-{port}"));
+    std::fs::create_dir_all(dir.join("fedmsg.d")).expect("config dir");
+    std::fs::write(
+        dir.join("fedmsg.d/bench.py"),
+        format!("config = dict(endpoints={{'bench': ['tcp://127.0.0.1:{port}']}}, io_threads=1)\n"),
+    )
+    .expect("config");
+    let mut publisher = Py::start(PY_PUB, &[port.to_string(), n.to_string()]);
+    publisher.line("READY");
+    let mut tail = Command::new(common::fedmsg_python())
+        .arg("-c")
+        .arg(
+            "import sys; sys.argv = ['fedmsg-tail']\nfrom fedmsg.commands.tail import tail\ntail()",
+        )
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fedmsg-tail");
+    let mut out = BufReader::new(tail.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    // Its first warmup line: it is listening.
+    loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).expect("read") > 0,
+            "fedmsg-tail exited"
+        );
+        if line.contains("bench.warmup") {
+            break;
+        }
+    }
+    publisher.go();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let (mut got, mut first, mut last) = (0usize, None, Instant::now());
+        while got < n {
+            line.clear();
+            match out.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line.contains("bench.load") => {
+                    last = Instant::now();
+                    first.get_or_insert(last);
+                    got += 1;
+                }
+                Ok(_) => {}
+            }
+        }
+        let secs = first.map(|f| (last - f).as_secs_f64()).unwrap_or(f64::NAN);
+        let _ = tx.send((got, secs));
+    });
+    // Everything, or 10 s without the count (lost messages).
+    let (got, secs) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or((0, f64::NAN));
+    let _ = tail.kill();
+    let _ = tail.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    (got as f64 / secs, n - got.min(n))
+}
+
+/// `zerorpc bus tail --json` (the CLI, printing every message) following
+/// the daemon while `n` messages are published: delivered/s.
+async fn our_tail_cli(bus: &str, p: &Publisher, n: usize) -> f64 {
+    let exe = std::env::current_exe().expect("exe");
+    let cli = exe.with_file_name("zerorpc");
+    assert!(
+        cli.exists(),
+        "build the CLI first: cargo build --release -p zerorpc-cli"
+    );
+    let mut tail = tokio::process::Command::new(cli)
+        .args([
+            "bus",
+            "tail",
+            "--bus",
+            bus,
+            "--json",
+            "--count",
+            &n.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("zerorpc bus tail");
+    let mut err = tokio::io::BufReader::new(tail.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    loop {
+        use tokio::io::AsyncBufReadExt;
+        line.clear();
+        assert!(
+            err.read_line(&mut line).await.expect("read") > 0,
+            "tail exited"
+        );
+        if line.contains("following") {
+            break;
+        }
+    }
+    let mut out = tokio::io::BufReader::new(tail.stdout.take().expect("stdout"));
+    let t = Instant::now();
+    let publishing = {
+        let p = p.clone();
+        tokio::spawn(async move { pipelined(&p, n).await })
+    };
+    let mut got = 0;
+    while got < n {
+        use tokio::io::AsyncBufReadExt;
+        line.clear();
+        if out.read_line(&mut line).await.expect("read") == 0 {
+            break;
+        }
+        got += 1;
+    }
+    let rate = got as f64 / t.elapsed().as_secs_f64();
+    publishing.await.expect("publisher");
+    let _ = tail.kill().await;
+    rate
+}
+
+/// A subscriber reading `n` stored messages from the start of the log.
+async fn catch_up(bus: &str, n: usize) -> f64 {
+    let mut sub = Subscription::bus(bus, Since::Start, Filters::default())
+        .await
+        .expect("subscribe");
+    let t = Instant::now();
+    let mut got = 0;
+    while got < n {
+        match sub.next().await {
+            Some(Event::Message(_)) => got += 1,
+            Some(Event::Quarantined { reason, .. }) => panic!("{reason}"),
+            None => break,
+        }
+    }
+    got as f64 / t.elapsed().as_secs_f64()
 }
 
 fn body(k: usize) -> Value {
@@ -239,6 +380,13 @@ pub async fn bus_bench(quick: bool) {
     })
     .await
     .expect("fedmsg run");
+    step("fedmsg: Python publisher → fedmsg-tail (the command)");
+    let (py_cli, lost_cli) = tokio::task::spawn_blocking({
+        let n = s.fedmsg;
+        move || fedmsg_tail_cli(n)
+    })
+    .await
+    .expect("fedmsg-tail run");
     step("fedmsg: Python publisher → 10 tail_messages");
     let (_, py_del10, lost10) = tokio::task::spawn_blocking({
         let n = s.fedmsg / 5;
@@ -262,6 +410,10 @@ pub async fn bus_bench(quick: bool) {
     let pipe = pipelined(&p, s.pipelined).await;
     step("ours: delivered to 1 subscriber");
     let del1 = delivered(&bus, &p, s.delivered, 1).await;
+    step("ours: a subscriber catching up from the log");
+    let caught = catch_up(&bus, s.pipelined).await;
+    step("ours: zerorpc bus tail --json (the command)");
+    let cli = our_tail_cli(&bus, &p, s.delivered).await;
     step("ours: delivered to 10 subscribers");
     let del10 = delivered(&bus, &p, s.delivered / 5, 10).await;
     step("ours: publish-to-delivery latency");
@@ -287,6 +439,14 @@ pub async fn bus_bench(quick: bool) {
     println!(
         "| messages/s delivered, 10 subscribers (all together) | {del10:.0} | {py_del10:.0} (lost {lost10}) | {:.1}× |",
         del10 / py_del10
+    );
+    println!(
+        "| messages/s delivered, the tail command printing each (`zerorpc bus tail --json` / `fedmsg-tail`) | {cli:.0} | {py_cli:.0} (lost {lost_cli}) | {:.1}× |",
+        cli / py_cli
+    );
+    println!(
+        "| messages/s delivered from the log (a subscriber catching up; fedmsg has no log) | {caught:.0} | – | {:.1}× fedmsg-tail live |",
+        caught / py_cli
     );
     println!("| publish-to-delivery latency p50 / p99 (µs), ours | {p50:.0} / {p99:.0} | | |");
     step("done");
