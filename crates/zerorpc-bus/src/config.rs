@@ -526,7 +526,7 @@ impl BusConfig {
             "validate" => self.validate = boolean()?,
             "routing_nitpicky" => self.routing_nitpicky = boolean()?,
             "endpoints" => {
-                const EXPECTED: &str = "a list of ZeroMQ endpoints (tcp://HOST:PORT, ipc://PATH or inproc://NAME): a TOML array, or comma-separated text";
+                const EXPECTED: &str = "a list of ZeroMQ endpoints (tcp://HOST:PORT or ipc://PATH): a TOML array, or comma-separated text";
                 let items: Vec<String> = match raw {
                     Raw::Toml(toml::Value::Array(items)) => items
                         .iter()

@@ -34,7 +34,11 @@ fn fenced_blocks(text: &str) -> Vec<(String, String)> {
 
 fn examples() -> Vec<(PathBuf, String)> {
     let mut all = Vec::new();
-    for dir in ["crates/zerorpc/examples", "crates/zmtp/examples"] {
+    for dir in [
+        "crates/zerorpc/examples",
+        "crates/zmtp/examples",
+        "crates/zerorpc-bus/examples",
+    ] {
         for entry in std::fs::read_dir(repo().join(dir)).expect("examples dir") {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rs") {

@@ -60,6 +60,10 @@ impl Fanout {
         drop(tx);
         let mut before = socket.dropped();
         while let Some((record, signed)) = rx.recv().await {
+            if socket.peer_count() == 0 {
+                // Nobody listens: PUB would drop it; spare the encoding.
+                continue;
+            }
             let body = fedmsg_wire(&record, signed);
             let frames = Frames::from_iter([Bytes::from(record.topic.clone()), Bytes::from(body)]);
             if let Err(e) = socket.send(frames) {

@@ -155,13 +155,18 @@ impl Store {
         })?;
         let path = dir.join(FILE_NAME);
         let shown = path.display().to_string();
+        // redb also "repairs" the file it has just created: say so only
+        // for a store that was there before.
+        let existed = path.exists();
         let db = Database::builder()
             .set_repair_callback(move |session| {
-                tracing::warn!(
-                    store = %shown,
-                    progress = session.progress(),
-                    "repairing the store after an unclean shutdown"
-                );
+                if existed {
+                    tracing::warn!(
+                        store = %shown,
+                        progress = session.progress(),
+                        "repairing the store after an unclean shutdown"
+                    );
+                }
             })
             .create(&path)
             .map_err(|e| StoreError::from_open(&path, e))?;
