@@ -24,6 +24,11 @@ pub const DUPLICATE: u8 = 1;
 /// `status` of a rejected envelope: `detail` says why; nothing was stored.
 pub const REJECTED: u8 = 2;
 
+/// The name of the error `publish` answers when it stored nothing for a
+/// reason that is not the envelopes' (the daemon is shutting down, its log
+/// failed): publishers send the batch again.
+pub const UNAVAILABLE: &str = "BusUnavailable";
+
 /// The answer for one published envelope: `(seq, status, detail)`.
 pub type Outcome = (u64, u8, String);
 

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::crypto::Signer;
 use crate::daemon::BusServiceClient;
 use crate::message::{current_username, Message, TopicRules};
-use crate::protocol::{DUPLICATE, REJECTED};
+use crate::protocol::{DUPLICATE, REJECTED, UNAVAILABLE};
 use crate::schema::SchemaRegistry;
 use crate::Error;
 
@@ -318,7 +318,7 @@ async fn send_batch(
                     batch.len()
                 ))
             }
-            Err(e) if e.is_lost() && Instant::now() + backoff < deadline => {
+            Err(e) if worth_retrying(&e) && Instant::now() + backoff < deadline => {
                 tracing::debug!("bus publish lost ({e}); sending the batch again");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -357,6 +357,15 @@ async fn send_batch(
     }
     if let Some(inner) = inner.upgrade() {
         inner.outstanding.send_modify(|o| *o = o.saturating_sub(n));
+    }
+}
+
+/// A batch that may not have reached the log: lost on the way, or the
+/// daemon said it stored nothing for now.
+fn worth_retrying(e: &zerorpc::Error) -> bool {
+    match e {
+        zerorpc::Error::Remote(r) => r.name == UNAVAILABLE || e.is_lost(),
+        _ => e.is_lost(),
     }
 }
 

@@ -129,7 +129,10 @@ impl Subscription {
         filters: Filters,
     ) -> Result<Subscription, Error> {
         let mut opts = SocketOptions::default();
-        opts.limits.max_frames = 2;
+        // A few frames more than fedmsg's two: a wrong count is quarantined
+        // with its reason rather than costing the connection (and whatever
+        // the PUB side sends while it is re-established).
+        opts.limits.max_frames = 16;
         opts.limits.max_message_size = 16 << 20;
         let socket = SubSocket::with_options(opts);
         for prefix in TopicFilter::new(&filters.patterns).zmq_prefixes() {

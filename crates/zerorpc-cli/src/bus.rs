@@ -488,6 +488,13 @@ async fn subscription(
         schemas: schemas.clone(),
     };
     let sub = if !s.connect.is_empty() {
+        if s.since_seq.is_some() || s.since.is_some() {
+            return Err(Failure(
+                2,
+                "--since-seq and --since read the daemon's log: a fedmsg endpoint (--connect) has none"
+                    .into(),
+            ));
+        }
         Subscription::fedmsg(&s.connect, filters).await?
     } else {
         let since = match (s.since_seq, &s.since) {

@@ -59,8 +59,8 @@ impl Py {
                 self.out.read_line(&mut line).expect("read") > 0,
                 "python exited"
             );
-            if line.starts_with(prefix) {
-                return line[prefix.len()..].trim().to_owned();
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.trim().to_owned();
             }
         }
     }

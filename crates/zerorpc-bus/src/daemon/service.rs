@@ -4,12 +4,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures::Stream;
-use zerorpc::ServerOptions;
+use zerorpc::{CallError, ServerOptions};
 
 use super::writer::{Prepared, Shared};
 use crate::glob::TopicFilter;
 use crate::message::Message;
-use crate::protocol::{Batch, BusInfo, Outcome, DUPLICATE, REJECTED, STORED};
+use crate::protocol::{Batch, BusInfo, Outcome, DUPLICATE, REJECTED, STORED, UNAVAILABLE};
 use crate::store::Appended;
 
 /// Most messages in one subscription batch.
@@ -85,8 +85,10 @@ impl BusService {
 impl BusService {
     /// Publish fedmsg envelopes (canonical JSON): one [seq, status, detail]
     /// each once durable; status 0 stored, 1 already stored (seq of the
-    /// earlier copy), 2 rejected (detail says why).
-    pub async fn publish(&self, envelopes: Vec<String>) -> Vec<Outcome> {
+    /// earlier copy), 2 rejected (detail says why). A BusUnavailable error
+    /// (shutting down, the log failing) means nothing was stored: send
+    /// them again.
+    pub async fn publish(&self, envelopes: Vec<String>) -> Result<Vec<Outcome>, CallError> {
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(envelopes.len());
         let mut accepted = Vec::with_capacity(envelopes.len());
         let mut slots = Vec::with_capacity(envelopes.len());
@@ -109,13 +111,9 @@ impl BusService {
                     };
                 }
             }
-            Err(why) => {
-                for slot in slots {
-                    outcomes[slot] = (0, REJECTED, why.clone());
-                }
-            }
+            Err(why) => return Err(CallError::new(UNAVAILABLE, why)),
         }
-        outcomes
+        Ok(outcomes)
     }
 
     /// Follow the log from sequence number since (0: from the next message
