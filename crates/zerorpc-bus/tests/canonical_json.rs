@@ -8,8 +8,6 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Map, Number, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use zerorpc_bus::json::{to_canonical, to_python_default};
 
 /// Reads JSON lines from stdin; prints `fedmsg.encoding.dumps` and
@@ -109,36 +107,14 @@ fn python_dumps(values: &[Value]) -> Vec<(String, String)> {
         input.push_str(&serde_json::to_string(v).expect("serialise"));
         input.push('\n');
     }
-    let mut child = Command::new(zerorpc_testkit::fedmsg_python())
-        .arg("-c")
-        .arg(PY_DUMPS)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("python output");
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("write to python");
-    let stdout = String::from_utf8(out.stdout).expect("python prints ASCII");
-    assert!(
-        out.status.success() && stdout.ends_with("ALL DONE\n"),
-        "python failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<(String, String)> = stdout
-        .lines()
-        .filter(|l| *l != "ALL DONE")
-        .map(|l| {
-            let (c, d) = l.split_once('\t').expect("two columns");
-            (c.to_owned(), d.to_owned())
-        })
-        .collect();
+    let lines: Vec<(String, String)> =
+        zerorpc_testkit::python_lines(zerorpc_testkit::fedmsg_python(), PY_DUMPS, &[], &input)
+            .into_iter()
+            .map(|l| {
+                let (c, d) = l.split_once('\t').expect("two columns");
+                (c.to_owned(), d.to_owned())
+            })
+            .collect();
     assert_eq!(lines.len(), values.len(), "one line per value");
     lines
 }

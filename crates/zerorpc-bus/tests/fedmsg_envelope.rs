@@ -4,8 +4,6 @@
 //! byte for byte.
 
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use zerorpc_bus::message::{current_username, Message, TopicRules};
 
 /// stdin: JSON `[[topic_prefix, environment, modname, topic, msg], ...]`;
@@ -63,31 +61,7 @@ print("ALL DONE")
 
 /// The lines of `script`'s output (run with `stdin`), without `ALL DONE`.
 fn python(script: &str, stdin: &str) -> Vec<String> {
-    let mut child = Command::new(zerorpc_testkit::fedmsg_python())
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_owned();
-    let writer = std::thread::spawn(move || input.write_all(data.as_bytes()));
-    let out = child.wait_with_output().expect("python output");
-    writer.join().expect("writer").expect("write to python");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("ALL DONE"),
-        "python failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .filter(|l| *l != "ALL DONE")
-        .map(str::to_owned)
-        .collect()
+    zerorpc_testkit::python_lines(zerorpc_testkit::fedmsg_python(), script, &[], stdin)
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use zerorpc_bus::daemon::BusServiceClient;
@@ -18,22 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_zerorpc");
 /// `zerorpc bus ARGS` with a clean environment (no ZERORPC_BUS_*, HOME in
 /// the scratch dir), waited for (at most a minute).
 fn bus(home: &Path, args: &[&str]) -> Output {
-    let mut child = command(home, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run zerorpc");
-    let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("zerorpc bus {args:?} hung");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    zerorpc_testkit::output_within_a_minute(&mut command(home, args))
 }
 
 fn command(home: &Path, args: &[&str]) -> Command {

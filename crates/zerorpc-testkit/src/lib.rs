@@ -336,6 +336,61 @@ pub async fn run_python_script_with(
     stdout
 }
 
+/// Runs `script` with `py` (`-c script args...`), writes `stdin` to it,
+/// checks that it succeeded and printed `ALL DONE`, and returns the other
+/// lines of its output.
+pub fn python_lines(py: &Path, script: &str, args: &[&str], stdin: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_owned();
+    let writer = std::thread::spawn(move || input.write_all(data.as_bytes()));
+    let out = child.wait_with_output().expect("python output");
+    writer.join().expect("writer").expect("write to python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("ALL DONE"),
+        "python failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter(|l| *l != "ALL DONE")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `cmd` to its end and returns its output, killing it (and failing
+/// the test) if it takes more than a minute: a wedged child never hangs
+/// the suite.
+pub fn output_within_a_minute(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > WEDGE {
+            let _ = child.kill();
+            panic!("{cmd:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A metric series: its name and its labels.
 pub type Series = (String, std::collections::BTreeMap<String, String>);
 
