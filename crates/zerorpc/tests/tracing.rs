@@ -319,6 +319,10 @@ async fn subscribers_see_client_and_server_spans_with_the_trace_id() {
     let recorder = Recorder::new(store.clone(), 1000);
     let c_ep = serve(C, &recorder).await;
     let caller = client(&c_ep, None).await;
+    // Another test's thread may have registered a span's callsite while
+    // this subscriber was being set (it then caches "nobody is
+    // interested"): ask every callsite again now that it is in place.
+    tracing::callsite::rebuild_interest_cache();
     let root = TraceContext::new_root();
     let id = root.trace_id_hex();
     root.scope(caller.call("check", vec![1.into()]))
