@@ -196,6 +196,61 @@ impl Publisher {
         answer.await.map_err(|_| Error::Closed)?
     }
 
+    /// Publishes every body of `bodies` on `topic`, pipelined, and returns
+    /// each one's confirmation (or error), in order: the cheap way to
+    /// publish many messages and still check every one.
+    pub async fn publish_all(
+        &self,
+        topic: &str,
+        bodies: impl IntoIterator<Item = serde_json::Value>,
+    ) -> Vec<Result<Confirmation, Error>> {
+        let mut msgs = Vec::new();
+        let mut out = Vec::new();
+        for body in bodies {
+            match self.envelope(topic, body) {
+                Ok(m) => msgs.push(m),
+                Err(e) => out.push((msgs.len(), e)),
+            }
+        }
+        let mut sent = self.send_all(&msgs).await.into_iter();
+        let mut results = Vec::with_capacity(msgs.len() + out.len());
+        let mut failed = out.into_iter().peekable();
+        for i in 0..=msgs.len() {
+            while failed.peek().is_some_and(|(at, _)| *at == i) {
+                if let Some((_, e)) = failed.next() {
+                    results.push(Err(e));
+                }
+            }
+            if let Some(r) = sent.next() {
+                results.push(r);
+            }
+        }
+        results
+    }
+
+    /// Sends ready envelopes, pipelined, and returns each one's
+    /// confirmation (or error), in order.
+    pub async fn send_all(&self, msgs: &[Message]) -> Vec<Result<Confirmation, Error>> {
+        let mut answers = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let (reply, answer) = oneshot::channel();
+            answers.push(match self.enqueue(msg, Some(reply)).await {
+                Ok(()) => Some(answer),
+                Err(_) => None,
+            });
+        }
+        // In order: by the time the first is confirmed, most of the others
+        // are too, so this wakes about once per batch.
+        let mut out = Vec::with_capacity(msgs.len());
+        for answer in answers {
+            out.push(match answer {
+                Some(a) => a.await.unwrap_or(Err(Error::Closed)),
+                None => Err(Error::Closed),
+            });
+        }
+        out
+    }
+
     /// Sends a ready envelope without waiting for its confirmation (see
     /// [`Publisher::publish_nowait`]).
     pub async fn send_nowait(&self, msg: &Message) -> Result<(), Error> {

@@ -232,3 +232,38 @@ async fn topic_globs_filter_and_positions_still_advance() {
     let got = within("filtered", take(&mut sub, 2)).await;
     assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [1, 4]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_all_answers_each_message_in_order_with_schema_failures_in_place() {
+    let dir = scratch_dir("bus-publish-all");
+    let daemon = Daemon::start(DaemonOptions::ephemeral(&dir)).await.unwrap();
+    let mut registry = zerorpc_bus::schema::SchemaRegistry::empty();
+    registry
+        .add(
+            "org.fedoraproject.dev.*.checked",
+            json!({"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}),
+        )
+        .unwrap();
+    let mut o = PublisherOptions::new(daemon.ingest_endpoint());
+    o.schemas = Some(std::sync::Arc::new(registry));
+    let p = Publisher::connect(o).await.unwrap();
+    let bodies = vec![
+        json!({"n": 1}),
+        json!({"n": "two"}),
+        json!({"n": 3}),
+        json!({}),
+        json!({"n": 5}),
+    ];
+    let results = within("publish_all", p.publish_all("checked", bodies)).await;
+    assert_eq!(results.len(), 5);
+    let seqs: Vec<Option<u64>> = results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|c| c.seq))
+        .collect();
+    assert_eq!(seqs, [Some(1), None, Some(2), None, Some(3)]);
+    for k in [1, 3] {
+        let e = results[k].as_ref().unwrap_err().to_string();
+        assert!(e.contains("/n"), "the failing field is named: {e}");
+    }
+    assert_eq!(daemon.info().last_seq, 3);
+}

@@ -148,29 +148,46 @@ fn fedmsg_tail_cli(n: usize) -> (f64, usize) {
         }
     }
     publisher.go();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let (mut got, mut first, mut last) = (0usize, None, Instant::now());
-        while got < n {
-            line.clear();
-            match out.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) if line.contains("bench.load") => {
-                    last = Instant::now();
-                    first.get_or_insert(last);
-                    got += 1;
+    // (count, first, last) as the reader sees lines; it stops at `n`, we
+    // stop waiting 5 s after the last one (fedmsg-tail may lose some).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new((
+        0usize,
+        None::<Instant>,
+        Instant::now(),
+    )));
+    std::thread::spawn({
+        let seen = seen.clone();
+        move || {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match out.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if line.contains("bench.load") => {
+                        let mut s = seen.lock().expect("lock");
+                        let now = Instant::now();
+                        s.0 += 1;
+                        s.1.get_or_insert(now);
+                        s.2 = now;
+                        if s.0 >= n {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
                 }
-                Ok(_) => {}
             }
         }
-        let secs = first.map(|f| (last - f).as_secs_f64()).unwrap_or(f64::NAN);
-        let _ = tx.send((got, secs));
     });
-    // Everything, or 10 s without the count (lost messages).
-    let (got, secs) = rx
-        .recv_timeout(Duration::from_secs(120))
-        .unwrap_or((0, f64::NAN));
+    let started = Instant::now();
+    let (got, secs) = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let s = *seen.lock().expect("lock");
+        let idle = s.1.is_some() && s.2.elapsed() > Duration::from_secs(5);
+        if s.0 >= n || idle || started.elapsed() > Duration::from_secs(300) {
+            let secs = s.1.map(|f| (s.2 - f).as_secs_f64()).unwrap_or(f64::NAN);
+            break (s.0, secs);
+        }
+    };
     let _ = tail.kill();
     let _ = tail.wait();
     let _ = std::fs::remove_dir_all(&dir);
@@ -269,10 +286,10 @@ async fn pipelined(p: &Publisher, n: usize) -> f64 {
     let mut done = 0;
     while done < n {
         let batch = window.min(n - done);
-        let sends: Vec<_> = (0..batch)
-            .map(|k| p.publish("pipe", body(done + k)))
-            .collect();
-        for c in futures::future::join_all(sends).await {
+        let results = p
+            .publish_all("pipe", (0..batch).map(|k| body(done + k)))
+            .await;
+        for c in results {
             c.expect("confirmed");
         }
         done += batch;
