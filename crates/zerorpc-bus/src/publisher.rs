@@ -151,7 +151,7 @@ impl Publisher {
         self.envelope_exact(o.rules.full_topic(&o.modname, topic), body)
     }
 
-    /// [`Publisher::envelope`] with `full_topic` taken as it is (no
+    /// [`Publisher::envelope`] with the topic `full` taken as it is (no
     /// modname, prefix or environment added): republishing a recording,
     /// bridging.
     pub fn envelope_exact(&self, full: String, body: serde_json::Value) -> Result<Message, Error> {

@@ -267,3 +267,40 @@ async fn publish_all_answers_each_message_in_order_with_schema_failures_in_place
     }
     assert_eq!(daemon.info().last_seq, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_threads_publish_through_one_shared_publisher() {
+    let dir = scratch_dir("bus-threads");
+    let daemon = Daemon::start(DaemonOptions::ephemeral(&dir)).await.unwrap();
+    let p = Publisher::connect(PublisherOptions::new(daemon.ingest_endpoint()))
+        .await
+        .unwrap();
+    // Threads come and go; nothing is declared per thread.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|k| {
+                        p.publish_blocking("thread", json!({"t": t, "k": k}))
+                            .unwrap()
+                            .seq
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = within(
+        "the threads",
+        tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().unwrap())
+                .collect()
+        }),
+    )
+    .await
+    .unwrap();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+}

@@ -178,8 +178,13 @@ impl BusService {
 
     /// Read up to limit messages from sequence number from, keeping topics
     /// matching patterns: [upto, [[seq, envelope], ...]] (upto 0: nothing
-    /// at or after from yet).
-    pub async fn read(&self, from: u64, patterns: Vec<String>, limit: u64) -> Batch {
+    /// at or after from yet). BusUnavailable: the log could not be read.
+    pub async fn read(
+        &self,
+        from: u64,
+        patterns: Vec<String>,
+        limit: u64,
+    ) -> Result<Batch, CallError> {
         let filter = TopicFilter::new(patterns);
         let limit = (limit as usize).clamp(1, 10_000);
         match self.shared.read(from.max(1), limit).await {
@@ -190,11 +195,11 @@ impl BusService {
                     .filter(|r| filter.matches(&r.topic))
                     .map(|r| (r.seq, r.json.to_string()))
                     .collect();
-                (upto, batch)
+                Ok((upto, batch))
             }
             Err(e) => {
                 tracing::warn!("bus read: {e}");
-                (0, Vec::new())
+                Err(CallError::new(UNAVAILABLE, e.to_string()))
             }
         }
     }
