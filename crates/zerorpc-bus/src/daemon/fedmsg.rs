@@ -14,8 +14,9 @@ use crate::replay::{self, ReplayQuery};
 use crate::store::Record;
 use crate::Error;
 
-/// Messages waiting for the PUB socket.
-const FANOUT_QUEUE: usize = 65_536;
+/// Messages waiting for the PUB socket (the log writer waits beyond: the
+/// queue holds at most this many envelopes in memory).
+const FANOUT_QUEUE: usize = 4096;
 /// Most messages in one replay answer (fedmsg's client takes them all in
 /// one multipart message).
 const REPLAY_MAX: usize = 10_000;

@@ -59,7 +59,8 @@ pub struct DaemonOptions {
     pub schemas: Option<Arc<SchemaRegistry>>,
     /// Signatures checked on ingest (unsigned or invalid: rejected).
     pub validator: Option<Arc<Validator>>,
-    /// How many recent messages are kept in memory for subscribers.
+    /// How many recent messages are kept in memory for subscribers (and
+    /// at most 64 MiB of them).
     pub recent: usize,
 }
 

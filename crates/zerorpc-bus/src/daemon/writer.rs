@@ -17,6 +17,11 @@ use crate::Error;
 const GROUP_MAX: usize = 8192;
 /// Envelopes waiting for the writer, in batches (publishers wait beyond).
 const QUEUE_BATCHES: usize = 1024;
+/// Bytes of envelopes waiting for the writer, all publishers together (a
+/// publish call waits for room before it is queued).
+const QUEUE_BYTES: usize = 256 << 20;
+/// Bytes of recent envelopes kept in memory for subscribers.
+const RECENT_BYTES: usize = 64 << 20;
 
 /// An envelope that passed the ingest checks.
 pub(crate) struct Prepared {
@@ -52,6 +57,8 @@ pub(crate) struct Shared {
     /// The log; taken out (and closed) at shutdown.
     store: RwLock<Option<Arc<Store>>>,
     jobs: Mutex<Option<mpsc::Sender<WriteJob>>>,
+    /// Permits are bytes of envelopes queued for the writer.
+    queued_bytes: tokio::sync::Semaphore,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     recent: RwLock<Recent>,
     last: watch::Sender<u64>,
@@ -78,8 +85,9 @@ impl Shared {
         let shared = Arc::new(Shared {
             store: RwLock::new(Some(store)),
             jobs: Mutex::new(Some(tx)),
+            queued_bytes: tokio::sync::Semaphore::new(QUEUE_BYTES),
             writer: Mutex::new(None),
-            recent: RwLock::new(Recent::new(opts.recent.max(1))),
+            recent: RwLock::new(Recent::new(opts.recent.max(1), RECENT_BYTES)),
             last,
             stored: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
@@ -130,6 +138,15 @@ impl Shared {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        // Wait for room among the bytes queued for the writer (a batch
+        // larger than the whole budget takes all of it).
+        let bytes: usize = records.iter().map(|r| r.json.len()).sum();
+        let permits = u32::try_from(bytes.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX);
+        let _room = self
+            .queued_bytes
+            .acquire_many(permits)
+            .await
+            .map_err(|_| "the bus is shutting down".to_owned())?;
         let (reply, answer) = oneshot::channel();
         let jobs = self
             .jobs
@@ -328,17 +345,23 @@ pub(crate) async fn prune_periodically(shared: Arc<Shared>) {
     }
 }
 
-/// The last messages stored, in sequence order, consecutive.
+/// The last messages stored, in sequence order, consecutive: at most
+/// `cap` of them and `max_bytes` of envelopes (older ones are read from the
+/// log).
 struct Recent {
     buf: VecDeque<Arc<Record>>,
     cap: usize,
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl Recent {
-    fn new(cap: usize) -> Recent {
+    fn new(cap: usize, max_bytes: usize) -> Recent {
         Recent {
             buf: VecDeque::new(),
             cap,
+            bytes: 0,
+            max_bytes,
         }
     }
 
@@ -348,11 +371,16 @@ impl Recent {
             if let Some(back) = self.buf.back() {
                 if back.seq + 1 != s.seq {
                     self.buf.clear();
+                    self.bytes = 0;
                 }
             }
+            self.bytes += s.json.len();
             self.buf.push_back(s);
-            if self.buf.len() > self.cap {
-                self.buf.pop_front();
+            while self.buf.len() > self.cap || (self.bytes > self.max_bytes && self.buf.len() > 1) {
+                match self.buf.pop_front() {
+                    Some(old) => self.bytes -= old.json.len(),
+                    None => break,
+                }
             }
         }
     }
@@ -365,5 +393,41 @@ impl Recent {
         }
         let start = usize::try_from(from - front).ok()?;
         Some(self.buf.iter().skip(start).take(limit).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, size: usize) -> Arc<Record> {
+        Arc::new(Record {
+            seq,
+            topic: "t".into(),
+            msg_id: format!("id-{seq}"),
+            timestamp: 0,
+            json: "x".repeat(size).into(),
+        })
+    }
+
+    #[test]
+    fn the_recent_window_is_bounded_by_count_and_bytes() {
+        let mut r = Recent::new(4, 1000);
+        r.extend((1..=10).map(|s| record(s, 10)));
+        assert_eq!(r.buf.len(), 4);
+        assert!(r.read(6, 10).is_none(), "older than the window: the log");
+        assert_eq!(r.read(7, 10).map(|v| v.len()), Some(4));
+        let mut r = Recent::new(100, 1000);
+        r.extend((1..=10).map(|s| record(s, 300)));
+        assert_eq!((r.buf.len(), r.bytes), (3, 900));
+        // One message larger than the budget still stays (the newest).
+        r.extend([record(11, 5000)]);
+        assert_eq!((r.buf.len(), r.bytes), (1, 5000));
+        // A gap restarts the window.
+        r.extend([record(20, 1)]);
+        assert_eq!(
+            (r.buf.len(), r.read(20, 1).map(|v| v[0].seq)),
+            (1, Some(20))
+        );
     }
 }
