@@ -36,7 +36,7 @@ impl TopicGlob {
                     .strip_prefix(self.pattern.as_str())
                     .is_some_and(|rest| rest.starts_with('.'));
         }
-        wildcard(self.pattern.as_bytes(), topic.as_bytes())
+        zerorpc::auth::glob(&self.pattern, topic)
     }
 
     /// The longest literal prefix: what a ZeroMQ SUB socket can subscribe
@@ -88,48 +88,6 @@ impl TopicFilter {
         out.sort();
         out.dedup();
         out
-    }
-}
-
-/// Iterative wildcard match with one backtrack point: linear in practice,
-/// never exponential.
-fn wildcard(p: &[u8], t: &[u8]) -> bool {
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            // `?` is one character: skip a whole UTF-8 sequence.
-            Some(b'?') => {
-                pi += 1;
-                ti += utf8_len(t[ti]);
-            }
-            Some(&c) if c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + utf8_len(t[st]);
-                    star = Some((sp, ti));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi.min(p.len())..].iter().all(|&c| c == b'*')
-}
-
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0xF0..=0xFF => 4,
-        0xE0..=0xEF => 3,
-        0xC0..=0xDF => 2,
-        _ => 1,
     }
 }
 

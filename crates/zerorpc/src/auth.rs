@@ -153,33 +153,48 @@ impl Authorization {
 
 /// `*` matches any run of characters, `?` any one; the rest literally.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
     // (iterative, with one backtrack point: linear in practice, no
-    // recursion to blow up on hostile patterns)
+    // recursion to blow up on hostile patterns, and no allocation: topic
+    // filters run it per message; `?` and a `*` growing by one take a
+    // whole UTF-8 sequence, so it matches characters, not bytes)
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(b'*') => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(c) if *c == '?' || *c == t[ti] => {
+            Some(b'?') => {
+                pi += 1;
+                ti += utf8_len(t[ti]);
+            }
+            Some(&c) if c == t[ti] => {
                 pi += 1;
                 ti += 1;
             }
             _ => match star {
                 Some((sp, st)) => {
                     pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
+                    ti = st + utf8_len(t[st]);
+                    star = Some((sp, ti));
                 }
                 None => return false,
             },
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// The length of the UTF-8 sequence that starts with `first`.
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        0xC0..=0xDF => 2,
+        _ => 1,
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +217,10 @@ mod tests {
             ("exact", "exactly", false),
             ("", "", true),
             ("", "x", false),
+            ("a?c", "a\u{e9}c", true),
+            ("a?c", "a\u{1F600}c", true),
+            ("a*c", "a\u{e9}\u{e9}c", true),
+            ("a??c", "a\u{e9}c", false),
         ] {
             assert_eq!(glob(p, t), m, "{p:?} vs {t:?}");
         }

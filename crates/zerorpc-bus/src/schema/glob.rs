@@ -43,37 +43,7 @@ impl TopicPattern {
 
     /// Whether `topic` matches the pattern (the whole topic, not a prefix).
     pub(crate) fn matches(&self, topic: &str) -> bool {
-        let text: Vec<char> = topic.chars().collect();
-        let pat = &self.chars;
-        // Classic wildcard matching with one backtracking point: the last
-        // `*` seen and the text position it currently absorbs up to.
-        let (mut p, mut t) = (0usize, 0usize);
-        let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match pat.get(p) {
-                Some('*') => {
-                    star = Some((p, t));
-                    p += 1;
-                }
-                Some('?') => {
-                    p += 1;
-                    t += 1;
-                }
-                Some(&c) if c == text[t] => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match star {
-                    Some((sp, st)) => {
-                        p = sp + 1;
-                        t = st + 1;
-                        star = Some((sp, st + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        pat[p..].iter().all(|&c| c == '*')
+        zerorpc::auth::glob(&self.text, topic)
     }
 
     /// Orders patterns by specificity, most specific greatest: a literal
