@@ -204,28 +204,27 @@ impl Publisher {
         topic: &str,
         bodies: impl IntoIterator<Item = serde_json::Value>,
     ) -> Vec<Result<Confirmation, Error>> {
+        // One slot per body: its envelope's error, or (None) its turn in
+        // the confirmations of those sent.
         let mut msgs = Vec::new();
-        let mut out = Vec::new();
+        let mut slots = Vec::new();
         for body in bodies {
             match self.envelope(topic, body) {
-                Ok(m) => msgs.push(m),
-                Err(e) => out.push((msgs.len(), e)),
+                Ok(m) => {
+                    msgs.push(m);
+                    slots.push(None);
+                }
+                Err(e) => slots.push(Some(e)),
             }
         }
         let mut sent = self.send_all(&msgs).await.into_iter();
-        let mut results = Vec::with_capacity(msgs.len() + out.len());
-        let mut failed = out.into_iter().peekable();
-        for i in 0..=msgs.len() {
-            while failed.peek().is_some_and(|(at, _)| *at == i) {
-                if let Some((_, e)) = failed.next() {
-                    results.push(Err(e));
-                }
-            }
-            if let Some(r) = sent.next() {
-                results.push(r);
-            }
-        }
-        results
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Some(e) => Err(e),
+                None => sent.next().unwrap_or(Err(Error::Closed)),
+            })
+            .collect()
     }
 
     /// Sends ready envelopes, pipelined, and returns each one's
@@ -279,15 +278,13 @@ impl Publisher {
     ) -> Result<Confirmation, Error> {
         let msg = self.envelope(topic, body)?;
         let (reply, answer) = oneshot::channel();
-        self.inner.outstanding.send_modify(|n| *n += 1);
-        let pending = Pending {
-            json: msg.to_canonical_json(),
-            msg_id: msg.msg_id.clone(),
-            reply: Some(reply),
-        };
-        if self.inner.tx.blocking_send(pending).is_err() {
-            self.inner.outstanding.send_modify(|n| *n -= 1);
-            return Err(Error::Closed);
+        if self
+            .inner
+            .tx
+            .blocking_send(self.pending(&msg, Some(reply)))
+            .is_err()
+        {
+            return Err(self.not_queued());
         }
         answer.blocking_recv().map_err(|_| Error::Closed)?
     }
@@ -303,17 +300,30 @@ impl Publisher {
         msg: &Message,
         reply: Option<oneshot::Sender<Result<Confirmation, Error>>>,
     ) -> Result<(), Error> {
+        if self.inner.tx.send(self.pending(msg, reply)).await.is_err() {
+            return Err(self.not_queued());
+        }
+        Ok(())
+    }
+
+    /// `msg` for the batcher, counted as outstanding until answered.
+    fn pending(
+        &self,
+        msg: &Message,
+        reply: Option<oneshot::Sender<Result<Confirmation, Error>>>,
+    ) -> Pending {
         self.inner.outstanding.send_modify(|n| *n += 1);
-        let pending = Pending {
+        Pending {
             json: msg.to_canonical_json(),
             msg_id: msg.msg_id.clone(),
             reply,
-        };
-        if self.inner.tx.send(pending).await.is_err() {
-            self.inner.outstanding.send_modify(|n| *n -= 1);
-            return Err(Error::Closed);
         }
-        Ok(())
+    }
+
+    /// Uncounts a message the batcher never took (it has stopped).
+    fn not_queued(&self) -> Error {
+        self.inner.outstanding.send_modify(|n| *n -= 1);
+        Error::Closed
     }
 }
 

@@ -257,6 +257,12 @@ async fn catch_up(bus: &str, n: usize) -> f64 {
         .await
         .expect("subscribe");
     let t = Instant::now();
+    let got = count(&mut sub, n).await;
+    got as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Receives up to `n` messages (fewer if the subscription ends).
+async fn count(sub: &mut Subscription, n: usize) -> usize {
     let mut got = 0;
     while got < n {
         match sub.next().await {
@@ -265,7 +271,7 @@ async fn catch_up(bus: &str, n: usize) -> f64 {
             None => break,
         }
     }
-    got as f64 / t.elapsed().as_secs_f64()
+    got
 }
 
 fn body(k: usize) -> Value {
@@ -307,15 +313,7 @@ async fn delivered(bus: &str, p: &Publisher, n: usize, subs: usize) -> f64 {
             .expect("subscribe");
         followers.push(tokio::spawn(async move {
             let mut sub = sub;
-            let mut got = 0;
-            while got < n {
-                match sub.next().await {
-                    Some(Event::Message(_)) => got += 1,
-                    Some(Event::Quarantined { reason, .. }) => panic!("{reason}"),
-                    None => break,
-                }
-            }
-            got
+            count(&mut sub, n).await
         }));
     }
     let t = Instant::now();

@@ -10,7 +10,7 @@ use super::writer::{Prepared, Shared};
 use crate::glob::TopicFilter;
 use crate::message::Message;
 use crate::protocol::{Batch, BusInfo, Outcome, DUPLICATE, REJECTED, STORED, UNAVAILABLE};
-use crate::store::Appended;
+use crate::store::{Appended, Record};
 
 /// Most messages in one subscription batch.
 const BATCH: usize = 512;
@@ -166,12 +166,7 @@ impl BusService {
                     continue;
                 };
                 st.cursor = upto + 1;
-                let batch: Vec<(u64, String)> = records
-                    .iter()
-                    .filter(|r| st.filter.matches(&r.topic))
-                    .map(|r| (r.seq, r.json.to_string()))
-                    .collect();
-                return Some(((upto, batch), st));
+                return Some(((upto, matching(&records, &st.filter)), st));
             }
         })
     }
@@ -190,12 +185,7 @@ impl BusService {
         match self.shared.read(from.max(1), limit).await {
             Ok(records) => {
                 let upto = records.last().map(|r| r.seq).unwrap_or(0);
-                let batch = records
-                    .iter()
-                    .filter(|r| filter.matches(&r.topic))
-                    .map(|r| (r.seq, r.json.to_string()))
-                    .collect();
-                Ok((upto, batch))
+                Ok((upto, matching(&records, &filter)))
             }
             Err(e) => {
                 tracing::warn!("bus read: {e}");
@@ -224,6 +214,15 @@ impl BusService {
         self.shared
             .info(&self.publish, self.replay.as_deref().unwrap_or(""))
     }
+}
+
+/// The records whose topic passes `filter`, as a batch carries them.
+fn matching(records: &[Arc<Record>], filter: &TopicFilter) -> Vec<(u64, String)> {
+    records
+        .iter()
+        .filter(|r| filter.matches(&r.topic))
+        .map(|r| (r.seq, r.json.to_string()))
+        .collect()
 }
 
 struct Follow {
