@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
                 json!({"alias": alias, "text": "works for me"}),
             )
             .await?;
-        println!("published {} as seq {}", c.msg_id, c.seq);
+        println!("published {} as seq {:?}", c.msg_id, c.seq());
     }
 
     // Subscribe after the fact: the log fills the gap, in order.

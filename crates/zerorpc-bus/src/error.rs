@@ -30,6 +30,17 @@ pub enum Error {
     /// drops a second copy of a `msg_id`).
     #[error("message {msg_id} was not confirmed: {reason}")]
     Unconfirmed { msg_id: String, reason: String },
+    /// A broker would route the message to no queue (AMQP `mandatory`
+    /// returned it) and no alternate exchange took it: nothing has it.
+    #[error("message {msg_id} is routed to no queue on {transport} ({route})")]
+    Unroutable {
+        msg_id: String,
+        transport: String,
+        route: String,
+    },
+    /// A broker (AMQP, NATS) failed or refused an operation.
+    #[error("{transport}: {detail}")]
+    Broker { transport: String, detail: String },
     /// Talking to the daemon.
     #[error(transparent)]
     Rpc(#[from] zerorpc::Error),

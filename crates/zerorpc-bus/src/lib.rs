@@ -38,5 +38,6 @@ pub mod replay;
 pub mod schema;
 pub mod store;
 pub mod subscriber;
+pub mod transport;
 
 pub use error::Error;

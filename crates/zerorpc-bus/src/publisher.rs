@@ -20,13 +20,12 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
 use crate::crypto::Signer;
-use crate::daemon::BusServiceClient;
 use crate::message::{current_username, Message, TopicRules};
-use crate::protocol::{DUPLICATE, REJECTED, UNAVAILABLE};
-use crate::schema::SchemaRegistry;
+use crate::schema::{Checked, SchemaRegistry};
+use crate::transport::zmq::Daemon;
+use crate::transport::{Outgoing, Receipt, Transport};
 use crate::Error;
 
 /// Bytes of envelopes in one batch, at most.
@@ -90,20 +89,30 @@ fn program_name() -> String {
         .unwrap_or_else(|| "zerorpc".into())
 }
 
-/// The daemon's word that a message is in its log.
+/// Every transport's word that it has a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmation {
-    /// Its sequence number.
-    pub seq: u64,
     /// Its `msg_id`.
     pub msg_id: String,
-    /// It was already there (a retry, or a republished envelope).
-    pub duplicate: bool,
+    /// One receipt per transport, in the publisher's order.
+    pub receipts: Vec<Receipt>,
+}
+
+impl Confirmation {
+    /// Its sequence number on the first transport that numbers messages
+    /// (the daemon's log, a JetStream stream).
+    pub fn seq(&self) -> Option<u64> {
+        self.receipts.iter().find_map(|r| r.seq)
+    }
+
+    /// Every transport already had it (a retry, or a republished envelope).
+    pub fn duplicate(&self) -> bool {
+        !self.receipts.is_empty() && self.receipts.iter().all(|r| r.duplicate)
+    }
 }
 
 struct Pending {
-    json: String,
-    msg_id: String,
+    out: Outgoing,
     reply: Option<oneshot::Sender<Result<Confirmation, Error>>>,
 }
 
@@ -121,11 +130,20 @@ struct Inner {
 }
 
 impl Publisher {
-    /// Connects to the daemon (in the background: publishing before it is
-    /// up waits for it, within the confirm timeout).
+    /// Connects to the daemon at `opts.bus` (in the background: publishing
+    /// before it is up waits for it, within the confirm timeout).
     pub async fn connect(opts: PublisherOptions) -> Result<Publisher, Error> {
-        let client = zerorpc::Client::connect(&opts.bus).await?;
-        let client = BusServiceClient::new(client.with_timeout(opts.confirm_timeout));
+        let daemon = Daemon::connect(&opts.bus, opts.confirm_timeout).await?;
+        Ok(Publisher::with_transports(opts, vec![Arc::new(daemon)]))
+    }
+
+    /// A publisher that sends every message to each of `transports`, each
+    /// confirmed (`opts.bus` is not used). Must be called inside the tokio
+    /// runtime.
+    pub fn with_transports(
+        opts: PublisherOptions,
+        transports: Vec<Arc<dyn Transport>>,
+    ) -> Publisher {
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let (outstanding, _) = tokio::sync::watch::channel(0usize);
         let inner = Arc::new(Inner {
@@ -134,8 +152,8 @@ impl Publisher {
             tx,
             outstanding,
         });
-        tokio::spawn(run_batches(client, rx, Arc::downgrade(&inner)));
-        Ok(Publisher { inner })
+        tokio::spawn(run_batches(transports, rx, Arc::downgrade(&inner)));
+        Publisher { inner }
     }
 
     /// The options in force.
@@ -314,9 +332,30 @@ impl Publisher {
     ) -> Pending {
         self.inner.outstanding.send_modify(|n| *n += 1);
         Pending {
-            json: msg.to_canonical_json(),
-            msg_id: msg.msg_id.clone(),
+            out: self.outgoing(msg, Vec::new()),
             reply,
+        }
+    }
+
+    /// `msg` as transports take it: its canonical JSON and its
+    /// fedora-messaging schema name (from the schema registry).
+    fn outgoing(&self, msg: &Message, via: Vec<String>) -> Outgoing {
+        let schema_name =
+            self.inner
+                .opts
+                .schemas
+                .as_ref()
+                .and_then(|s| match s.check(&msg.topic, &msg.msg) {
+                    Ok(Checked::Valid { schema_id }) => {
+                        s.fedora_messaging_name(&schema_id).map(str::to_owned)
+                    }
+                    _ => None,
+                });
+        Outgoing {
+            json: msg.to_canonical_json(),
+            message: msg.clone(),
+            schema_name,
+            via,
         }
     }
 
@@ -328,16 +367,12 @@ impl Publisher {
 }
 
 async fn run_batches(
-    client: BusServiceClient,
+    transports: Vec<Arc<dyn Transport>>,
     mut rx: mpsc::Receiver<Pending>,
     inner: std::sync::Weak<Inner>,
 ) {
-    let (max_batch, max_in_flight, timeout) = match inner.upgrade() {
-        Some(i) => (
-            i.opts.max_batch.max(1),
-            i.opts.max_in_flight.max(1),
-            i.opts.confirm_timeout,
-        ),
+    let (max_batch, max_in_flight) = match inner.upgrade() {
+        Some(i) => (i.opts.max_batch.max(1), i.opts.max_in_flight.max(1)),
         None => return,
     };
     let mut in_flight = FuturesUnordered::new();
@@ -345,18 +380,18 @@ async fn run_batches(
         tokio::select! {
             first = rx.recv(), if in_flight.len() < max_in_flight => {
                 let Some(first) = first else { break };
-                let mut bytes = first.json.len();
+                let mut bytes = first.out.json.len();
                 let mut batch = vec![first];
                 while batch.len() < max_batch && bytes < MAX_BATCH_BYTES {
                     match rx.try_recv() {
                         Ok(p) => {
-                            bytes += p.json.len();
+                            bytes += p.out.json.len();
                             batch.push(p);
                         }
                         Err(_) => break,
                     }
                 }
-                in_flight.push(send_batch(client.clone(), batch, timeout, inner.clone()));
+                in_flight.push(send_batch(&transports, batch, inner.clone()));
             }
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
         }
@@ -364,78 +399,51 @@ async fn run_batches(
     while in_flight.next().await.is_some() {}
 }
 
-async fn send_batch(
-    client: BusServiceClient,
+/// Sends `batch` to every transport at once and answers each message once
+/// all have confirmed it (or with the first transport's error).
+fn send_batch(
+    transports: &[Arc<dyn Transport>],
     batch: Vec<Pending>,
-    timeout: Duration,
     inner: std::sync::Weak<Inner>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (outs, replies): (Vec<Outgoing>, Vec<_>) =
+        batch.into_iter().map(|p| (p.out, p.reply)).unzip();
+    let outs: Arc<[Outgoing]> = outs.into();
+    let sends: Vec<_> = transports.iter().map(|t| t.send(outs.clone())).collect();
+    async move {
+        let answers = futures::future::join_all(sends).await;
+        let n = replies.len();
+        let mut answers: Vec<_> = answers.into_iter().map(Vec::into_iter).collect();
+        for (out, reply) in outs.iter().zip(replies) {
+            let mut receipts = Vec::with_capacity(answers.len());
+            let mut failed = None;
+            for a in &mut answers {
+                match a.next().unwrap_or(Err(Error::Closed)) {
+                    Ok(r) => receipts.push(r),
+                    Err(e) if failed.is_none() => failed = Some(e),
+                    Err(e) => tracing::warn!(msg_id = %out.message.msg_id, "bus publish: {e}"),
+                }
+            }
+            let result = match failed {
+                Some(e) => Err(e),
+                None => Ok(Confirmation {
+                    msg_id: out.message.msg_id.clone(),
+                    receipts,
+                }),
+            };
+            finish(reply, result);
+        }
+        if let Some(inner) = inner.upgrade() {
+            inner.outstanding.send_modify(|o| *o = o.saturating_sub(n));
+        }
+    }
+}
+
+fn finish(
+    reply: Option<oneshot::Sender<Result<Confirmation, Error>>>,
+    result: Result<Confirmation, Error>,
 ) {
-    let deadline = Instant::now() + timeout;
-    let mut backoff = Duration::from_millis(20);
-    let jsons: Vec<String> = batch.iter().map(|p| p.json.clone()).collect();
-    let outcome = loop {
-        match client.publish(jsons.clone()).await {
-            Ok(outcomes) if outcomes.len() == batch.len() => break Ok(outcomes),
-            Ok(outcomes) => {
-                break Err(format!(
-                    "the bus answered {} outcomes for {} messages",
-                    outcomes.len(),
-                    batch.len()
-                ))
-            }
-            Err(e) if worth_retrying(&e) && Instant::now() + backoff < deadline => {
-                tracing::debug!("bus publish lost ({e}); sending the batch again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => break Err(e.to_string()),
-        }
-    };
-    let n = batch.len();
-    match outcome {
-        Ok(outcomes) => {
-            for (p, (seq, status, detail)) in batch.into_iter().zip(outcomes) {
-                let result = if status == REJECTED {
-                    Err(Error::Rejected {
-                        msg_id: p.msg_id.clone(),
-                        reason: detail,
-                    })
-                } else {
-                    Ok(Confirmation {
-                        seq,
-                        msg_id: p.msg_id.clone(),
-                        duplicate: status == DUPLICATE,
-                    })
-                };
-                finish(p, result);
-            }
-        }
-        Err(why) => {
-            for p in batch {
-                let e = Error::Unconfirmed {
-                    msg_id: p.msg_id.clone(),
-                    reason: why.clone(),
-                };
-                finish(p, Err(e));
-            }
-        }
-    }
-    if let Some(inner) = inner.upgrade() {
-        inner.outstanding.send_modify(|o| *o = o.saturating_sub(n));
-    }
-}
-
-/// A batch that may not have reached the log: lost on the way, or the
-/// daemon said it stored nothing for now.
-fn worth_retrying(e: &zerorpc::Error) -> bool {
-    match e {
-        zerorpc::Error::Remote(r) => r.name == UNAVAILABLE || e.is_lost(),
-        _ => e.is_lost(),
-    }
-}
-
-fn finish(p: Pending, result: Result<Confirmation, Error>) {
-    match p.reply {
+    match reply {
         Some(reply) => {
             let _ = reply.send(result);
         }

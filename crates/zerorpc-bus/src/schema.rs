@@ -18,6 +18,12 @@
 //!   included; `?` matches one character; nothing else is special.
 //! * `"x-summary"` (optional): a summary template such as
 //!   `"{agent} commented on {update.alias}"`, see [`render_summary`].
+//! * `"x-fedora-messaging-schema"` (optional): the name of the matching
+//!   fedora-messaging schema class (its `fedora.messages` entry point, e.g.
+//!   `bodhi.update.comment.v1`). Messages we publish over AMQP carry it in
+//!   their `fedora_messaging_schema` header, so a Python consumer gets that
+//!   class; a message arriving with that header is checked against this
+//!   schema.
 //! * `"$id"` (optional): the schema's identity. Without one, the schema's id
 //!   is its `x-topic`. Ids are unique in a registry.
 //!
@@ -79,6 +85,8 @@ pub use summary::render_summary;
 pub const TOPIC_KEY: &str = "x-topic";
 /// The key holding a schema's summary template.
 pub const SUMMARY_KEY: &str = "x-summary";
+/// The key naming a schema's fedora-messaging schema class.
+pub const FEDORA_MESSAGING_KEY: &str = "x-fedora-messaging-schema";
 
 /// The longest violation message kept, in characters (validator messages
 /// quote the offending value, which may be large).
@@ -201,6 +209,7 @@ struct Entry {
     schema_id: String,
     version: Option<u64>,
     summary: Option<String>,
+    fedora_messaging: Option<String>,
     origin: String,
     schema: Value,
     validator: Validator,
@@ -390,6 +399,23 @@ impl SchemaRegistry {
         Err(invalid(topic, newest, first_failure.unwrap_or_default()))
     }
 
+    /// The fedora-messaging schema name (`x-fedora-messaging-schema`) of
+    /// the schema `schema_id` (as [`Checked::Valid`] names it).
+    pub fn fedora_messaging_name(&self, schema_id: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|e| e.schema_id == schema_id)
+            .and_then(|e| e.fedora_messaging.as_deref())
+    }
+
+    /// The id of the schema whose `x-fedora-messaging-schema` is `name`.
+    pub fn schema_id_for_fedora_messaging(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|e| e.fedora_messaging.as_deref() == Some(name))
+            .map(|e| e.schema_id.as_str())
+    }
+
     /// The human summary of a message: the `x-summary` template of the
     /// topic's schema rendered against `body` (see [`render_summary`]).
     ///
@@ -518,6 +544,16 @@ fn compile_entry(pattern_text: &str, schema: Value, origin: String) -> Result<En
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(bad(&origin, format!("{SUMMARY_KEY:?} must be a string"))),
     };
+    let fedora_messaging = match map.get(FEDORA_MESSAGING_KEY) {
+        None => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => {
+            return Err(bad(
+                &origin,
+                format!("{FEDORA_MESSAGING_KEY:?} must be a non-empty string"),
+            ))
+        }
+    };
     let schema_id = match map.get("$id") {
         None => pattern_text.to_owned(),
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
@@ -538,6 +574,7 @@ fn compile_entry(pattern_text: &str, schema: Value, origin: String) -> Result<En
         schema_id,
         version,
         summary,
+        fedora_messaging,
         origin,
         schema,
         validator,

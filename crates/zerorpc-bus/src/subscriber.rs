@@ -23,6 +23,7 @@ use crate::daemon::BusServiceClient;
 use crate::glob::TopicFilter;
 use crate::message::Message;
 use crate::schema::SchemaRegistry;
+use crate::transport::Ack;
 use crate::Error;
 
 /// Where a subscription to the daemon starts.
@@ -52,11 +53,35 @@ pub struct Filters {
 /// A message received.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// Its sequence number in the daemon's log (from fedmsg endpoints:
-    /// its `seq_id` when it has one).
+    /// Its sequence number in the transport's log: the daemon's, a
+    /// JetStream stream's, a RabbitMQ stream queue's offset (from fedmsg
+    /// endpoints: its `seq_id` when it has one).
     pub seq: Option<u64>,
     /// The envelope.
     pub message: Message,
+    /// Which delivery of it this is (1: the first; more after a broker
+    /// redelivered it, where the broker says).
+    pub attempt: u32,
+    /// fedora-messaging's schema name it came with (AMQP).
+    pub schema_name: Option<String>,
+    /// The buses it has been bridged through (loop prevention).
+    pub via: Vec<String>,
+    /// From a broker with manual acknowledgements: settle it with this.
+    pub ack: Option<Ack>,
+}
+
+impl Delivery {
+    /// A first delivery of `message`, with no broker handle.
+    pub fn new(seq: Option<u64>, message: Message) -> Delivery {
+        Delivery {
+            seq,
+            message,
+            attempt: 1,
+            schema_name: None,
+            via: Vec::new(),
+            ack: None,
+        }
+    }
 }
 
 /// What a subscription yields.
@@ -165,6 +190,15 @@ impl Subscription {
         self.stats.next_seq.load(Ordering::Relaxed)
     }
 
+    /// A subscription fed by `task` through `rx` (for transports).
+    pub(crate) fn from_parts(
+        rx: mpsc::Receiver<Event>,
+        task: JoinHandle<()>,
+        stats: Arc<Stats>,
+    ) -> Subscription {
+        Subscription { rx, task, stats }
+    }
+
     /// The next event (`None`: the subscription ended).
     pub async fn recv(&mut self) -> Option<Event> {
         self.rx.recv().await
@@ -187,29 +221,46 @@ impl Drop for Subscription {
 
 /// Checks one envelope as received.
 fn check(seq: Option<u64>, raw: &str, filters: &Filters) -> Event {
+    match Message::from_json(raw) {
+        Ok(m) => admit(Delivery::new(seq, m), filters, || raw.to_owned()),
+        Err(e) => Event::Quarantined {
+            seq,
+            reason: format!("not a fedmsg envelope: {e}"),
+            raw: raw.to_owned(),
+        },
+    }
+}
+
+/// Checks a received message against `filters` (signature, schema: the
+/// one its `schema_name` names when the registry knows that name, else
+/// its topic's): the delivery, or why it is quarantined (`raw` gives what
+/// arrived).
+pub(crate) fn admit(d: Delivery, filters: &Filters, raw: impl FnOnce() -> String) -> Event {
     let quarantine = |reason: String| Event::Quarantined {
-        seq,
+        seq: d.seq,
         reason,
-        raw: raw.to_owned(),
-    };
-    let message = match Message::from_json(raw) {
-        Ok(m) => m,
-        Err(e) => return quarantine(format!("not a fedmsg envelope: {e}")),
+        raw: raw(),
     };
     if let Some(v) = &filters.validator {
-        if let Err(e) = v.validate(&message) {
+        if let Err(e) = v.validate(&d.message) {
             return quarantine(format!("signature rejected: {e}"));
         }
     }
     if let Some(s) = &filters.schemas {
-        if let Err(e) = s.check(&message.topic, &message.msg) {
+        let by_name = d
+            .schema_name
+            .as_deref()
+            .and_then(|n| s.schema_id_for_fedora_messaging(n));
+        if let Err(e) = s.check_with(&d.message.topic, &d.message.msg, by_name) {
             return quarantine(e.to_string());
         }
     }
-    Event::Message(Delivery { seq, message })
+    Event::Message(d)
 }
 
-async fn emit(tx: &mpsc::Sender<Event>, stats: &Stats, event: Event) -> bool {
+/// Counts `event` and hands it to the reader: `false` when the reader is
+/// gone.
+pub(crate) async fn emit(tx: &mpsc::Sender<Event>, stats: &Stats, event: Event) -> bool {
     match &event {
         Event::Message(_) => stats.delivered.fetch_add(1, Ordering::Relaxed),
         Event::Quarantined { reason, .. } => {

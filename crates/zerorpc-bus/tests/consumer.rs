@@ -36,7 +36,7 @@ async fn publish_work(p: &Publisher, ks: impl IntoIterator<Item = u64>) -> Vec<u
         let c = within("publish", p.publish("work", json!({ "n": k })))
             .await
             .unwrap();
-        seqs.push(c.seq);
+        seqs.push(c.seq().expect("a seq from the daemon"));
     }
     seqs
 }
@@ -46,7 +46,8 @@ async fn publish_stop(p: &Publisher) -> u64 {
     within("publish stop", p.publish("stop", json!({})))
         .await
         .unwrap()
-        .seq
+        .seq()
+        .expect("a seq from the daemon")
 }
 
 fn n_of(d: &Delivery) -> Option<u64> {
@@ -471,7 +472,8 @@ async fn a_long_callback_holds_back_only_its_own_consumer() {
     let slow = within("publish slow", p.publish("slow", json!({})))
         .await
         .unwrap()
-        .seq;
+        .seq()
+        .expect("a seq from the daemon");
 
     // Consumer A: blocks on the `slow` message for a few seconds and until
     // the test has seen consumer B get everything published meanwhile.
@@ -537,7 +539,7 @@ async fn a_long_callback_holds_back_only_its_own_consumer() {
             .map(|k| p.publish("work", json!({ "n": 100 + chunk * 500 + k })))
             .collect();
         for c in within("publish during", futures::future::join_all(sends)).await {
-            during.push(c.unwrap().seq);
+            during.push(c.unwrap().seq().expect("a seq from the daemon"));
         }
     }
     // Concurrent publishes: confirmed in any order, stored in seq order.

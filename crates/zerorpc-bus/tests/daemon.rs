@@ -53,7 +53,10 @@ async fn publish_immediately_after_start_is_confirmed_and_delivered() {
     let c = within("first publish", p.publish("first", json!({"n": 1})))
         .await
         .unwrap();
-    assert_eq!((c.seq, c.duplicate), (1, false));
+    assert_eq!(
+        (c.seq().expect("a seq from the daemon"), c.duplicate()),
+        (1, false)
+    );
     // A subscriber that joins later still gets it, from the log.
     let mut sub = Subscription::bus(daemon.ingest_endpoint(), Since::Start, Filters::default())
         .await
@@ -183,7 +186,7 @@ async fn a_retried_envelope_is_stored_once_and_bad_ones_are_rejected_alone() {
     let c = within("publish after bad input", p.publish("still", json!({})))
         .await
         .unwrap();
-    assert_eq!(c.seq, 2);
+    assert_eq!(c.seq().expect("a seq from the daemon"), 2);
     let info = daemon.info();
     assert_eq!((info.last_seq, info.stored, info.duplicates), (2, 2, 2));
     let rejected: u64 = info.rejected.iter().map(|r| r.1).sum();
@@ -204,7 +207,7 @@ async fn publishing_before_the_daemon_is_up_waits_for_it() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _daemon = Daemon::start(opts).await.unwrap();
     let c = within("early publish", pending).await.unwrap().unwrap();
-    assert_eq!(c.seq, 1);
+    assert_eq!(c.seq().expect("a seq from the daemon"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +261,11 @@ async fn publish_all_answers_each_message_in_order_with_schema_failures_in_place
     assert_eq!(results.len(), 5);
     let seqs: Vec<Option<u64>> = results
         .iter()
-        .map(|r| r.as_ref().ok().map(|c| c.seq))
+        .map(|r| {
+            r.as_ref()
+                .ok()
+                .map(|c| c.seq().expect("a seq from the daemon"))
+        })
         .collect();
     assert_eq!(seqs, [Some(1), None, Some(2), None, Some(3)]);
     for k in [1, 3] {
@@ -284,7 +291,8 @@ async fn plain_threads_publish_through_one_shared_publisher() {
                     .map(|k| {
                         p.publish_blocking("thread", json!({"t": t, "k": k}))
                             .unwrap()
-                            .seq
+                            .seq()
+                            .expect("a seq from the daemon")
                     })
                     .collect::<Vec<u64>>()
             })

@@ -199,7 +199,7 @@ async fn fedmsg_tail_messages_reads_the_daemon() {
         });
         let msg = p.envelope("real.thing", body).unwrap();
         let c = p.send(&msg).await.unwrap();
-        sent.push((c.seq, msg));
+        sent.push((c.seq().expect("a seq from the daemon"), msg));
     }
     for (seq, ours) in &sent {
         let line = py.line("MSG ").await;

@@ -32,12 +32,16 @@ async fn publish(p: &Publisher, k: u64, timestamp: i64) -> Published {
         .unwrap();
     msg.timestamp = timestamp;
     let c = within("publish", p.send(&msg)).await.unwrap();
-    assert!(!c.duplicate);
+    assert!(!c.duplicate());
     Published {
-        seq: c.seq,
+        seq: c.seq().expect("a seq from the daemon"),
         msg_id: msg.msg_id.clone(),
         timestamp,
-        replayed: with_seq_id(&msg.to_canonical_json(), c.seq).unwrap(),
+        replayed: with_seq_id(
+            &msg.to_canonical_json(),
+            c.seq().expect("a seq from the daemon"),
+        )
+        .unwrap(),
     }
 }
 

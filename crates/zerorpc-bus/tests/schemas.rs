@@ -175,11 +175,11 @@ async fn a_publisher_with_schemas_sends_nothing_invalid() {
     let c = within("valid", p.publish("update.comment", good_comment(1)))
         .await
         .unwrap();
-    assert_eq!(c.seq, 1);
+    assert_eq!(c.seq().expect("a seq from the daemon"), 1);
     let c = within("no schema", p.publish("update.request", json!({"x": 1})))
         .await
         .unwrap();
-    assert_eq!(c.seq, 2);
+    assert_eq!(c.seq().expect("a seq from the daemon"), 2);
     assert_eq!(daemon.info().last_seq, 2);
 }
 
@@ -241,7 +241,7 @@ async fn a_daemon_with_schemas_rejects_invalid_envelopes_and_stores_valid_ones()
     )
     .await
     .unwrap();
-    assert_eq!(c.seq, 2);
+    assert_eq!(c.seq().expect("a seq from the daemon"), 2);
 
     let info = daemon.info();
     assert_eq!((info.last_seq, info.stored), (2, 2));
@@ -395,7 +395,7 @@ async fn a_typed_message_is_checked_against_the_schema_derived_from_its_type() {
     let c = within("typed", p.publish_typed("build.done", &done))
         .await
         .unwrap();
-    assert_eq!(c.seq, 1);
+    assert_eq!(c.seq().expect("a seq from the daemon"), 1);
 
     let renamed = BuildDoneRenamed {
         nvr: done.nvr.clone(),

@@ -434,12 +434,13 @@ async fn publish(a: PublishArgs) -> Outcome {
         println!("{id}");
     } else {
         let c = p.publish(&topic, body).await?;
-        println!(
-            "{} seq {}{}",
-            c.msg_id,
-            c.seq,
-            if c.duplicate { " (already stored)" } else { "" }
-        );
+        let seq = c.seq().map(|s| format!(" seq {s}")).unwrap_or_default();
+        let dup = if c.duplicate() {
+            " (already stored)"
+        } else {
+            ""
+        };
+        println!("{}{seq}{dup}", c.msg_id);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -574,14 +575,7 @@ async fn replay(a: ReplayArgs) -> Outcome {
         }
         for (seq, raw) in batch.into_iter().filter(|(s, _)| *s <= info.last_seq) {
             match zerorpc_bus::message::Message::from_json(&raw) {
-                Ok(message) => print(
-                    &Delivery {
-                        seq: Some(seq),
-                        message,
-                    },
-                    a.json,
-                    None,
-                ),
+                Ok(message) => print(&Delivery::new(Some(seq), message), a.json, None),
                 Err(e) => note!("zerorpc bus: seq {seq}: {e}"),
             }
         }

@@ -329,10 +329,10 @@ async fn kill_9_after_confirmations_loses_nothing_confirmed() {
     }
     for c in &confirmed {
         assert_eq!(
-            log.get(&c.seq),
+            log.get(&c.seq().expect("a seq from the daemon")),
             Some(&c.msg_id),
             "confirmed seq {} is in the log",
-            c.seq
+            c.seq().expect("a seq from the daemon")
         );
     }
     assert!(confirmed.len() >= 3_000);

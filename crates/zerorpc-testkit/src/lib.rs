@@ -431,3 +431,69 @@ pub fn scrape_prometheus(port: u16) -> std::collections::BTreeMap<Series, f64> {
     }
     out
 }
+
+/// The machine's RabbitMQ as an AMQP URL (`ZERORPC_TEST_AMQP_URL`, else
+/// `amqp://guest:guest@127.0.0.1:5672/%2f`); panics with a clear message
+/// when nothing listens there: the bus's AMQP tests need a real broker and
+/// never skip.
+pub fn rabbitmq_url() -> String {
+    let url = std::env::var("ZERORPC_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    require_listening(
+        &url,
+        5672,
+        "RabbitMQ (apt-get install rabbitmq-server; guest/guest)",
+    );
+    url
+}
+
+/// The machine's NATS server (with JetStream) as a URL
+/// (`ZERORPC_TEST_NATS_URL`, else `nats://127.0.0.1:4222`); panics with a
+/// clear message when nothing listens there.
+pub fn nats_url() -> String {
+    let url = std::env::var("ZERORPC_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    require_listening(&url, 4222, "NATS with JetStream (nats-server -js)");
+    url
+}
+
+/// Panics unless a TCP connection to the host and port of `url` succeeds.
+fn require_listening(url: &str, default_port: u16, what: &str) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let addr = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:{default_port}")
+    };
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|sa| {
+            std::net::TcpStream::connect_timeout(&sa, std::time::Duration::from_secs(5)).is_ok()
+        });
+    assert!(
+        reachable,
+        "these tests need {what} listening at {addr} ({url}); it is not reachable. \
+         Start it (or point the ZERORPC_TEST_*_URL variable at one): the tests do not skip"
+    );
+}
+
+/// fedora-messaging 3.9.1 (with pika) as the bus's AMQP interop tests need
+/// it, under `target/python-venv-fedora-messaging`.
+pub const FEDORA_MESSAGING_PACKAGES: &[&str] = &["fedora-messaging==3.9.1"];
+
+/// A venv's python with [`FEDORA_MESSAGING_PACKAGES`], created on first use
+/// like [`python`]'s (console scripts unusable: run entry points with
+/// `python -m` or `-c`).
+pub fn fedora_messaging_python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        venv(
+            "python-venv-fedora-messaging",
+            Path::new("python3"),
+            FEDORA_MESSAGING_PACKAGES,
+        )
+    })
+}
