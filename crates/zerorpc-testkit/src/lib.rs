@@ -497,3 +497,81 @@ pub fn fedora_messaging_python() -> &'static Path {
         )
     })
 }
+
+/// A TCP proxy in front of a real service, to take the service away from
+/// its clients and give it back (a broker outage without stopping the
+/// machine's broker). Runs on the calling tokio runtime.
+pub struct TcpProxy {
+    port: u16,
+    target: std::net::SocketAddr,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpProxy {
+    /// Listens on a free local port and forwards every connection to
+    /// `target` (`host:port`).
+    pub async fn start(target: &str) -> TcpProxy {
+        let target = tokio::net::lookup_host(target)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .unwrap_or_else(|| panic!("TcpProxy: cannot resolve {target}"));
+        let mut p = TcpProxy {
+            port: free_port(),
+            target,
+            running: None,
+        };
+        p.resume().await;
+        p
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops listening and cuts every connection (the service is "down").
+    pub fn cut(&mut self) {
+        if let Some(task) = self.running.take() {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn resume(&mut self) {
+        self.cut();
+        let addr = format!("127.0.0.1:{}", self.port);
+        // The port may linger a moment after a cut.
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("TcpProxy: cannot bind {addr} again: {e}"),
+            }
+        };
+        let target = self.target;
+        self.running = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+            // Dropping the JoinSet (on abort, too) aborts every connection.
+            drop(conns);
+        }));
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
