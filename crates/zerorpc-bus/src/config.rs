@@ -33,6 +33,16 @@
 //! | `validate`, `routing_nitpicky` | `false` | boolean |
 //! | `routing_policy` | empty | table: topic → list of certificate names |
 //! | `endpoints` | empty | list of fedmsg PUB endpoints |
+//! | `transports` | `["zmq"]` | where publishers send, any of `zmq` (the daemon at `ingest`), `amqp`, `nats`; consumers read from the first |
+//! | `amqp_url` | `amqp://guest:guest@127.0.0.1:5672/%2f` | RabbitMQ (`amqp://` or `amqps://`; `?heartbeat=N` sets the heartbeat) |
+//! | `amqp_exchange` | `amq.topic` | exchange published to (fedora-messaging's) |
+//! | `amqp_queue` | not set | consumers' durable queue, shared by every consumer naming it (not set: a private queue) |
+//! | `amqp_alternate_exchange` | not set | where messages no queue takes go, instead of failing the publish |
+//! | `amqp_stream_queue` | not set | stream queue bound to the exchange that keeps messages for replay |
+//! | `nats_url` | `nats://127.0.0.1:4222` | NATS with JetStream |
+//! | `nats_durable` | not set | consumers' durable consumer, shared by every consumer naming it |
+//! | `nats_stream_depth` | `2` | leading topic segments naming a message's JetStream stream |
+//! | `prefetch` | `64` | messages a broker hands a consumer before it settles them |
 //!
 //! In the file, relative paths are relative to the file's directory; from
 //! the environment or a flag, to the current directory. As text (environment
@@ -78,6 +88,16 @@ pub const KEYS: &[&str] = &[
     "routing_nitpicky",
     "schemas",
     "endpoints",
+    "transports",
+    "amqp_url",
+    "amqp_exchange",
+    "amqp_queue",
+    "amqp_alternate_exchange",
+    "amqp_stream_queue",
+    "nats_url",
+    "nats_durable",
+    "nats_stream_depth",
+    "prefetch",
 ];
 
 /// The environment variable that overrides `key`: `ZERORPC_BUS_` and the key
@@ -258,7 +278,68 @@ pub struct BusConfig {
     pub schemas: Option<PathBuf>,
     /// Extra fedmsg PUB endpoints `tail` connects to when given none.
     pub endpoints: Vec<String>,
+    /// Where publishers send (each confirmed); consumers read from the
+    /// first.
+    pub transports: Vec<TransportKind>,
+    /// RabbitMQ's URL.
+    pub amqp_url: String,
+    /// The AMQP exchange published to.
+    pub amqp_exchange: String,
+    /// The consumers' shared durable AMQP queue.
+    pub amqp_queue: Option<String>,
+    /// Where unroutable AMQP messages go instead of failing.
+    pub amqp_alternate_exchange: Option<String>,
+    /// The AMQP stream queue kept for replay.
+    pub amqp_stream_queue: Option<String>,
+    /// The NATS server's URL.
+    pub nats_url: String,
+    /// The consumers' shared JetStream durable consumer.
+    pub nats_durable: Option<String>,
+    /// Leading topic segments naming a JetStream stream.
+    pub nats_stream_depth: usize,
+    /// Messages a broker hands a consumer before it settles them.
+    pub prefetch: u16,
 }
+
+/// A transport named in the configuration (see [`crate::transport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// Our ZeroMQ daemon.
+    Zmq,
+    /// RabbitMQ, fedora-messaging's wire.
+    Amqp,
+    /// NATS JetStream.
+    Nats,
+}
+
+impl TransportKind {
+    /// Its name in the configuration and in receipts.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Zmq => "zmq",
+            TransportKind::Amqp => "amqp",
+            TransportKind::Nats => "nats",
+        }
+    }
+}
+
+impl std::str::FromStr for TransportKind {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "zmq" | "zeromq" => Ok(TransportKind::Zmq),
+            "amqp" | "rabbitmq" => Ok(TransportKind::Amqp),
+            "nats" | "jetstream" => Ok(TransportKind::Nats),
+            _ => Err(TRANSPORTS),
+        }
+    }
+}
+
+/// Expected form of `transports`.
+const TRANSPORTS: &str =
+    "a non-empty list of transports, each zmq, amqp or nats: a TOML array, or comma-separated text";
 
 impl Default for BusConfig {
     /// The defaults, with `store` derived from this process's `XDG_DATA_HOME`
@@ -331,6 +412,16 @@ impl BusConfig {
             routing_nitpicky: false,
             schemas: None,
             endpoints: Vec::new(),
+            transports: vec![TransportKind::Zmq],
+            amqp_url: "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+            amqp_exchange: "amq.topic".to_owned(),
+            amqp_queue: None,
+            amqp_alternate_exchange: None,
+            amqp_stream_queue: None,
+            nats_url: "nats://127.0.0.1:4222".to_owned(),
+            nats_durable: None,
+            nats_stream_depth: 2,
+            prefetch: 64,
         }
     }
 
@@ -488,6 +579,11 @@ impl BusConfig {
             Raw::Toml(_) => Err(fail(values::BOOL)),
             Raw::Text(t) => values::boolean(t).map_err(&fail),
         };
+        let integer = || match raw {
+            Raw::Toml(toml::Value::Integer(n)) => Some(*n),
+            Raw::Toml(_) => None,
+            Raw::Text(t) => t.trim().parse().ok(),
+        };
         const PATH: &str = "a path";
         const NAME: &str = "a string";
         match key {
@@ -527,32 +623,44 @@ impl BusConfig {
             "routing_nitpicky" => self.routing_nitpicky = boolean()?,
             "endpoints" => {
                 const EXPECTED: &str = "a list of ZeroMQ endpoints (tcp://HOST:PORT or ipc://PATH): a TOML array, or comma-separated text";
-                let items: Vec<String> = match raw {
-                    Raw::Toml(toml::Value::Array(items)) => items
-                        .iter()
-                        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| fail(EXPECTED)))
-                        .collect::<Result<_, _>>()?,
-                    Raw::Text(t) if t.trim_start().starts_with('[') => parse_inline(t)
-                        .and_then(|v| match v {
-                            toml::Value::Array(items) => items
-                                .iter()
-                                .map(|v| v.as_str().map(str::to_owned))
-                                .collect(),
-                            _ => None,
-                        })
-                        .ok_or_else(|| fail(EXPECTED))?,
-                    Raw::Text(t) => t
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                    Raw::Toml(_) => return Err(fail(EXPECTED)),
-                };
+                let items = list(raw).ok_or_else(|| fail(EXPECTED))?;
                 for item in &items {
                     values::endpoint(item).map_err(|_| fail(EXPECTED))?;
                 }
                 self.endpoints = items;
+            }
+            "transports" => {
+                let items = list(raw).ok_or_else(|| fail(TRANSPORTS))?;
+                let mut kinds = Vec::new();
+                for item in &items {
+                    let kind: TransportKind = item.parse().map_err(&fail)?;
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind);
+                    }
+                }
+                if kinds.is_empty() {
+                    return Err(fail(TRANSPORTS));
+                }
+                self.transports = kinds;
+            }
+            "amqp_url" => self.amqp_url = string(values::amqp_url, values::AMQP_URL)?,
+            "amqp_exchange" => self.amqp_exchange = string(values::name, values::NAME)?,
+            "amqp_queue" => self.amqp_queue = opt_string(NAME)?,
+            "amqp_alternate_exchange" => self.amqp_alternate_exchange = opt_string(NAME)?,
+            "amqp_stream_queue" => self.amqp_stream_queue = opt_string(NAME)?,
+            "nats_url" => self.nats_url = string(values::nats_url, values::NATS_URL)?,
+            "nats_durable" => self.nats_durable = opt_string(NAME)?,
+            "nats_stream_depth" => {
+                self.nats_stream_depth = integer()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| (1..=16).contains(n))
+                    .ok_or_else(|| fail("a number of topic segments, 1 to 16"))?
+            }
+            "prefetch" => {
+                self.prefetch = integer()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| fail("a number of messages, 1 to 65535"))?
             }
             "routing_policy" => {
                 const EXPECTED: &str = "a table of topic = [certificate names], e.g. {\"org.fedoraproject.prod.bodhi.update.comment\" = [\"bodhi\"]}";
@@ -650,8 +758,51 @@ impl BusConfig {
             "routing_nitpicky" => Some(self.routing_nitpicky.to_string()),
             "schemas" => self.schemas.as_deref().and_then(p),
             "endpoints" => Some(list(&self.endpoints)),
+            "transports" => {
+                let names: Vec<String> = self
+                    .transports
+                    .iter()
+                    .map(|t| t.as_str().to_owned())
+                    .collect();
+                Some(list(&names))
+            }
+            "amqp_url" => s(&self.amqp_url),
+            "amqp_exchange" => s(&self.amqp_exchange),
+            "amqp_queue" => self.amqp_queue.as_deref().and_then(s),
+            "amqp_alternate_exchange" => self.amqp_alternate_exchange.as_deref().and_then(s),
+            "amqp_stream_queue" => self.amqp_stream_queue.as_deref().and_then(s),
+            "nats_url" => s(&self.nats_url),
+            "nats_durable" => self.nats_durable.as_deref().and_then(s),
+            "nats_stream_depth" => Some(self.nats_stream_depth.to_string()),
+            "prefetch" => Some(self.prefetch.to_string()),
             _ => None,
         }
+    }
+}
+
+/// A list of strings: a TOML array, or text that is a TOML array or
+/// comma-separated.
+fn list(raw: Raw<'_>) -> Option<Vec<String>> {
+    let strings = |items: &[toml::Value]| {
+        items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<String>>>()
+    };
+    match raw {
+        Raw::Toml(toml::Value::Array(items)) => strings(items),
+        Raw::Text(t) if t.trim_start().starts_with('[') => match parse_inline(t)? {
+            toml::Value::Array(items) => strings(&items),
+            _ => None,
+        },
+        Raw::Text(t) => Some(
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+        Raw::Toml(_) => None,
     }
 }
 

@@ -9,12 +9,33 @@
 //! control), and nothing is lost. Messages are handled one at a time, in
 //! order. With a position file, a consumer that stops (or halts) resumes
 //! where it left off: [`resume_from`].
+//!
+//! # On a broker
+//!
+//! A delivery from a broker with manual acknowledgements (AMQP or NATS,
+//! see [`crate::transport`]) is settled on the broker from the verdict, so
+//! that several consumer processes can share one queue or durable consumer:
+//!
+//! | verdict | AMQP | JetStream |
+//! |---|---|---|
+//! | [`Verdict::Ack`] | `basic.ack` | `+ACK` |
+//! | [`Verdict::Retry`] | `basic.nack`, requeued after the retry delay | `-NAK` with the retry delay |
+//! | [`Verdict::Drop`] (and a retry past `max_attempts`) | `basic.reject`, not requeued (dead-lettered where the queue says) | `+TERM` |
+//! | [`Verdict::Halt`] | `basic.nack`, requeued; the consumer is cancelled | `-NAK`; the consumer stops |
+//!
+//! A retried message may come back to another process; its attempt count is
+//! the broker's ([`Delivery::attempt`]). While a callback runs, the broker
+//! is told now and then that the message is still being worked on
+//! (JetStream `+WPI`, every [`ConsumerOptions::in_progress_every`]), so a
+//! long callback does not get its message handed to someone else; AMQP's
+//! heartbeats run on the connection's own task, whatever the callback does.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::subscriber::{Delivery, Event, Since, Subscription};
+use crate::transport::{Ack, Settlement};
 use crate::Error;
 
 /// What the callback says of a message.
@@ -47,6 +68,9 @@ pub struct ConsumerOptions {
     pub position_file: Option<PathBuf>,
     /// See `position_file`.
     pub position_interval: Duration,
+    /// How often a broker hears that a long callback's message is still
+    /// being worked on (keep it under the broker's ack wait).
+    pub in_progress_every: Duration,
 }
 
 impl Default for ConsumerOptions {
@@ -57,6 +81,7 @@ impl Default for ConsumerOptions {
             max_attempts: None,
             position_file: None,
             position_interval: Duration::from_secs(1),
+            in_progress_every: Duration::from_secs(5),
         }
     }
 }
@@ -155,6 +180,12 @@ where
                 continue;
             }
         };
+        if let Some(ack) = delivery.ack.clone() {
+            if settle_on_broker(&ack, delivery, &opts, &mut report, &mut call).await {
+                return Ok(report);
+            }
+            continue;
+        }
         let mut attempts = 0u32;
         let mut delay = opts.retry_delay;
         loop {
@@ -206,6 +237,78 @@ where
     }
     position.flush()?;
     Ok(report)
+}
+
+/// Runs the callback on a broker's delivery and settles it there from the
+/// verdict (see the module docs); `true` when the consumer halts.
+async fn settle_on_broker<F, Fut>(
+    ack: &Ack,
+    delivery: Delivery,
+    opts: &ConsumerOptions,
+    report: &mut ConsumerReport,
+    call: &mut F,
+) -> bool
+where
+    F: FnMut(Delivery) -> Fut,
+    Fut: Future<Output = Option<Verdict>>,
+{
+    let attempt = delivery.attempt.max(1);
+    let msg_id = delivery.message.msg_id.clone();
+    let seq = delivery.seq;
+    let verdict = {
+        let callback = call(delivery);
+        tokio::pin!(callback);
+        let mut tick = tokio::time::interval(opts.in_progress_every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                v = &mut callback => break v,
+                _ = tick.tick() => {
+                    if let Err(e) = ack.in_progress().await {
+                        tracing::debug!(%msg_id, "bus consumer: telling the broker we are still working: {e}");
+                    }
+                }
+            }
+        }
+    };
+    let verdict = verdict.unwrap_or_else(|| {
+        report.panics += 1;
+        tracing::warn!(%msg_id, "bus consumer: the callback panicked; retrying the message");
+        Verdict::Retry
+    });
+    let how = match verdict {
+        Verdict::Ack => {
+            report.acked += 1;
+            Settlement::Ack
+        }
+        Verdict::Drop => {
+            report.dropped += 1;
+            Settlement::Reject
+        }
+        Verdict::Retry if opts.max_attempts.is_some_and(|m| attempt >= m) => {
+            tracing::warn!(%msg_id, "bus consumer: dropping a message after {attempt} attempts");
+            report.dropped += 1;
+            Settlement::Reject
+        }
+        Verdict::Retry => {
+            report.retries += 1;
+            let doubling = 2u32.saturating_pow(attempt - 1);
+            Settlement::Requeue(
+                opts.retry_delay
+                    .saturating_mul(doubling)
+                    .min(opts.max_retry_delay),
+            )
+        }
+        Verdict::Halt => {
+            report.halted_at = seq;
+            Settlement::Requeue(Duration::ZERO)
+        }
+    };
+    if let Err(e) = ack.settle(how).await {
+        // The broker hands it over again (to us or another consumer).
+        tracing::warn!(%msg_id, "bus consumer: settling a message ({how:?}): {e}");
+    }
+    verdict == Verdict::Halt
 }
 
 /// The next sequence number to handle, saved now and then.

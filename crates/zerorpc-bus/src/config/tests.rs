@@ -33,6 +33,10 @@ fn keys_and_the_setter_agree() {
             "validate" | "routing_nitpicky" => "true",
             "routing_policy" => "{a = [\"b\"]}",
             "endpoints" => "tcp://h:1",
+            "transports" => "zmq,amqp",
+            "amqp_url" => "amqp://h",
+            "nats_url" => "nats://h:1",
+            "nats_stream_depth" | "prefetch" => "3",
             _ => "x",
         };
         c.set_flag(&mut prov, key, value).unwrap();
@@ -125,6 +129,16 @@ crl = "/etc/pki/fedmsg/crl.pem"
 routing_nitpicky = true
 schemas = "/usr/share/bus/schemas"
 endpoints = ["tcp://hub.fedoraproject.org:9940", "tcp://stg.fedoraproject.org:9940"]
+transports = ["amqp", "zmq", "nats"]
+amqp_url = "amqps://bus:secret@rabbit.example.org/%2fpubsub?heartbeat=10"
+amqp_exchange = "amq.topic"
+amqp_queue = "bodhi-consumers"
+amqp_alternate_exchange = "unrouted"
+amqp_stream_queue = "bus-log"
+nats_url = "nats://nats.example.org:4222"
+nats_durable = "bodhi"
+nats_stream_depth = 3
+prefetch = 16
 
 [routing_policy]
 "org.example.prod.bodhi.update.comment" = ["bodhi-bodhi01.example.org"]
@@ -176,6 +190,20 @@ fn file_overrides_defaults() {
         c.routing_policy.get("org.example.prod.koji.build"),
         Some(&vec![])
     );
+    assert_eq!(
+        c.transports,
+        vec![TransportKind::Amqp, TransportKind::Zmq, TransportKind::Nats]
+    );
+    assert_eq!(
+        c.amqp_url,
+        "amqps://bus:secret@rabbit.example.org/%2fpubsub?heartbeat=10"
+    );
+    assert_eq!(c.amqp_queue.as_deref(), Some("bodhi-consumers"));
+    assert_eq!(c.amqp_alternate_exchange.as_deref(), Some("unrouted"));
+    assert_eq!(c.amqp_stream_queue.as_deref(), Some("bus-log"));
+    assert_eq!(c.nats_url, "nats://nats.example.org:4222");
+    assert_eq!(c.nats_durable.as_deref(), Some("bodhi"));
+    assert_eq!((c.nats_stream_depth, c.prefetch), (3, 16));
     assert_eq!(prov.file(), Some(path.as_path()));
     assert_eq!(prov.file_named_by(), Some(&Source::Flag("--config".into())));
     for &key in KEYS {
@@ -643,4 +671,42 @@ fn serde_round_trip() {
     assert_eq!(back, c);
     let e = toml::from_str::<BusConfig>("bogus = 1").unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");
+}
+
+#[test]
+fn transports_and_broker_values_are_checked() {
+    let (mut c, mut prov) = BusConfig::load(None, Vec::new()).unwrap();
+    assert_eq!(c.transports, vec![TransportKind::Zmq]);
+    c.set_flag(&mut prov, "transports", "nats, AMQP, nats")
+        .unwrap();
+    assert_eq!(c.transports, vec![TransportKind::Nats, TransportKind::Amqp]);
+    for (key, bad) in [
+        ("transports", "zmq,kafka"),
+        ("transports", ""),
+        ("amqp_url", "http://rabbit"),
+        ("amqp_url", "amqp://"),
+        ("nats_url", "nats ://x"),
+        ("prefetch", "0"),
+        ("prefetch", "70000"),
+        ("nats_stream_depth", "0"),
+        ("amqp_exchange", "amq topic"),
+    ] {
+        match c.set_flag(&mut prov, key, bad) {
+            Err(ConfigError::BadValue { key: k, .. }) => assert_eq!(k, key),
+            other => panic!("{key} = {bad:?}: {other:?}"),
+        }
+    }
+    // Rendered and loaded back, the same (the relative default store is
+    // then relative to the file).
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), &c.render(&prov));
+    let back = BusConfig::load(Some(&path), Vec::new()).unwrap().0;
+    assert_eq!(back.store, dir.path().join(&c.store));
+    assert_eq!(
+        BusConfig {
+            store: c.store.clone(),
+            ..back
+        },
+        c
+    );
 }

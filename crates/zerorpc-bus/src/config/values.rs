@@ -111,6 +111,42 @@ pub(crate) fn endpoint(text: &str) -> Result<String, &'static str> {
         .map_err(|_| ENDPOINT)
 }
 
+/// Expected form of an AMQP URL.
+pub(crate) const AMQP_URL: &str = "an AMQP URL: amqp://USER:PASS@HOST:PORT/VHOST (or amqps://)";
+
+/// Checks an AMQP URL's form.
+pub(crate) fn amqp_url(text: &str) -> Result<String, &'static str> {
+    url_with(text, &["amqp://", "amqps://"]).ok_or(AMQP_URL)
+}
+
+/// Expected form of a NATS URL.
+pub(crate) const NATS_URL: &str = "a NATS URL: nats://HOST:PORT (or tls://)";
+
+/// Checks a NATS URL's form.
+pub(crate) fn nats_url(text: &str) -> Result<String, &'static str> {
+    url_with(text, &["nats://", "tls://"]).ok_or(NATS_URL)
+}
+
+/// `text` when it starts with one of `schemes` and has a host, no spaces.
+fn url_with(text: &str, schemes: &[&str]) -> Option<String> {
+    let rest = schemes.iter().find_map(|s| text.strip_prefix(s))?;
+    let ok = !rest.is_empty()
+        && !rest.starts_with('/')
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+    ok.then(|| text.to_owned())
+}
+
+/// Expected form of a broker object's name.
+pub(crate) const NAME: &str = "a name: not empty, no spaces";
+
+/// Checks a broker object's name (exchange, queue).
+pub(crate) fn name(text: &str) -> Result<String, &'static str> {
+    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(NAME);
+    }
+    Ok(text.to_owned())
+}
+
 /// Expected form of a byte size.
 pub(crate) const BYTES: &str =
     "a positive number of bytes, optionally with a unit: 1048576, 512KiB, 1MiB, 1GiB";
