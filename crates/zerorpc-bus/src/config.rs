@@ -221,6 +221,14 @@ pub enum ConfigError {
         /// Every valid key, in the same form (variable names for the environment).
         valid: Vec<String>,
     },
+    /// A key that must be set for what was asked.
+    #[error("{key} must be set: {why}")]
+    Missing {
+        /// The key.
+        key: String,
+        /// What needs it.
+        why: String,
+    },
     /// A value that is not of the key's form.
     #[error("bad value for {key} ({origin}): expected {expected}, got {got}")]
     BadValue {

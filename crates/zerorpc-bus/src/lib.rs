@@ -21,8 +21,12 @@
 //! * [`schema`]: topic → JSON Schema registry, checked on publish and on
 //!   consume, with human summaries; [`config`]: one optional TOML file plus
 //!   environment overrides, with the origin of every value;
+//! * [`transport`]: where messages go: the daemon, RabbitMQ
+//!   (fedora-messaging's wire) and NATS JetStream, one or several at once;
+//!   [`bridge`]: from one bus onto another without loops;
 //! * [`glob`]: topic patterns.
 
+pub mod bridge;
 pub mod config;
 pub mod consumer;
 pub mod crypto;

@@ -21,6 +21,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::{BusConfig, ConfigError};
 use crate::crypto::Signer;
 use crate::message::{current_username, Message, TopicRules};
 use crate::schema::{Checked, SchemaRegistry};
@@ -74,6 +75,39 @@ impl PublisherOptions {
             confirm_timeout: Duration::from_secs(30),
             queue: 65_536,
         }
+    }
+}
+
+impl PublisherOptions {
+    /// The options `cfg` gives: topic rules, modname and username when set,
+    /// the signer (`sign_cert` and `sign_key`, both or neither), the schema
+    /// registry (`schemas`); `bus` is `cfg.ingest`.
+    pub fn from_config(cfg: &BusConfig) -> Result<PublisherOptions, Error> {
+        let mut o = PublisherOptions::new(cfg.ingest.clone());
+        o.rules = TopicRules {
+            prefix: cfg.topic_prefix.clone(),
+            environment: cfg.environment.clone(),
+        };
+        if let Some(m) = &cfg.modname {
+            o.modname = m.clone();
+        }
+        if let Some(u) = &cfg.username {
+            o.username = u.clone();
+        }
+        if let Some(dir) = &cfg.schemas {
+            o.schemas = Some(Arc::new(SchemaRegistry::load_dir(dir)?));
+        }
+        o.signer = match (&cfg.sign_cert, &cfg.sign_key) {
+            (Some(c), Some(k)) => Some(Arc::new(Signer::from_files(c, k)?)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Config(ConfigError::Missing {
+                    key: if cfg.sign_cert.is_none() { "sign_cert" } else { "sign_key" }.into(),
+                    why: "signing needs both sign_cert and sign_key".into(),
+                }))
+            }
+        };
+        Ok(o)
     }
 }
 
@@ -135,6 +169,17 @@ impl Publisher {
     pub async fn connect(opts: PublisherOptions) -> Result<Publisher, Error> {
         let daemon = Daemon::connect(&opts.bus, opts.confirm_timeout).await?;
         Ok(Publisher::with_transports(opts, vec![Arc::new(daemon)]))
+    }
+
+    /// Connects to every transport `cfg.transports` names (see
+    /// [`crate::transport::connect`]) with `opts`: each publish is
+    /// confirmed by all of them.
+    pub async fn from_config(cfg: &BusConfig, opts: PublisherOptions) -> Result<Publisher, Error> {
+        let mut transports = Vec::with_capacity(cfg.transports.len());
+        for &kind in &cfg.transports {
+            transports.push(crate::transport::connect(cfg, kind, opts.confirm_timeout).await?);
+        }
+        Ok(Publisher::with_transports(opts, transports))
     }
 
     /// A publisher that sends every message to each of `transports`, each
@@ -243,6 +288,22 @@ impl Publisher {
                 None => sent.next().unwrap_or(Err(Error::Closed)),
             })
             .collect()
+    }
+
+    /// [`Publisher::send`] for a message that has already been on the
+    /// buses `via` (a bridge's: transports with headers carry them, and a
+    /// bridge never sends a message back to a bus it has been on).
+    pub async fn send_via(&self, msg: &Message, via: Vec<String>) -> Result<Confirmation, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.outstanding.send_modify(|n| *n += 1);
+        let pending = Pending {
+            out: self.outgoing(msg, via),
+            reply: Some(reply),
+        };
+        if self.inner.tx.send(pending).await.is_err() {
+            return Err(self.not_queued());
+        }
+        answer.await.map_err(|_| Error::Closed)?
     }
 
     /// Sends ready envelopes, pipelined, and returns each one's

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zerorpc::zmtp::{SocketOptions, SubSocket};
 
+use crate::config::{BusConfig, ConfigError};
 use crate::crypto::Validator;
 use crate::daemon::BusServiceClient;
 use crate::glob::TopicFilter;
@@ -48,6 +49,39 @@ pub struct Filters {
     pub validator: Option<Arc<Validator>>,
     /// Bodies must match their topic's schema, when it has one.
     pub schemas: Option<Arc<SchemaRegistry>>,
+}
+
+impl Filters {
+    /// The filters `cfg` gives for `patterns`: its schema registry
+    /// (`schemas`), and signature validation (`ca_cert`, `crl`, the routing
+    /// policy) when `validate` or `cfg.validate` asks for it.
+    pub fn from_config(cfg: &BusConfig, patterns: Vec<String>, validate: bool) -> Result<Filters, Error> {
+        let schemas = match &cfg.schemas {
+            Some(dir) => Some(Arc::new(SchemaRegistry::load_dir(dir)?)),
+            None => None,
+        };
+        let validator = if validate || cfg.validate {
+            let Some(ca) = &cfg.ca_cert else {
+                return Err(Error::Config(ConfigError::Missing {
+                    key: "ca_cert".into(),
+                    why: "signature validation needs the CA's PEM file".into(),
+                }));
+            };
+            Some(Arc::new(Validator::from_files(
+                ca,
+                cfg.crl.as_deref(),
+                cfg.routing_policy.clone().into_iter().collect(),
+                cfg.routing_nitpicky,
+            )?))
+        } else {
+            None
+        };
+        Ok(Filters {
+            patterns,
+            validator,
+            schemas,
+        })
+    }
 }
 
 /// A message received.
@@ -385,14 +419,20 @@ async fn follow_fedmsg(
 
 /// A bounded memory of recent `msg_id`s.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     set: HashSet<String>,
     order: VecDeque<String>,
 }
 
 impl Seen {
+    /// Forgets `id` (it is remembered no more; its place in the order
+    /// stays until it ages out).
+    pub(crate) fn forget(&mut self, id: &str) {
+        self.set.remove(id);
+    }
+
     /// `false` when `id` was seen already.
-    fn insert(&mut self, id: &str) -> bool {
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
         if self.set.contains(id) {
             return false;
         }

@@ -25,7 +25,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{BusConfig, TransportKind};
 use crate::message::Message;
+use crate::subscriber::{Filters, Since, Subscription};
 use crate::Error;
 
 /// A boxed future, as transports return them.
@@ -132,4 +134,84 @@ impl fmt::Debug for Ack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Ack")
     }
+}
+
+/// Connects to the transport `kind` as `cfg` configures it; publishes made
+/// through it give up after `confirm_timeout`.
+pub async fn connect(
+    cfg: &BusConfig,
+    kind: TransportKind,
+    confirm_timeout: Duration,
+) -> Result<Arc<dyn Transport>, Error> {
+    Ok(match kind {
+        TransportKind::Zmq => Arc::new(zmq::Daemon::connect(&cfg.ingest, confirm_timeout).await?),
+        TransportKind::Amqp => {
+            let mut o = amqp_options(cfg);
+            o.confirm_timeout = confirm_timeout;
+            Arc::new(amqp::Amqp::connect(o).await?)
+        }
+        TransportKind::Nats => {
+            let mut o = nats_options(cfg);
+            o.confirm_timeout = confirm_timeout;
+            Arc::new(nats::Nats::connect(o).await?)
+        }
+    })
+}
+
+/// Subscribes through the transport `kind` as `cfg` configures it: on the
+/// daemon from `since`; on RabbitMQ through `amqp_queue` (shared) or a
+/// private queue, or, for any `since` but [`Since::Next`], from the
+/// `amqp_stream_queue`; on JetStream through `nats_durable` (shared) or an
+/// ephemeral consumer. `manual_ack`: deliveries from a broker carry an
+/// [`Ack`] (what [`consume`](crate::consumer::consume) wants); otherwise
+/// each is acknowledged once handed over.
+pub async fn subscribe(
+    cfg: &BusConfig,
+    kind: TransportKind,
+    since: Since,
+    filters: Filters,
+    manual_ack: bool,
+) -> Result<Subscription, Error> {
+    match kind {
+        TransportKind::Zmq => Subscription::bus(&cfg.ingest, since, filters).await,
+        TransportKind::Amqp => {
+            let how = amqp::AmqpSubscribe {
+                queue: cfg.amqp_queue.clone(),
+                prefetch: cfg.prefetch,
+                manual_ack,
+                since: (since != Since::Next).then_some(since),
+            };
+            amqp::subscribe(&amqp_options(cfg), how, filters).await
+        }
+        TransportKind::Nats => {
+            let how = nats::NatsSubscribe {
+                durable: cfg.nats_durable.clone(),
+                prefix: Some(cfg.topic_prefix.clone()),
+                prefetch: usize::from(cfg.prefetch),
+                manual_ack,
+                since,
+                ..nats::NatsSubscribe::default()
+            };
+            nats::subscribe(&nats_options(cfg), how, filters).await
+        }
+    }
+}
+
+/// The AMQP options `cfg` gives.
+pub fn amqp_options(cfg: &BusConfig) -> amqp::AmqpOptions {
+    let mut o = amqp::AmqpOptions::new(cfg.amqp_url.clone());
+    o.exchange = cfg.amqp_exchange.clone();
+    o.alternate_exchange = cfg.amqp_alternate_exchange.clone();
+    o.stream_queue = cfg.amqp_stream_queue.clone();
+    o
+}
+
+/// The NATS options `cfg` gives.
+pub fn nats_options(cfg: &BusConfig) -> nats::NatsOptions {
+    let mut o = nats::NatsOptions::new(cfg.nats_url.clone());
+    o.stream_depth = cfg.nats_stream_depth;
+    if let Some(age) = cfg.retention.as_duration() {
+        o.max_age = Some(age);
+    }
+    o
 }
