@@ -116,7 +116,10 @@ pub async fn run_both(
     window: usize,
 ) -> Result<(Arc<BridgeStats>, Arc<BridgeStats>), Error> {
     let memory = Memory::default();
-    let (ab, ba) = (Arc::new(BridgeStats::default()), Arc::new(BridgeStats::default()));
+    let (ab, ba) = (
+        Arc::new(BridgeStats::default()),
+        Arc::new(BridgeStats::default()),
+    );
     tokio::select! {
         r = run(a.subscription, &a.name, &b.publisher, &b.name, &memory, &ab, window) => r?,
         r = run(b.subscription, &b.name, &a.publisher, &a.name, &memory, &ba, window) => r?,

@@ -102,7 +102,12 @@ impl PublisherOptions {
             (None, None) => None,
             _ => {
                 return Err(Error::Config(ConfigError::Missing {
-                    key: if cfg.sign_cert.is_none() { "sign_cert" } else { "sign_key" }.into(),
+                    key: if cfg.sign_cert.is_none() {
+                        "sign_cert"
+                    } else {
+                        "sign_key"
+                    }
+                    .into(),
                     why: "signing needs both sign_cert and sign_key".into(),
                 }))
             }

@@ -55,7 +55,11 @@ impl Filters {
     /// The filters `cfg` gives for `patterns`: its schema registry
     /// (`schemas`), and signature validation (`ca_cert`, `crl`, the routing
     /// policy) when `validate` or `cfg.validate` asks for it.
-    pub fn from_config(cfg: &BusConfig, patterns: Vec<String>, validate: bool) -> Result<Filters, Error> {
+    pub fn from_config(
+        cfg: &BusConfig,
+        patterns: Vec<String>,
+        validate: bool,
+    ) -> Result<Filters, Error> {
         let schemas = match &cfg.schemas {
             Some(dir) => Some(Arc::new(SchemaRegistry::load_dir(dir)?)),
             None => None,

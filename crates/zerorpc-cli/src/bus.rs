@@ -1,21 +1,21 @@
 //! `zerorpc bus ...`: the fedmsg-compatible event bus (`zerorpc-bus`):
-//! serve, publish, tail, replay, record, config.
+//! serve, publish, tail, replay, record, bridge, config.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
-use zerorpc_bus::config::{BusConfig, Provenance};
-use zerorpc_bus::crypto::{Signer, Validator};
+use zerorpc_bus::bridge::{self, run_both, BridgeStats, Memory, Side};
+use zerorpc_bus::config::{BusConfig, Provenance, TransportKind};
 use zerorpc_bus::daemon::{Daemon, DaemonOptions};
-use zerorpc_bus::message::TopicRules;
 use zerorpc_bus::publisher::{Publisher, PublisherOptions};
 use zerorpc_bus::record::{RecordReader, RecordWriter};
 use zerorpc_bus::schema::SchemaRegistry;
 use zerorpc_bus::subscriber::{Delivery, Event, Filters, Since, Subscription};
+use zerorpc_bus::transport::subscribe;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -27,6 +27,10 @@ Examples:
   zerorpc bus replay --since-seq 1 --json          the log, from the start
   zerorpc bus record out.jsonl --count 100         save messages, one JSON envelope a line
   zerorpc bus publish --file out.jsonl             publish a recording again
+  zerorpc bus --transport amqp,zmq publish x '{}'  one publish onto RabbitMQ and the daemon, each confirmed
+  zerorpc bus --transport amqp tail --queue workers   consume RabbitMQ's shared queue `workers`
+  zerorpc bus --transport nats replay --since-seq 100  a JetStream stream from sequence 100
+  zerorpc bus bridge --from zmq --to amqp --both   fedmsg's ZeroMQ side and fedora-messaging's AMQP side, both ways
   zerorpc bus config                               the effective configuration, and where each value came from
 
 Configuration: defaults, then one optional TOML file (--config FILE or ZERORPC_BUS_CONFIG),
@@ -49,6 +53,10 @@ pub struct Common {
     /// The daemon's ingest endpoint (config key `ingest`)
     #[arg(long, value_name = "ADDR", global = true)]
     pub bus: Option<String>,
+    /// Where to publish (each confirmed) and read (the first): zmq, amqp,
+    /// nats, comma-separated (config key `transports`)
+    #[arg(long, value_name = "LIST", global = true)]
+    pub transport: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -57,6 +65,8 @@ pub enum BusCommand {
     Serve(ServeArgs),
     /// Publish a message (waits for the daemon's confirmation)
     Publish(PublishArgs),
+    /// Forward messages from one bus onto another (both ways with --both)
+    Bridge(BridgeArgs),
     /// Print messages as they come
     Tail(TailArgs),
     /// Print messages from the daemon's log
@@ -148,6 +158,10 @@ pub struct Source {
     /// Stop after this many messages
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// On a broker: the shared queue (AMQP) or durable consumer (NATS) to
+    /// read through (config keys `amqp_queue`, `nats_durable`)
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
     /// Topic globs (`*` any characters, `?` one); none: every topic
     pub patterns: Vec<String>,
 }
@@ -176,7 +190,32 @@ pub struct ReplayArgs {
     /// Print each envelope as JSON (one line each)
     #[arg(long)]
     pub json: bool,
+    /// On a broker: stop once nothing has come for this long (seconds)
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
+    pub idle: f64,
     /// Topic globs; none: every topic
+    pub patterns: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BridgeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The bus to read: zmq, amqp, nats (as configured), or a URL
+    /// (tcp://… for a daemon, amqp://…, nats://…)
+    #[arg(long, value_name = "BUS")]
+    pub from: String,
+    /// The bus to write to (same forms)
+    #[arg(long, value_name = "BUS")]
+    pub to: String,
+    /// Both ways at once (one process: the only loop-free two-way bridge to
+    /// a daemon, whose messages carry no headers)
+    #[arg(long)]
+    pub both: bool,
+    /// Messages on their way at once
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub window: usize,
+    /// Topic globs to bridge; none: every topic
     pub patterns: Vec<String>,
 }
 
@@ -204,6 +243,7 @@ pub async fn run(args: BusArgs) -> ExitCode {
         BusCommand::Tail(a) => tail(a).await,
         BusCommand::Replay(a) => replay(a).await,
         BusCommand::Record(a) => record(a).await,
+        BusCommand::Bridge(a) => bridge(a).await,
         BusCommand::Config(a) => config(a),
     };
     match result {
@@ -224,7 +264,7 @@ impl From<zerorpc_bus::Error> for Failure {
         let code = match &e {
             E::Config(_) => 2,
             E::Rejected { .. } | E::Schema(_) => 1,
-            E::Unconfirmed { .. } => 3,
+            E::Unconfirmed { .. } | E::Unroutable { .. } => 3,
             _ => 5,
         };
         Failure(code, e.to_string())
@@ -240,48 +280,17 @@ fn load(
 ) -> Result<(BusConfig, Provenance), Failure> {
     let (mut cfg, mut prov) = BusConfig::load(common.config.as_deref(), std::env::vars())
         .map_err(|e| Failure(2, e.to_string()))?;
-    let bus = ("ingest", common.bus.clone());
-    for (key, value) in std::iter::once(&bus).chain(flags.iter()) {
+    let global = [
+        ("ingest", common.bus.clone()),
+        ("transports", common.transport.clone()),
+    ];
+    for (key, value) in global.iter().chain(flags.iter()) {
         if let Some(v) = value {
             cfg.set_flag(&mut prov, key, v)
                 .map_err(|e| Failure(2, e.to_string()))?;
         }
     }
     Ok((cfg, prov))
-}
-
-fn schemas(dir: Option<&Path>) -> Result<Option<Arc<SchemaRegistry>>, Failure> {
-    match dir {
-        Some(d) => Ok(Some(Arc::new(
-            SchemaRegistry::load_dir(d).map_err(zerorpc_bus::Error::from)?,
-        ))),
-        None => Ok(None),
-    }
-}
-
-fn validator(cfg: &BusConfig) -> Result<Arc<Validator>, Failure> {
-    let Some(ca) = &cfg.ca_cert else {
-        return Err(Failure(
-            2,
-            "signature validation needs ca_cert (the CA's PEM) in the configuration".into(),
-        ));
-    };
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| Failure(2, format!("cannot read {}: {e}", p.display())))
-    };
-    let ca = read(ca)?;
-    let crl = match &cfg.crl {
-        Some(p) => Some(read(p)?),
-        None => None,
-    };
-    let v = Validator::new(
-        &ca,
-        crl.as_deref(),
-        cfg.routing_policy.clone().into_iter().collect(),
-        cfg.routing_nitpicky,
-    )
-    .map_err(zerorpc_bus::Error::from)?;
-    Ok(Arc::new(v))
 }
 
 async fn serve(a: ServeArgs) -> Outcome {
@@ -303,10 +312,9 @@ async fn serve(a: ServeArgs) -> Outcome {
     opts.replay = Some(cfg.replay.clone()).filter(|r| !r.is_empty());
     opts.retention = cfg.retention.as_duration();
     opts.max_message_bytes = cfg.max_message_bytes;
-    opts.schemas = schemas(cfg.schemas.as_deref())?;
-    if cfg.validate {
-        opts.validator = Some(validator(&cfg)?);
-    }
+    let checks = Filters::from_config(&cfg, Vec::new(), false)?;
+    opts.schemas = checks.schemas;
+    opts.validator = checks.validator;
     let daemon = Daemon::start(opts).await?;
     note!(
         "zerorpc bus: serving: ingest {}, fedmsg PUB {}, replay {}, log {} (last seq {})",
@@ -355,35 +363,11 @@ async fn publisher(
             ("schemas", schema_dir),
         ],
     )?;
-    let mut opts = PublisherOptions::new(cfg.ingest.clone());
-    opts.rules = TopicRules {
-        prefix: cfg.topic_prefix.clone(),
-        environment: cfg.environment.clone(),
-    };
-    if let Some(m) = &cfg.modname {
-        opts.modname = m.clone();
-    } else {
+    let mut opts = PublisherOptions::from_config(&cfg)?;
+    if cfg.modname.is_none() {
         opts.modname = "zerorpc".into();
     }
-    if let Some(u) = &cfg.username {
-        opts.username = u.clone();
-    }
-    opts.schemas = schemas(cfg.schemas.as_deref())?;
-    match (&cfg.sign_cert, &cfg.sign_key) {
-        (Some(c), Some(k)) => {
-            opts.signer = Some(Arc::new(
-                Signer::from_files(c, k).map_err(zerorpc_bus::Error::from)?,
-            ))
-        }
-        (None, None) => {}
-        _ => {
-            return Err(Failure(
-                2,
-                "signing needs both sign_cert and sign_key".into(),
-            ))
-        }
-    }
-    Ok(Publisher::connect(opts).await?)
+    Ok(Publisher::from_config(&cfg, opts).await?)
 }
 
 async fn publish(a: PublishArgs) -> Outcome {
@@ -478,18 +462,16 @@ async fn subscription(
     default_since: Since,
 ) -> Result<(Subscription, Option<Arc<SchemaRegistry>>), Failure> {
     let (cfg, _) = load(common, &[("schemas", s.schemas.clone())])?;
-    let schemas = schemas(cfg.schemas.as_deref())?;
-    let filters = Filters {
-        patterns: s.patterns.clone(),
-        validator: if s.validate || cfg.validate {
-            Some(validator(&cfg)?)
-        } else {
-            None
-        },
-        schemas: schemas.clone(),
+    let cfg = with_queue(cfg, s.queue.clone());
+    let filters = Filters::from_config(&cfg, s.patterns.clone(), s.validate)?;
+    let schemas = filters.schemas.clone();
+    let since = match (s.since_seq, &s.since) {
+        (Some(n), _) => Some(Since::Seq(n)),
+        (None, Some(t)) => Some(Since::Time(parse_time(t)?)),
+        (None, None) => None,
     };
     let sub = if !s.connect.is_empty() {
-        if s.since_seq.is_some() || s.since.is_some() {
+        if since.is_some() {
             return Err(Failure(
                 2,
                 "--since-seq and --since read the daemon's log: a fedmsg endpoint (--connect) has none"
@@ -498,17 +480,16 @@ async fn subscription(
         }
         Subscription::fedmsg(&s.connect, filters).await?
     } else {
-        let since = match (s.since_seq, &s.since) {
-            (Some(n), _) => Since::Seq(n),
-            (None, Some(t)) => Since::Time(parse_time(t)?),
-            (None, None) => default_since,
-        };
-        let sub = Subscription::bus(&cfg.ingest, since, filters).await?;
-        note!(
-            "zerorpc bus: following {} from seq {}",
-            cfg.ingest,
-            sub.next_seq()
-        );
+        let kind = cfg.transports[0];
+        let sub = subscribe(&cfg, kind, since.unwrap_or(default_since), filters, false).await?;
+        match kind {
+            TransportKind::Zmq => note!(
+                "zerorpc bus: following {} from seq {}",
+                cfg.ingest,
+                sub.next_seq()
+            ),
+            other => note!("zerorpc bus: following {}", other.as_str()),
+        }
         sub
     };
     Ok((sub, schemas))
@@ -551,6 +532,9 @@ async fn tail(a: TailArgs) -> Outcome {
 
 async fn replay(a: ReplayArgs) -> Outcome {
     let (cfg, _) = load(&a.common, &[])?;
+    if cfg.transports[0] != TransportKind::Zmq {
+        return replay_broker(&a, &cfg).await;
+    }
     let client = zerorpc_bus::daemon::BusServiceClient::new(
         zerorpc::Client::connect(&cfg.ingest)
             .await
@@ -584,6 +568,30 @@ async fn replay(a: ReplayArgs) -> Outcome {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Replay from a broker's log (a RabbitMQ stream queue, a JetStream
+/// stream), until nothing has come for `--idle` seconds.
+async fn replay_broker(a: &ReplayArgs, cfg: &BusConfig) -> Outcome {
+    let since = match (a.since_seq, &a.since) {
+        (Some(n), _) => Since::Seq(n),
+        (None, Some(t)) => Since::Time(parse_time(t)?),
+        (None, None) => Since::Start,
+    };
+    let filters = Filters::from_config(cfg, a.patterns.clone(), false)?;
+    let mut sub = subscribe(cfg, cfg.transports[0], since, filters, false).await?;
+    let idle = Duration::from_secs_f64(a.idle.max(0.05));
+    loop {
+        match tokio::time::timeout(idle, sub.next()).await {
+            Ok(Some(Event::Message(d))) => print(&d, a.json, None),
+            Ok(Some(Event::Quarantined { seq, reason, .. })) => note!(
+                "zerorpc bus: quarantined{}: {reason}",
+                seq.map(|s| format!(" seq {s}")).unwrap_or_default()
+            ),
+            Ok(None) => return Ok(ExitCode::from(5)),
+            Err(_) => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
 async fn record(a: RecordArgs) -> Outcome {
     let (mut sub, _) = subscription(&a.common, &a.source, Since::Next).await?;
     let mut out = RecordWriter::create(&a.file)?;
@@ -607,6 +615,112 @@ async fn record(a: RecordArgs) -> Outcome {
     out.flush()?;
     note!("zerorpc bus: recorded {n} messages to {}", a.file.display());
     result
+}
+
+/// `cfg` with `queue` as the shared queue of whichever broker it names.
+fn with_queue(mut cfg: BusConfig, queue: Option<String>) -> BusConfig {
+    if let Some(q) = queue {
+        cfg.amqp_queue = Some(q.clone());
+        cfg.nats_durable = Some(q);
+    }
+    cfg
+}
+
+/// A bus named on the command line: a transport name, or a URL that says
+/// which transport and where.
+fn bus_named(cfg: &BusConfig, name: &str) -> Result<(TransportKind, BusConfig), Failure> {
+    let mut cfg = cfg.clone();
+    let kind = if let Ok(kind) = name.parse::<TransportKind>() {
+        kind
+    } else if name.starts_with("amqp://") || name.starts_with("amqps://") {
+        cfg.amqp_url = name.to_owned();
+        TransportKind::Amqp
+    } else if name.starts_with("nats://") || name.starts_with("tls://") {
+        cfg.nats_url = name.to_owned();
+        TransportKind::Nats
+    } else if name.starts_with("tcp://") || name.starts_with("ipc://") {
+        cfg.ingest = name.to_owned();
+        TransportKind::Zmq
+    } else {
+        return Err(Failure(
+            2,
+            format!("{name:?} is not a bus: zmq, amqp, nats, or a tcp://, amqp:// or nats:// URL"),
+        ));
+    };
+    cfg.transports = vec![kind];
+    Ok((kind, cfg))
+}
+
+/// One side of a bridge: reading through a queue of its own on brokers
+/// (`zerorpc-bridge-to-<other>`, unless configured), from the next message
+/// on the daemon.
+async fn bridge_side(
+    cfg: &BusConfig,
+    name: &str,
+    other: &str,
+    patterns: &[String],
+) -> Result<Side, Failure> {
+    let (kind, mut cfg) = bus_named(cfg, name)?;
+    let (_, other_cfg) = bus_named(&cfg, other)?;
+    let queue = format!("zerorpc-bridge-to-{}", other_cfg.transports[0].as_str());
+    cfg.amqp_queue.get_or_insert_with(|| queue.clone());
+    cfg.nats_durable.get_or_insert(queue);
+    let filters = Filters::from_config(&cfg, patterns.to_vec(), false)?;
+    let subscription = subscribe(&cfg, kind, Since::Next, filters, true).await?;
+    let mut opts = PublisherOptions::from_config(&cfg)?;
+    opts.schemas = None;
+    opts.signer = None;
+    Ok(Side {
+        name: kind.as_str().to_owned(),
+        subscription,
+        publisher: Publisher::from_config(&cfg, opts).await?,
+    })
+}
+
+async fn bridge(a: BridgeArgs) -> Outcome {
+    let (cfg, _) = load(&a.common, &[])?;
+    let from = bridge_side(&cfg, &a.from, &a.to, &a.patterns).await?;
+    let to = bridge_side(&cfg, &a.to, &a.from, &a.patterns).await?;
+    if from.name == to.name {
+        return Err(Failure(
+            2,
+            format!(
+                "--from and --to are both {}: a bridge joins two different kinds of bus",
+                from.name
+            ),
+        ));
+    }
+    note!(
+        "zerorpc bus: bridging {} {} {}",
+        from.name,
+        if a.both { "<->" } else { "->" },
+        to.name
+    );
+    let work = async {
+        if a.both {
+            run_both(from, to, a.window).await.map(|_| ())
+        } else {
+            let (memory, stats) = (Memory::default(), BridgeStats::default());
+            drop(to.subscription);
+            bridge::run(
+                from.subscription,
+                &from.name,
+                &to.publisher,
+                &to.name,
+                &memory,
+                &stats,
+                a.window,
+            )
+            .await
+        }
+    };
+    tokio::select! {
+        r = work => {
+            r?;
+            Ok(ExitCode::from(5))
+        }
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn config(a: ConfigArgs) -> Outcome {
