@@ -363,3 +363,178 @@ impl Position {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The verdict → settlement mapping, on a recording broker handle and
+    //! virtual time (the real brokers' side is tested in `tests/`).
+
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::json;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::message::Message;
+    use crate::subscriber::Stats;
+    use crate::transport::{BoxFuture, Settle};
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Seen {
+        Settled(String, Settlement),
+        InProgress(String),
+    }
+
+    struct Recorder {
+        id: String,
+        log: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    impl Settle for Recorder {
+        fn settle(&self, how: Settlement) -> BoxFuture<'static, Result<(), Error>> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(Seen::Settled(self.id.clone(), how));
+            Box::pin(async { Ok(()) })
+        }
+        fn in_progress(&self) -> BoxFuture<'static, Result<(), Error>> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(Seen::InProgress(self.id.clone()));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A subscription yielding one broker delivery per `(id, attempt)`.
+    fn deliveries(items: &[(&str, u32)], log: &Arc<Mutex<Vec<Seen>>>) -> Subscription {
+        let (tx, rx) = mpsc::channel(items.len().max(1));
+        for (id, attempt) in items {
+            let mut m = Message::new("t", json!({"id": id}), 1, "u");
+            m.msg_id = (*id).to_owned();
+            let mut d = Delivery::new(None, m);
+            d.attempt = *attempt;
+            d.ack = Some(Ack::new(Recorder {
+                id: (*id).to_owned(),
+                log: log.clone(),
+            }));
+            tx.try_send(Event::Message(d)).unwrap();
+        }
+        drop(tx);
+        Subscription::from_parts(rx, tokio::spawn(async {}), Arc::new(Stats::default()))
+    }
+
+    fn verdict_for(d: &Delivery) -> Verdict {
+        match d
+            .message
+            .msg
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+        {
+            "ok" => Verdict::Ack,
+            "bad" => Verdict::Drop,
+            "halt" => Verdict::Halt,
+            _ => Verdict::Retry,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn verdicts_become_broker_settlements() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sub = deliveries(
+            &[
+                ("ok", 1),
+                ("bad", 1),
+                ("retry", 1),
+                ("retry3", 3),
+                ("retry9", 9),
+            ],
+            &log,
+        );
+        let opts = ConsumerOptions {
+            retry_delay: Duration::from_secs(1),
+            max_retry_delay: Duration::from_secs(60),
+            ..ConsumerOptions::default()
+        };
+        let report = consume(sub, opts, |d| {
+            let v = verdict_for(&d);
+            async move { v }
+        })
+        .await
+        .unwrap();
+        let settled: Vec<Seen> = log.lock().unwrap().clone();
+        assert_eq!(
+            settled,
+            vec![
+                Seen::Settled("ok".into(), Settlement::Ack),
+                Seen::Settled("bad".into(), Settlement::Reject),
+                Seen::Settled("retry".into(), Settlement::Requeue(Duration::from_secs(1))),
+                // The delay doubles with the broker's attempt count...
+                Seen::Settled("retry3".into(), Settlement::Requeue(Duration::from_secs(4))),
+                // ... up to the longest delay.
+                Seen::Settled(
+                    "retry9".into(),
+                    Settlement::Requeue(Duration::from_secs(60))
+                ),
+            ]
+        );
+        assert_eq!((report.acked, report.dropped, report.retries), (1, 1, 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_past_max_attempts_are_rejected_and_halt_requeues_and_stops() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sub = deliveries(&[("r", 1), ("r2", 2), ("halt", 1), ("never", 1)], &log);
+        let opts = ConsumerOptions {
+            max_attempts: Some(2),
+            ..ConsumerOptions::default()
+        };
+        let report = consume(sub, opts, |d| {
+            let v = verdict_for(&d);
+            async move { v }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            log.lock().unwrap().clone(),
+            vec![
+                Seen::Settled("r".into(), Settlement::Requeue(Duration::from_secs(1))),
+                Seen::Settled("r2".into(), Settlement::Reject),
+                Seen::Settled("halt".into(), Settlement::Requeue(Duration::ZERO)),
+            ],
+            "the message after the halt is not handled"
+        );
+        assert_eq!((report.retries, report.dropped), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_callback_keeps_telling_the_broker_and_a_panic_is_a_retry() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sub = deliveries(&[("slow", 1), ("boom", 1)], &log);
+        let opts = ConsumerOptions {
+            in_progress_every: Duration::from_secs(5),
+            ..ConsumerOptions::default()
+        };
+        let report = consume(sub, opts, |d| async move {
+            if d.message.msg_id == "boom" {
+                panic!("a callback bug");
+            }
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            Verdict::Ack
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            log.lock().unwrap().clone(),
+            vec![
+                Seen::InProgress("slow".into()),
+                Seen::InProgress("slow".into()),
+                Seen::Settled("slow".into(), Settlement::Ack),
+                Seen::Settled("boom".into(), Settlement::Requeue(Duration::from_secs(1))),
+            ]
+        );
+        assert_eq!((report.acked, report.panics, report.retries), (1, 1, 1));
+    }
+}

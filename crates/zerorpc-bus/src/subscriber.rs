@@ -123,6 +123,9 @@ impl Delivery {
 }
 
 /// What a subscription yields.
+// Nearly every event is a message: boxing it would cost an allocation per
+// message to shrink the rare quarantined one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A valid message.
