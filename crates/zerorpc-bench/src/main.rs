@@ -18,6 +18,7 @@
 
 use zerorpc_testkit as common;
 
+mod brokers;
 mod bus;
 
 use std::sync::Arc;
@@ -1334,6 +1335,11 @@ fn main() {
             json!({"p50": r.p50_us, "p99": r.p99_us, "r16": r.rate16, "r256": r.rate256, "r64k": r.rate64k})
         );
         std::process::exit(0);
+    }
+    if args.get(1).map(String::as_str) == Some("brokers") {
+        let rt = runtime();
+        rt.block_on(brokers::brokers_bench(args.iter().any(|a| a == "--quick")));
+        return;
     }
     if args.get(1).map(String::as_str) == Some("bus") {
         let rt = runtime();
