@@ -575,3 +575,23 @@ impl Drop for TcpProxy {
         self.cut();
     }
 }
+
+#[cfg(test)]
+mod broker_checks {
+    #[test]
+    fn an_absent_broker_fails_with_a_clear_message() {
+        let port = super::free_port();
+        let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+        let err = std::panic::catch_unwind(|| super::require_listening(&url, 5672, "RabbitMQ"))
+            .expect_err("nothing listens there");
+        let text = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            text.contains("need RabbitMQ") && text.contains(&format!("127.0.0.1:{port}")),
+            "{text}"
+        );
+        // And one that listens passes.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("nats://127.0.0.1:{}", l.local_addr().unwrap().port());
+        super::require_listening(&url, 4222, "NATS");
+    }
+}
