@@ -214,15 +214,19 @@ impl Proc {
 
     /// [`Proc::python`] under the given interpreter.
     pub fn python_with(py: &Path, code: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(py)
-            .arg("-u")
-            .arg("-c")
-            .arg(code)
-            .args(args)
+        let mut cmd = Command::new(py);
+        cmd.arg("-u").arg("-c").arg(code).args(args);
+        Proc::spawn(cmd)
+    }
+
+    /// Runs `cmd` (environment, directory and all) with stdout piped and
+    /// stderr inherited.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start python");
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         Proc { child, stdout }
     }
