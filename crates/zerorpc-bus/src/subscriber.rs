@@ -85,6 +85,9 @@ impl Delivery {
 }
 
 /// What a subscription yields.
+// Nearly every event is a message: boxing it would cost an allocation
+// each to save room only in the rare quarantined ones.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Event {
     /// A valid message.

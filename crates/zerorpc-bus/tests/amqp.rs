@@ -930,3 +930,85 @@ async fn a_stream_queue_replays_from_the_start_or_an_offset() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_comes_back_after_an_outage() {
+    let topic = format!("org.zerorpc.test.{}.resubscribed", word());
+    let queue = unique("resubscribe");
+    let mut proxy = TcpProxy::start("127.0.0.1:5672").await;
+    let through_proxy =
+        AmqpOptions::new(format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port()));
+    let how = AmqpSubscribe {
+        queue: Some(queue.clone()),
+        manual_ack: false,
+        ..Default::default()
+    };
+    let filters = Filters {
+        patterns: vec![topic.clone()],
+        ..Default::default()
+    };
+    let mut sub = subscribe(&through_proxy, how, filters).await.unwrap();
+    let amqp = Amqp::connect(AmqpOptions::new(rabbitmq_url()))
+        .await
+        .unwrap();
+    let before = outgoing(&topic, json!({"n": 1}));
+    assert!(amqp.send(vec![before.clone()].into()).await[0].is_ok());
+    assert_eq!(
+        message(next(&mut sub).await).message.msg_id,
+        before.message.msg_id
+    );
+
+    // While the subscriber is cut off, its named queue keeps what comes.
+    proxy.cut();
+    let during = outgoing(&topic, json!({"n": 2}));
+    assert!(amqp.send(vec![during.clone()].into()).await[0].is_ok());
+    proxy.resume().await;
+    // `before` may come again: its acknowledgement (sent once it was
+    // handed over) can be lost with the connection; then it is marked as
+    // redelivered.
+    let mut d = message(next(&mut sub).await);
+    if d.message.msg_id == before.message.msg_id {
+        assert_eq!(d.attempt, 2);
+        d = message(next(&mut sub).await);
+    }
+    assert_eq!(d.message.msg_id, during.message.msg_id);
+    assert!(sub.stats().reconnects.load(Ordering::Relaxed) >= 1);
+
+    // Handed-over messages are acknowledged: a new consumer of the queue
+    // gets none of them again (the last one's acknowledgement may still be
+    // on its way when the subscription goes, so it may come back).
+    let after: Vec<Outgoing> = (3..5).map(|n| outgoing(&topic, json!({"n": n}))).collect();
+    assert!(amqp
+        .send(after.clone().into())
+        .await
+        .iter()
+        .all(Result::is_ok));
+    for o in &after {
+        assert_eq!(
+            message(next(&mut sub).await).message.msg_id,
+            o.message.msg_id
+        );
+    }
+    drop(sub);
+    let how = AmqpSubscribe {
+        queue: Some(queue.clone()),
+        ..Default::default()
+    };
+    let filters = Filters {
+        patterns: vec![topic.clone()],
+        ..Default::default()
+    };
+    let mut again = subscribe(&AmqpOptions::new(rabbitmq_url()), how, filters)
+        .await
+        .unwrap();
+    let last = outgoing(&topic, json!({"n": 5}));
+    assert!(amqp.send(vec![last.clone()].into()).await[0].is_ok());
+    let mut d = message(next(&mut again).await);
+    if d.message.msg_id == after[1].message.msg_id {
+        d = message(next(&mut again).await);
+    }
+    assert_eq!(d.message.msg_id, last.message.msg_id);
+    drop(again);
+    let (_admin, ch) = admin().await;
+    delete_queue(&ch, &queue).await;
+}

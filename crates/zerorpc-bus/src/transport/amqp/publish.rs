@@ -156,7 +156,11 @@ impl Inner {
                     self.give_back(ch, healthy).await;
                 }
                 Err(e) => {
-                    why = conn::cause(&e);
+                    // A connection attempt cut short by the deadline says
+                    // less than the failure before it.
+                    if why.is_empty() || Instant::now() < deadline {
+                        why = conn::cause(&e);
+                    }
                     lost = todo.clone();
                 }
             }
@@ -164,15 +168,17 @@ impl Inner {
             if todo.is_empty() {
                 break;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < backoff {
+                // No time for another attempt worth the name.
+                tokio::time::sleep(left).await;
                 break;
             }
             tracing::info!(
                 "amqp: {} message(s) not confirmed yet ({why}); retrying",
                 todo.len()
             );
-            tokio::time::sleep(backoff.min(deadline - now)).await;
+            tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
         for i in todo {
