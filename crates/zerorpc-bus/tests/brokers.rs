@@ -131,7 +131,9 @@ async fn delete(ch: &lapin::Channel, queue: &str) {
 /// Publishes `warmup` messages on the daemon until `warm` resolves (its
 /// PUB side drops what is sent before a subscriber has joined).
 async fn warm_up<F: std::future::Future>(ingest: &str, warm: F) -> F::Output {
-    let p = Publisher::connect(PublisherOptions::new(ingest)).await.unwrap();
+    let p = Publisher::connect(PublisherOptions::new(ingest))
+        .await
+        .unwrap();
     let pumping = tokio::spawn(async move {
         loop {
             let _ = p.publish("warmup", json!({})).await;
@@ -173,7 +175,9 @@ async fn one_publish_reaches_a_fedmsg_subscriber_and_a_fedora_messaging_consumer
     let zmq = zmq::Daemon::connect(daemon.ingest_endpoint(), Duration::from_secs(20))
         .await
         .unwrap();
-    let amqp = Amqp::connect(AmqpOptions::new(rabbitmq_url())).await.unwrap();
+    let amqp = Amqp::connect(AmqpOptions::new(rabbitmq_url()))
+        .await
+        .unwrap();
     let p = Publisher::with_transports(publisher_opts(), vec![Arc::new(zmq), Arc::new(amqp)]);
     let body = json!({"alias": "FEDORA-2026-7", "karma": 1, "text": "h\u{e9}llo"});
     let c = within("the publish", p.publish(&topic_word, body.clone()))
@@ -217,7 +221,9 @@ async fn amqp_sub(queue: &str, patterns: Vec<String>) -> Subscription {
 }
 
 async fn amqp_publisher() -> Publisher {
-    let amqp = Amqp::connect(AmqpOptions::new(rabbitmq_url())).await.unwrap();
+    let amqp = Amqp::connect(AmqpOptions::new(rabbitmq_url()))
+        .await
+        .unwrap();
     Publisher::with_transports(publisher_opts(), vec![Arc::new(amqp)])
 }
 
@@ -242,7 +248,9 @@ async fn a_two_way_bridge_joins_fedmsg_and_fedora_messaging_without_loops() {
         subscription: Subscription::bus(&ingest, Since::Next, Filters::default())
             .await
             .unwrap(),
-        publisher: Publisher::connect(PublisherOptions::new(&ingest)).await.unwrap(),
+        publisher: Publisher::connect(PublisherOptions::new(&ingest))
+            .await
+            .unwrap(),
     };
     let amqp_side = Side {
         name: "amqp".into(),
@@ -251,19 +259,30 @@ async fn a_two_way_bridge_joins_fedmsg_and_fedora_messaging_without_loops() {
     };
     let bridging = tokio::spawn(run_both(zmq_side, amqp_side, 16));
 
-    let mut tail = Proc::python_with(fedmsg_python(), FEDMSG_TAIL, &[daemon.publish_endpoint(), "2"]);
+    let mut tail = Proc::python_with(
+        fedmsg_python(),
+        FEDMSG_TAIL,
+        &[daemon.publish_endpoint(), "2"],
+    );
     line(&mut tail, "READY").await;
     warm_up(&ingest, line(&mut tail, "WARM")).await;
     let conf = fm_conf(&dir);
-    let mut fm = Proc::spawn(fm_python(FM_CONSUME, &[&fm_queue, &format!("{prefix}.#"), "2"], &conf));
+    let mut fm = Proc::spawn(fm_python(
+        FM_CONSUME,
+        &[&fm_queue, &format!("{prefix}.#"), "2"],
+        &conf,
+    ));
 
     // Ours, on the daemon → fedmsg directly, fedora-messaging through the bridge.
     let mut o = PublisherOptions::new(&ingest);
     o.modname = word.clone();
     let ours = Publisher::connect(o).await.unwrap();
-    let m1 = within("publishing on the daemon", ours.publish("from.zmq", json!({"n": 1})))
-        .await
-        .unwrap();
+    let m1 = within(
+        "publishing on the daemon",
+        ours.publish("from.zmq", json!({"n": 1})),
+    )
+    .await
+    .unwrap();
     // fedora-messaging's own publish on RabbitMQ → fedmsg through the bridge.
     let mut fm_pub = fm_python(FM_PUBLISH, &[], &conf);
     fm_pub.stdin(std::process::Stdio::piped());
@@ -280,13 +299,25 @@ async fn a_two_way_bridge_joins_fedmsg_and_fedora_messaging_without_loops() {
 
     // fedmsg's subscriber sees both, once each.
     let mut fedmsg_ids = vec![
-        parse(&line(&mut tail, "MSG ").await, "MSG ")["msg_id"].as_str().unwrap().to_owned(),
-        parse(&line(&mut tail, "MSG ").await, "MSG ")["msg_id"].as_str().unwrap().to_owned(),
+        parse(&line(&mut tail, "MSG ").await, "MSG ")["msg_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        parse(&line(&mut tail, "MSG ").await, "MSG ")["msg_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
     ];
     // fedora-messaging's consumer too.
     let mut fm_ids = vec![
-        parse(&line(&mut fm, "MSG ").await, "MSG ")["id"].as_str().unwrap().to_owned(),
-        parse(&line(&mut fm, "MSG ").await, "MSG ")["id"].as_str().unwrap().to_owned(),
+        parse(&line(&mut fm, "MSG ").await, "MSG ")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        parse(&line(&mut fm, "MSG ").await, "MSG ")["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
     ];
     line(&mut fm, "ALL DONE").await;
     let mut want = vec![m1.msg_id.clone(), m2_id.clone()];
@@ -350,7 +381,11 @@ async fn one_way_bridges_between_rabbitmq_and_nats_stop_loops_by_their_via_marks
     };
     // The stream must exist before a consumer binds to it.
     let first = nats_pub
-        .send(&nats_pub.envelope_exact(format!("{prefix}.from.nats"), json!({"n": 1})).unwrap())
+        .send(
+            &nats_pub
+                .envelope_exact(format!("{prefix}.from.nats"), json!({"n": 1}))
+                .unwrap(),
+        )
         .await
         .unwrap();
     let to_amqp = (Memory::default(), BridgeStats::default());
@@ -365,7 +400,11 @@ async fn one_way_bridges_between_rabbitmq_and_nats_stop_loops_by_their_via_marks
     };
     let check = async {
         let second = amqp_pub
-            .send(&amqp_pub.envelope_exact(format!("{prefix}.from.amqp"), json!({"n": 2})).unwrap())
+            .send(
+                &amqp_pub
+                    .envelope_exact(format!("{prefix}.from.amqp"), json!({"n": 2}))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         // Each crossed once and came back to be dropped once.
@@ -398,7 +437,9 @@ async fn one_way_bridges_between_rabbitmq_and_nats_stop_loops_by_their_via_marks
         since: Since::Start,
         ..NatsSubscribe::default()
     };
-    let mut all = nats::subscribe(&nats_opts, how, Filters::default()).await.unwrap();
+    let mut all = nats::subscribe(&nats_opts, how, Filters::default())
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     while let Ok(Some(Event::Message(d))) =
         tokio::time::timeout(Duration::from_secs(2), all.recv()).await
@@ -450,12 +491,18 @@ async fn consumer_verdicts_are_settled_on_rabbitmq_and_jetstream() {
                     since: Since::Start,
                     ..NatsSubscribe::default()
                 };
-                nats::subscribe(&nats_opts, how, filters.clone()).await.unwrap()
+                nats::subscribe(&nats_opts, how, filters.clone())
+                    .await
+                    .unwrap()
             }
         };
         // The queue (AMQP) must be bound before publishing; the stream
         // (NATS) exists once something is published.
-        let first_sub = if broker == "amqp" { Some(open().await) } else { None };
+        let first_sub = if broker == "amqp" {
+            Some(open().await)
+        } else {
+            None
+        };
         for t in &topics {
             p.send(&p.envelope_exact(t.clone(), json!({})).unwrap())
                 .await
@@ -494,13 +541,20 @@ async fn consumer_verdicts_are_settled_on_rabbitmq_and_jetstream() {
         .await
         .unwrap();
         let seen = seen.lock().unwrap().clone();
-        assert!(seen.contains(&("retry".to_owned(), 2)), "{broker}: {seen:?}");
+        assert!(
+            seen.contains(&("retry".to_owned(), 2)),
+            "{broker}: {seen:?}"
+        );
         assert_eq!(
             seen.iter().filter(|(t, _)| t == "drop").count(),
             1,
             "{broker}: a dropped message is not delivered again: {seen:?}"
         );
-        assert_eq!((report.acked, report.dropped), (2, 1), "{broker}: {report:?}");
+        assert_eq!(
+            (report.acked, report.dropped),
+            (2, 1),
+            "{broker}: {report:?}"
+        );
         // The halted message went back to the broker: the next consumer on
         // the same queue gets it (and nothing that was acked or dropped).
         let mut again = open().await;
@@ -508,7 +562,11 @@ async fn consumer_verdicts_are_settled_on_rabbitmq_and_jetstream() {
             Some(Event::Message(d)) => d,
             other => panic!("{broker}: {other:?}"),
         };
-        assert!(d.message.topic.ends_with(".halt"), "{broker}: {}", d.message.topic);
+        assert!(
+            d.message.topic.ends_with(".halt"),
+            "{broker}: {}",
+            d.message.topic
+        );
         if let Some(ack) = d.ack {
             ack.ack().await.unwrap();
         }

@@ -651,7 +651,8 @@ fn bus_named(cfg: &BusConfig, name: &str) -> Result<(TransportKind, BusConfig), 
     Ok((kind, cfg))
 }
 
-/// One side of a bridge: reading through a queue of its own on brokers
+/// One side of a bridge: where it publishes, and, when it is read
+/// (`read`), its subscription: through a queue of its own on brokers
 /// (`zerorpc-bridge-to-<other>`, unless configured), from the next message
 /// on the daemon.
 async fn bridge_side(
@@ -659,59 +660,68 @@ async fn bridge_side(
     name: &str,
     other: &str,
     patterns: &[String],
-) -> Result<Side, Failure> {
+    read: bool,
+) -> Result<(String, Option<Subscription>, Publisher), Failure> {
     let (kind, mut cfg) = bus_named(cfg, name)?;
-    let (_, other_cfg) = bus_named(&cfg, other)?;
-    let queue = format!("zerorpc-bridge-to-{}", other_cfg.transports[0].as_str());
-    cfg.amqp_queue.get_or_insert_with(|| queue.clone());
-    cfg.nats_durable.get_or_insert(queue);
-    let filters = Filters::from_config(&cfg, patterns.to_vec(), false)?;
-    let subscription = subscribe(&cfg, kind, Since::Next, filters, true).await?;
+    let (other_kind, _) = bus_named(&cfg, other)?;
+    let subscription = if read {
+        let queue = format!("zerorpc-bridge-to-{}", other_kind.as_str());
+        cfg.amqp_queue.get_or_insert_with(|| queue.clone());
+        cfg.nats_durable.get_or_insert(queue);
+        let filters = Filters::from_config(&cfg, patterns.to_vec(), false)?;
+        Some(subscribe(&cfg, kind, Since::Next, filters, true).await?)
+    } else {
+        None
+    };
+    // A bridge passes messages on as they are: no schema check, no
+    // signature of its own.
     let mut opts = PublisherOptions::from_config(&cfg)?;
     opts.schemas = None;
     opts.signer = None;
-    Ok(Side {
-        name: kind.as_str().to_owned(),
-        subscription,
-        publisher: Publisher::from_config(&cfg, opts).await?,
-    })
+    let publisher = Publisher::from_config(&cfg, opts).await?;
+    Ok((kind.as_str().to_owned(), subscription, publisher))
 }
 
 async fn bridge(a: BridgeArgs) -> Outcome {
     let (cfg, _) = load(&a.common, &[])?;
-    let from = bridge_side(&cfg, &a.from, &a.to, &a.patterns).await?;
-    let to = bridge_side(&cfg, &a.to, &a.from, &a.patterns).await?;
-    if from.name == to.name {
+    let (from_name, from_sub, from_pub) =
+        bridge_side(&cfg, &a.from, &a.to, &a.patterns, true).await?;
+    let (to_name, to_sub, to_pub) = bridge_side(&cfg, &a.to, &a.from, &a.patterns, a.both).await?;
+    if from_name == to_name {
         return Err(Failure(
             2,
             format!(
-                "--from and --to are both {}: a bridge joins two different kinds of bus",
-                from.name
+                "--from and --to are both {from_name}: a bridge joins two different kinds of bus"
             ),
         ));
     }
     note!(
-        "zerorpc bus: bridging {} {} {}",
-        from.name,
+        "zerorpc bus: bridging {from_name} {} {to_name}",
         if a.both { "<->" } else { "->" },
-        to.name
     );
     let work = async {
-        if a.both {
-            run_both(from, to, a.window).await.map(|_| ())
-        } else {
-            let (memory, stats) = (Memory::default(), BridgeStats::default());
-            drop(to.subscription);
-            bridge::run(
-                from.subscription,
-                &from.name,
-                &to.publisher,
-                &to.name,
-                &memory,
-                &stats,
-                a.window,
-            )
-            .await
+        match (from_sub, to_sub) {
+            (Some(from_sub), Some(to_sub)) => {
+                let a_side = Side {
+                    name: from_name.clone(),
+                    subscription: from_sub,
+                    publisher: from_pub,
+                };
+                let b_side = Side {
+                    name: to_name.clone(),
+                    subscription: to_sub,
+                    publisher: to_pub,
+                };
+                run_both(a_side, b_side, a.window).await.map(|_| ())
+            }
+            (Some(from_sub), None) => {
+                let (memory, stats) = (Memory::default(), BridgeStats::default());
+                bridge::run(
+                    from_sub, &from_name, &to_pub, &to_name, &memory, &stats, a.window,
+                )
+                .await
+            }
+            _ => Ok(()),
         }
     };
     tokio::select! {

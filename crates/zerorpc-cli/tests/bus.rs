@@ -338,3 +338,174 @@ async fn kill_9_after_confirmations_loses_nothing_confirmed() {
     assert!(confirmed.len() >= 3_000);
     drop(restarted);
 }
+
+/// A name no other test (or run) uses.
+fn unique(what: &str) -> String {
+    format!("ztest{what}{}{}", std::process::id(), free_port())
+}
+
+#[test]
+fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
+    let home = scratch_dir("bus-cli-brokers");
+    let amqp_url = zerorpc_testkit::rabbitmq_url();
+    let nats_url = zerorpc_testkit::nats_url();
+    let eps = Endpoints::new();
+    let _daemon = eps.serve(&home, &home.join("log"), &[]);
+    let b = eps.ingest.as_str();
+    let word = unique("cli");
+    let pattern = format!("org.fedoraproject.dev.zerorpc.{word}.*");
+    let queue = unique("cliq");
+
+    // A competing consumer's queue, read by `tail`.
+    let mut tail = Bg::start(
+        &home,
+        &[
+            "--transport",
+            "amqp",
+            "tail",
+            "--queue",
+            &queue,
+            "--json",
+            "--count",
+            "2",
+            &pattern,
+        ],
+        "following amqp",
+    );
+    // One publish onto RabbitMQ and the daemon, each confirmed.
+    let out = bus(
+        &home,
+        &[
+            "--bus",
+            b,
+            "--transport",
+            "amqp,zmq",
+            "publish",
+            &format!("{word}.one"),
+            r#"{"n": 1}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let first_id = printed.split_whitespace().next().unwrap().to_owned();
+    assert!(printed.contains(" seq 1"), "the daemon's seq: {printed}");
+
+    // A message no queue takes: an error, not a silent loss.
+    let out = bus(
+        &home,
+        &[
+            "--transport",
+            "amqp",
+            "publish",
+            &format!("{}.nobody", unique("unrouted")),
+            "{}",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("routed to no queue"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A bridge from the daemon onto RabbitMQ: a publish on the daemon alone
+    // reaches the AMQP consumer too.
+    let _bridge = Bg::start(
+        &home,
+        &[
+            "--bus", b, "bridge", "--from", "zmq", "--to", &amqp_url, &pattern,
+        ],
+        "bridging zmq -> amqp",
+    );
+    let out = bus(
+        &home,
+        &[
+            "--bus",
+            b,
+            "--transport",
+            "zmq",
+            "publish",
+            &format!("{word}.two"),
+            r#"{"n": 2}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let second_id = text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let got: Vec<Value> = (0..2)
+        .map(|_| serde_json::from_str(&tail.line()).unwrap())
+        .collect();
+    let ids: Vec<&str> = got.iter().map(|m| m["msg_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [first_id.as_str(), second_id.as_str()],
+        "each once, in order"
+    );
+    assert_eq!(got[1]["msg"], json!({"n": 2}));
+
+    // NATS: publish, then replay the stream from a sequence.
+    // Under a prefix of its own, so that the test's stream is its own.
+    let nats_word = unique("nats");
+    let nats_prefix = format!("{nats_word}.bus");
+    let nats_env = [
+        ("ZERORPC_BUS_NATS_URL", nats_url.as_str()),
+        ("ZERORPC_BUS_TOPIC_PREFIX", nats_prefix.as_str()),
+    ];
+    let mut seqs = Vec::new();
+    for n in 0..3 {
+        let out = zerorpc_testkit::output_within_a_minute(
+            command(
+                &home,
+                &[
+                    "--transport",
+                    "nats",
+                    "publish",
+                    &format!("{nats_word}.m{n}"),
+                    &format!(r#"{{"n": {n}}}"#),
+                ],
+            )
+            .envs(nats_env),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        let seq: u64 = printed
+            .split(" seq ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        seqs.push(seq);
+    }
+    let out = zerorpc_testkit::output_within_a_minute(
+        command(
+            &home,
+            &[
+                "--transport",
+                "nats",
+                "replay",
+                "--json",
+                "--idle",
+                "1",
+                "--since-seq",
+                &seqs[1].to_string(),
+                &format!("{nats_prefix}.dev.zerorpc.{nats_word}.*"),
+            ],
+        )
+        .envs(nats_env),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let replayed: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bodies: Vec<&Value> = replayed.iter().map(|m| &m["msg"]).collect();
+    assert_eq!(
+        bodies,
+        [&json!({"n": 1}), &json!({"n": 2})],
+        "from the second on"
+    );
+}
