@@ -27,9 +27,9 @@ Examples:
   zerorpc bus replay --since-seq 1 --json          the log, from the start
   zerorpc bus record out.jsonl --count 100         save messages, one JSON envelope a line
   zerorpc bus publish --file out.jsonl             publish a recording again
-  zerorpc bus --transport amqp,zmq publish x '{}'  one publish onto RabbitMQ and the daemon, each confirmed
-  zerorpc bus --transport amqp tail --queue workers   consume RabbitMQ's shared queue `workers`
-  zerorpc bus --transport nats replay --since-seq 100  a JetStream stream from sequence 100
+  zerorpc bus publish --transport amqp,zmq x '{}'  one publish onto RabbitMQ and the daemon, each confirmed
+  zerorpc bus tail --transport amqp --queue workers   consume RabbitMQ's shared queue `workers`
+  zerorpc bus replay --transport nats --since-seq 100  a JetStream stream from sequence 100
   zerorpc bus bridge --from zmq --to amqp --both   fedmsg's ZeroMQ side and fedora-messaging's AMQP side, both ways
   zerorpc bus config                               the effective configuration, and where each value came from
 

@@ -360,9 +360,9 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
     let mut tail = Bg::start(
         &home,
         &[
+            "tail",
             "--transport",
             "amqp",
-            "tail",
             "--queue",
             &queue,
             "--json",
@@ -376,11 +376,11 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
     let out = bus(
         &home,
         &[
+            "publish",
             "--bus",
             b,
             "--transport",
             "amqp,zmq",
-            "publish",
             &format!("{word}.one"),
             r#"{"n": 1}"#,
         ],
@@ -394,9 +394,9 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
     let out = bus(
         &home,
         &[
+            "publish",
             "--transport",
             "amqp",
-            "publish",
             &format!("{}.nobody", unique("unrouted")),
             "{}",
         ],
@@ -413,18 +413,18 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
     let _bridge = Bg::start(
         &home,
         &[
-            "--bus", b, "bridge", "--from", "zmq", "--to", &amqp_url, &pattern,
+            "bridge", "--bus", b, "--from", "zmq", "--to", &amqp_url, &pattern,
         ],
         "bridging zmq -> amqp",
     );
     let out = bus(
         &home,
         &[
+            "publish",
             "--bus",
             b,
             "--transport",
             "zmq",
-            "publish",
             &format!("{word}.two"),
             r#"{"n": 2}"#,
         ],
@@ -460,9 +460,9 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
             command(
                 &home,
                 &[
+                    "publish",
                     "--transport",
                     "nats",
-                    "publish",
                     &format!("{nats_word}.m{n}"),
                     &format!(r#"{{"n": {n}}}"#),
                 ],
@@ -484,9 +484,9 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
         command(
             &home,
             &[
+                "replay",
                 "--transport",
                 "nats",
-                "replay",
                 "--json",
                 "--idle",
                 "1",
