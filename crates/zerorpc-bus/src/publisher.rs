@@ -406,17 +406,16 @@ impl Publisher {
     /// `msg` as transports take it: its canonical JSON and its
     /// fedora-messaging schema name (from the schema registry).
     fn outgoing(&self, msg: &Message, via: Vec<String>) -> Outgoing {
-        let schema_name =
-            self.inner
-                .opts
-                .schemas
-                .as_ref()
-                .and_then(|s| match s.check(&msg.topic, &msg.msg) {
-                    Ok(Checked::Valid { schema_id }) => {
-                        s.fedora_messaging_name(&schema_id).map(str::to_owned)
-                    }
-                    _ => None,
-                });
+        // Checked again only when some schema names a class (the check
+        // that picks it was made when the envelope was built).
+        let named =
+            (self.inner.opts.schemas.as_ref()).filter(|s| s.names_fedora_messaging_classes());
+        let schema_name = named.and_then(|s| match s.check(&msg.topic, &msg.msg) {
+            Ok(Checked::Valid { schema_id }) => {
+                s.fedora_messaging_name(&schema_id).map(str::to_owned)
+            }
+            _ => None,
+        });
         Outgoing {
             json: msg.to_canonical_json(),
             message: msg.clone(),

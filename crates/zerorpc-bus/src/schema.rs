@@ -408,6 +408,11 @@ impl SchemaRegistry {
             .and_then(|e| e.fedora_messaging.as_deref())
     }
 
+    /// Whether any schema names a fedora-messaging class.
+    pub fn names_fedora_messaging_classes(&self) -> bool {
+        self.entries.iter().any(|e| e.fedora_messaging.is_some())
+    }
+
     /// The id of the schema whose `x-fedora-messaging-schema` is `name`.
     pub fn schema_id_for_fedora_messaging(&self, name: &str) -> Option<&str> {
         self.entries

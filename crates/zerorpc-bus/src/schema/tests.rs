@@ -693,3 +693,34 @@ fn the_registry_can_be_shared_between_threads() {
         .unwrap();
     assert!(outcome);
 }
+
+#[test]
+fn fedora_messaging_class_names_map_both_ways() {
+    let mut reg = SchemaRegistry::empty();
+    reg.add(
+        "org.x.*.thing",
+        json!({"$id": "https://x/thing/1", "x-fedora-messaging-schema": "x.thing.v1", "type": "object"}),
+    )
+    .unwrap();
+    reg.add("org.x.*.other", json!({"type": "object"})).unwrap();
+    assert!(reg.names_fedora_messaging_classes());
+    assert_eq!(
+        reg.fedora_messaging_name("https://x/thing/1"),
+        Some("x.thing.v1")
+    );
+    assert_eq!(reg.fedora_messaging_name("org.x.*.other"), None);
+    assert_eq!(
+        reg.schema_id_for_fedora_messaging("x.thing.v1"),
+        Some("https://x/thing/1")
+    );
+    assert_eq!(reg.schema_id_for_fedora_messaging("nope"), None);
+    // Not a string: an error naming the key.
+    let e = reg
+        .add("org.y", json!({"x-fedora-messaging-schema": 3}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x-fedora-messaging-schema"), "{e}");
+    let mut plain = SchemaRegistry::empty();
+    plain.add("org.z", json!({})).unwrap();
+    assert!(!plain.names_fedora_messaging_classes());
+}
