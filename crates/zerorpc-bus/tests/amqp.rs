@@ -30,7 +30,8 @@ use zerorpc_bus::transport::amqp::{subscribe, Amqp, AmqpOptions, AmqpSubscribe};
 use zerorpc_bus::transport::{Outgoing, Receipt, Transport};
 use zerorpc_bus::Error;
 use zerorpc_testkit::{
-    fedora_messaging_python, output_within_a_minute, rabbitmq_url, scratch_dir, within, TcpProxy,
+    fedora_messaging_conf, fedora_messaging_python, lines_before_all_done, output_within_a_minute,
+    rabbitmq_url, scratch_dir, within, TcpProxy,
 };
 
 const FM_CONSUME: &str = include_str!("py/fm_consume.py");
@@ -188,16 +189,7 @@ class ThingDone(Message):
         format!("[fedora.messages]\n{SCHEMA_NAME} = zrb_test_schemas:ThingDone\n"),
     )
     .unwrap();
-    let conf = dir.join("fedora-messaging.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "amqp_url = \"{}\"\npublish_exchange = \"amq.topic\"\n\n[client_properties]\napp = \"zerorpc-bus tests\"\n",
-            rabbitmq_url()
-        ),
-    )
-    .unwrap();
-    (pkg, conf)
+    (pkg, fedora_messaging_conf(dir))
 }
 
 /// Runs a fedora-messaging script with the package and configuration of
@@ -219,18 +211,7 @@ async fn run_fm(dir: &Path, script: &'static str, args: Vec<String>, stdin: Stri
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && stdout.contains("ALL DONE"),
-        "python failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .filter(|l| *l != "ALL DONE")
-        .map(str::to_owned)
-        .collect()
+    lines_before_all_done(&out)
 }
 
 fn dir_file(dir: &Path, name: &str, text: &str) -> PathBuf {

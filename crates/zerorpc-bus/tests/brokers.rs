@@ -22,7 +22,8 @@ use zerorpc_bus::transport::amqp::{self, Amqp, AmqpOptions, AmqpSubscribe};
 use zerorpc_bus::transport::nats::{self, Nats, NatsOptions, NatsSubscribe};
 use zerorpc_bus::transport::zmq;
 use zerorpc_testkit::{
-    fedmsg_python, fedora_messaging_python, nats_url, rabbitmq_url, scratch_dir, within, Proc,
+    fedmsg_python, fedora_messaging_conf, fedora_messaging_python, nats_url, rabbitmq_url,
+    scratch_dir, within, Proc,
 };
 
 const FEDMSG_TAIL: &str = include_str!("py/fedmsg_tail.py");
@@ -44,20 +45,6 @@ fn publisher_opts() -> PublisherOptions {
     o.username = "tester".into();
     o.confirm_timeout = Duration::from_secs(20);
     o
-}
-
-/// A fedora-messaging configuration file for the machine's broker.
-fn fm_conf(dir: &std::path::Path) -> std::path::PathBuf {
-    let conf = dir.join("fedora-messaging.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "amqp_url = \"{}\"\npublish_exchange = \"amq.topic\"\n\n[client_properties]\napp = \"zerorpc-bus tests\"\n",
-            rabbitmq_url()
-        ),
-    )
-    .unwrap();
-    conf
 }
 
 /// A fedora-messaging script under its venv, with the configuration.
@@ -169,7 +156,7 @@ async fn one_publish_reaches_a_fedmsg_subscriber_and_a_fedora_messaging_consumer
     );
     line(&mut tail, "READY").await;
     warm_up(daemon.ingest_endpoint(), line(&mut tail, "WARM")).await;
-    let conf = fm_conf(&dir);
+    let conf = fedora_messaging_conf(&dir);
     let mut fm = Proc::spawn(fm_python(FM_CONSUME, &[&queue, &topic, "1"], &conf));
 
     let zmq = zmq::Daemon::connect(daemon.ingest_endpoint(), Duration::from_secs(20))
@@ -266,7 +253,7 @@ async fn a_two_way_bridge_joins_fedmsg_and_fedora_messaging_without_loops() {
     );
     line(&mut tail, "READY").await;
     warm_up(&ingest, line(&mut tail, "WARM")).await;
-    let conf = fm_conf(&dir);
+    let conf = fedora_messaging_conf(&dir);
     let mut fm = Proc::spawn(fm_python(
         FM_CONSUME,
         &[&fm_queue, &format!("{prefix}.#"), "2"],

@@ -359,6 +359,12 @@ pub fn python_lines(py: &Path, script: &str, args: &[&str], stdin: &str) -> Vec<
     let writer = std::thread::spawn(move || input.write_all(data.as_bytes()));
     let out = child.wait_with_output().expect("python output");
     writer.join().expect("writer").expect("write to python");
+    lines_before_all_done(&out)
+}
+
+/// The stdout lines of a finished Python helper that ends by printing
+/// `ALL DONE` (checked, with its exit status), without that line.
+pub fn lines_before_all_done(out: &std::process::Output) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("ALL DONE"),
@@ -482,6 +488,21 @@ fn require_listening(url: &str, default_port: u16, what: &str) {
         "these tests need {what} listening at {addr} ({url}); it is not reachable. \
          Start it (or point the ZERORPC_TEST_*_URL variable at one): the tests do not skip"
     );
+}
+
+/// A fedora-messaging configuration file in `dir` for the machine's
+/// RabbitMQ (see [`rabbitmq_url`]): what `FEDORA_MESSAGING_CONF` names.
+pub fn fedora_messaging_conf(dir: &Path) -> PathBuf {
+    let conf = dir.join("fedora-messaging.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "amqp_url = \"{}\"\npublish_exchange = \"amq.topic\"\n\n[client_properties]\napp = \"zerorpc-bus tests\"\n",
+            rabbitmq_url()
+        ),
+    )
+    .expect("writing the fedora-messaging configuration");
+    conf
 }
 
 /// fedora-messaging 3.9.1 (with pika) as the bus's AMQP interop tests need
