@@ -23,7 +23,7 @@ use zerorpc_bus::transport::nats::{self, Nats, NatsOptions, NatsSubscribe};
 use zerorpc_bus::transport::zmq;
 use zerorpc_testkit::{
     fedmsg_python, fedora_messaging_conf, fedora_messaging_python, nats_url, rabbitmq_url,
-    scratch_dir, within, Proc,
+    scratch_dir, within, DropNatsStreams, Proc,
 };
 
 const FEDMSG_TAIL: &str = include_str!("py/fedmsg_tail.py");
@@ -338,6 +338,7 @@ async fn a_two_way_bridge_joins_fedmsg_and_fedora_messaging_without_loops() {
 async fn one_way_bridges_between_rabbitmq_and_nats_stop_loops_by_their_via_marks() {
     let word = unique("rn");
     let prefix = format!("{word}.bus");
+    let _streams = DropNatsStreams(vec![prefix.clone()]);
     let pattern = format!("{prefix}.*");
     let nats_opts = NatsOptions::new(nats_url());
     let nats_pub = Publisher::with_transports(
@@ -448,6 +449,7 @@ async fn consumer_verdicts_are_settled_on_rabbitmq_and_jetstream() {
     for broker in ["amqp", "nats"] {
         let word = unique("verdicts");
         let prefix = format!("{word}.bus");
+        let _streams = DropNatsStreams(vec![prefix.clone()]);
         let topics: Vec<String> = ["ok", "retry", "drop", "halt"]
             .iter()
             .map(|t| format!("{prefix}.{t}"))

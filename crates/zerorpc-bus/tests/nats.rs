@@ -70,30 +70,7 @@ async fn stored(prefix: &str) -> u64 {
 }
 
 /// Deletes the streams when the test ends (also when it fails).
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let names = std::mem::take(&mut self.0);
-        // A runtime of its own: the test's may be shutting down.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let Ok(client) = async_nats::connect(nats_url()).await else {
-                    return;
-                };
-                let js = jetstream::new(client);
-                for p in names {
-                    let _ = js.delete_stream(stream_of(&p)).await;
-                }
-            })
-        })
-        .join();
-    }
-}
+use zerorpc_testkit::DropNatsStreams as Cleanup;
 
 async fn next_delivery(sub: &mut Subscription) -> Delivery {
     match within("a delivery", sub.recv()).await {

@@ -450,6 +450,7 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
     // Under a prefix of its own, so that the test's stream is its own.
     let nats_word = unique("nats");
     let nats_prefix = format!("{nats_word}.bus");
+    let _streams = zerorpc_testkit::DropNatsStreams(vec![nats_prefix.clone()]);
     let nats_env = [
         ("ZERORPC_BUS_NATS_URL", nats_url.as_str()),
         ("ZERORPC_BUS_TOPIC_PREFIX", nats_prefix.as_str()),

@@ -601,6 +601,39 @@ impl Drop for TcpProxy {
     }
 }
 
+/// Deletes, when dropped, the JetStream streams of these topic prefixes
+/// (`a.b` → stream `A_B`, as the bus names them) from [`nats_url`]'s
+/// server: what a test made there goes, whether it passed or not.
+pub struct DropNatsStreams(pub Vec<String>);
+
+impl Drop for DropNatsStreams {
+    fn drop(&mut self) {
+        let names: Vec<String> = std::mem::take(&mut self.0)
+            .iter()
+            .map(|p| p.to_uppercase().replace('.', "_"))
+            .collect();
+        // A runtime of its own: the test's may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(client) = async_nats::connect(nats_url()).await else {
+                    return;
+                };
+                let js = async_nats::jetstream::new(client);
+                for name in names {
+                    let _ = js.delete_stream(&name).await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
 #[cfg(test)]
 mod broker_checks {
     #[test]
