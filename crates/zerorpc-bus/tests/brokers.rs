@@ -379,7 +379,8 @@ async fn one_way_bridges_between_rabbitmq_and_nats_stop_loops_by_their_via_marks
     let to_amqp = (Memory::default(), BridgeStats::default());
     let to_nats = (Memory::default(), BridgeStats::default());
     let from_nats = nats_sub(unique("bridge")).await.unwrap();
-    let from_amqp = amqp_sub(&unique("bridgeq"), vec![pattern.clone()]).await;
+    let bridge_queue = unique("bridgeq");
+    let from_amqp = amqp_sub(&bridge_queue, vec![pattern.clone()]).await;
     let bridges = async {
         tokio::join!(
             bridge::run(from_nats, "nats", &amqp_pub, "amqp", &to_amqp.0, &to_amqp.1, 16),
@@ -442,6 +443,7 @@ async fn one_way_bridges_between_rabbitmq_and_nats_stop_loops_by_their_via_marks
     want.sort();
     assert_eq!(ids, want);
     delete(&ch, &watch).await;
+    delete(&ch, &bridge_queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
