@@ -445,6 +445,10 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
         "each once, in order"
     );
     assert_eq!(got[1]["msg"], json!({"n": 2}));
+    // `tail --count 2` ends by itself (before its queue is deleted below:
+    // a live consumer would declare it again).
+    let status = tail.child.wait().unwrap();
+    assert!(status.success(), "tail: {status}");
 
     // NATS: publish, then replay the stream from a sequence.
     // Under a prefix of its own, so that the test's stream is its own.
@@ -509,4 +513,19 @@ fn on_rabbitmq_and_nats_publish_tail_replay_and_bridge() {
         [&json!({"n": 1}), &json!({"n": 2})],
         "from the second on"
     );
+
+    // The shared queue goes (the test's stream goes with `_streams`).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let conn = lapin::Connection::connect(&amqp_url, lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.queue_delete(
+            queue.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    });
 }
