@@ -259,9 +259,7 @@ impl Publisher {
     /// Sends a ready envelope (from [`Publisher::envelope`], a recording,
     /// another bus) and waits for its confirmation.
     pub async fn send(&self, msg: &Message) -> Result<Confirmation, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.enqueue(msg, Some(reply)).await?;
-        answer.await.map_err(|_| Error::Closed)?
+        self.send_via(msg, Vec::new()).await
     }
 
     /// Publishes every body of `bodies` on `topic`, pipelined, and returns
@@ -300,14 +298,7 @@ impl Publisher {
     /// bridge never sends a message back to a bus it has been on).
     pub async fn send_via(&self, msg: &Message, via: Vec<String>) -> Result<Confirmation, Error> {
         let (reply, answer) = oneshot::channel();
-        self.inner.outstanding.send_modify(|n| *n += 1);
-        let pending = Pending {
-            out: self.outgoing(msg, via),
-            reply: Some(reply),
-        };
-        if self.inner.tx.send(pending).await.is_err() {
-            return Err(self.not_queued());
-        }
+        self.enqueue(msg, via, Some(reply)).await?;
         answer.await.map_err(|_| Error::Closed)?
     }
 
@@ -317,7 +308,7 @@ impl Publisher {
         let mut answers = Vec::with_capacity(msgs.len());
         for msg in msgs {
             let (reply, answer) = oneshot::channel();
-            answers.push(match self.enqueue(msg, Some(reply)).await {
+            answers.push(match self.enqueue(msg, Vec::new(), Some(reply)).await {
                 Ok(()) => Some(answer),
                 Err(_) => None,
             });
@@ -337,7 +328,7 @@ impl Publisher {
     /// Sends a ready envelope without waiting for its confirmation (see
     /// [`Publisher::publish_nowait`]).
     pub async fn send_nowait(&self, msg: &Message) -> Result<(), Error> {
-        self.enqueue(msg, None).await
+        self.enqueue(msg, Vec::new(), None).await
     }
 
     /// Publishes without waiting for the confirmation (it waits only for
@@ -349,7 +340,7 @@ impl Publisher {
         body: serde_json::Value,
     ) -> Result<String, Error> {
         let msg = self.envelope(topic, body)?;
-        self.enqueue(&msg, None).await?;
+        self.enqueue(&msg, Vec::new(), None).await?;
         Ok(msg.msg_id)
     }
 
@@ -365,7 +356,7 @@ impl Publisher {
         if self
             .inner
             .tx
-            .blocking_send(self.pending(&msg, Some(reply)))
+            .blocking_send(self.pending(&msg, Vec::new(), Some(reply)))
             .is_err()
         {
             return Err(self.not_queued());
@@ -382,9 +373,16 @@ impl Publisher {
     async fn enqueue(
         &self,
         msg: &Message,
+        via: Vec<String>,
         reply: Option<oneshot::Sender<Result<Confirmation, Error>>>,
     ) -> Result<(), Error> {
-        if self.inner.tx.send(self.pending(msg, reply)).await.is_err() {
+        if self
+            .inner
+            .tx
+            .send(self.pending(msg, via, reply))
+            .await
+            .is_err()
+        {
             return Err(self.not_queued());
         }
         Ok(())
@@ -394,11 +392,12 @@ impl Publisher {
     fn pending(
         &self,
         msg: &Message,
+        via: Vec<String>,
         reply: Option<oneshot::Sender<Result<Confirmation, Error>>>,
     ) -> Pending {
         self.inner.outstanding.send_modify(|n| *n += 1);
         Pending {
-            out: self.outgoing(msg, Vec::new()),
+            out: self.outgoing(msg, via),
             reply,
         }
     }
