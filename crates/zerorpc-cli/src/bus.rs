@@ -661,7 +661,8 @@ async fn bridge_side(
     other: &str,
     patterns: &[String],
     read: bool,
-) -> Result<(String, Option<Subscription>, Publisher), Failure> {
+    write: bool,
+) -> Result<(String, Option<Subscription>, Option<Publisher>), Failure> {
     let (kind, mut cfg) = bus_named(cfg, name)?;
     let (other_kind, _) = bus_named(&cfg, other)?;
     let subscription = if read {
@@ -675,18 +676,23 @@ async fn bridge_side(
     };
     // A bridge passes messages on as they are: no schema check, no
     // signature of its own.
-    let mut opts = PublisherOptions::from_config(&cfg)?;
-    opts.schemas = None;
-    opts.signer = None;
-    let publisher = Publisher::from_config(&cfg, opts).await?;
+    let publisher = if write {
+        let mut opts = PublisherOptions::from_config(&cfg)?;
+        opts.schemas = None;
+        opts.signer = None;
+        Some(Publisher::from_config(&cfg, opts).await?)
+    } else {
+        None
+    };
     Ok((kind.as_str().to_owned(), subscription, publisher))
 }
 
 async fn bridge(a: BridgeArgs) -> Outcome {
     let (cfg, _) = load(&a.common, &[])?;
     let (from_name, from_sub, from_pub) =
-        bridge_side(&cfg, &a.from, &a.to, &a.patterns, true).await?;
-    let (to_name, to_sub, to_pub) = bridge_side(&cfg, &a.to, &a.from, &a.patterns, a.both).await?;
+        bridge_side(&cfg, &a.from, &a.to, &a.patterns, true, a.both).await?;
+    let (to_name, to_sub, to_pub) =
+        bridge_side(&cfg, &a.to, &a.from, &a.patterns, a.both, true).await?;
     if from_name == to_name {
         return Err(Failure(
             2,
@@ -700,8 +706,8 @@ async fn bridge(a: BridgeArgs) -> Outcome {
         if a.both { "<->" } else { "->" },
     );
     let work = async {
-        match (from_sub, to_sub) {
-            (Some(from_sub), Some(to_sub)) => {
+        match (from_sub, from_pub, to_sub, to_pub) {
+            (Some(from_sub), Some(from_pub), Some(to_sub), Some(to_pub)) => {
                 let a_side = Side {
                     name: from_name.clone(),
                     subscription: from_sub,
@@ -714,7 +720,7 @@ async fn bridge(a: BridgeArgs) -> Outcome {
                 };
                 run_both(a_side, b_side, a.window).await.map(|_| ())
             }
-            (Some(from_sub), None) => {
+            (Some(from_sub), _, None, Some(to_pub)) => {
                 let (memory, stats) = (Memory::default(), BridgeStats::default());
                 bridge::run(
                     from_sub, &from_name, &to_pub, &to_name, &memory, &stats, a.window,
