@@ -523,6 +523,25 @@ pub fn fedora_messaging_python() -> &'static Path {
     })
 }
 
+/// streamparse 5.0.1 and pystorm 3.1.4 (with msgpack) as the stream
+/// runner's interop tests need them, under `target/python-venv-streamparse`.
+pub const STREAMPARSE_PACKAGES: &[&str] =
+    &["streamparse==5.0.1", "pystorm==3.1.4", "msgpack==1.1.0"];
+
+/// A venv's python with [`STREAMPARSE_PACKAGES`], created on first use like
+/// [`python`]'s (console scripts unusable: run entry points with `python
+/// -m` or `-c`).
+pub fn streamparse_python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        venv(
+            "python-venv-streamparse",
+            Path::new("python3"),
+            STREAMPARSE_PACKAGES,
+        )
+    })
+}
+
 /// A TCP proxy in front of a real service, to take the service away from
 /// its clients and give it back (a broker outage without stopping the
 /// machine's broker). Runs on the calling tokio runtime.

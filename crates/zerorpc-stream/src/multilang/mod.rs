@@ -1,0 +1,15 @@
+//! Storm's multi-lang protocol: messages between a worker (ShellSpout,
+//! ShellBolt, or our runner) and a component subprocess, their framing in
+//! both serializers, and [`run`], which serves a Rust spout or bolt as a
+//! multi-lang program.
+//!
+//! Framing: JSON messages are followed by a line `end`; msgpack messages
+//! are bare msgpack objects back to back.
+
+mod codec;
+mod component;
+mod protocol;
+
+pub use codec::{Decoder, Serializer};
+pub use component::{run, run_bolt, run_spout, RunError};
+pub use protocol::{Emit, FromComponent, Handshake, InputTuple, ToComponent};

@@ -1,0 +1,63 @@
+//! Statistics of a run: per component and for the spout trees, as the
+//! terminal shows them and `--stats-json` writes them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One component's counters, summed over its tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentStats {
+    /// `spout` or `bolt`.
+    pub kind: String,
+    /// Its tasks.
+    pub tasks: u32,
+    /// Tuples it emitted (one per emit, whatever the number of receivers).
+    pub emitted: u64,
+    /// Tuples delivered to it (bolts) .
+    pub executed: u64,
+    /// Tuples it acked (bolts) or trees acked back to it (spouts).
+    pub acked: u64,
+    /// Tuples it failed (bolts) or trees failed back to it, timeouts
+    /// included (spouts).
+    pub failed: u64,
+    /// Trees in flight (spouts) or tuples queued and unacked (bolts).
+    pub pending: u64,
+    /// Mean process latency, ms (bolts: `process` call; spouts: complete
+    /// latency of acked trees).
+    pub latency_ms: f64,
+    /// 99th percentile of the same.
+    pub latency_p99_ms: f64,
+    /// Errors reported (by the component or about it).
+    pub errors: u64,
+    /// Subprocess restarts (shell components).
+    pub restarts: u64,
+}
+
+/// What happened to spout trees.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TreeStats {
+    /// Trees started (tracked spout emits).
+    pub started: u64,
+    /// Trees fully acked.
+    pub acked: u64,
+    /// Trees failed by a bolt.
+    pub failed: u64,
+    /// Trees that passed `topology.message.timeout.secs`.
+    pub timed_out: u64,
+    /// Trees in flight now.
+    pub pending: u64,
+}
+
+/// A snapshot of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    /// The topology's name.
+    pub topology: String,
+    /// Seconds since the start.
+    pub elapsed_secs: f64,
+    /// Per component id.
+    pub components: BTreeMap<String, ComponentStats>,
+    /// Spout trees.
+    pub trees: TreeStats,
+}
