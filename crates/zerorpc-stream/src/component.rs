@@ -370,7 +370,8 @@ pub trait BatchingBolt: Send + 'static {
 /// each group over on ticks every `batch_secs`.
 pub struct Batched<B> {
     pub(crate) inner: B,
-    pub(crate) batches: Vec<(Value, Vec<Tuple>)>,
+    /// Held tuples by the hash of their group key (then by key).
+    pub(crate) batches: std::collections::HashMap<u64, Vec<(Value, Vec<Tuple>)>>,
 }
 
 impl<B: BatchingBolt> Batched<B> {
@@ -378,7 +379,7 @@ impl<B: BatchingBolt> Batched<B> {
     pub fn new(inner: B) -> Batched<B> {
         Batched {
             inner,
-            batches: Vec::new(),
+            batches: Default::default(),
         }
     }
 }
@@ -390,8 +391,30 @@ impl<B: BatchingBolt> Bolt for Batched<B> {
     fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
         self.inner.prepare(ctx)
     }
-    fn process(&mut self, _tuple: &Tuple, _out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
-        todo!("runner helper")
+    fn process(&mut self, tuple: &Tuple, _out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
+        use std::hash::Hasher;
+        let key = self.inner.group_key(tuple);
+        let mut h = crate::router::FnvHasher::default();
+        crate::router::hash_value(&key, &mut h);
+        let groups = self.batches.entry(h.finish()).or_default();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, batch)) => batch.push(tuple.clone()),
+            None => groups.push((key, vec![tuple.clone()])),
+        }
+        Ok(())
+    }
+    fn tick(&mut self, out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
+        let groups = std::mem::take(&mut self.batches);
+        for (key, tuples) in groups.into_values().flatten() {
+            match self.inner.process_batch(&key, &tuples, out) {
+                Ok(()) => tuples.iter().for_each(|t| out.ack(t)),
+                Err(e) => {
+                    out.report_error(&format!("batch {key}: {e}"));
+                    tuples.iter().for_each(|t| out.fail(t));
+                }
+            }
+        }
+        Ok(())
     }
     fn tick_secs(&self) -> Option<f64> {
         Some(self.inner.batch_secs())

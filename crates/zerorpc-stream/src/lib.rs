@@ -41,7 +41,7 @@ pub use component::{
     SpoutSink, SpoutWaker, StreamDecl, TaskContext,
 };
 pub use error::{BoxError, Error};
-pub use stats::{ComponentStats, RunStats, TreeStats};
+pub use stats::{render_table, ComponentStats, RunStats, TreeStats};
 pub use topology::{
     ComponentDef, ComponentKind, Grouping, Registry, StreamDef, Topology, TopologyBuilder,
 };

@@ -61,3 +61,66 @@ pub struct RunStats {
     /// Spout trees.
     pub trees: TreeStats,
 }
+
+/// The statistics as a text table (the runner's terminal output and
+/// `zerorpc stream stats`).
+pub fn render_table(stats: &RunStats) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let secs = stats.elapsed_secs.max(1e-9);
+    let _ = writeln!(
+        s,
+        "topology {}  {:.1}s  trees: {} started, {} acked, {} failed, {} timed out, {} pending",
+        stats.topology,
+        stats.elapsed_secs,
+        stats.trees.started,
+        stats.trees.acked,
+        stats.trees.failed,
+        stats.trees.timed_out,
+        stats.trees.pending
+    );
+    let _ = writeln!(
+        s,
+        "{:<16} {:>5} {:>5} {:>11} {:>11} {:>11} {:>8} {:>8} {:>10} {:>9} {:>6} {:>8}",
+        "component",
+        "kind",
+        "tasks",
+        "emitted",
+        "executed",
+        "acked",
+        "failed",
+        "pending",
+        "rate/s",
+        "lat ms",
+        "p99",
+        "errors"
+    );
+    for (id, c) in &stats.components {
+        let moved = if c.kind == "spout" {
+            c.emitted
+        } else {
+            c.executed
+        };
+        let _ = writeln!(
+            s,
+            "{:<16} {:>5} {:>5} {:>11} {:>11} {:>11} {:>8} {:>8} {:>10.0} {:>9.3} {:>6.2} {:>8}",
+            id,
+            c.kind,
+            c.tasks,
+            c.emitted,
+            c.executed,
+            c.acked,
+            c.failed,
+            c.pending,
+            moved as f64 / secs,
+            c.latency_ms,
+            c.latency_p99_ms,
+            if c.restarts > 0 {
+                format!("{}/{}r", c.errors, c.restarts)
+            } else {
+                c.errors.to_string()
+            }
+        );
+    }
+    s
+}

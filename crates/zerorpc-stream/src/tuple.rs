@@ -1,5 +1,6 @@
 //! Tuples and the identifiers that travel with them.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -27,9 +28,14 @@ pub(crate) type Anchor = (u64, u64);
 /// came on, and where it came from.
 #[derive(Debug, Clone)]
 pub struct Tuple {
-    /// A unique id of this tuple instance (nonzero when it is anchored to
-    /// some tree; 0 for unanchored tuples, ticks and heartbeats).
-    pub(crate) uid: u64,
+    /// Storm's `ackVal`: the XOR of the edge ids of the tuples emitted
+    /// anchored to this one, sent to the acker with its own edge when it is
+    /// acked. A clone carries its own copy: anchor to and ack the same
+    /// value.
+    pub(crate) ack_val: Cell<u64>,
+    /// Set once the tuple is acked or failed (a second ack is an error the
+    /// runner reports, not a corruption of the tree).
+    pub(crate) done: Cell<bool>,
     /// Trees this tuple belongs to.
     pub(crate) anchors: SmallVec<[Anchor; 1]>,
     pub(crate) component: Arc<str>,
@@ -51,7 +57,8 @@ impl Tuple {
         values: Vec<Value>,
     ) -> Tuple {
         Tuple {
-            uid: 0,
+            ack_val: Cell::new(0),
+            done: Cell::new(false),
             anchors: SmallVec::new(),
             component: component.into(),
             stream: stream.into(),
