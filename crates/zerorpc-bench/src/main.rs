@@ -20,6 +20,7 @@ use zerorpc_testkit as common;
 
 mod brokers;
 mod bus;
+mod stream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1346,6 +1347,11 @@ fn main() {
         rt.block_on(bus::bus_bench(args.iter().any(|a| a == "--quick")));
         return;
     }
+    if args.get(1).map(String::as_str) == Some("stream") {
+        let rt = runtime();
+        rt.block_on(stream::stream_bench(args.iter().any(|a| a == "--quick")));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("security") {
         let rt = runtime();
         rt.block_on(security_bench(args.iter().any(|a| a == "--quick")));
@@ -1378,7 +1384,7 @@ fn main() {
         std::process::exit(0);
     }
     if args.get(1).map(String::as_str) != Some("compare") {
-        eprintln!("usage: zerorpc-bench compare|hub|tracing|gateway|security|bus [--quick]");
+        eprintln!("usage: zerorpc-bench compare|hub|tracing|gateway|security|bus|stream [--quick]");
         std::process::exit(2);
     }
     let quick = args.iter().any(|a| a == "--quick");
