@@ -205,7 +205,14 @@ mod tests {
         );
         assert!(out.is_empty());
         // bolt acks edge 5 having emitted edge 7 anchored to it
-        let out = run(&mut a, &[AckerOp::Ack { root: 1, xor: 5 ^ 7 }], now);
+        let out = run(
+            &mut a,
+            &[AckerOp::Ack {
+                root: 1,
+                xor: 5 ^ 7,
+            }],
+            now,
+        );
         assert!(out.is_empty());
         let out = run(&mut a, &[AckerOp::Ack { root: 1, xor: 9 }], now);
         assert!(out.is_empty());

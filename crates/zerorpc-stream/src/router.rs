@@ -27,7 +27,9 @@ pub(crate) struct Subscription {
 pub(crate) enum Choice {
     /// Round robin from a random start (Storm shuffles a list and walks it:
     /// the same evenness).
-    Shuffle { next: usize },
+    Shuffle {
+        next: usize,
+    },
     /// Hash of these field positions.
     Fields(Vec<usize>),
     All,

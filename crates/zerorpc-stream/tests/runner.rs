@@ -117,7 +117,10 @@ impl Bolt for SplitBolt {
         Outputs::fields(["word"])
     }
     fn process(&mut self, t: &Tuple, out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
-        let s = t.get("sentence").and_then(Value::as_str).ok_or("no sentence")?;
+        let s = t
+            .get("sentence")
+            .and_then(Value::as_str)
+            .ok_or("no sentence")?;
         for w in s.split(' ') {
             out.emit(&[t], vec![json!(w)])?;
         }
@@ -226,7 +229,10 @@ async fn word_count_acks_every_tree_and_counts_exactly() {
     let split = &stats.components["split"];
     assert_eq!((split.executed, split.emitted, split.acked), (n, words, n));
     let count = &stats.components["count"];
-    assert_eq!((count.tasks, count.executed, count.acked), (3, words, words));
+    assert_eq!(
+        (count.tasks, count.executed, count.acked),
+        (3, words, words)
+    );
     assert_eq!(stats.components["sentences"].acked, n);
     let written: zerorpc_stream::RunStats =
         serde_json::from_slice(&std::fs::read(&stats_path).unwrap()).unwrap();
@@ -277,7 +283,10 @@ async fn a_bolt_failing_ten_percent_loses_nothing() {
     assert_eq!(stats.trees.failed, l.fails);
     assert_eq!(stats.trees.pending, 0);
     assert!(stats.components["flaky"].failed > 0);
-    assert_eq!(stats.components["flaky"].errors, stats.components["flaky"].failed);
+    assert_eq!(
+        stats.components["flaky"].errors,
+        stats.components["flaky"].failed
+    );
     // count sees replays too (at least once): every word at least its count
     let got = counts.sorted();
     for (w, c) in expected_counts(n) {
@@ -371,7 +380,11 @@ async fn max_spout_pending_bounds_trees_in_flight() {
     let l = ledger.lock().unwrap();
     assert_eq!(l.acked.len() as u64, n);
     assert!(l.max_in_flight <= 25, "{}", l.max_in_flight);
-    assert!(l.max_in_flight >= 20, "the bound was reached: {}", l.max_in_flight);
+    assert!(
+        l.max_in_flight >= 20,
+        "the bound was reached: {}",
+        l.max_in_flight
+    );
 }
 
 /// Panics on the first delivery of any sentence containing "moon", per
@@ -421,7 +434,11 @@ async fn a_panicking_bolt_is_made_again_and_its_tuples_replayed() {
     assert_eq!(l.fails, 5);
     let c = &stats.components["panicky"];
     assert_eq!((c.restarts, c.errors, c.failed), (5, 5, 5));
-    assert_eq!(counts.sorted(), expected_counts(n), "failed before emitting: no duplicate");
+    assert_eq!(
+        counts.sorted(),
+        expected_counts(n),
+        "failed before emitting: no duplicate"
+    );
 }
 
 /// Sums word lengths per first letter in batches.
@@ -513,7 +530,9 @@ impl Bolt for Director {
         // Tasks of "sink" are 1..=3 (components in id order: director is 1,
         // numbers 2, sink 3..=5).
         let target = 3 + (n % 3) as i32;
-        let got = out.emit_direct(target, "direct", &[t], vec![json!(n)])?.to_vec();
+        let got = out
+            .emit_direct(target, "direct", &[t], vec![json!(n)])?
+            .to_vec();
         assert_eq!(got, vec![target]);
         let all = out.emit_to("broadcast", &[t], vec![json!(n)])?.to_vec();
         assert_eq!(all, vec![3, 4, 5]);
@@ -593,7 +612,10 @@ async fn direct_and_all_groupings() {
     for (_, task, n) in direct {
         assert_eq!(*task, 3 + (*n % 3) as i32);
     }
-    assert_eq!(seen.iter().filter(|(s, _, _)| s == "broadcast").count(), 270);
+    assert_eq!(
+        seen.iter().filter(|(s, _, _)| s == "broadcast").count(),
+        270
+    );
 }
 
 #[tokio::test]
@@ -621,10 +643,14 @@ async fn topology_mistakes_are_clear_errors() {
         parallelism: 1,
         config: Default::default(),
     });
-    let e = run(t, &Registry::new().bolt("Split", |_| Ok(SplitBolt)), idle_options())
-        .await
-        .err()
-        .unwrap();
+    let e = run(
+        t,
+        &Registry::new().bolt("Split", |_| Ok(SplitBolt)),
+        idle_options(),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(matches!(e, Error::UnknownClass { .. }), "{e}");
     assert!(e.to_string().contains("registered: Split"), "{e}");
 

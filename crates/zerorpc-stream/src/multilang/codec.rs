@@ -1,9 +1,30 @@
 //! Framing and (de)serialization of protocol messages, sans-IO: bytes in,
-//! messages out; messages in, bytes out. Both sides (worker and component)
-//! use it.
+//! values out; values in, bytes out. Both sides (worker and component) use
+//! it.
+//!
+//! JSON: a message is a JSON text (usually one line) followed by a line
+//! `end`. Msgpack (pystorm's `MsgpackSerializer`): bare msgpack maps and
+//! arrays back to back. Msgpack binary becomes a string when it is UTF-8
+//! and a list of byte values otherwise; extension types become `null`.
+//!
+//! Stray output: a component that prints to stdout (a Python `print`)
+//! breaks Storm's worker. Here a line that cannot be part of a message
+//! comes out as [`Frame::Stray`] for the worker to report with the
+//! component's name, and decoding goes on:
+//! - JSON: a line that does not start a JSON value (`{` or `[`) where a
+//!   message would start is stray at once; when the lines gathered before
+//!   `end` do not parse, the longest run of them that does is the message
+//!   and the others are stray;
+//! - msgpack: text where a message would start (a byte that is not a map
+//!   or array marker) is stray up to the end of its line.
+//!
+//! Bounds: a message (or a stray line) longer than the decoder's limit is
+//! an error, so a peer cannot make us buffer without end.
 
-use super::protocol::{FromComponent, ToComponent};
+use std::io::Cursor;
+
 use crate::error::Error;
+use crate::tuple::Value;
 
 /// The multi-lang serializers (Storm's `topology.multilang.serializer`;
 /// pystorm's `serializer` option).
@@ -16,25 +37,408 @@ pub enum Serializer {
     Msgpack,
 }
 
+/// The default bound on one message: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
+/// What a [`Decoder`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A whole message.
+    Message(Value),
+    /// A line of output that is not protocol.
+    Stray(String),
+}
+
+/// Writes one message in a serializer's framing.
+pub fn encode(value: &Value, serializer: Serializer, out: &mut Vec<u8>) {
+    match serializer {
+        Serializer::Json => {
+            // Writing a `Value` to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *out, value);
+            out.extend_from_slice(b"\nend\n");
+        }
+        Serializer::Msgpack => {
+            let _ = rmpv::encode::write_value(out, &json_to_msgpack(value));
+        }
+    }
+}
+
+fn json_to_msgpack(v: &Value) -> rmpv::Value {
+    match v {
+        Value::Null => rmpv::Value::Nil,
+        Value::Bool(b) => rmpv::Value::Boolean(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                rmpv::Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                rmpv::Value::from(u)
+            } else {
+                rmpv::Value::F64(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Value::String(s) => rmpv::Value::from(s.as_str()),
+        Value::Array(a) => rmpv::Value::Array(a.iter().map(json_to_msgpack).collect()),
+        Value::Object(m) => rmpv::Value::Map(
+            m.iter()
+                .map(|(k, v)| (rmpv::Value::from(k.as_str()), json_to_msgpack(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn msgpack_to_json(v: rmpv::Value) -> Value {
+    match v {
+        rmpv::Value::Nil | rmpv::Value::Ext(..) => Value::Null,
+        rmpv::Value::Boolean(b) => Value::Bool(b),
+        rmpv::Value::Integer(i) => match (i.as_i64(), i.as_u64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(u)) => Value::from(u),
+            _ => Value::Null,
+        },
+        rmpv::Value::F32(f) => serde_json::Number::from_f64(f64::from(f))
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        rmpv::Value::F64(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        rmpv::Value::String(s) => match s.into_str() {
+            Some(s) => Value::String(s),
+            None => Value::Null,
+        },
+        rmpv::Value::Binary(b) => match String::from_utf8(b) {
+            Ok(s) => Value::String(s),
+            Err(e) => Value::Array(e.into_bytes().into_iter().map(Value::from).collect()),
+        },
+        rmpv::Value::Array(a) => Value::Array(a.into_iter().map(msgpack_to_json).collect()),
+        rmpv::Value::Map(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        rmpv::Value::String(s) => s.into_str().unwrap_or_default(),
+                        rmpv::Value::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+                        other => other.to_string(),
+                    };
+                    (key, msgpack_to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// Accumulates bytes from a peer and yields whole messages, and the stray
 /// output (lines that are not protocol) found between them.
 pub struct Decoder {
     pub(crate) serializer: Serializer,
     pub(crate) buf: Vec<u8>,
+    /// Where decoding resumes in `buf`.
+    pos: usize,
+    /// JSON: the lines of the message being gathered (before `end`).
+    lines: Vec<String>,
+    gathered: usize,
+    max: usize,
+    /// Frames decoded and not yet taken.
+    ready: std::collections::VecDeque<Frame>,
 }
 
 impl Decoder {
     /// A decoder for one serializer.
     pub fn new(serializer: Serializer) -> Decoder {
+        Decoder::with_limit(serializer, DEFAULT_MAX_MESSAGE)
+    }
+
+    /// A decoder whose messages may not exceed `max` bytes.
+    pub fn with_limit(serializer: Serializer, max: usize) -> Decoder {
         Decoder {
             serializer,
             buf: Vec::new(),
+            pos: 0,
+            lines: Vec::new(),
+            gathered: 0,
+            max,
+            ready: Default::default(),
+        }
+    }
+
+    /// Adds bytes read from the peer.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 64 * 1024 && self.pos * 2 > self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held that are not yet a whole frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos + self.gathered
+    }
+
+    /// The next whole frame, if the bytes fed so far hold one.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, Error> {
+        loop {
+            if let Some(f) = self.ready.pop_front() {
+                return Ok(Some(f));
+            }
+            let progressed = match self.serializer {
+                Serializer::Json => self.step_json()?,
+                Serializer::Msgpack => self.step_msgpack()?,
+            };
+            if !progressed {
+                if self.buffered() > self.max {
+                    return Err(Error::Protocol(format!(
+                        "a message longer than {} bytes",
+                        self.max
+                    )));
+                }
+                return Ok(None);
+            }
+        }
+    }
+
+    fn take_line(&mut self) -> Option<String> {
+        let rest = &self.buf[self.pos..];
+        let nl = rest.iter().position(|b| *b == b'\n')?;
+        let mut line = &rest[..nl];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        let line = String::from_utf8_lossy(line).into_owned();
+        self.pos += nl + 1;
+        Some(line)
+    }
+
+    /// One JSON line; `false` when no whole line is buffered.
+    fn step_json(&mut self) -> Result<bool, Error> {
+        let Some(line) = self.take_line() else {
+            return Ok(false);
+        };
+        if line.trim() == "end" {
+            let lines = std::mem::take(&mut self.lines);
+            self.gathered = 0;
+            self.settle(lines);
+            return Ok(true);
+        }
+        let start = line.trim_start();
+        if self.lines.is_empty() && !(start.starts_with('{') || start.starts_with('[')) {
+            if !line.trim().is_empty() {
+                self.ready.push_back(Frame::Stray(line));
+            }
+            return Ok(true);
+        }
+        self.gathered += line.len() + 1;
+        if self.gathered > self.max {
+            return Err(Error::Protocol(format!(
+                "a message longer than {} bytes",
+                self.max
+            )));
+        }
+        self.lines.push(line);
+        Ok(true)
+    }
+
+    /// The lines before an `end`: a message, and stray lines around it.
+    fn settle(&mut self, lines: Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&lines.join("\n")) {
+            self.ready.push_back(Frame::Message(v));
+            return;
+        }
+        // The longest run of lines that parses (few lines: messages are
+        // one line; the search is bounded).
+        let n = lines.len().min(64);
+        for len in (1..n).rev() {
+            for start in 0..=n - len {
+                let text = lines[start..start + len].join("\n");
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    for l in &lines[..start] {
+                        self.ready.push_back(Frame::Stray(l.clone()));
+                    }
+                    self.ready.push_back(Frame::Message(v));
+                    for l in &lines[start + len..] {
+                        self.ready.push_back(Frame::Stray(l.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+        for l in lines {
+            self.ready.push_back(Frame::Stray(l));
+        }
+    }
+
+    /// One msgpack value (or stray line); `false` when more bytes are
+    /// needed.
+    fn step_msgpack(&mut self) -> Result<bool, Error> {
+        let Some(&first) = self.buf.get(self.pos) else {
+            return Ok(false);
+        };
+        let rest_len = self.buf.len() - self.pos;
+        let container = matches!(first, 0x80..=0x9f | 0xdc..=0xdf);
+        if !container {
+            // Text where a message should start.
+            match self.take_line() {
+                Some(line) => {
+                    if !line.trim().is_empty() {
+                        self.ready.push_back(Frame::Stray(line));
+                    }
+                    return Ok(true);
+                }
+                None if rest_len > self.max => {
+                    return Err(Error::Protocol(format!(
+                        "stray output longer than {} bytes without a newline",
+                        self.max
+                    )))
+                }
+                None => return Ok(false),
+            }
+        }
+        let mut cur = Cursor::new(&self.buf[self.pos..]);
+        match rmpv::decode::read_value_with_max_depth(&mut cur, 256) {
+            Ok(v) => {
+                self.pos += cur.position() as usize;
+                self.ready.push_back(Frame::Message(msgpack_to_json(v)));
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(Error::Protocol(format!("malformed msgpack: {e}"))),
         }
     }
 }
 
-/// What a worker decodes from a component.
-pub(crate) type _FromComponent = FromComponent;
-/// What a component decodes from a worker.
-pub(crate) type _ToComponent = ToComponent;
-pub(crate) type _Error = Error;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn frames(d: &mut Decoder) -> Vec<Frame> {
+        let mut out = Vec::new();
+        while let Some(f) = d.next_frame().unwrap() {
+            out.push(f);
+        }
+        out
+    }
+
+    #[test]
+    fn json_round_trip_byte_by_byte() {
+        let msgs = [
+            json!({"command": "emit", "tuple": ["a", 1, 2.5, null, {"k": [true]}]}),
+            json!([1, 2, 3]),
+            json!({"command": "sync"}),
+        ];
+        let mut bytes = Vec::new();
+        for m in &msgs {
+            encode(m, Serializer::Json, &mut bytes);
+        }
+        let mut d = Decoder::new(Serializer::Json);
+        let mut got = Vec::new();
+        for b in &bytes {
+            d.feed(&[*b]);
+            got.extend(frames(&mut d));
+        }
+        let want: Vec<Frame> = msgs.iter().cloned().map(Frame::Message).collect();
+        assert_eq!(got, want);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn multi_line_json_is_one_message() {
+        let mut d = Decoder::new(Serializer::Json);
+        d.feed(b"{\n  \"command\": \"sync\"\n}\nend\n");
+        assert_eq!(
+            frames(&mut d),
+            vec![Frame::Message(json!({"command": "sync"}))]
+        );
+    }
+
+    #[test]
+    fn stray_lines_are_reported_and_decoding_goes_on() {
+        let mut d = Decoder::new(Serializer::Json);
+        d.feed(b"hello from print\n{\"command\":\"sync\"}\nend\n");
+        d.feed(b"{\"command\":\"ack\",\"id\":\"1\"}\n{oops} not json\nend\n");
+        d.feed(b"{ looks like json\n{\"command\":\"sync\"}\nend\n");
+        assert_eq!(
+            frames(&mut d),
+            vec![
+                Frame::Stray("hello from print".into()),
+                Frame::Message(json!({"command": "sync"})),
+                Frame::Message(json!({"command": "ack", "id": "1"})),
+                Frame::Stray("{oops} not json".into()),
+                Frame::Stray("{ looks like json".into()),
+                Frame::Message(json!({"command": "sync"})),
+            ]
+        );
+    }
+
+    #[test]
+    fn msgpack_round_trip_in_pieces_with_stray_text() {
+        let msgs = [
+            json!({"command": "emit", "tuple": ["word", -3, 1.5, u64::MAX], "anchors": ["7"]}),
+            json!([4, 5]),
+        ];
+        let mut bytes = b"debug print\n".to_vec();
+        for m in &msgs {
+            encode(m, Serializer::Msgpack, &mut bytes);
+        }
+        let mut d = Decoder::new(Serializer::Msgpack);
+        let mut got = Vec::new();
+        for chunk in bytes.chunks(3) {
+            d.feed(chunk);
+            got.extend(frames(&mut d));
+        }
+        assert_eq!(got[0], Frame::Stray("debug print".into()));
+        assert_eq!(
+            got[1..],
+            [
+                Frame::Message(msgs[0].clone()),
+                Frame::Message(msgs[1].clone())
+            ]
+        );
+    }
+
+    #[test]
+    fn msgpack_binary_and_non_string_keys_convert() {
+        let v = rmpv::Value::Map(vec![
+            (rmpv::Value::from("b"), rmpv::Value::Binary(b"txt".to_vec())),
+            (rmpv::Value::from(1), rmpv::Value::Binary(vec![0xff, 0])),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &v).unwrap();
+        let mut d = Decoder::new(Serializer::Msgpack);
+        d.feed(&bytes);
+        assert_eq!(
+            frames(&mut d),
+            vec![Frame::Message(json!({"b": "txt", "1": [255, 0]}))]
+        );
+    }
+
+    #[test]
+    fn oversized_messages_are_errors_not_buffers() {
+        let mut d = Decoder::with_limit(Serializer::Json, 1000);
+        d.feed(format!("{{\"tuple\": [\"{}", "x".repeat(2000)).as_bytes());
+        assert!(d.next_frame().is_err());
+        let mut d = Decoder::with_limit(Serializer::Json, 1000);
+        for _ in 0..30 {
+            d.feed(format!("[\"{}\",\n", "y".repeat(50)).as_bytes());
+        }
+        assert!(d.next_frame().is_err());
+        let mut d = Decoder::with_limit(Serializer::Msgpack, 1000);
+        let mut bytes = Vec::new();
+        encode(&json!(["z".repeat(5000)]), Serializer::Msgpack, &mut bytes);
+        d.feed(&bytes[..2000]);
+        assert!(d.next_frame().is_err());
+    }
+
+    #[test]
+    fn msgpack_nested_past_the_depth_limit_is_an_error() {
+        let mut d = Decoder::new(Serializer::Msgpack);
+        let mut bytes = vec![0x91; 300];
+        bytes.push(0x01);
+        d.feed(&bytes);
+        assert!(d.next_frame().is_err());
+    }
+}

@@ -10,6 +10,6 @@ mod codec;
 mod component;
 mod protocol;
 
-pub use codec::{Decoder, Serializer};
+pub use codec::{encode, Decoder, Frame, Serializer, DEFAULT_MAX_MESSAGE};
 pub use component::{run, run_bolt, run_spout, RunError};
 pub use protocol::{Emit, FromComponent, Handshake, InputTuple, ToComponent};

@@ -260,7 +260,10 @@ impl Emitter {
             dest.counters.pending.fetch_add(batch.len() as i64, Relaxed);
             if dest.tx.send(batch).await.is_err() {
                 // The task is gone (the run halts): its tuples time out.
-                tracing::debug!(component = &*self.component, "a destination task has stopped");
+                tracing::debug!(
+                    component = &*self.component,
+                    "a destination task has stopped"
+                );
             }
         }
         self.buffered = 0;
@@ -274,7 +277,9 @@ impl Emitter {
     /// Records that a spout task's tree ended (its count and latency).
     pub(crate) fn tree_ended(&mut self, root: u64, end: TreeEnd) -> Option<MsgId> {
         let (msg_id, started) = self.trees.remove(&root)?;
-        self.counters.pending.store(self.trees.len() as i64, Relaxed);
+        self.counters
+            .pending
+            .store(self.trees.len() as i64, Relaxed);
         match end {
             TreeEnd::Acked => {
                 self.counters.acked.fetch_add(1, Relaxed);
@@ -375,7 +380,9 @@ impl SpoutSink for Emitter {
         };
         self.route(stream, values, direct, anchoring)?;
         self.trees.insert(root, (msg_id, Instant::now()));
-        self.counters.pending.store(self.trees.len() as i64, Relaxed);
+        self.counters
+            .pending
+            .store(self.trees.len() as i64, Relaxed);
         if self.acker.is_some() {
             self.acker_ops.push(AckerOp::Init {
                 root,

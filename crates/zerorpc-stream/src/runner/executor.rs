@@ -207,9 +207,8 @@ fn outcome(
         }
         Err(panic) => {
             let msg = panic_message(&*panic);
-            io.sink().report_error(&format!(
-                "panicked: {msg}; the instance is made again"
-            ));
+            io.sink()
+                .report_error(&format!("panicked: {msg}; the instance is made again"));
             io.restarted();
             let mut s = make().map_err(|e| component_error(ctx, e))?;
             s.open(ctx, waker.clone())

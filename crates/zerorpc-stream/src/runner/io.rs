@@ -125,7 +125,6 @@ impl BoltIo {
     }
 }
 
-
 /// What a spout task hears back about its trees.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SpoutControl {
@@ -219,8 +218,7 @@ impl SpoutIo {
                 return Ok(Some(c));
             }
             let phase = *self.phase.borrow();
-            if phase == Phase::Halt || (phase == Phase::Draining && self.emitter.trees.is_empty())
-            {
+            if phase == Phase::Halt || (phase == Phase::Draining && self.emitter.trees.is_empty()) {
                 return Err(());
             }
             let SpoutIo {

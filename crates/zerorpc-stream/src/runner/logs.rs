@@ -115,6 +115,9 @@ mod tests {
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines[0].ends_with("WARN  [count:3] slow word"), "{text}");
         assert!(lines[1].ends_with("ERROR [count:4] boom"), "{text}");
-        assert!(lines[0].starts_with("20") && lines[0].contains('T'), "{text}");
+        assert!(
+            lines[0].starts_with("20") && lines[0].contains('T'),
+            "{text}"
+        );
     }
 }

@@ -155,7 +155,11 @@ fn make_instances(
             Ok((all[0].outputs(), Instances::Spouts(all, make)))
         }
         (ComponentKind::Registered { class, args }, true) => {
-            let f = registry.spouts.get(class).ok_or_else(|| unknown(class))?.clone();
+            let f = registry
+                .spouts
+                .get(class)
+                .ok_or_else(|| unknown(class))?
+                .clone();
             let args = args.clone();
             let make: MakeSpout = Arc::new(move || f(&args));
             let all = (0..n)
@@ -172,7 +176,11 @@ fn make_instances(
             Ok((all[0].outputs(), Instances::Bolts(all, make)))
         }
         (ComponentKind::Registered { class, args }, false) => {
-            let f = registry.bolts.get(class).ok_or_else(|| unknown(class))?.clone();
+            let f = registry
+                .bolts
+                .get(class)
+                .ok_or_else(|| unknown(class))?
+                .clone();
             let args = args.clone();
             let make: MakeBolt = Arc::new(move || f(&args));
             let all = (0..n)
@@ -450,10 +458,9 @@ async fn run_acker(
     let mut acker = Acker::new(timeout);
     let mut out = Vec::new();
     let mut per_spout: Vec<Vec<(u64, TreeEnd)>> = spouts.iter().map(|_| Vec::new()).collect();
-    let mut expiry = tokio::time::interval((timeout / 20).clamp(
-        Duration::from_millis(10),
-        Duration::from_millis(500),
-    ));
+    let mut expiry = tokio::time::interval(
+        (timeout / 20).clamp(Duration::from_millis(10), Duration::from_millis(500)),
+    );
     loop {
         tokio::select! {
             ops = rx.recv() => match ops {

@@ -25,7 +25,9 @@ pub(crate) struct ShellSpec {
 impl ShellSpec {
     pub(crate) fn new(command: Vec<String>, topology: &Topology) -> Result<ShellSpec, Error> {
         if command.is_empty() {
-            return Err(Error::Topology("a shell component has an empty command".into()));
+            return Err(Error::Topology(
+                "a shell component has an empty command".into(),
+            ));
         }
         let serializer = match topology.config.get("topology.multilang.serializer") {
             Some(Value::String(s)) if s.to_ascii_lowercase().contains("msgpack") => {
