@@ -269,11 +269,6 @@ impl Emitter {
         self.buffered = 0;
     }
 
-    /// Whether the acker tracks trees (`topology.acker.executors` is not 0).
-    pub(crate) fn acking(&self) -> bool {
-        self.acker.is_some()
-    }
-
     /// Records that a spout task's tree ended (its count and latency).
     pub(crate) fn tree_ended(&mut self, root: u64, end: TreeEnd) -> Option<MsgId> {
         let (msg_id, started) = self.trees.remove(&root)?;

@@ -53,9 +53,9 @@ impl BoltIo {
         }
     }
 
-    /// The component's id.
-    pub(crate) fn component(&self) -> &str {
-        &self.emitter.component
+    /// The component's log.
+    pub(crate) fn component_log(&self) -> super::logs::ComponentLog {
+        self.emitter.log.clone()
     }
 
     /// The next input tuple (tick tuples included); `None` when the
@@ -159,9 +159,9 @@ impl SpoutIo {
         }
     }
 
-    /// The component's id.
-    pub(crate) fn component(&self) -> &str {
-        &self.emitter.component
+    /// The component's log.
+    pub(crate) fn component_log(&self) -> super::logs::ComponentLog {
+        self.emitter.log.clone()
     }
 
     /// Whether a `next_tuple` may be called now (running, under
@@ -171,11 +171,6 @@ impl SpoutIo {
             && self
                 .max_pending
                 .is_none_or(|m| self.emitter.trees.len() < m)
-    }
-
-    /// Trees in flight.
-    pub(crate) fn pending(&self) -> usize {
-        self.emitter.trees.len()
     }
 
     /// Tuples emitted so far (to tell whether `next_tuple` emitted).

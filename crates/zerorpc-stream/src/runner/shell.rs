@@ -1,17 +1,37 @@
 //! Shell (multi-lang) components in the runner: a subprocess per task,
-//! driven like Storm's ShellSpout/ShellBolt, without their pains: a stray
-//! line on stdout is reported with the component, a busy subprocess is not
-//! killed while it works, a stuck or dead one is reported and restarted.
+//! driven like Storm's ShellSpout/ShellBolt, without their pains:
+//! - a stray line on stdout is reported with the component and the line,
+//!   and the protocol goes on (see the codec);
+//! - liveness is judged by [`Liveness`]: a subprocess that sends nothing
+//!   for `topology.subprocess.timeout.secs` but whose CPU time advances is
+//!   busy (reported, not killed); one that sends nothing and uses no CPU is
+//!   stuck, and is killed with a message that says so;
+//! - a subprocess that dies or is killed is reported (exit status and the
+//!   last lines of its stderr), its tuples in flight are failed (their trees
+//!   replay from the spouts) and it is started again, with a back-off.
+//!
+//! A first start that fails (a wrong command, no handshake) fails the run
+//! with the reason: that is a topology mistake, not a crash to retry.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::io::{BoltIo, SpoutIo};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::mpsc;
+
+use super::io::{BoltIo, SpoutControl, SpoutIo};
+use super::logs::ComponentLog;
 use crate::component::TaskContext;
 use crate::error::Error;
-use crate::multilang::Serializer;
+use crate::multilang::{
+    encode, Decoder, Frame, FromComponent, Handshake, InputTuple, Serializer, ToComponent,
+};
 use crate::topology::Topology;
-use crate::tuple::Value;
+use crate::tuple::{Tuple, Value, DEFAULT_STREAM};
 
 /// How to start one shell component's subprocesses.
 #[derive(Clone)]
@@ -20,6 +40,8 @@ pub(crate) struct ShellSpec {
     pub(crate) dir: Option<PathBuf>,
     pub(crate) serializer: Serializer,
     pub(crate) conf: Arc<serde_json::Map<String, Value>>,
+    /// Silence (without CPU progress) after which a subprocess is stuck.
+    pub(crate) timeout: Duration,
 }
 
 impl ShellSpec {
@@ -35,35 +57,744 @@ impl ShellSpec {
             }
             _ => Serializer::Json,
         };
+        let timeout = super::conf_number(&topology.config, "topology.subprocess.timeout.secs")
+            .filter(|s| *s > 0.0)
+            .unwrap_or(30.0);
+        let mut conf = topology.config.clone();
+        conf.entry("topology.name")
+            .or_insert_with(|| Value::String(topology.name.clone()));
         Ok(ShellSpec {
             command,
             dir: topology.base_dir.clone(),
             serializer,
-            conf: Arc::new(topology.config.clone()),
+            conf: Arc::new(conf),
+            timeout: Duration::from_secs_f64(timeout),
         })
     }
 }
 
+/// Whether a subprocess is alive, busy or stuck, from when it last sent a
+/// message and whether its CPU time moves (sans-IO: the caller passes
+/// `now` and the CPU reading).
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    timeout: Duration,
+    last_message: Instant,
+    last_cpu: Option<u64>,
+    last_cpu_advance: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Alive,
+    /// Silent this long, but working.
+    Busy(Duration),
+    /// Silent and idle this long.
+    Stuck(Duration),
+}
+
+impl Liveness {
+    pub(crate) fn new(timeout: Duration, now: Instant) -> Liveness {
+        Liveness {
+            timeout,
+            last_message: now,
+            last_cpu: None,
+            last_cpu_advance: now,
+        }
+    }
+
+    /// The subprocess sent something (or was just asked something it
+    /// answers at once).
+    pub(crate) fn heard(&mut self, now: Instant) {
+        self.last_message = now;
+    }
+
+    pub(crate) fn check(&mut self, now: Instant, cpu: Option<u64>) -> Verdict {
+        if let Some(c) = cpu {
+            if self.last_cpu.is_some_and(|prev| c > prev) {
+                self.last_cpu_advance = now;
+            }
+            self.last_cpu = Some(c);
+        }
+        let silent = now.saturating_duration_since(self.last_message);
+        if silent < self.timeout {
+            return Verdict::Alive;
+        }
+        let progress = self.last_message.max(self.last_cpu_advance);
+        if now.saturating_duration_since(progress) >= self.timeout {
+            Verdict::Stuck(silent)
+        } else {
+            Verdict::Busy(silent)
+        }
+    }
+}
+
+/// CPU time (user + system, in clock ticks) of a process, from
+/// `/proc/<pid>/stat`; `None` where there is no procfs.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: fields count from the
+    // last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // state is field 3; utime and stime are fields 14 and 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// What a subprocess said.
+enum Event {
+    Message(FromComponent),
+    Stray(String),
+    Closed,
+}
+
+/// One running subprocess.
+struct Proc {
+    child: Child,
+    pid: u32,
+    stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    stdout: ChildStdout,
+    decoder: Decoder,
+    buf: Box<[u8]>,
+    serializer: Serializer,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    pid_dir: PathBuf,
+}
+
+impl Proc {
+    async fn start(spec: &ShellSpec, ctx: &TaskContext, log: &ComponentLog) -> Result<Proc, Error> {
+        let fail = |message: String| Error::Subprocess {
+            component: ctx.component.clone(),
+            task: ctx.task,
+            message,
+        };
+        let pid_dir = std::env::temp_dir().join(format!(
+            "zerorpc-stream-{}-{}-{}",
+            std::process::id(),
+            ctx.task,
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&pid_dir)
+            .map_err(|e| fail(format!("pid directory {}: {e}", pid_dir.display())))?;
+        let mut cmd = Command::new(&spec.command[0]);
+        cmd.args(&spec.command[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(dir) = &spec.dir {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("cannot start {:?}: {e}", spec.command)))?;
+        let pid = child.id().unwrap_or(0);
+        let (Some(mut stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(fail("no pipes to the subprocess".into()));
+        };
+        // The writer: a task, so that a subprocess that does not read its
+        // stdin never stops us from reading its stdout.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            while let Some(mut bytes) = rx.recv().await {
+                while let Ok(more) = rx.try_recv() {
+                    bytes.extend_from_slice(&more);
+                }
+                if stdin.write_all(&bytes).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+        {
+            let (tail, log, task) = (stderr_tail.clone(), log.clone(), ctx.task);
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    log.log(task, 3, &format!("stderr: {line}"));
+                    if let Ok(mut t) = tail.lock() {
+                        if t.len() == 20 {
+                            t.pop_front();
+                        }
+                        t.push_back(line);
+                    }
+                }
+            });
+        }
+        let mut proc = Proc {
+            child,
+            pid,
+            stdin: Some(tx),
+            stdout,
+            decoder: Decoder::new(spec.serializer),
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            serializer: spec.serializer,
+            stderr_tail,
+            pid_dir: pid_dir.clone(),
+        };
+        let mut context = serde_json::Map::new();
+        context.insert("taskid".into(), ctx.task.into());
+        context.insert("componentid".into(), ctx.component.clone().into());
+        context.insert("stormid".into(), ctx.topology.clone().into());
+        context.insert(
+            "task->component".into(),
+            Value::Object(
+                ctx.component_tasks
+                    .iter()
+                    .map(|t| (t.to_string(), Value::String(ctx.component.clone())))
+                    .collect(),
+            ),
+        );
+        proc.send(&ToComponent::Handshake(Handshake {
+            conf: (*spec.conf).clone(),
+            pid_dir: pid_dir.display().to_string(),
+            context,
+        }));
+        // Interpreters can take a while to import: the handshake gets at
+        // least a minute.
+        let handshake_timeout = spec.timeout.max(Duration::from_secs(60));
+        let answer = tokio::time::timeout(handshake_timeout, async {
+            loop {
+                match proc.next_event().await? {
+                    Event::Message(FromComponent::Pid(p)) => return Ok(p),
+                    Event::Message(other) => {
+                        return Err(fail(format!("answered the handshake with {other:?}")))
+                    }
+                    Event::Stray(line) => {
+                        log.log(ctx.task, 3, &format!("stray output on stdout: {line}"))
+                    }
+                    Event::Closed => return Err(fail("exited during the handshake".into())),
+                }
+            }
+        })
+        .await;
+        let answered = match answer {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                let e = Error::Subprocess {
+                    component: ctx.component.clone(),
+                    task: ctx.task,
+                    message: format!("{e}{}", proc.stderr_text()),
+                };
+                proc.kill().await;
+                return Err(e);
+            }
+            Err(_) => {
+                proc.kill().await;
+                return Err(fail(format!(
+                    "no handshake answer within {:?}{}",
+                    handshake_timeout,
+                    proc.stderr_text()
+                )));
+            }
+        };
+        if !pid_dir.join(answered.to_string()).exists() {
+            log.log(
+                ctx.task,
+                3,
+                &format!("answered pid {answered} without writing its pid file"),
+            );
+        }
+        Ok(proc)
+    }
+
+    fn send(&mut self, msg: &ToComponent) {
+        let mut bytes = Vec::with_capacity(128);
+        encode(&msg.to_value(), self.serializer, &mut bytes);
+        if let Some(tx) = &self.stdin {
+            // Fails only when the writer stopped: the exit shows on stdout.
+            let _ = tx.send(bytes);
+        }
+    }
+
+    /// A decoded event without reading (for draining what arrived).
+    fn ready_event(&mut self) -> Result<Option<Event>, Error> {
+        Ok(match self.decoder.next_frame()? {
+            Some(Frame::Message(v)) => Some(Event::Message(FromComponent::from_value(v)?)),
+            Some(Frame::Stray(l)) => Some(Event::Stray(l)),
+            None => None,
+        })
+    }
+
+    /// The next event, reading as needed (cancel-safe).
+    async fn next_event(&mut self) -> Result<Event, Error> {
+        loop {
+            if let Some(e) = self.ready_event()? {
+                return Ok(e);
+            }
+            let n = self
+                .stdout
+                .read(&mut self.buf)
+                .await
+                .map_err(|e| Error::io("reading a subprocess's stdout", e))?;
+            if n == 0 {
+                return Ok(Event::Closed);
+            }
+            self.decoder.feed(&self.buf[..n]);
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        let tail = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!("; its stderr ended with:\n{}", Vec::from(tail).join("\n"))
+        }
+    }
+
+    async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        let _ = std::fs::remove_dir_all(&self.pid_dir);
+    }
+
+    /// Closes stdin, gives the subprocess a moment to exit, then kills it.
+    async fn shutdown(mut self) {
+        self.stdin = None;
+        if tokio::time::timeout(Duration::from_secs(2), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+        }
+        let _ = self.child.wait().await;
+        let _ = std::fs::remove_dir_all(&self.pid_dir);
+    }
+
+    /// Why it ended, for the report.
+    async fn exit_text(&mut self) -> String {
+        let status = match tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await {
+            Ok(Ok(s)) => s.to_string(),
+            _ => {
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+                "killed".to_string()
+            }
+        };
+        let _ = std::fs::remove_dir_all(&self.pid_dir);
+        format!("{status}{}", self.stderr_text())
+    }
+}
+
+fn heartbeat_period(timeout: Duration) -> Duration {
+    (timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Tuples a bolt subprocess may hold unacked before we stop sending more.
+const MAX_IN_FLIGHT: usize = 1000;
+
+/// Starts a subprocess again after a crash, backing off, until it
+/// answers its handshake.
+async fn restart(
+    spec: &ShellSpec,
+    ctx: &TaskContext,
+    log: &ComponentLog,
+    attempt: &mut u32,
+) -> Proc {
+    loop {
+        let wait = Duration::from_millis(100 << (*attempt).min(6));
+        *attempt += 1;
+        tokio::time::sleep(wait).await;
+        match Proc::start(spec, ctx, log).await {
+            Ok(p) => return p,
+            Err(e) => log.log(ctx.task, 4, &format!("restart failed: {e}")),
+        }
+    }
+}
+
+/// Runs one shell bolt task until its input ends.
 pub(crate) async fn run_shell_bolt(
     spec: ShellSpec,
     ctx: TaskContext,
-    _io: BoltIo,
+    mut io: BoltIo,
 ) -> Result<(), Error> {
-    Err(Error::Subprocess {
-        component: ctx.component,
-        task: ctx.task,
-        message: format!("shell bolts are not supported yet ({:?})", spec.command),
-    })
+    let log = io.component_log();
+    let mut proc = Proc::start(&spec, &ctx, &log).await?;
+    let mut pending: HashMap<String, (Tuple, Instant)> = HashMap::new();
+    let mut next_id: u64 = 1;
+    let mut live = Liveness::new(spec.timeout, Instant::now());
+    let mut ticks = tokio::time::interval(heartbeat_period(spec.timeout));
+    let mut heartbeat_out = false;
+    let mut busy_reported = false;
+    let mut attempt = 0;
+    let mut input_open = true;
+    while input_open || !pending.is_empty() {
+        let can_take = input_open && pending.len() < MAX_IN_FLIGHT;
+        let mut died: Option<String> = None;
+        tokio::select! {
+            t = io.recv(), if can_take => match t {
+                Some(t) if t.is_tick() => {
+                    proc.send(&ToComponent::Tuple(InputTuple {
+                        id: "-2".into(),
+                        comp: "__system".into(),
+                        stream: "__tick".into(),
+                        task: -1,
+                        tuple: t.values.clone(),
+                    }));
+                }
+                Some(t) => {
+                    let id = next_id.to_string();
+                    next_id += 1;
+                    proc.send(&ToComponent::Tuple(InputTuple {
+                        id: id.clone(),
+                        comp: t.component().to_string(),
+                        stream: t.stream().to_string(),
+                        task: t.source_task(),
+                        tuple: t.values.clone(),
+                    }));
+                    pending.insert(id, (t, Instant::now()));
+                }
+                None => input_open = false,
+            },
+            ev = proc.next_event() => {
+                let mut ev = ev;
+                loop {
+                    match ev {
+                        Ok(Event::Message(m)) => {
+                            live.heard(Instant::now());
+                            busy_reported = false;
+                            if matches!(m, FromComponent::Sync) {
+                                heartbeat_out = false;
+                            }
+                            bolt_message(m, &mut proc, &mut io, &mut pending);
+                        }
+                        Ok(Event::Stray(line)) => {
+                            io.sink().report_error(&format!("stray output on stdout (not protocol): {line}"));
+                        }
+                        Ok(Event::Closed) => {
+                            died = Some(format!("exited: {}", proc.exit_text().await));
+                            break;
+                        }
+                        Err(e) => {
+                            died = Some(format!("broke the protocol: {e}"));
+                            break;
+                        }
+                    }
+                    ev = match proc.ready_event() {
+                        Ok(Some(e)) => Ok(e),
+                        Ok(None) => break,
+                        Err(e) => Err(e),
+                    };
+                }
+                io.flush().await;
+            },
+            _ = ticks.tick() => {
+                match live.check(Instant::now(), cpu_ticks(proc.pid)) {
+                    Verdict::Alive => {}
+                    Verdict::Busy(silent) => {
+                        if !busy_reported {
+                            busy_reported = true;
+                            io.sink().log(3, &format!(
+                                "silent for {:.1}s but using CPU: busy, not killed", silent.as_secs_f64()
+                            ));
+                        }
+                    }
+                    Verdict::Stuck(silent) => {
+                        died = Some(format!(
+                            "stuck: no message and no CPU time for {:.1}s (topology.subprocess.timeout.secs): killed",
+                            silent.as_secs_f64()
+                        ));
+                        proc.kill().await;
+                    }
+                }
+                if died.is_none() && !heartbeat_out {
+                    heartbeat_out = true;
+                    proc.send(&ToComponent::Tuple(InputTuple {
+                        id: "-1".into(),
+                        comp: "__system".into(),
+                        stream: "__heartbeat".into(),
+                        task: -1,
+                        tuple: Vec::new(),
+                    }));
+                }
+            }
+        }
+        if let Some(why) = died {
+            io.sink().report_error(&format!(
+                "subprocess {} {why}; its {} tuples in flight are failed and it is started again",
+                proc.pid,
+                pending.len()
+            ));
+            for (_, (t, _)) in pending.drain() {
+                io.sink().fail(&t);
+            }
+            io.flush().await;
+            io.restarted();
+            proc = restart(&spec, &ctx, &log, &mut attempt).await;
+            live = Liveness::new(spec.timeout, Instant::now());
+            heartbeat_out = false;
+        }
+    }
+    io.flush().await;
+    proc.shutdown().await;
+    Ok(())
 }
 
+/// One message from a bolt subprocess.
+fn bolt_message(
+    m: FromComponent,
+    proc: &mut Proc,
+    io: &mut BoltIo,
+    pending: &mut HashMap<String, (Tuple, Instant)>,
+) {
+    match m {
+        FromComponent::Emit(e) => {
+            let mut anchors = Vec::with_capacity(e.anchors.len());
+            for id in &e.anchors {
+                match pending.get(id) {
+                    Some((t, _)) => anchors.push(t),
+                    None => io.sink().report_error(&format!(
+                        "emit anchored to tuple {id}, which is not in flight (acked, failed or unknown): that anchor is dropped"
+                    )),
+                }
+            }
+            let stream = e.stream.as_deref().unwrap_or(DEFAULT_STREAM);
+            let result = io
+                .sink()
+                .emit(stream, &anchors, e.tuple, e.task)
+                .map(|ids| ids.to_vec());
+            let ids = result.unwrap_or_else(|err| {
+                io.sink().report_error(&err.to_string());
+                Vec::new()
+            });
+            if e.need_task_ids {
+                proc.send(&ToComponent::TaskIds(ids));
+            }
+        }
+        FromComponent::Ack(id) | FromComponent::Fail(id) if !pending.contains_key(&id) => {
+            io.sink().report_error(&format!(
+                "ack or fail of tuple {id}, which is not in flight: ignored"
+            ));
+        }
+        FromComponent::Ack(id) => {
+            if let Some((t, sent)) = pending.remove(&id) {
+                io.sink().ack(&t);
+                io.executed(Some(sent.elapsed()));
+            }
+        }
+        FromComponent::Fail(id) => {
+            if let Some((t, sent)) = pending.remove(&id) {
+                io.sink().fail(&t);
+                io.executed(Some(sent.elapsed()));
+            }
+        }
+        FromComponent::Sync => {}
+        FromComponent::Log { msg, level } => io.sink().log(level, &msg),
+        FromComponent::Error(msg) => io.sink().report_error(&msg),
+        FromComponent::Metrics { name, params } => {
+            io.sink().log(1, &format!("metrics {name}: {params}"))
+        }
+        FromComponent::Pid(_) => io
+            .sink()
+            .report_error("sent a pid outside the handshake: ignored"),
+    }
+}
+
+/// Runs one shell spout task until the run drains or halts.
 pub(crate) async fn run_shell_spout(
     spec: ShellSpec,
     ctx: TaskContext,
-    _io: SpoutIo,
+    mut io: SpoutIo,
 ) -> Result<(), Error> {
-    Err(Error::Subprocess {
-        component: ctx.component,
-        task: ctx.task,
-        message: format!("shell spouts are not supported yet ({:?})", spec.command),
-    })
+    let log = io.component_log();
+    let mut proc = Proc::start(&spec, &ctx, &log).await?;
+    let mut attempt = 0;
+    let mut idle = Duration::ZERO;
+    if let Err(why) = spout_command(&mut proc, &mut io, &spec, ToComponent::Activate).await {
+        proc = spout_died(&mut io, proc, why, &spec, &ctx, &log, &mut attempt).await;
+    }
+    loop {
+        while let Some(c) = io.try_control() {
+            let cmd = match c {
+                SpoutControl::Ack(id) => ToComponent::Ack(id),
+                SpoutControl::Fail(id) => ToComponent::Fail(id),
+            };
+            if let Err(why) = spout_command(&mut proc, &mut io, &spec, cmd).await {
+                proc = spout_died(&mut io, proc, why, &spec, &ctx, &log, &mut attempt).await;
+            }
+        }
+        let mut emitted = false;
+        if io.may_emit() {
+            let before = io.emitted();
+            if let Err(why) = spout_command(&mut proc, &mut io, &spec, ToComponent::Next).await {
+                proc = spout_died(&mut io, proc, why, &spec, &ctx, &log, &mut attempt).await;
+            }
+            emitted = io.emitted() > before;
+        }
+        io.flush().await;
+        if emitted && io.may_emit() {
+            idle = Duration::ZERO;
+            continue;
+        }
+        let deadline = if io.may_emit() {
+            idle = (idle * 2).clamp(Duration::from_millis(1), Duration::from_millis(50));
+            Instant::now() + idle
+        } else {
+            Instant::now() + Duration::from_secs(3600)
+        };
+        match io.recv_control(deadline).await {
+            Ok(Some(c)) => {
+                let cmd = match c {
+                    SpoutControl::Ack(id) => ToComponent::Ack(id),
+                    SpoutControl::Fail(id) => ToComponent::Fail(id),
+                };
+                if let Err(why) = spout_command(&mut proc, &mut io, &spec, cmd).await {
+                    proc = spout_died(&mut io, proc, why, &spec, &ctx, &log, &mut attempt).await;
+                }
+            }
+            Ok(None) => {}
+            Err(()) => break,
+        }
+    }
+    let _ = spout_command(&mut proc, &mut io, &spec, ToComponent::Deactivate).await;
+    io.flush().await;
+    proc.shutdown().await;
+    Ok(())
+}
+
+async fn spout_died(
+    io: &mut SpoutIo,
+    mut proc: Proc,
+    why: String,
+    spec: &ShellSpec,
+    ctx: &TaskContext,
+    log: &ComponentLog,
+    attempt: &mut u32,
+) -> Proc {
+    let why = if why == "exited" {
+        format!("exited: {}", proc.exit_text().await)
+    } else {
+        proc.kill().await;
+        why
+    };
+    io.sink().report_error(&format!(
+        "subprocess {} {why}; it is started again",
+        proc.pid
+    ));
+    io.restarted();
+    restart(spec, ctx, log, attempt).await
+}
+
+/// Sends a command to a spout subprocess and handles what it says until
+/// its `sync`. `Err` says why the subprocess must be replaced.
+async fn spout_command(
+    proc: &mut Proc,
+    io: &mut SpoutIo,
+    spec: &ShellSpec,
+    cmd: ToComponent,
+) -> Result<(), String> {
+    proc.send(&cmd);
+    let mut live = Liveness::new(spec.timeout, Instant::now());
+    let mut ticks = tokio::time::interval(heartbeat_period(spec.timeout));
+    let mut busy_reported = false;
+    loop {
+        tokio::select! {
+            ev = proc.next_event() => match ev {
+                Ok(Event::Message(m)) => {
+                    live.heard(Instant::now());
+                    match m {
+                        FromComponent::Sync => return Ok(()),
+                        FromComponent::Emit(e) => {
+                            let stream = e.stream.as_deref().unwrap_or(DEFAULT_STREAM);
+                            let ids = io
+                                .sink()
+                                .emit(stream, e.tuple, e.id, e.task)
+                                .map(|ids| ids.to_vec())
+                                .unwrap_or_else(|err| {
+                                    io.sink().report_error(&err.to_string());
+                                    Vec::new()
+                                });
+                            if e.need_task_ids {
+                                proc.send(&ToComponent::TaskIds(ids));
+                            }
+                        }
+                        FromComponent::Log { msg, level } => io.sink().log(level, &msg),
+                        FromComponent::Error(msg) => io.sink().report_error(&msg),
+                        FromComponent::Metrics { name, params } => {
+                            io.sink().log(1, &format!("metrics {name}: {params}"))
+                        }
+                        other => io.sink().report_error(&format!(
+                            "a spout sent {other:?}, which spouts do not send: ignored"
+                        )),
+                    }
+                }
+                Ok(Event::Stray(line)) => io
+                    .sink()
+                    .report_error(&format!("stray output on stdout (not protocol): {line}")),
+                Ok(Event::Closed) => return Err("exited".into()),
+                Err(e) => return Err(format!("broke the protocol: {e}")),
+            },
+            _ = ticks.tick() => match live.check(Instant::now(), cpu_ticks(proc.pid)) {
+                Verdict::Alive => {}
+                Verdict::Busy(silent) => {
+                    if !busy_reported {
+                        busy_reported = true;
+                        io.log(3, &format!(
+                            "silent for {:.1}s but using CPU: busy, not killed",
+                            silent.as_secs_f64()
+                        ));
+                    }
+                }
+                Verdict::Stuck(silent) => {
+                    return Err(format!(
+                        "stuck: no answer and no CPU time for {:.1}s (topology.subprocess.timeout.secs): killed",
+                        silent.as_secs_f64()
+                    ))
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silent_but_working_is_busy_and_silent_and_idle_is_stuck() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut l = Liveness::new(Duration::from_secs(10), t0);
+        assert_eq!(l.check(t0 + 5 * s, Some(100)), Verdict::Alive);
+        // Silent for 12s, CPU moved since the last look: busy.
+        assert_eq!(l.check(t0 + 12 * s, Some(900)), Verdict::Busy(12 * s));
+        assert_eq!(l.check(t0 + 20 * s, Some(1700)), Verdict::Busy(20 * s));
+        // CPU stops at 20s; stuck once 10s pass without either.
+        assert_eq!(l.check(t0 + 25 * s, Some(1700)), Verdict::Busy(25 * s));
+        assert_eq!(l.check(t0 + 30 * s, Some(1700)), Verdict::Stuck(30 * s));
+        // A message resets it.
+        l.heard(t0 + 31 * s);
+        assert_eq!(l.check(t0 + 32 * s, Some(1700)), Verdict::Alive);
+    }
+
+    #[test]
+    fn without_cpu_readings_silence_is_stuck() {
+        let t0 = Instant::now();
+        let mut l = Liveness::new(Duration::from_secs(2), t0);
+        assert_eq!(l.check(t0 + Duration::from_secs(1), None), Verdict::Alive);
+        assert!(matches!(
+            l.check(t0 + Duration::from_secs(3), None),
+            Verdict::Stuck(_)
+        ));
+    }
+
+    #[test]
+    fn cpu_ticks_of_this_process() {
+        let busy_until = Instant::now() + Duration::from_millis(300);
+        let mut x = 0u64;
+        while Instant::now() < busy_until {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(x != 1);
+        assert!(cpu_ticks(std::process::id()).is_some_and(|t| t > 0));
+    }
 }
