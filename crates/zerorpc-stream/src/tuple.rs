@@ -36,6 +36,8 @@ pub struct Tuple {
     /// Set once the tuple is acked or failed (a second ack is an error the
     /// runner reports, not a corruption of the tree).
     pub(crate) done: Cell<bool>,
+    /// The tuple's id over multi-lang (Storm's), when it came that way.
+    pub(crate) ml_id: Option<Arc<str>>,
     /// Trees this tuple belongs to.
     pub(crate) anchors: SmallVec<[Anchor; 1]>,
     pub(crate) component: Arc<str>,
@@ -59,6 +61,7 @@ impl Tuple {
         Tuple {
             ack_val: Cell::new(0),
             done: Cell::new(false),
+            ml_id: None,
             anchors: SmallVec::new(),
             component: component.into(),
             stream: stream.into(),

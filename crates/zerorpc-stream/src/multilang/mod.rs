@@ -11,5 +11,5 @@ mod component;
 mod protocol;
 
 pub use codec::{encode, Decoder, Frame, Serializer, DEFAULT_MAX_MESSAGE};
-pub use component::{run, run_bolt, run_spout, RunError};
+pub use component::{run, run_bolt, run_spout, serve_bolt, serve_spout, RunError};
 pub use protocol::{Emit, FromComponent, Handshake, InputTuple, ToComponent};

@@ -227,6 +227,7 @@ impl Emitter {
             let t = Tuple {
                 ack_val: Default::default(),
                 done: Default::default(),
+                ml_id: None,
                 anchors,
                 component: self.component.clone(),
                 stream: name.clone(),
