@@ -12,8 +12,7 @@ use serde_json::{json, Value};
 use zerorpc_stream::multilang::{encode, serve_bolt, Decoder, Frame, Serializer};
 use zerorpc_stream::runner::{run, RunOptions};
 use zerorpc_stream::{
-    Bolt, BoltCollector, BoxError, Outputs, Registry, Spout, SpoutCollector, TopologyBuilder,
-    Tuple,
+    Bolt, BoltCollector, BoxError, Outputs, Registry, Spout, SpoutCollector, TopologyBuilder, Tuple,
 };
 
 /// An example program, built by `cargo test` next to this test's binary.
@@ -21,7 +20,11 @@ pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|d| d.parent()).unwrap();
     let path = dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing: build the examples", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the examples",
+        path.display()
+    );
     path
 }
 
@@ -103,7 +106,11 @@ async fn word_count_through_our_programs(serializer: Option<&str>) {
     )
     .await
     .unwrap();
-    assert_eq!((stats.trees.started, stats.trees.acked), (n, n), "{stats:#?}");
+    assert_eq!(
+        (stats.trees.started, stats.trees.acked),
+        (n, n),
+        "{stats:#?}"
+    );
     assert_eq!(stats.trees.failed + stats.trees.timed_out, 0);
     let got: BTreeMap<String, u64> = last.lock().unwrap().clone().into_iter().collect();
     assert_eq!(got, expected(n));

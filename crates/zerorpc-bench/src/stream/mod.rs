@@ -10,6 +10,7 @@
 //!   a minimal Python driver (our side must not be the bottleneck).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
@@ -70,7 +71,11 @@ impl Bolt for Split {
         Outputs::fields(["word"])
     }
     fn process(&mut self, t: &Tuple, out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
-        let s = t.values.first().and_then(Value::as_str).ok_or("no sentence")?;
+        let s = t
+            .values
+            .first()
+            .and_then(Value::as_str)
+            .ok_or("no sentence")?;
         for w in s.split(' ') {
             out.emit(&[t], vec![Value::String(w.to_string())])?;
         }
@@ -168,12 +173,243 @@ pub(crate) fn row(name: &str, r: &Rates, base: Option<&Rates>) {
     );
 }
 
+fn here() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stream")
+}
+
+/// `python -m streamparse.run components.CLASS` in the streamparse venv.
+fn pystorm(class: &str) -> Vec<String> {
+    vec![
+        zerorpc_testkit::streamparse_python().display().to_string(),
+        "-m".into(),
+        "streamparse.run".into(),
+        format!("components.{class}"),
+    ]
+}
+
+/// One of our multi-lang example programs (release build).
+fn ours(name: &str) -> Vec<String> {
+    let exe = std::env::current_exe().expect("current exe");
+    let path = exe
+        .parent()
+        .map(|d| d.join("examples").join(name))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| {
+            eprintln!(
+                "{name} is missing: run `cargo build --release --examples -p zerorpc-stream` first"
+            );
+            std::process::exit(2)
+        });
+    vec![path.display().to_string()]
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Word count with the split and count bolts as shell components (and a
+/// Rust or a pystorm spout).
+async fn shell_word_count(
+    secs: f64,
+    spout: Option<Vec<String>>,
+    split: Vec<String>,
+    count: Vec<String>,
+    msgpack: bool,
+) -> Rates {
+    let mut b = TopologyBuilder::new("wordcount-shell").config("topology.max.spout.pending", 5_000);
+    if msgpack {
+        b = b.config(
+            "topology.multilang.serializer",
+            "org.apache.storm.multilang.MsgpackSerializer",
+        );
+    }
+    b = match &spout {
+        Some(cmd) => b.shell_spout("sentences", 1, &refs(cmd), Outputs::fields(["sentence"])),
+        None => b.spout("sentences", 1, SentenceSpout::new),
+    };
+    let mut t = b
+        .shell_bolt("split", 1, &refs(&split), Outputs::fields(["word"]))
+        .shuffle("sentences")
+        .shell_bolt(
+            "count",
+            1,
+            &refs(&count),
+            Outputs::fields(["word", "count"]),
+        )
+        .fields("split", ["word"])
+        .build();
+    t.base_dir = Some(here());
+    let stats = run(t, &Registry::new(), options(secs))
+        .await
+        .expect("shell word count");
+    rates(&stats)
+}
+
+/// One pystorm count bolt fed words by a Rust spout through the runner:
+/// the bolt's tuples/s.
+async fn runner_drives_pystorm_bolt(secs: f64) -> f64 {
+    struct Words(u64);
+    impl Spout for Words {
+        fn outputs(&self) -> Outputs {
+            Outputs::fields(["word"])
+        }
+        fn next_tuple(&mut self, out: &mut SpoutCollector<'_>) -> Result<(), BoxError> {
+            const W: &[&str] = &["the", "cow", "jumped", "over", "moon", "apple", "day"];
+            self.0 += 1;
+            out.emit(vec![json!(W[(self.0 % 7) as usize])], json!(self.0))?;
+            Ok(())
+        }
+    }
+    let mut t = TopologyBuilder::new("one-bolt")
+        .config("topology.max.spout.pending", 1_000)
+        .spout("words", 1, || Words(0))
+        .shell_bolt(
+            "count",
+            1,
+            &refs(&pystorm("CountBolt")),
+            Outputs::fields(["word", "count"]),
+        )
+        .shuffle("words")
+        .build();
+    t.base_dir = Some(here());
+    let stats = run(t, &Registry::new(), options(secs))
+        .await
+        .expect("one pystorm bolt");
+    stats.components["count"].executed as f64 / stats.elapsed_secs
+}
+
+/// The same bolt driven by `driver.py` (1,000 in flight, as above).
+fn python_drives_pystorm_bolt(secs: f64) -> f64 {
+    let py = zerorpc_testkit::streamparse_python();
+    let mut args = vec![
+        here().join("driver.py").display().to_string(),
+        secs.to_string(),
+        "1000".into(),
+        "--".into(),
+    ];
+    args.extend(pystorm("CountBolt"));
+    let out = std::process::Command::new(py)
+        .args(&args)
+        .output()
+        .expect("driver.py");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("driver.py: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
 pub(crate) async fn stream_bench(quick: bool) {
     let secs = if quick { 3.0 } else { 10.0 };
+    // pystorm components send need_task_ids false; ours do the same here
+    // (the row with task ids shows their cost).
+    std::env::set_var("ZERORPC_STREAM_NEED_TASK_IDS", "0");
+    let base = shell_word_count(
+        secs,
+        Some(pystorm("SentenceSpout")),
+        pystorm("SplitBolt"),
+        pystorm("CountBolt"),
+        false,
+    )
+    .await;
+    println!("word count, spout → split → count (fields), acking on, {secs} s per row; × is against the pystorm topology (first row)");
+    println!();
     println!("| word count | trees/s | × | tuples/s | × | failed |");
     println!("|---|---|---|---|---|---|");
-    for (split, count) in [(1, 1), (1, 2), (2, 2)] {
+    row("pystorm spout, split, count (JSON)", &base, None);
+    let py_bolts = shell_word_count(
+        secs,
+        None,
+        pystorm("SplitBolt"),
+        pystorm("CountBolt"),
+        false,
+    )
+    .await;
+    row(
+        "Rust spout, pystorm split and count (JSON)",
+        &py_bolts,
+        Some(&base),
+    );
+    let py_bolts_mp = shell_word_count(
+        secs,
+        None,
+        pystorm_mp("SplitBolt"),
+        pystorm_mp("CountBolt"),
+        true,
+    )
+    .await;
+    row(
+        "Rust spout, pystorm split and count (msgpack)",
+        &py_bolts_mp,
+        Some(&base),
+    );
+    let ml = shell_word_count(
+        secs,
+        None,
+        ours("multilang_split"),
+        ours("multilang_count"),
+        false,
+    )
+    .await;
+    row(
+        "Rust spout, our multi-lang split and count (JSON)",
+        &ml,
+        Some(&base),
+    );
+    let ml_mp = shell_word_count(
+        secs,
+        None,
+        ours("multilang_split"),
+        ours("multilang_count"),
+        true,
+    )
+    .await;
+    row(
+        "Rust spout, our multi-lang split and count (msgpack)",
+        &ml_mp,
+        Some(&base),
+    );
+    std::env::set_var("ZERORPC_STREAM_NEED_TASK_IDS", "1");
+    let ml_ids = shell_word_count(
+        secs,
+        None,
+        ours("multilang_split"),
+        ours("multilang_count"),
+        false,
+    )
+    .await;
+    row("… the same, JSON, need_task_ids true", &ml_ids, Some(&base));
+    for (split, count) in [(1, 1), (2, 2)] {
         let r = in_process(secs, split, count).await;
-        row(&format!("Rust in process, split {split} count {count}"), &r, None);
+        row(
+            &format!("Rust in process, split {split} count {count}"),
+            &r,
+            Some(&base),
+        );
     }
+    println!();
+    println!(
+        "multi-lang bolts against pystorm bolts (same Rust spout): {:.1}× trees/s (JSON), {:.1}× (msgpack)",
+        ml.trees / py_bolts.trees.max(1e-9),
+        ml_mp.trees / py_bolts_mp.trees.max(1e-9)
+    );
+    let ours_drive = runner_drives_pystorm_bolt(secs).await;
+    let py_drive = python_drives_pystorm_bolt(secs);
+    println!();
+    println!("| one pystorm count bolt driven by | tuples/s | × |");
+    println!("|---|---|---|");
+    println!(
+        "| a minimal Python driver (driver.py, 1,000 in flight) | {} | 1.0× |",
+        fmt_rate(py_drive)
+    );
+    println!(
+        "| our runner (Rust spout, max pending 1,000) | {} | {:.2}× |",
+        fmt_rate(ours_drive),
+        ours_drive / py_drive.max(1e-9)
+    );
+}
+
+fn pystorm_mp(class: &str) -> Vec<String> {
+    let mut c = pystorm(class);
+    c.extend(["-s".into(), "msgpack".into()]);
+    c
 }

@@ -23,6 +23,8 @@
 
 use std::io::Cursor;
 
+use serde::de::DeserializeOwned;
+
 use crate::error::Error;
 use crate::tuple::Value;
 
@@ -49,41 +51,21 @@ pub enum Frame {
     Stray(String),
 }
 
-/// Writes one message in a serializer's framing.
+/// Writes one message (any JSON value) in a serializer's framing.
 pub fn encode(value: &Value, serializer: Serializer, out: &mut Vec<u8>) {
-    match serializer {
-        Serializer::Json => {
-            // Writing a `Value` to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *out, value);
-            out.extend_from_slice(b"\nend\n");
-        }
-        Serializer::Msgpack => {
-            let _ = rmpv::encode::write_value(out, &json_to_msgpack(value));
-        }
-    }
+    super::protocol::write(value, serializer, out)
 }
 
-fn json_to_msgpack(v: &Value) -> rmpv::Value {
-    match v {
-        Value::Null => rmpv::Value::Nil,
-        Value::Bool(b) => rmpv::Value::Boolean(*b),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                rmpv::Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                rmpv::Value::from(u)
-            } else {
-                rmpv::Value::F64(n.as_f64().unwrap_or(0.0))
-            }
-        }
-        Value::String(s) => rmpv::Value::from(s.as_str()),
-        Value::Array(a) => rmpv::Value::Array(a.iter().map(json_to_msgpack).collect()),
-        Value::Object(m) => rmpv::Value::Map(
-            m.iter()
-                .map(|(k, v)| (rmpv::Value::from(k.as_str()), json_to_msgpack(v)))
-                .collect(),
-        ),
-    }
+/// What a decoder gives out: a message of type `T`, or stray output.
+pub(crate) enum Decoded<T> {
+    Message(T),
+    Stray(String),
+}
+
+/// Held between steps (JSON): a message's text, or a stray line.
+enum Pending {
+    Text(String),
+    Stray(String),
 }
 
 fn msgpack_to_json(v: rmpv::Value) -> Value {
@@ -136,8 +118,8 @@ pub struct Decoder {
     lines: Vec<String>,
     gathered: usize,
     max: usize,
-    /// Frames decoded and not yet taken.
-    ready: std::collections::VecDeque<Frame>,
+    /// JSON texts and stray lines settled and not yet taken.
+    ready: std::collections::VecDeque<Pending>,
 }
 
 impl Decoder {
@@ -178,22 +160,39 @@ impl Decoder {
 
     /// The next whole frame, if the bytes fed so far hold one.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, Error> {
+        Ok(self.next_decoded::<Value>()?.map(|d| match d {
+            Decoded::Message(v) => Frame::Message(v),
+            Decoded::Stray(l) => Frame::Stray(l),
+        }))
+    }
+
+    /// The next message decoded straight into `T` (no value tree for the
+    /// message itself), or stray output.
+    pub(crate) fn next_decoded<T: DeserializeOwned>(
+        &mut self,
+    ) -> Result<Option<Decoded<T>>, Error> {
         loop {
-            if let Some(f) = self.ready.pop_front() {
-                return Ok(Some(f));
+            match self.ready.pop_front() {
+                Some(Pending::Stray(l)) => return Ok(Some(Decoded::Stray(l))),
+                Some(Pending::Text(t)) => return parse_json(t).map(Some),
+                None => {}
             }
-            let progressed = match self.serializer {
-                Serializer::Json => self.step_json()?,
-                Serializer::Msgpack => self.step_msgpack()?,
+            let step = match self.serializer {
+                Serializer::Json => self.step_json()?.then_some(None),
+                Serializer::Msgpack => self.step_msgpack::<T>()?,
             };
-            if !progressed {
-                if self.buffered() > self.max {
-                    return Err(Error::Protocol(format!(
-                        "a message longer than {} bytes",
-                        self.max
-                    )));
+            match step {
+                Some(Some(d)) => return Ok(Some(d)),
+                Some(None) => {}
+                None => {
+                    if self.buffered() > self.max {
+                        return Err(Error::Protocol(format!(
+                            "a message longer than {} bytes",
+                            self.max
+                        )));
+                    }
+                    return Ok(None);
                 }
-                return Ok(None);
             }
         }
     }
@@ -224,7 +223,7 @@ impl Decoder {
         let start = line.trim_start();
         if self.lines.is_empty() && !(start.starts_with('{') || start.starts_with('[')) {
             if !line.trim().is_empty() {
-                self.ready.push_back(Frame::Stray(line));
+                self.ready.push_back(Pending::Stray(line));
             }
             return Ok(true);
         }
@@ -244,8 +243,10 @@ impl Decoder {
         if lines.is_empty() {
             return;
         }
-        if let Ok(v) = serde_json::from_str::<Value>(&lines.join("\n")) {
-            self.ready.push_back(Frame::Message(v));
+        let whole = lines.join("\n");
+        if lines.len() == 1 || serde_json::from_str::<serde::de::IgnoredAny>(&whole).is_ok() {
+            // Parsed for real (and a lone stray line told apart) when taken.
+            self.ready.push_back(Pending::Text(whole));
             return;
         }
         // The longest run of lines that parses (few lines: messages are
@@ -254,59 +255,89 @@ impl Decoder {
         for len in (1..n).rev() {
             for start in 0..=n - len {
                 let text = lines[start..start + len].join("\n");
-                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
                     for l in &lines[..start] {
-                        self.ready.push_back(Frame::Stray(l.clone()));
+                        self.ready.push_back(Pending::Stray(l.clone()));
                     }
-                    self.ready.push_back(Frame::Message(v));
+                    self.ready.push_back(Pending::Text(text));
                     for l in &lines[start + len..] {
-                        self.ready.push_back(Frame::Stray(l.clone()));
+                        self.ready.push_back(Pending::Stray(l.clone()));
                     }
                     return;
                 }
             }
         }
         for l in lines {
-            self.ready.push_back(Frame::Stray(l));
+            self.ready.push_back(Pending::Stray(l));
         }
     }
 
-    /// One msgpack value (or stray line); `false` when more bytes are
-    /// needed.
-    fn step_msgpack(&mut self) -> Result<bool, Error> {
+    /// One msgpack message (or stray line): `None` when more bytes are
+    /// needed, `Some(None)` when a step was taken without a result.
+    #[allow(clippy::option_option)]
+    fn step_msgpack<T: DeserializeOwned>(&mut self) -> Result<Option<Option<Decoded<T>>>, Error> {
         let Some(&first) = self.buf.get(self.pos) else {
-            return Ok(false);
+            return Ok(None);
         };
         let rest_len = self.buf.len() - self.pos;
         let container = matches!(first, 0x80..=0x9f | 0xdc..=0xdf);
         if !container {
             // Text where a message should start.
-            match self.take_line() {
-                Some(line) => {
-                    if !line.trim().is_empty() {
-                        self.ready.push_back(Frame::Stray(line));
-                    }
-                    return Ok(true);
-                }
-                None if rest_len > self.max => {
-                    return Err(Error::Protocol(format!(
-                        "stray output longer than {} bytes without a newline",
-                        self.max
-                    )))
-                }
-                None => return Ok(false),
-            }
+            return match self.take_line() {
+                Some(line) if line.trim().is_empty() => Ok(Some(None)),
+                Some(line) => Ok(Some(Some(Decoded::Stray(line)))),
+                None if rest_len > self.max => Err(Error::Protocol(format!(
+                    "stray output longer than {} bytes without a newline",
+                    self.max
+                ))),
+                None => Ok(None),
+            };
         }
         let mut cur = Cursor::new(&self.buf[self.pos..]);
-        match rmpv::decode::read_value_with_max_depth(&mut cur, 256) {
+        // Bounded nesting: a hostile peer cannot blow our stack.
+        let typed = {
+            let mut de = rmp_serde::Deserializer::new(&mut cur);
+            de.set_max_depth(128);
+            T::deserialize(&mut de)
+        };
+        let eof = |e: &rmp_serde::decode::Error| match e {
+            rmp_serde::decode::Error::InvalidMarkerRead(io)
+            | rmp_serde::decode::Error::InvalidDataRead(io) => {
+                io.kind() == std::io::ErrorKind::UnexpectedEof
+            }
+            _ => false,
+        };
+        match typed {
             Ok(v) => {
                 self.pos += cur.position() as usize;
-                self.ready.push_back(Frame::Message(msgpack_to_json(v)));
-                Ok(true)
+                return Ok(Some(Some(Decoded::Message(v))));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) if eof(&e) => return Ok(None),
+            Err(_) => {}
+        }
+        // Binary strings, non-string keys: through a msgpack value.
+        let mut cur = Cursor::new(&self.buf[self.pos..]);
+        match rmpv::decode::read_value_with_max_depth(&mut cur, 128) {
+            Ok(v) => {
+                self.pos += cur.position() as usize;
+                let v = msgpack_to_json(v);
+                serde_json::from_value::<T>(v)
+                    .map(|m| Some(Some(Decoded::Message(m))))
+                    .map_err(|e| Error::Protocol(format!("a malformed message: {e}")))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(Error::Protocol(format!("malformed msgpack: {e}"))),
         }
+    }
+}
+
+/// Parses a JSON message's text; text that is not JSON at all is stray
+/// output (a lone line that looked like JSON).
+fn parse_json<T: DeserializeOwned>(text: String) -> Result<Decoded<T>, Error> {
+    match serde_json::from_str::<T>(&text) {
+        Ok(m) => Ok(Decoded::Message(m)),
+        Err(e) if e.is_syntax() || e.is_eof() => Ok(Decoded::Stray(text)),
+        Err(e) => Err(Error::Protocol(format!("a malformed message: {e}"))),
     }
 }
 
@@ -436,7 +467,7 @@ mod tests {
     #[test]
     fn msgpack_nested_past_the_depth_limit_is_an_error() {
         let mut d = Decoder::new(Serializer::Msgpack);
-        let mut bytes = vec![0x91; 300];
+        let mut bytes = vec![0x91; 2000];
         bytes.push(0x01);
         d.feed(&bytes);
         assert!(d.next_frame().is_err());

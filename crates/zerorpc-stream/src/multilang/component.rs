@@ -18,8 +18,8 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::Arc;
 
-use super::codec::{encode, Decoder, Frame, Serializer};
-use super::protocol::{Emit, FromComponent, Handshake, InputTuple, ToComponent};
+use super::codec::{Decoded, Decoder, Serializer};
+use super::protocol::{Emit, FromComponent, Handshake, InputTuple, ToComponent, WorkerWire};
 use crate::component::{
     Bolt, BoltCollector, BoltSink, Spout, SpoutCollector, SpoutSink, SpoutWaker, TaskContext,
 };
@@ -90,7 +90,7 @@ impl<R: Read, W: Write> Conn<R, W> {
 
     fn send(&mut self, msg: &FromComponent) -> Result<(), Error> {
         self.bytes.clear();
-        encode(&msg.to_value(), self.serializer(), &mut self.bytes);
+        msg.encode(self.serializer(), &mut self.bytes);
         self.output
             .write_all(&self.bytes)
             .map_err(|e| Error::io("writing to stdout", e))
@@ -107,9 +107,9 @@ impl<R: Read, W: Write> Conn<R, W> {
         let Some(d) = self.decoder.as_mut() else {
             return Ok(None);
         };
-        match d.next_frame()? {
-            Some(Frame::Message(v)) => Ok(Some(ToComponent::from_value(v)?)),
-            Some(Frame::Stray(line)) => Err(Error::Protocol(format!(
+        match d.next_decoded::<WorkerWire>()? {
+            Some(Decoded::Message(w)) => Ok(Some(ToComponent::from_wire(w)?)),
+            Some(Decoded::Stray(line)) => Err(Error::Protocol(format!(
                 "the worker sent a line that is not protocol: {line:?}"
             ))),
             None => Ok(None),

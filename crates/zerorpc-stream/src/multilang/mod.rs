@@ -6,9 +6,9 @@
 //! Framing: JSON messages are followed by a line `end`; msgpack messages
 //! are bare msgpack objects back to back.
 
-mod codec;
+pub(crate) mod codec;
 mod component;
-mod protocol;
+pub(crate) mod protocol;
 
 pub use codec::{encode, Decoder, Frame, Serializer, DEFAULT_MAX_MESSAGE};
 pub use component::{run, run_bolt, run_spout, serve_bolt, serve_spout, RunError};

@@ -91,12 +91,68 @@ pub enum FromComponent {
     Metrics { name: String, params: Value },
 }
 
-use serde_json::{json, Map};
+use std::fmt;
 
+use serde::de::{MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Map;
+
+use super::codec::Serializer;
 use crate::error::Error;
 
-fn bad(what: &str, v: &Value) -> Error {
-    let mut text = v.to_string();
+/// Every key a protocol message may carry, in either direction: messages
+/// are decoded into this (no map of values is built) and then checked.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct RawMessage {
+    command: Option<String>,
+    id: Option<Value>,
+    pid: Option<u64>,
+    stream: Option<String>,
+    anchors: Option<Vec<Value>>,
+    task: Option<i64>,
+    need_task_ids: Option<bool>,
+    tuple: Option<Vec<Value>>,
+    msg: Option<Value>,
+    level: Option<Value>,
+    name: Option<String>,
+    params: Option<Value>,
+    comp: Option<String>,
+    conf: Option<Map<String, Value>>,
+    #[serde(rename = "pidDir")]
+    pid_dir: Option<String>,
+    context: Option<Map<String, Value>>,
+}
+
+/// What a worker sends: a message, or a bare list (task ids).
+pub(crate) enum WorkerWire {
+    Ids(Vec<i64>),
+    Message(Box<RawMessage>),
+}
+
+impl<'de> Deserialize<'de> for WorkerWire {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<WorkerWire, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = WorkerWire;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a protocol message (a map) or a list of task ids")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<WorkerWire, A::Error> {
+                Vec::<i64>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(WorkerWire::Ids)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<WorkerWire, A::Error> {
+                RawMessage::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|m| WorkerWire::Message(Box::new(m)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn bad(what: &str, v: &dyn fmt::Debug) -> Error {
+    let mut text = format!("{v:?}");
     if text.len() > 200 {
         let mut end = 200;
         while !text.is_char_boundary(end) {
@@ -110,215 +166,198 @@ fn bad(what: &str, v: &Value) -> Error {
 
 /// A tuple or message id as the protocol carries it: Storm's are strings;
 /// numbers are taken as their decimal text.
-fn id_text(v: Option<&Value>) -> Option<String> {
-    match v? {
+fn id_text(v: &Value) -> Option<String> {
+    match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
-fn task_of(v: Option<&Value>) -> Option<TaskId> {
-    v.and_then(Value::as_i64)
-        .and_then(|t| TaskId::try_from(t).ok())
+fn text_of(v: Option<Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s,
+        Some(Value::Null) | None => String::new(),
+        Some(v) => v.to_string(),
+    }
+}
+
+fn task_id(t: i64) -> Result<TaskId, Error> {
+    TaskId::try_from(t).map_err(|_| bad("a task id out of range", &t))
 }
 
 impl ToComponent {
-    /// As the protocol's JSON value.
-    pub fn to_value(&self) -> Value {
-        match self {
-            ToComponent::Handshake(h) => json!({
-                "conf": h.conf,
-                "pidDir": h.pid_dir,
-                "context": h.context,
-            }),
-            ToComponent::Next => json!({"command": "next"}),
-            ToComponent::Ack(id) => json!({"command": "ack", "id": id}),
-            ToComponent::Fail(id) => json!({"command": "fail", "id": id}),
-            ToComponent::Activate => json!({"command": "activate"}),
-            ToComponent::Deactivate => json!({"command": "deactivate"}),
-            ToComponent::Tuple(t) => json!({
-                "id": t.id,
-                "comp": t.comp,
-                "stream": t.stream,
-                "task": t.task,
-                "tuple": t.tuple,
-            }),
-            ToComponent::TaskIds(ids) => json!(ids),
-        }
-    }
-
-    /// Reads a message a worker sent.
-    pub fn from_value(v: Value) -> Result<ToComponent, Error> {
-        if let Value::Array(ids) = &v {
-            return ids
-                .iter()
-                .map(|t| task_of(Some(t)))
-                .collect::<Option<Vec<_>>>()
-                .map(ToComponent::TaskIds)
-                .ok_or_else(|| bad("task ids that are not all integers", &v));
-        }
-        let Value::Object(mut m) = v else {
-            return Err(bad("a message that is neither an object nor a list", &v));
+    pub(crate) fn from_wire(w: WorkerWire) -> Result<ToComponent, Error> {
+        let m = match w {
+            WorkerWire::Ids(ids) => {
+                return ids
+                    .into_iter()
+                    .map(task_id)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(ToComponent::TaskIds)
+            }
+            WorkerWire::Message(m) => *m,
         };
-        if m.contains_key("pidDir") {
-            let pid_dir = match m.remove("pidDir") {
-                Some(Value::String(s)) => s,
-                other => return Err(bad("pidDir is not a string", &other.unwrap_or_default())),
-            };
-            let obj = |v: Option<Value>| match v {
-                Some(Value::Object(o)) => o,
-                _ => Map::new(),
-            };
+        if let Some(pid_dir) = m.pid_dir {
             return Ok(ToComponent::Handshake(Handshake {
-                conf: obj(m.remove("conf")),
+                conf: m.conf.unwrap_or_default(),
                 pid_dir,
-                context: obj(m.remove("context")),
+                context: m.context.unwrap_or_default(),
             }));
         }
-        if let Some(cmd) = m.get("command").and_then(Value::as_str) {
-            let id = || m.get("id").cloned().unwrap_or(Value::Null);
+        if let Some(cmd) = m.command.as_deref() {
+            let id = m.id.unwrap_or(Value::Null);
             return match cmd {
                 "next" => Ok(ToComponent::Next),
-                "ack" => Ok(ToComponent::Ack(id())),
-                "fail" => Ok(ToComponent::Fail(id())),
+                "ack" => Ok(ToComponent::Ack(id)),
+                "fail" => Ok(ToComponent::Fail(id)),
                 "activate" => Ok(ToComponent::Activate),
                 "deactivate" => Ok(ToComponent::Deactivate),
-                _ => Err(bad("an unknown command", &Value::Object(m))),
+                other => Err(bad("an unknown command", &other)),
             };
         }
-        if m.contains_key("tuple") {
-            let (Some(id), Some(comp), Some(stream), Some(task)) = (
-                id_text(m.get("id")),
-                m.get("comp").and_then(Value::as_str).map(str::to_string),
-                m.get("stream").and_then(Value::as_str).map(str::to_string),
-                task_of(m.get("task")),
-            ) else {
-                return Err(bad(
-                    "a tuple without id, comp, stream or task",
-                    &Value::Object(m),
-                ));
-            };
-            let tuple = match m.remove("tuple") {
-                Some(Value::Array(a)) => a,
-                other => {
-                    return Err(bad(
-                        "a tuple whose values are not a list",
-                        &other.unwrap_or_default(),
-                    ))
-                }
+        if let Some(tuple) = m.tuple {
+            let (Some(id), Some(stream), Some(task)) =
+                (m.id.as_ref().and_then(id_text), m.stream, m.task)
+            else {
+                return Err(Error::Protocol("a tuple without id, stream or task".into()));
             };
             return Ok(ToComponent::Tuple(InputTuple {
                 id,
-                comp,
+                // Storm's heartbeat tuples carry a null component.
+                comp: m.comp.unwrap_or_default(),
                 stream,
-                task,
+                task: task_id(task)?,
                 tuple,
             }));
         }
-        Err(bad("an unknown message", &Value::Object(m)))
+        Err(Error::Protocol(
+            "a message that is no handshake, command or tuple".into(),
+        ))
+    }
+
+    /// Reads a message a worker sent, as a JSON value.
+    pub fn from_value(v: Value) -> Result<ToComponent, Error> {
+        let w = serde_json::from_value::<WorkerWire>(v)
+            .map_err(|e| Error::Protocol(format!("a malformed message: {e}")))?;
+        ToComponent::from_wire(w)
+    }
+
+    /// Writes the message in a serializer's framing.
+    pub fn encode(&self, serializer: Serializer, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct Shake<'a> {
+            conf: &'a Map<String, Value>,
+            #[serde(rename = "pidDir")]
+            pid_dir: &'a str,
+            context: &'a Map<String, Value>,
+        }
+        #[derive(Serialize)]
+        struct Command<'a> {
+            command: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<&'a Value>,
+        }
+        #[derive(Serialize)]
+        struct TupleOut<'a> {
+            id: &'a str,
+            comp: &'a str,
+            stream: &'a str,
+            task: TaskId,
+            tuple: &'a [Value],
+        }
+        let cmd = |command, id| Command { command, id };
+        match self {
+            ToComponent::Handshake(h) => write(
+                &Shake {
+                    conf: &h.conf,
+                    pid_dir: &h.pid_dir,
+                    context: &h.context,
+                },
+                serializer,
+                out,
+            ),
+            ToComponent::Next => write(&cmd("next", None), serializer, out),
+            ToComponent::Ack(id) => write(&cmd("ack", Some(id)), serializer, out),
+            ToComponent::Fail(id) => write(&cmd("fail", Some(id)), serializer, out),
+            ToComponent::Activate => write(&cmd("activate", None), serializer, out),
+            ToComponent::Deactivate => write(&cmd("deactivate", None), serializer, out),
+            ToComponent::Tuple(t) => write(
+                &TupleOut {
+                    id: &t.id,
+                    comp: &t.comp,
+                    stream: &t.stream,
+                    task: t.task,
+                    tuple: &t.tuple,
+                },
+                serializer,
+                out,
+            ),
+            ToComponent::TaskIds(ids) => write(ids, serializer, out),
+        }
+    }
+
+    /// As the protocol's JSON value.
+    pub fn to_value(&self) -> Value {
+        let mut bytes = Vec::new();
+        self.encode(Serializer::Json, &mut bytes);
+        serde_json::from_slice(&bytes[..bytes.len() - 5]).unwrap_or(Value::Null)
+    }
+}
+
+/// Writes any serializable message in a serializer's framing (msgpack
+/// structs as maps with their field names, as pystorm expects).
+pub(crate) fn write<T: Serialize + ?Sized>(msg: &T, serializer: Serializer, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail; our messages always serialize.
+    match serializer {
+        Serializer::Json => {
+            let _ = serde_json::to_writer(&mut *out, msg);
+            out.extend_from_slice(b"\nend\n");
+        }
+        Serializer::Msgpack => {
+            let _ = rmp_serde::encode::write_named(out, msg);
+        }
     }
 }
 
 impl FromComponent {
-    /// As the protocol's JSON value.
-    pub fn to_value(&self) -> Value {
-        match self {
-            FromComponent::Pid(pid) => json!({"pid": pid}),
-            FromComponent::Emit(e) => {
-                let mut m = Map::new();
-                m.insert("command".into(), json!("emit"));
-                if let Some(s) = &e.stream {
-                    m.insert("stream".into(), json!(s));
-                }
-                if !e.anchors.is_empty() {
-                    m.insert("anchors".into(), json!(e.anchors));
-                }
-                if let Some(id) = &e.id {
-                    m.insert("id".into(), id.clone());
-                }
-                if let Some(t) = e.task {
-                    m.insert("task".into(), json!(t));
-                }
-                m.insert("need_task_ids".into(), json!(e.need_task_ids));
-                m.insert("tuple".into(), Value::Array(e.tuple.clone()));
-                Value::Object(m)
-            }
-            FromComponent::Ack(id) => json!({"command": "ack", "id": id}),
-            FromComponent::Fail(id) => json!({"command": "fail", "id": id}),
-            FromComponent::Sync => json!({"command": "sync"}),
-            FromComponent::Log { msg, level } => {
-                json!({"command": "log", "msg": msg, "level": level})
-            }
-            FromComponent::Error(msg) => json!({"command": "error", "msg": msg}),
-            FromComponent::Metrics { name, params } => {
-                json!({"command": "metrics", "name": name, "params": params})
-            }
-        }
-    }
-
-    /// Reads a message a component sent.
-    pub fn from_value(v: Value) -> Result<FromComponent, Error> {
-        let Value::Object(mut m) = v else {
-            return Err(bad("a message that is not an object", &v));
+    pub(crate) fn from_wire(w: WorkerWire) -> Result<FromComponent, Error> {
+        let m = match w {
+            WorkerWire::Message(m) => *m,
+            WorkerWire::Ids(ids) => return Err(bad("a list from a component", &ids)),
         };
-        let Some(cmd) = m.get("command").and_then(Value::as_str).map(str::to_string) else {
-            if let Some(pid) = m.get("pid").and_then(Value::as_u64) {
-                let pid = u32::try_from(pid).map_err(|_| bad("a pid out of range", &json!(pid)))?;
+        let Some(cmd) = m.command else {
+            if let Some(pid) = m.pid {
+                let pid = u32::try_from(pid).map_err(|_| bad("a pid out of range", &pid))?;
                 return Ok(FromComponent::Pid(pid));
             }
-            return Err(bad("a message without a command", &Value::Object(m)));
-        };
-        let text = |m: &Map<String, Value>, k: &str| match m.get(k) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => String::new(),
-            Some(v) => v.to_string(),
+            return Err(Error::Protocol("a message without a command".into()));
         };
         match cmd.as_str() {
             "emit" => {
-                let tuple = match m.remove("tuple") {
-                    Some(Value::Array(a)) => a,
-                    other => {
-                        return Err(bad(
-                            "an emit whose tuple is not a list",
-                            &other.unwrap_or_default(),
-                        ))
-                    }
-                };
-                let anchors = match m.get("anchors") {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Array(a)) => a
-                        .iter()
-                        .map(|x| id_text(Some(x)))
-                        .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| bad("anchors that are not ids", &Value::Array(a.clone())))?,
-                    Some(other) => return Err(bad("anchors that are not a list", other)),
-                };
-                let task = match m.get("task") {
-                    None | Some(Value::Null) => None,
-                    t => Some(task_of(t).ok_or_else(|| {
-                        bad("a task that is not an integer", t.unwrap_or(&Value::Null))
-                    })?),
-                };
+                let tuple = m
+                    .tuple
+                    .ok_or_else(|| Error::Protocol("an emit without a tuple".into()))?;
+                let anchors = m
+                    .anchors
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| id_text(a).ok_or_else(|| bad("an anchor that is not an id", a)))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Ok(FromComponent::Emit(Emit {
-                    stream: m.get("stream").and_then(Value::as_str).map(str::to_string),
+                    stream: m.stream,
                     tuple,
                     anchors,
-                    id: m.remove("id").filter(|v| !v.is_null()),
-                    task,
-                    need_task_ids: m
-                        .get("need_task_ids")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(true),
+                    id: m.id.filter(|v| !v.is_null()),
+                    task: m.task.map(task_id).transpose()?,
+                    need_task_ids: m.need_task_ids.unwrap_or(true),
                 }))
             }
             "ack" | "fail" => {
-                let id = id_text(m.get("id")).ok_or_else(|| {
-                    bad(
-                        "an ack or fail without a tuple id",
-                        &Value::Object(m.clone()),
-                    )
-                })?;
+                let id =
+                    m.id.as_ref().and_then(id_text).ok_or_else(|| {
+                        Error::Protocol("an ack or fail without a tuple id".into())
+                    })?;
                 Ok(if cmd == "ack" {
                     FromComponent::Ack(id)
                 } else {
@@ -327,7 +366,7 @@ impl FromComponent {
             }
             "sync" => Ok(FromComponent::Sync),
             "log" => {
-                let level = match m.get("level") {
+                let level = match &m.level {
                     Some(Value::Number(n)) => n.as_u64().unwrap_or(2).min(4) as u8,
                     Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
                         "trace" => 0,
@@ -339,16 +378,130 @@ impl FromComponent {
                     _ => 2,
                 };
                 Ok(FromComponent::Log {
-                    msg: text(&m, "msg"),
+                    msg: text_of(m.msg),
                     level,
                 })
             }
-            "error" => Ok(FromComponent::Error(text(&m, "msg"))),
+            "error" => Ok(FromComponent::Error(text_of(m.msg))),
             "metrics" => Ok(FromComponent::Metrics {
-                name: text(&m, "name"),
-                params: m.remove("params").unwrap_or(Value::Null),
+                name: m.name.unwrap_or_default(),
+                params: m.params.unwrap_or(Value::Null),
             }),
-            _ => Err(bad("an unknown command", &Value::Object(m))),
+            other => Err(bad("an unknown command", &other)),
         }
+    }
+
+    /// Reads a message a component sent, as a JSON value.
+    pub fn from_value(v: Value) -> Result<FromComponent, Error> {
+        let w = serde_json::from_value::<WorkerWire>(v)
+            .map_err(|e| Error::Protocol(format!("a malformed message: {e}")))?;
+        FromComponent::from_wire(w)
+    }
+
+    /// Writes the message in a serializer's framing.
+    pub fn encode(&self, serializer: Serializer, out: &mut Vec<u8>) {
+        #[derive(Serialize)]
+        struct EmitOut<'a> {
+            command: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            stream: Option<&'a str>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            anchors: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            id: Option<&'a Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            task: Option<TaskId>,
+            need_task_ids: bool,
+            tuple: &'a [Value],
+        }
+        #[derive(Serialize)]
+        struct WithId<'a> {
+            command: &'a str,
+            id: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Command<'a> {
+            command: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Pid {
+            pid: u32,
+        }
+        #[derive(Serialize)]
+        struct Log<'a> {
+            command: &'a str,
+            msg: &'a str,
+            level: u8,
+        }
+        #[derive(Serialize)]
+        struct Msg<'a> {
+            command: &'a str,
+            msg: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Metrics<'a> {
+            command: &'a str,
+            name: &'a str,
+            params: &'a Value,
+        }
+        match self {
+            FromComponent::Pid(pid) => write(&Pid { pid: *pid }, serializer, out),
+            FromComponent::Emit(e) => write(
+                &EmitOut {
+                    command: "emit",
+                    stream: e.stream.as_deref(),
+                    anchors: &e.anchors,
+                    id: e.id.as_ref(),
+                    task: e.task,
+                    need_task_ids: e.need_task_ids,
+                    tuple: &e.tuple,
+                },
+                serializer,
+                out,
+            ),
+            FromComponent::Ack(id) => write(&WithId { command: "ack", id }, serializer, out),
+            FromComponent::Fail(id) => write(
+                &WithId {
+                    command: "fail",
+                    id,
+                },
+                serializer,
+                out,
+            ),
+            FromComponent::Sync => write(&Command { command: "sync" }, serializer, out),
+            FromComponent::Log { msg, level } => write(
+                &Log {
+                    command: "log",
+                    msg,
+                    level: *level,
+                },
+                serializer,
+                out,
+            ),
+            FromComponent::Error(msg) => write(
+                &Msg {
+                    command: "error",
+                    msg,
+                },
+                serializer,
+                out,
+            ),
+            FromComponent::Metrics { name, params } => write(
+                &Metrics {
+                    command: "metrics",
+                    name,
+                    params,
+                },
+                serializer,
+                out,
+            ),
+        }
+    }
+
+    /// As the protocol's JSON value.
+    pub fn to_value(&self) -> Value {
+        let mut bytes = Vec::new();
+        self.encode(Serializer::Json, &mut bytes);
+        serde_json::from_slice(&bytes[..bytes.len() - 5]).unwrap_or(Value::Null)
     }
 }

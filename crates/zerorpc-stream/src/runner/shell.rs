@@ -27,9 +27,9 @@ use super::io::{BoltIo, SpoutControl, SpoutIo};
 use super::logs::ComponentLog;
 use crate::component::TaskContext;
 use crate::error::Error;
-use crate::multilang::{
-    encode, Decoder, Frame, FromComponent, Handshake, InputTuple, Serializer, ToComponent,
-};
+use crate::multilang::codec::Decoded;
+use crate::multilang::protocol::WorkerWire;
+use crate::multilang::{Decoder, FromComponent, Handshake, InputTuple, Serializer, ToComponent};
 use crate::topology::Topology;
 use crate::tuple::{Tuple, Value, DEFAULT_STREAM};
 
@@ -161,6 +161,7 @@ struct Proc {
     serializer: Serializer,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     pid_dir: PathBuf,
+    out: Vec<u8>,
 }
 
 impl Proc {
@@ -235,6 +236,7 @@ impl Proc {
             serializer: spec.serializer,
             stderr_tail,
             pid_dir: pid_dir.clone(),
+            out: Vec::new(),
         };
         let mut context = serde_json::Map::new();
         context.insert("taskid".into(), ctx.task.into());
@@ -254,6 +256,7 @@ impl Proc {
             pid_dir: pid_dir.display().to_string(),
             context,
         }));
+        proc.flush();
         // Interpreters can take a while to import: the handshake gets at
         // least a minute.
         let handshake_timeout = spec.timeout.max(Duration::from_secs(60));
@@ -302,9 +305,17 @@ impl Proc {
         Ok(proc)
     }
 
+    /// Queues a message; [`Proc::flush`] hands what is queued to the
+    /// writer (one write for a burst).
     fn send(&mut self, msg: &ToComponent) {
-        let mut bytes = Vec::with_capacity(128);
-        encode(&msg.to_value(), self.serializer, &mut bytes);
+        msg.encode(self.serializer, &mut self.out);
+    }
+
+    fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let bytes = std::mem::take(&mut self.out);
         if let Some(tx) = &self.stdin {
             // Fails only when the writer stopped: the exit shows on stdout.
             let _ = tx.send(bytes);
@@ -313,9 +324,9 @@ impl Proc {
 
     /// A decoded event without reading (for draining what arrived).
     fn ready_event(&mut self) -> Result<Option<Event>, Error> {
-        Ok(match self.decoder.next_frame()? {
-            Some(Frame::Message(v)) => Some(Event::Message(FromComponent::from_value(v)?)),
-            Some(Frame::Stray(l)) => Some(Event::Stray(l)),
+        Ok(match self.decoder.next_decoded::<WorkerWire>()? {
+            Some(Decoded::Message(w)) => Some(Event::Message(FromComponent::from_wire(w)?)),
+            Some(Decoded::Stray(l)) => Some(Event::Stray(l)),
             None => None,
         })
     }
@@ -430,6 +441,7 @@ pub(crate) async fn run_shell_bolt(
     while input_open || !pending.is_empty() {
         let can_take = input_open && pending.len() < MAX_IN_FLIGHT;
         let mut died: Option<String> = None;
+        proc.flush();
         tokio::select! {
             t = io.recv(), if can_take => match t {
                 Some(t) if t.is_tick() => {
@@ -693,6 +705,7 @@ async fn spout_command(
     cmd: ToComponent,
 ) -> Result<(), String> {
     proc.send(&cmd);
+    proc.flush();
     let mut live = Liveness::new(spec.timeout, Instant::now());
     let mut ticks = tokio::time::interval(heartbeat_period(spec.timeout));
     let mut busy_reported = false;
@@ -715,6 +728,7 @@ async fn spout_command(
                                 });
                             if e.need_task_ids {
                                 proc.send(&ToComponent::TaskIds(ids));
+                                proc.flush();
                             }
                         }
                         FromComponent::Log { msg, level } => io.sink().log(level, &msg),
