@@ -168,13 +168,18 @@ impl<R: Read, W: Write> Conn<R, W> {
         }
     }
 
+    /// Sends an emit; Storm answers task ids only for an emit that is not
+    /// direct (a direct one went to its task).
     fn emit(&mut self, emit: Emit) -> Result<&[TaskId], Error> {
-        let need = emit.need_task_ids;
+        let (need, direct) = (emit.need_task_ids, emit.task);
         self.send(&FromComponent::Emit(emit))?;
-        if need {
-            self.task_ids()?;
-        } else {
-            self.targets.clear();
+        match direct {
+            Some(task) => {
+                self.targets.clear();
+                self.targets.push(task);
+            }
+            None if need => self.task_ids()?,
+            None => self.targets.clear(),
         }
         Ok(&self.targets)
     }

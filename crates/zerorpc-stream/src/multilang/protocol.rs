@@ -64,7 +64,8 @@ pub struct Emit {
     /// Direct emit: the target task.
     pub task: Option<TaskId>,
     /// Whether the component waits for the receiving task ids (Storm's
-    /// default is true when the key is absent).
+    /// default is true when the key is absent; never answered for a direct
+    /// emit).
     pub need_task_ids: bool,
 }
 
@@ -258,14 +259,6 @@ impl ToComponent {
             #[serde(skip_serializing_if = "Option::is_none")]
             id: Option<&'a Value>,
         }
-        #[derive(Serialize)]
-        struct TupleOut<'a> {
-            id: &'a str,
-            comp: &'a str,
-            stream: &'a str,
-            task: TaskId,
-            tuple: &'a [Value],
-        }
         let cmd = |command, id| Command { command, id };
         match self {
             ToComponent::Handshake(h) => write(
@@ -303,6 +296,16 @@ impl ToComponent {
         self.encode(Serializer::Json, &mut bytes);
         serde_json::from_slice(&bytes[..bytes.len() - 5]).unwrap_or(Value::Null)
     }
+}
+
+/// A tuple to a bolt, borrowed (what the runner writes per tuple).
+#[derive(Serialize)]
+pub(crate) struct TupleOut<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) comp: &'a str,
+    pub(crate) stream: &'a str,
+    pub(crate) task: TaskId,
+    pub(crate) tuple: &'a [Value],
 }
 
 /// Writes any serializable message in a serializer's framing (msgpack

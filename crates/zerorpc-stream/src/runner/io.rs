@@ -100,6 +100,11 @@ impl BoltIo {
         }
     }
 
+    /// A tuple of the batch at hand, without waiting (no ticks).
+    pub(crate) fn try_recv(&mut self) -> Option<Tuple> {
+        self.batch.next()
+    }
+
     /// Where emits, acks and fails go.
     pub(crate) fn sink(&mut self) -> &mut dyn BoltSink {
         &mut self.emitter

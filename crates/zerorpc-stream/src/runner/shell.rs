@@ -28,7 +28,7 @@ use super::logs::ComponentLog;
 use crate::component::TaskContext;
 use crate::error::Error;
 use crate::multilang::codec::Decoded;
-use crate::multilang::protocol::WorkerWire;
+use crate::multilang::protocol::{write, TupleOut, WorkerWire};
 use crate::multilang::{Decoder, FromComponent, Handshake, InputTuple, Serializer, ToComponent};
 use crate::topology::Topology;
 use crate::tuple::{Tuple, Value, DEFAULT_STREAM};
@@ -454,16 +454,24 @@ pub(crate) async fn run_shell_bolt(
                     }));
                 }
                 Some(t) => {
-                    let id = next_id.to_string();
-                    next_id += 1;
-                    proc.send(&ToComponent::Tuple(InputTuple {
-                        id: id.clone(),
-                        comp: t.component().to_string(),
-                        stream: t.stream().to_string(),
-                        task: t.source_task(),
-                        tuple: t.values.clone(),
-                    }));
-                    pending.insert(id, (t, Instant::now()));
+                    // This tuple and the rest of its batch, up to the cap.
+                    let mut next = Some(t);
+                    while let Some(t) = next.take() {
+                        let id = next_id.to_string();
+                        next_id += 1;
+                        let out = TupleOut {
+                            id: &id,
+                            comp: t.component(),
+                            stream: t.stream(),
+                            task: t.source_task(),
+                            tuple: &t.values,
+                        };
+                        write(&out, proc.serializer, &mut proc.out);
+                        pending.insert(id, (t, Instant::now()));
+                        if pending.len() < MAX_IN_FLIGHT {
+                            next = io.try_recv();
+                        }
+                    }
                 }
                 None => input_open = false,
             },
@@ -578,7 +586,7 @@ fn bolt_message(
                 io.sink().report_error(&err.to_string());
                 Vec::new()
             });
-            if e.need_task_ids {
+            if e.need_task_ids && e.task.is_none() {
                 proc.send(&ToComponent::TaskIds(ids));
             }
         }
@@ -726,7 +734,7 @@ async fn spout_command(
                                     io.sink().report_error(&err.to_string());
                                     Vec::new()
                                 });
-                            if e.need_task_ids {
+                            if e.need_task_ids && e.task.is_none() {
                                 proc.send(&ToComponent::TaskIds(ids));
                                 proc.flush();
                             }
