@@ -103,15 +103,19 @@ pub enum Grouping {
     None,
 }
 
+/// Makes a registered spout class's instance from its Flux arguments.
+pub(crate) type SpoutClass =
+    Arc<dyn Fn(&[Value]) -> Result<Box<dyn Spout>, BoxError> + Send + Sync>;
+/// Makes a registered bolt class's instance from its Flux arguments.
+pub(crate) type BoltClass = Arc<dyn Fn(&[Value]) -> Result<Box<dyn Bolt>, BoxError> + Send + Sync>;
+
 /// Rust components by class name, for Flux files (`className`) and the
 /// CLI. A user's binary registers its own and runs them with
 /// [`crate::runner`].
 #[derive(Clone, Default)]
 pub struct Registry {
-    pub(crate) spouts:
-        BTreeMap<String, Arc<dyn Fn(&[Value]) -> Result<Box<dyn Spout>, BoxError> + Send + Sync>>,
-    pub(crate) bolts:
-        BTreeMap<String, Arc<dyn Fn(&[Value]) -> Result<Box<dyn Bolt>, BoxError> + Send + Sync>>,
+    pub(crate) spouts: BTreeMap<String, SpoutClass>,
+    pub(crate) bolts: BTreeMap<String, BoltClass>,
 }
 
 impl Registry {

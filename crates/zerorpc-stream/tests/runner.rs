@@ -310,7 +310,7 @@ impl Bolt for Forgetful {
     fn process(&mut self, t: &Tuple, out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
         let s = t.values[0].as_str().unwrap_or_default().to_string();
         let i: u64 = s.len() as u64;
-        if i % 5 == 0 && self.seen.insert(s) {
+        if i.is_multiple_of(5) && self.seen.insert(s) {
             return Ok(());
         }
         out.ack(t);

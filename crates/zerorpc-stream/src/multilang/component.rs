@@ -324,6 +324,9 @@ impl<R: Read, W: Write> BoltSink for BoltConn<'_, R, W> {
     }
 }
 
+/// (source component, stream)
+type StreamKey = (String, String);
+
 /// Input fields per (source component, stream), from the context.
 fn fields_of(ctx: &Handshake, comp: &str, stream: &str) -> Option<Vec<String>> {
     let f = ctx
@@ -348,7 +351,7 @@ pub fn serve_bolt<B: Bolt>(mut bolt: B, input: impl Read, output: impl Write) ->
         source,
     })?;
     let auto_ack = bolt.auto_ack();
-    let mut fields_cache: Vec<((String, String), Arc<[String]>)> = Vec::new();
+    let mut fields_cache: Vec<(StreamKey, Arc<[String]>)> = Vec::new();
     while let Some(msg) = conn.next()? {
         let t: InputTuple = match msg {
             ToComponent::Tuple(t) => t,

@@ -55,7 +55,7 @@ pub(crate) async fn run_bolt(
     let mut n: u32 = 0;
     while let Some(tuple) = io.recv().await {
         n = n.wrapping_add(1);
-        let start = (n % SAMPLE_EVERY == 0).then(Instant::now);
+        let start = n.is_multiple_of(SAMPLE_EVERY).then(Instant::now);
         let tick = tuple.is_tick();
         let result = {
             let mut out = BoltCollector::new(io.sink());

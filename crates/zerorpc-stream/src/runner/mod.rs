@@ -515,10 +515,8 @@ async fn watch_run(
     let mut draining_since: Option<Instant> = None;
     let mut first_error: Option<Error> = None;
     let mut ctrl_c = std::pin::pin!(async {
-        if options.ctrl_c {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                return;
-            }
+        if options.ctrl_c && tokio::signal::ctrl_c().await.is_ok() {
+            return;
         }
         std::future::pending::<()>().await
     });
