@@ -147,7 +147,7 @@ async fn a_killed_runner_loses_nothing_from_jetstream() {
     let batch: Arc<[Outgoing]> = (0..n)
         .map(|i| {
             let m = Message::new(
-                &format!("{prefix}.work"),
+                format!("{prefix}.work"),
                 json!({ "n": i }),
                 i + 1,
                 "tester",
