@@ -338,6 +338,61 @@ pub trait Bolt: Send + 'static {
     fn cleanup(&mut self) {}
 }
 
+/// A boxed spout is a spout (to serve a registered one, e.g. with
+/// [`crate::multilang::run_spout`]).
+impl Spout for Box<dyn Spout> {
+    fn outputs(&self) -> Outputs {
+        (**self).outputs()
+    }
+    fn open(&mut self, ctx: &TaskContext, waker: SpoutWaker) -> Result<(), BoxError> {
+        (**self).open(ctx, waker)
+    }
+    fn next_tuple(&mut self, out: &mut SpoutCollector<'_>) -> Result<(), BoxError> {
+        (**self).next_tuple(out)
+    }
+    fn ack(&mut self, msg_id: MsgId, out: &mut SpoutCollector<'_>) -> Result<(), BoxError> {
+        (**self).ack(msg_id, out)
+    }
+    fn fail(&mut self, msg_id: MsgId, out: &mut SpoutCollector<'_>) -> Result<(), BoxError> {
+        (**self).fail(msg_id, out)
+    }
+    fn activate(&mut self) {
+        (**self).activate()
+    }
+    fn deactivate(&mut self) {
+        (**self).deactivate()
+    }
+    fn close(&mut self) {
+        (**self).close()
+    }
+}
+
+/// A boxed bolt is a bolt (to serve a registered one, e.g. with
+/// [`crate::multilang::run_bolt`]).
+impl Bolt for Box<dyn Bolt> {
+    fn outputs(&self) -> Outputs {
+        (**self).outputs()
+    }
+    fn prepare(&mut self, ctx: &TaskContext) -> Result<(), BoxError> {
+        (**self).prepare(ctx)
+    }
+    fn process(&mut self, tuple: &Tuple, out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
+        (**self).process(tuple, out)
+    }
+    fn tick(&mut self, out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
+        (**self).tick(out)
+    }
+    fn tick_secs(&self) -> Option<f64> {
+        (**self).tick_secs()
+    }
+    fn auto_ack(&self) -> bool {
+        (**self).auto_ack()
+    }
+    fn cleanup(&mut self) {
+        (**self).cleanup()
+    }
+}
+
 /// A bolt that processes tuples in groups (streamparse's `BatchingBolt`):
 /// tuples are grouped by [`BatchingBolt::group_key`] and handed over every
 /// [`BatchingBolt::batch_secs`]; a batch's tuples are all acked when

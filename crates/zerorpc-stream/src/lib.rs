@@ -21,6 +21,7 @@
 //! state machines take an explicit `now` and bytes in, and give bytes and
 //! actions out; the tokio layer in [`runner`] is thin.
 
+pub mod app;
 mod component;
 mod error;
 pub mod flux;
