@@ -146,12 +146,7 @@ async fn a_killed_runner_loses_nothing_from_jetstream() {
     let nats = Nats::connect(NatsOptions::new(nats_url())).await.unwrap();
     let batch: Arc<[Outgoing]> = (0..n)
         .map(|i| {
-            let m = Message::new(
-                format!("{prefix}.work"),
-                json!({ "n": i }),
-                i + 1,
-                "tester",
-            );
+            let m = Message::new(format!("{prefix}.work"), json!({ "n": i }), i + 1, "tester");
             Outgoing {
                 json: m.to_canonical_json(),
                 message: m,

@@ -430,3 +430,63 @@ async fn sparse_quickstart_components_run_unchanged() {
         "the quickstart's spout emits untracked"
     );
 }
+
+fn load_flux(name: &str) -> Topology {
+    // The Flux files name the interpreter through ${ENV-...}.
+    std::env::set_var(
+        "ZTEST_STREAMPARSE_PYTHON",
+        zerorpc_testkit::streamparse_python(),
+    );
+    zerorpc_stream::flux::load(&python_dir().join(name)).unwrap()
+}
+
+/// streamparse's word count from a Flux file, every component a Python
+/// subprocess: every tree acked, the Python count bolts' counts exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_file_of_streamparse_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut topology = load_flux("wordcount.yaml");
+    topology.config.insert(
+        "test.counts_dir".into(),
+        dir.path().display().to_string().into(),
+    );
+    let stats = run(topology, &Registry::new(), options(dir.path()))
+        .await
+        .unwrap();
+    let n = 300;
+    assert_all_acked(&stats, n);
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let m: BTreeMap<String, u64> =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for (w, c) in m {
+                assert!(counts.insert(w, c).is_none(), "a word on two tasks");
+            }
+        }
+    }
+    assert_eq!(counts, expected_counts(n));
+}
+
+/// A Flux file mixing Rust classes (from the registry) and a Python bolt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flux_file_mixing_rust_and_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let c = counts.clone();
+    let registry = Registry::new()
+        .spout("test.Sentences", |args| {
+            Ok(RustSentences {
+                next: 0,
+                total: args.first().and_then(|v| v.as_u64()).ok_or("a count")?,
+                replay: Vec::new(),
+            })
+        })
+        .bolt("test.Count", move |_| Ok(RustCount { counts: c.clone() }));
+    let stats = run(load_flux("mixed.yaml"), &registry, options(dir.path()))
+        .await
+        .unwrap();
+    assert_all_acked(&stats, 400);
+    assert_eq!(sorted(&counts), expected_counts(400));
+}

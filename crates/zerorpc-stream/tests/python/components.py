@@ -4,6 +4,7 @@ subprocesses (`python -m streamparse.run components.NAME`).
 Behaviour switches come from the topology configuration (Storm's conf, as
 every multi-lang component receives it in the handshake)."""
 
+import json
 import os
 import sys
 import time
@@ -76,11 +77,19 @@ class CountBolt(Bolt):
 
     def initialize(self, conf, ctx):
         self.counts = Counter()
+        # With test.counts_dir, the counts so far are kept in a file per
+        # task (the test reads them after the run).
+        d = conf.get("test.counts_dir")
+        self.path = d and os.path.join(d, "counts-%s.json" % ctx.get("taskid"))
 
     def process(self, tup):
         w = tup.values[0]
         self.counts[w] += 1
         self.emit([w, self.counts[w]])
+        if self.path:
+            with open(self.path + ".tmp", "w") as f:
+                json.dump(self.counts, f)
+            os.replace(self.path + ".tmp", self.path)
 
 
 class TroubleBolt(Bolt):
