@@ -300,6 +300,20 @@ fn python_drives_pystorm_bolt(secs: f64) -> f64 {
 
 pub(crate) async fn stream_bench(quick: bool) {
     let secs = if quick { 3.0 } else { 10.0 };
+    // `--only drivers`: just the last table (to look at one case).
+    if std::env::args().any(|a| a == "drivers") {
+        let ours_drive = runner_drives_pystorm_bolt(secs).await;
+        let py_drive = python_drives_pystorm_bolt(secs);
+        println!("runner {ours_drive:.0}/s, driver.py {py_drive:.0}/s");
+        return;
+    }
+    // `ml`: just our multi-lang bolts (JSON), for profiling.
+    if std::env::args().any(|a| a == "ml") {
+        std::env::set_var("ZERORPC_STREAM_NEED_TASK_IDS", "0");
+        let ml = shell_word_count(secs, None, ours("multilang_split"), ours("multilang_count"), false).await;
+        row("Rust spout, our multi-lang split and count (JSON)", &ml, None);
+        return;
+    }
     // pystorm components send need_task_ids false; ours do the same here
     // (the row with task ids shows their cost).
     std::env::set_var("ZERORPC_STREAM_NEED_TASK_IDS", "0");

@@ -177,6 +177,9 @@ impl Decoder {
                 Some(Pending::Text(t)) => return parse_json(t).map(Some),
                 None => {}
             }
+            if let Some(d) = self.fast_json::<T>()? {
+                return Ok(Some(d));
+            }
             let step = match self.serializer {
                 Serializer::Json => self.step_json()?.then_some(None),
                 Serializer::Msgpack => self.step_msgpack::<T>()?,
@@ -193,6 +196,42 @@ impl Decoder {
                     }
                     return Ok(None);
                 }
+            }
+        }
+    }
+
+    /// JSON's common case, without copies: a one-line message followed by
+    /// its `end` line, parsed in place. `None` leaves everything else
+    /// (partial input, strays, multi-line messages) to the line path.
+    fn fast_json<T: DeserializeOwned>(&mut self) -> Result<Option<Decoded<T>>, Error> {
+        if self.serializer != Serializer::Json || !self.lines.is_empty() || !self.ready.is_empty() {
+            return Ok(None);
+        }
+        let rest = &self.buf[self.pos..];
+        if !matches!(rest.first(), Some(b'{') | Some(b'[')) {
+            return Ok(None);
+        }
+        let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
+            return Ok(None);
+        };
+        let after = &rest[nl + 1..];
+        let end_len = if after.starts_with(b"end\n") {
+            4
+        } else if after.starts_with(b"end\r\n") {
+            5
+        } else {
+            return Ok(None);
+        };
+        match serde_json::from_slice::<T>(&rest[..nl]) {
+            Ok(m) => {
+                self.pos += nl + 1 + end_len;
+                Ok(Some(Decoded::Message(m)))
+            }
+            // Not JSON after all: the line path reports it as stray.
+            Err(e) if e.is_syntax() || e.is_eof() => Ok(None),
+            Err(e) => {
+                self.pos += nl + 1 + end_len;
+                Err(Error::Protocol(format!("a malformed message: {e}")))
             }
         }
     }

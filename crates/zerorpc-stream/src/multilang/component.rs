@@ -324,8 +324,12 @@ impl<R: Read, W: Write> BoltSink for BoltConn<'_, R, W> {
     }
 }
 
-/// (source component, stream)
-type StreamKey = (String, String);
+/// A source stream's names, shared by its tuples.
+struct Source {
+    component: Arc<str>,
+    stream: Arc<str>,
+    fields: Arc<[String]>,
+}
 
 /// Input fields per (source component, stream), from the context.
 fn fields_of(ctx: &Handshake, comp: &str, stream: &str) -> Option<Vec<String>> {
@@ -351,7 +355,8 @@ pub fn serve_bolt<B: Bolt>(mut bolt: B, input: impl Read, output: impl Write) ->
         source,
     })?;
     let auto_ack = bolt.auto_ack();
-    let mut fields_cache: Vec<(StreamKey, Arc<[String]>)> = Vec::new();
+    // Per (source, stream): the shared names a tuple carries.
+    let mut streams: Vec<Source> = Vec::new();
     while let Some(msg) = conn.next()? {
         let t: InputTuple = match msg {
             ToComponent::Tuple(t) => t,
@@ -366,26 +371,32 @@ pub fn serve_bolt<B: Bolt>(mut bolt: B, input: impl Read, output: impl Write) ->
             conn.send(&FromComponent::Sync)?;
             continue;
         }
-        let key = (t.comp.clone(), t.stream.clone());
-        let fields = match fields_cache.iter().find(|(k, _)| *k == key) {
-            Some((_, f)) => f.clone(),
+        let i = match streams
+            .iter()
+            .position(|s| *s.component == t.comp && *s.stream == t.stream)
+        {
+            Some(i) => i,
             None => {
-                let f: Arc<[String]> = fields_of(&handshake, &t.comp, &t.stream)
-                    .unwrap_or_default()
-                    .into();
-                fields_cache.push((key, f.clone()));
-                f
+                streams.push(Source {
+                    fields: fields_of(&handshake, &t.comp, &t.stream)
+                        .unwrap_or_default()
+                        .into(),
+                    component: t.comp.as_str().into(),
+                    stream: t.stream.as_str().into(),
+                });
+                streams.len() - 1
             }
         };
+        let source = &streams[i];
         let tuple = Tuple {
             ack_val: Default::default(),
             done: Default::default(),
             ml_id: Some(t.id.as_str().into()),
             anchors: Default::default(),
-            component: t.comp.as_str().into(),
-            stream: t.stream.as_str().into(),
+            component: source.component.clone(),
+            stream: source.stream.clone(),
             task: t.task,
-            fields,
+            fields: source.fields.clone(),
             values: t.tuple,
         };
         let mut sink = BoltConn {
