@@ -30,6 +30,10 @@ impl Bolt for Count {
         let n = self.counts.entry(word.to_string()).or_insert(0);
         *n += 1;
         let n = *n;
+        if n == 1 {
+            // Goes to stderr (the worker's log), not into the protocol.
+            println!("first sight of {word:?}");
+        }
         out.emit(&[tuple], vec![Value::from(word), Value::from(n)])?;
         Ok(())
     }

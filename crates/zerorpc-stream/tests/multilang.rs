@@ -95,12 +95,14 @@ async fn word_count_through_our_programs(serializer: Option<&str>) {
     if let Some(s) = serializer {
         b = b.config("topology.multilang.serializer", s);
     }
+    let logs = tempfile::tempdir().unwrap();
     let stats = run(
         b.build(),
         &Registry::new(),
         RunOptions {
             stop_when_idle: Some(Duration::from_secs(1)),
             duration: Some(Duration::from_secs(120)),
+            log_dir: Some(logs.path().to_path_buf()),
             ..RunOptions::default()
         },
     )
@@ -116,6 +118,10 @@ async fn word_count_through_our_programs(serializer: Option<&str>) {
     assert_eq!(got, expected(n));
     assert_eq!(stats.components["split"].errors, 0);
     assert_eq!(stats.components["count"].errors, 0);
+    // multilang_count's println! went to stderr, so to the log, and did
+    // not break the protocol.
+    let log = std::fs::read_to_string(logs.path().join("count.log")).unwrap();
+    assert!(log.contains("stderr: first sight of \"common\""), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

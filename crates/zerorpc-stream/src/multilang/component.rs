@@ -12,7 +12,9 @@
 //!   `source->stream->fields` when the worker sends it.
 //! - Output is flushed whenever the program would wait for input, so a
 //!   burst of tuples is answered in one write.
-//! - Stdout carries only the protocol: logs go through `log` messages.
+//! - Stdout carries only the protocol: logs go through `log` messages, and
+//!   `run` moves the protocol to a descriptor of its own and points
+//!   descriptor 1 at stderr, so a stray `println!` cannot corrupt it.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -31,12 +33,43 @@ pub type RunError = Error;
 
 /// Serves a bolt on stdin/stdout until the worker closes stdin.
 pub fn run_bolt<B: Bolt>(bolt: B) -> Result<(), RunError> {
-    serve_bolt(bolt, std::io::stdin().lock(), std::io::stdout().lock())
+    serve_bolt(bolt, std::io::stdin().lock(), protocol_stdout()?)
 }
 
 /// Serves a spout on stdin/stdout until the worker closes stdin.
 pub fn run_spout<S: Spout>(spout: S) -> Result<(), RunError> {
-    serve_spout(spout, std::io::stdin().lock(), std::io::stdout().lock())
+    serve_spout(spout, std::io::stdin().lock(), protocol_stdout()?)
+}
+
+/// The protocol's output: the process's stdout, moved to a descriptor of
+/// its own; descriptor 1 then points at stderr, so a `println!` in a
+/// component (or a library it calls) lands in the worker's logs instead
+/// of corrupting the protocol (the pain streamparse's users report).
+#[cfg(unix)]
+fn protocol_stdout() -> Result<std::fs::File, Error> {
+    use std::os::fd::FromRawFd;
+    std::io::stdout()
+        .flush()
+        .map_err(|e| Error::io("flushing stdout", e))?;
+    // SAFETY: dup and dup2 on the process's own standard descriptors; the
+    // new descriptor is owned by the File from here on.
+    unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 {
+            return Err(Error::io("dup(stdout)", std::io::Error::last_os_error()));
+        }
+        if libc::dup2(2, 1) < 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(Error::io("dup2(stderr, stdout)", e));
+        }
+        Ok(std::fs::File::from_raw_fd(fd))
+    }
+}
+
+#[cfg(not(unix))]
+fn protocol_stdout() -> Result<std::io::Stdout, Error> {
+    Ok(std::io::stdout())
 }
 
 /// Serves a bolt (the common case): `zerorpc_stream::multilang::run(MyBolt)`.
