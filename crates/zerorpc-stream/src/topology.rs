@@ -239,15 +239,8 @@ impl TopologyBuilder {
         command: &[&str],
         outputs: Outputs,
     ) -> TopologyBuilder {
-        self.topology.spouts.push(ComponentDef {
-            id: id.to_string(),
-            kind: ComponentKind::Shell {
-                command: command.iter().map(|s| s.to_string()).collect(),
-                outputs,
-            },
-            parallelism,
-            config: serde_json::Map::new(),
-        });
+        let c = shell(id, parallelism, command, outputs);
+        self.topology.spouts.push(c);
         self
     }
 
@@ -259,15 +252,8 @@ impl TopologyBuilder {
         command: &[&str],
         outputs: Outputs,
     ) -> TopologyBuilder {
-        self.topology.bolts.push(ComponentDef {
-            id: id.to_string(),
-            kind: ComponentKind::Shell {
-                command: command.iter().map(|s| s.to_string()).collect(),
-                outputs,
-            },
-            parallelism,
-            config: serde_json::Map::new(),
-        });
+        let c = shell(id, parallelism, command, outputs);
+        self.topology.bolts.push(c);
         self
     }
 
@@ -317,6 +303,18 @@ impl TopologyBuilder {
     /// The topology (checked when it is run).
     pub fn build(self) -> Topology {
         self.topology
+    }
+}
+
+fn shell(id: &str, parallelism: u32, command: &[&str], outputs: Outputs) -> ComponentDef {
+    ComponentDef {
+        id: id.to_string(),
+        kind: ComponentKind::Shell {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            outputs,
+        },
+        parallelism,
+        config: serde_json::Map::new(),
     }
 }
 

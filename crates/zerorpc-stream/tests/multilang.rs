@@ -3,30 +3,19 @@
 //! the runner, JSON and msgpack, with and without task ids; and
 //! `serve_bolt` fed protocol bytes directly.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{example, LastCount};
 use serde_json::{json, Value};
 use zerorpc_stream::multilang::{encode, serve_bolt, Decoder, Frame, Serializer};
 use zerorpc_stream::runner::{run, RunOptions};
 use zerorpc_stream::{
     Bolt, BoltCollector, BoxError, Outputs, Registry, Spout, SpoutCollector, TopologyBuilder, Tuple,
 };
-
-/// An example program, built by `cargo test` next to this test's binary.
-pub fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the examples",
-        path.display()
-    );
-    path
-}
 
 struct Sentences {
     next: u64,
@@ -46,24 +35,6 @@ impl Spout for Sentences {
             out.emit(vec![json!(sentence(self.next))], json!(self.next))?;
             self.next += 1;
         }
-        Ok(())
-    }
-}
-
-struct LastCount {
-    last: Arc<Mutex<HashMap<String, u64>>>,
-}
-
-impl Bolt for LastCount {
-    fn outputs(&self) -> Outputs {
-        Outputs::none()
-    }
-    fn process(&mut self, t: &Tuple, _out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
-        let w = t.values[0].as_str().ok_or("word")?.to_string();
-        let c = t.values[1].as_u64().ok_or("count")?;
-        let mut last = self.last.lock().unwrap();
-        let e = last.entry(w).or_insert(0);
-        *e = (*e).max(c);
         Ok(())
     }
 }

@@ -3,40 +3,16 @@
 //! msgpack, Python-only and mixed Rust + Python topologies, stray stdout,
 //! busy, stuck and dying subprocesses.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
+use common::{expected_counts, sorted, LastCount, RustCount, RustSentences};
 use zerorpc_stream::runner::{run, RunOptions};
-use zerorpc_stream::{
-    Bolt, BoltCollector, BoxError, Outputs, Registry, RunStats, Spout, SpoutCollector, Topology,
-    TopologyBuilder, Tuple,
-};
-
-const WORDS: &[&str] = &[
-    "the", "cow", "jumped", "over", "moon", "an", "apple", "a", "day", "keeps", "doctor", "away",
-];
-
-/// Sentence `i` (components.py has the same).
-fn sentence(i: u64) -> String {
-    let n = 3 + (i % 5) as usize;
-    (0..n)
-        .map(|k| WORDS[(i as usize * 7 + k * 3) % WORDS.len()])
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn expected_counts(n: u64) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for i in 0..n {
-        for w in sentence(i).split(' ') {
-            *m.entry(w.to_string()).or_insert(0) += 1;
-        }
-    }
-    m
-}
+use zerorpc_stream::{Outputs, Registry, RunStats, Topology, TopologyBuilder};
 
 fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python")
@@ -61,74 +37,6 @@ fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// Records the last count seen per word (from a count bolt's emits).
-struct LastCount {
-    last: Arc<Mutex<HashMap<String, u64>>>,
-}
-
-impl Bolt for LastCount {
-    fn outputs(&self) -> Outputs {
-        Outputs::none()
-    }
-    fn process(&mut self, t: &Tuple, _out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
-        let w = t.values[0].as_str().ok_or("word")?.to_string();
-        let c = t.values[1].as_u64().ok_or("count")?;
-        let mut last = self.last.lock().unwrap();
-        let e = last.entry(w).or_insert(0);
-        *e = (*e).max(c);
-        Ok(())
-    }
-}
-
-/// Counts words in Rust.
-struct RustCount {
-    counts: Arc<Mutex<HashMap<String, u64>>>,
-}
-
-impl Bolt for RustCount {
-    fn outputs(&self) -> Outputs {
-        Outputs::none()
-    }
-    fn process(&mut self, t: &Tuple, _out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
-        let w = t.values[0].as_str().ok_or("word")?.to_string();
-        *self.counts.lock().unwrap().entry(w).or_insert(0) += 1;
-        Ok(())
-    }
-}
-
-/// Sentences `0..total`, tracked, replaying failures.
-struct RustSentences {
-    next: u64,
-    total: u64,
-    replay: Vec<u64>,
-}
-
-impl Spout for RustSentences {
-    fn outputs(&self) -> Outputs {
-        Outputs::fields(["sentence"])
-    }
-    fn next_tuple(&mut self, out: &mut SpoutCollector<'_>) -> Result<(), BoxError> {
-        let i = match self.replay.pop() {
-            Some(i) => i,
-            None if self.next < self.total => {
-                self.next += 1;
-                self.next - 1
-            }
-            None => return Ok(()),
-        };
-        out.emit(vec![json!(sentence(i))], json!(i))?;
-        Ok(())
-    }
-    fn fail(
-        &mut self,
-        id: zerorpc_stream::MsgId,
-        _out: &mut SpoutCollector<'_>,
-    ) -> Result<(), BoxError> {
-        self.replay.push(id.as_u64().ok_or("id")?);
-        Ok(())
-    }
-}
-
 fn options(log_dir: &Path) -> RunOptions {
     RunOptions {
         stop_when_idle: Some(Duration::from_secs(2)),
@@ -136,10 +44,6 @@ fn options(log_dir: &Path) -> RunOptions {
         log_dir: Some(log_dir.to_path_buf()),
         ..RunOptions::default()
     }
-}
-
-fn sorted(m: &Arc<Mutex<HashMap<String, u64>>>) -> BTreeMap<String, u64> {
-    m.lock().unwrap().clone().into_iter().collect()
 }
 
 async fn python_word_count(msgpack: bool) {

@@ -2,41 +2,20 @@
 //! failed and timed-out trees, `max.spout.pending`, restarts after panics,
 //! batching bolts, statistics.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{expected_counts, sentence};
 use serde_json::json;
 use zerorpc_stream::runner::{run, RunOptions};
 use zerorpc_stream::{
     BatchingBolt, Bolt, BoltCollector, BoxError, Error, Grouping, MsgId, Outputs, Registry, Spout,
     SpoutCollector, TopologyBuilder, Tuple, Value,
 };
-
-const WORDS: &[&str] = &[
-    "the", "cow", "jumped", "over", "moon", "an", "apple", "a", "day", "keeps", "doctor", "away",
-];
-
-/// Sentence `i` of the test corpus.
-fn sentence(i: u64) -> String {
-    let n = 3 + (i % 5) as usize;
-    (0..n)
-        .map(|k| WORDS[(i as usize * 7 + k * 3) % WORDS.len()])
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The exact word counts of sentences `0..n`.
-fn expected_counts(n: u64) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for i in 0..n {
-        for w in sentence(i).split(' ') {
-            *m.entry(w.to_string()).or_insert(0) += 1;
-        }
-    }
-    m
-}
 
 /// What the spout saw.
 #[derive(Default)]

@@ -3,22 +3,13 @@
 //! from Storm's protocol document apart from the crate's code): JSON and
 //! msgpack, heartbeats, both `need_task_ids` values.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
+use common::example;
 use serde_json::{json, Value};
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the examples",
-        path.display()
-    );
-    path
-}
 
 /// Runs the emulation and returns its summary.
 fn storm(mode: &str, serializer: &str, need: &str, input: &Value, program: &Path) -> Value {

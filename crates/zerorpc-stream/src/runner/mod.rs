@@ -141,6 +141,20 @@ fn make_instances(
         },
     };
     let n = def.parallelism as usize;
+    // `parallelism` instances, made up front (their outputs are needed to
+    // wire the topology, and a failing constructor is a topology error).
+    let spouts = |make: MakeSpout| {
+        let all = (0..n)
+            .map(|_| make().map_err(component_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((all[0].outputs(), Instances::Spouts(all, make)))
+    };
+    let bolts = |make: MakeBolt| {
+        let all = (0..n)
+            .map(|_| make().map_err(component_error))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((all[0].outputs(), Instances::Bolts(all, make)))
+    };
     match (&def.kind, spout) {
         (ComponentKind::Shell { command, outputs }, _) => Ok((
             outputs.clone(),
@@ -148,11 +162,7 @@ fn make_instances(
         )),
         (ComponentKind::Spout(f), true) => {
             let f = f.clone();
-            let make: MakeSpout = Arc::new(move || f());
-            let all = (0..n)
-                .map(|_| make().map_err(component_error))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((all[0].outputs(), Instances::Spouts(all, make)))
+            spouts(Arc::new(move || f()))
         }
         (ComponentKind::Registered { class, args }, true) => {
             let f = registry
@@ -161,19 +171,11 @@ fn make_instances(
                 .ok_or_else(|| unknown(class))?
                 .clone();
             let args = args.clone();
-            let make: MakeSpout = Arc::new(move || f(&args));
-            let all = (0..n)
-                .map(|_| make().map_err(component_error))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((all[0].outputs(), Instances::Spouts(all, make)))
+            spouts(Arc::new(move || f(&args)))
         }
         (ComponentKind::Bolt(f), false) => {
             let f = f.clone();
-            let make: MakeBolt = Arc::new(move || f());
-            let all = (0..n)
-                .map(|_| make().map_err(component_error))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((all[0].outputs(), Instances::Bolts(all, make)))
+            bolts(Arc::new(move || f()))
         }
         (ComponentKind::Registered { class, args }, false) => {
             let f = registry
@@ -182,11 +184,7 @@ fn make_instances(
                 .ok_or_else(|| unknown(class))?
                 .clone();
             let args = args.clone();
-            let make: MakeBolt = Arc::new(move || f(&args));
-            let all = (0..n)
-                .map(|_| make().map_err(component_error))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((all[0].outputs(), Instances::Bolts(all, make)))
+            bolts(Arc::new(move || f(&args)))
         }
         (ComponentKind::Spout(_), false) => Err(Error::Topology(format!(
             "{}: a spout is declared among the bolts",
