@@ -28,6 +28,7 @@ mod naming;
 mod output;
 mod security;
 mod server;
+mod stream;
 mod trace;
 
 use std::process::ExitCode;
@@ -64,10 +65,12 @@ Examples:
   zerorpc trace top                             per-method rates, failures, p50/p99
   zerorpc bus serve                             the fedmsg-compatible event bus (also bus publish,
                                                 tail, replay, record, config: zerorpc help bus)
+  zerorpc stream quickstart wordcount           Storm topologies with no JVM (also stream run FILE.yaml,
+                                                tail, stats: zerorpc help stream)
 
 Arguments that are not literals are sent as strings. Exit codes: 0 ok, 1 remote error,
 2 usage, 3 timeout, 4 lost remote, 5 other failure, 6 authentication failed.
-`zerorpc help SUBCOMMAND` (or `zerorpc SUBCOMMAND --help`) describes bench, hub, gateway,
+`zerorpc help SUBCOMMAND` (or `zerorpc SUBCOMMAND --help`) describes bench, bus, stream, hub, gateway,
 trace-collector, trace, registry, keygen.";
 
 /// Call, list and serve ZeroRPC services.
@@ -317,6 +320,7 @@ fn init_tracing() -> Option<tracing_appender::non_blocking::WorkerGuard> {
 const SUBCOMMANDS: &[&str] = &[
     "bench",
     "bus",
+    "stream",
     "hub",
     "gateway",
     "trace-collector",
@@ -427,6 +431,12 @@ fn main() -> ExitCode {
                 std::iter::once("zerorpc bus".to_owned()).chain(args.into_iter().skip(2)),
             );
             rt.block_on(bus::run(a))
+        }
+        Some("stream") => {
+            let a = stream::StreamArgs::parse_from(
+                std::iter::once("zerorpc stream".to_owned()).chain(args.into_iter().skip(2)),
+            );
+            stream::run(a, &rt)
         }
         Some("trace-collector") => {
             let a = trace::CollectorArgs::parse_from(
