@@ -387,8 +387,8 @@ fn quickstart_project_builds_and_runs_its_rust_classes() {
     );
     assert_eq!(s.components["sentences"].emitted, 200);
     assert_eq!(s.components["split"].executed, 200);
-    // 200 sentences of 6, 8, 5, 5 and 6 words.
-    assert_eq!(s.components["split"].emitted, 40 * (6 + 8 + 5 + 5 + 6));
+    // 200 sentences, 40 of each: 6, 8, 6, 6 and 6 words.
+    assert_eq!(s.components["split"].emitted, 40 * (6 + 8 + 6 + 6 + 6));
     assert_eq!(out, render_table(&s), "the final table is the file's");
     assert!(logs.join("split.log").is_file() && logs.join("sentences.log").is_file());
     let o = zerorpc(&["stream", "stats", stats.to_str().unwrap()]);
@@ -445,7 +445,7 @@ fn quickstart_word_count_with_the_python_bolt() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let s: RunStats = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     assert_eq!((s.trees.started, s.trees.acked), (100, 100));
-    let words = 20 * (6 + 8 + 5 + 5 + 6);
+    let words = 20 * (6 + 8 + 6 + 6 + 6);
     assert_eq!(s.components["count"].executed, words);
     assert_eq!(s.components["count"].emitted, words);
 }
