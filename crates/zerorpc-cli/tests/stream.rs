@@ -412,7 +412,6 @@ fn quickstart_project_builds_and_runs_its_rust_classes() {
 /// The whole quickstart topology, with the Python count bolt (streamparse)
 /// as a multi-lang subprocess: every sentence counted once.
 #[test]
-#[ignore = "needs the runner's shell components (runner/shell.rs, on the runner branch): run with --ignored once merged"]
 fn quickstart_word_count_with_the_python_bolt() {
     let python = zerorpc_testkit::streamparse_python();
     let dir = tempfile::tempdir().unwrap();
