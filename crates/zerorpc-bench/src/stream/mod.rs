@@ -310,8 +310,19 @@ pub(crate) async fn stream_bench(quick: bool) {
     // `ml`: just our multi-lang bolts (JSON), for profiling.
     if std::env::args().any(|a| a == "ml") {
         std::env::set_var("ZERORPC_STREAM_NEED_TASK_IDS", "0");
-        let ml = shell_word_count(secs, None, ours("multilang_split"), ours("multilang_count"), false).await;
-        row("Rust spout, our multi-lang split and count (JSON)", &ml, None);
+        let ml = shell_word_count(
+            secs,
+            None,
+            ours("multilang_split"),
+            ours("multilang_count"),
+            false,
+        )
+        .await;
+        row(
+            "Rust spout, our multi-lang split and count (JSON)",
+            &ml,
+            None,
+        );
         return;
     }
     // pystorm components send need_task_ids false; ours do the same here
