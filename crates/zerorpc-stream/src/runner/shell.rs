@@ -18,11 +18,13 @@ use std::fmt::Write as _;
 use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 use super::io::{BoltIo, SpoutControl, SpoutIo};
@@ -157,9 +159,11 @@ struct Proc {
     child: Child,
     pid: u32,
     stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    stdout: ChildStdout,
+    /// What the reader thread read from stdout (see [`read_stdout`]).
+    stdout: mpsc::Receiver<Vec<u8>>,
+    /// Tuples the subprocess holds unanswered, for the reader's lingering.
+    backlog: Arc<AtomicUsize>,
     decoder: Decoder,
-    buf: Box<[u8]>,
     serializer: Serializer,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     pid_dir: PathBuf,
@@ -181,24 +185,39 @@ impl Proc {
         ));
         std::fs::create_dir_all(&pid_dir)
             .map_err(|e| fail(format!("pid directory {}: {e}", pid_dir.display())))?;
+        // stdout is a plain pipe read by a thread, not by the reactor
+        // (see `read_stdout`).
+        let (stdout_r, stdout_w) =
+            std::io::pipe().map_err(|e| fail(format!("cannot make a pipe: {e}")))?;
         let mut cmd = Command::new(&spec.command[0]);
         cmd.args(&spec.command[1..])
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::from(stdout_w))
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(dir) = &spec.dir {
             cmd.current_dir(dir);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| fail(format!("cannot start {:?}: {e}", spec.command)))?;
+        let spawned = cmd.spawn();
+        // Our copy of the pipe's write end goes, so that its exit reads as
+        // the end of stdout.
+        drop(cmd);
+        let mut child =
+            spawned.map_err(|e| fail(format!("cannot start {:?}: {e}", spec.command)))?;
         let pid = child.id().unwrap_or(0);
-        let (Some(mut stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
+        let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
             return Err(fail("no pipes to the subprocess".into()));
         };
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let (stdout_tx, stdout) = mpsc::channel(STDOUT_CHUNKS);
+        {
+            let backlog = backlog.clone();
+            let name = format!("{}-{}-stdout", ctx.component, ctx.task);
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || read_stdout(stdout_r, stdout_tx, backlog))
+                .map_err(|e| fail(format!("cannot start a reader thread: {e}")))?;
+        }
         // The writer: a task, so that a subprocess that does not read its
         // stdin never stops us from reading its stdout.
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
@@ -233,8 +252,8 @@ impl Proc {
             pid,
             stdin: Some(tx),
             stdout,
+            backlog,
             decoder: Decoder::new(spec.serializer),
-            buf: vec![0; 64 * 1024].into_boxed_slice(),
             serializer: spec.serializer,
             stderr_tail,
             pid_dir: pid_dir.clone(),
@@ -339,15 +358,10 @@ impl Proc {
             if let Some(e) = self.ready_event()? {
                 return Ok(e);
             }
-            let n = self
-                .stdout
-                .read(&mut self.buf)
-                .await
-                .map_err(|e| Error::io("reading a subprocess's stdout", e))?;
-            if n == 0 {
-                return Ok(Event::Closed);
+            match self.stdout.recv().await {
+                Some(chunk) => self.decoder.feed(&chunk),
+                None => return Ok(Event::Closed),
             }
-            self.decoder.feed(&self.buf[..n]);
         }
     }
 
@@ -395,6 +409,61 @@ impl Proc {
         };
         let _ = std::fs::remove_dir_all(&self.pid_dir);
         format!("{status}{}", self.stderr_text())
+    }
+}
+
+/// Chunks read from a subprocess's stdout and not yet decoded, at most
+/// (with [`READ_CHUNK`], the memory a fast subprocess can take).
+const STDOUT_CHUNKS: usize = 16;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// With at least this many tuples in flight a bolt subprocess has a
+/// backlog of work, and reading its answers can wait: see [`LINGER`].
+const LINGER_BACKLOG: usize = 128;
+
+/// How long the reader leaves a busy subprocess's stdout unread after
+/// emptying it. A pipe that is polled (epoll, the reactor) wakes its
+/// poller on every write, and a write into an empty pipe wakes a blocked
+/// reader: answered at once, every message of a busy subprocess pays a
+/// wake-up in its `write` (measured: a pystorm bolt spent 2.4× the kernel
+/// time in `write` driven by the reactor than by a batching driver). A
+/// thread that reads, then sleeps while the backlog lasts, lets answers
+/// gather: the subprocess writes into a non-empty pipe nobody waits on,
+/// and its backlog keeps it working meanwhile.
+///
+/// Subprocesses that ask for task ids wait for our answer to each emit:
+/// they never linger ([`NO_LINGER`]).
+const LINGER: Duration = Duration::from_millis(1);
+
+/// The backlog value that turns lingering off for good.
+const NO_LINGER: usize = usize::MAX;
+
+/// The reader thread of a subprocess's stdout: blocking reads, handed to
+/// the task in chunks; the end of the channel is the end of stdout.
+fn read_stdout(
+    mut pipe: std::io::PipeReader,
+    tx: mpsc::Sender<Vec<u8>>,
+    backlog: Arc<AtomicUsize>,
+) {
+    use std::io::Read;
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a subprocess's stdout");
+                return;
+            }
+        };
+        if tx.blocking_send(buf[..n].to_vec()).is_err() {
+            return;
+        }
+        let b = backlog.load(Relaxed);
+        if n < READ_CHUNK && b >= LINGER_BACKLOG && b != NO_LINGER {
+            std::thread::sleep(LINGER);
+        }
     }
 }
 
@@ -446,6 +515,9 @@ pub(crate) async fn run_shell_bolt(
     let mut attempt = 0;
     let mut input_open = true;
     while input_open || !pending.is_empty() {
+        if proc.backlog.load(Relaxed) != NO_LINGER {
+            proc.backlog.store(pending.len(), Relaxed);
+        }
         let can_take = input_open && pending.len() < MAX_IN_FLIGHT;
         let mut died: Option<String> = None;
         proc.flush();
@@ -614,6 +686,9 @@ fn bolt_message(m: FromComponent, proc: &mut Proc, io: &mut BoltIo, pending: &mu
             });
             if e.need_task_ids && e.task.is_none() {
                 proc.send(&ToComponent::TaskIds(ids));
+                // It waits for each answer: reading it late would cost
+                // every emit the lingering.
+                proc.backlog.store(NO_LINGER, Relaxed);
             }
         }
         FromComponent::Ack(id) => settle(&id, true, io, pending),
