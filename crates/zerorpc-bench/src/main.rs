@@ -1321,6 +1321,43 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// The workload `callgrind.sh` counts instructions of: `calls` makes `n`
+/// sequential `echo` calls, `stream` takes one `range(n)` stream. One
+/// thread (a current-thread runtime), so that the count repeats from run to
+/// run; the script runs it at two sizes and divides the difference, so
+/// start-up and connection set-up cancel out.
+fn instructions_workload(kind: &str, n: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let server = Arc::new(Server::new(zerorpc::demo::Demo));
+        let ep = server
+            .bind("tcp://127.0.0.1:0")
+            .await
+            .expect("bind")
+            .to_string();
+        let srv = server.clone();
+        tokio::spawn(async move { srv.run().await });
+        let c = Client::connect(&ep).await.expect("connect");
+        // One call first: the connection is up before the counted part.
+        c.call("echo", vec![Value::from(0)]).await.expect("call");
+        match kind {
+            "calls" => {
+                for i in 0..n {
+                    c.call("echo", vec![Value::from(i)]).await.expect("call");
+                }
+            }
+            "stream" => {
+                let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
+                assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
+            }
+            other => panic!("instructions: calls or stream, not {other}"),
+        }
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("tracing") {
@@ -1365,6 +1402,13 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("gateway") {
         let rt = runtime();
         rt.block_on(gateway_bench(args.iter().any(|a| a == "--quick")));
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("instructions") {
+        // Child mode (see `callgrind.sh`): N sequential calls or one
+        // stream of N items, client and server in this process.
+        let n: u64 = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        instructions_workload(args.get(2).map(String::as_str).unwrap_or("calls"), n);
         return;
     }
     if args.get(1).map(String::as_str) == Some("idle") {
