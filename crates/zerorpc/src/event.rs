@@ -255,30 +255,31 @@ impl Header {
         }
     }
 
-    fn from_value(v: Value) -> Result<Self, EventError> {
-        let Value::Map(entries) = v else {
-            return Err(EventError::Malformed("header is not a map"));
-        };
+    /// Reads a header from the front of `rd`: the keys the protocol names
+    /// (str, or bin from Python 2 peers) straight from the bytes; only the
+    /// other entries become values, kept in order in `extra`.
+    fn read(rd: &mut &[u8]) -> Result<Self, EventError> {
+        let entries = rmp::decode::read_map_len(rd)
+            .map_err(|_| EventError::Malformed("header is not a map"))?;
         let mut message_id = None;
         let mut version = None;
         let mut response_to = None;
         let mut extra = Vec::new();
-        for (k, v) in entries {
-            match key_str(&k) {
-                Some("message_id") => {
-                    message_id = Some(
-                        MessageId::from_value(&v)
-                            .ok_or(EventError::Malformed("message_id is not str or bin"))?,
-                    )
+        for _ in 0..entries {
+            let before = *rd;
+            match read_str_or_bin(rd).map(|(k, _)| k) {
+                Some(b"message_id") => {
+                    message_id = Some(read_id(rd, "message_id is not str or bin")?)
                 }
-                Some("v") => version = v.as_i64(),
-                Some("response_to") => {
-                    response_to = Some(
-                        MessageId::from_value(&v)
-                            .ok_or(EventError::Malformed("response_to is not str or bin"))?,
-                    )
+                Some(b"v") => version = read_value(rd)?.as_i64(),
+                Some(b"response_to") => {
+                    response_to = Some(read_id(rd, "response_to is not str or bin")?)
                 }
-                _ => extra.push((k, v)),
+                _ => {
+                    *rd = before;
+                    let k = read_value(rd)?;
+                    extra.push((k, read_value(rd)?));
+                }
             }
         }
         Ok(Header {
@@ -294,15 +295,6 @@ impl Header {
 impl Default for Header {
     fn default() -> Self {
         Header::new()
-    }
-}
-
-/// Header keys may come as str or (from Python 2 peers) bin.
-fn key_str(k: &Value) -> Option<&str> {
-    match k {
-        Value::String(s) => s.as_str(),
-        Value::Binary(b) => std::str::from_utf8(b).ok(),
-        _ => None,
     }
 }
 
@@ -390,25 +382,14 @@ impl Event {
     /// Decodes from msgpack, refusing anything that is not a well-formed
     /// event or exceeds `limits`.
     pub fn decode(buf: &[u8], limits: DecodeLimits) -> Result<Self, EventError> {
-        scan(buf, limits.max_nodes)?;
-        let v = rmpv::decode::read_value(&mut &buf[..])
-            .map_err(|e| EventError::Msgpack(e.to_string()))?;
-        let Value::Array(mut parts) = v else {
-            return Err(EventError::Malformed("event is not an array"));
-        };
-        if parts.len() < 3 {
-            return Err(EventError::Malformed("event has fewer than 3 parts"));
-        }
-        let args = parts.swap_remove(2);
-        let name = event_name(parts.swap_remove(1))?;
-        let header = Header::from_value(parts.swap_remove(0))?;
+        let (header, name, mut rd) = Event::read_head(buf, limits)?;
+        let args = read_value(&mut rd)?;
         Ok(Event { header, name, args })
     }
 
-    /// Decodes only the header and the name, checking the whole event as
-    /// [`Event::decode`] does but leaving the arguments unread (for
-    /// routers, which forward the original bytes).
-    pub fn decode_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String), EventError> {
+    /// Checks the event (see [`scan`]), then reads the header and the name
+    /// straight from the bytes; returns the rest (the arguments first).
+    fn read_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String, &[u8]), EventError> {
         scan(buf, limits.max_nodes)?;
         let mut rd = buf;
         let parts = rmp::decode::read_array_len(&mut rd)
@@ -416,23 +397,73 @@ impl Event {
         if parts < 3 {
             return Err(EventError::Malformed("event has fewer than 3 parts"));
         }
-        let mut next =
-            || rmpv::decode::read_value(&mut rd).map_err(|e| EventError::Msgpack(e.to_string()));
-        let header = Header::from_value(next()?)?;
-        let name = event_name(next()?)?;
+        let header = Header::read(&mut rd)?;
+        let name = match read_str_or_bin(&mut rd) {
+            Some((bytes, _)) => std::str::from_utf8(bytes)
+                .map_err(|_| EventError::Malformed("event name is not UTF-8"))?
+                .to_owned(),
+            None => return Err(EventError::Malformed("event name is not a string")),
+        };
+        Ok((header, name, rd))
+    }
+
+    /// Decodes only the header and the name, checking the whole event as
+    /// [`Event::decode`] does but leaving the arguments unread (for
+    /// routers, which forward the original bytes).
+    pub fn decode_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String), EventError> {
+        let (header, name, _) = Event::read_head(buf, limits)?;
         Ok((header, name))
     }
 }
 
-fn event_name(v: Value) -> Result<String, EventError> {
-    match v {
-        Value::String(s) => s
-            .into_str()
-            .ok_or(EventError::Malformed("event name is not UTF-8")),
-        Value::Binary(b) => {
-            String::from_utf8(b).map_err(|_| EventError::Malformed("event name is not UTF-8"))
-        }
-        _ => Err(EventError::Malformed("event name is not a string")),
+fn read_value(rd: &mut &[u8]) -> Result<Value, EventError> {
+    rmpv::decode::read_value(rd).map_err(|e| EventError::Msgpack(e.to_string()))
+}
+
+/// A msgpack str or bin at the front of `rd`, borrowed, with whether it
+/// was a str; `None` (and `rd` untouched) for any other value.
+fn read_str_or_bin<'a>(rd: &mut &'a [u8]) -> Option<(&'a [u8], bool)> {
+    let b = *rd;
+    let (len, head, is_str): (usize, usize, bool) = match *b.first()? {
+        m @ 0xa0..=0xbf => (usize::from(m & 0x1f), 1, true),
+        0xd9 => (usize::from(*b.get(1)?), 2, true),
+        0xda => (
+            usize::from(u16::from_be_bytes([*b.get(1)?, *b.get(2)?])),
+            3,
+            true,
+        ),
+        0xdb => (
+            u32::from_be_bytes(b.get(1..5)?.try_into().ok()?) as usize,
+            5,
+            true,
+        ),
+        0xc4 => (usize::from(*b.get(1)?), 2, false),
+        0xc5 => (
+            usize::from(u16::from_be_bytes([*b.get(1)?, *b.get(2)?])),
+            3,
+            false,
+        ),
+        0xc6 => (
+            u32::from_be_bytes(b.get(1..5)?.try_into().ok()?) as usize,
+            5,
+            false,
+        ),
+        _ => return None,
+    };
+    let bytes = b.get(head..head.checked_add(len)?)?;
+    *rd = &b[head + len..];
+    Some((bytes, is_str))
+}
+
+/// A message id value (str or bin) at the front of `rd`.
+fn read_id(rd: &mut &[u8], what: &'static str) -> Result<MessageId, EventError> {
+    match read_str_or_bin(rd) {
+        Some((bytes, true)) => Ok(MessageId {
+            raw: Bytes::copy_from_slice(bytes),
+            is_str: true,
+        }),
+        Some((bytes, false)) => Ok(MessageId::from_bin(Bytes::copy_from_slice(bytes))),
+        None => Err(EventError::Malformed(what)),
     }
 }
 
@@ -629,6 +660,66 @@ mod tests {
         }
         let ok = enc(Value::Array(vec![hdr, Value::from("m"), Value::Nil]));
         assert!(Event::decode(&ok, lim).is_ok());
+    }
+
+    #[test]
+    fn header_keys_read_in_place_as_str_or_bin_others_kept_in_order() {
+        // A Python 2 style header: bin keys; an int key and unknown keys
+        // between the known ones; the name as bin.
+        let mut b = Vec::new();
+        rmp::encode::write_array_len(&mut b, 3).unwrap();
+        rmp::encode::write_map_len(&mut b, 5).unwrap();
+        rmp::encode::write_bin(&mut b, b"trace_id").unwrap();
+        rmp::encode::write_str(&mut b, "t1").unwrap();
+        rmp::encode::write_bin(&mut b, b"message_id").unwrap();
+        rmp::encode::write_bin(&mut b, b"id-1").unwrap();
+        rmp::encode::write_sint(&mut b, 7).unwrap();
+        rmp::encode::write_str(&mut b, "seven").unwrap();
+        rmp::encode::write_bin(&mut b, b"v").unwrap();
+        rmp::encode::write_sint(&mut b, 3).unwrap();
+        rmp::encode::write_str(&mut b, "response_to").unwrap();
+        rmp::encode::write_str(&mut b, "id-0").unwrap();
+        rmp::encode::write_bin(&mut b, b"OK").unwrap();
+        rmp::encode::write_array_len(&mut b, 1).unwrap();
+        rmp::encode::write_sint(&mut b, 42).unwrap();
+        let ev = Event::decode(&b, DecodeLimits::default()).unwrap();
+        assert_eq!(ev.name, "OK");
+        assert_eq!(ev.header.message_id.as_bytes(), b"id-1");
+        assert!(!ev.header.message_id.is_str());
+        let rt = ev.header.response_to.clone().unwrap();
+        assert_eq!((rt.as_bytes(), rt.is_str()), (&b"id-0"[..], true));
+        assert_eq!(ev.header.version, Some(3));
+        assert_eq!(
+            ev.header.extra,
+            vec![
+                (Value::Binary(b"trace_id".to_vec()), Value::from("t1")),
+                (Value::from(7), Value::from("seven")),
+            ]
+        );
+        assert_eq!(ev.args, Value::Array(vec![Value::from(42)]));
+        // A message id of another type, and a name that is not UTF-8.
+        let with = |id: &dyn Fn(&mut Vec<u8>), name: &[u8]| {
+            let mut b = Vec::new();
+            rmp::encode::write_array_len(&mut b, 3).unwrap();
+            rmp::encode::write_map_len(&mut b, 1).unwrap();
+            rmp::encode::write_str(&mut b, "message_id").unwrap();
+            id(&mut b);
+            rmp::encode::write_bin(&mut b, name).unwrap();
+            rmp::encode::write_nil(&mut b).unwrap();
+            Event::decode(&b, DecodeLimits::default())
+        };
+        assert!(matches!(
+            with(
+                &|b| rmp::encode::write_sint(b, 1).map(|_| ()).unwrap(),
+                b"x"
+            ),
+            Err(EventError::Malformed("message_id is not str or bin"))
+        ));
+        assert!(matches!(
+            with(&|b| rmp::encode::write_str(b, "i").unwrap(), b"\xff"),
+            Err(EventError::Malformed("event name is not UTF-8"))
+        ));
+        assert!(with(&|b| rmp::encode::write_str(b, "i").unwrap(), b"ok").is_ok());
     }
 
     #[test]
