@@ -209,6 +209,21 @@ fn refs(v: &[String]) -> Vec<&str> {
 
 /// Word count with the split and count bolts as shell components (and a
 /// Rust or a pystorm spout).
+const ML_JSON: &str = "Rust spout, our multi-lang split and count (JSON)";
+
+/// The word count with a Rust spout and our multi-lang split and count
+/// (JSON): the `ml` mode and a row of the full run.
+async fn ours_multilang_json(secs: f64) -> Rates {
+    shell_word_count(
+        secs,
+        None,
+        ours("multilang_split"),
+        ours("multilang_count"),
+        false,
+    )
+    .await
+}
+
 async fn shell_word_count(
     secs: f64,
     spout: Option<Vec<String>>,
@@ -352,19 +367,8 @@ pub(crate) async fn stream_bench(quick: bool) {
     // `ml`: just our multi-lang bolts (JSON), for profiling.
     if std::env::args().any(|a| a == "ml") {
         std::env::set_var("ZERORPC_STREAM_NEED_TASK_IDS", "0");
-        let ml = shell_word_count(
-            secs,
-            None,
-            ours("multilang_split"),
-            ours("multilang_count"),
-            false,
-        )
-        .await;
-        row(
-            "Rust spout, our multi-lang split and count (JSON)",
-            &ml,
-            None,
-        );
+        let ml = ours_multilang_json(secs).await;
+        row(ML_JSON, &ml, None);
         return;
     }
     // pystorm components send need_task_ids false; ours do the same here
@@ -409,19 +413,8 @@ pub(crate) async fn stream_bench(quick: bool) {
         &py_bolts_mp,
         Some(&base),
     );
-    let ml = shell_word_count(
-        secs,
-        None,
-        ours("multilang_split"),
-        ours("multilang_count"),
-        false,
-    )
-    .await;
-    row(
-        "Rust spout, our multi-lang split and count (JSON)",
-        &ml,
-        Some(&base),
-    );
+    let ml = ours_multilang_json(secs).await;
+    row(ML_JSON, &ml, Some(&base));
     let ml_mp = shell_word_count(
         secs,
         None,
