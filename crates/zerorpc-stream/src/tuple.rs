@@ -37,7 +37,7 @@ pub struct Tuple {
     /// runner reports, not a corruption of the tree).
     pub(crate) done: Cell<bool>,
     /// The tuple's id over multi-lang (Storm's), when it came that way.
-    pub(crate) ml_id: Option<Arc<str>>,
+    pub(crate) ml_id: Option<crate::multilang::TupleId>,
     /// Trees this tuple belongs to.
     pub(crate) anchors: SmallVec<[Anchor; 1]>,
     pub(crate) component: Arc<str>,

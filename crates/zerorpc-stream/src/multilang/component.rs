@@ -21,6 +21,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use super::codec::{Decoded, Decoder, Serializer};
+use super::id::TupleId;
 use super::protocol::{Emit, FromComponent, Handshake, InputTuple, ToComponent, WorkerWire};
 use crate::component::{
     Bolt, BoltCollector, BoltSink, Spout, SpoutCollector, SpoutSink, SpoutWaker, TaskContext,
@@ -310,11 +311,8 @@ impl<R: Read, W: Write> BoltConn<'_, R, W> {
     }
 }
 
-fn anchor_ids(anchors: &[&Tuple]) -> Vec<String> {
-    anchors
-        .iter()
-        .filter_map(|t| t.ml_id.as_deref().map(str::to_string))
-        .collect()
+fn anchor_ids(anchors: &[&Tuple]) -> Vec<TupleId> {
+    anchors.iter().filter_map(|t| t.ml_id.clone()).collect()
 }
 
 impl<R: Read, W: Write> BoltSink for BoltConn<'_, R, W> {
@@ -336,14 +334,14 @@ impl<R: Read, W: Write> BoltSink for BoltConn<'_, R, W> {
         self.conn.emit(emit)
     }
     fn ack(&mut self, tuple: &Tuple) {
-        if let Some(id) = tuple.ml_id.as_deref() {
-            let r = self.conn.send(&FromComponent::Ack(id.to_string()));
+        if let Some(id) = &tuple.ml_id {
+            let r = self.conn.send(&FromComponent::Ack(id.clone()));
             self.keep(r);
         }
     }
     fn fail(&mut self, tuple: &Tuple) {
-        if let Some(id) = tuple.ml_id.as_deref() {
-            let r = self.conn.send(&FromComponent::Fail(id.to_string()));
+        if let Some(id) = &tuple.ml_id {
+            let r = self.conn.send(&FromComponent::Fail(id.clone()));
             self.keep(r);
         }
     }
@@ -424,7 +422,7 @@ pub fn serve_bolt<B: Bolt>(mut bolt: B, input: impl Read, output: impl Write) ->
         let tuple = Tuple {
             ack_val: Default::default(),
             done: Default::default(),
-            ml_id: Some(t.id.as_str().into()),
+            ml_id: Some(t.id),
             anchors: Default::default(),
             component: source.component.clone(),
             stream: source.stream.clone(),

@@ -1,5 +1,6 @@
 //! The protocol's messages, as values (no framing here).
 
+use super::id::{TupleId, WireId};
 use crate::tuple::{TaskId, Value};
 
 /// The first message to a component.
@@ -18,7 +19,7 @@ pub struct Handshake {
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputTuple {
     /// Storm's tuple id (a string; "-1" for heartbeats).
-    pub id: String,
+    pub id: TupleId,
     /// Emitting component (`__system` for ticks and heartbeats).
     pub comp: String,
     /// Stream (`__tick`, `__heartbeat`, or a declared stream).
@@ -58,7 +59,7 @@ pub struct Emit {
     /// Values.
     pub tuple: Vec<Value>,
     /// Bolt: ids of the input tuples it is anchored to.
-    pub anchors: Vec<String>,
+    pub anchors: Vec<TupleId>,
     /// Spout: the message id that makes it tracked.
     pub id: Option<Value>,
     /// Direct emit: the target task.
@@ -77,9 +78,9 @@ pub enum FromComponent {
     /// `{"command": "emit", ...}`.
     Emit(Emit),
     /// Bolt: `{"command": "ack", "id": "..."}`.
-    Ack(String),
+    Ack(TupleId),
     /// Bolt: `{"command": "fail", "id": "..."}`.
-    Fail(String),
+    Fail(TupleId),
     /// `{"command": "sync"}`: a spout finished answering, or a bolt
     /// answered a heartbeat.
     Sync,
@@ -97,20 +98,23 @@ use std::fmt;
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Map;
+use smallvec::SmallVec;
 
 use super::codec::Serializer;
 use crate::error::Error;
 
 /// Every key a protocol message may carry, in either direction: messages
 /// are decoded into this (no map of values is built) and then checked.
+/// The keys of the messages sent per tuple (command, ids, anchors) are
+/// read without allocating.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub(crate) struct RawMessage {
-    command: Option<String>,
-    id: Option<Value>,
+    command: Option<Command>,
+    id: Option<WireId>,
     pid: Option<u64>,
     stream: Option<String>,
-    anchors: Option<Vec<Value>>,
+    anchors: Option<SmallVec<[WireId; 2]>>,
     task: Option<i64>,
     need_task_ids: Option<bool>,
     tuple: Option<Vec<Value>>,
@@ -123,6 +127,53 @@ pub(crate) struct RawMessage {
     #[serde(rename = "pidDir")]
     pid_dir: Option<String>,
     context: Option<Map<String, Value>>,
+}
+
+/// A message's `command`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Command {
+    Next,
+    Ack,
+    Fail,
+    Activate,
+    Deactivate,
+    Emit,
+    Sync,
+    Log,
+    Error,
+    Metrics,
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Command, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Command;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a command name")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Command, E> {
+                Ok(match s {
+                    "next" => Command::Next,
+                    "ack" => Command::Ack,
+                    "fail" => Command::Fail,
+                    "activate" => Command::Activate,
+                    "deactivate" => Command::Deactivate,
+                    "emit" => Command::Emit,
+                    "sync" => Command::Sync,
+                    "log" => Command::Log,
+                    "error" => Command::Error,
+                    "metrics" => Command::Metrics,
+                    other => Command::Unknown(other.to_string()),
+                })
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Command, E> {
+                self.visit_str(std::str::from_utf8(b).unwrap_or(""))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// What a worker sends: a message, or a bare list (task ids).
@@ -165,16 +216,6 @@ fn bad(what: &str, v: &dyn fmt::Debug) -> Error {
     Error::Protocol(format!("{what}: {text}"))
 }
 
-/// A tuple or message id as the protocol carries it: Storm's are strings;
-/// numbers are taken as their decimal text.
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn text_of(v: Option<Value>) -> String {
     match v {
         Some(Value::String(s)) => s,
@@ -206,20 +247,21 @@ impl ToComponent {
                 context: m.context.unwrap_or_default(),
             }));
         }
-        if let Some(cmd) = m.command.as_deref() {
-            let id = m.id.unwrap_or(Value::Null);
+        if let Some(cmd) = m.command {
+            let id = m.id.map(WireId::into_value).unwrap_or(Value::Null);
             return match cmd {
-                "next" => Ok(ToComponent::Next),
-                "ack" => Ok(ToComponent::Ack(id)),
-                "fail" => Ok(ToComponent::Fail(id)),
-                "activate" => Ok(ToComponent::Activate),
-                "deactivate" => Ok(ToComponent::Deactivate),
-                other => Err(bad("an unknown command", &other)),
+                Command::Next => Ok(ToComponent::Next),
+                Command::Ack => Ok(ToComponent::Ack(id)),
+                Command::Fail => Ok(ToComponent::Fail(id)),
+                Command::Activate => Ok(ToComponent::Activate),
+                Command::Deactivate => Ok(ToComponent::Deactivate),
+                Command::Unknown(other) => Err(bad("an unknown command", &other)),
+                other => Err(bad("a command a component sends, to a component", &other)),
             };
         }
         if let Some(tuple) = m.tuple {
             let (Some(id), Some(stream), Some(task)) =
-                (m.id.as_ref().and_then(id_text), m.stream, m.task)
+                (m.id.as_ref().and_then(WireId::tuple_id), m.stream, m.task)
             else {
                 return Err(Error::Protocol("a tuple without id, stream or task".into()));
             };
@@ -301,7 +343,7 @@ impl ToComponent {
 /// A tuple to a bolt, borrowed (what the runner writes per tuple).
 #[derive(Serialize)]
 pub(crate) struct TupleOut<'a> {
-    pub(crate) id: &'a str,
+    pub(crate) id: &'a TupleId,
     pub(crate) comp: &'a str,
     pub(crate) stream: &'a str,
     pub(crate) task: TaskId,
@@ -336,8 +378,8 @@ impl FromComponent {
             }
             return Err(Error::Protocol("a message without a command".into()));
         };
-        match cmd.as_str() {
-            "emit" => {
+        match cmd {
+            Command::Emit => {
                 let tuple = m
                     .tuple
                     .ok_or_else(|| Error::Protocol("an emit without a tuple".into()))?;
@@ -345,30 +387,33 @@ impl FromComponent {
                     .anchors
                     .unwrap_or_default()
                     .iter()
-                    .map(|a| id_text(a).ok_or_else(|| bad("an anchor that is not an id", a)))
+                    .map(|a| {
+                        a.tuple_id()
+                            .ok_or_else(|| bad("an anchor that is not an id", a))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(FromComponent::Emit(Emit {
                     stream: m.stream,
                     tuple,
                     anchors,
-                    id: m.id.filter(|v| !v.is_null()),
+                    id: m.id.map(WireId::into_value).filter(|v| !v.is_null()),
                     task: m.task.map(task_id).transpose()?,
                     need_task_ids: m.need_task_ids.unwrap_or(true),
                 }))
             }
-            "ack" | "fail" => {
+            Command::Ack | Command::Fail => {
                 let id =
-                    m.id.as_ref().and_then(id_text).ok_or_else(|| {
+                    m.id.as_ref().and_then(WireId::tuple_id).ok_or_else(|| {
                         Error::Protocol("an ack or fail without a tuple id".into())
                     })?;
-                Ok(if cmd == "ack" {
+                Ok(if cmd == Command::Ack {
                     FromComponent::Ack(id)
                 } else {
                     FromComponent::Fail(id)
                 })
             }
-            "sync" => Ok(FromComponent::Sync),
-            "log" => {
+            Command::Sync => Ok(FromComponent::Sync),
+            Command::Log => {
                 let level = match &m.level {
                     Some(Value::Number(n)) => n.as_u64().unwrap_or(2).min(4) as u8,
                     Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
@@ -385,12 +430,13 @@ impl FromComponent {
                     level,
                 })
             }
-            "error" => Ok(FromComponent::Error(text_of(m.msg))),
-            "metrics" => Ok(FromComponent::Metrics {
+            Command::Error => Ok(FromComponent::Error(text_of(m.msg))),
+            Command::Metrics => Ok(FromComponent::Metrics {
                 name: m.name.unwrap_or_default(),
                 params: m.params.unwrap_or(Value::Null),
             }),
-            other => Err(bad("an unknown command", &other)),
+            Command::Unknown(other) => Err(bad("an unknown command", &other)),
+            other => Err(bad("a command a worker sends, from a component", &other)),
         }
     }
 
@@ -408,8 +454,8 @@ impl FromComponent {
             command: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             stream: Option<&'a str>,
-            #[serde(skip_serializing_if = "<[String]>::is_empty")]
-            anchors: &'a [String],
+            #[serde(skip_serializing_if = "<[TupleId]>::is_empty")]
+            anchors: &'a [TupleId],
             #[serde(skip_serializing_if = "Option::is_none")]
             id: Option<&'a Value>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -420,7 +466,7 @@ impl FromComponent {
         #[derive(Serialize)]
         struct WithId<'a> {
             command: &'a str,
-            id: &'a str,
+            id: &'a TupleId,
         }
         #[derive(Serialize)]
         struct Command<'a> {

@@ -14,7 +14,6 @@
 //! with the reason: that is a topology mistake, not a crash to retry.
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::hash::BuildHasherDefault;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -33,7 +32,9 @@ use crate::component::TaskContext;
 use crate::error::Error;
 use crate::multilang::codec::Decoded;
 use crate::multilang::protocol::{write, TupleOut, WorkerWire};
-use crate::multilang::{Decoder, FromComponent, Handshake, InputTuple, Serializer, ToComponent};
+use crate::multilang::{
+    Decoder, FromComponent, Handshake, InputTuple, Serializer, ToComponent, TupleId,
+};
 use crate::topology::Topology;
 use crate::tuple::{Tuple, Value, DEFAULT_STREAM};
 
@@ -473,7 +474,7 @@ fn heartbeat_period(timeout: Duration) -> Duration {
 
 /// Tuples sent to a bolt subprocess and not yet acked or failed, by the
 /// id we gave them (sequential numbers, sent as their decimal text).
-type InFlight = HashMap<u64, (Tuple, Instant), BuildHasherDefault<crate::router::FnvHasher>>;
+type InFlight = HashMap<i64, (Tuple, Instant), BuildHasherDefault<crate::router::FnvHasher>>;
 
 /// Tuples a bolt subprocess may hold unacked before we stop sending more.
 const MAX_IN_FLIGHT: usize = 1000;
@@ -506,8 +507,7 @@ pub(crate) async fn run_shell_bolt(
     let log = io.component_log();
     let mut proc = Proc::start(&spec, &ctx, &log).await?;
     let mut pending: InFlight = InFlight::default();
-    let mut id_text = String::new();
-    let mut next_id: u64 = 1;
+    let mut next_id: i64 = 1;
     let mut live = Liveness::new(spec.timeout, Instant::now());
     let mut ticks = tokio::time::interval(heartbeat_period(spec.timeout));
     let mut heartbeat_out = false;
@@ -525,7 +525,7 @@ pub(crate) async fn run_shell_bolt(
             t = io.recv(), if can_take => match t {
                 Some(t) if t.is_tick() => {
                     proc.send(&ToComponent::Tuple(InputTuple {
-                        id: "-2".into(),
+                        id: TupleId::from(-2),
                         comp: "__system".into(),
                         stream: "__tick".into(),
                         task: -1,
@@ -539,10 +539,8 @@ pub(crate) async fn run_shell_bolt(
                     while let Some(t) = next.take() {
                         let id = next_id;
                         next_id += 1;
-                        id_text.clear();
-                        let _ = write!(id_text, "{id}");
                         let out = TupleOut {
-                            id: &id_text,
+                            id: &TupleId::from(id),
                             comp: t.component(),
                             stream: t.stream(),
                             task: t.source_task(),
@@ -559,11 +557,11 @@ pub(crate) async fn run_shell_bolt(
             },
             ev = proc.next_event() => {
                 let mut ev = ev;
+                let mut heard = false;
                 loop {
                     match ev {
                         Ok(Event::Message(m)) => {
-                            live.heard(Instant::now());
-                            busy_reported = false;
+                            heard = true;
                             if matches!(m, FromComponent::Sync) {
                                 heartbeat_out = false;
                             }
@@ -586,6 +584,10 @@ pub(crate) async fn run_shell_bolt(
                         Ok(None) => break,
                         Err(e) => Err(e),
                     };
+                }
+                if heard {
+                    live.heard(Instant::now());
+                    busy_reported = false;
                 }
                 io.flush().await;
             },
@@ -611,7 +613,7 @@ pub(crate) async fn run_shell_bolt(
                 if died.is_none() && !heartbeat_out {
                     heartbeat_out = true;
                     proc.send(&ToComponent::Tuple(InputTuple {
-                        id: "-1".into(),
+                        id: TupleId::from(-1),
                         comp: "__system".into(),
                         stream: "__heartbeat".into(),
                         task: -1,
@@ -642,12 +644,8 @@ pub(crate) async fn run_shell_bolt(
 }
 
 /// Acks or fails the tuple a bolt subprocess names.
-fn settle(id: &str, ack: bool, io: &mut BoltIo, pending: &mut InFlight) {
-    let Some((n, (t, sent))) = id
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| pending.remove(&n).map(|x| (n, x)))
-    else {
+fn settle(id: &TupleId, ack: bool, io: &mut BoltIo, pending: &mut InFlight) {
+    let Some((n, (t, sent))) = id.as_i64().and_then(|n| pending.remove(&n).map(|x| (n, x))) else {
         io.sink().report_error(&format!(
             "ack or fail of tuple {id}, which is not in flight: ignored"
         ));
@@ -659,7 +657,7 @@ fn settle(id: &str, ack: bool, io: &mut BoltIo, pending: &mut InFlight) {
         io.sink().fail(&t);
     }
     // The clock costs: one tuple in 16 gives the latency.
-    io.executed(n.is_multiple_of(16).then(|| sent.elapsed()));
+    io.executed((n % 16 == 0).then(|| sent.elapsed()));
 }
 
 /// One message from a bolt subprocess.
@@ -668,7 +666,7 @@ fn bolt_message(m: FromComponent, proc: &mut Proc, io: &mut BoltIo, pending: &mu
         FromComponent::Emit(e) => {
             let mut anchors = Vec::with_capacity(e.anchors.len());
             for id in &e.anchors {
-                match id.parse::<u64>().ok().and_then(|id| pending.get(&id)) {
+                match id.as_i64().and_then(|id| pending.get(&id)) {
                     Some((t, _)) => anchors.push(t),
                     None => io.sink().report_error(&format!(
                         "emit anchored to tuple {id}, which is not in flight (acked, failed or unknown): that anchor is dropped"
