@@ -94,6 +94,14 @@ pub enum Error {
     /// A `zerorpc://` name could not be resolved (see [`crate::naming`]).
     #[error("naming: {0}")]
     Naming(String),
+    /// A configuration or usage mistake, found before anything went on
+    /// the wire: no endpoint given, a component started twice, an exporter
+    /// that cannot be installed.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// An external store (Redis) failed.
+    #[error("store error: {0}")]
+    Store(String),
 }
 
 impl Error {

@@ -16,8 +16,19 @@
 //!   client;
 //! * [`introspection`]: the six `_zerorpc_*` methods;
 //! * [`demo`]: the built-in demo service;
-//! * [`naming`]: `zerorpc://SERVICE` addresses (a YAML directory, DNS SRV,
-//!   a registry).
+//! * [`naming`]: `zerorpc://SERVICE` addresses (a YAML directory, a
+//!   registry, DNS SRV with the `dns` feature);
+//! * tracing and call records ([`trace`], [`record`], [`collector`]) and
+//!   the [`metrics`] facade; the hub (`hub`, with the `hub` feature).
+//!
+//! ## Cargo features
+//!
+//! The core needs none. Opt-in, for what brings in a heavy dependency or is
+//! a service of its own: `dns` (hickory-resolver: [`naming`] by DNS
+//! SRV/TXT), `redis` (`collector::RedisStore`), `prometheus`
+//! (`metrics::install_prometheus`), `hub` (`Hub`, the load-balancing
+//! broker); `full` turns on all four. Without them the dependency tree is
+//! 78 packages instead of 160.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), zerorpc::Error> {
@@ -42,6 +53,7 @@ pub mod collector;
 pub mod demo;
 mod error;
 pub mod event;
+#[cfg(feature = "hub")]
 pub mod hub;
 pub mod introspection;
 #[doc(hidden)]
@@ -63,6 +75,7 @@ pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{Error, EventError, RemoteError};
 pub use event::{DecodeLimits, Event, Header, MessageId, SharedEntries};
 pub use futures;
+#[cfg(feature = "hub")]
 pub use hub::{Hub, HubOptions, HubStats};
 pub use naming::{Directory, Registration, Registry, Resolver};
 pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};

@@ -2,8 +2,8 @@
 //! outcome, duration histograms, calls in flight, heartbeat losses, stream
 //! items and connections. Servers and clients emit them when their
 //! `metrics` option is on; an exporter installed in the process collects
-//! them ([`install_prometheus`] serves the Prometheus text format over
-//! HTTP). Without an exporter the facade discards them.
+//! them (`install_prometheus`, the `prometheus` feature, serves the
+//! Prometheus text format over HTTP). Without an exporter the facade discards them.
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
@@ -23,14 +23,13 @@
 //! new ones are labelled `<other>`.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::error::Error;
 use crate::record::Outcome;
 
 /// Duration buckets (seconds) of the histograms.
+#[cfg(feature = "prometheus")]
 const BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0,
@@ -39,13 +38,14 @@ const BUCKETS: &[f64] = &[
 /// Installs a Prometheus exporter for this process: the metrics of every
 /// server and client with `metrics` on are served at
 /// `http://ADDR/metrics` (any path answers). Call once, inside a tokio
-/// runtime.
-pub fn install_prometheus(addr: SocketAddr) -> Result<(), Error> {
+/// runtime. (The `prometheus` feature.)
+#[cfg(feature = "prometheus")]
+pub fn install_prometheus(addr: std::net::SocketAddr) -> Result<(), crate::Error> {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets(BUCKETS)
         .and_then(|b| b.install())
-        .map_err(|e| Error::Protocol(format!("cannot install the Prometheus exporter: {e}")))
+        .map_err(|e| crate::Error::Config(format!("cannot install the Prometheus exporter: {e}")))
 }
 
 /// Distinct method labels one side (server, client) uses in a process;
