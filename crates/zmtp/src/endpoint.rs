@@ -24,6 +24,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// The `host:port` string to hand to the OS (`*` becomes `0.0.0.0`).
+    #[cfg(feature = "tokio")]
     pub(crate) fn socket_addr_string(&self) -> Option<String> {
         match self {
             Endpoint::Tcp { host, port } => {

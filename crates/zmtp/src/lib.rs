@@ -7,7 +7,8 @@
 //!   check) and the session [`Encoder`]/[`Decoder`] (multipart messages,
 //!   PING/PONG, SUBSCRIBE/CANCEL, ERROR, size limits). These are plain state
 //!   machines over byte buffers, tested without sockets;
-//! * **tokio sockets** built on it — [`DealerSocket`], [`RouterSocket`],
+//! * **tokio sockets** (the default feature `tokio`; without it the crate
+//!   is the sans-IO core alone) built on it — [`DealerSocket`], [`RouterSocket`],
 //!   [`PushSocket`], [`PullSocket`], [`PubSocket`], [`SubSocket`] — binding
 //!   and connecting over `tcp://` and `ipc://`, reconnecting with backoff,
 //!   with bounded queues (high-water marks) and [`SocketEvent`]s that tell the
@@ -42,8 +43,10 @@ pub mod handshake;
 mod log;
 pub mod mechanism;
 mod message;
+#[cfg(feature = "tokio")]
 mod socket;
 mod socket_type;
+#[cfg(feature = "tokio")]
 mod transport;
 
 pub use codec::{Decoder, Encoder, Incoming, Limits, WriteBuffer};
@@ -57,6 +60,7 @@ pub use handshake::{Handshake, HandshakeFailure, PeerInfo, Session};
 pub use log::RateLimitedLog;
 pub use mechanism::{Mechanism, MechanismStatus, NullMechanism, Security};
 pub use message::Message;
+#[cfg(feature = "tokio")]
 pub use socket::{
     DealerSocket, PeerId, PeerSender, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent,
     SocketOptions, SubSocket, TrySendError,

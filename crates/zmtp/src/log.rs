@@ -82,6 +82,7 @@ impl RateLimitedLog {
 }
 
 /// This crate's limiter for connection-level warnings.
+#[cfg(feature = "tokio")]
 pub(crate) static CONNECTION_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
 
 #[cfg(test)]

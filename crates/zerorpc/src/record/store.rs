@@ -1,0 +1,217 @@
+//! [`TraceStore`] and the in-memory [`EmbeddedStore`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+
+use super::stats::MethodKey;
+use super::{
+    rows, slot_of, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, TraceSink, SLOTS_KEPT,
+    SLOT_SECS,
+};
+
+/// A store that can be queried as well as written: what a
+/// [`Collector`](crate::collector::Collector) serves to `zerorpc trace`.
+pub trait TraceStore: TraceSink {
+    /// The records of a trace (none once expired), by start time.
+    fn trace(&self, trace_id: &str) -> BoxFuture<'static, Result<Vec<Record>, String>>;
+
+    /// Per-method aggregates of the calls that ended at or after
+    /// `since_us` (µs since the Unix epoch, at slot granularity; slots
+    /// are kept ten minutes), or of every call recorded with `None`.
+    fn stats(&self, since_us: Option<u64>) -> BoxFuture<'static, Result<Vec<MethodRow>, String>>;
+}
+
+#[derive(Default)]
+struct StoreInner {
+    traces: HashMap<String, (Vec<Record>, Instant)>,
+    /// (expiry, trace) in insertion order: expiry without scanning every
+    /// trace (an entry is stale when its trace got a later record).
+    expiries: VecDeque<(Instant, String)>,
+    /// (side, service, method) → stats, since the store started.
+    methods: BTreeMap<MethodKey, MethodStats>,
+    /// The same per slot, oldest first.
+    slots: VecDeque<(u64, BTreeMap<MethodKey, MethodStats>)>,
+    /// Which keys `methods` and `slots` may hold.
+    keys: MethodKeys,
+}
+
+/// An in-memory trace store: per-trace record lists that expire `ttl`
+/// after their last record, per-method counters and latency histograms
+/// (since the start, and per 10-second slot for the last ten minutes).
+/// A [`TraceSink`] and a [`TraceStore`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Mutex<StoreInner>>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl StoreInner {
+    /// Drops the traces whose last record is older than the TTL.
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, _)) = self.expiries.front() {
+            if *at > now {
+                break;
+            }
+            if let Some((at, id)) = self.expiries.pop_front() {
+                if self.traces.get(&id).is_some_and(|(_, exp)| *exp <= at) {
+                    self.traces.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// The slot table a record goes to (records arrive mostly in order,
+    /// so the search starts from the newest slot); `None` for a record
+    /// older than the slots kept.
+    fn slot_mut(&mut self, slot: u64) -> Option<&mut BTreeMap<MethodKey, MethodStats>> {
+        let newest = self.slots.back().map_or(slot, |(s, _)| *s).max(slot);
+        if slot + SLOTS_KEPT <= newest {
+            return None;
+        }
+        while self
+            .slots
+            .front()
+            .is_some_and(|(s, _)| *s + SLOTS_KEPT <= newest)
+        {
+            self.slots.pop_front();
+        }
+        let at = self
+            .slots
+            .iter()
+            .rposition(|(s, _)| *s <= slot)
+            .map_or(0, |i| i + 1);
+        if at == 0 || self.slots[at - 1].0 != slot {
+            self.slots.insert(at, (slot, BTreeMap::new()));
+            return Some(&mut self.slots[at].1);
+        }
+        Some(&mut self.slots[at - 1].1)
+    }
+}
+
+impl EmbeddedStore {
+    /// A store whose traces expire `ttl` after their last record, with the
+    /// default [`KeyLimits`].
+    pub fn new(ttl: Duration) -> Self {
+        EmbeddedStore::with_limits(ttl, KeyLimits::default())
+    }
+
+    /// A store whose traces expire `ttl` after their last record, and
+    /// whose statistics keep at most `limits` keys.
+    pub fn with_limits(ttl: Duration, limits: KeyLimits) -> Self {
+        EmbeddedStore {
+            inner: Arc::new(Mutex::new(StoreInner {
+                keys: MethodKeys::new(limits),
+                ..StoreInner::default()
+            })),
+            ttl,
+        }
+    }
+
+    /// Distinct (side, service, method) keys of the statistics.
+    pub fn key_count(&self) -> usize {
+        self.lock().methods.len()
+    }
+
+    /// Records whose statistics went under `<other>` (key limits).
+    pub fn folded(&self) -> u64 {
+        self.lock().keys.folded()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StoreInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores records received at `now`.
+    pub fn insert_at(&self, batch: Vec<Record>, now: Instant) {
+        let mut st = self.lock();
+        st.expire(now);
+        for r in batch {
+            let key = st.keys.key_for(&r);
+            if let Some(table) = st.slot_mut(slot_of(&r)) {
+                table.entry(key.clone()).or_default().add(&r);
+            }
+            st.methods.entry(key).or_default().add(&r);
+            let expires = now + self.ttl;
+            let id = r.trace_id.clone();
+            let entry = st
+                .traces
+                .entry(id.clone())
+                .or_insert_with(|| (Vec::new(), now));
+            let fresh = entry.1 != expires;
+            entry.1 = expires;
+            entry.0.push(r);
+            if fresh {
+                st.expiries.push_back((expires, id));
+            }
+        }
+    }
+
+    /// The records of a trace as of `now` (none once expired), by start
+    /// time.
+    pub fn trace_at(&self, trace_id: &str, now: Instant) -> Vec<Record> {
+        let st = self.lock();
+        let mut v = match st.traces.get(trace_id) {
+            Some((recs, exp)) if *exp > now => recs.clone(),
+            _ => Vec::new(),
+        };
+        v.sort_by_key(|r| r.start_us);
+        v
+    }
+
+    /// The records of a trace now.
+    pub fn trace(&self, trace_id: &str) -> Vec<Record> {
+        self.trace_at(trace_id, Instant::now())
+    }
+
+    /// Per (side, service, method) statistics since the store started.
+    pub fn methods(&self) -> BTreeMap<(String, String, String), MethodStats> {
+        self.lock().methods.clone()
+    }
+
+    /// Per-method statistics of the calls that ended at or after
+    /// `since_us` (slot granularity), or of all calls with `None`.
+    pub fn stats_since(&self, since_us: Option<u64>) -> Vec<MethodRow> {
+        let st = self.lock();
+        let Some(since) = since_us else {
+            return rows(st.methods.clone());
+        };
+        let first = since / (SLOT_SECS * 1_000_000);
+        let mut table: BTreeMap<MethodKey, MethodStats> = BTreeMap::new();
+        for (_, t) in st.slots.iter().filter(|(s, _)| *s >= first) {
+            for (k, m) in t {
+                table.entry(k.clone()).or_default().merge(m);
+            }
+        }
+        rows(table)
+    }
+}
+
+impl TraceStore for EmbeddedStore {
+    fn trace(&self, trace_id: &str) -> BoxFuture<'static, Result<Vec<Record>, String>> {
+        let v = EmbeddedStore::trace(self, trace_id);
+        Box::pin(std::future::ready(Ok(v)))
+    }
+
+    fn stats(&self, since_us: Option<u64>) -> BoxFuture<'static, Result<Vec<MethodRow>, String>> {
+        let v = self.stats_since(since_us);
+        Box::pin(std::future::ready(Ok(v)))
+    }
+}
+
+impl TraceSink for EmbeddedStore {
+    fn write(&self, batch: Vec<Record>) -> BoxFuture<'static, Result<(), String>> {
+        self.insert_at(batch, Instant::now());
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
