@@ -16,17 +16,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
-use crate::event::{Event, MessageId, SharedEntries};
-
-/// Whether an event ends its channel (`OK`, `ERR`, `STREAM_DONE`).
-pub fn is_final(name: &str) -> bool {
-    matches!(name, "OK" | "ERR" | "STREAM_DONE")
-}
-
-/// Heartbeat event name.
-pub const HEARTBEAT: &str = "_zpc_hb";
-/// Credit grant event name.
-pub const MORE: &str = "_zpc_more";
+use crate::event::{Event, EventKind, MessageId, SharedEntries};
 
 /// The most stream credit a channel keeps, whatever the remote grants
 /// (`_zpc_more [2**63]` is clamped to this).
@@ -98,6 +88,9 @@ pub enum ChannelError {
     LostRemote(Duration),
     /// The remote sent a `_zpc_more` we cannot read.
     BadCredit,
+    /// The call's deadline (its budget given) passed before the first
+    /// reply (see [`crate::deadline`]).
+    DeadlineExceeded(Duration),
 }
 
 /// The channel state machine.
@@ -111,6 +104,9 @@ pub struct Channel {
     last_heard: Option<Instant>,
     next_heartbeat: Instant,
     first_reply_deadline: Option<Instant>,
+    /// The call's deadline and the budget it was set from, until the first
+    /// reply (received by a client, sent by a server).
+    deadline: Option<(Instant, Duration)>,
     /// STREAM events we may still send.
     send_credit: u64,
     /// STREAM events the remote may still send us (granted, not received).
@@ -133,6 +129,7 @@ impl Channel {
             last_heard: None,
             next_heartbeat: now + cfg.heartbeat,
             first_reply_deadline: None,
+            deadline: None,
             send_credit: 1,
             remote_credit: 1,
             buffered: 0,
@@ -163,6 +160,19 @@ impl Channel {
         self.next_heartbeat = now + self.cfg.heartbeat;
     }
 
+    /// Sets the call's deadline (`budget` is what it was computed from, for
+    /// the error): [`Channel::handle_timeout`] fails with
+    /// [`ChannelError::DeadlineExceeded`] once it passes without a first
+    /// reply.
+    pub fn set_deadline(&mut self, at: Instant, budget: Duration) {
+        self.deadline = Some((at, budget));
+    }
+
+    /// The call's deadline, while it applies.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline.map(|(at, _)| at)
+    }
+
     /// The channel id (the request's message id).
     pub fn id(&self) -> &MessageId {
         &self.id
@@ -182,9 +192,9 @@ impl Channel {
     /// consumed; anything else is returned for the application.
     pub fn on_event(&mut self, ev: Event, now: Instant) -> Result<Option<Event>, ChannelError> {
         self.last_heard = Some(now);
-        match ev.name.as_str() {
-            HEARTBEAT => Ok(None),
-            MORE => {
+        match ev.kind() {
+            Some(EventKind::Heartbeat) => Ok(None),
+            Some(EventKind::More) => {
                 let n = credit_arg(&ev.args).ok_or(ChannelError::BadCredit)?;
                 match self.mode {
                     CreditMode::Additive => self.send_credit = self.send_credit.saturating_add(n),
@@ -197,9 +207,10 @@ impl Channel {
                 self.send_credit = self.send_credit.min(MAX_SEND_CREDIT);
                 Ok(None)
             }
-            name => {
+            kind => {
                 self.first_reply_deadline = None;
-                if name == "STREAM" {
+                self.deadline = None;
+                if kind == Some(EventKind::Stream) {
                     self.streaming = true;
                     self.remote_credit = self.remote_credit.saturating_sub(1);
                     self.buffered += 1;
@@ -213,10 +224,10 @@ impl Channel {
     /// When [`Channel::handle_timeout`] must next be called: our next
     /// heartbeat (where loss is checked) or the first-reply deadline.
     pub fn poll_timeout(&self) -> Instant {
-        match self.first_reply_deadline {
-            Some(d) => self.next_heartbeat.min(d),
-            None => self.next_heartbeat,
-        }
+        [self.first_reply_deadline, self.deadline()]
+            .into_iter()
+            .flatten()
+            .fold(self.next_heartbeat, Instant::min)
     }
 
     /// Advances time: detects the first-reply timeout, and at each due
@@ -227,6 +238,11 @@ impl Channel {
     /// more than `lost_after` intervals; a remote not heard yet counts as
     /// heard at our first heartbeat.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ChannelError> {
+        if let Some((at, budget)) = self.deadline {
+            if now >= at {
+                return Err(ChannelError::DeadlineExceeded(budget));
+            }
+        }
         if let Some(d) = self.first_reply_deadline {
             if now >= d {
                 return Err(ChannelError::Timeout(
@@ -242,7 +258,7 @@ impl Channel {
         if silence > self.cfg.heartbeat * self.cfg.lost_after {
             return Err(ChannelError::LostRemote(silence));
         }
-        self.emit(HEARTBEAT, Value::Array(vec![Value::from(0)]));
+        self.emit(EventKind::Heartbeat, Value::Array(vec![Value::from(0)]));
         self.next_heartbeat = now + self.cfg.heartbeat;
         Ok(())
     }
@@ -270,14 +286,15 @@ impl Channel {
     /// Queues a reply or stream event on this channel. `STREAM` uses one
     /// credit: check [`Channel::can_send_item`] first (sending without
     /// credit is a bug of the caller and is refused).
-    pub fn send(&mut self, name: &str, args: Value) -> bool {
-        if name == "STREAM" {
+    pub fn send(&mut self, kind: EventKind, args: Value) -> bool {
+        if kind == EventKind::Stream {
             if self.send_credit == 0 {
                 return false;
             }
             self.send_credit -= 1;
         }
-        self.emit(name, args);
+        self.deadline = None;
+        self.emit(kind, args);
         true
     }
 
@@ -309,13 +326,13 @@ impl Channel {
                 self.remote_credit
             }
         };
-        self.emit(MORE, Value::Array(vec![Value::from(n)]));
+        self.emit(EventKind::More, Value::Array(vec![Value::from(n)]));
     }
 
     /// Queues an event of this channel, with the channel's extra header
     /// entries (trace context).
-    fn emit(&mut self, name: &str, args: Value) {
-        let mut ev = Event::on_channel(&self.id, name, args);
+    fn emit(&mut self, kind: EventKind, args: Value) {
+        let mut ev = Event::on_channel(&self.id, kind, args);
         ev.header.shared = self.headers.clone();
         self.out.push_back(ev);
     }
@@ -364,11 +381,11 @@ mod tests {
         c.handle_timeout(secs(t0, 5.0)).unwrap();
         let hb = drain(&mut c);
         assert_eq!(hb.len(), 1);
-        assert_eq!(hb[0].name, HEARTBEAT);
+        assert_eq!(hb[0].name, EventKind::Heartbeat);
         assert_eq!(hb[0].header.response_to.as_ref(), Some(&id));
         assert_eq!(hb[0].args, Value::Array(vec![Value::from(0)]));
         // the remote heart-beats back at 6 s
-        let remote_hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
+        let remote_hb = Event::on_channel(&id, EventKind::Heartbeat, Value::Array(vec![0.into()]));
         assert_eq!(c.on_event(remote_hb, secs(t0, 6.0)).unwrap(), None);
         c.handle_timeout(secs(t0, 10.0)).unwrap();
         assert_eq!(drain(&mut c).len(), 1);
@@ -387,7 +404,7 @@ mod tests {
         // exactly two intervals of silence is not yet "more than two"
         let mut c = Channel::client(id.clone(), cfg(), t0);
         c.handle_timeout(secs(t0, 5.0)).unwrap();
-        let any = Event::on_channel(&id, "STREAM", Value::from(1));
+        let any = Event::on_channel(&id, EventKind::Stream, Value::from(1));
         c.on_event(any, secs(t0, 10.0)).unwrap();
         c.handle_timeout(secs(t0, 10.0)).unwrap();
         c.handle_timeout(secs(t0, 15.0)).unwrap();
@@ -411,7 +428,7 @@ mod tests {
         alive_tick(&mut s, secs(t0, 10.0));
         // its first heartbeat comes late, at 14.9 s; then every interval
         for at in [14.9, 19.9, 24.9] {
-            let hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
+            let hb = Event::on_channel(&id, EventKind::Heartbeat, Value::Array(vec![0.into()]));
             s.on_event(hb, secs(t0, at)).unwrap();
             alive_tick(&mut s, secs(t0, at + 0.1));
         }
@@ -431,7 +448,50 @@ mod tests {
     fn alive_tick(c: &mut Channel, now: Instant) {
         c.handle_timeout(now).unwrap();
         let out = drain(c);
-        assert!(out.iter().all(|e| e.name == HEARTBEAT), "{out:?}");
+        assert!(
+            out.iter().all(|e| e.name == EventKind::Heartbeat),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_deadline_bounds_the_first_reply_on_both_sides() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Client: the deadline comes before its own timeout and wins.
+        let id = MessageId::random();
+        let mut c = Channel::client(id.clone(), cfg(), t0);
+        c.set_deadline(t0 + ms(800), ms(800));
+        assert_eq!(c.poll_timeout(), t0 + ms(800));
+        c.handle_timeout(t0 + ms(799)).unwrap();
+        assert_eq!(
+            c.handle_timeout(t0 + ms(800)),
+            Err(ChannelError::DeadlineExceeded(ms(800)))
+        );
+        // ...unless the first reply came in time; heartbeats do not count.
+        let mut c = Channel::client(id.clone(), cfg(), t0);
+        c.set_deadline(t0 + ms(800), ms(800));
+        let hb = Event::on_channel(&id, EventKind::Heartbeat, Value::Array(vec![0.into()]));
+        c.on_event(hb, t0 + ms(100)).unwrap();
+        assert_eq!(c.deadline(), Some(t0 + ms(800)));
+        let item = Event::on_channel(&id, EventKind::Stream, Value::from(1));
+        c.on_event(item, t0 + ms(500)).unwrap();
+        assert_eq!(c.deadline(), None);
+        c.handle_timeout(t0 + ms(900)).unwrap();
+        // Server: the same until it sends its first reply.
+        let req = Event::new("slow", Value::Array(vec![]));
+        let mut s = Channel::server(&req, cfg(), t0);
+        s.set_deadline(t0 + ms(300), ms(300));
+        assert_eq!(s.poll_timeout(), t0 + ms(300));
+        assert_eq!(
+            s.handle_timeout(t0 + ms(300)),
+            Err(ChannelError::DeadlineExceeded(ms(300)))
+        );
+        let mut s = Channel::server(&req, cfg(), t0);
+        s.set_deadline(t0 + ms(300), ms(300));
+        assert!(s.send(EventKind::Stream, 1.into()));
+        assert_eq!(s.poll_timeout(), t0 + cfg().heartbeat);
+        s.handle_timeout(t0 + ms(400)).unwrap();
     }
 
     #[test]
@@ -460,14 +520,14 @@ mod tests {
             },
             t0,
         );
-        let item = Event::on_channel(&id, "STREAM", Value::from(1));
+        let item = Event::on_channel(&id, EventKind::Stream, Value::from(1));
         assert!(c
             .on_event(item, t0 + Duration::from_secs(1))
             .unwrap()
             .is_some());
         // heartbeats keep it going long after the timeout
         for s in (4..100).step_by(4) {
-            let hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
+            let hb = Event::on_channel(&id, EventKind::Heartbeat, Value::Array(vec![0.into()]));
             c.on_event(hb, t0 + Duration::from_secs(s)).unwrap();
             c.handle_timeout(t0 + Duration::from_secs(s)).unwrap();
         }
@@ -482,7 +542,7 @@ mod tests {
             t0,
         );
         for ms in (500..3000).step_by(500) {
-            let hb = Event::on_channel(&id, HEARTBEAT, Value::Array(vec![0.into()]));
+            let hb = Event::on_channel(&id, EventKind::Heartbeat, Value::Array(vec![0.into()]));
             c.on_event(hb, t0 + Duration::from_millis(ms)).unwrap();
             c.handle_timeout(t0 + Duration::from_millis(ms)).unwrap();
         }
@@ -495,15 +555,23 @@ mod tests {
         let req = Event::new("range", Value::Array(vec![1000.into()]));
         let mut s = Channel::server(&req, cfg(), t0);
         assert_eq!(s.credit_mode(), CreditMode::Additive);
-        assert!(s.send("STREAM", 0.into()));
+        assert!(s.send(EventKind::Stream, 0.into()));
         assert!(!s.can_send_item());
-        assert!(!s.send("STREAM", 1.into()), "no credit, refused");
-        let more = Event::on_channel(&req.header.message_id, MORE, Value::Array(vec![3.into()]));
+        assert!(!s.send(EventKind::Stream, 1.into()), "no credit, refused");
+        let more = Event::on_channel(
+            &req.header.message_id,
+            EventKind::More,
+            Value::Array(vec![3.into()]),
+        );
         s.on_event(more, t0).unwrap();
-        let more = Event::on_channel(&req.header.message_id, MORE, Value::Array(vec![2.into()]));
+        let more = Event::on_channel(
+            &req.header.message_id,
+            EventKind::More,
+            Value::Array(vec![2.into()]),
+        );
         s.on_event(more, t0).unwrap();
         assert_eq!(s.send_credit(), 5);
-        let bad = Event::on_channel(&req.header.message_id, MORE, Value::from("x"));
+        let bad = Event::on_channel(&req.header.message_id, EventKind::More, Value::from("x"));
         assert_eq!(s.on_event(bad, t0), Err(ChannelError::BadCredit));
     }
 
@@ -516,7 +584,7 @@ mod tests {
         for _ in 0..3 {
             let more = Event::on_channel(
                 &req.header.message_id,
-                MORE,
+                EventKind::More,
                 Value::Array(vec![huge.clone()]),
             );
             s.on_event(more, t0).unwrap();
@@ -532,8 +600,11 @@ mod tests {
         let mut s = Channel::server(&req, cfg(), t0);
         assert_eq!(s.credit_mode(), CreditMode::Absolute);
         for n in [10u64, 4] {
-            let more =
-                Event::on_channel(&req.header.message_id, MORE, Value::Array(vec![n.into()]));
+            let more = Event::on_channel(
+                &req.header.message_id,
+                EventKind::More,
+                Value::Array(vec![n.into()]),
+            );
             s.on_event(more, t0).unwrap();
             assert_eq!(s.send_credit(), n, "absolute, not added");
         }
@@ -554,7 +625,7 @@ mod tests {
         let mut received = 0u64;
         for step in 0..20_000u64 {
             while server.can_send_item() && sent < 10_000 {
-                assert!(server.send("STREAM", sent.into()));
+                assert!(server.send(EventKind::Stream, sent.into()));
                 sent += 1;
             }
             in_flight.extend(drain(&mut server));

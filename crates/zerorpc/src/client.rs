@@ -22,9 +22,9 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
 
-use crate::channel::{is_final, Channel, ChannelConfig, ChannelError};
+use crate::channel::{Channel, ChannelConfig, ChannelError};
 use crate::error::{Error, RemoteError};
-use crate::event::{DecodeLimits, Event, MessageId};
+use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::record::{Outcome, Peer, Recorder, Side, Span};
 use crate::report::{ErrorReport, OnError};
@@ -418,7 +418,7 @@ impl Client {
     /// [`ClientOptions::re_resolve`]).
     pub async fn connect_with(endpoints: &[&str], opts: ClientOptions) -> Result<Client, Error> {
         if endpoints.is_empty() {
-            return Err(Error::Protocol("no endpoint given".into()));
+            return Err(Error::Config("no endpoint given".into()));
         }
         let named: Vec<&str> = endpoints
             .iter()
@@ -489,7 +489,7 @@ impl Client {
         named: bool,
     ) -> Result<Client, Error> {
         if endpoints.is_empty() {
-            return Err(Error::Protocol("no endpoint given".into()));
+            return Err(Error::Config("no endpoint given".into()));
         }
         let stop = CancellationToken::new();
         let refusals = Arc::new(Notify::new());
@@ -585,8 +585,19 @@ impl Client {
             .with_max_delay(policy.max_delay)
             .with_max_times(policy.max_retries)
             .with_jitter();
-        (|| self.call_once(method, args.clone()))
-            .retry(backoff)
+        // One deadline for every attempt: the timeout (or the deadline in
+        // force, if sooner), so retries never outlive it.
+        let timeout = self
+            .timeout
+            .unwrap_or(self.inner.opts.channel.first_reply_timeout);
+        let at = timeout.map(|t| std::time::Instant::now() + t);
+        (|| async {
+            match at {
+                Some(at) => crate::deadline::scope(at, self.call_once(method, args.clone())).await,
+                None => self.call_once(method, args.clone()).await,
+            }
+        })
+        .retry(backoff)
             .when(Error::is_lost)
             .notify(|e, after| {
                 tracing::info!(method, error = %e, ?after, "call lost, retrying (idempotent)")
@@ -727,17 +738,17 @@ impl Client {
         let mut items: Option<Vec<Value>> = None;
         loop {
             let ev = call.next_event().await?;
-            match ev.name.as_str() {
-                "OK" if items.is_none() => return Ok((first_arg(ev.args), None)),
-                "STREAM" => items.get_or_insert_with(Vec::new).push(ev.args),
+            match ev.kind() {
+                Some(EventKind::Ok) if items.is_none() => return Ok((first_arg(ev.args), None)),
+                Some(EventKind::Stream) => items.get_or_insert_with(Vec::new).push(ev.args),
                 // (Python answers an empty stream with STREAM_DONE alone)
-                "STREAM_DONE" => {
+                Some(EventKind::StreamDone) => {
                     let items = items.unwrap_or_default();
                     let n = items.len() as u64;
                     return Ok((Value::Array(items), Some(n)));
                 }
-                "ERR" => return Err(Error::Remote(remote_error(ev.args))),
-                other => return Err(unexpected(other)),
+                Some(EventKind::Err) => return Err(Error::Remote(remote_error(ev.args))),
+                _ => return Err(unexpected(&ev.name)),
             }
         }
     }
@@ -835,17 +846,17 @@ impl Client {
             |state| async move {
                 let (mut call, mut watch) = state?;
                 let r = match call.next_event().await {
-                    Ok(ev) => match ev.name.as_str() {
-                        "STREAM" => {
+                    Ok(ev) => match ev.kind() {
+                        Some(EventKind::Stream) => {
                             if let Some(w) = &mut watch {
                                 w.items += 1;
                             }
                             return Some((Ok((true, ev.args)), Some((call, watch))));
                         }
-                        "STREAM_DONE" => None,
-                        "OK" => Some(Ok((false, first_arg(ev.args)))),
-                        "ERR" => Some(Err(Error::Remote(remote_error(ev.args)))),
-                        other => Some(Err(unexpected(other))),
+                        Some(EventKind::StreamDone) => None,
+                        Some(EventKind::Ok) => Some(Ok((false, first_arg(ev.args)))),
+                        Some(EventKind::Err) => Some(Err(Error::Remote(remote_error(ev.args)))),
+                        _ => Some(Err(unexpected(&ev.name))),
                     },
                     Err(e) => Some(Err(e)),
                 };
@@ -905,6 +916,17 @@ impl Client {
         if let Some(t) = self.timeout {
             cfg.first_reply_timeout = t;
         }
+        // The request carries the smaller of the call's timeout and what
+        // is left of the deadline it runs under; the deadline, when it is
+        // the smaller, is the channel's too.
+        let now = std::time::Instant::now();
+        let inherited = crate::deadline::current()
+            .map(|at| (at, at.saturating_duration_since(now)))
+            .filter(|(_, left)| cfg.first_reply_timeout.is_none_or(|t| *left < t));
+        request.header.deadline_ms = inherited
+            .map(|(_, left)| left)
+            .or(cfg.first_reply_timeout)
+            .map(crate::deadline::millis_of);
         // Room for a full window of stream items plus control events.
         let (net_tx, net_rx) = mailbox(cfg.window as usize + 16);
         conn.channels().insert(id.clone(), net_tx);
@@ -914,7 +936,10 @@ impl Client {
             drops_at_open: conn.drops.load(Ordering::SeqCst),
         };
         let msg = Message::from_iter([Bytes::new(), request.encode()]);
-        let mut ch = Channel::client(id, cfg, Instant::now().into_std());
+        let mut ch = Channel::client(id, cfg, now);
+        if let Some((at, left)) = inherited {
+            ch.set_deadline(at, left);
+        }
         if let Some(h) = trace_headers {
             // every event of a traced channel carries its context
             ch.set_headers(h);
@@ -1131,7 +1156,7 @@ impl InlineCall {
                         .on_event(ev, Instant::now().into_std())
                         .map_err(channel_error)?
                     {
-                        if app.name == "STREAM" {
+                        if app.kind() == Some(EventKind::Stream) {
                             self.ch.consumed(1);
                         }
                         return Poll::Ready(Ok(app));
@@ -1184,7 +1209,7 @@ impl CallHandle {
 fn note_outcome(conn: &Conn, r: &Result<Event, Error>, cfg: &ChannelConfig) {
     match r {
         Err(e) => conn.note(e.is_lost(), cfg),
-        Ok(ev) if is_final(&ev.name) => conn.note(false, cfg),
+        Ok(ev) if ev.is_final() => conn.note(false, cfg),
         Ok(_) => {}
     }
 }
@@ -1237,11 +1262,11 @@ async fn drive_call(
                 };
                 match ch.on_event(ev, Instant::now().into_std()) {
                     Ok(Some(app)) => {
-                        let last = is_final(&app.name);
+                        let last = app.is_final();
                         if last {
                             conn.note(false, ch.config());
                         }
-                        if app.name == "STREAM" {
+                        if app.kind() == Some(EventKind::Stream) {
                             forwarded += 1;
                         }
                         // The window bounds what the server may send, and
@@ -1307,7 +1332,7 @@ fn poll_flush(
         };
         let cfg = *ch.config();
         let conn = conn.clone();
-        *sending = Some(if ev.name == crate::channel::MORE {
+        *sending = Some(if ev.kind() == Some(EventKind::More) {
             let patience = cfg.heartbeat * cfg.lost_after;
             Box::pin(async move {
                 tokio::time::timeout(patience, conn.dealer.send(msg))
@@ -1370,6 +1395,7 @@ fn channel_error(e: ChannelError) -> Error {
         ChannelError::Timeout(t) => Error::Timeout(t),
         ChannelError::LostRemote(t) => Error::LostRemote(t),
         ChannelError::BadCredit => Error::Protocol("malformed _zpc_more".into()),
+        ChannelError::DeadlineExceeded(t) => Error::DeadlineExceeded(t),
     }
 }
 

@@ -50,6 +50,12 @@ pub enum Error {
     /// No reply arrived within the call timeout.
     #[error("timed out after {0:?} waiting for a reply")]
     Timeout(Duration),
+    /// The deadline the call ran under (inherited from the handler making
+    /// it, or set with [`crate::deadline::scope`]; a retried call's
+    /// timeout) passed before its reply; the budget it had is given. A
+    /// call's own timeout passing is [`Error::Timeout`].
+    #[error("deadline exceeded: no reply within the {0:?} left")]
+    DeadlineExceeded(Duration),
     /// The remote stopped heart-beating.
     #[error("lost remote after {0:?} without a heartbeat")]
     LostRemote(Duration),

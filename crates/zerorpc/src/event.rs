@@ -148,6 +148,9 @@ pub struct Header {
     pub version: Option<i64>,
     /// The channel this event belongs to (the first event's id).
     pub response_to: Option<MessageId>,
+    /// The caller's remaining budget in milliseconds (`deadline_ms`, a
+    /// request's key that Python and Node ignore; see [`crate::deadline`]).
+    pub deadline_ms: Option<u64>,
     /// Every other key, in order, untouched.
     pub extra: Vec<(Value, Value)>,
     /// More entries, encoded once and shared by many events (a channel's
@@ -233,6 +236,7 @@ impl Header {
             message_id: MessageId::random(),
             version: Some(PROTOCOL_VERSION),
             response_to: None,
+            deadline_ms: None,
             extra: Vec::new(),
             shared: SharedEntries::default(),
         }
@@ -264,6 +268,7 @@ impl Header {
         let mut message_id = None;
         let mut version = None;
         let mut response_to = None;
+        let mut deadline_ms = None;
         let mut extra = Vec::new();
         for _ in 0..entries {
             let before = *rd;
@@ -275,6 +280,8 @@ impl Header {
                 Some(b"response_to") => {
                     response_to = Some(read_id(rd, "response_to is not str or bin")?)
                 }
+                // (a budget that is not a whole number is no budget)
+                Some(b"deadline_ms") => deadline_ms = read_value(rd)?.as_u64(),
                 _ => {
                     *rd = before;
                     let k = read_value(rd)?;
@@ -286,6 +293,7 @@ impl Header {
             message_id: message_id.ok_or(EventError::Malformed("header without message_id"))?,
             version,
             response_to,
+            deadline_ms,
             extra,
             shared: SharedEntries::default(),
         })
@@ -295,6 +303,81 @@ impl Header {
 impl Default for Header {
     fn default() -> Self {
         Header::new()
+    }
+}
+
+/// The protocol's own event names: replies, stream items and channel
+/// control. Any other name is a method call (or, on a one-way socket, a
+/// message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// `OK`: a call's result; ends the channel.
+    Ok,
+    /// `ERR`: a remote error `[name, message, traceback]`; ends the channel.
+    Err,
+    /// `STREAM`: one item of a streamed result (uses one credit).
+    Stream,
+    /// `STREAM_DONE`: the end of a stream; ends the channel.
+    StreamDone,
+    /// `_zpc_hb`: a heartbeat.
+    Heartbeat,
+    /// `_zpc_more`: a grant of stream credit.
+    More,
+}
+
+impl EventKind {
+    /// The name on the wire.
+    pub const fn name(self) -> &'static str {
+        match self {
+            EventKind::Ok => "OK",
+            EventKind::Err => "ERR",
+            EventKind::Stream => "STREAM",
+            EventKind::StreamDone => "STREAM_DONE",
+            EventKind::Heartbeat => "_zpc_hb",
+            EventKind::More => "_zpc_more",
+        }
+    }
+
+    /// The kind an event name stands for; `None` for a method name.
+    pub fn of(name: &str) -> Option<EventKind> {
+        Some(match name {
+            "OK" => EventKind::Ok,
+            "ERR" => EventKind::Err,
+            "STREAM" => EventKind::Stream,
+            "STREAM_DONE" => EventKind::StreamDone,
+            "_zpc_hb" => EventKind::Heartbeat,
+            "_zpc_more" => EventKind::More,
+            _ => return None,
+        })
+    }
+
+    /// Whether it ends its channel (`OK`, `ERR`, `STREAM_DONE`).
+    pub const fn is_final(self) -> bool {
+        matches!(self, EventKind::Ok | EventKind::Err | EventKind::StreamDone)
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<EventKind> for String {
+    fn from(k: EventKind) -> String {
+        k.name().to_owned()
+    }
+}
+
+impl PartialEq<EventKind> for String {
+    fn eq(&self, k: &EventKind) -> bool {
+        self == k.name()
+    }
+}
+
+impl PartialEq<EventKind> for str {
+    fn eq(&self, k: &EventKind) -> bool {
+        self == k.name()
     }
 }
 
@@ -336,6 +419,16 @@ impl Event {
         }
     }
 
+    /// The protocol kind of this event; `None` for a method call.
+    pub fn kind(&self) -> Option<EventKind> {
+        EventKind::of(&self.name)
+    }
+
+    /// Whether it ends its channel (`OK`, `ERR`, `STREAM_DONE`).
+    pub fn is_final(&self) -> bool {
+        self.kind().is_some_and(EventKind::is_final)
+    }
+
     /// An event on the channel `channel` (fresh id, `response_to` set).
     pub fn on_channel(channel: &MessageId, name: impl Into<String>, args: Value) -> Self {
         let mut header = Header::new();
@@ -353,6 +446,7 @@ impl Event {
         let entries = 1
             + usize::from(h.version.is_some())
             + usize::from(h.response_to.is_some())
+            + usize::from(h.deadline_ms.is_some())
             + h.extra.len()
             + h.shared.len();
         let mut out = Vec::with_capacity(96 + h.shared.encoded().len());
@@ -368,6 +462,10 @@ impl Event {
         if let Some(r) = &h.response_to {
             let _ = rmp::encode::write_str(&mut out, "response_to");
             r.write(&mut out);
+        }
+        if let Some(ms) = h.deadline_ms {
+            let _ = rmp::encode::write_str(&mut out, crate::deadline::HEADER_KEY);
+            let _ = rmp::encode::write_uint(&mut out, ms);
         }
         for (k, v) in &h.extra {
             let _ = rmpv::encode::write_value(&mut out, k);
@@ -621,6 +719,38 @@ mod tests {
         let mut not_array = Vec::new();
         rmpv::encode::write_value(&mut not_array, &Value::from("x")).unwrap();
         assert!(Event::decode_head(&not_array, DecodeLimits::default()).is_err());
+    }
+
+    #[test]
+    fn the_deadline_key_round_trips_and_a_malformed_one_is_none() {
+        let mut ev = Event::new("slow", Value::Array(vec![]));
+        ev.header.deadline_ms = Some(1500);
+        let back = Event::decode(&ev.encode(), DecodeLimits::default()).unwrap();
+        assert_eq!(back.header.deadline_ms, Some(1500));
+        assert!(
+            back.header.extra.is_empty(),
+            "a known key, not an extra one"
+        );
+        // As a Python peer would see it: one more string key in the map.
+        let v = rmpv::decode::read_value(&mut &ev.encode()[..]).unwrap();
+        let header = v.as_array().unwrap()[0].as_map().unwrap();
+        assert!(header
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("deadline_ms") && v.as_u64() == Some(1500)));
+        for odd in [Value::from(-1), Value::from(1.5), Value::from("10")] {
+            let raw = Value::Array(vec![
+                Value::Map(vec![
+                    (Value::from("message_id"), Value::from("x")),
+                    (Value::from("deadline_ms"), odd.clone()),
+                ]),
+                Value::from("m"),
+                Value::Array(vec![]),
+            ]);
+            let mut b = Vec::new();
+            rmpv::encode::write_value(&mut b, &raw).unwrap();
+            let ev = Event::decode(&b, DecodeLimits::default()).unwrap();
+            assert_eq!(ev.header.deadline_ms, None, "{odd}");
+        }
     }
 
     #[test]

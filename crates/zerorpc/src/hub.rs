@@ -38,9 +38,8 @@ use rmpv::Value;
 use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
-use crate::channel::is_final;
 use crate::error::Error;
-use crate::event::{DecodeLimits, Event, MessageId};
+use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::service::CallError;
 use crate::trace::hex;
 
@@ -314,7 +313,7 @@ impl HubCore {
         let key = (client.clone(), header.message_id);
         if name == HUB_STATS {
             let stats = self.stats(now).to_value();
-            self.reply(&envelope, &key.1, "OK", Value::Array(vec![stats]));
+            self.reply(&envelope, &key.1, EventKind::Ok, Value::Array(vec![stats]));
             return;
         }
         if self.channels.contains_key(&key) || self.waiting.contains_key(&key) {
@@ -369,7 +368,7 @@ impl HubCore {
         chan.last_activity = now;
         let m: Message = frames[1..].iter().cloned().collect();
         self.out.push_back(HubOutput::ToClient(m));
-        if is_final(&name) {
+        if EventKind::of(&name).is_some_and(EventKind::is_final) {
             self.end_channel(&key, true);
             self.completed += 1;
             match self.rate.back_mut() {
@@ -417,7 +416,7 @@ impl HubCore {
             self.reply(
                 &env,
                 &id,
-                crate::channel::HEARTBEAT,
+                EventKind::Heartbeat,
                 Value::Array(vec![0.into()]),
             );
         }
@@ -514,7 +513,7 @@ impl HubCore {
                     "HubOverloaded",
                     "no worker available and too many calls waiting",
                 );
-                self.reply(&p.envelope, &key.1, "ERR", err);
+                self.reply(&p.envelope, &key.1, EventKind::Err, err);
             }
             None => {
                 // Tell the caller at once that its call is alive, and then
@@ -522,7 +521,7 @@ impl HubCore {
                 self.reply(
                     &p.envelope,
                     &key.1,
-                    crate::channel::HEARTBEAT,
+                    EventKind::Heartbeat,
                     Value::Array(vec![0.into()]),
                 );
                 self.line.push_back(key.clone());
@@ -640,7 +639,7 @@ impl HubCore {
         let Ok((header, name)) = Event::decode_head(payload, self.limits) else {
             return false;
         };
-        if name != crate::channel::HEARTBEAT {
+        if EventKind::of(&name) != Some(EventKind::Heartbeat) {
             return false;
         }
         let Some(ch) = header.response_to else {
@@ -729,7 +728,12 @@ impl HubCore {
         for key in keys {
             if let Some(chan) = self.channels.remove(&key) {
                 self.failed += 1;
-                self.reply(&chan.envelope, &key.1, "ERR", err_args("LostRemote", why));
+                self.reply(
+                    &chan.envelope,
+                    &key.1,
+                    EventKind::Err,
+                    err_args("LostRemote", why),
+                );
             }
         }
         if let Some(w) = self.workers.get_mut(worker) {
@@ -738,9 +742,9 @@ impl HubCore {
     }
 
     /// An event from the hub itself to a client, on channel `channel`.
-    fn reply(&mut self, envelope: &[Bytes], channel: &MessageId, name: &str, args: Value) {
+    fn reply(&mut self, envelope: &[Bytes], channel: &MessageId, kind: EventKind, args: Value) {
         let mut m: Message = envelope.iter().cloned().collect();
-        m.push_back(Event::on_channel(channel, name, args).encode());
+        m.push_back(Event::on_channel(channel, kind, args).encode());
         self.out.push_back(HubOutput::ToClient(m));
     }
 }
@@ -820,7 +824,7 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .take()
         else {
-            return Err(Error::Protocol("Hub::run called twice".into()));
+            return Err(Error::Config("Hub::run called twice".into()));
         };
         let mut tick = tokio::time::interval(self.opts.heartbeat / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -50,6 +50,7 @@ pub mod auth;
 pub mod channel;
 mod client;
 pub mod collector;
+pub mod deadline;
 pub mod demo;
 mod error;
 pub mod event;
@@ -73,7 +74,7 @@ pub use auth::{current_user, Authorization, AuthorizationError, Rule};
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
 pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{Error, EventError, RemoteError};
-pub use event::{DecodeLimits, Event, Header, MessageId, SharedEntries};
+pub use event::{DecodeLimits, Event, EventKind, Header, MessageId, SharedEntries};
 pub use futures;
 #[cfg(feature = "hub")]
 pub use hub::{Hub, HubOptions, HubStats};

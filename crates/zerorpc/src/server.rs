@@ -25,9 +25,9 @@ use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, PeerSender, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
 use crate::auth::Authorization;
-use crate::channel::{Channel, ChannelConfig};
+use crate::channel::{Channel, ChannelConfig, ChannelError};
 use crate::error::Error;
-use crate::event::{DecodeLimits, Event, MessageId};
+use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::introspection;
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::record::{Outcome, Peer, Recorder, Side, Span};
@@ -466,6 +466,13 @@ fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
             inner.queued.fetch_add(1, Ordering::SeqCst);
             let now = Instant::now();
             let mut ch = Channel::server(&event, inner.opts.channel, now.into_std());
+            if let Some(ms) = event.header.deadline_ms {
+                let budget = crate::deadline::budget_of(ms);
+                // (a budget too large to add up is no deadline)
+                if let Some(at) = now.into_std().checked_add(budget) {
+                    ch.set_deadline(at, budget);
+                }
+            }
             let trace = server_trace(inner, &event, identity);
             if let Some(ctx) = trace.as_ref().and_then(|t| t.ctx.as_ref()) {
                 // every event of a traced channel carries its context
@@ -514,7 +521,7 @@ fn refuse_overloaded(
     let msg = format!("too many {what} (limit {limit}); try again later");
     let e = CallError::new("ServerOverloaded", msg.clone())
         .with_traceback(format!("ServerOverloaded: {msg}\n"));
-    let reply = Event::on_channel(&request.header.message_id, "ERR", e.to_args());
+    let reply = Event::on_channel(&request.header.message_id, EventKind::Err, e.to_args());
     let mut m: Message = envelope.into_iter().collect();
     m.push_back(reply.encode());
     let _ = peer.try_send(m);
@@ -719,7 +726,7 @@ impl Future for ServerCall {
                     Poll::Ready(Some(Inbound::Shutdown)) => {
                         let e = CallError::new("ServerShutdown", "the server is shutting down");
                         this.note(err_outcome(&e));
-                        this.ch.send("ERR", e.to_args());
+                        this.ch.send(EventKind::Err, e.to_args());
                         this.set_phase(Phase::Done);
                         break;
                     }
@@ -737,11 +744,16 @@ impl Future for ServerCall {
             if this.timer.deadline() != deadline {
                 this.timer.as_mut().reset(deadline);
             }
+            let mut expired = None;
             if this.timer.as_mut().poll(cx).is_ready() {
-                if let Err(e) = this.ch.handle_timeout(Instant::now().into_std()) {
-                    this.note(Outcome::Lost);
-                    tracing::info!(channel = %this.key.1, error = ?e, "client lost, cancelling call");
-                    return Poll::Ready(());
+                match this.ch.handle_timeout(Instant::now().into_std()) {
+                    Ok(()) => {}
+                    Err(ChannelError::DeadlineExceeded(budget)) => expired = Some(budget),
+                    Err(e) => {
+                        this.note(Outcome::Lost);
+                        tracing::info!(channel = %this.key.1, error = ?e, "client lost, cancelling call");
+                        return Poll::Ready(());
+                    }
                 }
                 progressed = true;
             }
@@ -764,7 +776,8 @@ impl Future for ServerCall {
                                 {
                                     span.set_user(user.clone());
                                 }
-                                let fut = dispatch(&this.inner, *req, ctx, user);
+                                let deadline = this.ch.deadline();
+                                let fut = dispatch(&this.inner, *req, ctx, user, deadline);
                                 this.set_phase(Phase::Running(fut));
                             }
                         }
@@ -777,6 +790,11 @@ impl Future for ServerCall {
                     tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
                     return Poll::Ready(());
                 }
+            }
+            // The deadline passed and the handler, polled once more, has
+            // not answered: cancel it.
+            if let Some(budget) = expired {
+                this.cancel_for_deadline(budget);
             }
             // Send what the channel queued (replies, heartbeats, credit).
             if let Err(e) = flush(
@@ -801,6 +819,23 @@ impl Future for ServerCall {
 }
 
 impl ServerCall {
+    /// Cancels a call whose deadline passed before its first reply (a
+    /// waiting or running handler is dropped) and answers
+    /// `ERR DeadlineExceeded`.
+    fn cancel_for_deadline(&mut self, budget: std::time::Duration) {
+        if !matches!(self.phase, Phase::Queued | Phase::Running(_)) {
+            return;
+        }
+        tracing::debug!(channel = %self.key.1, ?budget, "deadline passed, cancelling call");
+        let e = CallError::new(
+            crate::deadline::ERROR_NAME,
+            format!("the caller's deadline passed ({budget:?} budget); the call was cancelled"),
+        );
+        self.note(err_outcome(&e));
+        self.set_phase(Phase::Done);
+        self.ch.send(EventKind::Err, e.to_args());
+    }
+
     /// Moves to `phase`, leaving the count of waiting calls if it was one.
     fn set_phase(&mut self, phase: Phase) {
         if matches!(self.phase, Phase::Queued) {
@@ -869,13 +904,13 @@ impl ServerCall {
                 };
                 match result {
                     Ok(Response::Value(v)) => {
-                        self.ch.send("OK", Value::Array(vec![v]));
+                        self.ch.send(EventKind::Ok, Value::Array(vec![v]));
                         self.phase = Phase::Done;
                         self.note(Outcome::Ok);
                     }
                     Ok(Response::Stream(st)) => self.phase = Phase::Streaming(st),
                     Err(e) => {
-                        self.ch.send("ERR", e.to_args());
+                        self.ch.send(EventKind::Err, e.to_args());
                         self.phase = Phase::Done;
                         self.note(err_outcome(&e));
                         report_error(&self.inner, self.trace.as_deref(), &e);
@@ -943,15 +978,15 @@ impl ServerCall {
 fn send_item(ch: &mut Channel, item: Option<Result<Value, CallError>>) -> bool {
     match item {
         Some(Ok(v)) => {
-            ch.send("STREAM", v);
+            ch.send(EventKind::Stream, v);
             false
         }
         Some(Err(e)) => {
-            ch.send("ERR", e.to_args());
+            ch.send(EventKind::Err, e.to_args());
             true
         }
         None => {
-            ch.send("STREAM_DONE", Value::Nil);
+            ch.send(EventKind::StreamDone, Value::Nil);
             true
         }
     }
@@ -992,14 +1027,16 @@ fn err_outcome(e: &CallError) -> Outcome {
 }
 
 /// Starts the handler; a traced call's handler runs with its span as the
-/// current trace context, so the calls it makes are its children.
+/// current trace context, so the calls it makes are its children, and a
+/// call with a deadline's under it, so they inherit what is left.
 fn dispatch(
     inner: &Arc<Inner>,
     req: Event,
     trace: Option<TraceContext>,
     user: Option<Arc<str>>,
+    deadline: Option<std::time::Instant>,
 ) -> HandlerFuture {
-    match trace {
+    let handler = match trace {
         Some(ctx) => {
             // A `tracing` span too, so subscribers see the call with its ids.
             let span = tracing::info_span!(
@@ -1014,6 +1051,10 @@ fn dispatch(
             Box::pin(tracing::Instrument::instrument(ctx.scope(fut), span))
         }
         None => start_handler(inner, req, user),
+    };
+    match deadline {
+        Some(at) => Box::pin(crate::deadline::scope(at, handler)),
+        None => handler,
     }
 }
 

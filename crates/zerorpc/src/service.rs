@@ -87,12 +87,17 @@ impl fmt::Display for CallError {
 }
 
 /// A call made inside a handler failed (so `?` works on it): a remote
-/// error passes on as it was (name, message, traceback); any other failure
-/// (lost remote, timeout...) becomes `UpstreamError` with it as message.
+/// error passes on as it was (name, message, traceback), a passed deadline
+/// as `DeadlineExceeded`; any other failure (lost remote, timeout...)
+/// becomes `UpstreamError` with it as message.
 impl From<crate::Error> for CallError {
     fn from(e: crate::Error) -> Self {
         match e {
             crate::Error::Remote(r) => r.into(),
+            // (the handler's own deadline passed: say so upstream)
+            e @ crate::Error::DeadlineExceeded(_) => {
+                CallError::new(crate::deadline::ERROR_NAME, e.to_string())
+            }
             other => CallError::new("UpstreamError", other.to_string()),
         }
     }
