@@ -42,6 +42,7 @@ Examples:
   zerorpc tcp://127.0.0.1:4242 add 2 40         call add(2, 40)
   zerorpc tcp://127.0.0.1:4242 echo \"[1, 'a', None]\"   arguments are Python/JSON literals
   zerorpc -j tcp://127.0.0.1:4242 echo '{\"k\": 1}' arguments as strict JSON
+  zerorpc --named tcp://127.0.0.1:4242 add b=40 a=2   named arguments (by introspection)
   zerorpc -pj tcp://127.0.0.1:4242 range 3      print results as JSON, one line per stream item
   zerorpc --server --bind tcp://0.0.0.0:4242 demo   serve the built-in demo service
   zerorpc demo                                  a tour: serve, list, call, stream, error
@@ -98,6 +99,11 @@ pub struct Cli {
     /// Parse arguments as JSON.
     #[arg(short = 'j', long = "json")]
     pub json: bool,
+    /// Arguments are NAME=VALUE, placed by the argument names the
+    /// service's introspection gives (`_zerorpc_inspect`); values as
+    /// without it (literals, or JSON with -j).
+    #[arg(long = "named")]
+    pub named: bool,
     /// Print results as JSON (also `-pj`).
     #[arg(long = "print-json")]
     pub print_json: bool,

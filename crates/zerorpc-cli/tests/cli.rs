@@ -123,6 +123,32 @@ fn lists_calls_streams_and_reports_errors() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("NameError: nope"));
 
+    // Named arguments, placed by introspection (add(a, b) with strings:
+    // the order shows).
+    let o = zerorpc(&["--named", ep, "add", "b='y'", "a='x'"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "'xy'\n"),
+        "{}",
+        stderr(&o)
+    );
+    let o = zerorpc(&["--named", "-j", ep, "add", "b=[2]", "a=[1]"]);
+    assert_eq!(stdout(&o), "[1, 2]\n", "{}", stderr(&o));
+    let o = zerorpc(&["--named", ep, "add", "c=1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("add() got an unexpected keyword argument 'c'"),
+        "{}",
+        stderr(&o)
+    );
+    let o = zerorpc(&["--named", ep, "add", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("arguments are NAME=VALUE"),
+        "{}",
+        stderr(&o)
+    );
+
     let o = zerorpc(&["--timeout", "0.5", ep, "slow", "5"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("timeout after 0.5s waiting for a reply to slow()"));

@@ -79,7 +79,6 @@
 
 #![warn(missing_docs)]
 
-mod describe;
 pub mod json;
 mod openapi;
 mod serve;
@@ -105,7 +104,8 @@ use axum::Router;
 use futures::stream::{BoxStream, StreamExt};
 use zerorpc::{Client, DecodeLimits, Reply, TraceContext, Value};
 
-pub use describe::{ArgSpec, MethodSpec, ServiceInfo};
+use zerorpc::describe;
+pub use zerorpc::describe::{ArgSpec, MethodSpec, ServiceInfo};
 
 /// Default largest request body, and largest collected stream: 16 MiB.
 pub const DEFAULT_MAX_BODY: usize = 16 * 1024 * 1024;
@@ -620,36 +620,24 @@ impl Shared {
         let mut refreshed = false;
         loop {
             let info = self.info();
-            let r = match info.method(method) {
-                None if info.methods.is_empty() => Err(HttpError::new(
-                    StatusCode::BAD_REQUEST,
-                    "TypeError",
-                    format!("the service does not list its methods, so `{method}` cannot take named arguments: pass them as a JSON array"),
-                )),
-                None => Err(HttpError::new(
-                    StatusCode::NOT_FOUND,
-                    "NameError",
-                    format!("the service has no method `{method}`"),
-                )),
-                Some(MethodSpec { args: None, .. }) => Err(HttpError::new(
-                    StatusCode::BAD_REQUEST,
-                    "TypeError",
-                    format!("the service does not tell the argument names of `{method}` (its introspection failed): pass the arguments as a JSON array"),
-                )),
-                Some(MethodSpec {
-                    args: Some(spec), ..
-                }) => describe::positional(spec, named.clone()).map_err(|m| {
-                    let msg = match m {
-                        describe::Mismatch::Unknown(a) => {
-                            format!("{method}() got an unexpected keyword argument '{a}'")
-                        }
-                        describe::Mismatch::Missing(a) => format!(
-                            "{method}() missing argument '{a}' (it has no default and a later argument is given)"
-                        ),
-                    };
-                    HttpError::new(StatusCode::BAD_REQUEST, "TypeError", msg)
-                }),
-            };
+            let r = describe::place(&info, method, &named).map_err(|e| {
+                let status = match e {
+                    describe::PlaceError::NoSuchMethod => StatusCode::NOT_FOUND,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                let name = match e {
+                    describe::PlaceError::NoSuchMethod => "NameError",
+                    _ => "TypeError",
+                };
+                let mut msg = e.message(method);
+                if matches!(
+                    e,
+                    describe::PlaceError::Unlisted | describe::PlaceError::NoArgumentNames
+                ) {
+                    msg.push_str(" (here: a JSON array body)");
+                }
+                HttpError::new(status, name, msg)
+            });
             match r {
                 Err(_) if !refreshed => {
                     self.refresh_if_due().await;

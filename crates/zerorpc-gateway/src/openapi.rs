@@ -2,8 +2,8 @@
 
 use serde_json::{json, Map, Value as J};
 
-use crate::describe::{MethodSpec, ServiceInfo};
 use crate::json::to_json;
+use zerorpc::describe::{MethodSpec, ServiceInfo};
 
 fn error_response(description: &str) -> J {
     json!({

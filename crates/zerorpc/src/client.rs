@@ -254,6 +254,8 @@ struct Inner {
     naming: Option<Arc<Notify>>,
     /// Told whenever one of its connections is refused (see [`Conn`]).
     refusals: Arc<Notify>,
+    /// The service's introspection, once asked (named arguments).
+    described: std::sync::Mutex<Option<Arc<crate::describe::ServiceInfo>>>,
 }
 
 impl Inner {
@@ -517,6 +519,7 @@ impl Client {
             opts,
             naming: wake.clone(),
             refusals,
+            described: std::sync::Mutex::new(None),
         });
         Ok(Client {
             inner,
@@ -524,6 +527,21 @@ impl Client {
             stop: stop.clone(),
             _stop: Arc::new(stop.drop_guard()),
         })
+    }
+
+    /// The cached introspection (see [`Client::describe`]).
+    pub(crate) fn described(&self) -> Option<Arc<crate::describe::ServiceInfo>> {
+        let d = self.inner.described.lock();
+        d.unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_described(&self, info: Arc<crate::describe::ServiceInfo>) {
+        let mut d = self
+            .inner
+            .described
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *d = Some(info);
     }
 
     /// A handle on the same connections whose calls wait at most `timeout`

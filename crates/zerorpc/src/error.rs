@@ -100,6 +100,11 @@ pub enum Error {
     /// A `zerorpc://` name could not be resolved (see [`crate::naming`]).
     #[error("naming: {0}")]
     Naming(String),
+    /// Named arguments could not be placed (an unknown name, a gap
+    /// without a default, or a service whose introspection does not tell
+    /// argument names); no call was made.
+    #[error("named arguments: {0}")]
+    NamedArguments(String),
     /// A configuration or usage mistake, found before anything went on
     /// the wire: no endpoint given, a component started twice, an exporter
     /// that cannot be installed.

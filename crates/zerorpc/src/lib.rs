@@ -52,6 +52,7 @@ mod client;
 pub mod collector;
 pub mod deadline;
 pub mod demo;
+pub mod describe;
 mod error;
 pub mod event;
 #[cfg(feature = "hub")]

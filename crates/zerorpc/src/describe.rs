@@ -1,9 +1,19 @@
-//! What the gateway knows of the service: its name, methods, their
-//! documentation and argument names, from introspection.
+//! A remote service described by introspection (its name, methods, their
+//! documentation and argument names), and named arguments placed by it.
+//!
+//! [`describe`] asks `_zerorpc_inspect` (our servers, zerorpc-python and
+//! zerorpc-node answer it), falling back to `_zerorpc_list` /
+//! `_zerorpc_help` / `_zerorpc_args` when it fails (zerorpc-python 0.6.3
+//! on Python ≥ 3.11, whose `inspect.getargspec` is gone). [`positional`]
+//! places named arguments; [`Client::call_named`] does both, with the
+//! description cached per client and refreshed once when it does not know
+//! a method or a name. The HTTP gateway and the CLI use the same.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use zerorpc::{Client, Error, Value};
+use crate::{Client, Error, Value};
 
 /// The service as introspection describes it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,7 +85,7 @@ fn drop_self(mut args: Vec<ArgSpec>) -> Vec<ArgSpec> {
 
 /// Reads a `_zerorpc_inspect` result (both peers' shape: `{"name": ...,
 /// "methods": {m: {"args": [{"name": a, "default": v}...], "doc": ...}}}`).
-pub(crate) fn parse_inspect(v: &Value) -> Option<ServiceInfo> {
+pub fn parse_inspect(v: &Value) -> Option<ServiceInfo> {
     let m = v.as_map()?;
     let name = field(m, "name").and_then(text).unwrap_or("?").to_owned();
     let methods = field(m, "methods")?
@@ -151,7 +161,7 @@ async fn call(
 /// `_zerorpc_args`. A service that answers none of them is described as
 /// nameless and methodless (calls still pass); a service that does not
 /// answer at all is an error.
-pub(crate) async fn describe(client: &Client, timeout: Duration) -> Result<ServiceInfo, Error> {
+pub async fn describe(client: &Client, timeout: Duration) -> Result<ServiceInfo, Error> {
     match call(client, timeout, "_zerorpc_inspect", vec![]).await {
         Ok(v) => {
             if let Some(info) = parse_inspect(&v) {
@@ -206,7 +216,7 @@ pub(crate) async fn describe(client: &Client, timeout: Duration) -> Result<Servi
 
 /// Why named arguments could not be placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Mismatch {
+pub enum Mismatch {
     /// A name the method does not have.
     Unknown(String),
     /// A gap: this argument, before a given one, has no value nor default.
@@ -217,9 +227,9 @@ pub(crate) enum Mismatch {
 /// name at its position, gaps before the last given one filled with their
 /// defaults; arguments after it are left out (the service applies its
 /// defaults, or says what is missing).
-pub(crate) fn positional(
+pub fn positional(
     spec: &[ArgSpec],
-    mut named: std::collections::BTreeMap<String, Value>,
+    mut named: BTreeMap<String, Value>,
 ) -> Result<Vec<Value>, Mismatch> {
     if let Some(unknown) = named.keys().find(|k| !spec.iter().any(|a| &a.name == *k)) {
         return Err(Mismatch::Unknown(unknown.clone()));
@@ -240,10 +250,130 @@ pub(crate) fn positional(
         .collect()
 }
 
+impl Mismatch {
+    /// The error text, in Python's words (`TypeError`).
+    pub fn message(&self, method: &str) -> String {
+        match self {
+            Mismatch::Unknown(a) => format!("{method}() got an unexpected keyword argument '{a}'"),
+            Mismatch::Missing(a) => format!(
+                "{method}() missing argument '{a}' (it has no default and a later argument is given)"
+            ),
+        }
+    }
+}
+
+/// Why named arguments could not be placed for a method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaceError {
+    /// The service does not list its methods.
+    Unlisted,
+    /// The service has no such method.
+    NoSuchMethod,
+    /// The service does not tell the method's argument names.
+    NoArgumentNames,
+    /// The names do not fit the method's arguments.
+    Mismatch(Mismatch),
+}
+
+impl PlaceError {
+    /// The error text for a call to `method`.
+    pub fn message(&self, method: &str) -> String {
+        match self {
+            PlaceError::Unlisted => format!(
+                "the service does not list its methods, so `{method}` cannot take named arguments: pass them by position"
+            ),
+            PlaceError::NoSuchMethod => format!("the service has no method `{method}`"),
+            PlaceError::NoArgumentNames => format!(
+                "the service does not tell the argument names of `{method}` (its introspection failed, as zerorpc-python's does on Python 3.11 and later): pass the arguments by position"
+            ),
+            PlaceError::Mismatch(m) => m.message(method),
+        }
+    }
+}
+
+/// The positions of named arguments for `method`, by `info`.
+pub fn place(
+    info: &ServiceInfo,
+    method: &str,
+    named: &BTreeMap<String, Value>,
+) -> Result<Vec<Value>, PlaceError> {
+    match info.method(method) {
+        None if info.methods.is_empty() => Err(PlaceError::Unlisted),
+        None => Err(PlaceError::NoSuchMethod),
+        Some(MethodSpec { args: None, .. }) => Err(PlaceError::NoArgumentNames),
+        Some(MethodSpec {
+            args: Some(spec), ..
+        }) => positional(spec, named.clone()).map_err(PlaceError::Mismatch),
+    }
+}
+
+/// How long [`Client::call_named`] waits for each introspection answer.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Client {
+    /// The service as introspection describes it, cached by this client
+    /// (and the handles sharing its connections) once asked.
+    pub async fn describe(&self) -> Result<Arc<ServiceInfo>, Error> {
+        if let Some(info) = self.described() {
+            return Ok(info);
+        }
+        self.describe_again().await
+    }
+
+    /// Asks introspection again, replacing the cached description.
+    pub async fn describe_again(&self) -> Result<Arc<ServiceInfo>, Error> {
+        let info = Arc::new(describe(self, DESCRIBE_TIMEOUT).await?);
+        self.set_described(info.clone());
+        Ok(info)
+    }
+
+    /// Calls `method` with named arguments (a stream is collected, as
+    /// [`Client::call`] does), placed by their names as introspection
+    /// gives them: the description is cached, and asked again once when
+    /// it does not know the method or a name. Arguments after the last one
+    /// named are left out (the service applies its defaults); a gap before
+    /// it is filled with its default. The wire does not change: the
+    /// service gets positional arguments. Names that cannot be placed
+    /// are [`Error::NamedArguments`], without a call.
+    pub async fn call_named<K, I>(&self, method: &str, named: I) -> Result<Value, Error>
+    where
+        K: Into<String>,
+        I: IntoIterator<Item = (K, Value)>,
+    {
+        let named: BTreeMap<String, Value> =
+            named.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        let args = self.place_named(method, &named).await?;
+        self.call(method, args).await
+    }
+
+    /// The positions of named arguments for `method` (see
+    /// [`Client::call_named`]).
+    pub async fn place_named(
+        &self,
+        method: &str,
+        named: &BTreeMap<String, Value>,
+    ) -> Result<Vec<Value>, Error> {
+        let cached = self.described();
+        let info = match &cached {
+            Some(info) => info.clone(),
+            None => self.describe_again().await?,
+        };
+        let failed = |e: PlaceError| Error::NamedArguments(e.message(method));
+        match place(&info, method, named) {
+            Ok(args) => Ok(args),
+            // (a stale description: the service may have changed)
+            Err(_) if cached.is_some() => {
+                let info = self.describe_again().await?;
+                place(&info, method, named).map_err(failed)
+            }
+            Err(e) => Err(failed(e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn args(names: &[(&str, Option<i64>)]) -> Vec<ArgSpec> {
         names
@@ -255,11 +385,10 @@ mod tests {
             .collect()
     }
 
-    fn obj(v: serde_json::Value) -> std::collections::BTreeMap<String, Value> {
-        v.as_object()
-            .unwrap()
+    fn obj(entries: &[(&str, i64)]) -> BTreeMap<String, Value> {
+        entries
             .iter()
-            .map(|(k, v)| (k.clone(), crate::json::from_json(v.clone())))
+            .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
             .collect()
     }
 
@@ -267,17 +396,17 @@ mod tests {
     fn named_arguments_take_their_positions() {
         let spec = args(&[("a", None), ("b", Some(2)), ("c", None)]);
         assert_eq!(
-            positional(&spec, obj(json!({"c": 3, "a": 1}))),
+            positional(&spec, obj(&[("c", 3), ("a", 1)])),
             Ok(vec![1.into(), 2.into(), 3.into()])
         );
-        assert_eq!(positional(&spec, obj(json!({"a": 1}))), Ok(vec![1.into()]));
-        assert_eq!(positional(&spec, obj(json!({}))), Ok(vec![]));
+        assert_eq!(positional(&spec, obj(&[("a", 1)])), Ok(vec![1.into()]));
+        assert_eq!(positional(&spec, obj(&[])), Ok(vec![]));
         assert_eq!(
-            positional(&spec, obj(json!({"c": 3}))),
+            positional(&spec, obj(&[("c", 3)])),
             Err(Mismatch::Missing("a".into()))
         );
         assert_eq!(
-            positional(&spec, obj(json!({"a": 1, "d": 4}))),
+            positional(&spec, obj(&[("a", 1), ("d", 4)])),
             Err(Mismatch::Unknown("d".into()))
         );
     }
