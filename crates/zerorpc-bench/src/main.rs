@@ -1292,18 +1292,52 @@ async fn security_row(curve: bool, quick: bool) -> Row {
 /// NULL vs CURVE, alternating three times; prints every run and the
 /// median ratios.
 async fn security_bench(quick: bool) {
+    alternate("CURVE", "NULL", |curve| security_row(curve, quick)).await;
+}
+
+// ------------------------------------------------------------ deadline
+
+/// Calls with a budget (`deadline_ms` in every request, the server running
+/// the handler under it: the default, from the 30 s timeout) or without
+/// (`with_timeout(None)`: no header, no deadline).
+async fn deadline_row(on: bool, quick: bool) -> Row {
+    let (seq, conc) = if quick {
+        (2_000, 20_000)
+    } else {
+        (10_000, 100_000)
+    };
+    let (server, ep) = demo_server(zerorpc::ServerOptions::default()).await;
+    let name = if on { "deadline" } else { "no deadline" };
+    let row = tokio::spawn(async move {
+        let c = Client::connect(&ep).await.expect("connect");
+        let c = if on { c } else { c.with_timeout(None) };
+        call_workloads(name, seq, conc, c, echo_call).await
+    })
+    .await
+    .expect("bench task");
+    server.shutdown();
+    row
+}
+
+/// `row(true)` against `row(false)`, alternating three times; prints every
+/// run and the median ratios.
+async fn alternate<F, Fut>(on: &str, off: &str, row: F)
+where
+    F: Fn(bool) -> Fut,
+    Fut: std::future::Future<Output = Row>,
+{
     let mut runs: Vec<(bool, Row)> = Vec::new();
     for round in 1..=3 {
-        for curve in [false, true] {
-            eprintln!("[round {round}] {}", if curve { "CURVE" } else { "NULL" });
-            let mut r = security_row(curve, quick).await;
+        for mode in [false, true] {
+            eprintln!("[round {round}] {}", if mode { on } else { off });
+            let mut r = row(mode).await;
             r.name = format!("{} ({round})", r.name);
-            runs.push((curve, r));
+            runs.push((mode, r));
         }
     }
     let median = print_runs(&runs);
     println!(
-        "median calls/s with CURVE vs NULL: {:.2}x at 16 in flight, {:.2}x at 256, {:.2}x for 64 KiB calls; p50 {:.0} vs {:.0} µs",
+        "median calls/s with {on} vs {off}: {:.2}x at 16 in flight, {:.2}x at 256, {:.2}x for 64 KiB calls; p50 {:.0} vs {:.0} µs",
         median(true, |r| r.rate16) / median(false, |r| r.rate16),
         median(true, |r| r.rate256) / median(false, |r| r.rate256),
         median(true, |r| r.rate64k) / median(false, |r| r.rate64k),
@@ -1394,6 +1428,13 @@ fn main() {
         rt.block_on(security_bench(args.iter().any(|a| a == "--quick")));
         return;
     }
+    if args.get(1).map(String::as_str) == Some("deadline") {
+        let rt = runtime();
+        rt.block_on(alternate("deadline", "no deadline", |on| {
+            deadline_row(on, args.iter().any(|a| a == "--quick"))
+        }));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("hub") {
         let rt = runtime();
         rt.block_on(hub_bench(args.iter().any(|a| a == "--quick")));
@@ -1428,7 +1469,7 @@ fn main() {
         std::process::exit(0);
     }
     if args.get(1).map(String::as_str) != Some("compare") {
-        eprintln!("usage: zerorpc-bench compare|hub|tracing|gateway|security|bus|stream [--quick]");
+        eprintln!("usage: zerorpc-bench compare|hub|tracing|gateway|security|deadline|bus|stream [--quick]");
         std::process::exit(2);
     }
     let quick = args.iter().any(|a| a == "--quick");
