@@ -118,6 +118,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     let opts = ClientOptions {
         recorder: recorder.clone(),
+        record_payloads: cli.record_payloads,
         socket,
         resolver,
         ..options(&cli)

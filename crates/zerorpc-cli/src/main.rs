@@ -21,6 +21,7 @@ macro_rules! note {
 mod bench;
 mod bus;
 mod client;
+mod contract;
 mod gateway;
 mod hub;
 mod literal;
@@ -68,11 +69,14 @@ Examples:
                                                 tail, replay, record, config: zerorpc help bus)
   zerorpc stream quickstart wordcount           Storm topologies with no JVM (also stream run FILE.yaml,
                                                 tail, stats: zerorpc help stream)
+  zerorpc contract record --out calc.contract.yml   a contract from a client's calls (the client runs with
+                                                --records tcp://127.0.0.1:5555 --record-payloads)
+  zerorpc contract verify tcp://127.0.0.1:4242 calc.contract.yml   would this service break that client?
 
 Arguments that are not literals are sent as strings. Exit codes: 0 ok, 1 remote error,
 2 usage, 3 timeout, 4 lost remote, 5 other failure, 6 authentication failed.
 `zerorpc help SUBCOMMAND` (or `zerorpc SUBCOMMAND --help`) describes bench, bus, stream, hub, gateway,
-trace-collector, trace, registry, keygen.";
+trace-collector, trace, contract, registry, keygen.";
 
 /// Call, list and serve ZeroRPC services.
 #[derive(Parser, Debug)]
@@ -116,6 +120,10 @@ pub struct Cli {
     /// Formerly --collector.
     #[arg(long = "records", alias = "collector", value_name = "ADDR")]
     pub records: Option<String>,
+    /// With --records: record each call's arguments and result too (what
+    /// `zerorpc contract record` turns into a contract).
+    #[arg(long = "record-payloads", requires = "records")]
+    pub record_payloads: bool,
     /// CURVE: our key pair (a NAME.key_secret file from `zerorpc keygen`).
     /// A server with it speaks CURVE.
     #[arg(long = "curve-keys", value_name = "FILE")]
@@ -462,6 +470,12 @@ fn main() -> ExitCode {
                 std::iter::once("zerorpc hub".to_owned()).chain(args.into_iter().skip(2)),
             );
             rt.block_on(hub::run(h))
+        }
+        Some("contract") => {
+            let a = contract::ContractArgs::parse_from(
+                std::iter::once("zerorpc contract".to_owned()).chain(args.into_iter().skip(2)),
+            );
+            rt.block_on(contract::run(a))
         }
         Some("gateway") => {
             let g = gateway::GatewayArgs::parse_from(

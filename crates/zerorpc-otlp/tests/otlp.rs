@@ -383,6 +383,7 @@ fn record(side: Side, outcome: Outcome) -> Record {
         duration_us: 1_500,
         outcome,
         user: None,
+        payload: None,
     }
 }
 

@@ -45,6 +45,12 @@ pub struct ClientOptions {
     /// outside any traced context. Without it, calls made inside a traced
     /// handler still carry the trace on, unrecorded.
     pub recorder: Option<Recorder>,
+    /// With a `recorder`, records each call's arguments and result too
+    /// (up to [`Payload::MAX_BYTES`](crate::record::Payload::MAX_BYTES)
+    /// each; a stream's items collected, while they fit), for `zerorpc
+    /// contract record`. Off by
+    /// default: payloads may hold what a trace store should not keep.
+    pub record_payloads: bool,
     /// Emits call metrics through the `metrics` facade (see
     /// [`crate::metrics`]).
     pub metrics: bool,
@@ -653,6 +659,8 @@ impl Client {
         let recorder = self.inner.opts.recorder.as_ref();
         // (a recorded span starts before the request leaves)
         let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let captured = (self.inner.opts.record_payloads && recorder.is_some() && trace.is_some())
+            .then(|| args.clone());
         let opened = self.open_channel(method, args, trace.as_ref());
         let opened_endpoint = opened.0.endpoint.clone();
         let ids = match (&self.inner.opts.on_error, &trace) {
@@ -698,7 +706,11 @@ impl Client {
         if let Err(Error::Remote(e)) = &r {
             self.report(&opened_endpoint, method, e, ids);
         }
-        if let Some(s) = span.take() {
+        if let Some(mut s) = span.take() {
+            if let Some(args) = captured {
+                let result = r.as_ref().ok().map(|(v, _)| v.clone());
+                s.set_payload(crate::record::Payload::capped(args, result));
+            }
             s.finish(outcome);
         }
         r.map(|(v, _)| v)
@@ -830,6 +842,8 @@ impl Client {
             .map(|c| c.child())
             .or_else(|| recorder.map(|_| TraceContext::new_root()));
         let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let captured =
+            (opts.record_payloads && recorder.is_some() && trace.is_some()).then(|| args.clone());
         let (call, endpoint) = self.open(method, args, trace.as_ref()).await?;
         let watch = (trace.is_some() || opts.metrics || opts.on_error.is_some()).then(|| {
             Box::new(StreamWatch {
@@ -856,6 +870,11 @@ impl Client {
                 method: method.to_owned(),
                 started: t0.1,
                 items: 0,
+                payload: captured.map(|args| StreamPayload {
+                    args,
+                    items: Some(Vec::new()),
+                    bytes: 0,
+                }),
             })
         });
         // (boxed: an `Unpin` stream is simpler to use)
@@ -867,7 +886,7 @@ impl Client {
                     Ok(ev) => match ev.kind() {
                         Some(EventKind::Stream) => {
                             if let Some(w) = &mut watch {
-                                w.items += 1;
+                                w.item(&ev.args);
                             }
                             return Some((Ok((true, ev.args)), Some((call, watch))));
                         }
@@ -879,7 +898,7 @@ impl Client {
                     Err(e) => Some(Err(e)),
                 };
                 if let Some(w) = watch {
-                    w.end(r.as_ref().map(|r| r.as_ref().map(|_| ())));
+                    w.end(r.as_ref().map(|r| r.as_ref().map(|(_, v)| v)));
                 }
                 r.map(|r| (r, None))
             },
@@ -1020,6 +1039,12 @@ impl SpanGuard {
         }
     }
 
+    fn set_payload(&mut self, payload: Option<Box<crate::record::Payload>>) {
+        if let Some(s) = &mut self.span {
+            s.set_payload(payload);
+        }
+    }
+
     fn finish(mut self, outcome: Outcome) {
         if let Some(s) = self.span.take() {
             s.finish(&self.recorder, outcome);
@@ -1045,11 +1070,46 @@ struct StreamWatch {
     method: String,
     started: std::time::Instant,
     items: u64,
+    /// The arguments and the items so far, when payloads are recorded.
+    payload: Option<StreamPayload>,
+}
+
+/// A streamed call's payload being gathered (dropped once it grows past
+/// [`crate::record::Payload::MAX_BYTES`]).
+struct StreamPayload {
+    args: Vec<Value>,
+    items: Option<Vec<Value>>,
+    bytes: usize,
 }
 
 impl StreamWatch {
+    /// A stream item arrived.
+    fn item(&mut self, v: &Value) {
+        self.items += 1;
+        if let Some(p) = &mut self.payload {
+            p.bytes += crate::record::Payload::size_of(v);
+            match &mut p.items {
+                Some(items) if p.bytes <= crate::record::Payload::MAX_BYTES => {
+                    items.push(v.clone())
+                }
+                _ => p.items = None,
+            }
+        }
+    }
+
     /// The stream ended: normally (`None`), with a last value, or an error.
-    fn end(mut self: Box<Self>, last: Option<Result<(), &Error>>) {
+    fn end(mut self: Box<Self>, last: Option<Result<&Value, &Error>>) {
+        if let (Some(p), Some(span)) = (self.payload.take(), self.span.as_mut()) {
+            let result = match last {
+                None => p.items.map(Value::Array),
+                Some(Ok(v)) => Some(v.clone()),
+                Some(Err(_)) => None,
+            };
+            // (a stream too big to keep is recorded without its payload)
+            if result.is_some() || matches!(last, Some(Err(_))) {
+                span.set_payload(crate::record::Payload::capped(p.args, result));
+            }
+        }
         let r = match last {
             None => Ok((Value::Nil, Some(self.items))),
             Some(Ok(_)) => Ok((Value::Nil, None)),

@@ -82,8 +82,8 @@ pub use hub::{Hub, HubOptions, HubStats};
 pub use naming::{Directory, Registration, Registry, Resolver};
 pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};
 pub use record::{
-    EmbeddedStore, Histogram, MethodRow, MethodStats, Outcome, Record, Recorder, TraceSink,
-    TraceStore,
+    EmbeddedStore, Histogram, MethodRow, MethodStats, Outcome, Payload, Record, Recorder,
+    TraceSink, TraceStore,
 };
 pub use report::{ErrorHook, ErrorReport, OnError};
 pub use rmpv::Value;

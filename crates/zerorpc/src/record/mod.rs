@@ -108,6 +108,59 @@ pub struct Record {
     /// Server side: the caller's authenticated user id (CURVE), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Client side, when the client records payloads
+    /// ([`crate::ClientOptions::record_payloads`]): the call's arguments
+    /// and result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Box<Payload>>,
+}
+
+/// A call's arguments and result (`None` for a call that failed), as a
+/// client that records payloads saw them: what `zerorpc contract record`
+/// turns into a contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    /// The arguments, by position.
+    pub args: Vec<rmpv::Value>,
+    /// The result (a stream's items collected), if the call succeeded.
+    pub result: Option<rmpv::Value>,
+}
+
+impl Payload {
+    /// Most encoded bytes the arguments, and the result, may each have to
+    /// be recorded (a bigger call is recorded without its payload).
+    pub const MAX_BYTES: usize = 64 * 1024;
+
+    /// The bytes `v` takes encoded.
+    pub fn size_of(v: &rmpv::Value) -> usize {
+        let mut n = Counter(0);
+        let _ = rmpv::encode::write_value(&mut n, v);
+        n.0
+    }
+
+    /// The payload, unless its arguments or result are too big to keep.
+    pub fn capped(args: Vec<rmpv::Value>, result: Option<rmpv::Value>) -> Option<Box<Payload>> {
+        let size = Payload::size_of;
+        let args_size: usize = args.iter().map(size).sum();
+        if args_size > Self::MAX_BYTES || result.as_ref().map_or(0, size) > Self::MAX_BYTES {
+            return None;
+        }
+        Some(Box::new(Payload { args, result }))
+    }
+}
+
+/// Counts the bytes written to it.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The other end of a span, as cheap to keep as possible (turned into
@@ -133,6 +186,7 @@ pub(crate) struct Span {
     start_wall: SystemTime,
     start: Instant,
     user: Option<Arc<str>>,
+    payload: Option<Box<Payload>>,
 }
 
 /// A finished span on its way to the recorder's task.
@@ -178,7 +232,13 @@ impl Span {
             start_wall: at.0,
             start: at.1,
             user: None,
+            payload: None,
         }
+    }
+
+    /// The call's arguments and result (client side, when recorded).
+    pub fn set_payload(&mut self, payload: Option<Box<Payload>>) {
+        self.payload = payload;
     }
 
     /// The caller's authenticated user (server side).
@@ -226,6 +286,7 @@ impl Finished {
             duration_us: self.duration.as_micros() as u64,
             outcome: self.outcome,
             user: s.user.map(|u| u.to_string()),
+            payload: s.payload,
         }
     }
 }
@@ -270,6 +331,7 @@ mod tests {
             duration_us: 1500,
             outcome,
             user: None,
+            payload: None,
         }
     }
 
