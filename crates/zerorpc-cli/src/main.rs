@@ -22,6 +22,7 @@ mod bench;
 mod bus;
 mod client;
 mod contract;
+mod dashboard;
 mod gateway;
 mod hub;
 mod literal;

@@ -43,6 +43,10 @@ pub struct CollectorArgs {
     /// endpoint (for example http://127.0.0.1:4317)
     #[arg(long, value_name = "URL")]
     pub otlp: Option<String>,
+    /// Serve the live dashboard (rates, latency, call graph, live calls,
+    /// traces) at http://HOST:PORT/
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<String>,
 }
 
 /// Look at recorded traces
@@ -208,6 +212,15 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
         Err((ep, e)) => {
             eprintln!("zerorpc trace-collector: cannot bind {ep}: {e}");
             return ExitCode::from(5);
+        }
+    }
+    if let Some(addr) = &args.http {
+        match crate::dashboard::serve(addr, Arc::new(collector.queries())).await {
+            Ok(bound) => eprintln!("dashboard on http://{bound}/"),
+            Err(e) => {
+                eprintln!("zerorpc trace-collector: cannot serve the dashboard on {addr}: {e}");
+                return ExitCode::from(5);
+            }
         }
     }
     let q = queries.clone();

@@ -384,6 +384,7 @@ fn record(side: Side, outcome: Outcome) -> Record {
         outcome,
         user: None,
         payload: None,
+        traceback: None,
     }
 }
 

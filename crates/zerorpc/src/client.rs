@@ -707,6 +707,9 @@ impl Client {
             self.report(&opened_endpoint, method, e, ids);
         }
         if let Some(mut s) = span.take() {
+            if let Err(Error::Remote(e)) = &r {
+                s.set_traceback(&e.traceback);
+            }
             if let Some(args) = captured {
                 let result = r.as_ref().ok().map(|(v, _)| v.clone());
                 s.set_payload(crate::record::Payload::capped(args, result));
@@ -1045,6 +1048,12 @@ impl SpanGuard {
         }
     }
 
+    fn set_traceback(&mut self, tb: &str) {
+        if let Some(s) = &mut self.span {
+            s.set_traceback(tb);
+        }
+    }
+
     fn finish(mut self, outcome: Outcome) {
         if let Some(s) = self.span.take() {
             s.finish(&self.recorder, outcome);
@@ -1109,6 +1118,9 @@ impl StreamWatch {
             if result.is_some() || matches!(last, Some(Err(_))) {
                 span.set_payload(crate::record::Payload::capped(p.args, result));
             }
+        }
+        if let (Some(Err(Error::Remote(e))), Some(span)) = (last, self.span.as_mut()) {
+            span.set_traceback(&e.traceback);
         }
         let r = match last {
             None => Ok((Value::Nil, Some(self.items))),

@@ -725,7 +725,7 @@ impl Future for ServerCall {
                     }
                     Poll::Ready(Some(Inbound::Shutdown)) => {
                         let e = CallError::new("ServerShutdown", "the server is shutting down");
-                        this.note(err_outcome(&e));
+                        this.note_err(&e);
                         this.ch.send(EventKind::Err, e.to_args());
                         this.set_phase(Phase::Done);
                         break;
@@ -831,7 +831,7 @@ impl ServerCall {
             crate::deadline::ERROR_NAME,
             format!("the caller's deadline passed ({budget:?} budget); the call was cancelled"),
         );
-        self.note(err_outcome(&e));
+        self.note_err(&e);
         self.set_phase(Phase::Done);
         self.ch.send(EventKind::Err, e.to_args());
     }
@@ -842,6 +842,18 @@ impl ServerCall {
             self.inner.queued.fetch_sub(1, Ordering::SeqCst);
         }
         self.phase = phase;
+    }
+
+    /// Notes a failed call, for its record: the error and its traceback.
+    fn note_err(&mut self, e: &CallError) {
+        self.set_traceback(e);
+        self.note(err_outcome(e));
+    }
+
+    fn set_traceback(&mut self, e: &CallError) {
+        if let Some(span) = self.trace.as_mut().and_then(|t| t.span.as_mut()) {
+            span.set_traceback(&e.traceback);
+        }
     }
 
     /// Notes how the call ended, for its record (a stream's item count is
@@ -912,7 +924,7 @@ impl ServerCall {
                     Err(e) => {
                         self.ch.send(EventKind::Err, e.to_args());
                         self.phase = Phase::Done;
-                        self.note(err_outcome(&e));
+                        self.note_err(&e);
                         report_error(&self.inner, self.trace.as_deref(), &e);
                     }
                 }
@@ -941,6 +953,11 @@ impl ServerCall {
                         Some(Ok(_)) => None,
                         Some(Err(e)) => {
                             report_error(&self.inner, self.trace.as_deref(), e);
+                            // (the field, not `set_traceback`: the stream
+                            // is borrowed from `self.phase`)
+                            if let Some(span) = self.trace.as_mut().and_then(|t| t.span.as_mut()) {
+                                span.set_traceback(&e.traceback);
+                            }
                             Some(err_outcome(e))
                         }
                         None => Some(Outcome::Stream { items: 0 }),

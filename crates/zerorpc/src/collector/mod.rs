@@ -174,6 +174,14 @@ fn store_error(e: String) -> CallError {
     CallError::new("StoreError", e)
 }
 
+impl CollectorQueries {
+    /// Live records as they arrive, typed (what the dashboard reads); a
+    /// receiver that falls behind is told how many it missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Record>> {
+        self.live.subscribe()
+    }
+}
+
 #[crate::service(name = "zerorpc-trace-collector")]
 impl CollectorQueries {
     /// The records of a trace, by start time (empty: unknown or expired).

@@ -113,7 +113,14 @@ pub struct Record {
     /// and result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Box<Payload>>,
+    /// A failed call's remote traceback (either side), when there was one
+    /// (at most [`MAX_TRACEBACK`] bytes, the end kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceback: Option<String>,
 }
+
+/// The longest traceback a record keeps (its last lines: where it failed).
+pub const MAX_TRACEBACK: usize = 8 * 1024;
 
 /// A call's arguments and result (`None` for a call that failed), as a
 /// client that records payloads saw them: what `zerorpc contract record`
@@ -187,6 +194,7 @@ pub(crate) struct Span {
     start: Instant,
     user: Option<Arc<str>>,
     payload: Option<Box<Payload>>,
+    traceback: Option<String>,
 }
 
 /// A finished span on its way to the recorder's task.
@@ -233,7 +241,21 @@ impl Span {
             start: at.1,
             user: None,
             payload: None,
+            traceback: None,
         }
+    }
+
+    /// A failed call's traceback (an empty one is none; a long one keeps
+    /// its end).
+    pub fn set_traceback(&mut self, tb: &str) {
+        if tb.trim().is_empty() {
+            return;
+        }
+        let mut start = tb.len().saturating_sub(MAX_TRACEBACK);
+        while !tb.is_char_boundary(start) {
+            start += 1;
+        }
+        self.traceback = Some(tb[start..].to_owned());
     }
 
     /// The call's arguments and result (client side, when recorded).
@@ -287,6 +309,7 @@ impl Finished {
             outcome: self.outcome,
             user: s.user.map(|u| u.to_string()),
             payload: s.payload,
+            traceback: s.traceback,
         }
     }
 }
@@ -332,6 +355,7 @@ mod tests {
             outcome,
             user: None,
             payload: None,
+            traceback: None,
         }
     }
 
