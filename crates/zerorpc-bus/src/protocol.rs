@@ -58,4 +58,19 @@ pub struct BusInfo {
     /// Messages the PUB endpoint dropped for slow fedmsg subscribers (our
     /// own subscribers are flow-controlled and read the log instead).
     pub pub_dropped: u64,
+    /// Our live subscriptions, each with how far behind the log it is.
+    #[serde(default)]
+    pub subscriptions: Vec<SubscriptionInfo>,
+}
+
+/// One live subscription, as the daemon sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    /// Its topic patterns (none: all).
+    pub patterns: Vec<String>,
+    /// The next sequence number it will be sent (it took everything
+    /// before; flow control holds the rest back until it asks).
+    pub position: u64,
+    /// Messages stored that it has not been sent yet (its lag).
+    pub lag: u64,
 }

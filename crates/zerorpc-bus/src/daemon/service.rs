@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::Stream;
 use zerorpc::{CallError, ServerOptions};
 
-use super::writer::{Prepared, Shared};
+use super::writer::{Prepared, Shared, Subscription};
 use crate::glob::TopicFilter;
 use crate::message::Message;
 use crate::protocol::{Batch, BusInfo, Outcome, DUPLICATE, REJECTED, STORED, UNAVAILABLE};
@@ -132,11 +132,22 @@ impl BusService {
             since
         };
         shared.subscribers.fetch_add(1, Ordering::Relaxed);
+        let id = shared.next_subscription.fetch_add(1, Ordering::Relaxed);
+        let me = Arc::new(Subscription {
+            patterns: patterns.clone(),
+            position: std::sync::atomic::AtomicU64::new(cursor),
+        });
+        shared
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, me.clone());
         let state = Follow {
-            _guard: SubscriberGuard(shared.clone()),
+            _guard: SubscriberGuard(shared.clone(), id),
             watch: shared.watch_last(),
             shared,
             cursor,
+            me,
             filter: TopicFilter::new(patterns),
             primed: false,
         };
@@ -166,6 +177,7 @@ impl BusService {
                     continue;
                 };
                 st.cursor = upto + 1;
+                st.me.position.store(st.cursor, Ordering::Relaxed);
                 return Some(((upto, matching(&records, &st.filter)), st));
             }
         })
@@ -229,17 +241,26 @@ struct Follow {
     shared: Arc<Shared>,
     watch: tokio::sync::watch::Receiver<u64>,
     cursor: u64,
+    /// Its entry in the daemon's table (the position, for `info`).
+    me: Arc<Subscription>,
     filter: TopicFilter,
     primed: bool,
     /// Held for the stream's life.
     _guard: SubscriberGuard,
 }
 
-/// Counts a live subscription until its stream is dropped.
-struct SubscriberGuard(Arc<Shared>);
+/// Counts a live subscription (and keeps its entry) until its stream is
+/// dropped.
+struct SubscriberGuard(Arc<Shared>, u64);
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
         self.0.subscribers.fetch_sub(1, Ordering::Relaxed);
+        let mut subs = self
+            .0
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        subs.remove(&self.1);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::DaemonOptions;
-use crate::protocol::BusInfo;
+use crate::protocol::{BusInfo, SubscriptionInfo};
 use crate::store::{Appended, NewRecord, Record, Store};
 use crate::Error;
 
@@ -52,6 +52,13 @@ pub(crate) struct Rejections {
     pub store: AtomicU64,
 }
 
+/// A live subscription: its patterns and the next sequence number it
+/// will be sent.
+pub(crate) struct Subscription {
+    pub patterns: Vec<String>,
+    pub position: AtomicU64,
+}
+
 /// What the daemon's tasks share.
 pub(crate) struct Shared {
     /// The log; taken out (and closed) at shutdown.
@@ -66,6 +73,9 @@ pub(crate) struct Shared {
     pub duplicates: AtomicU64,
     pub rejected: Rejections,
     pub subscribers: AtomicU64,
+    /// Live subscriptions by id: their patterns and positions.
+    pub subscriptions: Mutex<std::collections::HashMap<u64, Arc<Subscription>>>,
+    pub next_subscription: AtomicU64,
     pub pub_dropped: AtomicU64,
     pub max_message_bytes: usize,
     pub schemas: Option<Arc<crate::schema::SchemaRegistry>>,
@@ -93,6 +103,8 @@ impl Shared {
             duplicates: AtomicU64::new(0),
             rejected: Rejections::default(),
             subscribers: AtomicU64::new(0),
+            subscriptions: Mutex::new(std::collections::HashMap::new()),
+            next_subscription: AtomicU64::new(0),
             pub_dropped: AtomicU64::new(0),
             max_message_bytes: opts.max_message_bytes,
             schemas: opts.schemas.clone(),
@@ -231,6 +243,23 @@ impl Shared {
             .collect(),
             subscribers: self.subscribers.load(Ordering::Relaxed),
             pub_dropped: self.pub_dropped.load(Ordering::Relaxed),
+            subscriptions: {
+                let last = self.last_seq();
+                let subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                let mut all: Vec<SubscriptionInfo> = subs
+                    .values()
+                    .map(|s| {
+                        let position = s.position.load(Ordering::Relaxed);
+                        SubscriptionInfo {
+                            patterns: s.patterns.clone(),
+                            position,
+                            lag: (last + 1).saturating_sub(position),
+                        }
+                    })
+                    .collect();
+                all.sort_by(|a, b| b.lag.cmp(&a.lag));
+                all
+            },
         }
     }
 
