@@ -257,7 +257,7 @@ impl Shared {
                         }
                     })
                     .collect();
-                all.sort_by(|a, b| b.lag.cmp(&a.lag));
+                all.sort_by_key(|s| std::cmp::Reverse(s.lag));
                 all
             },
         }
