@@ -47,6 +47,14 @@ pub struct CollectorArgs {
     /// traces) at http://HOST:PORT/
     #[arg(long, value_name = "HOST:PORT")]
     pub http: Option<String>,
+    /// Dashboard: an event bus daemon to show (its ingest address, as
+    /// `zerorpc bus ... --bus`): messages/s per topic, subscriptions' lag
+    #[arg(long, value_name = "ADDR", requires = "http")]
+    pub bus: Option<String>,
+    /// Dashboard: a stream runner's statistics file to show (`zerorpc
+    /// stream run --stats-json FILE`)
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub stream_stats: Option<std::path::PathBuf>,
 }
 
 /// Look at recorded traces
@@ -215,7 +223,11 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
         }
     }
     if let Some(addr) = &args.http {
-        match crate::dashboard::serve(addr, Arc::new(collector.queries())).await {
+        let extras = crate::dashboard::Extras {
+            bus: args.bus.clone(),
+            stream_stats: args.stream_stats.clone(),
+        };
+        match crate::dashboard::serve(addr, Arc::new(collector.queries()), extras).await {
             Ok(bound) => eprintln!("dashboard on http://{bound}/"),
             Err(e) => {
                 eprintln!("zerorpc trace-collector: cannot serve the dashboard on {addr}: {e}");

@@ -470,3 +470,129 @@ fn the_dashboard_stays_responsive_under_a_thousand_records_a_second() {
     // while the records pour in)
     assert!(worst < Duration::from_secs(5), "{worst:?}");
 }
+
+/// Counts what the bus spout brings (and acks it).
+struct Count;
+
+impl zerorpc_stream::Bolt for Count {
+    fn outputs(&self) -> zerorpc_stream::Outputs {
+        zerorpc_stream::Outputs::none()
+    }
+    fn process(
+        &mut self,
+        _: &zerorpc_stream::Tuple,
+        _: &mut zerorpc_stream::BoltCollector<'_>,
+    ) -> Result<(), zerorpc_stream::BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_dashboard_shows_the_bus_and_a_stream_topology() {
+    use zerorpc_bus::daemon::{Daemon, DaemonOptions};
+    use zerorpc_bus::publisher::{Publisher, PublisherOptions};
+    use zerorpc_bus::subscriber::Since;
+    use zerorpc_stream::runner::{run, RunOptions};
+    use zerorpc_stream::sources::BusSpout;
+    use zerorpc_stream::{Registry, TopologyBuilder};
+
+    let dir = common::scratch_dir("dashboard-bus");
+    let stats = dir.join("stats.json");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let daemon = rt.block_on(async {
+        Daemon::start(DaemonOptions::ephemeral(dir.join("store")))
+            .await
+            .unwrap()
+    });
+    let ingest = daemon.ingest_endpoint().to_owned();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two topics published; a topology reading them through the bus.
+    {
+        let (ingest, stop) = (ingest.clone(), stop.clone());
+        rt.spawn(async move {
+            let p = Publisher::connect(PublisherOptions::new(&ingest))
+                .await
+                .unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let topic = if n.is_multiple_of(3) {
+                    "org.example.audit"
+                } else {
+                    "org.example.work"
+                };
+                p.publish(topic, json!({ "n": n })).await.unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        });
+    }
+    {
+        let (ingest, stats) = (ingest.clone(), stats.clone());
+        rt.spawn(async move {
+            let topology = TopologyBuilder::new("bus-count")
+                .spout("bus", 1, move || {
+                    BusSpout::daemon(&ingest, Since::Next, Vec::new())
+                })
+                .bolt("count", 2, || Count)
+                .shuffle("bus")
+                .build();
+            let _ = run(
+                topology,
+                &Registry::new(),
+                RunOptions {
+                    duration: Some(Duration::from_secs(120)),
+                    stats_json: Some(stats),
+                    stats_every: Duration::from_millis(500),
+                    ..RunOptions::default()
+                },
+            )
+            .await;
+        });
+    }
+    let records = format!("tcp://127.0.0.1:{}", common::free_port());
+    let query = format!("tcp://127.0.0.1:{}", common::free_port());
+    let mut child = Command::new(BIN)
+        .args(["trace-collector", "--records", &records, "--query", &query])
+        .args(["--http", "127.0.0.1:0", "--bus", &ingest, "--stream-stats"])
+        .arg(&stats)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the collector");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let dash = loop {
+        let line = lines.next().expect("the collector exited").unwrap();
+        if let Some(url) = line.strip_prefix("dashboard on http://") {
+            break url.trim_end_matches('/').to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let _collector = Kill(child);
+    let b = Browser::start();
+    b.cmd(
+        "POST",
+        "/url",
+        Some(json!({"url": format!("http://{dash}/")})),
+    );
+    b.wait_for(
+        "the bus panel: both topics' rates and the subscriptions",
+        r#"const p = document.querySelector('#bus-panel');
+           const rate = (t) => [...document.querySelectorAll('#bus-topics tr.bus-topic')]
+               .some(r => r.cells[0].textContent.endsWith(t) && parseFloat(r.cells[1].textContent) > 0);
+           return !p.hidden && rate('org.example.work') && rate('org.example.audit')
+               && document.querySelectorAll('#bus-subs tr.bus-sub').length >= 2;"#,
+    );
+    b.wait_for(
+        "the stream panel: the bolt executing, trees acked",
+        r#"const p = document.querySelector('#stream-panel');
+           const row = document.querySelector('#stream-components tr[data-id="count"]');
+           return !p.hidden && !!row && parseFloat(row.cells[3].textContent) > 0
+               && document.querySelector('#stream-name').textContent === 'bus-count';"#,
+    );
+    b.js("document.querySelector('#bus-panel').scrollIntoView(); return true");
+    let shot = b.screenshot("bus-stream.png");
+    eprintln!("screenshot: {}", shot.display());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(b);
+    rt.block_on(daemon.shutdown());
+}
