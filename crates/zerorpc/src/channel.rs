@@ -93,6 +93,23 @@ pub enum ChannelError {
     DeadlineExceeded(Duration),
 }
 
+/// What a server's error named `error_name` means for a call with this
+/// deadline budget and call timeout (see [`Channel::expiry_of`]).
+pub(crate) fn expiry(
+    error_name: &str,
+    budget: Option<Duration>,
+    timeout: Option<Duration>,
+) -> Option<ChannelError> {
+    if error_name != crate::deadline::ERROR_NAME {
+        return None;
+    }
+    match (budget, timeout) {
+        (Some(b), _) => Some(ChannelError::DeadlineExceeded(b)),
+        (None, Some(t)) => Some(ChannelError::Timeout(t)),
+        (None, None) => None,
+    }
+}
+
 /// The channel state machine.
 #[derive(Debug)]
 pub struct Channel {
@@ -107,6 +124,9 @@ pub struct Channel {
     /// The call's deadline and the budget it was set from, until the first
     /// reply (received by a client, sent by a server).
     deadline: Option<(Instant, Duration)>,
+    /// The budget of the deadline set, kept after the first reply (what a
+    /// client reports when the server says the deadline passed).
+    deadline_budget: Option<Duration>,
     /// STREAM events we may still send.
     send_credit: u64,
     /// STREAM events the remote may still send us (granted, not received).
@@ -130,6 +150,7 @@ impl Channel {
             next_heartbeat: now + cfg.heartbeat,
             first_reply_deadline: None,
             deadline: None,
+            deadline_budget: None,
             send_credit: 1,
             remote_credit: 1,
             buffered: 0,
@@ -166,6 +187,26 @@ impl Channel {
     /// reply.
     pub fn set_deadline(&mut self, at: Instant, budget: Duration) {
         self.deadline = Some((at, budget));
+        self.deadline_budget = Some(budget);
+    }
+
+    /// The budget of the deadline set on this channel, if any (kept after
+    /// the first reply).
+    pub fn deadline_budget(&self) -> Option<Duration> {
+        self.deadline_budget
+    }
+
+    /// The error for an `ERR` reply: a server's `DeadlineExceeded` for a
+    /// budget this channel set is that budget running out, reported as the
+    /// caller's own local expiry would be (an inherited deadline's
+    /// [`ChannelError::DeadlineExceeded`], or the call timeout's
+    /// [`ChannelError::Timeout`]), whichever side noticed first.
+    pub fn expiry_of(&self, error_name: &str) -> Option<ChannelError> {
+        expiry(
+            error_name,
+            self.deadline_budget,
+            self.cfg.first_reply_timeout,
+        )
     }
 
     /// The call's deadline, while it applies.
@@ -452,6 +493,28 @@ mod tests {
             out.iter().all(|e| e.name == EventKind::Heartbeat),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn a_servers_deadline_error_is_the_callers_own_expiry() {
+        let (s, ms) = (Duration::from_secs(1), Duration::from_millis(300));
+        assert_eq!(
+            expiry("DeadlineExceeded", None, Some(s)),
+            Some(ChannelError::Timeout(s))
+        );
+        assert_eq!(
+            expiry("DeadlineExceeded", Some(ms), Some(s)),
+            Some(ChannelError::DeadlineExceeded(ms))
+        );
+        assert_eq!(expiry("DeadlineExceeded", None, None), None);
+        assert_eq!(expiry("ValueError", Some(ms), Some(s)), None);
+        let mut c = Channel::client(MessageId::random(), cfg(), Instant::now());
+        assert_eq!(
+            c.expiry_of("DeadlineExceeded"),
+            Some(ChannelError::Timeout(Duration::from_secs(30)))
+        );
+        c.set_deadline(Instant::now(), ms);
+        assert_eq!(c.deadline_budget(), Some(ms));
     }
 
     #[test]

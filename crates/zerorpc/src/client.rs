@@ -780,7 +780,7 @@ impl Client {
                     let n = items.len() as u64;
                     return Ok((Value::Array(items), Some(n)));
                 }
-                Some(EventKind::Err) => return Err(Error::Remote(remote_error(ev.args))),
+                Some(EventKind::Err) => return Err(reply_error(&call.ch, ev.args)),
                 _ => return Err(unexpected(&ev.name)),
             }
         }
@@ -895,7 +895,16 @@ impl Client {
                         }
                         Some(EventKind::StreamDone) => None,
                         Some(EventKind::Ok) => Some(Ok((false, first_arg(ev.args)))),
-                        Some(EventKind::Err) => Some(Err(Error::Remote(remote_error(ev.args)))),
+                        Some(EventKind::Err) => {
+                            let e = remote_error(ev.args);
+                            let (budget, timeout) = call.expiry;
+                            Some(Err(
+                                match crate::channel::expiry(&e.name, budget, timeout) {
+                                    Some(x) => channel_error(x),
+                                    None => Error::Remote(e),
+                                },
+                            ))
+                        }
                         _ => Some(Err(unexpected(&ev.name))),
                     },
                     Err(e) => Some(Err(e)),
@@ -929,11 +938,13 @@ impl Client {
         let endpoint = conn.endpoint.clone();
         let (app_tx, app_rx) = mpsc::channel(ch.config().window as usize + 8);
         let took = Arc::new(Notify::new());
+        let expiry = (ch.deadline_budget(), ch.config().first_reply_timeout);
         tokio::spawn(drive_call(conn, ch, net_rx, app_tx, took.clone(), guard));
         Ok((
             CallHandle {
                 app_rx,
                 took,
+                expiry,
                 _alive: self._stop.clone(),
             },
             endpoint,
@@ -1277,6 +1288,9 @@ impl InlineCall {
 struct CallHandle {
     app_rx: mpsc::Receiver<Box<Result<Event, Error>>>,
     took: Arc<Notify>,
+    /// The call's deadline budget and timeout: what a server's
+    /// `DeadlineExceeded` means for it (see [`Channel::expiry_of`]).
+    expiry: (Option<Duration>, Option<Duration>),
     /// Keeps the receive loops running while this call lives, even if every
     /// `Client` clone is dropped first.
     _alive: Arc<tokio_util::sync::DropGuard>,
@@ -1477,6 +1491,15 @@ async fn wait_send(
             .await
             .map_err(|_| Error::Timeout(t))?,
         None => send.await,
+    }
+}
+
+/// The error an `ERR` reply means (see [`Channel::expiry_of`]).
+fn reply_error(ch: &Channel, args: Value) -> Error {
+    let e = remote_error(args);
+    match ch.expiry_of(&e.name) {
+        Some(x) => channel_error(x),
+        None => Error::Remote(e),
     }
 }
 

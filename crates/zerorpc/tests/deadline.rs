@@ -86,10 +86,9 @@ async fn a_budget_runs_out_across_three_hops_and_cancels_the_slow_end() {
     let t0 = Instant::now();
     let r = within("A's call", a.with_timeout(budget).call("relay", vec![])).await;
     let took = t0.elapsed();
+    // (its own timeout: whether its timer or B's answer came first)
     match &r {
         Err(Error::Timeout(t)) => assert_eq!(*t, budget),
-        // (B's answer may beat A's own timer)
-        Err(Error::Remote(e)) if e.name == "DeadlineExceeded" => {}
         other => panic!("A's caller gets the budget's end: {other:?}"),
     }
     assert!(took < budget + MARGIN, "A failed after {took:?}");
