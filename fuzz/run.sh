@@ -1,0 +1,42 @@
+#!/bin/sh
+# Runs every fuzz target (or the ones named) under libFuzzer for SECONDS
+# each, from its committed seeds (fuzz/seeds/T, read-only) and its working
+# corpus (fuzz/corpus/T, not committed), and appends executions, coverage
+# and findings to bench-results/fuzz-DATE.md. A crash leaves its input in
+# fuzz/artifacts/T/: turn it into a seed (fuzz/seeds/T/) once fixed, so the
+# smoke test (cargo test -p zerorpc-fuzz) keeps it.
+#
+#   fuzz/run.sh 120                 # every target, two minutes each
+#   fuzz/run.sh 60 event channel    # some
+#
+# Needs cargo-fuzz (cargo install cargo-fuzz) and a nightly toolchain, or
+# RUSTC_BOOTSTRAP=1 on stable. No sanitizer by default (safe Rust: panics,
+# overflows in debug assertions, hangs and unbounded memory are what is
+# looked for); SANITIZER=address to use one.
+set -eu
+cd "$(dirname "$0")"
+secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
+shift
+targets=${*:-$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^zerorpc-fuzz-targets$')}
+out=../bench-results/fuzz-$(date -u +%Y-%m-%d).md
+if [ ! -f "$out" ]; then
+    printf '# Fuzzing, %s\n\n`fuzz/run.sh` on %s (%s cores), no sanitizer, -rss_limit_mb=2048, -timeout=10.\n\n| target | seconds | executions | exec/s | coverage (cov) | features (ft) | corpus | result |\n|---|---:|---:|---:|---:|---:|---:|---|\n' \
+        "$(date -u +%Y-%m-%d)" "$(uname -n)" "$(nproc)" > "$out"
+fi
+toolchain=${FUZZ_TOOLCHAIN:-+nightly}
+for t in $targets; do
+    mkdir -p "corpus/$t" "seeds/$t"
+    log=$(mktemp)
+    result=ok
+    cargo $toolchain fuzz run --sanitizer "${SANITIZER:-none}" --release "$t" "corpus/$t" "seeds/$t" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        > "$log" 2>&1 || result="FAILED (see fuzz/artifacts/$t)"
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+    corpus=$(ls "corpus/$t" | wc -l)
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$secs" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$result" | tee -a "$out"
+    [ "$result" = ok ] || tail -30 "$log"
+    rm -f "$log"
+done
