@@ -16,9 +16,12 @@ use rmpv::Value;
 use zerorpc::channel::{Channel, ChannelConfig};
 use zerorpc::{DecodeLimits, Event, EventKind, MessageId};
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the `fuzz/` binaries and the seed directories
 /// are named the same).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("zmtp_decoder", zmtp_decoder),
     ("zmtp_handshake", zmtp_handshake),
     ("event", event),
