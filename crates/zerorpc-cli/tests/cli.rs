@@ -1243,22 +1243,11 @@ fn add_args_len(v: u8) -> usize {
     }
 }
 
-#[test]
-fn contracts_recorded_from_real_calls_catch_breaking_changes() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let serve = |v: u8| {
-        rt.block_on(async move {
-            let s = std::sync::Arc::new(zerorpc::Server::new(inventory(v)));
-            let ep = s.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
-            tokio::spawn(async move { s.run().await });
-            ep
-        })
-    };
-    let v1 = serve(1);
-    let dir = common::scratch_dir("contract");
-    let file = dir.join("inventory.contract.yml");
-    let file_s = file.to_str().unwrap();
+/// Runs `zerorpc contract record` into `out` while the CLI makes `calls`
+/// to `ep` with their payloads recorded, and waits for it to write.
+fn record_contract(out: &str, ep: &str, calls: &[&[&str]]) {
     let records = format!("tcp://127.0.0.1:{}", free_port());
+    let n = calls.len().to_string();
     let mut recorder = Bg::start(
         &[
             "contract",
@@ -1266,23 +1255,17 @@ fn contracts_recorded_from_real_calls_catch_breaking_changes() {
             "--records",
             &records,
             "--out",
-            file_s,
+            out,
             "--calls",
-            "5",
+            &n,
         ],
         "recording calls",
     );
-    // The client's real calls, their payloads recorded.
-    for call in [
-        &["item", "'disk'"][..],
-        &["add", "2", "40"],
-        &["add", "2", "40"],
-        &["check", "-1"],
-        &["check", "5"],
-    ] {
-        let mut args = vec!["--records", records.as_str(), "--record-payloads", &v1];
+    for call in calls {
+        let mut args = vec!["--records", records.as_str(), "--record-payloads", ep];
         args.extend_from_slice(call);
         let o = zerorpc(&args);
+        // (`check -1` fails on purpose: an error is part of a contract)
         assert!(
             o.status.code() == Some(0) || call[0] == "check",
             "{call:?}: {}",
@@ -1298,6 +1281,35 @@ fn contracts_recorded_from_real_calls_catch_breaking_changes() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(recorder.0.wait().unwrap().success());
+}
+
+#[test]
+fn contracts_recorded_from_real_calls_catch_breaking_changes() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let serve = |v: u8| {
+        rt.block_on(async move {
+            let s = std::sync::Arc::new(zerorpc::Server::new(inventory(v)));
+            let ep = s.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+            tokio::spawn(async move { s.run().await });
+            ep
+        })
+    };
+    let v1 = serve(1);
+    let dir = common::scratch_dir("contract");
+    let file = dir.join("inventory.contract.yml");
+    let file_s = file.to_str().unwrap();
+    // The client's real calls, their payloads recorded.
+    record_contract(
+        file_s,
+        &v1,
+        &[
+            &["item", "'disk'"],
+            &["add", "2", "40"],
+            &["add", "2", "40"],
+            &["check", "-1"],
+            &["check", "5"],
+        ],
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("service: inventory"), "{text}");
     assert!(text.contains("error: ValueError"), "{text}");
@@ -1338,34 +1350,7 @@ fn contracts_recorded_from_real_calls_catch_breaking_changes() {
     py.wait_line("READY");
     let py_file = dir.join("pydemo.contract.yml");
     let py_file_s = py_file.to_str().unwrap();
-    let records = format!("tcp://127.0.0.1:{}", free_port());
-    let mut recorder = Bg::start(
-        &[
-            "contract",
-            "record",
-            "--records",
-            &records,
-            "--out",
-            py_file_s,
-            "--calls",
-            "2",
-        ],
-        "recording calls",
-    );
-    for call in [&["add", "2", "40"][..], &["range", "3"]] {
-        let mut args = vec!["--records", records.as_str(), "--record-payloads", &py_ep];
-        args.extend_from_slice(call);
-        let o = zerorpc(&args);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    }
-    let t0 = Instant::now();
-    while recorder.0.try_wait().unwrap().is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the recorder did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    record_contract(py_file_s, &py_ep, &[&["add", "2", "40"], &["range", "3"]]);
     let text = std::fs::read_to_string(&py_file).unwrap();
     assert!(
         text.contains("result: !list int"),

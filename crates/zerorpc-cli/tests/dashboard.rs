@@ -34,11 +34,17 @@ impl Drop for Kill {
 /// `zerorpc trace-collector` with the dashboard: the process and the
 /// dashboard's `host:port`, and the records address.
 fn collector() -> (Kill, String, String) {
+    collector_with(&[])
+}
+
+/// The same, with more flags.
+fn collector_with(extra: &[&std::ffi::OsStr]) -> (Kill, String, String) {
     let records = format!("tcp://127.0.0.1:{}", common::free_port());
     let query = format!("tcp://127.0.0.1:{}", common::free_port());
     let mut child = Command::new(BIN)
         .args(["trace-collector", "--records", &records, "--query", &query])
         .args(["--http", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -549,25 +555,12 @@ fn the_dashboard_shows_the_bus_and_a_stream_topology() {
             .await;
         });
     }
-    let records = format!("tcp://127.0.0.1:{}", common::free_port());
-    let query = format!("tcp://127.0.0.1:{}", common::free_port());
-    let mut child = Command::new(BIN)
-        .args(["trace-collector", "--records", &records, "--query", &query])
-        .args(["--http", "127.0.0.1:0", "--bus", &ingest, "--stream-stats"])
-        .arg(&stats)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the collector");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let dash = loop {
-        let line = lines.next().expect("the collector exited").unwrap();
-        if let Some(url) = line.strip_prefix("dashboard on http://") {
-            break url.trim_end_matches('/').to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let _collector = Kill(child);
+    let (_collector, dash, _) = collector_with(&[
+        "--bus".as_ref(),
+        ingest.as_ref(),
+        "--stream-stats".as_ref(),
+        stats.as_os_str(),
+    ]);
     let b = Browser::start();
     b.cmd(
         "POST",

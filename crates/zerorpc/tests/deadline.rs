@@ -105,6 +105,17 @@ async fn a_budget_runs_out_across_three_hops_and_cancels_the_slow_end() {
     assert!(after < budget + MARGIN, "C cancelled after {after:?}");
 }
 
+/// The next event other than a heartbeat.
+async fn next_reply(dealer: &DealerSocket) -> Event {
+    loop {
+        let m = dealer.recv().await.unwrap();
+        let ev = Event::decode(m.last().unwrap(), DecodeLimits::default()).unwrap();
+        if ev.name != "_zpc_hb" {
+            return ev;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_answers_a_request_whose_budget_passed_with_deadline_exceeded() {
     let (c_ep, mut c_cancelled) = serve_c().await;
@@ -117,17 +128,7 @@ async fn a_server_answers_a_request_whose_budget_passed_with_deadline_exceeded()
         .send(Message::from_iter([bytes::Bytes::new(), req.encode()]))
         .await
         .unwrap();
-    // (heartbeats may come first)
-    let reply = within("the ERR", async {
-        loop {
-            let m = dealer.recv().await.unwrap();
-            let ev = Event::decode(m.last().unwrap(), DecodeLimits::default()).unwrap();
-            if ev.name != "_zpc_hb" {
-                return ev;
-            }
-        }
-    })
-    .await;
+    let reply = within("the ERR", next_reply(&dealer)).await;
     let took = t0.elapsed();
     assert_eq!(reply.name, "ERR");
     let args = reply.args.as_array().unwrap();
@@ -155,16 +156,7 @@ async fn a_server_answers_a_request_whose_budget_passed_with_deadline_exceeded()
         .send(Message::from_iter([bytes::Bytes::new(), b.into()]))
         .await
         .unwrap();
-    let ok = within("the OK", async {
-        loop {
-            let m = dealer.recv().await.unwrap();
-            let ev = Event::decode(m.last().unwrap(), DecodeLimits::default()).unwrap();
-            if ev.name != "_zpc_hb" {
-                return ev;
-            }
-        }
-    })
-    .await;
+    let ok = within("the OK", next_reply(&dealer)).await;
     assert_eq!(ok.name, "OK");
 }
 
