@@ -190,6 +190,11 @@ impl Channel {
         self.deadline_budget = Some(budget);
     }
 
+    /// Drops the deadline (its budget is still reported).
+    pub fn clear_deadline(&mut self) {
+        self.deadline = None;
+    }
+
     /// The budget of the deadline set on this channel, if any (kept after
     /// the first reply).
     pub fn deadline_budget(&self) -> Option<Duration> {

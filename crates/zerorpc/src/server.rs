@@ -823,7 +823,14 @@ impl ServerCall {
     /// waiting or running handler is dropped) and answers
     /// `ERR DeadlineExceeded`.
     fn cancel_for_deadline(&mut self, budget: std::time::Duration) {
-        if !matches!(self.phase, Phase::Queued | Phase::Running(_)) {
+        // (a stream that has sent nothing yet is cancelled too: the
+        // deadline bounds the first reply)
+        if !matches!(
+            self.phase,
+            Phase::Queued | Phase::Running(_) | Phase::Streaming(_)
+        ) {
+            // (nothing left to cancel: the deadline must not fire again)
+            self.ch.clear_deadline();
             return;
         }
         tracing::debug!(channel = %self.key.1, ?budget, "deadline passed, cancelling call");

@@ -53,6 +53,12 @@ async fn serve_c() -> (String, mpsc::UnboundedReceiver<Instant>) {
         })
         .method("echo", "returns x", &["x"], |a| async move {
             Ok(a.into_iter().next().unwrap_or(Value::Nil))
+        })
+        .stream_method("late_stream", "its first item after 2 s", &[], |_| {
+            Ok(futures::stream::once(async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok(Value::from(1))
+            }))
         });
     (serve(svc).await, rx)
 }
@@ -140,6 +146,20 @@ async fn a_server_answers_a_request_whose_budget_passed_with_deadline_exceeded()
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_millis(300) + MARGIN, "{took:?}");
     within("C cancelled", c_cancelled.recv()).await.unwrap();
+    // A stream whose first item would come after the budget: cancelled
+    // the same way (and the server does not spin on the passed deadline).
+    let mut req = Event::new("late_stream", Value::Array(vec![]));
+    req.header.deadline_ms = Some(200);
+    dealer
+        .send(Message::from_iter([bytes::Bytes::new(), req.encode()]))
+        .await
+        .unwrap();
+    let late = within("the stream's ERR", next_reply(&dealer)).await;
+    assert_eq!(late.name, "ERR");
+    assert_eq!(
+        late.args.as_array().unwrap()[0].as_str(),
+        Some("DeadlineExceeded")
+    );
     // A budget that is not a number is no deadline: the call completes.
     let raw = Value::Array(vec![
         Value::Map(vec![
