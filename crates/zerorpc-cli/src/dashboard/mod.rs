@@ -42,6 +42,9 @@ const KEEP_SECS: u64 = 300;
 const KEEP_MAX: usize = 300_000;
 /// The window rates and quantiles are computed over.
 const WINDOW_SECS: u64 = 10;
+/// How far before the window records are looked at to name a call's
+/// caller and callee.
+const JOIN_SECS: u64 = 60;
 /// How often a snapshot is sent.
 const TICK: Duration = Duration::from_secs(2);
 /// Most records a snapshot carries for the live tail.
@@ -131,10 +134,16 @@ fn snapshot(recent: &[Arc<Record>], fresh: &[Arc<Record>], skipped: u64, now: u6
         .map(|r| &**r)
         .filter(|r| end_us(r) >= since)
         .collect();
-    // Server records by their span, and by the client span that reached them.
+    // Server records by their span, and by the client span that reached
+    // them: those of the window and a minute before it (a caller's handler
+    // may have started long before its call ended).
+    let joinable = now.saturating_sub((WINDOW_SECS + JOIN_SECS) * 1_000_000);
     let mut server_by_span: HashMap<&str, &Record> = HashMap::new();
     let mut server_by_parent: HashMap<&str, &Record> = HashMap::new();
-    for r in recent.iter().filter(|r| r.side == Side::Server) {
+    for r in recent
+        .iter()
+        .filter(|r| r.side == Side::Server && end_us(r) >= joinable)
+    {
         server_by_span.insert(&r.span_id, r);
         if let Some(p) = &r.parent_id {
             server_by_parent.insert(p, r);
