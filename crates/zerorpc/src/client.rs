@@ -1106,7 +1106,8 @@ impl StreamWatch {
     /// A stream item arrived.
     fn item(&mut self, v: &Value) {
         self.items += 1;
-        if let Some(p) = &mut self.payload {
+        // (once past the cap, nothing more is measured or kept)
+        if let Some(p) = self.payload.as_mut().filter(|p| p.items.is_some()) {
             p.bytes += crate::record::Payload::size_of(v);
             match &mut p.items {
                 Some(items) if p.bytes <= crate::record::Payload::MAX_BYTES => {
