@@ -8,6 +8,7 @@
 #
 #   fuzz/run.sh 120                 # every target, two minutes each
 #   fuzz/run.sh 60 event channel    # some
+#   RUNS=10000000 fuzz/run.sh 3600  # until ten million executions (or an hour)
 #
 # Needs cargo-fuzz (cargo install cargo-fuzz) and a nightly toolchain, or
 # RUSTC_BOOTSTRAP=1 on stable. No sanitizer by default (safe Rust: panics,
@@ -29,14 +30,15 @@ for t in $targets; do
     log=$(mktemp)
     result=ok
     cargo $toolchain fuzz run --sanitizer "${SANITIZER:-none}" --release "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        -max_total_time="$secs" ${RUNS:+-runs=$RUNS} -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         > "$log" 2>&1 || result="FAILED (see fuzz/artifacts/$t)"
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     corpus=$(ls "corpus/$t" | wc -l)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "$secs" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$result" | tee -a "$out"
+    took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1 | awk '{print $5}')
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${took:-$secs}" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$result" | tee -a "$out"
     [ "$result" = ok ] || tail -30 "$log"
     rm -f "$log"
 done
