@@ -168,6 +168,10 @@ impl Browser {
         serde_json::from_str::<J>(&text).unwrap()["value"].take()
     }
 
+    fn open(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({ "url": url })));
+    }
+
     fn js(&self, script: &str) -> J {
         self.cmd(
             "POST",
@@ -311,11 +315,7 @@ fn the_dashboard_shows_rates_the_call_graph_and_a_trace_in_a_browser() {
         })
     };
     let b = Browser::start();
-    b.cmd(
-        "POST",
-        "/url",
-        Some(json!({"url": format!("http://{dash}/")})),
-    );
+    b.open(&format!("http://{dash}/"));
     // Each method's rate and latency.
     b.wait_for(
         "the three services' methods with a rate",
@@ -562,11 +562,7 @@ fn the_dashboard_shows_the_bus_and_a_stream_topology() {
         stats.as_os_str(),
     ]);
     let b = Browser::start();
-    b.cmd(
-        "POST",
-        "/url",
-        Some(json!({"url": format!("http://{dash}/")})),
-    );
+    b.open(&format!("http://{dash}/"));
     b.wait_for(
         "the bus panel: both topics' rates and the subscriptions",
         r#"const p = document.querySelector('#bus-panel');

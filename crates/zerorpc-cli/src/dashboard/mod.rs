@@ -504,8 +504,8 @@ pub async fn serve(
     tokio::spawn(async move {
         loop {
             match live.recv().await {
-                Ok(rec) => lock(&r).push(rec),
-                Err(broadcast::error::RecvError::Lagged(n)) => lock(&r).skipped += n,
+                Ok(rec) => lock_any(&r).push(rec),
+                Err(broadcast::error::RecvError::Lagged(n)) => lock_any(&r).skipped += n,
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
@@ -524,7 +524,7 @@ pub async fn serve(
             tick.tick().await;
             let now = now_us();
             let (records, fresh, skipped) = {
-                let mut r = lock(&recent);
+                let mut r = lock_any(&recent);
                 r.expire(now);
                 let fresh = std::mem::take(&mut r.fresh);
                 (
@@ -571,10 +571,6 @@ pub async fn serve(
         }
     });
     Ok(bound)
-}
-
-fn lock(m: &Mutex<Recent>) -> std::sync::MutexGuard<'_, Recent> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn json_response(body: String) -> Response {
