@@ -371,16 +371,13 @@ pub enum GatewayError {
 /// An error answered over HTTP: a status and `{"error": {"name",
 /// "message", "traceback"}}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{status} {name}: {message}")]
+#[error("{status} {error}")]
 pub struct HttpError {
     /// The HTTP status.
     pub status: StatusCode,
-    /// The error's name (the remote error's, or the gateway's own).
-    pub name: String,
-    /// Its message.
-    pub message: String,
-    /// The remote traceback, possibly empty.
-    pub traceback: String,
+    /// The error: the remote one as the service sent it, or the
+    /// gateway's own (empty traceback).
+    pub error: zerorpc::CallError,
 }
 
 impl HttpError {
@@ -388,18 +385,16 @@ impl HttpError {
     pub fn new(status: StatusCode, name: &str, message: impl Into<String>) -> Self {
         HttpError {
             status,
-            name: name.to_owned(),
-            message: message.into(),
-            traceback: String::new(),
+            error: zerorpc::CallError::new(name, message),
         }
     }
 
     /// The error object (`{"name", "message", "traceback"}`).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "name": self.name,
-            "message": self.message,
-            "traceback": self.traceback,
+            "name": self.error.name,
+            "message": self.error.message,
+            "traceback": self.error.traceback,
         })
     }
 
@@ -409,9 +404,7 @@ impl HttpError {
         match e {
             E::Remote(r) => HttpError {
                 status: opts.status_for(&r.name),
-                name: r.name,
-                message: r.message,
-                traceback: r.traceback,
+                error: r,
             },
             E::Timeout(_) => {
                 HttpError::new(StatusCode::GATEWAY_TIMEOUT, "TimeoutExpired", e.to_string())
@@ -880,7 +873,7 @@ async fn call(
     let mut response = match handle(&g, &method, &headers, body, room, span.clone()).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!(%method, status = %e.status, name = %e.name, "call failed");
+            tracing::debug!(%method, status = %e.status, name = %e.error.name, "call failed");
             e.into_response()
         }
     };
@@ -971,7 +964,7 @@ fn stream_response(
                 Some(Ok(v)) => return Some((item_frame(format, &v), Some((items, n + 1)))),
                 Some(Err(e)) => {
                     let e = HttpError::from_call(&g.opts, e);
-                    tracing::debug!(name = %e.name, "stream failed after {n} items");
+                    tracing::debug!(name = %e.error.name, "stream failed after {n} items");
                     error_frame(format, &e)
                 }
                 None if format == StreamFormat::Sse => {
@@ -1199,7 +1192,11 @@ mod tests {
         for d in [lim.max_depth + 1, 10_000] {
             let e = parse_body(deep(d).as_bytes(), lim).expect_err("too deep");
             assert_eq!(e.status, StatusCode::BAD_REQUEST);
-            assert!(e.message.contains("deeper than"), "{}", e.message);
+            assert!(
+                e.error.message.contains("deeper than"),
+                "{}",
+                e.error.message
+            );
         }
     }
 

@@ -221,21 +221,21 @@ pub fn event_from_report(report: &ErrorReport) -> Event<'static> {
     }
 
     let mut extra = Map::new();
-    if !report.traceback.is_empty() {
+    if !report.error.traceback.is_empty() {
         extra.insert(
             "traceback".to_owned(),
-            Value::String(report.traceback.clone()),
+            Value::String(report.error.traceback.clone()),
         );
     }
 
     let exception = Exception {
-        ty: report.name.clone(),
-        value: Some(report.message.clone()),
-        stacktrace: parse_traceback(&report.traceback),
+        ty: report.error.name.clone(),
+        value: Some(report.error.message.clone()),
+        stacktrace: parse_traceback(&report.error.traceback),
         mechanism: Some(Mechanism {
             ty: "zerorpc".to_owned(),
             // A handler's panic is the one error nobody handled.
-            handled: Some(!(report.side == Side::Server && report.name == "Panic")),
+            handled: Some(!(report.side == Side::Server && report.error.name == "Panic")),
             ..Default::default()
         }),
         ..Default::default()
@@ -246,7 +246,7 @@ pub fn event_from_report(report: &ErrorReport) -> Event<'static> {
         side.into(),
         report.service.clone().into(),
         report.method.clone().into(),
-        report.name.clone().into(),
+        report.error.name.clone().into(),
     ];
 
     Event {
@@ -400,9 +400,7 @@ mod tests {
             side,
             service: "users".into(),
             method: "get".into(),
-            name: "KeyError".into(),
-            message: "no user 7".into(),
-            traceback: String::new(),
+            error: zerorpc::CallError::new("KeyError", "no user 7"),
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             span_id: Some("00f067aa0ba902b7".into()),
         }
@@ -448,10 +446,10 @@ mod tests {
     fn the_message_is_not_in_the_fingerprint() {
         let a = event_from_report(&report(Side::Client));
         let mut r = report(Side::Client);
-        r.message = "no user 8".into();
+        r.error.message = "no user 8".into();
         let b = event_from_report(&r);
         assert_eq!(a.fingerprint, b.fingerprint);
-        r.name = "ValueError".into();
+        r.error.name = "ValueError".into();
         assert_ne!(a.fingerprint, event_from_report(&r).fingerprint);
         assert_eq!(a.tags["zerorpc.side"], "client");
         assert_eq!(trace(&a).and_then(|t| t.op.as_deref()), Some("rpc.client"));
@@ -510,9 +508,7 @@ mod tests {
             side: Side::Client,
             service: "x\n".repeat(500),
             method: String::new(),
-            name: String::new(),
-            message: String::new(),
-            traceback: "File \"\nFile \"a\", line \n  File \"b\", line 99999999999999999999999, in \n    \n".into(),
+            error: zerorpc::CallError::new("", "").with_traceback("File \"\nFile \"a\", line \n  File \"b\", line 99999999999999999999999, in \n    \n"),
             trace_id: Some(String::new()),
             span_id: Some("\u{0}".into()),
         };
@@ -520,7 +516,10 @@ mod tests {
         assert_eq!(e.tags["rpc.service"].chars().count(), MAX_TAG_LEN);
         assert!(!e.tags["rpc.service"].contains('\n'));
         assert!(e.exception[0].stacktrace.is_none());
-        assert_eq!(e.extra["traceback"], Value::String(r.traceback.clone()));
+        assert_eq!(
+            e.extra["traceback"],
+            Value::String(r.error.traceback.clone())
+        );
         // and the hook itself, without any client bound
         SentryHook::with_hub(Arc::new(Hub::new(None, Default::default()))).report(&r);
     }
@@ -551,7 +550,7 @@ KeyError: 7
         assert_eq!(app.in_app, None);
 
         let mut r = report(Side::Client);
-        r.traceback = PYTHON.into();
+        r.error.traceback = PYTHON.into();
         let e = event_from_report(&r);
         assert_eq!(e.exception[0].stacktrace.as_ref(), Some(&st));
         assert_eq!(e.extra["traceback"], Value::String(PYTHON.into()));

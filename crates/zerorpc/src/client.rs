@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
 
 use crate::channel::{Channel, ChannelConfig, ChannelError};
-use crate::error::{Error, RemoteError};
+use crate::error::{CallError, Error};
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::record::{Outcome, Peer, Recorder, Side, Span};
@@ -720,22 +720,14 @@ impl Client {
     }
 
     /// Tells the error hook (if any) of a remote error.
-    fn report(
-        &self,
-        endpoint: &str,
-        method: &str,
-        e: &crate::RemoteError,
-        ids: Option<(String, String)>,
-    ) {
+    fn report(&self, endpoint: &str, method: &str, e: &CallError, ids: Option<(String, String)>) {
         if let Some(hook) = &self.inner.opts.on_error {
             let (trace_id, span_id) = ids.unzip();
             hook.report(&ErrorReport {
                 side: Side::Client,
                 service: endpoint.to_owned(),
                 method: method.to_owned(),
-                name: e.name.clone(),
-                message: e.message.clone(),
-                traceback: e.traceback.clone(),
+                error: e.clone(),
                 trace_id,
                 span_id,
             });
@@ -1526,7 +1518,7 @@ fn first_arg(args: Value) -> Value {
 }
 
 /// Reads `ERR [name, message, traceback]` (or a version 1 one-item array).
-pub(crate) fn remote_error(args: Value) -> RemoteError {
+pub(crate) fn remote_error(args: Value) -> CallError {
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) => s.as_str().unwrap_or_default().to_owned(),
         Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
@@ -1534,17 +1526,17 @@ pub(crate) fn remote_error(args: Value) -> RemoteError {
         Some(other) => other.to_string(),
     };
     match &args {
-        Value::Array(a) if a.len() == 1 => RemoteError {
+        Value::Array(a) if a.len() == 1 => CallError {
             name: "RemoteError".into(),
             message: text(a.first()),
             traceback: String::new(),
         },
-        Value::Array(a) => RemoteError {
+        Value::Array(a) => CallError {
             name: text(a.first()),
             message: text(a.get(1)),
             traceback: text(a.get(2)),
         },
-        other => RemoteError {
+        other => CallError {
             name: "RemoteError".into(),
             message: text(Some(other)),
             traceback: String::new(),

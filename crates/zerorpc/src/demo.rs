@@ -7,7 +7,8 @@ use std::time::Duration;
 use futures::Stream;
 use rmpv::Value;
 
-use crate::service::{type_name_of, CallError};
+use crate::error::CallError;
+use crate::service::type_name_of;
 
 /// Largest `bytes(n)` the demo serves: well under the default 64 MiB
 /// message limit, so a large request gets an error rather than a reply the

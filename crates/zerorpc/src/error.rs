@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use rmpv::Value;
+
 /// Why an event could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -20,25 +22,93 @@ pub enum EventError {
     },
 }
 
-/// An error raised by the remote side: its type name, message and
-/// traceback, as the peer sent them.
+/// A remote error, the one type for both sides of a call: what a handler
+/// returns (sent as `ERR [name, message, traceback]`), what a caller gets
+/// back in [`Error::Remote`], what an [`crate::ErrorReport`] and the
+/// gateway's HTTP errors carry. Name, message and traceback are kept as
+/// the peer sent them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteError {
-    /// The error's type name (`NameError`, `DemoError`...).
+pub struct CallError {
+    /// Error type name, as Python would print it (`ValueError`, `DemoError`).
     pub name: String,
-    /// Its message.
+    /// Human-readable message.
     pub message: String,
-    /// The remote traceback, possibly empty.
+    /// Traceback text (may be empty: then the `ERR` carries a nil
+    /// traceback). Python clients show only the traceback when there is
+    /// one, so end it with `Name: message` as Python's own do.
     pub traceback: String,
 }
 
-impl std::fmt::Display for RemoteError {
+impl CallError {
+    /// An error with a name and message.
+    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
+        CallError {
+            name: name.into(),
+            message: message.into(),
+            traceback: String::new(),
+        }
+    }
+
+    /// Adds a traceback (Python clients show it in place of the message:
+    /// end it with `Name: message`, as Python tracebacks do).
+    pub fn with_traceback(mut self, traceback: impl Into<String>) -> Self {
+        self.traceback = traceback.into();
+        self
+    }
+
+    /// The arguments of its `ERR` event: `[name, message, traceback]`.
+    /// A blank traceback goes out as nil, never as an empty string:
+    /// zerorpc-python shows a remote error as its traceback whenever that is
+    /// not nil (so an empty string shows the user an empty error), and as
+    /// `Name: message` when it is nil.
+    pub fn to_args(&self) -> Value {
+        let traceback = if self.traceback.trim().is_empty() {
+            Value::Nil
+        } else {
+            Value::from(self.traceback.as_str())
+        };
+        Value::Array(vec![
+            Value::from(self.name.as_str()),
+            Value::from(self.message.as_str()),
+            traceback,
+        ])
+    }
+
+    /// A wrong argument (count or type), named like Python's `TypeError`.
+    pub fn bad_args(message: impl Into<String>) -> Self {
+        CallError::new("TypeError", message)
+    }
+
+    /// Wraps any error: the name is the error type's last path segment.
+    pub fn from_error<E: std::error::Error + ?Sized>(e: &E) -> Self {
+        let full = std::any::type_name::<E>();
+        let short = full.rsplit("::").next().unwrap_or(full);
+        CallError::new(short, e.to_string())
+    }
+}
+
+impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.name, self.message)
     }
 }
 
-impl std::error::Error for RemoteError {}
+/// A call made inside a handler failed (so `?` works on it): a remote
+/// error passes on as it was (name, message, traceback), a passed deadline
+/// as `DeadlineExceeded`; any other failure (lost remote, timeout...)
+/// becomes `UpstreamError` with it as message.
+impl From<crate::Error> for CallError {
+    fn from(e: crate::Error) -> Self {
+        match e {
+            crate::Error::Remote(r) => r,
+            // (the handler's own deadline passed: say so upstream)
+            e @ crate::Error::DeadlineExceeded(_) => {
+                CallError::new(crate::deadline::ERROR_NAME, e.to_string())
+            }
+            other => CallError::new("UpstreamError", other.to_string()),
+        }
+    }
+}
 
 /// Everything that can go wrong with a call.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +116,7 @@ impl std::error::Error for RemoteError {}
 pub enum Error {
     /// The remote method raised an error.
     #[error("remote error {0}")]
-    Remote(RemoteError),
+    Remote(CallError),
     /// No reply arrived within the call timeout.
     #[error("timed out after {0:?} waiting for a reply")]
     Timeout(Duration),

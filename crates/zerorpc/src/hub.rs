@@ -38,9 +38,9 @@ use rmpv::Value;
 use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
+use crate::error::CallError;
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
-use crate::service::CallError;
 use crate::trace::hex;
 
 /// The method a hub answers itself with its statistics.

@@ -2,7 +2,8 @@
 
 use rmpv::Value;
 
-use crate::service::{CallError, MethodInfo, Service};
+use crate::error::CallError;
+use crate::service::{MethodInfo, Service};
 
 /// The introspection method names.
 pub const METHODS: [&str; 6] = [

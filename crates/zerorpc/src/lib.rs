@@ -74,7 +74,7 @@ mod valueser;
 pub use auth::{current_user, Authorization, AuthorizationError, Rule};
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
 pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
-pub use error::{Error, EventError, RemoteError};
+pub use error::{CallError, Error, EventError};
 pub use event::{DecodeLimits, Event, EventKind, Header, MessageId, SharedEntries};
 pub use futures;
 #[cfg(feature = "hub")]
@@ -89,8 +89,8 @@ pub use report::{ErrorHook, ErrorReport, OnError};
 pub use rmpv::Value;
 pub use server::{Server, ServerOptions};
 pub use service::{
-    ArgInfo, CallContext, CallError, DynamicService, HandlerFuture, IntoCallError, IntoService,
-    MethodInfo, Response, Service,
+    ArgInfo, CallContext, DynamicService, HandlerFuture, IntoCallError, IntoService, MethodInfo,
+    Response, Service,
 };
 pub use trace::TraceContext;
 pub use zerorpc_macros::service;

@@ -18,7 +18,8 @@ use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::service::{CallError, IntoCallError};
+use crate::error::CallError;
+use crate::service::IntoCallError;
 
 /// An argument type the service decodes (named in the generated code so
 /// that a type without `Deserialize` gets a message saying so).
@@ -256,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_boxed_remote_error_passes_on_as_it_was() {
-        let remote = crate::Error::Remote(crate::RemoteError {
+        let remote = crate::Error::Remote(crate::CallError {
             name: "ValueError".into(),
             message: "no".into(),
             traceback: "tb".into(),

@@ -21,12 +21,9 @@ pub struct ErrorReport {
     pub service: String,
     /// The method called.
     pub method: String,
-    /// The error's name (`ValueError`, ...).
-    pub name: String,
-    /// Its message.
-    pub message: String,
-    /// Its traceback (may be empty).
-    pub traceback: String,
+    /// The error: name (`ValueError`, ...), message, traceback (may be
+    /// empty).
+    pub error: crate::CallError,
     /// The call's trace id (32 hex digits), when the call was traced.
     pub trace_id: Option<String>,
     /// The call's span id (16 hex digits), when the call was traced.

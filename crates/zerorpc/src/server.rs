@@ -26,13 +26,14 @@ use zmtp::{Endpoint, Message, PeerSender, RouterSocket, SocketEvent, SocketOptio
 
 use crate::auth::Authorization;
 use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::error::CallError;
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::introspection;
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::record::{Outcome, Peer, Recorder, Side, Span};
 use crate::report::{ErrorReport, OnError};
-use crate::service::{CallContext, CallError, HandlerFuture, IntoService, Response, Service};
+use crate::service::{CallContext, HandlerFuture, IntoService, Response, Service};
 use crate::trace::TraceContext;
 
 /// Server settings.
@@ -1035,9 +1036,7 @@ fn report_error(inner: &Inner, trace: Option<&ServerTrace>, e: &CallError) {
         side: Side::Server,
         service: inner.service_name.to_string(),
         method: t.method.clone(),
-        name: e.name.clone(),
-        message: e.message.clone(),
-        traceback: e.traceback.clone(),
+        error: e.clone(),
         trace_id: t.ctx.as_ref().map(TraceContext::trace_id_hex),
         span_id: t.ctx.as_ref().map(TraceContext::span_id_hex),
     });

@@ -17,101 +17,8 @@ use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::error::CallError;
 use crate::event::Header;
-
-/// An error raised by a handler; sent as `ERR [name, message, traceback]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallError {
-    /// Error type name, as Python would print it (`ValueError`, `DemoError`).
-    pub name: String,
-    /// Human-readable message.
-    pub message: String,
-    /// Traceback text (may be empty: then the `ERR` carries a nil
-    /// traceback). Python clients show only the traceback when there is
-    /// one, so end it with `Name: message` as Python's own do.
-    pub traceback: String,
-}
-
-impl CallError {
-    /// An error with a name and message.
-    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
-        CallError {
-            name: name.into(),
-            message: message.into(),
-            traceback: String::new(),
-        }
-    }
-
-    /// Adds a traceback (Python clients show it in place of the message:
-    /// end it with `Name: message`, as Python tracebacks do).
-    pub fn with_traceback(mut self, traceback: impl Into<String>) -> Self {
-        self.traceback = traceback.into();
-        self
-    }
-
-    /// The arguments of its `ERR` event: `[name, message, traceback]`.
-    /// A blank traceback goes out as nil, never as an empty string:
-    /// zerorpc-python shows a remote error as its traceback whenever that is
-    /// not nil (so an empty string shows the user an empty error), and as
-    /// `Name: message` when it is nil.
-    pub fn to_args(&self) -> Value {
-        let traceback = if self.traceback.trim().is_empty() {
-            Value::Nil
-        } else {
-            Value::from(self.traceback.as_str())
-        };
-        Value::Array(vec![
-            Value::from(self.name.as_str()),
-            Value::from(self.message.as_str()),
-            traceback,
-        ])
-    }
-
-    /// A wrong argument (count or type), named like Python's `TypeError`.
-    pub fn bad_args(message: impl Into<String>) -> Self {
-        CallError::new("TypeError", message)
-    }
-
-    /// Wraps any error: the name is the error type's last path segment.
-    pub fn from_error<E: std::error::Error + ?Sized>(e: &E) -> Self {
-        let full = std::any::type_name::<E>();
-        let short = full.rsplit("::").next().unwrap_or(full);
-        CallError::new(short, e.to_string())
-    }
-}
-
-impl fmt::Display for CallError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.name, self.message)
-    }
-}
-
-/// A call made inside a handler failed (so `?` works on it): a remote
-/// error passes on as it was (name, message, traceback), a passed deadline
-/// as `DeadlineExceeded`; any other failure (lost remote, timeout...)
-/// becomes `UpstreamError` with it as message.
-impl From<crate::Error> for CallError {
-    fn from(e: crate::Error) -> Self {
-        match e {
-            crate::Error::Remote(r) => r.into(),
-            // (the handler's own deadline passed: say so upstream)
-            e @ crate::Error::DeadlineExceeded(_) => {
-                CallError::new(crate::deadline::ERROR_NAME, e.to_string())
-            }
-            other => CallError::new("UpstreamError", other.to_string()),
-        }
-    }
-}
-
-impl From<crate::RemoteError> for CallError {
-    fn from(e: crate::RemoteError) -> Self {
-        CallError {
-            name: e.name,
-            message: e.message,
-            traceback: e.traceback,
-        }
-    }
-}
 
 /// What a handler produced.
 pub enum Response {
@@ -493,7 +400,7 @@ mod tests {
 
     #[test]
     fn a_failed_inner_call_becomes_the_handlers_error() {
-        let remote = crate::Error::Remote(crate::RemoteError {
+        let remote = crate::Error::Remote(crate::CallError {
             name: "ValueError".into(),
             message: "no".into(),
             traceback: "tb".into(),

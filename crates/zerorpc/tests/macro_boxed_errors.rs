@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::*;
 use futures::StreamExt;
-use zerorpc::{Client, Error, RemoteError, Server, Value};
+use zerorpc::{CallError, Client, Error, Server, Value};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -81,7 +81,7 @@ async fn start() -> (Arc<Server>, String) {
     (server, ep)
 }
 
-fn remote(r: Result<Value, Error>) -> RemoteError {
+fn remote(r: Result<Value, Error>) -> CallError {
     match r {
         Err(Error::Remote(e)) => e,
         other => panic!("expected a remote error, got {other:?}"),

@@ -556,15 +556,18 @@ async fn error_hooks_hear_of_remote_errors_with_traceback_and_trace_id() {
             .find(|r| r.side == Side::Client && r.method == method)
             .unwrap_or_else(|| panic!("no client report of {method}: {heard:#?}"));
         for r in [server, client] {
-            assert_eq!((r.name.as_str(), r.message.as_str()), (name, message));
+            assert_eq!(
+                (r.error.name.as_str(), r.error.message.as_str()),
+                (name, message)
+            );
             assert_eq!(r.trace_id.as_deref(), Some(id.as_str()));
         }
         // the server's span is the child of the client's
         assert_eq!(server.service, "flaky");
         assert_ne!(server.span_id, client.span_id);
         if method == "fail" {
-            assert_eq!(server.traceback, "Traceback: in flaky.fail\n");
-            assert_eq!(client.traceback, server.traceback);
+            assert_eq!(server.error.traceback, "Traceback: in flaky.fail\n");
+            assert_eq!(client.error.traceback, server.error.traceback);
         }
     }
     // The client recorded its streamed calls too: an error, and 3 items.

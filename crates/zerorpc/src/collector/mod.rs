@@ -19,9 +19,9 @@ use futures::Stream;
 use tokio::sync::broadcast;
 use zmtp::{Endpoint, Message, PullSocket, PushSocket};
 
+use crate::error::CallError;
 use crate::error::Error;
 use crate::record::{Record, Recorder, TraceSink, TraceStore};
-use crate::service::CallError;
 use crate::Value;
 
 #[cfg(feature = "redis")]

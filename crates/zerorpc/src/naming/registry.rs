@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{naming, valid_service, REGISTRY_TIMEOUT};
+use crate::error::CallError;
 use crate::error::Error;
-use crate::service::CallError;
 use crate::{Client, ClientOptions};
 
 /// How many entries a registry holds. Refreshing an entry it holds is
