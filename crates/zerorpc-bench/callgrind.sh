@@ -21,4 +21,5 @@ per() { # kind small large label
     echo "$4: $(( (b - a) / ($3 - $2) )) instructions ($1 $2 → $3: $a → $b)"
 }
 per calls 200 1200 "per sequential call (client and server)"
+per traced 200 1200 "per sequential call in a fresh root trace context (client and server)"
 per stream 2000 22000 "per stream item (client and server)"
