@@ -120,6 +120,133 @@ pub struct Decoder {
     max: usize,
     /// JSON texts and stray lines settled and not yet taken.
     ready: std::collections::VecDeque<Pending>,
+    /// How far the bytes after `pos` were looked at already, so that a
+    /// message arriving in many small reads is scanned once, not once per
+    /// read (which is quadratic in its length).
+    seen: Seen,
+}
+
+/// What is known of the bytes after `at` (a decoding position).
+#[derive(Default)]
+struct Seen {
+    at: usize,
+    /// JSON: this many bytes hold no newline. Msgpack: this many bytes
+    /// are whole values, with `pending` values still to come.
+    len: usize,
+    pending: u64,
+}
+
+impl Seen {
+    /// The record for position `pos` (a fresh one when it was for another).
+    fn at(&mut self, pos: usize) -> &mut Seen {
+        if self.at != pos {
+            *self = Seen {
+                at: pos,
+                len: 0,
+                pending: 0,
+            };
+        }
+        self
+    }
+}
+
+/// The index of the first newline in `rest`, looking only past what
+/// `seen` says holds none (and recording the new extent).
+fn find_newline(rest: &[u8], seen: &mut Seen) -> Option<usize> {
+    let from = seen.len.min(rest.len());
+    match rest[from..].iter().position(|b| *b == b'\n') {
+        Some(i) => Some(from + i),
+        None => {
+            seen.len = rest.len();
+            None
+        }
+    }
+}
+
+/// Walks whole msgpack values without building them, resuming where the
+/// last walk stopped: the length of the message at the front of `rest`
+/// once it is complete. `seen.pending == 0` with `seen.len == 0` starts a
+/// new walk (one value). An invalid marker is an error.
+fn msgpack_extent(rest: &[u8], seen: &mut Seen) -> Result<Option<usize>, Error> {
+    if seen.len == 0 && seen.pending == 0 {
+        seen.pending = 1;
+    }
+    while seen.pending > 0 {
+        let at = seen.len;
+        let Some(&m) = rest.get(at) else {
+            return Ok(None);
+        };
+        let be = |n: usize| -> Option<u64> {
+            let b = rest.get(at + 1..at + 1 + n)?;
+            Some(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+        };
+        // (header bytes, payload bytes, values inside)
+        let (head, body, inner): (usize, u64, u64) = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (1, 0, 0),
+            0x80..=0x8f => (1, 0, 2 * u64::from(m & 0x0f)),
+            0x90..=0x9f => (1, 0, u64::from(m & 0x0f)),
+            0xa0..=0xbf => (1, u64::from(m & 0x1f), 0),
+            0xc4 | 0xd9 => match be(1) {
+                Some(n) => (2, n, 0),
+                None => return Ok(None),
+            },
+            0xc5 | 0xda => match be(2) {
+                Some(n) => (3, n, 0),
+                None => return Ok(None),
+            },
+            0xc6 | 0xdb => match be(4) {
+                Some(n) => (5, n, 0),
+                None => return Ok(None),
+            },
+            0xc7 => match be(1) {
+                Some(n) => (3, n, 0),
+                None => return Ok(None),
+            },
+            0xc8 => match be(2) {
+                Some(n) => (4, n, 0),
+                None => return Ok(None),
+            },
+            0xc9 => match be(4) {
+                Some(n) => (6, n, 0),
+                None => return Ok(None),
+            },
+            0xca => (5, 0, 0),
+            0xcb => (9, 0, 0),
+            0xcc | 0xd0 => (2, 0, 0),
+            0xcd | 0xd1 => (3, 0, 0),
+            0xce | 0xd2 => (5, 0, 0),
+            0xcf | 0xd3 => (9, 0, 0),
+            0xd4 => (3, 0, 0),
+            0xd5 => (4, 0, 0),
+            0xd6 => (6, 0, 0),
+            0xd7 => (10, 0, 0),
+            0xd8 => (18, 0, 0),
+            0xdc => match be(2) {
+                Some(n) => (3, 0, n),
+                None => return Ok(None),
+            },
+            0xdd => match be(4) {
+                Some(n) => (5, 0, n),
+                None => return Ok(None),
+            },
+            0xde => match be(2) {
+                Some(n) => (3, 0, 2 * n),
+                None => return Ok(None),
+            },
+            0xdf => match be(4) {
+                Some(n) => (5, 0, 2 * n),
+                None => return Ok(None),
+            },
+            0xc1 => return Err(Error::Protocol("malformed msgpack: marker 0xc1".into())),
+        };
+        let end = (at as u64).saturating_add(head as u64).saturating_add(body);
+        if end > rest.len() as u64 {
+            return Ok(None);
+        }
+        seen.len = end as usize;
+        seen.pending = seen.pending - 1 + inner;
+    }
+    Ok(Some(seen.len))
 }
 
 impl Decoder {
@@ -138,6 +265,7 @@ impl Decoder {
             gathered: 0,
             max,
             ready: Default::default(),
+            seen: Seen::default(),
         }
     }
 
@@ -146,8 +274,14 @@ impl Decoder {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
+            self.seen = Seen::default();
         } else if self.pos > 64 * 1024 && self.pos * 2 > self.buf.len() {
             self.buf.drain(..self.pos);
+            if self.seen.at == self.pos {
+                self.seen.at = 0;
+            } else {
+                self.seen = Seen::default();
+            }
             self.pos = 0;
         }
         self.buf.extend_from_slice(bytes);
@@ -211,7 +345,7 @@ impl Decoder {
         if !matches!(rest.first(), Some(b'{') | Some(b'[')) {
             return Ok(None);
         }
-        let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
+        let Some(nl) = find_newline(rest, self.seen.at(self.pos)) else {
             return Ok(None);
         };
         let after = &rest[nl + 1..];
@@ -238,7 +372,7 @@ impl Decoder {
 
     fn take_line(&mut self) -> Option<String> {
         let rest = &self.buf[self.pos..];
-        let nl = rest.iter().position(|b| *b == b'\n')?;
+        let nl = find_newline(rest, self.seen.at(self.pos))?;
         let mut line = &rest[..nl];
         if line.last() == Some(&b'\r') {
             line = &line[..line.len() - 1];
@@ -332,39 +466,34 @@ impl Decoder {
                 None => Ok(None),
             };
         }
-        let mut cur = Cursor::new(&self.buf[self.pos..]);
+        // Decoded once it is whole (found by a walk that resumes where the
+        // last read left it).
+        let Some(len) = msgpack_extent(&self.buf[self.pos..], self.seen.at(self.pos))? else {
+            return Ok(None);
+        };
+        let Some(message) = self.buf.get(self.pos..self.pos + len) else {
+            return Err(Error::Protocol("msgpack decoder out of step".into()));
+        };
         // Bounded nesting: a hostile peer cannot blow our stack.
         let typed = {
-            let mut de = rmp_serde::Deserializer::new(&mut cur);
+            let mut de = rmp_serde::Deserializer::new(Cursor::new(message));
             de.set_max_depth(128);
             T::deserialize(&mut de)
         };
-        let eof = |e: &rmp_serde::decode::Error| match e {
-            rmp_serde::decode::Error::InvalidMarkerRead(io)
-            | rmp_serde::decode::Error::InvalidDataRead(io) => {
-                io.kind() == std::io::ErrorKind::UnexpectedEof
-            }
-            _ => false,
-        };
-        match typed {
-            Ok(v) => {
-                self.pos += cur.position() as usize;
-                return Ok(Some(Some(Decoded::Message(v))));
-            }
-            Err(e) if eof(&e) => return Ok(None),
-            Err(_) => {}
+        if let Ok(v) = typed {
+            self.pos += len;
+            return Ok(Some(Some(Decoded::Message(v))));
         }
         // Binary strings, non-string keys: through a msgpack value.
-        let mut cur = Cursor::new(&self.buf[self.pos..]);
+        let mut cur = Cursor::new(message);
         match rmpv::decode::read_value_with_max_depth(&mut cur, 128) {
             Ok(v) => {
-                self.pos += cur.position() as usize;
+                self.pos += len;
                 let v = msgpack_to_json(v);
                 serde_json::from_value::<T>(v)
                     .map(|m| Some(Some(Decoded::Message(m))))
                     .map_err(|e| Error::Protocol(format!("a malformed message: {e}")))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(Error::Protocol(format!("malformed msgpack: {e}"))),
         }
     }
@@ -468,6 +597,83 @@ mod tests {
                 Frame::Message(msgs[1].clone())
             ]
         );
+    }
+
+    /// Every msgpack marker family (fix and sized strings, bins, exts,
+    /// arrays and maps of 16-bit length, floats, ints of every width), fed
+    /// one byte at a time: the resumable walk finds each message's end
+    /// exactly where the one-shot decode does.
+    #[test]
+    fn msgpack_of_every_marker_byte_by_byte() {
+        use rmpv::Value as M;
+        let long_list: Vec<M> = (0..40).map(|i| M::from(i * 1000)).collect();
+        let long_map: Vec<(M, M)> = (0..20)
+            .map(|i| (M::from(format!("k{i}")), M::from(-i)))
+            .collect();
+        let msgs = [
+            M::Map(vec![
+                (M::from("command"), M::from("emit")),
+                (
+                    M::from("tuple"),
+                    M::Array(vec![
+                        M::from("x".repeat(40)),
+                        M::from("y".repeat(300)),
+                        M::Binary(vec![1; 10]),
+                        M::Binary(vec![2; 300]),
+                        M::Ext(1, vec![9; 4]),
+                        M::Ext(2, vec![9; 7]),
+                        M::Ext(3, vec![9; 300]),
+                        M::F32(1.5),
+                        M::F64(-2.25),
+                        M::from(200u8),
+                        M::from(60_000u16),
+                        M::from(4_000_000_000u32),
+                        M::from(u64::MAX),
+                        M::from(-100i8),
+                        M::from(-30_000i16),
+                        M::from(-2_000_000_000i32),
+                        M::from(i64::MIN),
+                        M::Nil,
+                        M::Boolean(true),
+                        M::Array(long_list),
+                        M::Map(long_map),
+                    ]),
+                ),
+            ]),
+            M::Array(vec![M::from(4), M::from(5)]),
+        ];
+        let mut bytes = Vec::new();
+        for m in &msgs {
+            rmpv::encode::write_value(&mut bytes, m).unwrap();
+        }
+        let mut whole = Decoder::new(Serializer::Msgpack);
+        whole.feed(&bytes);
+        let want = frames(&mut whole);
+        assert_eq!(want.len(), 2);
+        let mut d = Decoder::new(Serializer::Msgpack);
+        let mut got = Vec::new();
+        for b in &bytes {
+            d.feed(&[*b]);
+            got.extend(frames(&mut d));
+        }
+        assert_eq!(got, want);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    /// A long JSON line arriving in small reads: decoded once whole (the
+    /// newline search resumes; the result is the same).
+    #[test]
+    fn a_long_json_line_in_small_reads() {
+        let msg = json!({"command": "emit", "tuple": ["w".repeat(100_000)]});
+        let mut bytes = Vec::new();
+        encode(&msg, Serializer::Json, &mut bytes);
+        let mut d = Decoder::new(Serializer::Json);
+        let mut got = Vec::new();
+        for chunk in bytes.chunks(7) {
+            d.feed(chunk);
+            got.extend(frames(&mut d));
+        }
+        assert_eq!(got, vec![Frame::Message(msg)]);
     }
 
     #[test]
