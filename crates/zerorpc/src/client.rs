@@ -28,7 +28,7 @@ use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::record::{Outcome, Peer, Recorder, Side, Span};
 use crate::report::{ErrorReport, OnError};
-use crate::trace::TraceContext;
+use crate::trace::{HexId, TraceContext};
 
 /// Client settings.
 #[derive(Debug, Clone, Default)]
@@ -645,7 +645,7 @@ impl Client {
                     .await
                     .map(|(v, _)| v)
             }
-            trace => Box::pin(self.call_observed(method, args, trace)).await,
+            trace => self.call_observed(method, args, trace).await,
         }
     }
 
@@ -668,16 +668,18 @@ impl Client {
             _ => None,
         };
         // A `tracing` span too, so subscribers see the call with its ids.
+        // (made only when a subscriber wants it: a trace context is on
+        // every call, a subscriber seldom)
         let tracing_span = match &trace {
-            Some(ctx) => tracing::info_span!(
+            Some(ctx) if tracing::span_enabled!(tracing::Level::INFO) => tracing::info_span!(
                 "zerorpc.client",
                 rpc.system = "zerorpc",
                 rpc.method = %method,
                 server.address = %opened.0.endpoint,
-                trace_id = %ctx.trace_id_hex(),
-                span_id = %ctx.span_id_hex(),
+                trace_id = %HexId(&ctx.trace_id),
+                span_id = %HexId(&ctx.span_id),
             ),
-            None => tracing::Span::none(),
+            _ => tracing::Span::none(),
         };
         let mut span = match (recorder, trace) {
             (Some(rec), Some(ctx)) => Some(SpanGuard::new(

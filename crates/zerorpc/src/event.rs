@@ -151,6 +151,10 @@ pub struct Header {
     /// The caller's remaining budget in milliseconds (`deadline_ms`, a
     /// request's key that Python and Node ignore; see [`crate::deadline`]).
     pub deadline_ms: Option<u64>,
+    /// A W3C version-00 `traceparent` (see [`crate::trace`]), read
+    /// without allocating; any other `traceparent` value stays in `extra`
+    /// (where [`crate::TraceContext::from_header`] reads it as before).
+    pub traceparent: Option<crate::trace::TraceParent>,
     /// Every other key, in order, untouched.
     pub extra: Vec<(Value, Value)>,
     /// More entries, encoded once and shared by many events (a channel's
@@ -237,6 +241,7 @@ impl Header {
             version: Some(PROTOCOL_VERSION),
             response_to: None,
             deadline_ms: None,
+            traceparent: None,
             extra: Vec::new(),
             shared: SharedEntries::default(),
         }
@@ -251,8 +256,12 @@ impl Header {
             .map(|(_, v)| v)
     }
 
-    /// Sets a string-keyed extra entry.
+    /// Sets a string-keyed extra entry (`traceparent` set this way
+    /// replaces [`Header::traceparent`]).
     pub fn set(&mut self, key: &str, value: Value) {
+        if key == crate::trace::TRACEPARENT {
+            self.traceparent = None;
+        }
         match self.extra.iter_mut().find(|(k, _)| k.as_str() == Some(key)) {
             Some(slot) => slot.1 = value,
             None => self.extra.push((Value::from(key), value)),
@@ -269,6 +278,7 @@ impl Header {
         let mut version = None;
         let mut response_to = None;
         let mut deadline_ms = None;
+        let mut traceparent = None;
         let mut extra = Vec::new();
         for _ in 0..entries {
             let before = *rd;
@@ -282,11 +292,19 @@ impl Header {
                 }
                 // (a budget that is not a whole number is no budget)
                 Some(b"deadline_ms") => deadline_ms = read_value(rd)?.as_u64(),
-                _ => {
-                    *rd = before;
-                    let k = read_value(rd)?;
-                    extra.push((k, read_value(rd)?));
+                Some(b"traceparent") => {
+                    let mut value = *rd;
+                    match read_str_or_bin(&mut value)
+                        .and_then(|(v, _)| crate::trace::TraceParent::parse(v))
+                    {
+                        Some(tp) => {
+                            traceparent = Some(tp);
+                            *rd = value;
+                        }
+                        None => read_extra(before, rd, &mut extra)?,
+                    }
                 }
+                _ => read_extra(before, rd, &mut extra)?,
             }
         }
         Ok(Header {
@@ -294,6 +312,7 @@ impl Header {
             version,
             response_to,
             deadline_ms,
+            traceparent,
             extra,
             shared: SharedEntries::default(),
         })
@@ -447,6 +466,7 @@ impl Event {
             + usize::from(h.version.is_some())
             + usize::from(h.response_to.is_some())
             + usize::from(h.deadline_ms.is_some())
+            + usize::from(h.traceparent.is_some())
             + h.extra.len()
             + h.shared.len();
         let mut out = Vec::with_capacity(96 + h.shared.encoded().len());
@@ -466,6 +486,11 @@ impl Event {
         if let Some(ms) = h.deadline_ms {
             let _ = rmp::encode::write_str(&mut out, crate::deadline::HEADER_KEY);
             let _ = rmp::encode::write_uint(&mut out, ms);
+        }
+        if let Some(tp) = &h.traceparent {
+            let _ = rmp::encode::write_str(&mut out, crate::trace::TRACEPARENT);
+            let _ = rmp::encode::write_str_len(&mut out, 55);
+            out.extend_from_slice(&tp.to_bytes());
         }
         for (k, v) in &h.extra {
             let _ = rmpv::encode::write_value(&mut out, k);
@@ -512,6 +537,19 @@ impl Event {
         let (header, name, _) = Event::read_head(buf, limits)?;
         Ok((header, name))
     }
+}
+
+/// An entry kept as values: its key (from `entry`, the entry's start)
+/// and its value, into `extra`.
+fn read_extra<'a>(
+    entry: &'a [u8],
+    rd: &mut &'a [u8],
+    extra: &mut Vec<(Value, Value)>,
+) -> Result<(), EventError> {
+    *rd = entry;
+    let k = read_value(rd)?;
+    extra.push((k, read_value(rd)?));
+    Ok(())
 }
 
 fn read_value(rd: &mut &[u8]) -> Result<Value, EventError> {
@@ -697,6 +735,68 @@ mod tests {
             back.header.get("traceparent"),
             Some(&Value::from("00-abc-def-01"))
         );
+    }
+
+    #[test]
+    fn a_w3c_traceparent_is_read_in_place_and_written_back() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let raw = Value::Array(vec![
+            Value::Map(vec![
+                (Value::from("message_id"), Value::from("x")),
+                (Value::from("traceparent"), Value::from(tp)),
+                (Value::from("tracestate"), Value::from("k=v")),
+            ]),
+            Value::from("m"),
+            Value::Array(vec![]),
+        ]);
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, &raw).unwrap();
+        let ev = Event::decode(&b, DecodeLimits::default()).unwrap();
+        let parsed = ev.header.traceparent.expect("parsed in place");
+        assert_eq!(
+            parsed.span_id,
+            [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
+        assert_eq!(parsed.flags, 1);
+        assert_eq!(ev.header.get("traceparent"), None, "not an extra entry");
+        assert_eq!(ev.header.get("tracestate"), Some(&Value::from("k=v")));
+        let ctx = crate::TraceContext::from_header(&ev.header).unwrap();
+        assert_eq!(ctx.traceparent(), tp);
+        assert_eq!(ctx.tracestate.as_deref(), Some("k=v"));
+        // As a Python peer sees the event again: the same string key.
+        let again = rmpv::decode::read_value(&mut &ev.encode()[..]).unwrap();
+        let header = again.as_array().unwrap()[0].as_map().unwrap();
+        assert!(header
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("traceparent") && v.as_str() == Some(tp)));
+        // Other versions and shapes: kept as they came.
+        for odd in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736+00f067aa0ba902b7-01",
+        ] {
+            let mut e = Event::new("m", Value::Array(vec![]));
+            e.header.set("traceparent", Value::from(odd));
+            let back = Event::decode(&e.encode(), DecodeLimits::default()).unwrap();
+            assert_eq!(back.header.traceparent, None, "{odd}");
+            assert_eq!(back.header.get("traceparent"), Some(&Value::from(odd)));
+        }
+        // The right shape with digits W3C refuses (upper case, zero ids):
+        // kept as they came, and no context comes of it.
+        for bad in [
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
+            let mut e = Event::new("m", Value::Array(vec![]));
+            e.header.set("traceparent", Value::from(bad));
+            let back = Event::decode(&e.encode(), DecodeLimits::default()).unwrap();
+            assert_eq!(back.header.traceparent, None, "{bad}");
+            assert_eq!(
+                crate::TraceContext::from_header(&back.header),
+                None,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

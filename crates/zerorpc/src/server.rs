@@ -1060,19 +1060,21 @@ fn dispatch(
     deadline: Option<std::time::Instant>,
 ) -> HandlerFuture {
     let handler = match trace {
-        Some(ctx) => {
-            // A `tracing` span too, so subscribers see the call with its ids.
+        // A `tracing` span too, so subscribers see the call with its ids
+        // (made only when one wants it).
+        Some(ctx) if tracing::span_enabled!(tracing::Level::INFO) => {
             let span = tracing::info_span!(
                 "zerorpc.server",
                 rpc.system = "zerorpc",
                 rpc.service = %inner.service_name,
                 rpc.method = %req.name,
-                trace_id = %ctx.trace_id_hex(),
-                span_id = %ctx.span_id_hex(),
+                trace_id = %crate::trace::HexId(&ctx.trace_id),
+                span_id = %crate::trace::HexId(&ctx.span_id),
             );
             let fut = start_handler(inner, req, user);
-            Box::pin(tracing::Instrument::instrument(ctx.scope(fut), span))
+            Box::pin(tracing::Instrument::instrument(ctx.scope(fut), span)) as HandlerFuture
         }
+        Some(ctx) => Box::pin(ctx.scope(start_handler(inner, req, user))),
         None => start_handler(inner, req, user),
     };
     match deadline {

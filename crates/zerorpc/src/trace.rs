@@ -51,9 +51,30 @@ tokio::task_local! {
     static CURRENT: TraceContext;
 }
 
+std::thread_local! {
+    /// Per-thread id generator state (SplitMix64), seeded once from the
+    /// OS-seeded `rand` generator: ids must be unpredictable enough not to
+    /// collide, not secret, and one is made for every call.
+    static IDS: std::cell::Cell<u64> = std::cell::Cell::new(rand::random());
+}
+
+fn next_u64() -> u64 {
+    IDS.with(|s| {
+        let x = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        s.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
 fn nonzero<const N: usize>() -> [u8; N] {
     loop {
-        let b: [u8; N] = rand::random();
+        let mut b = [0u8; N];
+        for chunk in b.chunks_mut(8) {
+            chunk.copy_from_slice(&next_u64().to_le_bytes()[..chunk.len()]);
+        }
         if b.iter().any(|x| *x != 0) {
             return b;
         }
@@ -113,19 +134,12 @@ impl TraceContext {
     }
 
     fn traceparent_bytes(&self) -> [u8; 55] {
-        let mut b = [0u8; 55];
-        b[..3].copy_from_slice(b"00-");
-        for (i, x) in self.trace_id.iter().enumerate() {
-            b[3 + 2 * i] = HEX[usize::from(x >> 4)];
-            b[4 + 2 * i] = HEX[usize::from(x & 15)];
+        TraceParent {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: u8::from(self.sampled),
         }
-        b[35] = b'-';
-        for (i, x) in self.span_id.iter().enumerate() {
-            b[36 + 2 * i] = HEX[usize::from(x >> 4)];
-            b[37 + 2 * i] = HEX[usize::from(x & 15)];
-        }
-        b[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
-        b
+        .to_bytes()
     }
 
     /// Reads a `traceparent` (and `tracestate`): the context of the remote
@@ -167,6 +181,19 @@ impl TraceContext {
                 _ => None,
             }
         }
+        if let Some(tp) = &h.traceparent {
+            return Some(TraceContext {
+                trace_id: tp.trace_id,
+                span_id: tp.span_id,
+                parent_id: None,
+                sampled: tp.flags & 1 == 1,
+                tracestate: h
+                    .get(TRACESTATE)
+                    .and_then(text)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            });
+        }
         if let Some(tp) = h.get(TRACEPARENT).and_then(text) {
             let ts = h.get(TRACESTATE).and_then(text);
             if let Some(ctx) = TraceContext::parse(tp, ts) {
@@ -200,9 +227,10 @@ impl TraceContext {
         let mut buf = [0u8; 80];
         let mut w = &mut buf[..];
         let _ = rmp::encode::write_str(&mut w, TRACEPARENT);
-        let tp = self.traceparent_bytes();
-        let _ = rmp::encode::write_str(&mut w, std::str::from_utf8(&tp).unwrap_or_default());
+        let _ = rmp::encode::write_str_len(&mut w, 55);
         let n = 80 - w.len();
+        buf[n..n + 55].copy_from_slice(&self.traceparent_bytes());
+        let n = n + 55;
         SharedEntries::from_encoded(1, &buf[..n])
     }
 
@@ -216,7 +244,88 @@ impl TraceContext {
     }
 }
 
+/// A version-00 W3C `traceparent`, parsed in place from an event header
+/// ([`crate::Header::traceparent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceParent {
+    /// 16 bytes, not all zero.
+    pub trace_id: [u8; 16],
+    /// 8 bytes, not all zero.
+    pub span_id: [u8; 8],
+    /// The trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// `00-<32 hex>-<16 hex>-<2 hex>` exactly (lower-case hex, ids not all
+    /// zero), else `None`.
+    pub fn parse(b: &[u8]) -> Option<TraceParent> {
+        /// Hex pairs into bytes; the high bits of the result are set when
+        /// a digit was not one (no branch per digit).
+        fn fill(out: &mut [u8], text: &[u8]) -> u8 {
+            let mut bad = 0;
+            for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+                let (h, l) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+                bad |= h | l;
+                *o = (h << 4) | (l & 15);
+            }
+            bad
+        }
+        if b.len() != 55 || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
+            return None;
+        }
+        let mut tp = TraceParent {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            flags: 0,
+        };
+        let bad = fill(&mut tp.trace_id, &b[3..35])
+            | fill(&mut tp.span_id, &b[36..52])
+            | fill(std::slice::from_mut(&mut tp.flags), &b[53..55]);
+        if bad & 0xf0 != 0 || tp.trace_id == [0; 16] || tp.span_id == [0; 8] {
+            return None;
+        }
+        Some(tp)
+    }
+
+    /// The 55 bytes of its text.
+    pub fn to_bytes(&self) -> [u8; 55] {
+        let mut b = [0u8; 55];
+        b[..3].copy_from_slice(b"00-");
+        for (i, x) in self.trace_id.iter().enumerate() {
+            b[3 + 2 * i] = HEX[usize::from(x >> 4)];
+            b[4 + 2 * i] = HEX[usize::from(x & 15)];
+        }
+        b[35] = b'-';
+        for (i, x) in self.span_id.iter().enumerate() {
+            b[36 + 2 * i] = HEX[usize::from(x >> 4)];
+            b[37 + 2 * i] = HEX[usize::from(x & 15)];
+        }
+        b[52] = b'-';
+        b[53] = HEX[usize::from(self.flags >> 4)];
+        b[54] = HEX[usize::from(self.flags & 15)];
+        b
+    }
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Bytes shown as lower-case hex when formatted (a log field without
+/// building a string first).
+pub(crate) struct HexId<'a>(pub(crate) &'a [u8]);
+
+impl fmt::Display for HexId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 64];
+        let n = self.0.len().min(32);
+        for (i, x) in self.0[..n].iter().enumerate() {
+            buf[2 * i] = HEX[usize::from(x >> 4)];
+            buf[2 * i + 1] = HEX[usize::from(x & 15)];
+        }
+        // (only hex digits were written)
+        f.write_str(std::str::from_utf8(&buf[..2 * n]).unwrap_or_default())
+    }
+}
 
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
@@ -234,11 +343,26 @@ fn push_hex(s: &mut String, b: &[u8]) {
 }
 
 /// A lower-case hex digit's value (upper case is refused, as W3C says).
+/// Hex digit values (lower case only, as W3C requires); 0xff: not one.
+const NIBBLE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+    match NIBBLE[usize::from(c)] {
+        0xff => None,
+        n => Some(n),
     }
 }
 
@@ -280,7 +404,12 @@ mod tests {
             let mut ev = crate::Event::new("m", Value::Array(vec![]));
             ev.header.shared = shared;
             let back = crate::Event::decode(&ev.encode(), Default::default()).unwrap();
-            assert_eq!(back.header.extra, ctx.header_entries());
+            // (a W3C traceparent is read in place; tracestate stays extra)
+            assert_eq!(
+                back.header.traceparent.map(|t| t.to_bytes().to_vec()),
+                Some(ctx.traceparent().into_bytes())
+            );
+            assert_eq!(back.header.extra, ctx.header_entries()[1..]);
             let got = TraceContext::from_header(&back.header).unwrap();
             assert_eq!((got.trace_id, got.span_id), (ctx.trace_id, ctx.span_id));
             assert_eq!(got.tracestate, ctx.tracestate);
