@@ -640,10 +640,15 @@ async fn traceparent_is_carried_to_the_service() {
     );
     assert_eq!(seen[0].tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
 
-    // untraced: no context reaches the handler, no traceparent comes back
+    // untraced: the gateway makes no span (no traceparent comes back),
+    // and the call is a root call of the gateway's client: a trace of its
+    // own, unsampled (ClientOptions::trace_roots, on by default)
     let r = s.post("whoami").send().await.unwrap();
     assert!(r.headers().get("traceparent").is_none());
-    assert_eq!(r.json::<J>().await.unwrap(), J::Null);
+    let tp: String = r.json().await.unwrap();
+    let root = TraceContext::parse(&tp, None).unwrap();
+    assert_ne!(root.trace_id, caller.trace_id);
+    assert!(!root.sampled);
     // a malformed traceparent is ignored
     let r = s
         .post("whoami")

@@ -62,7 +62,7 @@ async fn main() -> Result<(), Error> {
     let shop = ShopClient::new(Client::connect_with(&[&shop_endpoint], client_options()).await?);
 
     // A call made inside a trace context carries it (W3C traceparent);
-    // without one, a client with a recorder starts a new trace.
+    // without one, the client starts a new trace (sampled: it records).
     let trace = TraceContext::new_root();
     let trace_id = trace.trace_id_hex();
     let bought = trace.scope(shop.buy("kiwi".to_string())).await?;

@@ -31,7 +31,7 @@ use crate::report::{ErrorReport, OnError};
 use crate::trace::{HexId, TraceContext};
 
 /// Client settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Heartbeat, first-reply timeout (default 30 s) and stream window.
     pub channel: ChannelConfig,
@@ -41,10 +41,16 @@ pub struct ClientOptions {
     pub decode_limits: DecodeLimits,
     /// Retries of lost calls to the methods it names (none by default).
     pub retry: Option<RetryPolicy>,
-    /// Records every call (client side) and starts a trace for calls made
-    /// outside any traced context. Without it, calls made inside a traced
-    /// handler still carry the trace on, unrecorded.
+    /// Records every call (client side; the new traces of root calls are
+    /// sampled). Without it, calls still carry trace contexts, unrecorded.
     pub recorder: Option<Recorder>,
+    /// A root call (one made outside any traced context) starts a new
+    /// trace: a fresh W3C context, unsampled unless `recorder` is set, so
+    /// that the servers, logs and error reports it reaches share one trace
+    /// id (as dotCloud's tracing gave every call one). On by default; off,
+    /// a root call carries no context unless this client records. Calls
+    /// made inside a traced handler carry its trace on either way.
+    pub trace_roots: bool,
     /// With a `recorder`, records each call's arguments and result too
     /// (up to [`Payload::MAX_BYTES`](crate::record::Payload::MAX_BYTES)
     /// each; a stream's items collected, while they fit), for `zerorpc
@@ -67,6 +73,41 @@ pub struct ClientOptions {
     /// second): it connects to new endpoints and drops those no longer
     /// listed. `None`: every 5 s.
     pub re_resolve: Option<Duration>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            channel: ChannelConfig::default(),
+            socket: SocketOptions::default(),
+            decode_limits: DecodeLimits::default(),
+            retry: None,
+            recorder: None,
+            trace_roots: true,
+            record_payloads: false,
+            metrics: false,
+            on_error: None,
+            resolver: None,
+            re_resolve: None,
+        }
+    }
+}
+
+/// The context a call made now carries: a child of the current span, else
+/// a new root (sampled when the client records; none when neither records
+/// nor `trace_roots`).
+fn call_context(opts: &ClientOptions) -> Option<TraceContext> {
+    TraceContext::current().map(|c| c.child()).or_else(|| {
+        if opts.recorder.is_some() {
+            Some(TraceContext::new_root())
+        } else if opts.trace_roots {
+            let mut root = TraceContext::new_root();
+            root.sampled = false;
+            Some(root)
+        } else {
+            None
+        }
+    })
 }
 
 /// Which calls are retried, and how: only methods the user declares
@@ -632,10 +673,7 @@ impl Client {
     async fn call_once(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
         // Traced when made inside a traced handler (a child span), or when
         // this client records (a new trace).
-        let recorder = self.inner.opts.recorder.as_ref();
-        let trace = TraceContext::current()
-            .map(|c| c.child())
-            .or_else(|| recorder.map(|_| TraceContext::new_root()));
+        let trace = call_context(&self.inner.opts);
         // (matched by value, so nothing of the trace lives in the plain
         // call's future; the observed call is boxed for the same reason)
         match trace {
@@ -835,9 +873,7 @@ impl Client {
     {
         let opts = &self.inner.opts;
         let recorder = opts.recorder.as_ref();
-        let trace = TraceContext::current()
-            .map(|c| c.child())
-            .or_else(|| recorder.map(|_| TraceContext::new_root()));
+        let trace = call_context(opts);
         let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
         let captured =
             (opts.record_payloads && recorder.is_some() && trace.is_some()).then(|| args.clone());
