@@ -53,9 +53,9 @@ impl CurveClient {
         }
     }
 
-    fn hello(&mut self) -> RawCommand {
+    fn hello(&mut self) -> Result<RawCommand> {
+        let to_server = salsa_box(&self.config.server_key, &self.transient.secret)?;
         let short = self.nonces.next();
-        let to_server = salsa_box(&self.config.server_key, &self.transient.secret);
         let mut data = BytesMut::with_capacity(194);
         data.extend_from_slice(&[1, 0]);
         data.put_bytes(0, 72);
@@ -67,14 +67,14 @@ impl CurveClient {
             &[0u8; 64],
             &mut data,
         );
-        RawCommand::new("HELLO", data.freeze())
+        Ok(RawCommand::new("HELLO", data.freeze()))
     }
 
     fn on_welcome(&mut self, data: &[u8], local: &Metadata) -> Result<RawCommand> {
         if data.len() != 16 + 144 {
             return Err(ZmtpError::protocol("CURVE: malformed WELCOME"));
         }
-        let from_server = salsa_box(&self.config.server_key, &self.transient.secret);
+        let from_server = salsa_box(&self.config.server_key, &self.transient.secret)?;
         let plain = open(
             &from_server,
             &nonce(b"WELCOME-", &data[..16]),
@@ -86,11 +86,11 @@ impl CurveClient {
         // The vouch: C' and S, from our long-term key to S'.
         let vouch_nonce: [u8; 16] = rand::random();
         let vouch = seal(
-            &salsa_box(&server_transient, &self.config.keys.secret),
+            &salsa_box(&server_transient, &self.config.keys.secret)?,
             &nonce(b"VOUCH---", &vouch_nonce),
             &[self.transient.public, self.config.server_key].concat(),
         );
-        let session = salsa_box(&server_transient, &self.transient.secret);
+        let session = salsa_box(&server_transient, &self.transient.secret)?;
         let mut inner = Vec::with_capacity(128 + 64);
         inner.extend_from_slice(&self.config.keys.public);
         inner.extend_from_slice(&vouch_nonce);
@@ -149,7 +149,7 @@ impl Mechanism for CurveClient {
         // server, so it cannot be required; two clients fail on each
         // other's HELLO instead)
         let _ = peer_as_server;
-        out.push(self.hello());
+        out.push(self.hello()?);
         self.state = ClientState::ExpectWelcome;
         Ok(MechanismStatus::Handshaking)
     }

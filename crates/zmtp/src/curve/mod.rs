@@ -107,8 +107,54 @@ fn open(
     Ok(plain)
 }
 
-fn salsa_box(public: &[u8; 32], secret: &[u8; 32]) -> SalsaBox {
-    SalsaBox::new(&PublicKey::from(*public), &SecretKey::from(*secret))
+/// The public keys of small order (libsodium's list; X25519 ignores the
+/// top bit, so does the check): a box with one is made and opened with a
+/// shared secret anybody can compute, so it proves nothing (a vouch "from"
+/// such a key C needs no secret) and hides nothing. libsodium refuses
+/// them, and so libzmq; so do we.
+const LOW_ORDER: [[u8; 32]; 7] = [
+    [0; 32],
+    [
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    ],
+    [
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8, 0x00,
+    ],
+    [
+        0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+        0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+        0x11, 0x57,
+    ],
+    low_order_near_p(0xec),
+    low_order_near_p(0xed),
+    low_order_near_p(0xee),
+];
+
+/// p - 1, p and p + 1 (p = 2^255 - 19), little-endian.
+const fn low_order_near_p(first: u8) -> [u8; 32] {
+    let mut k = [0xff; 32];
+    k[0] = first;
+    k[31] = 0x7f;
+    k
+}
+
+/// The box between `public` and `secret`; refused when `public` has small
+/// order.
+fn salsa_box(public: &[u8; 32], secret: &[u8; 32]) -> Result<SalsaBox> {
+    let mut canonical = *public;
+    canonical[31] &= 0x7f;
+    if LOW_ORDER.contains(&canonical) {
+        return Err(ZmtpError::Crypto(
+            "a public key of small order (its boxes are anybody's)",
+        ));
+    }
+    Ok(SalsaBox::new(
+        &PublicKey::from(*public),
+        &SecretKey::from(*secret),
+    ))
 }
 
 fn key32(b: &[u8]) -> Result<[u8; 32]> {
@@ -258,6 +304,36 @@ mod tests {
             pump(&mut c, &mut s, &md),
             Err(ZmtpError::Crypto(_))
         ));
+    }
+
+    #[test]
+    fn low_order_keys_are_refused() {
+        // A HELLO from C' = 0, boxed with the zero shared secret anybody
+        // can compute (what the `curve` fuzz target found accepted).
+        let (mut cc, sc) = configs(Arc::new(AllowAny));
+        let zero = SalsaBox::new(&PublicKey::from([0; 32]), &SecretKey::from([1; 32]));
+        let mut data = BytesMut::new();
+        data.extend_from_slice(&[1, 0]);
+        data.put_bytes(0, 72 + 32);
+        data.extend_from_slice(&1u64.to_be_bytes());
+        seal_into(
+            &zero,
+            &nonce(b"CurveZMQHELLO---", &1u64.to_be_bytes()),
+            &[0; 64],
+            &mut data,
+        );
+        let md = Metadata::for_socket(crate::SocketType::Dealer, b"");
+        let mut s = CurveServer::new(sc);
+        let hello = RawCommand::new("HELLO", data.freeze());
+        assert!(matches!(
+            s.on_command(hello, &md, &mut Vec::new()),
+            Err(ZmtpError::Crypto(_))
+        ));
+        // p + 1 (= 1) with the top bit set: the same point
+        cc.server_key = [0xff; 32];
+        cc.server_key[0] = 0xee;
+        let mut c = CurveClient::new(cc);
+        assert!(c.start(true, &md, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl CurveServer {
         let client_transient = key32(&data[74..106])?;
         let short = &data[106..114];
         self.nonces.check(short)?;
-        let from_client = salsa_box(&client_transient, &self.config.keys.secret);
+        let from_client = salsa_box(&client_transient, &self.config.keys.secret)?;
         let zeros = open(
             &from_client,
             &nonce(b"CurveZMQHELLO---", short),
@@ -132,7 +132,7 @@ impl CurveServer {
         }
         let short = &data[96..104];
         self.nonces.check(short)?;
-        let session = salsa_box(&client_transient, &self.transient.secret);
+        let session = salsa_box(&client_transient, &self.transient.secret)?;
         let inner = open(
             &session,
             &nonce(b"CurveZMQINITIATE", short),
@@ -141,7 +141,7 @@ impl CurveServer {
         )?;
         let client_key = key32(&inner[..32])?;
         let vouch = open(
-            &salsa_box(&client_key, &self.transient.secret),
+            &salsa_box(&client_key, &self.transient.secret)?,
             &nonce(b"VOUCH---", &inner[32..48]),
             &inner[48..128],
             "the client's vouch did not open",
