@@ -20,6 +20,6 @@ per() { # kind small large label
     b=$(count "$1" "$3")
     echo "$4: $(( (b - a) / ($3 - $2) )) instructions ($1 $2 → $3: $a → $b)"
 }
-per calls 200 1200 "per sequential call (client and server)"
-per traced 200 1200 "per sequential call in a fresh root trace context (client and server)"
+per calls 200 1200 "per sequential call (client and server; a root trace context each, the default)"
+per untraced 200 1200 "per sequential call without a trace context (trace_roots off)"
 per stream 2000 22000 "per stream item (client and server)"

@@ -20,6 +20,7 @@ use zerorpc_testkit as common;
 
 mod brokers;
 mod bus;
+mod soak;
 mod stream;
 
 use std::sync::Arc;
@@ -94,10 +95,6 @@ const BIG: usize = 64 * 1024;
 /// Our echo call: a small integer, or 64 KiB of bytes.
 /// An echo call in a new trace, without recording (the cost of carrying
 /// the context alone).
-fn traced_echo_call(c: Client, big: bool) -> futures::future::BoxFuture<'static, ()> {
-    Box::pin(zerorpc::TraceContext::new_root().scope(echo_call(c, big)))
-}
-
 fn echo_call(c: Client, big: bool) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(async move {
         let arg = if big {
@@ -1125,15 +1122,13 @@ async fn tracing_child(mode: u8, quick: bool) -> Row {
         ..Default::default()
     })
     .await;
+    // (a trace context on every root call is the default: off only here)
     let opts = zerorpc::ClientOptions {
         recorder: recorder.clone(),
+        trace_roots: mode != 0,
         ..Default::default()
     };
-    let call: CallFn<Client> = if mode == 3 {
-        traced_echo_call
-    } else {
-        echo_call
-    };
+    let call: CallFn<Client> = echo_call;
     let row = tokio::spawn(async move {
         let c = Client::connect_with(&[&ep], opts).await.expect("connect");
         call_workloads("", seq, conc, c, call).await
@@ -1154,7 +1149,7 @@ fn tracing_bench(quick: bool) {
         "tracing off",
         "on, embedded store",
         "on, discarding sink",
-        "context only, no recording",
+        "context on every call (default), no recording",
     ];
     let mut runs: Vec<(usize, Row)> = Vec::new();
     for round in 1..=3 {
@@ -1197,7 +1192,7 @@ fn tracing_bench(quick: bool) {
     for (mode, label) in [
         (1, "embedded store"),
         (2, "discarding sink"),
-        (3, "context only"),
+        (3, "context on every call, the default"),
     ] {
         println!(
             "median calls/s with tracing on ({label}) vs off: {:.2}x at 16 in flight, {:.2}x at 256; p50 {:.0} vs {:.0} µs (target >= 0.9x)",
@@ -1374,11 +1369,17 @@ fn instructions_workload(kind: &str, n: u64) {
             .to_string();
         let srv = server.clone();
         tokio::spawn(async move { srv.run().await });
-        let c = Client::connect(&ep).await.expect("connect");
+        // `calls`: the default (a trace context on every root call);
+        // `untraced`: without it, what that context costs.
+        let opts = zerorpc::ClientOptions {
+            trace_roots: kind != "untraced",
+            ..Default::default()
+        };
+        let c = Client::connect_with(&[&ep], opts).await.expect("connect");
         // One call first: the connection is up before the counted part.
         c.call("echo", vec![Value::from(0)]).await.expect("call");
         match kind {
-            "calls" => {
+            "calls" | "untraced" => {
                 for i in 0..n {
                     c.call("echo", vec![Value::from(i)]).await.expect("call");
                 }
@@ -1387,7 +1388,7 @@ fn instructions_workload(kind: &str, n: u64) {
                 let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
                 assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
             }
-            other => panic!("instructions: calls or stream, not {other}"),
+            other => panic!("instructions: calls, untraced or stream, not {other}"),
         }
     });
 }
@@ -1421,6 +1422,14 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("stream") {
         let rt = runtime();
         rt.block_on(stream::stream_bench(args.iter().any(|a| a == "--quick")));
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("soak") {
+        soak::main(&args[2..]);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("soak-server") {
+        soak::server_main();
         return;
     }
     if args.get(1).map(String::as_str) == Some("security") {

@@ -143,6 +143,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The store's page cache. redb's default is 1 GiB, which a long-running
+/// daemon fills as its log grows (the soak benchmark saw RSS follow the
+/// log); reads of recent messages hit the daemon's own cache first.
+const CACHE_BYTES: usize = 32 << 20;
+
 impl Store {
     /// Opens (creating it and its directory if need be) the store in `dir`.
     /// After a crash, redb repairs the file on open (its progress is
@@ -159,6 +164,7 @@ impl Store {
         // for a store that was there before.
         let existed = path.exists();
         let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
             .set_repair_callback(move |session| {
                 if existed {
                     tracing::warn!(
