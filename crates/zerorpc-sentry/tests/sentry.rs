@@ -277,9 +277,18 @@ fn an_untraced_call_is_reported_without_trace_ids() {
         let heard = Arc::new(AtomicUsize::new(0));
         runtime().block_on(async {
             let hook = || counted(SentryHook::with_hub(hub.clone()), &heard);
-            // No recorder, no trace context: the call has no ids.
+            // No recorder, root contexts off: the call has no ids.
             let ep = serve(hook(), None).await;
-            let c = connect(&ep, hook(), None).await;
+            let c = Client::connect_with(
+                &[&ep],
+                ClientOptions {
+                    on_error: Some(hook()),
+                    trace_roots: false,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
             assert!(c.call("fail", vec![]).await.is_err());
             wait_for(&heard, 2).await;
         });

@@ -278,8 +278,17 @@ pub fn apt_tool(binary: &str, package: &str, test: &str) -> Option<String> {
     if let Some(p) = found() {
         return Some(p);
     }
+    // One install at a time in this process (tests run in parallel), and
+    // each waits for dpkg's lock rather than failing on it (another test
+    // binary, or the machine, may be installing).
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = APT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = found() {
+        return Some(p);
+    }
     let apt = |args: &[&str]| {
         Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .stdout(Stdio::null())

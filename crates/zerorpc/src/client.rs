@@ -671,11 +671,11 @@ impl Client {
     }
 
     async fn call_once(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
-        // Traced when made inside a traced handler (a child span), or when
-        // this client records (a new trace).
+        // Traced inside a traced handler (a child span), else a new trace
+        // unless `trace_roots` is off and the client does not record.
         let trace = call_context(&self.inner.opts);
-        // (matched by value, so nothing of the trace lives in the plain
-        // call's future; the observed call is boxed for the same reason)
+        // (matched by value: an untraced, unobserved call takes the plain
+        // path; traced calls, the default, are observed)
         match trace {
             None if !self.inner.opts.metrics && self.inner.opts.on_error.is_none() => {
                 let (call, unsent) = InlineCall::new(self.open_channel(method, args, None));
