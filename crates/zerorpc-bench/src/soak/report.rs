@@ -132,7 +132,7 @@ fn markdown(run: &Run, svg: &Path) -> String {
             k * 60.0
         );
     }
-    let _ = writeln!(m, "\nThe bus log grows by design (every message is kept: 7 days' retention); it is shown beside RSS because the daemon's store (redb) caches what it writes, up to redb's default 1 GiB cache, and `Store::open` does not set a smaller one.");
+    let _ = writeln!(m, "\nThe bus log grows by design (every message is kept: 7 days' retention); it is shown beside RSS because the daemon's store (redb) caches what it writes, up to the 32 MiB page cache `Store::open` gives it (redb's default was 1 GiB).");
     let p99 = |i: usize| {
         run.per_minute
             .get(i)
