@@ -1003,15 +1003,11 @@ async fn http_echo(mut sender: HttpSender) -> HttpSender {
     sender
 }
 
-/// `echo(1)` requests/s through the HTTP gateway (HTTP/1.1 keep-alive, one
-/// connection per concurrent client) against direct zerorpc calls to the
-/// same demo server at the same concurrency; all in this process.
-async fn gateway_bench(quick: bool) {
-    let total = if quick { 20_000 } else { 100_000 };
-    let (_server, ep) = demo_server(Default::default()).await;
-    let direct = Client::connect(&ep).await.expect("connect");
+/// An HTTP gateway (default options) in front of the service at `ep`,
+/// served on a free local port: its address.
+pub(crate) async fn start_gateway(ep: &str) -> std::net::SocketAddr {
     let gateway = zerorpc_gateway::Gateway::new(
-        Client::connect(&ep).await.expect("connect"),
+        Client::connect(ep).await.expect("connect"),
         zerorpc_gateway::GatewayOptions::default(),
     )
     .await
@@ -1021,6 +1017,17 @@ async fn gateway_bench(quick: bool) {
         .expect("listen");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(gateway.serve(listener));
+    addr
+}
+
+/// `echo(1)` requests/s through the HTTP gateway (HTTP/1.1 keep-alive, one
+/// connection per concurrent client) against direct zerorpc calls to the
+/// same demo server at the same concurrency; all in this process.
+async fn gateway_bench(quick: bool) {
+    let total = if quick { 20_000 } else { 100_000 };
+    let (_server, ep) = demo_server(Default::default()).await;
+    let direct = Client::connect(&ep).await.expect("connect");
+    let addr = start_gateway(&ep).await;
     // The HTTP floor: the same request to an axum handler that answers
     // `1` without calling anything.
     let floor = tokio::net::TcpListener::bind("127.0.0.1:0")

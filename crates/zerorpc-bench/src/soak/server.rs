@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use zerorpc::{Client, Server};
+use zerorpc::Server;
 use zerorpc_bus::daemon::{Daemon, DaemonOptions};
 use zerorpc_stream::runner::{run, RunOptions};
 use zerorpc_stream::{
@@ -146,17 +146,7 @@ async fn serve() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    let gateway = zerorpc_gateway::Gateway::new(
-        Client::connect(&rpc).await.expect("connect"),
-        zerorpc_gateway::GatewayOptions::default(),
-    )
-    .await
-    .expect("gateway");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("listen");
-    let http = listener.local_addr().expect("address");
-    tokio::spawn(gateway.serve(listener));
+    let http = crate::start_gateway(&rpc).await;
 
     let dir = std::env::temp_dir().join(format!("zerorpc-soak-bus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
