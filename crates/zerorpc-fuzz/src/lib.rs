@@ -317,10 +317,33 @@ pub fn hub(data: &[u8]) {
 }
 
 fn multilang(serializer: zerorpc_stream::multilang::Serializer, data: &[u8]) {
-    use zerorpc_stream::multilang::{Decoder, Frame, FromComponent, ToComponent};
+    use zerorpc_stream::multilang::{
+        check_shortcut, Decoder, Frame, FromComponent, Serializer, ToComponent,
+    };
     let Some((&chunk, rest)) = data.split_first() else {
         return;
     };
+    // The hand-written reader of per-tuple messages against serde, on
+    // each message (JSON: each line; msgpack: what the decoder took for
+    // one) and on the whole input.
+    check_shortcut(rest, serializer);
+    if serializer == Serializer::Json {
+        for line in rest.split(|&b| b == b'\n') {
+            check_shortcut(line, serializer);
+        }
+    } else {
+        let mut dec = Decoder::with_limit(serializer, 64 * 1024);
+        dec.feed(rest);
+        let (mut at, mut before) = (0, dec.buffered());
+        while let Ok(Some(frame)) = dec.next_frame() {
+            let took = before - dec.buffered();
+            if let (Frame::Message(_), Some(bytes)) = (frame, rest.get(at..at + took)) {
+                check_shortcut(bytes, serializer);
+            }
+            at += took;
+            before = dec.buffered();
+        }
+    }
     let mut dec = Decoder::with_limit(serializer, 64 * 1024);
     for piece in rest.chunks(usize::from(chunk).max(1)) {
         dec.feed(piece);

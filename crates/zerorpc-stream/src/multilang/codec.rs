@@ -56,6 +56,17 @@ pub fn encode(value: &Value, serializer: Serializer, out: &mut Vec<u8>) {
     super::protocol::write(value, serializer, out)
 }
 
+/// A message type a [`Decoder`] reads: through serde, or first through a
+/// shortcut that reads the common messages straight from the bytes (and
+/// answers `None` for the rest, which serde then reads).
+pub(crate) trait Wire: DeserializeOwned {
+    fn scan(_bytes: &[u8], _serializer: Serializer) -> Option<Self> {
+        None
+    }
+}
+
+impl Wire for Value {}
+
 /// What a decoder gives out: a message of type `T`, or stray output.
 pub(crate) enum Decoded<T> {
     Message(T),
@@ -302,9 +313,7 @@ impl Decoder {
 
     /// The next message decoded straight into `T` (no value tree for the
     /// message itself), or stray output.
-    pub(crate) fn next_decoded<T: DeserializeOwned>(
-        &mut self,
-    ) -> Result<Option<Decoded<T>>, Error> {
+    pub(crate) fn next_decoded<T: Wire>(&mut self) -> Result<Option<Decoded<T>>, Error> {
         loop {
             match self.ready.pop_front() {
                 Some(Pending::Stray(l)) => return Ok(Some(Decoded::Stray(l))),
@@ -337,7 +346,7 @@ impl Decoder {
     /// JSON's common case, without copies: a one-line message followed by
     /// its `end` line, parsed in place. `None` leaves everything else
     /// (partial input, strays, multi-line messages) to the line path.
-    fn fast_json<T: DeserializeOwned>(&mut self) -> Result<Option<Decoded<T>>, Error> {
+    fn fast_json<T: Wire>(&mut self) -> Result<Option<Decoded<T>>, Error> {
         if self.serializer != Serializer::Json || !self.lines.is_empty() || !self.ready.is_empty() {
             return Ok(None);
         }
@@ -356,6 +365,10 @@ impl Decoder {
         } else {
             return Ok(None);
         };
+        if let Some(m) = T::scan(&rest[..nl], Serializer::Json) {
+            self.pos += nl + 1 + end_len;
+            return Ok(Some(Decoded::Message(m)));
+        }
         match serde_json::from_slice::<T>(&rest[..nl]) {
             Ok(m) => {
                 self.pos += nl + 1 + end_len;
@@ -448,7 +461,7 @@ impl Decoder {
     /// One msgpack message (or stray line): `None` when more bytes are
     /// needed, `Some(None)` when a step was taken without a result.
     #[allow(clippy::option_option)]
-    fn step_msgpack<T: DeserializeOwned>(&mut self) -> Result<Option<Option<Decoded<T>>>, Error> {
+    fn step_msgpack<T: Wire>(&mut self) -> Result<Option<Option<Decoded<T>>>, Error> {
         let Some(&first) = self.buf.get(self.pos) else {
             return Ok(None);
         };
@@ -474,6 +487,10 @@ impl Decoder {
         let Some(message) = self.buf.get(self.pos..self.pos + len) else {
             return Err(Error::Protocol("msgpack decoder out of step".into()));
         };
+        if let Some(m) = T::scan(message, Serializer::Msgpack) {
+            self.pos += len;
+            return Ok(Some(Some(Decoded::Message(m))));
+        }
         // Bounded nesting: a hostile peer cannot blow our stack.
         let typed = {
             let mut de = rmp_serde::Deserializer::new(Cursor::new(message));

@@ -10,8 +10,11 @@ pub(crate) mod codec;
 mod component;
 pub(crate) mod id;
 pub(crate) mod protocol;
+mod scan;
 
 pub use codec::{encode, Decoder, Frame, Serializer, DEFAULT_MAX_MESSAGE};
 pub use component::{run, run_bolt, run_spout, serve_bolt, serve_spout, RunError};
 pub use id::TupleId;
 pub use protocol::{Emit, FromComponent, Handshake, InputTuple, ToComponent};
+#[doc(hidden)]
+pub use scan::check_shortcut;

@@ -100,29 +100,29 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Map;
 use smallvec::SmallVec;
 
-use super::codec::Serializer;
+use super::codec::{Serializer, Wire};
 use crate::error::Error;
 
 /// Every key a protocol message may carry, in either direction: messages
 /// are decoded into this (no map of values is built) and then checked.
 /// The keys of the messages sent per tuple (command, ids, anchors) are
 /// read without allocating.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 #[serde(default)]
 pub(crate) struct RawMessage {
-    command: Option<Command>,
-    id: Option<WireId>,
+    pub(super) command: Option<Command>,
+    pub(super) id: Option<WireId>,
     pid: Option<u64>,
-    stream: Option<String>,
-    anchors: Option<SmallVec<[WireId; 2]>>,
-    task: Option<i64>,
-    need_task_ids: Option<bool>,
-    tuple: Option<Vec<Value>>,
+    pub(super) stream: Option<String>,
+    pub(super) anchors: Option<SmallVec<[WireId; 2]>>,
+    pub(super) task: Option<i64>,
+    pub(super) need_task_ids: Option<bool>,
+    pub(super) tuple: Option<Vec<Value>>,
     msg: Option<Value>,
     level: Option<Value>,
     name: Option<String>,
     params: Option<Value>,
-    comp: Option<String>,
+    pub(super) comp: Option<String>,
     conf: Option<Map<String, Value>>,
     #[serde(rename = "pidDir")]
     pid_dir: Option<String>,
@@ -131,7 +131,7 @@ pub(crate) struct RawMessage {
 
 /// A message's `command`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Command {
+pub(super) enum Command {
     Next,
     Ack,
     Fail,
@@ -145,6 +145,24 @@ enum Command {
     Unknown(String),
 }
 
+impl Command {
+    pub(super) fn from_name(name: &str) -> Command {
+        match name {
+            "next" => Command::Next,
+            "ack" => Command::Ack,
+            "fail" => Command::Fail,
+            "activate" => Command::Activate,
+            "deactivate" => Command::Deactivate,
+            "emit" => Command::Emit,
+            "sync" => Command::Sync,
+            "log" => Command::Log,
+            "error" => Command::Error,
+            "metrics" => Command::Metrics,
+            other => Command::Unknown(other.to_string()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Command {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Command, D::Error> {
         struct V;
@@ -154,19 +172,7 @@ impl<'de> Deserialize<'de> for Command {
                 f.write_str("a command name")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Command, E> {
-                Ok(match s {
-                    "next" => Command::Next,
-                    "ack" => Command::Ack,
-                    "fail" => Command::Fail,
-                    "activate" => Command::Activate,
-                    "deactivate" => Command::Deactivate,
-                    "emit" => Command::Emit,
-                    "sync" => Command::Sync,
-                    "log" => Command::Log,
-                    "error" => Command::Error,
-                    "metrics" => Command::Metrics,
-                    other => Command::Unknown(other.to_string()),
-                })
+                Ok(Command::from_name(s))
             }
             fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Command, E> {
                 self.visit_str(std::str::from_utf8(b).unwrap_or(""))
@@ -177,9 +183,19 @@ impl<'de> Deserialize<'de> for Command {
 }
 
 /// What a worker sends: a message, or a bare list (task ids).
+#[derive(Debug, PartialEq)]
 pub(crate) enum WorkerWire {
     Ids(Vec<i64>),
     Message(Box<RawMessage>),
+}
+
+impl Wire for WorkerWire {
+    fn scan(bytes: &[u8], serializer: Serializer) -> Option<WorkerWire> {
+        match serializer {
+            Serializer::Json => super::scan::json(bytes),
+            Serializer::Msgpack => super::scan::msgpack(bytes),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for WorkerWire {
