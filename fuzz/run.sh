@@ -9,6 +9,7 @@
 #   fuzz/run.sh 120                 # every target, two minutes each
 #   fuzz/run.sh 60 event channel    # some
 #   RUNS=10000000 fuzz/run.sh 3600  # until ten million executions (or an hour)
+#   FORK=2 RUNS=10000000 fuzz/run.sh 3600 curve   # on two cores (libFuzzer's -fork)
 #
 # Needs cargo-fuzz (cargo install cargo-fuzz) and a nightly toolchain, or
 # RUSTC_BOOTSTRAP=1 on stable. No sanitizer by default (safe Rust: panics,
@@ -30,7 +31,7 @@ for t in $targets; do
     log=$(mktemp)
     result=ok
     cargo $toolchain fuzz run --sanitizer "${SANITIZER:-none}" --release "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" ${RUNS:+-runs=$RUNS} -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        -max_total_time="$secs" ${RUNS:+-runs=$RUNS} ${FORK:+-fork=$FORK} -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         > "$log" 2>&1 || result="FAILED (see fuzz/artifacts/$t)"
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
@@ -38,6 +39,12 @@ for t in $targets; do
     ft=$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
     corpus=$(ls "corpus/$t" | wc -l)
     took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1 | awk '{print $5}')
+    if [ -n "${FORK:-}" ]; then
+        # -fork: the parent's status lines, "#N: cov: .. time: Ss job: .."
+        execs=$(sed -n 's/^#\([0-9]*\): cov:.*/\1/p' "$log" | tail -1)
+        took=$(grep -o ' time: [0-9]*s' "$log" | tail -1 | tr -dc 0-9)
+        [ -n "$execs" ] && [ -n "$took" ] && [ "$took" -gt 0 ] && rate=$((execs / took))
+    fi
     printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" "${took:-$secs}" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$corpus" "$result" | tee -a "$out"
     [ "$result" = ok ] || tail -30 "$log"
     rm -f "$log"

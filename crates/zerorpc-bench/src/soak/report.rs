@@ -90,6 +90,11 @@ fn markdown(run: &Run, svg: &Path) -> String {
         |f: fn(&Sample) -> f64| slope(&post.iter().map(|s| (s.t_min, f(s))).collect::<Vec<_>>());
     let mean =
         |f: fn(&Sample) -> f64| post.iter().map(|s| f(s)).sum::<f64>() / post.len().max(1) as f64;
+    // The second half alone: whether what grew after warm-up levelled.
+    let half = (run.minutes / 2.0).max(warm);
+    let late: Vec<&Sample> = post.iter().copied().filter(|s| s.t_min >= half).collect();
+    let fit_late =
+        |f: fn(&Sample) -> f64| slope(&late.iter().map(|s| (s.t_min, f(s))).collect::<Vec<_>>());
     let mut m = String::new();
     let _ = writeln!(
         m,
@@ -102,7 +107,7 @@ fn markdown(run: &Run, svg: &Path) -> String {
         let _ = writeln!(m, "**The run ended early: {e}.**\n");
     }
     let _ = writeln!(m, "## Flat?\n\nSlopes are least-squares fits against time over the samples after a {warm} min warm-up ({} samples). \"Flat\" here: the fitted growth over an hour is under 5% of the mean (judged on 10 minutes or more after warm-up).\n", post.len());
-    let _ = writeln!(m, "| figure | mean after warm-up | slope per minute | over an hour | reads as |\n|---|---:|---:|---:|---|");
+    let _ = writeln!(m, "| figure | mean after warm-up | slope per minute | over an hour | slope per minute, minutes {half:.0}–{} | reads as |\n|---|---:|---:|---:|---:|---|", run.minutes);
     let rows: [Figure; 4] = [
         ("server RSS (KiB)", |s| s.rss_kib as f64, "KiB"),
         ("server open fds", |s| s.fds as f64, "fds"),
@@ -114,13 +119,16 @@ fn markdown(run: &Run, svg: &Path) -> String {
         ),
     ];
     for (name, f, unit) in rows {
-        let (mu, k) = (mean(f), fit(f));
+        let (mu, k, k_late) = (mean(f), fit(f), fit_late(f));
+        let flat = |k: f64| (k * 60.0).abs() < 0.05 * mu;
         let verdict = if !k.is_finite() {
             "–"
         } else if run.minutes - warm < 10.0 {
             "too short to tell"
-        } else if (k * 60.0).abs() < 0.05 * mu {
+        } else if flat(k) {
             "flat"
+        } else if run.minutes - half >= 10.0 && flat(k_late) {
+            "levelled (flat in the second half)"
         } else if k > 0.0 {
             "growing"
         } else {
@@ -128,7 +136,7 @@ fn markdown(run: &Run, svg: &Path) -> String {
         };
         let _ = writeln!(
             m,
-            "| {name} | {mu:.1} | {k:+.2} {unit} | {:+.1} {unit} | {verdict} |",
+            "| {name} | {mu:.1} | {k:+.2} {unit} | {:+.1} {unit} | {k_late:+.2} {unit} | {verdict} |",
             k * 60.0
         );
     }

@@ -1,0 +1,537 @@
+//! The client: DEALER sockets, one channel per call.
+//!
+//! A client may be given several endpoints: it keeps one DEALER per
+//! endpoint and pins every channel to one of them (a single DEALER would
+//! round-robin the heartbeats and credit of one call across servers). The
+//! call future (or stream) drives its [`Channel`]; dropping it stops the
+//! heartbeats, which is how ZeroRPC cancels.
+//!
+//! Modules: `options` (settings), `conn` (connections, their receive
+//! loops, opening channels on them), `drive` (a call's channel, inline
+//! or in a task), `observe` (spans, stream watches, outcomes), `blocking`
+//! ([`BlockingClient`]).
+
+mod blocking;
+mod conn;
+mod drive;
+mod observe;
+mod options;
+
+pub use blocking::BlockingClient;
+pub use options::{ClientOptions, RetryPolicy};
+
+use conn::*;
+use drive::*;
+use observe::*;
+use options::*;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use rmpv::Value;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
+
+use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::error::{CallError, Error};
+use crate::event::{DecodeLimits, Event, EventKind, MessageId};
+use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
+use crate::record::{Outcome, Peer, Recorder, Side, Span};
+use crate::report::{ErrorReport, OnError};
+use crate::trace::{HexId, TraceContext};
+/// How a call answered, as [`Client::call_reply`] tells it.
+pub enum Reply<S> {
+    /// A single value (an `OK` reply).
+    Value(Value),
+    /// A stream of items (`STREAM`... `STREAM_DONE`), read as it arrives.
+    Stream(S),
+}
+
+impl<S> std::fmt::Debug for Reply<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Value(v) => f.debug_tuple("Value").field(v).finish(),
+            Reply::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// A ZeroRPC client. Cheap to clone; calls may run concurrently.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    /// This handle's call timeout, when [`Client::with_timeout`] set one
+    /// (`Some(None)`: none); else the options'.
+    timeout: Option<Option<Duration>>,
+    /// Cancelled when the last clone (and call) is gone.
+    stop: CancellationToken,
+    _stop: Arc<tokio_util::sync::DropGuard>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("connections", &self.inner.conns().len())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to one endpoint with default options.
+    pub async fn connect(endpoint: &str) -> Result<Client, Error> {
+        Client::connect_with(&[endpoint], ClientOptions::default()).await
+    }
+
+    /// Connects to several endpoints (each call uses one of them).
+    ///
+    /// A single `zerorpc://SERVICE` address is resolved through
+    /// [`ClientOptions::resolver`] (see [`crate::naming`]); the client
+    /// then follows the service as it moves (see
+    /// [`ClientOptions::re_resolve`]).
+    pub async fn connect_with(endpoints: &[&str], opts: ClientOptions) -> Result<Client, Error> {
+        if endpoints.is_empty() {
+            return Err(Error::Config("no endpoint given".into()));
+        }
+        let named: Vec<&str> = endpoints
+            .iter()
+            .filter_map(|e| crate::naming::service_name(e))
+            .collect();
+        let mut naming = None;
+        let resolved: Vec<String>;
+        let endpoints: Vec<&str> = match named.as_slice() {
+            [] => endpoints.to_vec(),
+            [service] if endpoints.len() == 1 => {
+                let resolver = match &opts.resolver {
+                    Some(r) => r.clone(),
+                    None => match crate::naming::Resolver::from_env()? {
+                        Some(r) => Arc::new(r),
+                        None => {
+                            return Err(Error::Naming(format!(
+                                "cannot resolve zerorpc://{service}: no resolver (set ClientOptions::resolver, or ZERORPC_DIRECTORY / ZERORPC_REGISTRY / ZERORPC_DNS_DOMAIN)"
+                            )))
+                        }
+                    },
+                };
+                resolved = resolver.resolve(service).await?.endpoints;
+                naming = Some((resolver, service.to_string()));
+                resolved.iter().map(String::as_str).collect()
+            }
+            _ => {
+                return Err(Error::Naming(
+                    "a zerorpc:// address must be the only endpoint given".into(),
+                ))
+            }
+        };
+        let every = opts.re_resolve.unwrap_or(Duration::from_secs(5));
+        let named = naming.is_some();
+        let client = Client::connect_resolved(&endpoints, opts, named).await?;
+        if let (Some((resolver, service)), Some(wake)) = (naming, client.inner.naming.clone()) {
+            tokio::spawn(re_resolve(
+                Arc::downgrade(&client.inner),
+                resolver,
+                service,
+                wake,
+                every.max(Duration::from_millis(10)),
+                client.stop.clone(),
+            ));
+        }
+        Ok(client)
+    }
+
+    /// Connects to plain endpoints (no naming): what the naming module's
+    /// own clients use.
+    pub(crate) async fn connect_plain(
+        endpoints: &[&str],
+        opts: ClientOptions,
+    ) -> Result<Client, Error> {
+        if let Some(e) = endpoints
+            .iter()
+            .find(|e| crate::naming::service_name(e).is_some())
+        {
+            return Err(Error::Naming(format!(
+                "{e}: a plain endpoint is needed here"
+            )));
+        }
+        Client::connect_resolved(endpoints, opts, false).await
+    }
+
+    /// The cached introspection (see [`Client::describe`]).
+    pub(crate) fn described(&self) -> Option<Arc<crate::describe::ServiceInfo>> {
+        let d = self.inner.described.lock();
+        d.unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set_described(&self, info: Arc<crate::describe::ServiceInfo>) {
+        let mut d = self
+            .inner
+            .described
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *d = Some(info);
+    }
+
+    /// A handle on the same connections whose calls wait at most `timeout`
+    /// for their reply (`None`: no limit), like the per-call `timeout=`
+    /// of zerorpc-python; this client keeps its own
+    /// ([`ClientOptions::timeout`], 30 s by default). Cheap: it shares
+    /// everything but the setting. Wrap it in a typed client
+    /// (`CalcClient::new(client.with_timeout(t))`) to give its methods the
+    /// timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(client: zerorpc::Client) -> Result<(), zerorpc::Error> {
+    /// use std::time::Duration;
+    /// let quick = client.with_timeout(Duration::from_millis(500));
+    /// let pong = quick.call("ping", vec![]).await?;
+    /// # let _ = pong; Ok(()) }
+    /// ```
+    pub fn with_timeout(&self, timeout: impl Into<Option<Duration>>) -> Client {
+        Client {
+            timeout: Some(timeout.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The endpoints it is connected to now (they change as a
+    /// `zerorpc://` client re-resolves its service).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.inner
+            .conns()
+            .iter()
+            .map(|c| c.endpoint.to_string())
+            .collect()
+    }
+
+    /// Calls `method` and waits for its result. A streamed result is
+    /// collected into an array.
+    ///
+    /// A call to a method the [`RetryPolicy`] names is retried, with
+    /// backoff, when it is lost.
+    pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
+        match self.inner.opts.retry.as_ref() {
+            Some(policy) if policy.covers(method) => {
+                // (boxed: the retry state would otherwise sit in every call)
+                Box::pin(self.call_with_retries(policy, method, args)).await
+            }
+            _ => self.call_once(method, args).await,
+        }
+    }
+
+    async fn call_with_retries(
+        &self,
+        policy: &RetryPolicy,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<Value, Error> {
+        use backon::Retryable;
+        let backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(policy.min_delay)
+            .with_max_delay(policy.max_delay)
+            .with_max_times(policy.max_retries)
+            .with_jitter();
+        // One deadline for every attempt: the timeout (or the deadline in
+        // force, if sooner), so retries never outlive it.
+        let timeout = self
+            .timeout
+            .unwrap_or(self.inner.opts.channel.first_reply_timeout);
+        let at = timeout.map(|t| std::time::Instant::now() + t);
+        (|| async {
+            match at {
+                Some(at) => crate::deadline::scope(at, self.call_once(method, args.clone())).await,
+                None => self.call_once(method, args.clone()).await,
+            }
+        })
+        .retry(backoff)
+            .when(Error::is_lost)
+            .notify(|e, after| {
+                tracing::info!(method, error = %e, ?after, "call lost, retrying (idempotent)")
+            })
+            .await
+    }
+
+    async fn call_once(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
+        // Traced inside a traced handler (a child span), else a new trace
+        // unless `trace_roots` is off and the client does not record.
+        let trace = call_context(&self.inner.opts);
+        // (matched by value: an untraced, unobserved call takes the plain
+        // path; traced calls, the default, are observed)
+        match trace {
+            None if !self.inner.opts.metrics && self.inner.opts.on_error.is_none() => {
+                let (call, unsent) = InlineCall::new(self.open_channel(method, args, None));
+                Self::drive_inline(&self.inner, call, unsent)
+                    .await
+                    .map(|(v, _)| v)
+            }
+            trace => self.call_observed(method, args, trace).await,
+        }
+    }
+
+    /// A call that is traced, or measured, or both.
+    async fn call_observed(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        trace: Option<TraceContext>,
+    ) -> Result<Value, Error> {
+        let recorder = self.inner.opts.recorder.as_ref();
+        // (a recorded span starts before the request leaves)
+        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let captured = (self.inner.opts.record_payloads && recorder.is_some() && trace.is_some())
+            .then(|| args.clone());
+        let opened = self.open_channel(method, args, trace.as_ref());
+        let opened_endpoint = opened.0.endpoint.clone();
+        let ids = match (&self.inner.opts.on_error, &trace) {
+            (Some(_), Some(ctx)) => Some((ctx.trace_id_hex(), ctx.span_id_hex())),
+            _ => None,
+        };
+        // A `tracing` span too, so subscribers see the call with its ids.
+        // (made only when a subscriber wants it: a trace context is on
+        // every call, a subscriber seldom)
+        let tracing_span = match &trace {
+            Some(ctx) if tracing::span_enabled!(tracing::Level::INFO) => tracing::info_span!(
+                "zerorpc.client",
+                rpc.system = "zerorpc",
+                rpc.method = %method,
+                server.address = %opened.0.endpoint,
+                trace_id = %HexId(&ctx.trace_id),
+                span_id = %HexId(&ctx.span_id),
+            ),
+            _ => tracing::Span::none(),
+        };
+        let mut span = match (recorder, trace) {
+            (Some(rec), Some(ctx)) => Some(SpanGuard::new(
+                rec.clone(),
+                Span::started(
+                    ctx,
+                    Side::Client,
+                    opened.0.endpoint.clone(),
+                    method.to_owned(),
+                    Peer::Endpoint(opened.0.endpoint.clone()),
+                    t0,
+                ),
+            )),
+            _ => None,
+        };
+        let (call, unsent) = InlineCall::new(opened);
+        let r = tracing::Instrument::instrument(
+            Self::drive_inline(&self.inner, call, unsent),
+            tracing_span,
+        )
+        .await;
+        let outcome = client_outcome(&r);
+        if self.inner.opts.metrics {
+            crate::metrics::client_call(method, &outcome, t0.1.elapsed());
+        }
+        if let Err(Error::Remote(e)) = &r {
+            self.report(&opened_endpoint, method, e, ids);
+        }
+        if let Some(mut s) = span.take() {
+            if let Err(Error::Remote(e)) = &r {
+                s.set_traceback(&e.traceback);
+            }
+            if let Some(args) = captured {
+                let result = r.as_ref().ok().map(|(v, _)| v.clone());
+                s.set_payload(crate::record::Payload::capped(args, result));
+            }
+            s.finish(outcome);
+        }
+        r.map(|(v, _)| v)
+    }
+
+    /// Tells the error hook (if any) of a remote error.
+    fn report(&self, endpoint: &str, method: &str, e: &CallError, ids: Option<(String, String)>) {
+        if let Some(hook) = &self.inner.opts.on_error {
+            let (trace_id, span_id) = ids.unzip();
+            hook.report(&ErrorReport {
+                side: Side::Client,
+                service: endpoint.to_owned(),
+                method: method.to_owned(),
+                error: e.clone(),
+                trace_id,
+                span_id,
+            });
+        }
+    }
+
+    /// Sends the request (waiting for room if it found none) and drives
+    /// the channel until the reply; a stream is collected (with its item
+    /// count).
+    ///
+    /// The caller polls this future until the call ends, so it can drive
+    /// the channel itself (heartbeats included): no extra task hop. (It
+    /// takes the call already built: an async fn keeps its arguments for
+    /// its whole life, so they should be what it works on.)
+    async fn drive_inline(
+        inner: &Inner,
+        mut call: InlineCall,
+        unsent: Option<Box<Message>>,
+    ) -> Result<(Value, Option<u64>), Error> {
+        if let Some(msg) = unsent {
+            // (boxed: the waiting state would otherwise sit in every call)
+            Box::pin(wait_send(
+                inner,
+                &mut call.conn,
+                &mut call._guard,
+                *msg,
+                call.ch.config().first_reply_timeout,
+            ))
+            .await?;
+            call.ch.request_sent(Instant::now().into_std());
+        }
+        // A streamed result is collected; one event is held at a time.
+        let mut items: Option<Vec<Value>> = None;
+        loop {
+            let ev = call.next_event().await?;
+            match ev.kind() {
+                Some(EventKind::Ok) if items.is_none() => return Ok((first_arg(ev.args), None)),
+                Some(EventKind::Stream) => items.get_or_insert_with(Vec::new).push(ev.args),
+                // (Python answers an empty stream with STREAM_DONE alone)
+                Some(EventKind::StreamDone) => {
+                    let items = items.unwrap_or_default();
+                    let n = items.len() as u64;
+                    return Ok((Value::Array(items), Some(n)));
+                }
+                Some(EventKind::Err) => return Err(reply_error(&call.ch, ev.args)),
+                _ => return Err(unexpected(&ev.name)),
+            }
+        }
+    }
+
+    /// Calls a streaming method: items arrive as the stream is polled, and
+    /// credit is granted as they are consumed. Dropping the stream cancels
+    /// the call. A method that returns a single value yields it once.
+    pub async fn call_stream(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<impl Stream<Item = Result<Value, Error>> + Send + Unpin + 'static, Error> {
+        use futures::StreamExt;
+        Ok(self
+            .call_items(method, args)
+            .await?
+            .map(|r| r.map(|(_, v)| v)))
+    }
+
+    /// Calls `method` and waits for its first reply, which tells how it
+    /// answers: [`Reply::Value`] for a single value (`OK`), or
+    /// [`Reply::Stream`] for a stream (`STREAM`... `STREAM_DONE`, possibly
+    /// empty), whose items arrive as it is polled, with credit granted as
+    /// they are consumed (dropping it cancels the call). An error reply
+    /// (or none within the timeout) is the `Err`.
+    ///
+    /// For callers that do not know whether a method streams (a gateway,
+    /// a generic tool) and must not collect an unbounded stream.
+    pub async fn call_reply(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<Reply<impl Stream<Item = Result<Value, Error>> + Send + Unpin + 'static>, Error>
+    {
+        use futures::StreamExt;
+        // (fused: after an empty stream's end it is polled again)
+        let mut items = self.call_items(method, args).await?.fuse();
+        let first = match items.next().await {
+            Some(Ok((false, v))) => return Ok(Reply::Value(v)),
+            Some(Err(e)) => return Err(e),
+            Some(Ok((true, v))) => Some(Ok(v)),
+            // (an empty stream: STREAM_DONE first)
+            None => None,
+        };
+        Ok(Reply::Stream(
+            futures::stream::iter(first).chain(items.map(|r| r.map(|(_, v)| v))),
+        ))
+    }
+
+    /// The replies of a call as they come, each tagged with whether it is
+    /// a stream item (`true`) or the single value of an `OK` (`false`).
+    async fn call_items(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<impl Stream<Item = Result<(bool, Value), Error>> + Send + Unpin + 'static, Error>
+    {
+        let opts = &self.inner.opts;
+        let recorder = opts.recorder.as_ref();
+        let trace = call_context(opts);
+        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let captured =
+            (opts.record_payloads && recorder.is_some() && trace.is_some()).then(|| args.clone());
+        let (call, endpoint) = self.open(method, args, trace.as_ref()).await?;
+        let watch = (trace.is_some() || opts.metrics || opts.on_error.is_some()).then(|| {
+            Box::new(StreamWatch {
+                ids: match (&opts.on_error, &trace) {
+                    (Some(_), Some(ctx)) => Some((ctx.trace_id_hex(), ctx.span_id_hex())),
+                    _ => None,
+                },
+                span: match (recorder, trace) {
+                    (Some(rec), Some(ctx)) => Some(SpanGuard::new(
+                        rec.clone(),
+                        Span::started(
+                            ctx,
+                            Side::Client,
+                            endpoint.clone(),
+                            method.to_owned(),
+                            Peer::Endpoint(endpoint.clone()),
+                            t0,
+                        ),
+                    )),
+                    _ => None,
+                },
+                client: self.clone(),
+                endpoint,
+                method: method.to_owned(),
+                started: t0.1,
+                items: 0,
+                payload: captured.map(|args| StreamPayload {
+                    args,
+                    items: Some(Vec::new()),
+                    bytes: 0,
+                }),
+            })
+        });
+        // (boxed: an `Unpin` stream is simpler to use)
+        Ok(Box::pin(futures::stream::unfold(
+            Some((call, watch)),
+            |state| async move {
+                let (mut call, mut watch) = state?;
+                let r = match call.next_event().await {
+                    Ok(ev) => match ev.kind() {
+                        Some(EventKind::Stream) => {
+                            if let Some(w) = &mut watch {
+                                w.item(&ev.args);
+                            }
+                            return Some((Ok((true, ev.args)), Some((call, watch))));
+                        }
+                        Some(EventKind::StreamDone) => None,
+                        Some(EventKind::Ok) => Some(Ok((false, first_arg(ev.args)))),
+                        Some(EventKind::Err) => {
+                            let e = remote_error(ev.args);
+                            let (budget, timeout) = call.expiry;
+                            Some(Err(
+                                match crate::channel::expiry(&e.name, budget, timeout) {
+                                    Some(x) => channel_error(x),
+                                    None => Error::Remote(e),
+                                },
+                            ))
+                        }
+                        _ => Some(Err(unexpected(&ev.name))),
+                    },
+                    Err(e) => Some(Err(e)),
+                };
+                if let Some(w) = watch {
+                    w.end(r.as_ref().map(|r| r.as_ref().map(|(_, v)| v)));
+                }
+                r.map(|r| (r, None))
+            },
+        )))
+    }
+}
