@@ -1,0 +1,530 @@
+//! [`ServerCall`]: the hand-written future that serves one channel
+//! (heartbeats, credit, the handler's reply or stream, its trace and
+//! outcome).
+
+use super::*;
+
+/// What the receive loop hands a channel's driver. (Events are not
+/// boxed: that would cost an allocation per event for a variant, the
+/// shutdown, that is sent once.)
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Inbound {
+    /// An event the client sent on this channel.
+    Event(Event),
+    /// A graceful shutdown: answer `ERR ServerShutdown` and stop.
+    Shutdown,
+}
+
+pub(super) enum Phase {
+    Queued,
+    Running(HandlerFuture),
+    Streaming(futures::stream::BoxStream<'static, Result<Value, CallError>>),
+    Done,
+}
+
+pub(super) type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
+
+/// Drives one call: the sans-IO [`Channel`] (heartbeats, credit, loss),
+/// the handler, and the replies. A hand-written future rather than an
+/// `async fn`, so an idle call costs only these fields (the waiting states
+/// of a blocked send or a queued call are boxed, and rare).
+pub(super) struct ServerCall {
+    pub(super) inner: Arc<Inner>,
+    pub(super) key: ChannelKey,
+    /// The frames between the routing id and the event (a delimiter, if
+    /// the client sent one).
+    pub(super) envelope: Vec<Bytes>,
+    /// The client's connection: replies are queued there, and the call
+    /// waits for room before starting or producing more.
+    pub(super) peer: PeerSender,
+    pub(super) ch: Channel,
+    /// The request, until its handler starts.
+    pub(super) request: Option<Box<Event>>,
+    pub(super) phase: Phase,
+    /// Held while the handler runs (with `max_concurrency`).
+    pub(super) permit: Option<OwnedSemaphorePermit>,
+    pub(super) acquiring: Option<BoxedAcquire>,
+    /// One timer for the channel's life, moved as its deadline moves.
+    pub(super) timer: Pin<Box<Sleep>>,
+    pub(super) rx: MailReceiver<Inbound>,
+    /// A reply waiting for room in the client's queue.
+    pub(super) sending: Option<Message>,
+    /// The call's span, when traced (boxed: untraced calls stay small).
+    pub(super) trace: Option<Box<ServerTrace>>,
+}
+
+/// What is watched of an observed call (traced, or with metrics on): its
+/// span and what is known of its outcome so far.
+pub(super) struct ServerTrace {
+    /// The call's trace context, when traced.
+    pub(super) ctx: Option<TraceContext>,
+    /// Recorded at the end (with a recorder).
+    pub(super) span: Option<Span>,
+    /// The method called.
+    pub(super) method: String,
+    /// With metrics on: when the call started.
+    pub(super) metrics: Option<Instant>,
+    pub(super) outcome: Outcome,
+    /// When the outcome was decided (the reply queued, the loss seen);
+    /// the span ends there, not when the call's task is torn down.
+    pub(super) ended: Option<std::time::Instant>,
+    pub(super) items: u64,
+}
+
+/// The server span of a new call: a child of the caller's span when the
+/// request carries one (or of a legacy trace id), a new trace when this
+/// server records; else none.
+pub(super) fn server_trace(
+    inner: &Inner,
+    event: &Event,
+    identity: &Bytes,
+) -> Option<Box<ServerTrace>> {
+    let ctx = TraceContext::from_header(&event.header)
+        .map(|remote| remote.child())
+        .or_else(|| {
+            inner
+                .opts
+                .recorder
+                .as_ref()
+                .map(|_| TraceContext::new_root())
+        });
+    if ctx.is_none() && !inner.opts.metrics && inner.opts.on_error.is_none() {
+        return None;
+    }
+    // Metrics labels and store keys name only methods this server has: any
+    // other name (a client's typo, or a hostile client's endless random
+    // names) is one label; its NameError outcome keeps the name.
+    let method = if inner.service.has_method(&event.name)
+        || introspection::METHODS.contains(&event.name.as_str())
+    {
+        event.name.clone()
+    } else {
+        crate::record::UNKNOWN_METHOD.to_owned()
+    };
+    let span = match (&ctx, &inner.opts.recorder) {
+        (Some(ctx), Some(_)) => Some(Span::start(
+            ctx.clone(),
+            Side::Server,
+            inner.service_name.clone(),
+            method.clone(),
+            Peer::RoutingId(identity.clone()),
+        )),
+        _ => None,
+    };
+    let metrics = inner.opts.metrics.then(|| {
+        crate::metrics::in_flight(&inner.service_name, 1.0);
+        Instant::now()
+    });
+    Some(Box::new(ServerTrace {
+        ctx,
+        span,
+        method,
+        metrics,
+        outcome: Outcome::Cancelled,
+        ended: None,
+        items: 0,
+    }))
+}
+
+impl Drop for ServerCall {
+    fn drop(&mut self) {
+        if let Some(t) = self.trace.take() {
+            let ended = t.ended.unwrap_or_else(std::time::Instant::now);
+            if let Some(start) = &t.metrics {
+                let (name, method) = (&self.inner.service_name, &t.method);
+                let took = ended.saturating_duration_since(start.into_std());
+                crate::metrics::server_call(name, method, &t.outcome, took);
+                crate::metrics::in_flight(name, -1.0);
+                if t.items > 0 {
+                    crate::metrics::server_stream_items(method, t.items);
+                }
+            }
+            if let (Some(span), Some(rec)) = (t.span, &self.inner.opts.recorder) {
+                span.finish_at(rec, t.outcome, ended);
+            }
+        }
+        self.inner.channels().remove(&self.key);
+        self.inner.live.fetch_sub(1, Ordering::SeqCst);
+        if matches!(self.phase, Phase::Queued) {
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Stream items a call sends per poll before letting other tasks run.
+pub(super) const ITEMS_PER_POLL: usize = 256;
+
+/// Sends what the channel queued, in order, into the client's queue; a
+/// message that finds it full waits in `sending` (so at most one message
+/// per call waits outside the queue). `Err`: the client has gone.
+pub(super) fn flush(
+    ch: &mut Channel,
+    peer: &PeerSender,
+    envelope: &[Bytes],
+    sending: &mut Option<Message>,
+    cx: &mut Context<'_>,
+) -> Result<(), zmtp::ZmtpError> {
+    loop {
+        if sending.is_some() {
+            match peer.poll_send(cx, sending) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(r) => r?,
+            }
+        }
+        let Some(ev) = ch.poll_transmit() else {
+            return Ok(());
+        };
+        let mut m: Message = envelope.iter().cloned().collect();
+        m.push_back(ev.encode());
+        match peer.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(m)) => *sending = Some(m),
+            Err(TrySendError::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+impl Future for ServerCall {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        // Stream items this poll may still send (then it yields).
+        let mut budget = ITEMS_PER_POLL;
+        loop {
+            let mut progressed = false;
+            // Events the client sent on this channel.
+            loop {
+                match this.rx.poll_recv(cx) {
+                    Poll::Ready(Some(Inbound::Event(ev))) => {
+                        if let Err(e) = this.ch.on_event(ev, Instant::now().into_std()) {
+                            if let Some(suppressed) = CALL_LOG.admit("bad control event") {
+                                tracing::warn!(channel = %this.key.1, error = ?e, suppressed, "bad control event, abandoning call");
+                            }
+                            return Poll::Ready(());
+                        }
+                    }
+                    Poll::Ready(Some(Inbound::Shutdown)) => {
+                        let e = CallError::new("ServerShutdown", "the server is shutting down");
+                        this.note_err(&e);
+                        this.ch.send(EventKind::Err, e.to_args());
+                        this.set_phase(Phase::Done);
+                        break;
+                    }
+                    // Removed from the table: the client disconnected, or
+                    // the server stopped.
+                    Poll::Ready(None) => {
+                        tracing::debug!(channel = %this.key.1, "call cancelled");
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            // Heartbeats and loss.
+            let deadline = Instant::from_std(this.ch.poll_timeout());
+            if this.timer.deadline() != deadline {
+                this.timer.as_mut().reset(deadline);
+            }
+            let mut expired = None;
+            if this.timer.as_mut().poll(cx).is_ready() {
+                match this.ch.handle_timeout(Instant::now().into_std()) {
+                    Ok(()) => {}
+                    Err(ChannelError::DeadlineExceeded(budget)) => expired = Some(budget),
+                    Err(e) => {
+                        this.note(Outcome::Lost);
+                        tracing::info!(channel = %this.key.1, error = ?e, "client lost, cancelling call");
+                        return Poll::Ready(());
+                    }
+                }
+                progressed = true;
+            }
+            // Start the handler once the client keeps up with what it was
+            // sent, and a concurrency slot is ours.
+            if matches!(this.phase, Phase::Queued) {
+                match this.peer.poll_room(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Err(e)) => {
+                        tracing::debug!(channel = %this.key.1, error = %e, "client gone before its call started");
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(Ok(())) => {
+                        if this.poll_slot(cx) {
+                            if let Some(req) = this.request.take() {
+                                let ctx = this.trace.as_ref().and_then(|t| t.ctx.clone());
+                                let user = this.inner.user_of(&this.key.0);
+                                if let Some(span) =
+                                    this.trace.as_mut().and_then(|t| t.span.as_mut())
+                                {
+                                    span.set_user(user.clone());
+                                }
+                                let deadline = this.ch.deadline();
+                                let fut = dispatch(&this.inner, *req, ctx, user, deadline);
+                                this.set_phase(Phase::Running(fut));
+                            }
+                        }
+                    }
+                }
+            }
+            match this.poll_work(cx, &mut budget) {
+                Ok(p) => progressed |= p,
+                Err(e) => {
+                    tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                    return Poll::Ready(());
+                }
+            }
+            // The deadline passed and the handler, polled once more, has
+            // not answered: cancel it.
+            if let Some(budget) = expired {
+                this.cancel_for_deadline(budget);
+            }
+            // Send what the channel queued (replies, heartbeats, credit).
+            if let Err(e) = flush(
+                &mut this.ch,
+                &this.peer,
+                &this.envelope,
+                &mut this.sending,
+                cx,
+            ) {
+                tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                return Poll::Ready(());
+            }
+            if matches!(this.phase, Phase::Done) && this.sending.is_none() && !this.ch.has_output()
+            {
+                return Poll::Ready(());
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl ServerCall {
+    /// Cancels a call whose deadline passed before its first reply (a
+    /// waiting or running handler is dropped) and answers
+    /// `ERR DeadlineExceeded`.
+    pub(super) fn cancel_for_deadline(&mut self, budget: std::time::Duration) {
+        // (a stream that has sent nothing yet is cancelled too: the
+        // deadline bounds the first reply)
+        if !matches!(
+            self.phase,
+            Phase::Queued | Phase::Running(_) | Phase::Streaming(_)
+        ) {
+            // (nothing left to cancel: the deadline must not fire again)
+            self.ch.clear_deadline();
+            return;
+        }
+        tracing::debug!(channel = %self.key.1, ?budget, "deadline passed, cancelling call");
+        let e = CallError::new(
+            crate::deadline::ERROR_NAME,
+            format!("the caller's deadline passed ({budget:?} budget); the call was cancelled"),
+        );
+        self.note_err(&e);
+        self.set_phase(Phase::Done);
+        self.ch.send(EventKind::Err, e.to_args());
+    }
+
+    /// Moves to `phase`, leaving the count of waiting calls if it was one.
+    pub(super) fn set_phase(&mut self, phase: Phase) {
+        if matches!(self.phase, Phase::Queued) {
+            self.inner.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.phase = phase;
+    }
+
+    /// Notes a failed call, for its record: the error and its traceback.
+    pub(super) fn note_err(&mut self, e: &CallError) {
+        self.set_traceback(e);
+        self.note(err_outcome(e));
+    }
+
+    pub(super) fn set_traceback(&mut self, e: &CallError) {
+        if let Some(span) = self.trace.as_mut().and_then(|t| t.span.as_mut()) {
+            span.set_traceback(&e.traceback);
+        }
+    }
+
+    /// Notes how the call ended, for its record (a stream's item count is
+    /// filled in).
+    pub(super) fn note(&mut self, outcome: Outcome) {
+        if let Some(t) = &mut self.trace {
+            t.outcome = match outcome {
+                Outcome::Stream { .. } => Outcome::Stream { items: t.items },
+                o => o,
+            };
+            t.ended = Some(std::time::Instant::now());
+        }
+    }
+
+    /// Whether the handler may start: a concurrency slot is ours (or there
+    /// is no limit). Waits in line otherwise, still heart-beating.
+    pub(super) fn poll_slot(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(sem) = &self.inner.limiter else {
+            return true;
+        };
+        if self.acquiring.is_none() {
+            match sem.clone().try_acquire_owned() {
+                Ok(p) => {
+                    self.permit = Some(p);
+                    return true;
+                }
+                Err(_) => {
+                    let sem = sem.clone();
+                    self.acquiring = Some(Box::pin(async move { sem.acquire_owned().await.ok() }));
+                }
+            }
+        }
+        match self.acquiring.as_mut().map(|f| f.as_mut().poll(cx)) {
+            Some(Poll::Ready(p)) => {
+                self.acquiring = None;
+                self.permit = p;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Polls the handler, or its stream while the client grants credit and
+    /// its connection takes what was sent (items never pile up here: each
+    /// goes to the client's queue before the next is asked for); queues
+    /// what it produced. A panic becomes an error. Returns whether
+    /// anything happened; `Err` when the client has gone.
+    pub(super) fn poll_work(
+        &mut self,
+        cx: &mut Context<'_>,
+        budget: &mut usize,
+    ) -> Result<bool, zmtp::ZmtpError> {
+        match &mut self.phase {
+            Phase::Running(fut) => {
+                let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+                let result = match polled {
+                    Ok(Poll::Pending) => return Ok(false),
+                    Ok(Poll::Ready(r)) => r,
+                    Err(p) => Err(panic_error(p)),
+                };
+                match result {
+                    Ok(Response::Value(v)) => {
+                        self.ch.send(EventKind::Ok, Value::Array(vec![v]));
+                        self.phase = Phase::Done;
+                        self.note(Outcome::Ok);
+                    }
+                    Ok(Response::Stream(st)) => self.phase = Phase::Streaming(st),
+                    Err(e) => {
+                        self.ch.send(EventKind::Err, e.to_args());
+                        self.phase = Phase::Done;
+                        self.note_err(&e);
+                        report_error(&self.inner, self.trace.as_deref(), &e);
+                    }
+                }
+                Ok(true)
+            }
+            Phase::Streaming(st) => {
+                let mut sent = 0;
+                let mut end = None;
+                // Items that are ready now, have credit, and find room.
+                while self.ch.can_send_item() && self.sending.is_none() && !self.ch.has_output() {
+                    if *budget == 0 {
+                        // A long ready stream shares the worker: poll
+                        // again later (reported as no progress, so this
+                        // poll ends).
+                        cx.waker().wake_by_ref();
+                        return Ok(false);
+                    }
+                    *budget -= 1;
+                    let item = match catch_unwind(AssertUnwindSafe(|| st.poll_next_unpin(cx))) {
+                        Ok(Poll::Pending) => break,
+                        Ok(Poll::Ready(item)) => item,
+                        Err(p) => Some(Err(panic_error(p))),
+                    };
+                    sent += 1;
+                    let outcome = match &item {
+                        Some(Ok(_)) => None,
+                        Some(Err(e)) => {
+                            report_error(&self.inner, self.trace.as_deref(), e);
+                            // (the field, not `set_traceback`: the stream
+                            // is borrowed from `self.phase`)
+                            if let Some(span) = self.trace.as_mut().and_then(|t| t.span.as_mut()) {
+                                span.set_traceback(&e.traceback);
+                            }
+                            Some(err_outcome(e))
+                        }
+                        None => Some(Outcome::Stream { items: 0 }),
+                    };
+                    if send_item(&mut self.ch, item) {
+                        end = Some(outcome);
+                        break;
+                    }
+                    if let Some(t) = &mut self.trace {
+                        t.items += 1;
+                    }
+                    flush(
+                        &mut self.ch,
+                        &self.peer,
+                        &self.envelope,
+                        &mut self.sending,
+                        cx,
+                    )?;
+                }
+                if let Some(outcome) = end {
+                    self.phase = Phase::Done;
+                    if let Some(o) = outcome {
+                        self.note(o);
+                    }
+                }
+                Ok(sent > 0)
+            }
+            Phase::Queued | Phase::Done => Ok(false),
+        }
+    }
+}
+
+/// Sends one stream outcome (`STREAM`, `ERR`, or `STREAM_DONE` at the end);
+/// returns whether the stream is over.
+pub(super) fn send_item(ch: &mut Channel, item: Option<Result<Value, CallError>>) -> bool {
+    match item {
+        Some(Ok(v)) => {
+            ch.send(EventKind::Stream, v);
+            false
+        }
+        Some(Err(e)) => {
+            ch.send(EventKind::Err, e.to_args());
+            true
+        }
+        None => {
+            ch.send(EventKind::StreamDone, Value::Nil);
+            true
+        }
+    }
+}
+
+pub(super) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> CallError {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".into());
+    tracing::error!(panic = %msg, "handler panicked");
+    CallError::new("Panic", msg)
+}
+
+/// Tells the error hook (if any) of a handler's error.
+pub(super) fn report_error(inner: &Inner, trace: Option<&ServerTrace>, e: &CallError) {
+    let (Some(hook), Some(t)) = (&inner.opts.on_error, trace) else {
+        return;
+    };
+    hook.report(&ErrorReport {
+        side: Side::Server,
+        service: inner.service_name.to_string(),
+        method: t.method.clone(),
+        error: e.clone(),
+        trace_id: t.ctx.as_ref().map(TraceContext::trace_id_hex),
+        span_id: t.ctx.as_ref().map(TraceContext::span_id_hex),
+    });
+}
+
+pub(super) fn err_outcome(e: &CallError) -> Outcome {
+    Outcome::Err {
+        name: e.name.clone(),
+        message: e.message.clone(),
+    }
+}

@@ -1,0 +1,303 @@
+//! The server: a ROUTER socket, one task per channel.
+//!
+//! Every request opens a channel served by its own task (a small
+//! hand-written future), which drives the sans-IO [`Channel`] (heartbeats,
+//! credit, loss), runs the handler, and sends `OK` / `ERR` / `STREAM`...
+//! `STREAM_DONE`. A handler that panics
+//! produces an `ERR` for its call only. When a client goes silent for two
+//! heartbeat intervals, or its connection drops, its handlers are dropped
+//! (cancelled).
+
+//!
+//! Modules: `options` (settings), `receive` (the receive loop's part of a
+//! request), `call` (the future serving one channel), `dispatch`
+//! (starting a handler).
+
+mod call;
+mod dispatch;
+mod options;
+mod receive;
+
+pub use options::ServerOptions;
+
+use call::*;
+use dispatch::*;
+use receive::*;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use rmpv::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+use zmtp::{Endpoint, Message, PeerSender, RouterSocket, SocketEvent, SocketOptions, TrySendError};
+
+use crate::auth::Authorization;
+use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::error::CallError;
+use crate::error::Error;
+use crate::event::{DecodeLimits, Event, EventKind, MessageId};
+use crate::introspection;
+use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
+use crate::record::{Outcome, Peer, Recorder, Side, Span};
+use crate::report::{ErrorReport, OnError};
+use crate::service::{CallContext, HandlerFuture, IntoService, Response, Service};
+use crate::trace::TraceContext;
+
+type ChannelKey = (Bytes, MessageId);
+
+/// The open calls, by channel, and how many each client has.
+#[derive(Default)]
+struct Table {
+    chans: HashMap<ChannelKey, MailSender<Inbound>>,
+    per_client: HashMap<Bytes, usize>,
+}
+
+impl Table {
+    fn insert(&mut self, key: ChannelKey, tx: MailSender<Inbound>) {
+        *self.per_client.entry(key.0.clone()).or_default() += 1;
+        self.chans.insert(key, tx);
+    }
+
+    fn remove(&mut self, key: &ChannelKey) {
+        if self.chans.remove(key).is_some() {
+            if let Some(n) = self.per_client.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_client.remove(&key.0);
+                }
+            }
+        }
+    }
+
+    fn remove_client(&mut self, peer: &Bytes) {
+        self.chans.retain(|(p, _), _| p != peer);
+        self.per_client.remove(peer);
+    }
+}
+
+/// Warnings a client can trigger at will: rate-limited.
+static CALL_LOG: zmtp::RateLimitedLog =
+    zmtp::RateLimitedLog::new(std::time::Duration::from_secs(10));
+
+struct Inner {
+    service: Arc<dyn Service>,
+    /// Its name, shared by trace records.
+    service_name: Arc<str>,
+    router: RouterSocket,
+    opts: ServerOptions,
+    channels: Mutex<Table>,
+    limiter: Option<Arc<Semaphore>>,
+    cancel: CancellationToken,
+    /// Set by a graceful shutdown: new calls are refused.
+    draining: AtomicBool,
+    /// Calls whose driver is alive (still in the table or finishing).
+    live: AtomicUsize,
+    /// Calls waiting to start.
+    queued: AtomicUsize,
+    /// Requests refused with `ServerOverloaded`.
+    overloaded: AtomicU64,
+}
+
+impl Inner {
+    /// The authenticated user of the connection with this routing id
+    /// (none without a security mechanism that names users).
+    fn user_of(&self, routing_id: &Bytes) -> Option<Arc<str>> {
+        if matches!(self.opts.socket.security, zmtp::Security::Null) {
+            return None;
+        }
+        let id = self.router.user_id(routing_id)?;
+        Some(Arc::from(String::from_utf8_lossy(&id).as_ref()))
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the receive loop and ends every call: silently, or (during a
+    /// graceful shutdown) with `ERR ServerShutdown`.
+    fn stop(&self) {
+        self.cancel.cancel();
+        let draining = self.draining.load(Ordering::SeqCst);
+        // Under the table lock, after the cancel: a call the receive loop
+        // registers concurrently is either drained here or refused there.
+        for (_, tx) in std::mem::take(&mut *self.channels()).chans {
+            if draining {
+                // A full mailbox: that call ends silently instead.
+                let _ = tx.try_send(Inbound::Shutdown);
+            }
+        }
+    }
+}
+
+/// A ZeroRPC server for one service. Dropping it stops it (like
+/// [`Server::shutdown`]).
+pub struct Server {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.inner.stop();
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("service", &self.inner.service.name())
+            .finish()
+    }
+}
+
+impl Server {
+    /// A server for `service` with default options.
+    pub fn new(service: impl IntoService) -> Self {
+        Server::with_options(service, ServerOptions::default())
+    }
+
+    /// A server with options.
+    pub fn with_options(service: impl IntoService, opts: ServerOptions) -> Self {
+        let service: Arc<dyn Service> = Arc::new(service.into_service());
+        let inner = Arc::new(Inner {
+            service_name: Arc::from(service.name()),
+            service,
+            router: RouterSocket::with_options(SocketOptions {
+                idle_timeout: opts.idle_timeout.or(opts.socket.idle_timeout),
+                ..opts.socket.clone()
+            }),
+            limiter: opts
+                .max_concurrency
+                .map(|n| Arc::new(Semaphore::new(n.max(1)))),
+            opts,
+            channels: Mutex::new(Table::default()),
+            cancel: CancellationToken::new(),
+            draining: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            overloaded: AtomicU64::new(0),
+        });
+        Server { inner }
+    }
+
+    /// Listens on an endpoint; returns it with the real port.
+    pub async fn bind(&self, endpoint: &str) -> Result<Endpoint, Error> {
+        Ok(self.inner.router.bind(endpoint).await?)
+    }
+
+    /// Connects to an endpoint (for example a hub's worker side).
+    pub async fn connect(&self, endpoint: &str) -> Result<(), Error> {
+        Ok(self.inner.router.connect(endpoint).await?)
+    }
+
+    /// Connections refused or failed during their handshake (with CURVE:
+    /// keys the authenticator refused, clients with the wrong server key).
+    pub fn refused_connections(&self) -> u64 {
+        self.inner.router.handshake_failures()
+    }
+
+    /// Number of calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.inner.live.load(Ordering::SeqCst)
+    }
+
+    /// Calls waiting to start (for a concurrency slot, or for their client
+    /// to read the replies already sent it).
+    pub fn queued_calls(&self) -> usize {
+        self.inner.queued.load(Ordering::SeqCst)
+    }
+
+    /// Requests refused with `ERR ServerOverloaded` (over
+    /// `max_calls_per_client`, `max_calls` or `max_queued_calls`).
+    pub fn overloaded_calls(&self) -> u64 {
+        self.inner.overloaded.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of replies queued for clients that have not taken them yet.
+    pub fn queued_reply_bytes(&self) -> usize {
+        self.inner.router.queued_outbound_bytes()
+    }
+
+    /// Serves until the server is dropped (or [`Server::shutdown`]).
+    pub async fn run(&self) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut events = inner.router.monitor();
+        loop {
+            tokio::select! {
+                _ = inner.cancel.cancelled() => return Ok(()),
+                m = inner.router.recv() => {
+                    // Take what has arrived, up to a batch, before looking
+                    // at the other branches again.
+                    let mut next = Some(m?);
+                    let mut taken = 0;
+                    while let Some(m) = next.take() {
+                        taken += 1;
+                        if taken < 64 {
+                            next = inner.router.try_recv()?;
+                        }
+                        // Under load (more requests already waiting) a
+                        // small request is served here, without a task
+                        // hand-off; otherwise (idle, or a big payload to
+                        // work on) it goes to another worker at once.
+                        let inline = inner.opts.inline_first_poll
+                            && next.is_some()
+                            && m.byte_len() <= INLINE_MAX_BYTES;
+                        if let Some(call) = handle_message(inner, m) {
+                            start(call, inline).await;
+                        }
+                    }
+                }
+                ev = events.recv() => match ev {
+                    Ok(SocketEvent::Disconnected { routing_id: Some(id), .. }) => {
+                        // Its channels can no longer be answered: cancel them.
+                        inner.channels().remove_client(&id);
+                        if inner.opts.metrics {
+                            crate::metrics::connections("server", -1.0);
+                        }
+                    }
+                    Ok(SocketEvent::Connected { .. }) if inner.opts.metrics => {
+                        crate::metrics::connections("server", 1.0);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Stops serving at once: running calls are cancelled without a reply
+    /// (their clients detect the loss, as after a crash). See
+    /// [`Server::shutdown_gracefully`] for the polite way.
+    pub fn shutdown(&self) {
+        self.inner.stop();
+    }
+
+    /// Stops taking new calls (they get `ERR ServerShutdown`), waits up to
+    /// `grace` for running calls to finish, then cancels the rest, each with
+    /// an `ERR ServerShutdown` to its client.
+    pub async fn shutdown_gracefully(&self, grace: std::time::Duration) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + grace;
+        while self.active_calls() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.shutdown();
+        // Give cancelled calls a moment to tell their clients, and the
+        // connections a moment to write it.
+        let deadline = Instant::now() + std::time::Duration::from_millis(500);
+        while (self.active_calls() > 0 || self.inner.router.queued_outbound() > 0)
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // (what a writer already took is on its way to the socket)
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,164 @@
+//! The receive loop's part of a request: decoding it, finding or
+//! opening its channel, refusing what is over the limits, and starting a
+//! call inline when its handler answers at once.
+
+use super::*;
+
+/// Requests larger than this always get a task of their own (their
+/// decoding and encoding is worth spreading over the workers).
+pub(super) const INLINE_MAX_BYTES: usize = 8 * 1024;
+
+/// Polls a new call once on the receive loop's task: a handler that
+/// answers at once (most do) costs no task and no hand-off; any other is
+/// spawned, and re-registers its wake-ups with its own task on its next
+/// poll.
+pub(super) async fn start(mut call: ServerCall, inline: bool) {
+    if inline {
+        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await;
+        if first.is_ready() {
+            return;
+        }
+    }
+    tokio::spawn(call);
+}
+
+/// Routes one message: to its channel's mailbox, or (a request) to a new
+/// call, returned to be started.
+pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerCall> {
+    let frames = msg.frames();
+    let (Some(identity), Some(payload)) = (frames.first(), frames.last()) else {
+        return None;
+    };
+    if frames.len() < 2 {
+        return None;
+    }
+    let event = match Event::decode(payload, inner.opts.decode_limits) {
+        Ok(e) => e,
+        Err(e) => {
+            if let Some(suppressed) = CALL_LOG.admit("undecodable event") {
+                tracing::warn!(peer = ?identity, error = %e, suppressed, "dropping undecodable event");
+            }
+            return None;
+        }
+    };
+    match event.header.response_to.clone() {
+        Some(channel) => {
+            let chans = inner.channels();
+            match chans.chans.get(&(identity.clone(), channel)) {
+                Some(tx) => match tx.try_send(Inbound::Event(event)) {
+                    Ok(()) => {}
+                    Err(MailError::Full) => {
+                        if let Some(suppressed) = CALL_LOG.admit("channel queue full") {
+                            tracing::warn!(peer = ?identity, suppressed, "channel event queue full, dropping event")
+                        }
+                    }
+                    Err(MailError::Closed) => {}
+                },
+                None => {
+                    tracing::debug!(peer = ?identity, name = %event.name, "event for unknown channel")
+                }
+            }
+            None
+        }
+        None => {
+            let key = (identity.clone(), event.header.message_id.clone());
+            let envelope = frames[1..frames.len() - 1].to_vec();
+            let Some(peer) = inner.router.peer_sender(identity) else {
+                // Gone already: nobody to answer.
+                return None;
+            };
+            let (tx, rx) = mailbox(inner.opts.channel_queue);
+            {
+                let mut chans = inner.channels();
+                if inner.cancel.is_cancelled() {
+                    return None;
+                }
+                if chans.chans.contains_key(&key) {
+                    if let Some(suppressed) = CALL_LOG.admit("duplicate request id") {
+                        tracing::warn!(peer = ?identity, id = %key.1, suppressed, "duplicate request id, ignored");
+                    }
+                    return None;
+                }
+                let opts = &inner.opts;
+                let refusal = if chans.per_client.get(identity).copied().unwrap_or(0)
+                    >= opts.max_calls_per_client
+                {
+                    Some(("calls open from this client", opts.max_calls_per_client))
+                } else if chans.chans.len() >= opts.max_calls {
+                    Some(("calls open", opts.max_calls))
+                } else if inner.queued.load(Ordering::SeqCst) >= opts.max_queued_calls {
+                    Some(("calls waiting to start", opts.max_queued_calls))
+                } else {
+                    None
+                };
+                if let Some((what, limit)) = refusal {
+                    drop(chans);
+                    refuse_overloaded(inner, &peer, envelope, &event, what, limit);
+                    return None;
+                }
+                chans.insert(key.clone(), tx);
+            }
+            inner.live.fetch_add(1, Ordering::SeqCst);
+            inner.queued.fetch_add(1, Ordering::SeqCst);
+            let now = Instant::now();
+            let mut ch = Channel::server(&event, inner.opts.channel, now.into_std());
+            if let Some(ms) = event.header.deadline_ms {
+                let budget = crate::deadline::budget_of(ms);
+                // (a budget too large to add up is no deadline)
+                if let Some(at) = now.into_std().checked_add(budget) {
+                    ch.set_deadline(at, budget);
+                }
+            }
+            let trace = server_trace(inner, &event, identity);
+            if let Some(ctx) = trace.as_ref().and_then(|t| t.ctx.as_ref()) {
+                // every event of a traced channel carries its context
+                ch.set_headers(ctx.shared_entries());
+            }
+            let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
+                ch.poll_timeout(),
+            )));
+            Some(ServerCall {
+                inner: inner.clone(),
+                key,
+                envelope,
+                peer,
+                ch,
+                request: Some(Box::new(event)),
+                phase: Phase::Queued,
+                permit: None,
+                acquiring: None,
+                timer,
+                rx,
+                sending: None,
+                trace,
+            })
+        }
+    }
+}
+
+/// Answers a request over a limit with `ERR ServerOverloaded`, without
+/// opening a channel (best effort: a client whose queue is full misses it
+/// and times out), and counts it.
+pub(super) fn refuse_overloaded(
+    inner: &Inner,
+    peer: &PeerSender,
+    envelope: Vec<Bytes>,
+    request: &Event,
+    what: &str,
+    limit: usize,
+) {
+    inner.overloaded.fetch_add(1, Ordering::Relaxed);
+    if inner.opts.metrics {
+        crate::metrics::overloaded(&inner.service_name);
+    }
+    if let Some(suppressed) = CALL_LOG.admit("overloaded") {
+        tracing::warn!(method = %request.name, limit, suppressed, "refusing a call: too many {what}");
+    }
+    let msg = format!("too many {what} (limit {limit}); try again later");
+    let e = CallError::new("ServerOverloaded", msg.clone())
+        .with_traceback(format!("ServerOverloaded: {msg}\n"));
+    let reply = Event::on_channel(&request.header.message_id, EventKind::Err, e.to_args());
+    let mut m: Message = envelope.into_iter().collect();
+    m.push_back(reply.encode());
+    let _ = peer.try_send(m);
+}
