@@ -819,10 +819,19 @@ async fn a_subscription_survives_a_cut() {
             got.contains_key(&during.msg_id) && got.contains_key(&after.msg_id),
             "durable {durable:?}: {got:?}"
         );
-        let reconnects = sub
-            .stats()
-            .reconnects
-            .load(std::sync::atomic::Ordering::Relaxed);
+        // The client's event callback counts the reconnect: it runs as a
+        // task of its own, and may come after the deliveries.
+        let counted = Instant::now();
+        let reconnects = loop {
+            let n = sub
+                .stats()
+                .reconnects
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if n >= 1 || counted.elapsed() > Duration::from_secs(30) {
+                break n;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert!(reconnects >= 1, "reconnects {reconnects}");
     }
 }
