@@ -459,7 +459,7 @@ async fn idle_common(
 
 /// A demo server in this process, serving in the background; returns it
 /// and its endpoint.
-async fn demo_server(opts: zerorpc::ServerOptions) -> (Arc<Server>, String) {
+pub(crate) async fn demo_server(opts: zerorpc::ServerOptions) -> (Arc<Server>, String) {
     let server = Arc::new(Server::with_options(zerorpc::demo::Demo, opts));
     let ep = server
         .bind("tcp://127.0.0.1:0")
@@ -877,30 +877,7 @@ async fn hub_bench(quick: bool) {
     let direct = row("direct (one server)", direct_ep).await;
     let mut rows = vec![direct];
     for workers in [2usize, 4] {
-        let hub = Arc::new(zerorpc::Hub::new(zerorpc::HubOptions::default()));
-        let input = hub
-            .bind_in("tcp://127.0.0.1:0")
-            .await
-            .expect("bind in")
-            .to_string();
-        let output = hub
-            .bind_out("tcp://127.0.0.1:0")
-            .await
-            .expect("bind out")
-            .to_string();
-        let h = hub.clone();
-        tokio::spawn(async move { h.run().await });
-        let mut servers = Vec::new();
-        for _ in 0..workers {
-            let s = Arc::new(Server::new(zerorpc::demo::Demo));
-            s.connect(&output).await.expect("connect worker");
-            let r = s.clone();
-            tokio::spawn(async move { r.run().await });
-            servers.push(s);
-        }
-        while hub.stats().workers.len() < workers {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (hub, input, _servers) = start_hub(workers).await;
         eprintln!("through the hub: {workers} workers");
         let name = if workers == 2 {
             "through the hub, 2 workers"
@@ -1001,6 +978,31 @@ async fn http_echo(mut sender: HttpSender) -> HttpSender {
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(&body[..], b"1");
     sender
+}
+
+/// A hub (default options) on free local ports with `n` demo servers as
+/// its workers, running once the hub has heard from all of them: the hub,
+/// the endpoint its clients connect to, the workers.
+pub(crate) async fn start_hub(n: usize) -> (Arc<zerorpc::Hub>, String, Vec<Arc<Server>>) {
+    let hub = Arc::new(zerorpc::Hub::new(zerorpc::HubOptions::default()));
+    let input = hub.bind_in("tcp://127.0.0.1:0").await.expect("bind in");
+    let output = hub.bind_out("tcp://127.0.0.1:0").await.expect("bind out");
+    let h = hub.clone();
+    tokio::spawn(async move { h.run().await });
+    let mut servers = Vec::new();
+    for _ in 0..n {
+        let s = Arc::new(Server::new(zerorpc::demo::Demo));
+        s.connect(&output.to_string())
+            .await
+            .expect("connect worker");
+        let r = s.clone();
+        tokio::spawn(async move { r.run().await });
+        servers.push(s);
+    }
+    while hub.stats().workers.len() < n {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (hub, input.to_string(), servers)
 }
 
 /// An HTTP gateway (default options) in front of the service at `ep`,
@@ -1368,14 +1370,7 @@ fn instructions_workload(kind: &str, n: u64) {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let server = Arc::new(Server::new(zerorpc::demo::Demo));
-        let ep = server
-            .bind("tcp://127.0.0.1:0")
-            .await
-            .expect("bind")
-            .to_string();
-        let srv = server.clone();
-        tokio::spawn(async move { srv.run().await });
+        let (_server, ep) = demo_server(Default::default()).await;
         // `calls`: the default (a trace context on every root call);
         // `untraced`: without it, what that context costs.
         let opts = zerorpc::ClientOptions {
@@ -1436,7 +1431,7 @@ fn main() {
         return;
     }
     if args.get(1).map(String::as_str) == Some("soak-server") {
-        soak::server_main();
+        soak::server_main(&args[2..]);
         return;
     }
     if args.get(1).map(String::as_str) == Some("security") {
@@ -1516,13 +1511,7 @@ fn main() {
 
     step(0, "provisioning the Python venv (first run only)");
     common::python();
-    let server = Arc::new(Server::new(zerorpc::demo::Demo));
-    let rust_ep = rt
-        .block_on(server.bind("tcp://127.0.0.1:0"))
-        .expect("bind")
-        .to_string();
-    let srv = server.clone();
-    rt.spawn(async move { srv.run().await });
+    let (_server, rust_ep) = rt.block_on(demo_server(Default::default()));
     let py_ep = format!("tcp://127.0.0.1:{}", common::free_port());
     let py_server_script = common::PY_DEMO_SERVER;
     let mut py_server = common::Proc::python(py_server_script, &[&py_ep, "5"]);

@@ -1,5 +1,7 @@
-//! `zerorpc-bench soak [--minutes M] [--out DIR]`: M minutes (default 30)
-//! of mixed load against one server process, sampled every few seconds.
+//! `zerorpc-bench soak [--minutes M] [--bus-retention R] [--out DIR]`: M
+//! minutes (default 30) of mixed load against one server process, sampled
+//! every few seconds; the bus daemon keeps R minutes of messages (default
+//! 5, `0`: every message, the daemon's default of 7 days).
 //!
 //! The server is this binary re-run as `zerorpc-bench soak-server` (see
 //! [`server`]): the demo service, a hub with two workers, the HTTP gateway,
@@ -142,6 +144,8 @@ struct Sample {
 
 struct Run {
     minutes: f64,
+    /// The bus daemon's retention in minutes (`None`: 7 days).
+    bus_retention_min: Option<f64>,
     samples: Vec<Sample>,
     /// Quick-call latency (µs) and errors per minute of the run.
     per_minute: Vec<(Histogram<u64>, u64)>,
@@ -151,6 +155,7 @@ struct Run {
 
 pub(crate) fn main(args: &[String]) {
     let mut minutes = 30.0;
+    let mut retention = Some(5.0);
     let mut out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-results");
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -158,15 +163,20 @@ pub(crate) fn main(args: &[String]) {
             ("--minutes", Some(m)) if m.parse::<f64>().is_ok_and(|m| m > 0.0) => {
                 minutes = m.parse().unwrap_or(minutes)
             }
+            ("--bus-retention", Some(r)) if r.parse::<f64>().is_ok_and(|r| r >= 0.0) => {
+                retention = r.parse().ok().filter(|r: &f64| *r > 0.0)
+            }
             ("--out", Some(d)) => out = d.into(),
             _ => {
-                eprintln!("usage: zerorpc-bench soak [--minutes M] [--out DIR]");
+                eprintln!(
+                    "usage: zerorpc-bench soak [--minutes M] [--bus-retention R] [--out DIR]"
+                );
                 std::process::exit(2);
             }
         }
     }
     let rt = crate::runtime();
-    let run = rt.block_on(drive(minutes));
+    let run = rt.block_on(drive(minutes, retention));
     match report::write(&run, &out) {
         Ok(paths) => {
             for p in paths {
@@ -178,10 +188,11 @@ pub(crate) fn main(args: &[String]) {
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 
-async fn drive(minutes: f64) -> Run {
+async fn drive(minutes: f64, bus_retention_min: Option<f64>) -> Run {
     let exe = std::env::current_exe().expect("current exe");
     let mut child = tokio::process::Command::new(exe)
         .arg("soak-server")
+        .arg(bus_retention_min.map_or(0.0, |r| r * 60.0).to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -208,6 +219,7 @@ async fn drive(minutes: f64) -> Run {
     let end = t0 + Duration::from_secs_f64(minutes * 60.0);
     let mut run = Run {
         minutes,
+        bus_retention_min,
         samples: Vec::new(),
         per_minute: Vec::new(),
         kinds: BTreeMap::new(),

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use zerorpc::Server;
 use zerorpc_bus::daemon::{Daemon, DaemonOptions};
 use zerorpc_stream::runner::{run, RunOptions};
 use zerorpc_stream::{
@@ -114,45 +113,31 @@ pub(super) fn cpu_ticks() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn main() {
-    crate::runtime().block_on(serve());
+/// `args[0]`: the bus daemon's retention in seconds (`0` or absent: the
+/// daemon's default, 7 days).
+pub(crate) fn main(args: &[String]) {
+    let retention = args
+        .first()
+        .and_then(|a| a.parse::<f64>().ok())
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(Duration::from_secs_f64);
+    crate::runtime().block_on(serve(retention));
     std::process::exit(0);
 }
 
-async fn serve() {
-    let server = Arc::new(Server::new(zerorpc::demo::Demo));
-    let rpc = server
-        .bind("tcp://127.0.0.1:0")
-        .await
-        .expect("bind")
-        .to_string();
-    let s = server.clone();
-    tokio::spawn(async move { s.run().await });
-
-    let hub = Arc::new(zerorpc::Hub::new(zerorpc::HubOptions::default()));
-    let hub_in = hub.bind_in("tcp://127.0.0.1:0").await.expect("bind in");
-    let hub_out = hub.bind_out("tcp://127.0.0.1:0").await.expect("bind out");
-    let h = hub.clone();
-    tokio::spawn(async move { h.run().await });
-    let mut workers = Vec::new();
-    for _ in 0..2 {
-        let w = Arc::new(Server::new(zerorpc::demo::Demo));
-        w.connect(&hub_out.to_string()).await.expect("worker");
-        let r = w.clone();
-        tokio::spawn(async move { r.run().await });
-        workers.push(w);
-    }
-    while hub.stats().workers.len() < workers.len() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn serve(retention: Option<Duration>) {
+    let (_server, rpc) = crate::demo_server(Default::default()).await;
+    let (_hub, hub_in, _workers) = crate::start_hub(2).await;
 
     let http = crate::start_gateway(&rpc).await;
 
     let dir = std::env::temp_dir().join(format!("zerorpc-soak-bus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let defaults = DaemonOptions::ephemeral(&dir);
     let daemon = Daemon::start(DaemonOptions {
         recent: BUS_RECENT,
-        ..DaemonOptions::ephemeral(&dir)
+        retention: retention.or(defaults.retention),
+        ..defaults
     })
     .await
     .expect("bus daemon");
@@ -182,7 +167,7 @@ async fn serve() {
 
     let endpoints = json!({
         "rpc": rpc,
-        "hub": hub_in.to_string(),
+        "hub": hub_in,
         "http": http.to_string(),
         "bus": daemon.ingest_endpoint(),
     });
