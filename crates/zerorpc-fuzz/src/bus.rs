@@ -1,6 +1,6 @@
 //! What the bus targets check against: a fixed test PKI (`pki/`, made by
-//! `pki/make_pki.py`) with its validators and signers, a replay store with
-//! known records, and a schema registry.
+//! `crates/zerorpc-bus/tests/py/make_pki.py --fixed`) with its validators
+//! and signers, a replay store with known records, and a schema registry.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
