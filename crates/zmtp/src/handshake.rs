@@ -15,6 +15,9 @@
 //!
 //! On error, [`Handshake::take_output`] may still hold an ERROR command for
 //! the peer; write it (best effort) before closing.
+//!
+//! With the `tokio` feature, [`Handshake::run`] is that loop over a
+//! connection's halves (what the sockets use; raw test clients too).
 
 use bytes::{Bytes, BytesMut};
 
@@ -284,6 +287,59 @@ impl Handshake {
 
     fn queue_error(&mut self, reason: &str) {
         Command::Error(reason.to_owned()).encode(&mut self.out);
+    }
+
+    /// Runs the handshake to its end over a connection: writes what it has
+    /// to say, reads until it is done, and returns the session codec;
+    /// `input` keeps what was read past the handshake (the first bytes of
+    /// traffic). When the handshake fails, the ERROR command it queued for
+    /// the peer, if any, is sent first (best effort). No timeout of its own:
+    /// wrap the call in one.
+    #[cfg(feature = "tokio")]
+    pub async fn run<R, W>(
+        mut self,
+        read: &mut R,
+        write: &mut W,
+        input: &mut BytesMut,
+        limits: Limits,
+    ) -> Result<Session>
+    where
+        R: tokio::io::AsyncRead + Unpin + ?Sized,
+        W: tokio::io::AsyncWrite + Unpin + ?Sized,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let out = self.take_output();
+            if !out.is_empty() {
+                write.write_all(&out).await?;
+            }
+            if self.is_done() {
+                return self.finish(limits);
+            }
+            input.reserve(16 * 1024);
+            let n = match read.read_buf(input).await {
+                Ok(n) => n,
+                // A peer that refuses our credentials may reset at once.
+                Err(_) if self.awaiting_security() => 0,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                return Err(if self.awaiting_security() {
+                    ZmtpError::ClosedDuringSecurityHandshake {
+                        mechanism: self.mechanism_name(),
+                    }
+                } else {
+                    ZmtpError::ConnectionClosed
+                });
+            }
+            if let Err(e) = self.receive(input) {
+                let out = self.take_output();
+                if !out.is_empty() {
+                    let _ = write.write_all(&out).await;
+                }
+                return Err(e);
+            }
+        }
     }
 
     /// Turns a completed handshake into the session codec.

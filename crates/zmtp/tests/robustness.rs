@@ -21,20 +21,16 @@ fn addr(ep: &zmtp::Endpoint) -> String {
 /// A raw TCP connection that completed a NULL handshake as `kind`.
 async fn raw_handshake(ep: &zmtp::Endpoint, kind: SocketType) -> (TcpStream, BytesMut) {
     let mut s = TcpStream::connect(addr(ep)).await.unwrap();
-    let mut hs = Handshake::new(kind, Bytes::new(), Box::new(NullMechanism::new()));
+    let hs = Handshake::new(kind, Bytes::new(), Box::new(NullMechanism::new()));
     let mut input = BytesMut::new();
-    loop {
-        let out = hs.take_output();
-        s.write_all(&out).await.unwrap();
-        if hs.is_done() {
-            return (s, input);
-        }
-        let n = within("raw handshake", s.read_buf(&mut input))
-            .await
-            .unwrap();
-        assert!(n > 0, "server closed during handshake");
-        hs.receive(&mut input).unwrap();
-    }
+    let (mut r, mut w) = s.split();
+    within(
+        "raw handshake",
+        hs.run(&mut r, &mut w, &mut input, zmtp::Limits::default()),
+    )
+    .await
+    .expect("handshake");
+    (s, input)
 }
 
 /// Reads until the server closes the connection.

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use zerorpc::zmtp::{Handshake, NullMechanism, SocketType};
+use zerorpc::zmtp::{Handshake, Limits, NullMechanism, SocketType};
 use zerorpc::{Client, Value};
 use zerorpc_bus::publisher::{Publisher, PublisherOptions};
 use zerorpc_bus::subscriber::{Event, Filters, Since, Subscription};
@@ -298,24 +298,17 @@ async fn closed_within(mut s: TcpStream, secs: u64) -> bool {
 
 /// A NULL-mechanism ZMTP handshake as a DEALER on `s`.
 async fn zmtp_handshake(s: &mut TcpStream) -> Result<(), String> {
-    let mut hs = Handshake::new(
+    let hs = Handshake::new(
         SocketType::Dealer,
         Bytes::new(),
         Box::new(NullMechanism::new()),
     );
+    let (mut r, mut w) = s.split();
     let mut input = BytesMut::new();
-    loop {
-        s.write_all(&hs.take_output()).await.map_err(text)?;
-        if hs.is_done() {
-            return Ok(());
-        }
-        match timeout(Duration::from_secs(3), s.read_buf(&mut input)).await {
-            Ok(Ok(0)) => return Err("closed during the handshake".into()),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("handshake timed out".into()),
-        }
-        hs.receive(&mut input).map_err(text)?;
+    let run = hs.run(&mut r, &mut w, &mut input, Limits::default());
+    match timeout(Duration::from_secs(3), run).await {
+        Ok(r) => r.map(drop).map_err(text),
+        Err(_) => Err("handshake timed out".into()),
     }
 }
 

@@ -27,29 +27,24 @@ impl RawClient {
     pub async fn connect(endpoint: &str) -> RawClient {
         let addr = endpoint.trim_start_matches("tcp://");
         let mut s = TcpStream::connect(addr).await.expect("connect");
-        let mut hs = Handshake::new(
+        let mut input = BytesMut::new();
+        let hs = Handshake::new(
             SocketType::Dealer,
             Bytes::new(),
             Box::new(NullMechanism::new()),
         );
-        let mut input = BytesMut::new();
-        loop {
-            let out = hs.take_output();
-            s.write_all(&out).await.expect("write handshake");
-            if hs.is_done() {
-                let session = hs.finish(Limits::default()).expect("handshake");
-                return RawClient {
-                    stream: s,
-                    input,
-                    decoder: Some(session.decoder),
-                    encoder: session.encoder,
-                };
-            }
-            let n = within("raw handshake", s.read_buf(&mut input))
-                .await
-                .expect("read");
-            assert!(n > 0, "server closed during handshake");
-            hs.receive(&mut input).expect("handshake");
+        let (mut r, mut w) = s.split();
+        let session = within(
+            "raw handshake",
+            hs.run(&mut r, &mut w, &mut input, Limits::default()),
+        )
+        .await
+        .expect("handshake");
+        RawClient {
+            stream: s,
+            input,
+            decoder: Some(session.decoder),
+            encoder: session.encoder,
         }
     }
 

@@ -266,39 +266,9 @@ async fn handshake(
     input: &mut BytesMut,
 ) -> Result<Session> {
     let identity = shared.options.identity.clone().unwrap_or_default();
-    let mut hs = Handshake::new(shared.kind, identity, shared.options.security.mechanism());
-    loop {
-        let out = hs.take_output();
-        if !out.is_empty() {
-            write.write_all(&out).await?;
-        }
-        if hs.is_done() {
-            return hs.finish(shared.options.limits);
-        }
-        input.reserve(READ_CHUNK);
-        let n = match read.read_buf(input).await {
-            Ok(n) => n,
-            Err(_) if hs.awaiting_security() => 0,
-            Err(e) => return Err(e.into()),
-        };
-        if n == 0 {
-            return Err(if hs.awaiting_security() {
-                ZmtpError::ClosedDuringSecurityHandshake {
-                    mechanism: hs.mechanism_name(),
-                }
-            } else {
-                ZmtpError::ConnectionClosed
-            });
-        }
-        if let Err(e) = hs.receive(input) {
-            // Tell the peer why (an ERROR command), best effort.
-            let out = hs.take_output();
-            if !out.is_empty() {
-                let _ = write.write_all(&out).await;
-            }
-            return Err(e);
-        }
-    }
+    Handshake::new(shared.kind, identity, shared.options.security.mechanism())
+        .run(read, write, input, shared.options.limits)
+        .await
 }
 
 /// A connection's read side after its handshake.
