@@ -148,7 +148,7 @@ fn markdown(run: &Run, svg: &Path) -> String {
             k * 60.0
         );
     }
-    let _ = writeln!(m, "\nThe bus log is shown beside RSS because the daemon's store (redb) keeps memory as its file grows, beyond the 32 MiB page cache `Store::open` gives it (redb's default was 1 GiB); with {retention} of retention the log stops growing once pruning keeps pace with publishing (the 60-minute soak of 2026-12-04 kept every message: its RSS followed the file's growth).");
+    let _ = writeln!(m, "\nThe bus log is shown beside RSS because the daemon's store (redb) caches its pages (8 MiB since 2026-12-04: redb did not keep a 32 MiB cache to its size once pruning reused pages, see `crates/zerorpc-bus/examples/store_churn.rs`); with {retention} of retention the log stops growing once pruning keeps pace with publishing.");
     let p99 = |i: usize| {
         run.per_minute
             .get(i)

@@ -143,10 +143,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// The store's page cache. redb's default is 1 GiB, which a long-running
-/// daemon fills as its log grows (the soak benchmark saw RSS follow the
-/// log); reads of recent messages hit the daemon's own cache first.
-const CACHE_BYTES: usize = 32 << 20;
+/// The store's page cache (redb's `set_cache_size`). redb's default is
+/// 1 GiB, which a long-running daemon fills as its log grows. Nor does
+/// redb keep its cache to the size given once pruning frees and reuses
+/// pages: with 32 MiB, a log held at 20 MiB by retention took the process
+/// to 154 MiB over 24 simulated hours and still growing; with 8 MiB it
+/// stayed at 12.3–12.6 MiB, appending about as fast (`cargo run --release -p
+/// zerorpc-bus --example store_churn 24`, see `bench-results/`). Reads of
+/// recent messages hit the daemon's own cache first, and the operating
+/// system caches the file.
+const CACHE_BYTES: usize = 8 << 20;
 
 impl Store {
     /// Opens (creating it and its directory if need be) the store in `dir`.
