@@ -199,6 +199,7 @@ fn sample_stats(acked: u64) -> RunStats {
             failed: 1,
             timed_out: 0,
             pending: 100 - acked - 1,
+            acker_capacity: 0.25,
         },
         ..RunStats::default()
     };

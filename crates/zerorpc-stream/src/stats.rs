@@ -32,6 +32,12 @@ pub struct ComponentStats {
     pub errors: u64,
     /// Subprocess restarts (shell components).
     pub restarts: u64,
+    /// The share of the run its busiest task spent working (Storm's
+    /// "capacity"): the time inside the task's polls over the elapsed
+    /// time. Near 1, that task is the topology's bottleneck; a shell
+    /// component's subprocess works apart from it (not counted).
+    #[serde(default)]
+    pub capacity: f64,
 }
 
 /// What happened to spout trees.
@@ -47,6 +53,9 @@ pub struct TreeStats {
     pub timed_out: u64,
     /// Trees in flight now.
     pub pending: u64,
+    /// The acker task's capacity (see [`ComponentStats::capacity`]).
+    #[serde(default)]
+    pub acker_capacity: f64,
 }
 
 /// A snapshot of a run.
@@ -70,18 +79,19 @@ pub fn render_table(stats: &RunStats) -> String {
     let secs = stats.elapsed_secs.max(1e-9);
     let _ = writeln!(
         s,
-        "topology {}  {:.1}s  trees: {} started, {} acked, {} failed, {} timed out, {} pending",
+        "topology {}  {:.1}s  trees: {} started, {} acked, {} failed, {} timed out, {} pending  acker capacity {:.2}",
         stats.topology,
         stats.elapsed_secs,
         stats.trees.started,
         stats.trees.acked,
         stats.trees.failed,
         stats.trees.timed_out,
-        stats.trees.pending
+        stats.trees.pending,
+        stats.trees.acker_capacity
     );
     let _ = writeln!(
         s,
-        "{:<16} {:>5} {:>5} {:>11} {:>11} {:>11} {:>8} {:>8} {:>10} {:>9} {:>6} {:>8}",
+        "{:<16} {:>5} {:>5} {:>11} {:>11} {:>11} {:>8} {:>8} {:>10} {:>9} {:>6} {:>8} {:>8}",
         "component",
         "kind",
         "tasks",
@@ -93,7 +103,8 @@ pub fn render_table(stats: &RunStats) -> String {
         "rate/s",
         "lat ms",
         "p99",
-        "errors"
+        "errors",
+        "capacity"
     );
     for (id, c) in &stats.components {
         let moved = if c.kind == "spout" {
@@ -103,7 +114,7 @@ pub fn render_table(stats: &RunStats) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<16} {:>5} {:>5} {:>11} {:>11} {:>11} {:>8} {:>8} {:>10.0} {:>9.3} {:>6.2} {:>8}",
+            "{:<16} {:>5} {:>5} {:>11} {:>11} {:>11} {:>8} {:>8} {:>10.0} {:>9.3} {:>6.2} {:>8} {:>8.2}",
             id,
             c.kind,
             c.tasks,
@@ -119,7 +130,8 @@ pub fn render_table(stats: &RunStats) -> String {
                 format!("{}/{}r", c.errors, c.restarts)
             } else {
                 c.errors.to_string()
-            }
+            },
+            c.capacity
         );
     }
     s

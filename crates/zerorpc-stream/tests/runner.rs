@@ -219,6 +219,44 @@ async fn word_count_acks_every_tree_and_counts_exactly() {
     assert_eq!(written.components["count"].executed, words);
 }
 
+/// Works 2 ms per tuple (blocking its task, as heavy work does).
+struct Heavy;
+
+impl Bolt for Heavy {
+    fn outputs(&self) -> Outputs {
+        Outputs::none()
+    }
+    fn process(&mut self, _t: &Tuple, _out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
+        std::thread::sleep(Duration::from_millis(2));
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_is_the_share_of_the_run_a_task_spends_working() {
+    let n = 200;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let l = ledger.clone();
+    let topology = TopologyBuilder::new("capacity")
+        .spout("sentences", 1, move || SentenceSpout::new(n, l.clone()))
+        .bolt("slow", 1, || Heavy)
+        .shuffle("sentences")
+        .build();
+    let stats = run(topology, &Registry::new(), idle_options())
+        .await
+        .unwrap();
+    assert_eq!(stats.trees.acked, n);
+    let slow = &stats.components["slow"];
+    assert_eq!(slow.executed, n);
+    // Its polls held at least its sleeps, and a task's polls never overlap.
+    let worked = slow.capacity * stats.elapsed_secs;
+    assert!(worked >= 0.002 * n as f64, "{worked} s for {n} × 2 ms");
+    assert!(slow.capacity <= 1.0, "{}", slow.capacity);
+    assert!(stats.trees.acker_capacity > 0.0 && stats.trees.acker_capacity < slow.capacity);
+    let table = zerorpc_stream::render_table(&stats);
+    assert!(table.contains("capacity"), "{table}");
+}
+
 /// Fails a share of the tuples it gets, at random.
 struct Flaky {
     share: f64,

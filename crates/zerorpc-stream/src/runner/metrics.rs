@@ -1,6 +1,7 @@
 //! Live counters of a run: one set per task, written with relaxed atomics
 //! on the hot path and summed per component when a snapshot is taken.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,8 @@ pub(crate) struct TaskCounters {
     /// Spouts: trees in flight; bolts: tuples queued for the task.
     pub(crate) pending: AtomicI64,
     pub(crate) latency: Histogram,
+    /// Nanoseconds spent inside the task's polls (see [`Timed`]).
+    pub(crate) busy_ns: AtomicU64,
 }
 
 /// The acker's counters (one acker per run).
@@ -89,6 +92,8 @@ pub(crate) struct TreeCounters {
     pub(crate) failed: AtomicU64,
     pub(crate) timed_out: AtomicU64,
     pub(crate) pending: AtomicU64,
+    /// The acker task's time inside its polls.
+    pub(crate) acker_busy_ns: AtomicU64,
 }
 
 /// Every counter of a run, by component.
@@ -115,6 +120,7 @@ impl RunCounters {
     }
 
     pub(crate) fn snapshot(&self, elapsed: Duration) -> RunStats {
+        let share = |ns: u64| ns as f64 / 1e9 / elapsed.as_secs_f64().max(1e-9);
         let mut stats = RunStats {
             topology: self.topology.clone(),
             elapsed_secs: elapsed.as_secs_f64(),
@@ -136,6 +142,7 @@ impl RunCounters {
                 c.errors += t.errors.load(Relaxed);
                 c.restarts += t.restarts.load(Relaxed);
                 c.pending += t.pending.load(Relaxed).max(0) as u64;
+                c.capacity = c.capacity.max(share(t.busy_ns.load(Relaxed)));
                 let (n, s) = t.latency.read(&mut buckets);
                 count += n;
                 sum += s;
@@ -153,8 +160,57 @@ impl RunCounters {
             failed: t.failed.load(Relaxed),
             timed_out: t.timed_out.load(Relaxed),
             pending: t.pending.load(Relaxed),
+            acker_capacity: share(t.acker_busy_ns.load(Relaxed)),
         };
         stats
+    }
+}
+
+/// A task's future, adding the time spent inside each of its polls to a
+/// counter: what a task costs, apart from what it waits for (two clock
+/// reads per poll; a poll handles a batch).
+pub(crate) struct Timed<'a, T> {
+    inner: std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>,
+    busy: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl<'a, T> Timed<'a, T> {
+    /// `fut`, its poll time added by `busy`.
+    pub(crate) fn new(
+        fut: impl Future<Output = T> + Send + 'a,
+        busy: Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Timed<'a, T> {
+        Timed {
+            inner: Box::pin(fut),
+            busy,
+        }
+    }
+
+    /// `fut`, its poll time added to the task's counters.
+    pub(crate) fn task(
+        fut: impl Future<Output = T> + Send + 'a,
+        counters: &Arc<TaskCounters>,
+    ) -> Timed<'a, T> {
+        let c = counters.clone();
+        Timed::new(
+            fut,
+            Arc::new(move |ns| {
+                c.busy_ns.fetch_add(ns, Relaxed);
+            }),
+        )
+    }
+}
+
+impl<T> Future for Timed<'_, T> {
+    type Output = T;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<T> {
+        let t0 = std::time::Instant::now();
+        let r = self.inner.as_mut().poll(cx);
+        (self.busy)(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        r
     }
 }
 

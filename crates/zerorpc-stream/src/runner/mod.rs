@@ -49,7 +49,7 @@ use emitter::{Batch, Dest, Emitter, StreamOut};
 use executor::{MakeBolt, MakeSpout};
 pub(crate) use io::{BoltIo, Phase, SpoutIo};
 use logs::ComponentLog;
-use metrics::{RunCounters, TaskCounters, TreeCounters};
+use metrics::{RunCounters, TaskCounters, Timed, TreeCounters};
 
 /// How a run is bounded and reported.
 #[derive(Debug, Clone)]
@@ -388,8 +388,10 @@ pub async fn run(
                     let rx = receivers.remove(&(ci, ti)).ok_or_else(|| {
                         Error::Topology(format!("{id}: no input queue for task {ti}"))
                     })?;
+                    let counters = emitter.counters.clone();
                     let io = BoltIo::new(rx, emitter, ticks, phase_rx.clone());
                     let fut = executor::run_bolt(bolt, make.clone(), ctx_of(ti), io);
+                    let fut = Timed::task(fut, &counters);
                     let id = id.clone();
                     set.spawn(async move { (id, fut.await) });
                 }
@@ -401,8 +403,10 @@ pub async fn run(
                     } else {
                         None
                     };
+                    let counters = emitter.counters.clone();
                     let io = SpoutIo::new(emitter, control, max_pending, phase_rx.clone());
                     let fut = executor::run_spout(spout, make.clone(), ctx_of(ti), io);
+                    let fut = Timed::task(fut, &counters);
                     let id = id.clone();
                     set.spawn(async move { (id, fut.await) });
                 }
@@ -413,6 +417,7 @@ pub async fn run(
                     let spec = spec.clone();
                     let ctx = ctx_of(ti);
                     let id = id.clone();
+                    let counters = emitter.counters.clone();
                     if spout {
                         let control = if acking {
                             control_rx[first_spout + ti].take()
@@ -420,13 +425,15 @@ pub async fn run(
                             None
                         };
                         let io = SpoutIo::new(emitter, control, max_pending, phase_rx.clone());
-                        set.spawn(async move { (id, shell::run_shell_spout(spec, ctx, io).await) });
+                        let fut = Timed::task(shell::run_shell_spout(spec, ctx, io), &counters);
+                        set.spawn(async move { (id, fut.await) });
                     } else {
                         let rx = receivers.remove(&(ci, ti)).ok_or_else(|| {
                             Error::Topology(format!("{id}: no input queue for task {ti}"))
                         })?;
                         let io = BoltIo::new(rx, emitter, tick_secs(None), phase_rx.clone());
-                        set.spawn(async move { (id, shell::run_shell_bolt(spec, ctx, io).await) });
+                        let fut = Timed::task(shell::run_shell_bolt(spec, ctx, io), &counters);
+                        set.spawn(async move { (id, fut.await) });
                     }
                 }
             }
@@ -436,9 +443,15 @@ pub async fn run(
     drop(senders);
     drop(acker_tx);
     {
-        let trees = trees.clone();
+        let (trees, busy) = (trees.clone(), trees.clone());
+        let acker = Timed::new(
+            run_acker(acker_rx, control_tx, timeout, trees),
+            Arc::new(move |ns| {
+                busy.acker_busy_ns.fetch_add(ns, Relaxed);
+            }),
+        );
         set.spawn(async move {
-            run_acker(acker_rx, control_tx, timeout, trees).await;
+            acker.await;
             ("__acker".to_string(), Ok(()))
         });
     }
