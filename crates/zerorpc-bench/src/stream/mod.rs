@@ -109,6 +109,8 @@ pub(crate) struct Rates {
     pub(crate) trees: f64,
     pub(crate) tuples: f64,
     pub(crate) failed: u64,
+    /// The run's statistics table (components' rates and capacity).
+    pub(crate) table: String,
 }
 
 pub(crate) fn rates(stats: &RunStats) -> Rates {
@@ -123,6 +125,7 @@ pub(crate) fn rates(stats: &RunStats) -> Rates {
         trees: stats.trees.acked as f64 / secs,
         tuples: executed as f64 / secs,
         failed: stats.trees.failed + stats.trees.timed_out,
+        table: zerorpc_stream::render_table(stats),
     }
 }
 
@@ -364,11 +367,13 @@ pub(crate) async fn stream_bench(quick: bool) {
         drive_table(&py, &ours);
         return;
     }
-    // `ml`: just our multi-lang bolts (JSON), for profiling.
+    // `ml`: just our multi-lang bolts (JSON), for profiling; the runner's
+    // table shows each task's capacity.
     if std::env::args().any(|a| a == "ml") {
         std::env::set_var("ZERORPC_STREAM_NEED_TASK_IDS", "0");
         let ml = ours_multilang_json(secs).await;
         row(ML_JSON, &ml, None);
+        eprintln!("{}", ml.table);
         return;
     }
     // pystorm components send need_task_ids false; ours do the same here

@@ -162,16 +162,22 @@ enum Event {
     Closed,
 }
 
+/// What the reader thread decoded from one read of stdout; an error ends
+/// it (the subprocess broke the protocol).
+type Events = Vec<Result<Event, Error>>;
+
 /// One running subprocess.
 struct Proc {
     child: Child,
     pid: u32,
     stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    /// What the reader thread read from stdout (see [`read_stdout`]).
-    stdout: mpsc::Receiver<Vec<u8>>,
+    /// What the reader thread decoded from stdout (see [`read_stdout`]);
+    /// its end is the end of stdout.
+    stdout: mpsc::Receiver<Events>,
+    /// Of the last batch, what was not taken yet.
+    ready: std::vec::IntoIter<Result<Event, Error>>,
     /// Tuples the subprocess holds unanswered, for the reader's lingering.
     backlog: Arc<AtomicUsize>,
-    decoder: Decoder,
     serializer: Serializer,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     pid_dir: PathBuf,
@@ -221,9 +227,10 @@ impl Proc {
         {
             let backlog = backlog.clone();
             let name = format!("{}-{}-stdout", ctx.component, ctx.task);
+            let decoder = Decoder::new(spec.serializer);
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || read_stdout(stdout_r, stdout_tx, backlog))
+                .spawn(move || read_stdout(stdout_r, decoder, stdout_tx, backlog))
                 .map_err(|e| fail(format!("cannot start a reader thread: {e}")))?;
         }
         // The writer: a task, so that a subprocess that does not read its
@@ -260,8 +267,8 @@ impl Proc {
             pid,
             stdin: Some(tx),
             stdout,
+            ready: Vec::new().into_iter(),
             backlog,
-            decoder: Decoder::new(spec.serializer),
             serializer: spec.serializer,
             stderr_tail,
             pid_dir: pid_dir.clone(),
@@ -351,23 +358,19 @@ impl Proc {
         }
     }
 
-    /// A decoded event without reading (for draining what arrived).
+    /// A decoded event without waiting (for draining what arrived).
     fn ready_event(&mut self) -> Result<Option<Event>, Error> {
-        Ok(match self.decoder.next_decoded::<WorkerWire>()? {
-            Some(Decoded::Message(w)) => Some(Event::Message(FromComponent::from_wire(w)?)),
-            Some(Decoded::Stray(l)) => Some(Event::Stray(l)),
-            None => None,
-        })
+        self.ready.next().transpose()
     }
 
-    /// The next event, reading as needed (cancel-safe).
+    /// The next event, waiting as needed (cancel-safe).
     async fn next_event(&mut self) -> Result<Event, Error> {
         loop {
             if let Some(e) = self.ready_event()? {
                 return Ok(e);
             }
             match self.stdout.recv().await {
-                Some(chunk) => self.decoder.feed(&chunk),
+                Some(batch) => self.ready = batch.into_iter(),
                 None => return Ok(Event::Closed),
             }
         }
@@ -420,8 +423,9 @@ impl Proc {
     }
 }
 
-/// Chunks read from a subprocess's stdout and not yet decoded, at most
-/// (with [`READ_CHUNK`], the memory a fast subprocess can take).
+/// Batches decoded from a subprocess's stdout and not yet taken, at most
+/// (each from one read of at most [`READ_CHUNK`]: with the decoder's
+/// message limit, the memory a fast subprocess can take).
 const STDOUT_CHUNKS: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -459,11 +463,13 @@ const LINGER_STEP: Duration = Duration::from_micros(100);
 /// The backlog value that turns lingering off for good.
 const NO_LINGER: usize = usize::MAX;
 
-/// The reader thread of a subprocess's stdout: blocking reads, handed to
-/// the task in chunks; the end of the channel is the end of stdout.
+/// The reader thread of a subprocess's stdout: blocking reads, decoded
+/// here (off the task, which has the routing to do) and handed to the task
+/// a batch per read; the end of the channel is the end of stdout.
 fn read_stdout(
     mut pipe: std::io::PipeReader,
-    tx: mpsc::Sender<Vec<u8>>,
+    mut decoder: Decoder,
+    tx: mpsc::Sender<Events>,
     backlog: Arc<AtomicUsize>,
 ) {
     use std::io::Read;
@@ -478,12 +484,33 @@ fn read_stdout(
                 return;
             }
         };
-        if tx.blocking_send(buf[..n].to_vec()).is_err() {
+        decoder.feed(&buf[..n]);
+        let (batch, broken) = decode_ready(&mut decoder);
+        if !batch.is_empty() && tx.blocking_send(batch).is_err() || broken {
             return;
         }
         let b = backlog.load(Relaxed);
         if n < READ_CHUNK && b >= LINGER_BACKLOG && b != NO_LINGER {
             linger(&pipe);
+        }
+    }
+}
+
+/// Every event the decoder holds; `true` with it when the last is an
+/// error (nothing after it is read).
+fn decode_ready(decoder: &mut Decoder) -> (Events, bool) {
+    let mut batch = Vec::new();
+    loop {
+        let event = match decoder.next_decoded::<WorkerWire>() {
+            Ok(Some(Decoded::Message(w))) => FromComponent::from_wire(w).map(Event::Message),
+            Ok(Some(Decoded::Stray(line))) => Ok(Event::Stray(line)),
+            Ok(None) => return (batch, false),
+            Err(e) => Err(e),
+        };
+        let broken = event.is_err();
+        batch.push(event);
+        if broken {
+            return (batch, true);
         }
     }
 }
@@ -723,7 +750,7 @@ fn settle(id: &TupleId, ack: bool, io: &mut BoltIo, pending: &mut InFlight) {
 fn bolt_message(m: FromComponent, proc: &mut Proc, io: &mut BoltIo, pending: &mut InFlight) {
     match m {
         FromComponent::Emit(e) => {
-            let mut anchors = Vec::with_capacity(e.anchors.len());
+            let mut anchors: smallvec::SmallVec<[&Tuple; 2]> = smallvec::SmallVec::new();
             for id in &e.anchors {
                 match id.as_i64().and_then(|id| pending.get(&id)) {
                     Some((t, _)) => anchors.push(t),
@@ -733,15 +760,16 @@ fn bolt_message(m: FromComponent, proc: &mut Proc, io: &mut BoltIo, pending: &mu
                 }
             }
             let stream = e.stream.as_deref().unwrap_or(DEFAULT_STREAM);
+            let answer = e.need_task_ids && e.task.is_none();
             let result = io
                 .sink()
                 .emit(stream, &anchors, e.tuple, e.task)
-                .map(|ids| ids.to_vec());
+                .map(|ids| if answer { ids.to_vec() } else { Vec::new() });
             let ids = result.unwrap_or_else(|err| {
                 io.sink().report_error(&err.to_string());
                 Vec::new()
             });
-            if e.need_task_ids && e.task.is_none() {
+            if answer {
                 proc.send(&ToComponent::TaskIds(ids));
                 // It waits for each answer: reading it late would cost
                 // every emit the lingering.
