@@ -1,6 +1,6 @@
 //! Every fuzz target over its committed seeds and deterministic mutations
-//! of them (bit flips, cuts, insertions, splices), for a second or so each
-//! (see [`budget`]): the CI smoke. Not coverage-guided (that is `fuzz/run.sh`, under
+//! of them (bit flips, cuts, insertions, splices), 20 s each (see
+//! [`budget`]): the CI smoke. Not coverage-guided (that is `fuzz/run.sh`, under
 //! libFuzzer), but a parser that panics near a seed fails every change.
 //! A failing input is written to `target/fuzz-smoke-failures/` and printed.
 
@@ -81,19 +81,16 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
     v
 }
 
-/// How long a target's mutations run: 1.5 s, and 0.75 s for the six
-/// targets added with CURVE, the server and the bus (together they may add
-/// no more than about 5 s to the suite).
-fn budget(target: &str) -> Duration {
-    const SHORTER: [&str; 6] = [
-        "curve",
-        "server_recv",
-        "bus_signature",
-        "bus_replay",
-        "bus_schema",
-        "canonical_json",
-    ];
-    Duration::from_millis(if SHORTER.contains(&target) { 750 } else { 1500 })
+/// How long each target's mutations run: 20 s (the fuzzing issue's CI
+/// smoke), or `ZERORPC_FUZZ_SMOKE_SECS`. The targets share one thread per
+/// core: 17 targets add about three minutes to the suite on 2 cores.
+fn budget() -> Duration {
+    let secs = std::env::var("ZERORPC_FUZZ_SMOKE_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(20.0);
+    Duration::from_secs_f64(secs)
 }
 
 fn run(target: &str, f: fn(&[u8])) -> u64 {
@@ -117,7 +114,8 @@ fn run(target: &str, f: fn(&[u8])) -> u64 {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ target.len() as u64);
     let t0 = Instant::now();
     let mut n = seeds.len() as u64;
-    while t0.elapsed() < budget(target) {
+    let budget = budget();
+    while t0.elapsed() < budget {
         check(&mutate(&mut rng, &seeds));
         n += 1;
     }
@@ -126,9 +124,26 @@ fn run(target: &str, f: fn(&[u8])) -> u64 {
 
 #[test]
 fn every_target_survives_its_seeds_and_their_neighbours() {
-    for (name, f) in zerorpc_fuzz::TARGETS {
-        let n = run(name, *f);
-        eprintln!("{name}: {n} inputs");
-        assert!(n > 100, "{name} ran only {n} inputs");
-    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((name, f)) = zerorpc_fuzz::TARGETS.get(i) else {
+                        return;
+                    };
+                    let n = run(name, *f);
+                    eprintln!("{name}: {n} inputs");
+                    assert!(n > 100, "{name} ran only {n} inputs");
+                })
+            })
+            .collect();
+        for w in workers {
+            if let Err(panic) = w.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
 }
