@@ -219,19 +219,6 @@ async fn word_count_acks_every_tree_and_counts_exactly() {
     assert_eq!(written.components["count"].executed, words);
 }
 
-/// Works 2 ms per tuple (blocking its task, as heavy work does).
-struct Heavy;
-
-impl Bolt for Heavy {
-    fn outputs(&self) -> Outputs {
-        Outputs::none()
-    }
-    fn process(&mut self, _t: &Tuple, _out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
-        std::thread::sleep(Duration::from_millis(2));
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_is_the_share_of_the_run_a_task_spends_working() {
     let n = 200;
@@ -239,7 +226,7 @@ async fn capacity_is_the_share_of_the_run_a_task_spends_working() {
     let l = ledger.clone();
     let topology = TopologyBuilder::new("capacity")
         .spout("sentences", 1, move || SentenceSpout::new(n, l.clone()))
-        .bolt("slow", 1, || Heavy)
+        .bolt("slow", 1, || Slow(Duration::from_millis(2)))
         .shuffle("sentences")
         .build();
     let stats = run(topology, &Registry::new(), idle_options())
@@ -365,15 +352,15 @@ async fn timed_out_trees_are_replayed() {
     assert_eq!(stats.trees.pending, 0);
 }
 
-/// Sleeps a little per tuple.
-struct Slow;
+/// Sleeps this long per tuple (blocking its task, as heavy work does).
+struct Slow(Duration);
 
 impl Bolt for Slow {
     fn outputs(&self) -> Outputs {
         Outputs::none()
     }
     fn process(&mut self, _t: &Tuple, _out: &mut BoltCollector<'_>) -> Result<(), BoxError> {
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(self.0);
         Ok(())
     }
 }
@@ -388,7 +375,7 @@ async fn max_spout_pending_bounds_trees_in_flight() {
         .spout("sentences", 1, move || SentenceSpout::new(n, l.clone()))
         .bolt("split", 1, || SplitBolt)
         .shuffle("sentences")
-        .bolt("slow", 1, || Slow)
+        .bolt("slow", 1, || Slow(Duration::from_micros(200)))
         .shuffle("split")
         .build();
     run(topology, &Registry::new(), idle_options())

@@ -20,7 +20,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub const WEDGE: Duration = Duration::from_secs(60);
@@ -256,13 +256,24 @@ impl Drop for Proc {
     }
 }
 
-/// A free TCP port on loopback (for peers that need one up front).
+/// A free TCP port on loopback (for peers that need one up front), never
+/// one this process was given before: the system may hand a just-released
+/// port out again at once, and two endpoints of one test on the same port
+/// fail to bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A system tool, installed from apt (package `package`) if missing;
@@ -558,6 +569,22 @@ pub struct TcpProxy {
     port: u16,
     target: std::net::SocketAddr,
     running: Option<tokio::task::JoinHandle<()>>,
+    /// The open connections' sockets (both sides), for [`TcpProxy::cut`].
+    open: Arc<std::sync::Mutex<Vec<std::os::fd::RawFd>>>,
+}
+
+/// Keeps a connection's sockets in [`TcpProxy`]'s list while they are
+/// open: made after them, so dropped (and unlisted) before they close.
+struct Listed {
+    open: Arc<std::sync::Mutex<Vec<std::os::fd::RawFd>>>,
+    fds: [std::os::fd::RawFd; 2],
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.retain(|fd| !self.fds.contains(fd));
+    }
 }
 
 impl TcpProxy {
@@ -573,6 +600,7 @@ impl TcpProxy {
             port: free_port(),
             target,
             running: None,
+            open: Arc::default(),
         };
         p.resume().await;
         p
@@ -587,6 +615,14 @@ impl TcpProxy {
     pub fn cut(&mut self) {
         if let Some(task) = self.running.take() {
             task.abort();
+        }
+        // The abort lands when the runtime next polls the tasks; the
+        // connections are shut now, so nothing more passes after `cut`.
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        for fd in open.iter() {
+            // SAFETY: the fd is listed only while its socket is open (see
+            // `Listed`), and the list is locked.
+            unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
         }
     }
 
@@ -607,12 +643,17 @@ impl TcpProxy {
                 Err(e) => panic!("TcpProxy: cannot bind {addr} again: {e}"),
             }
         };
-        let target = self.target;
+        let (target, open) = (self.target, self.open.clone());
         self.running = Some(tokio::spawn(async move {
+            use std::os::fd::AsRawFd;
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((mut inbound, _)) = listener.accept().await {
+                let open = open.clone();
                 conns.spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let fds = [inbound.as_raw_fd(), outbound.as_raw_fd()];
+                        open.lock().unwrap_or_else(|e| e.into_inner()).extend(fds);
+                        let _listed = Listed { open, fds };
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
