@@ -14,17 +14,6 @@ use std::time::{Duration, Instant};
 
 use zerorpc_bus::store::{NewRecord, Store, StoreOptions};
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let hours: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(6);
@@ -80,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{} | {:.1} | {:.1} | {pruned}",
                 (sec + 1) / 60,
-                rss_mib(),
+                zerorpc_testkit::rss_kib() as f64 / 1024.0,
                 size as f64 / (1 << 20) as f64
             );
         }

@@ -166,50 +166,51 @@ impl RunCounters {
     }
 }
 
-/// A task's future, adding the time spent inside each of its polls to a
+/// Where a task's time inside its polls is added (see [`Timed`]).
+pub(crate) trait Busy: Send + Sync + 'static {
+    fn busy_ns(&self) -> &AtomicU64;
+}
+
+impl Busy for TaskCounters {
+    fn busy_ns(&self) -> &AtomicU64 {
+        &self.busy_ns
+    }
+}
+
+/// The acker's.
+impl Busy for TreeCounters {
+    fn busy_ns(&self) -> &AtomicU64 {
+        &self.acker_busy_ns
+    }
+}
+
+/// A task's future, adding the time spent inside each of its polls to its
 /// counter: what a task costs, apart from what it waits for (two clock
 /// reads per poll; a poll handles a batch).
-pub(crate) struct Timed<'a, T> {
-    inner: std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>,
-    busy: Arc<dyn Fn(u64) + Send + Sync>,
+pub(crate) struct Timed<F, C> {
+    inner: std::pin::Pin<Box<F>>,
+    counters: Arc<C>,
 }
 
-impl<'a, T> Timed<'a, T> {
-    /// `fut`, its poll time added by `busy`.
-    pub(crate) fn new(
-        fut: impl Future<Output = T> + Send + 'a,
-        busy: Arc<dyn Fn(u64) + Send + Sync>,
-    ) -> Timed<'a, T> {
+impl<F: Future, C: Busy> Timed<F, C> {
+    pub(crate) fn new(fut: F, counters: Arc<C>) -> Timed<F, C> {
         Timed {
             inner: Box::pin(fut),
-            busy,
+            counters,
         }
-    }
-
-    /// `fut`, its poll time added to the task's counters.
-    pub(crate) fn task(
-        fut: impl Future<Output = T> + Send + 'a,
-        counters: &Arc<TaskCounters>,
-    ) -> Timed<'a, T> {
-        let c = counters.clone();
-        Timed::new(
-            fut,
-            Arc::new(move |ns| {
-                c.busy_ns.fetch_add(ns, Relaxed);
-            }),
-        )
     }
 }
 
-impl<T> Future for Timed<'_, T> {
-    type Output = T;
+impl<F: Future, C: Busy> Future for Timed<F, C> {
+    type Output = F::Output;
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<T> {
+    ) -> std::task::Poll<F::Output> {
         let t0 = std::time::Instant::now();
         let r = self.inner.as_mut().poll(cx);
-        (self.busy)(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters.busy_ns().fetch_add(ns, Relaxed);
         r
     }
 }

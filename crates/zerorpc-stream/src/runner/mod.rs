@@ -391,7 +391,7 @@ pub async fn run(
                     let counters = emitter.counters.clone();
                     let io = BoltIo::new(rx, emitter, ticks, phase_rx.clone());
                     let fut = executor::run_bolt(bolt, make.clone(), ctx_of(ti), io);
-                    let fut = Timed::task(fut, &counters);
+                    let fut = Timed::new(fut, counters);
                     let id = id.clone();
                     set.spawn(async move { (id, fut.await) });
                 }
@@ -406,7 +406,7 @@ pub async fn run(
                     let counters = emitter.counters.clone();
                     let io = SpoutIo::new(emitter, control, max_pending, phase_rx.clone());
                     let fut = executor::run_spout(spout, make.clone(), ctx_of(ti), io);
-                    let fut = Timed::task(fut, &counters);
+                    let fut = Timed::new(fut, counters);
                     let id = id.clone();
                     set.spawn(async move { (id, fut.await) });
                 }
@@ -425,14 +425,14 @@ pub async fn run(
                             None
                         };
                         let io = SpoutIo::new(emitter, control, max_pending, phase_rx.clone());
-                        let fut = Timed::task(shell::run_shell_spout(spec, ctx, io), &counters);
+                        let fut = Timed::new(shell::run_shell_spout(spec, ctx, io), counters);
                         set.spawn(async move { (id, fut.await) });
                     } else {
                         let rx = receivers.remove(&(ci, ti)).ok_or_else(|| {
                             Error::Topology(format!("{id}: no input queue for task {ti}"))
                         })?;
                         let io = BoltIo::new(rx, emitter, tick_secs(None), phase_rx.clone());
-                        let fut = Timed::task(shell::run_shell_bolt(spec, ctx, io), &counters);
+                        let fut = Timed::new(shell::run_shell_bolt(spec, ctx, io), counters);
                         set.spawn(async move { (id, fut.await) });
                     }
                 }
@@ -443,12 +443,9 @@ pub async fn run(
     drop(senders);
     drop(acker_tx);
     {
-        let (trees, busy) = (trees.clone(), trees.clone());
         let acker = Timed::new(
-            run_acker(acker_rx, control_tx, timeout, trees),
-            Arc::new(move |ns| {
-                busy.acker_busy_ns.fetch_add(ns, Relaxed);
-            }),
+            run_acker(acker_rx, control_tx, timeout, trees.clone()),
+            trees.clone(),
         );
         set.spawn(async move {
             acker.await;
