@@ -403,6 +403,13 @@ fn instructions_workload(kind: &str, n: u64) {
     });
 }
 
+/// The process allocator: the stream runner allocates tuples on one thread
+/// and frees them on another (reader threads, tasks), where glibc's malloc
+/// takes its slow paths; mimalloc's per-thread free lists cut the runner's
+/// CPU per tuple tree by about a quarter (bench-results/2026-12-04-stream.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("tracing") {

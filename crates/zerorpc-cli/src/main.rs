@@ -410,6 +410,13 @@ fn deprecation_notes(args: &[String]) {
     }
 }
 
+/// The process allocator: the stream runner allocates tuples on one thread
+/// and frees them on another (reader threads, tasks), where glibc's malloc
+/// takes its slow paths; mimalloc's per-thread free lists cut the runner's
+/// CPU per tuple tree by about a quarter (bench-results/2026-12-04-stream.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let _log = init_tracing();
     let mut args = normalize(std::env::args());

@@ -27,9 +27,17 @@ impl Bolt for Count {
             .first()
             .and_then(Value::as_str)
             .ok_or("the tuple holds no word")?;
-        let n = self.counts.entry(word.to_string()).or_insert(0);
-        *n += 1;
-        let n = *n;
+        // (`entry` would allocate the key on every tuple.)
+        let n = match self.counts.get_mut(word) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.counts.insert(word.to_string(), 1);
+                1
+            }
+        };
         if n == 1 {
             // Goes to stderr (the worker's log), not into the protocol.
             println!("first sight of {word:?}");

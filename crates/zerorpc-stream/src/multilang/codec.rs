@@ -165,7 +165,7 @@ impl Seen {
 /// `seen` says holds none (and recording the new extent).
 fn find_newline(rest: &[u8], seen: &mut Seen) -> Option<usize> {
     let from = seen.len.min(rest.len());
-    match rest[from..].iter().position(|b| *b == b'\n') {
+    match memchr::memchr(b'\n', &rest[from..]) {
         Some(i) => Some(from + i),
         None => {
             seen.len = rest.len();

@@ -105,42 +105,15 @@ fn canonical_number(s: &str) -> Option<i64> {
     }
 }
 
-/// An integer's decimal text, on the stack.
-struct Decimal {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Decimal {
-    fn new(n: i64) -> Decimal {
-        let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        let mut m = n.unsigned_abs();
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (m % 10) as u8;
-            m /= 10;
-            if m == 0 {
-                break;
-            }
-        }
-        if n < 0 {
-            i -= 1;
-            buf[i] = b'-';
-        }
-        Decimal { buf, start: i }
-    }
-
-    fn as_str(&self) -> &str {
-        // Only ASCII digits and '-' were written.
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
-    }
-}
-
 impl Serialize for TupleId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
-            Repr::Num(n) => s.serialize_str(Decimal::new(*n).as_str()),
+            Repr::Num(n) => {
+                let mut buf = [0u8; 20];
+                // Only ASCII digits and '-' are written.
+                let text = std::str::from_utf8(super::json_out::decimal(*n, &mut buf));
+                s.serialize_str(text.unwrap_or("0"))
+            }
             Repr::Text(t) => s.serialize_str(t),
         }
     }

@@ -9,6 +9,7 @@
 pub(crate) mod codec;
 mod component;
 pub(crate) mod id;
+mod json_out;
 pub(crate) mod protocol;
 mod scan;
 

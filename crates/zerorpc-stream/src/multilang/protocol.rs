@@ -101,6 +101,7 @@ use serde_json::Map;
 use smallvec::SmallVec;
 
 use super::codec::{Serializer, Wire};
+use super::json_out;
 use crate::error::Error;
 
 /// Every key a protocol message may carry, in either direction: messages
@@ -333,17 +334,14 @@ impl ToComponent {
             ToComponent::Fail(id) => write(&cmd("fail", Some(id)), serializer, out),
             ToComponent::Activate => write(&cmd("activate", None), serializer, out),
             ToComponent::Deactivate => write(&cmd("deactivate", None), serializer, out),
-            ToComponent::Tuple(t) => write(
-                &TupleOut {
-                    id: &t.id,
-                    comp: &t.comp,
-                    stream: &t.stream,
-                    task: t.task,
-                    tuple: &t.tuple,
-                },
-                serializer,
-                out,
-            ),
+            ToComponent::Tuple(t) => TupleOut {
+                id: &t.id,
+                comp: &t.comp,
+                stream: &t.stream,
+                task: t.task,
+                tuple: &t.tuple,
+            }
+            .write(serializer, out),
             ToComponent::TaskIds(ids) => write(ids, serializer, out),
         }
     }
@@ -364,6 +362,28 @@ pub(crate) struct TupleOut<'a> {
     pub(crate) stream: &'a str,
     pub(crate) task: TaskId,
     pub(crate) tuple: &'a [Value],
+}
+
+impl TupleOut<'_> {
+    /// Writes it in a serializer's framing (JSON by hand: see
+    /// [`super::json_out`]).
+    pub(crate) fn write(&self, serializer: Serializer, out: &mut Vec<u8>) {
+        if serializer != Serializer::Json {
+            return write(self, serializer, out);
+        }
+        out.extend_from_slice(b"{\"id\":");
+        json_out::id(out, self.id);
+        out.extend_from_slice(b",\"comp\":");
+        json_out::string(out, self.comp);
+        out.extend_from_slice(b",\"stream\":");
+        json_out::string(out, self.stream);
+        out.extend_from_slice(b",\"task\":");
+        json_out::task(out, self.task);
+        out.extend_from_slice(b",\"tuple\":");
+        json_out::values(out, self.tuple);
+        out.push(b'}');
+        json_out::end(out);
+    }
 }
 
 /// Writes any serializable message in a serializer's framing (msgpack
@@ -463,8 +483,68 @@ impl FromComponent {
         FromComponent::from_wire(w)
     }
 
+    /// The messages sent per tuple, in JSON, by hand (see
+    /// [`super::json_out`]); `false` for the others.
+    fn encode_json_fast(&self, out: &mut Vec<u8>) -> bool {
+        match self {
+            FromComponent::Emit(e) => {
+                out.extend_from_slice(b"{\"command\":\"emit\"");
+                if let Some(stream) = &e.stream {
+                    out.extend_from_slice(b",\"stream\":");
+                    json_out::string(out, stream);
+                }
+                if !e.anchors.is_empty() {
+                    out.extend_from_slice(b",\"anchors\":[");
+                    for (i, a) in e.anchors.iter().enumerate() {
+                        if i > 0 {
+                            out.push(b',');
+                        }
+                        json_out::id(out, a);
+                    }
+                    out.push(b']');
+                }
+                if let Some(id) = &e.id {
+                    out.extend_from_slice(b",\"id\":");
+                    json_out::value(out, id);
+                }
+                if let Some(task) = e.task {
+                    out.extend_from_slice(b",\"task\":");
+                    json_out::task(out, task);
+                }
+                out.extend_from_slice(if e.need_task_ids {
+                    b",\"need_task_ids\":true,\"tuple\":"
+                } else {
+                    b",\"need_task_ids\":false,\"tuple\":"
+                });
+                json_out::values(out, &e.tuple);
+                out.push(b'}');
+            }
+            FromComponent::Ack(id) | FromComponent::Fail(id) => {
+                out.extend_from_slice(if matches!(self, FromComponent::Ack(_)) {
+                    b"{\"command\":\"ack\",\"id\":"
+                } else {
+                    b"{\"command\":\"fail\",\"id\":"
+                });
+                json_out::id(out, id);
+                out.push(b'}');
+            }
+            FromComponent::Sync => out.extend_from_slice(b"{\"command\":\"sync\"}"),
+            _ => return false,
+        }
+        json_out::end(out);
+        true
+    }
+
     /// Writes the message in a serializer's framing.
     pub fn encode(&self, serializer: Serializer, out: &mut Vec<u8>) {
+        if serializer == Serializer::Json && self.encode_json_fast(out) {
+            return;
+        }
+        self.encode_serde(serializer, out)
+    }
+
+    /// [`FromComponent::encode`] through serde, for every message.
+    pub(super) fn encode_serde(&self, serializer: Serializer, out: &mut Vec<u8>) {
         #[derive(Serialize)]
         struct EmitOut<'a> {
             command: &'a str,

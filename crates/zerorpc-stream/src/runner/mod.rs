@@ -40,6 +40,7 @@ use crate::tuple::{TaskId, Value};
 
 mod emitter;
 mod executor;
+mod in_flight;
 mod io;
 mod logs;
 mod metrics;
