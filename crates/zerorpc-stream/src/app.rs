@@ -25,6 +25,12 @@
 //!
 //! Logs go through `tracing`; install a subscriber before calling [`main`]
 //! to see them (component logs also go to `--log-dir`).
+//!
+//! Set a `#[global_allocator]` in the binary (`mimalloc::MiMalloc` or
+//! `tikv_jemallocator::Jemalloc`): the runner allocates tuples on one thread
+//! and frees them on another, where glibc's malloc takes its slow paths; the
+//! multi-lang word count spent 41 µs of CPU per tuple tree with glibc and
+//! 28–31 µs with either of those (the `zerorpc` CLI links mimalloc).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
