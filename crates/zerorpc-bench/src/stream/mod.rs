@@ -227,6 +227,18 @@ async fn ours_multilang_json(secs: f64) -> Rates {
     .await
 }
 
+/// The word count with a Rust spout and pystorm's split and count (JSON).
+async fn pystorm_bolts_json(secs: f64) -> Rates {
+    shell_word_count(
+        secs,
+        None,
+        pystorm("SplitBolt"),
+        pystorm("CountBolt"),
+        false,
+    )
+    .await
+}
+
 async fn shell_word_count(
     secs: f64,
     spout: Option<Vec<String>>,
@@ -392,14 +404,7 @@ pub(crate) async fn stream_bench(quick: bool) {
     println!("| word count | trees/s | × | tuples/s | × | failed |");
     println!("|---|---|---|---|---|---|");
     row("pystorm spout, split, count (JSON)", &base, None);
-    let py_bolts = shell_word_count(
-        secs,
-        None,
-        pystorm("SplitBolt"),
-        pystorm("CountBolt"),
-        false,
-    )
-    .await;
+    let py_bolts = pystorm_bolts_json(secs).await;
     row(
         "Rust spout, pystorm split and count (JSON)",
         &py_bolts,
@@ -456,14 +461,7 @@ pub(crate) async fn stream_bench(quick: bool) {
     // sequence cancel a linear drift.
     std::env::set_var("ZERORPC_STREAM_NEED_TASK_IDS", "0");
     let ml2 = ours_multilang_json(secs).await;
-    let py_bolts2 = shell_word_count(
-        secs,
-        None,
-        pystorm("SplitBolt"),
-        pystorm("CountBolt"),
-        false,
-    )
-    .await;
+    let py_bolts2 = pystorm_bolts_json(secs).await;
     println!();
     println!(
         "multi-lang bolts against pystorm bolts (same Rust spout): {:.1}× trees/s (JSON; {:.1}× in the table, {:.1}× in the pair run again after it: {} against {} trees/s), {:.1}× (msgpack)",
