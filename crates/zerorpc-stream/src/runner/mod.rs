@@ -6,7 +6,7 @@
 //! `topology.message.timeout.secs` and `topology.max.spout.pending`, and
 //! failed or timed-out trees go back to their spout's `fail`.
 //!
-//! Task I/O contract (what `shell.rs` and the Rust executors share): a bolt
+//! Task I/O contract (what `shell` and the Rust executors share): a bolt
 //! task reads tuples from `BoltIo::recv`, hands emits/acks/fails to its
 //! `BoltIo::sink` (a [`crate::BoltSink`]: routing happens at emit, so task
 //! ids are known at once) and calls `BoltIo::flush` after each input or
