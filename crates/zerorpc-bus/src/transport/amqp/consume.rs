@@ -27,6 +27,9 @@ use crate::subscriber::{admit, emit, Delivery, Event, Filters, Since, Stats, Sub
 use crate::transport::{Ack, BoxFuture, Settle, Settlement};
 use crate::Error;
 
+/// How long one attempt to consume again may take.
+const REOPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Events buffered between the feed and the reader.
 const BUFFER: usize = 1024;
 
@@ -185,13 +188,16 @@ impl Feed {
                     return;
                 }
                 tokio::time::sleep(backoff).await;
-                match self.open().await {
-                    Ok(c) => break c,
-                    Err(e) => {
-                        tracing::info!("amqp subscription: {e}; trying again");
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
+                // A broker (or a proxy before it) that takes the TCP
+                // connection and never answers must not stop the retries.
+                match tokio::time::timeout(REOPEN_TIMEOUT, self.open()).await {
+                    Ok(Ok(c)) => break c,
+                    Ok(Err(e)) => tracing::info!("amqp subscription: {e}; trying again"),
+                    Err(_) => tracing::info!(
+                        "amqp subscription: no answer within {REOPEN_TIMEOUT:?}; trying again"
+                    ),
                 }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             };
             stats.reconnects.fetch_add(1, Ordering::Relaxed);
             tracing::info!("amqp subscription: consuming again");
