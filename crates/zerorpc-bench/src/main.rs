@@ -91,6 +91,20 @@ impl Row {
             idle: None,
         }
     }
+
+    /// Its figures as one markdown row, without a name or ratios.
+    fn brief(&self) -> String {
+        let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+        format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            f(self.p50_us),
+            f(self.p99_us),
+            f(self.rate16),
+            f(self.rate256),
+            f(self.rate64k),
+            f(self.items)
+        )
+    }
 }
 
 /// Quantiles plotted for the latency distributions.
@@ -478,6 +492,37 @@ fn main() {
         instructions_workload(args.get(2).map(String::as_str).unwrap_or("calls"), n);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("ours") {
+        // Our row of `compare` alone (full sizes; `--quick`: compare's
+        // quick ones), `--rounds N` times: for A/B runs of two builds.
+        let quick = args.iter().any(|a| a == "--quick");
+        let rounds: usize = args
+            .iter()
+            .position(|a| a == "--rounds")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let (seq, conc, stream) = if quick {
+            (2_000, 20_000, 200_000)
+        } else {
+            (10_000, 200_000, 1_000_000)
+        };
+        let rt = runtime();
+        rt.block_on(async {
+            let (_server, ep) = demo_server(Default::default()).await;
+            println!("| p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 | stream items/s |");
+            for _ in 0..rounds {
+                let ep = ep.clone();
+                let row = tokio::spawn(async move {
+                    rust_client("ours", &ep, seq, conc, stream).await
+                })
+                .await
+                .expect("task");
+                println!("{}", row.brief());
+            }
+        });
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("idle") {
         // Child mode (see `idle_in_child`): one system, a fresh heap.
         let n: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
@@ -495,7 +540,7 @@ fn main() {
         std::process::exit(0);
     }
     if args.get(1).map(String::as_str) != Some("compare") {
-        eprintln!("usage: zerorpc-bench compare|hub|tracing|gateway|security|deadline|bus|stream [--quick]");
+        eprintln!("usage: zerorpc-bench compare|ours|hub|tracing|gateway|security|deadline|bus|stream [--quick]");
         std::process::exit(2);
     }
     let quick = args.iter().any(|a| a == "--quick");

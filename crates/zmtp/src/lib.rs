@@ -62,7 +62,7 @@ pub use mechanism::{Mechanism, MechanismStatus, NullMechanism, Security};
 pub use message::Message;
 #[cfg(feature = "tokio")]
 pub use socket::{
-    DealerSocket, PeerId, PeerSender, PubSocket, PullSocket, PushSocket, RouterSocket, SocketEvent,
-    SocketOptions, SubSocket, TrySendError,
+    DealerSocket, Deliver, Delivery, PeerId, PeerSender, PubSocket, PullSocket, PushSocket,
+    RouterSocket, SocketEvent, SocketOptions, SubSocket, TrySendError,
 };
 pub use socket_type::SocketType;

@@ -324,3 +324,72 @@ async fn a_peer_of_the_wrong_socket_type_is_reported_as_such() {
     assert_eq!(kind, HandshakeFailure::IncompatibleSocketType, "{reason}");
     assert!(reason.contains("PULL"), "{reason}");
 }
+
+/// Takes messages whose payload starts with "take", leaves the rest of
+/// the batch (from the first other one on) to the queue, and records the
+/// thread it ran on.
+struct Taker {
+    taken: std::sync::Mutex<Vec<(bytes::Bytes, bytes::Bytes)>>,
+}
+
+impl zmtp::Deliver for Taker {
+    fn deliver(
+        &self,
+        batch: &mut std::collections::VecDeque<zmtp::Message>,
+        _: &mut std::task::Context<'_>,
+    ) {
+        while let Some(m) = batch.front() {
+            let payload = m.frames().last().cloned().unwrap_or_default();
+            if !payload.starts_with(b"take") {
+                return;
+            }
+            // (ROUTER: the routing id comes first, as `recv` gives it)
+            let id = m.frames()[0].clone();
+            self.taken.lock().unwrap().push((id, payload));
+            batch.pop_front();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_takes_messages_on_the_connection_and_leaves_the_rest_to_recv() {
+    init_tracing();
+    let router = RouterSocket::new();
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    let taker = std::sync::Arc::new(Taker {
+        taken: Default::default(),
+    });
+    let delivery = router.deliver_to(taker.clone());
+    let dealer = DealerSocket::new();
+    dealer.connect(&ep.to_string()).await.unwrap();
+    for i in 0..100u32 {
+        let body = format!("take {i}");
+        dealer.send(msg(&[b"", body.as_bytes()])).await.unwrap();
+    }
+    dealer.send(msg(&[b"", b"leave"])).await.unwrap();
+    // What the delivery leaves reaches recv; by then the 100 before it
+    // were taken, in order, each with the dealer's routing id.
+    let left = within("the message left to recv", router.recv())
+        .await
+        .unwrap();
+    assert_eq!(&left.frames()[2][..], b"leave");
+    let taken = std::mem::take(&mut *taker.taken.lock().unwrap());
+    let bodies: Vec<_> = taken.iter().map(|(_, b)| b.clone()).collect();
+    let expected: Vec<_> = (0..100u32)
+        .map(|i| bytes::Bytes::from(format!("take {i}")))
+        .collect();
+    assert_eq!(bodies, expected);
+    assert!(taken.iter().all(|(id, _)| *id == left.frames()[0]));
+    assert!(
+        router.try_recv().unwrap().is_none(),
+        "taken messages are not queued too"
+    );
+    // Dropped: messages go to recv again, the delivery sees none.
+    drop(delivery);
+    dealer.send(msg(&[b"", b"take after"])).await.unwrap();
+    let m = within("recv after the delivery ended", router.recv())
+        .await
+        .unwrap();
+    assert_eq!(&m.frames()[2][..], b"take after");
+    assert!(taker.taken.lock().unwrap().is_empty());
+}

@@ -1,5 +1,5 @@
-//! Connections: one DEALER per endpoint, the channels pinned to it, its
-//! receive loop (routing replies to their channel's mailbox), and
+//! Connections: one DEALER per endpoint, the channels pinned to it, the
+//! routing of replies to their channel's mailbox (on the reader), and
 //! re-resolving a name when its endpoints change.
 
 use super::*;
@@ -250,12 +250,61 @@ pub(super) async fn re_resolve(
     }
 }
 
+/// Routes the server's events to their calls on the connection's reader
+/// task (see [`zmtp::Deliver`]): no hand-off between reading a reply and
+/// waking its caller.
+struct Route {
+    conn: std::sync::Weak<Conn>,
+    limits: DecodeLimits,
+}
+
+impl zmtp::Deliver for Route {
+    fn deliver(&self, batch: &mut std::collections::VecDeque<Message>, _: &mut Context<'_>) {
+        let Some(conn) = self.conn.upgrade() else {
+            return;
+        };
+        for msg in batch.drain(..) {
+            route(&conn, self.limits, msg);
+        }
+    }
+}
+
+/// Hands one message from the server to its call's mailbox.
+fn route(conn: &Conn, limits: DecodeLimits, msg: Message) {
+    let Some(payload) = msg.last() else { return };
+    let ev = match Event::decode(payload, limits) {
+        Ok(ev) => ev,
+        Err(e) => {
+            tracing::warn!(error = %e, "dropping undecodable event from server");
+            return;
+        }
+    };
+    let Some(channel) = ev.header.response_to.clone() else {
+        tracing::debug!(name = %ev.name, "event without response_to, dropped");
+        return;
+    };
+    let mut chans = conn.channels();
+    if let Some(tx) = chans.get(&channel) {
+        if let Err(MailError::Full) = tx.try_send(ev) {
+            // The server ignored our credit: fail that call only.
+            tracing::warn!(%channel, "server overflowed the channel window; failing the call");
+            chans.remove(&channel);
+        }
+    }
+}
+
+/// Watches a connection's events (drops, refusals) until `stop`; while it
+/// runs, replies are routed on the connection's reader (see [`Route`]).
 pub(super) async fn receive_loop(
     conn: Arc<Conn>,
     limits: DecodeLimits,
     mut events: tokio::sync::broadcast::Receiver<zmtp::SocketEvent>,
     stop: CancellationToken,
 ) {
+    let _delivery = conn.dealer.deliver_to(Arc::new(Route {
+        conn: Arc::downgrade(&conn),
+        limits,
+    }));
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return,
@@ -278,31 +327,13 @@ pub(super) async fn receive_loop(
                 }
                 continue;
             }
+            // (what arrived before the delivery was installed)
             m = conn.dealer.recv() => match m {
                 Ok(m) => m,
                 Err(_) => return,
             },
         };
-        let Some(payload) = msg.last() else { continue };
-        let ev = match Event::decode(payload, limits) {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping undecodable event from server");
-                continue;
-            }
-        };
-        let Some(channel) = ev.header.response_to.clone() else {
-            tracing::debug!(name = %ev.name, "event without response_to, dropped");
-            continue;
-        };
-        let mut chans = conn.channels();
-        if let Some(tx) = chans.get(&channel) {
-            if let Err(MailError::Full) = tx.try_send(ev) {
-                // The server ignored our credit: fail that call only.
-                tracing::warn!(%channel, "server overflowed the channel window; failing the call");
-                chans.remove(&channel);
-            }
-        }
+        route(&conn, limits, msg);
     }
 }
 

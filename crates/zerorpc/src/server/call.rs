@@ -4,7 +4,7 @@
 
 use super::*;
 
-/// What the receive loop hands a channel's driver. (Events are not
+/// What the connection's reader hands a channel's driver. (Events are not
 /// boxed: that would cost an allocation per event for a variant, the
 /// shutdown, that is sent once.)
 #[allow(clippy::large_enum_variant)]

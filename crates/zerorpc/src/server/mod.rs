@@ -1,17 +1,18 @@
 //! The server: a ROUTER socket, one task per channel.
 //!
-//! Every request opens a channel served by its own task (a small
-//! hand-written future), which drives the sans-IO [`Channel`] (heartbeats,
-//! credit, loss), runs the handler, and sends `OK` / `ERR` / `STREAM`...
-//! `STREAM_DONE`. A handler that panics
-//! produces an `ERR` for its call only. When a client goes silent for two
-//! heartbeat intervals, or its connection drops, its handlers are dropped
-//! (cancelled).
-
+//! Requests are decoded and routed on the reader task of the connection
+//! they arrive on (per-connection dispatch, `receive::Dispatch`). Every
+//! request opens a channel served by a small hand-written future (polled
+//! first right there under load, else on a task of its own), which drives
+//! the sans-IO [`Channel`] (heartbeats, credit, loss), runs the handler,
+//! and sends `OK` / `ERR` / `STREAM`... `STREAM_DONE`. A handler that
+//! panics produces an `ERR` for its call only. When a client goes silent
+//! for two heartbeat intervals, or its connection drops, its handlers are
+//! dropped (cancelled).
 //!
-//! Modules: `options` (settings), `receive` (the receive loop's part of a
-//! request), `call` (the future serving one channel), `dispatch`
-//! (starting a handler).
+//! Modules: `options` (settings), `receive` (a request's way from its
+//! connection to its channel), `call` (the future serving one channel),
+//! `dispatch` (starting a handler).
 
 mod call;
 mod dispatch;
@@ -122,12 +123,12 @@ impl Inner {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stops the receive loop and ends every call: silently, or (during a
+    /// Stops `run` and ends every call: silently, or (during a
     /// graceful shutdown) with `ERR ServerShutdown`.
     fn stop(&self) {
         self.cancel.cancel();
         let draining = self.draining.load(Ordering::SeqCst);
-        // Under the table lock, after the cancel: a call the receive loop
+        // Under the table lock, after the cancel: a call a connection
         // registers concurrently is either drained here or refused there.
         for (_, tx) in std::mem::take(&mut *self.channels()).chans {
             if draining {
@@ -227,32 +228,23 @@ impl Server {
     }
 
     /// Serves until the server is dropped (or [`Server::shutdown`]).
+    /// Requests are served on the task of the connection that brings them
+    /// (see `receive::Dispatch`) while this runs; this task watches the
+    /// connections come and go.
     pub async fn run(&self) -> Result<(), Error> {
         let inner = &self.inner;
         let mut events = inner.router.monitor();
+        let _delivery = inner
+            .router
+            .deliver_to(Arc::new(Dispatch(Arc::downgrade(inner))));
         loop {
             tokio::select! {
                 _ = inner.cancel.cancelled() => return Ok(()),
+                // What arrived before this run started (or while the
+                // server was being dropped).
                 m = inner.router.recv() => {
-                    // Take what has arrived, up to a batch, before looking
-                    // at the other branches again.
-                    let mut next = Some(m?);
-                    let mut taken = 0;
-                    while let Some(m) = next.take() {
-                        taken += 1;
-                        if taken < 64 {
-                            next = inner.router.try_recv()?;
-                        }
-                        // Under load (more requests already waiting) a
-                        // small request is served here, without a task
-                        // hand-off; otherwise (idle, or a big payload to
-                        // work on) it goes to another worker at once.
-                        let inline = inner.opts.inline_first_poll
-                            && next.is_some()
-                            && m.byte_len() <= INLINE_MAX_BYTES;
-                        if let Some(call) = handle_message(inner, m) {
-                            start(call, inline).await;
-                        }
+                    if let Some(call) = handle_message(inner, m?) {
+                        tokio::spawn(call);
                     }
                 }
                 ev = events.recv() => match ev {

@@ -44,12 +44,12 @@ pub struct ServerOptions {
     /// [`SocketOptions::idle_timeout`], which this overrides when set).
     pub idle_timeout: Option<std::time::Duration>,
     /// Under load (further requests already received), polls a new small
-    /// call once on the receive loop before giving it a task of its own,
-    /// so a handler that answers at once is served without a task
-    /// hand-off (the default; worth about 1.8× calls/s with 256 in
-    /// flight). A handler that blocks its first poll then delays other
-    /// requests: such handlers should use `tokio::task::spawn_blocking`,
-    /// or turn this off.
+    /// call once on its connection's reader task before giving it a task
+    /// of its own, so a handler that answers at once is served without a
+    /// task hand-off (the default; worth about 1.8× calls/s with 256 in
+    /// flight). A handler that blocks its first poll then delays the other
+    /// requests of its connection: such handlers should use
+    /// `tokio::task::spawn_blocking`, or turn this off.
     pub inline_first_poll: bool,
     /// Hears of every error a handler returns or panics with (its name,
     /// message, traceback and the call's trace id), to pass on to an

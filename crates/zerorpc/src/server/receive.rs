@@ -1,6 +1,7 @@
-//! The receive loop's part of a request: decoding it, finding or
-//! opening its channel, refusing what is over the limits, and starting a
-//! call inline when its handler answers at once.
+//! A request's way from its connection to its channel, on the
+//! connection's reader task: decoding it, finding or opening its channel,
+//! refusing what is over the limits, and starting a call inline when its
+//! handler answers at once.
 
 use super::*;
 
@@ -8,18 +9,43 @@ use super::*;
 /// decoding and encoding is worth spreading over the workers).
 pub(super) const INLINE_MAX_BYTES: usize = 8 * 1024;
 
-/// Polls a new call once on the receive loop's task: a handler that
-/// answers at once (most do) costs no task and no hand-off; any other is
-/// spawned, and re-registers its wake-ups with its own task on its next
-/// poll.
-pub(super) async fn start(mut call: ServerCall, inline: bool) {
-    if inline {
-        let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut call).poll(cx))).await;
-        if first.is_ready() {
-            return;
-        }
+/// Polls a new call once, on the task that received it, when `inline`:
+/// a handler that answers at once (most do) costs no task and no
+/// hand-off; any other is spawned, and re-registers its wake-ups with its
+/// own task on its next poll.
+pub(super) fn start(mut call: ServerCall, inline: bool, cx: &mut Context<'_>) {
+    if inline && Pin::new(&mut call).poll(cx).is_ready() {
+        return;
     }
     tokio::spawn(call);
+}
+
+/// Serves requests on the reader task of the connection they arrived on
+/// (see [`zmtp::Deliver`]): decoding, routing, and the first poll of a
+/// small call happen there, so connections are served in parallel and a
+/// call that answers at once takes no task hand-off on the server.
+pub(super) struct Dispatch(pub(super) std::sync::Weak<Inner>);
+
+impl zmtp::Deliver for Dispatch {
+    fn deliver(&self, batch: &mut std::collections::VecDeque<Message>, cx: &mut Context<'_>) {
+        // (a server being dropped: leave them to the queue, unread)
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        while let Some(m) = batch.pop_front() {
+            // Under load (more requests follow in this read) a small call
+            // is polled here; otherwise it goes to a task of its own at
+            // once, which measured better for an idle server's latency
+            // (p50 11 µs against 24–36 µs polling it here:
+            // `zerorpc-bench ours --quick`).
+            let inline = inner.opts.inline_first_poll
+                && !batch.is_empty()
+                && m.byte_len() <= INLINE_MAX_BYTES;
+            if let Some(call) = handle_message(&inner, m) {
+                start(call, inline, cx);
+            }
+        }
+    }
 }
 
 /// Routes one message: to its channel's mailbox, or (a request) to a new

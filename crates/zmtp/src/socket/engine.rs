@@ -316,7 +316,17 @@ async fn reader(
                 Incoming::Cancel(t) => shared.peer_subscription(peer, false, t),
             }
         }
-        // Hand over everything this read produced at once; while the
+        // A delivery takes what it can here, on this task.
+        if !batch.is_empty() {
+            if let Some(d) = shared.delivery.current() {
+                std::future::poll_fn(|cx| {
+                    d.deliver(&mut batch, cx);
+                    std::task::Poll::Ready(())
+                })
+                .await;
+            }
+        }
+        // Hand over everything else this read produced at once; while the
         // application's queue is full we stop reading (TCP backpressure).
         if !batch.is_empty() {
             tokio::select! {

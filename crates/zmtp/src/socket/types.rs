@@ -107,6 +107,15 @@ macro_rules! receiving {
             pub fn try_recv(&self) -> Result<Option<Message>> {
                 self.core.try_recv()
             }
+
+            /// Hands what each connection receives to `d`, on that
+            /// connection's reader task, while the returned
+            /// [`Delivery`](crate::Delivery) lives (see
+            /// [`Deliver`](crate::Deliver)); `recv` then sees only what
+            /// `d` leaves.
+            pub fn deliver_to(&self, d: std::sync::Arc<dyn crate::Deliver>) -> crate::Delivery {
+                self.core.deliver_to(d)
+            }
         }
     };
 }
