@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rmpv::Value;
-use zerorpc::channel::{Channel, ChannelConfig};
+use zerorpc::{Channel, ChannelConfig};
 use zerorpc::{DecodeLimits, Event, EventKind, MessageId};
 
 mod bus;

@@ -1,15 +1,4 @@
-//! One call = one channel: a sans-IO state machine for heartbeats,
-//! lost-remote detection, the first-reply timeout and stream credit.
-//!
-//! Like quinn-proto it never reads a clock or a socket: the owner feeds it
-//! events and the current time, asks when to call back
-//! ([`Channel::poll_timeout`]) and takes the events to send
-//! ([`Channel::poll_transmit`]).
-//!
-//! Flow control: a stream sender may send as many `STREAM` events as the
-//! receiver granted with `_zpc_more [n]`; every channel starts with one.
-//! Python grants additively; Node sends its absolute free capacity. Node
-//! peers are recognised by their string message ids ([`CreditMode`]).
+//! One call's channel state machine (documented on [`Channel`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -110,7 +99,18 @@ pub(crate) fn expiry(
     }
 }
 
-/// The channel state machine.
+/// One call = one channel: a sans-IO state machine for heartbeats,
+/// lost-remote detection, the first-reply timeout and stream credit.
+///
+/// Like quinn-proto it never reads a clock or a socket: the owner feeds it
+/// events and the current time, asks when to call back
+/// ([`Channel::poll_timeout`]) and takes the events to send
+/// ([`Channel::poll_transmit`]).
+///
+/// Flow control: a stream sender may send as many `STREAM` events as the
+/// receiver granted with `_zpc_more [n]`; every channel starts with one.
+/// Python grants additively; Node sends its absolute free capacity. Node
+/// peers are recognised by their string message ids ([`CreditMode`]).
 #[derive(Debug)]
 pub struct Channel {
     id: MessageId,

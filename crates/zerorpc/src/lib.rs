@@ -3,12 +3,12 @@
 //! Wire-compatible with zerorpc-python 0.6.3 and zerorpc-node 0.9.8, on the
 //! [`zmtp`] transport. This crate owns the RPC layers:
 //!
-//! * [`event`]: the msgpack `[header, name, args]` envelope; message ids keep
+//! * [`Event`]: the msgpack `[header, name, args]` envelope; message ids keep
 //!   their msgpack type, unknown header keys are preserved (sans-IO);
-//! * [`channel`]: one call's state machine (heartbeats, lost remote,
+//! * [`Channel`]: one call's state machine (heartbeats, lost remote,
 //!   first-reply timeout, stream credit), driven by an explicit `now`
 //!   (sans-IO);
-//! * [`Server`] (ROUTER, one task per call) and [`Client`] /
+//! * [`Server`] (ROUTER, requests dispatched per connection) and [`Client`] /
 //!   [`BlockingClient`] (DEALER, one driver task per call, channels pinned
 //!   to one endpoint);
 //! * [`Service`], [`DynamicService`] and the `#[zerorpc::service]` macro
@@ -47,14 +47,14 @@
 extern crate self as zerorpc;
 
 pub mod auth;
-pub mod channel;
+mod channel;
 mod client;
 pub mod collector;
 pub mod deadline;
 pub mod demo;
 pub mod describe;
 mod error;
-pub mod event;
+mod event;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod introspection;
@@ -65,17 +65,19 @@ pub mod metrics;
 pub mod naming;
 mod oneway;
 pub mod record;
-pub mod report;
+mod report;
 mod server;
 pub mod service;
 pub mod trace;
 mod valueser;
 
 pub use auth::{current_user, Authorization, AuthorizationError, Rule};
-pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode};
+pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode, MAX_SEND_CREDIT};
 pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{CallError, Error, EventError};
-pub use event::{DecodeLimits, Event, EventKind, Header, MessageId, SharedEntries};
+pub use event::{
+    DecodeLimits, Event, EventKind, Header, MessageId, SharedEntries, PROTOCOL_VERSION,
+};
 pub use futures;
 #[cfg(feature = "hub")]
 pub use hub::{Hub, HubOptions, HubStats};

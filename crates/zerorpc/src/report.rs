@@ -1,12 +1,4 @@
-//! Error reporting: a hook that sees every remote error (with its
-//! traceback and the call's trace id), to send on to an error tracker.
-//!
-//! Set [`ServerOptions::on_error`](crate::ServerOptions) to hear of every
-//! error a handler returns (or panics with), and
-//! [`ClientOptions::on_error`](crate::ClientOptions) to hear of every
-//! remote error a call receives. The hook runs on the call's path: it
-//! should hand the report off (a channel, a tracker's own queue) rather
-//! than do I/O. The `zerorpc-sentry` crate provides a hook for Sentry.
+//! Error reports (documented on [`ErrorHook`]).
 
 use std::sync::Arc;
 
@@ -31,6 +23,16 @@ pub struct ErrorReport {
 }
 
 /// Receives error reports. Any `Fn(&ErrorReport) + Send + Sync` is one.
+///
+/// Error reporting: a hook that sees every remote error (with its
+/// traceback and the call's trace id), to send on to an error tracker.
+///
+/// Set [`ServerOptions::on_error`](crate::ServerOptions) to hear of every
+/// error a handler returns (or panics with), and
+/// [`ClientOptions::on_error`](crate::ClientOptions) to hear of every
+/// remote error a call receives. The hook runs on the call's path: it
+/// should hand the report off (a channel, a tracker's own queue) rather
+/// than do I/O. The `zerorpc-sentry` crate provides a hook for Sentry.
 pub trait ErrorHook: Send + Sync + 'static {
     /// Called once per remote error, on the call's path: keep it quick.
     fn report(&self, report: &ErrorReport);

@@ -35,7 +35,7 @@ pub struct ClientOptions {
     pub metrics: bool,
     /// Hears of every remote error a call receives (name, message,
     /// traceback, trace id), to pass on to an error tracker. See
-    /// [`crate::report`].
+    /// [`ErrorHook`](crate::ErrorHook).
     pub on_error: Option<OnError>,
     /// Resolves `zerorpc://SERVICE` addresses (see [`crate::naming`]).
     /// `None`: [`crate::naming::Resolver::from_env`], when the

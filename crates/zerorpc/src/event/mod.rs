@@ -1,9 +1,4 @@
-//! Events: one msgpack value `[header, name, args]` per ZeroMQ message.
-//!
-//! The header is a map with string keys: `message_id` (opaque; Python 3
-//! sends 32 hex characters as msgpack bin, Node a 36-character string),
-//! `v` (3), `response_to` on every event of a channel after the first, and
-//! any other key (task context such as trace ids), which is preserved.
+//! Events (documented on [`Event`]).
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -26,7 +21,13 @@ pub use kind::EventKind;
 /// The protocol version we send in `v`.
 pub const PROTOCOL_VERSION: i64 = 3;
 
-/// One event.
+/// One event: one msgpack value `[header, name, args]` per ZeroMQ
+/// message.
+///
+/// The header is a map with string keys: `message_id` (opaque; Python 3
+/// sends 32 hex characters as msgpack bin, Node a 36-character string),
+/// `v` (3), `response_to` on every event of a channel after the first, and
+/// any other key (task context such as trace ids), which is preserved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// The header.

@@ -53,7 +53,7 @@ pub struct ServerOptions {
     pub inline_first_poll: bool,
     /// Hears of every error a handler returns or panics with (its name,
     /// message, traceback and the call's trace id), to pass on to an
-    /// error tracker. See [`crate::report`].
+    /// error tracker. See [`ErrorHook`](crate::ErrorHook).
     pub on_error: Option<OnError>,
     /// Which users may call which methods (see [`crate::auth`]); a denied
     /// call gets `ERR PermissionDenied`. `None`: every caller may call
