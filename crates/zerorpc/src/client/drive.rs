@@ -35,12 +35,6 @@ impl InlineCall {
 
     /// Drives the channel until the next reply or stream item. Items are
     /// consumed as soon as they are returned, so credit follows at once.
-    pub(super) async fn next_event(&mut self) -> Result<Event, Error> {
-        let r = std::future::poll_fn(|cx| self.poll_event(cx)).await;
-        note_outcome(&self.conn, &r, self.ch.config());
-        r
-    }
-
     pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
         loop {
             // A send waiting for room (`Pending`) does not stop the reading.
@@ -78,6 +72,95 @@ impl InlineCall {
                     .map_err(channel_error)?,
                 Poll::Pending => return Poll::Pending,
             }
+        }
+    }
+}
+
+/// A call driven by the future its caller awaits (see [`Client::call`]):
+/// sends the request (waiting for room in a box of its own if it found
+/// none), then drives the channel, heartbeats included, until the reply;
+/// a stream is collected (with its item count). Hand-written, so an open
+/// call costs its caller only these fields.
+pub(super) struct Collect {
+    state: CollectState,
+    /// A streamed result so far (one event is held at a time).
+    items: Option<Vec<Value>>,
+}
+
+enum CollectState {
+    /// The request waits for room, or for a server (rare: boxed).
+    Sending(Pin<Box<dyn Future<Output = Result<InlineCall, Error>> + Send>>),
+    Receiving(InlineCall),
+    Done,
+}
+
+impl Collect {
+    pub(super) fn new(inner: &Arc<Inner>, opened: Opened) -> Self {
+        let (mut call, unsent) = InlineCall::new(opened);
+        let state = match unsent {
+            None => CollectState::Receiving(call),
+            Some(msg) => {
+                let inner = inner.clone();
+                CollectState::Sending(Box::pin(async move {
+                    let timeout = call.ch.config().first_reply_timeout;
+                    wait_send(&inner, &mut call.conn, &mut call._guard, *msg, timeout).await?;
+                    call.ch.request_sent(Instant::now().into_std());
+                    Ok(call)
+                }))
+            }
+        };
+        Collect { state, items: None }
+    }
+}
+
+impl Future for Collect {
+    type Output = Result<(Value, Option<u64>), Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        loop {
+            let call = match &mut this.state {
+                CollectState::Sending(f) => match f.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => {
+                        this.state = CollectState::Done;
+                        return Poll::Ready(Err(e));
+                    }
+                    Poll::Ready(Ok(call)) => {
+                        this.state = CollectState::Receiving(call);
+                        continue;
+                    }
+                },
+                CollectState::Receiving(call) => call,
+                CollectState::Done => return Poll::Ready(Err(Error::Closed)),
+            };
+            let r = match call.poll_event(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(r) => r,
+            };
+            note_outcome(&call.conn, &r, call.ch.config());
+            let ev = match r {
+                Ok(ev) => ev,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            let out = match ev.kind() {
+                Some(EventKind::Ok) if this.items.is_none() => Ok((first_arg(ev.args), None)),
+                Some(EventKind::Stream) => {
+                    this.items.get_or_insert_with(Vec::new).push(ev.args);
+                    continue;
+                }
+                // (Python answers an empty stream with STREAM_DONE alone)
+                Some(EventKind::StreamDone) => {
+                    let items = this.items.take().unwrap_or_default();
+                    let n = items.len() as u64;
+                    Ok((Value::Array(items), Some(n)))
+                }
+                Some(EventKind::Err) => Err(reply_error(&call.ch, ev.args)),
+                _ => Err(unexpected(&ev.name)),
+            };
+            // (the call ends here: its registration goes with it)
+            this.state = CollectState::Done;
+            return Poll::Ready(out);
         }
     }
 }

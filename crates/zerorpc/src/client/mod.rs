@@ -262,20 +262,24 @@ impl Client {
         // Traced inside a traced handler (a child span), else a new trace
         // unless `trace_roots` is off and the client does not record.
         let trace = call_context(&self.inner.opts);
-        // (matched by value: an untraced, unobserved call takes the plain
-        // path; traced calls, the default, are observed)
-        match trace {
-            None if !self.inner.opts.metrics && self.inner.opts.on_error.is_none() => {
-                let (call, unsent) = InlineCall::new(self.open_channel(method, args, None));
-                Self::drive_inline(&self.inner, call, unsent)
-                    .await
-                    .map(|(v, _)| v)
-            }
-            trace => self.call_observed(method, args, trace).await,
+        let opts = &self.inner.opts;
+        // A call nobody watches (no recorder, metrics, error hook or
+        // `tracing` subscriber: the default) carries its trace context and
+        // nothing more; the others are observed, their state in a box so
+        // that every open call does not carry it.
+        let watched = opts.recorder.is_some()
+            || opts.metrics
+            || opts.on_error.is_some()
+            || (trace.is_some() && tracing::span_enabled!(tracing::Level::INFO));
+        if watched {
+            return Box::pin(self.call_observed(method, args, trace)).await;
         }
+        let opened = self.open_channel(method, args, trace.as_ref());
+        Collect::new(&self.inner, opened).await.map(|(v, _)| v)
     }
 
-    /// A call that is traced, or measured, or both.
+    /// A call that is recorded, measured, reported or seen by a `tracing`
+    /// subscriber.
     async fn call_observed(
         &self,
         method: &str,
@@ -321,12 +325,8 @@ impl Client {
             )),
             _ => None,
         };
-        let (call, unsent) = InlineCall::new(opened);
-        let r = tracing::Instrument::instrument(
-            Self::drive_inline(&self.inner, call, unsent),
-            tracing_span,
-        )
-        .await;
+        let r =
+            tracing::Instrument::instrument(Collect::new(&self.inner, opened), tracing_span).await;
         let outcome = client_outcome(&r);
         if self.inner.opts.metrics {
             crate::metrics::client_call(method, &outcome, t0.1.elapsed());
@@ -359,50 +359,6 @@ impl Client {
                 trace_id,
                 span_id,
             });
-        }
-    }
-
-    /// Sends the request (waiting for room if it found none) and drives
-    /// the channel until the reply; a stream is collected (with its item
-    /// count).
-    ///
-    /// The caller polls this future until the call ends, so it can drive
-    /// the channel itself (heartbeats included): no extra task hop. (It
-    /// takes the call already built: an async fn keeps its arguments for
-    /// its whole life, so they should be what it works on.)
-    async fn drive_inline(
-        inner: &Inner,
-        mut call: InlineCall,
-        unsent: Option<Box<Message>>,
-    ) -> Result<(Value, Option<u64>), Error> {
-        if let Some(msg) = unsent {
-            // (boxed: the waiting state would otherwise sit in every call)
-            Box::pin(wait_send(
-                inner,
-                &mut call.conn,
-                &mut call._guard,
-                *msg,
-                call.ch.config().first_reply_timeout,
-            ))
-            .await?;
-            call.ch.request_sent(Instant::now().into_std());
-        }
-        // A streamed result is collected; one event is held at a time.
-        let mut items: Option<Vec<Value>> = None;
-        loop {
-            let ev = call.next_event().await?;
-            match ev.kind() {
-                Some(EventKind::Ok) if items.is_none() => return Ok((first_arg(ev.args), None)),
-                Some(EventKind::Stream) => items.get_or_insert_with(Vec::new).push(ev.args),
-                // (Python answers an empty stream with STREAM_DONE alone)
-                Some(EventKind::StreamDone) => {
-                    let items = items.unwrap_or_default();
-                    let n = items.len() as u64;
-                    return Ok((Value::Array(items), Some(n)));
-                }
-                Some(EventKind::Err) => return Err(reply_error(&call.ch, ev.args)),
-                _ => return Err(unexpected(&ev.name)),
-            }
         }
     }
 
