@@ -87,6 +87,9 @@ pub(super) struct Collect {
     items: Option<Vec<Value>>,
 }
 
+// (the large variant is the common one: boxing it would cost every call
+// an allocation)
+#[allow(clippy::large_enum_variant)]
 enum CollectState {
     /// The request waits for room, or for a server (rare: boxed).
     Sending(Pin<Box<dyn Future<Output = Result<InlineCall, Error>> + Send>>),
