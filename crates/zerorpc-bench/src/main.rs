@@ -157,7 +157,7 @@ async fn rust_client(name: &str, ep: &str, seq: usize, conc: usize, stream: u64)
 /// Opens `n` calls that stay open (the server sleeps), and measures this
 /// process's RSS growth per open channel: client and server side together,
 /// since both live in this process.
-async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
+async fn idle_channels(ep: &str, server: &Server, n: usize, settle: Duration) -> f64 {
     let c = Client::connect(ep).await.expect("connect");
     c.call("echo", vec![1.into()]).await.expect("warm up");
     let before = common::rss_kib();
@@ -170,7 +170,7 @@ async fn idle_channels(ep: &str, server: &Server, n: usize) -> f64 {
     while server.active_calls() < n {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(settle).await;
     let after = common::rss_kib();
     for t in calls {
         t.abort();
@@ -219,9 +219,9 @@ pub(crate) async fn demo_server(opts: zerorpc::ServerOptions) -> (Arc<Server>, S
     (server, ep)
 }
 
-async fn idle_ours(n: usize) -> f64 {
+async fn idle_ours(n: usize, settle: Duration) -> f64 {
     let (server, ep) = demo_server(Default::default()).await;
-    idle_channels(&ep, &server, n).await
+    idle_channels(&ep, &server, n, settle).await
 }
 
 /// Measures idle-channel memory of one system in a fresh child process
@@ -526,10 +526,13 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("idle") {
         // Child mode (see `idle_in_child`): one system, a fresh heap.
         let n: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
+        // (`idle ours N SECONDS`: measured after the channels have been
+        // open that long, heartbeats exchanged)
+        let settle: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0.5);
         let rt = runtime();
         let bytes = rt.block_on(async {
             match args.get(2).map(String::as_str) {
-                Some("ours") => idle_ours(n).await,
+                Some("ours") => idle_ours(n, Duration::from_secs_f64(settle)).await,
                 Some("tarpc") => idle_tarpc(n).await,
                 Some("tonic") => idle_tonic(n).await,
                 _ => f64::NAN,

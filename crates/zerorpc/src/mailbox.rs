@@ -93,9 +93,19 @@ impl<T> MailReceiver<T> {
         }
         self.0.waker.register(cx.waker());
         // Re-check: an item may have arrived before the registration.
-        match self.try_recv() {
-            Some(r) => Poll::Ready(r),
-            None => Poll::Pending,
+        let mut st = self.0.state();
+        match st.queue.pop_front() {
+            Some(item) => Poll::Ready(Some(item)),
+            None if st.closed => Poll::Ready(None),
+            None => {
+                // Going to sleep on an empty queue: its buffer (room for a
+                // few events, a kilobyte) is freed, so an idle channel
+                // that once got a heartbeat does not keep it.
+                if st.queue.capacity() > 0 {
+                    st.queue = VecDeque::new();
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -145,6 +155,21 @@ mod tests {
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(2)));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(3)));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(None));
+    }
+
+    #[test]
+    fn a_receiver_waiting_on_an_empty_queue_holds_no_buffer() {
+        let (tx, mut rx) = mailbox(8);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        tx.try_send([0u8; 256]).unwrap();
+        assert!(rx.0.state().queue.capacity() > 0);
+        assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+        assert_eq!(rx.0.state().queue.capacity(), 0);
+        // and it still works afterwards
+        tx.try_send([1u8; 256]).unwrap();
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some([1u8; 256])));
     }
 
     #[test]
