@@ -311,7 +311,16 @@ impl Channel {
 
     /// The next event to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Event> {
-        self.out.pop_front()
+        let ev = self.out.pop_front()?;
+        // A heartbeat that leaves nothing queued: the channel is likely
+        // idle, and an idle channel should not keep the queue's buffer
+        // (room for a few events, a kilobyte). A busy stream pays one
+        // allocation per heartbeat interval for this.
+        if self.out.is_empty() && self.out.capacity() > 0 && ev.kind() == Some(EventKind::Heartbeat)
+        {
+            self.out = VecDeque::new();
+        }
+        Some(ev)
     }
 
     /// Whether events are waiting for [`Channel::poll_transmit`].
@@ -416,6 +425,20 @@ mod tests {
 
     fn secs(t0: Instant, s: f64) -> Instant {
         t0 + Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn an_idle_channel_keeps_no_output_buffer_after_its_heartbeat() {
+        let t0 = Instant::now();
+        let mut c = Channel::client(MessageId::random(), cfg(), t0);
+        c.handle_timeout(secs(t0, 5.0)).unwrap();
+        assert!(c.out.capacity() > 0);
+        assert_eq!(drain(&mut c).len(), 1);
+        assert_eq!(c.out.capacity(), 0, "the heartbeat's buffer is freed");
+        // replies and items keep it (a stream reuses it)
+        c.send(EventKind::Ok, Value::Nil);
+        assert_eq!(drain(&mut c).len(), 1);
+        assert!(c.out.capacity() > 0);
     }
 
     #[test]
