@@ -136,6 +136,8 @@ pub struct Channel {
     /// Whether a STREAM has started (we grant credit only for streams).
     streaming: bool,
     out: VecDeque<Event>,
+    /// `out` holds a heartbeat and nothing else (see `poll_transmit`).
+    lone_heartbeat: bool,
     /// Extra header entries of every event sent.
     headers: SharedEntries,
 }
@@ -156,6 +158,7 @@ impl Channel {
             buffered: 0,
             streaming: false,
             out: VecDeque::new(),
+            lone_heartbeat: false,
             headers: SharedEntries::default(),
         }
     }
@@ -312,13 +315,13 @@ impl Channel {
     /// The next event to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Event> {
         let ev = self.out.pop_front()?;
-        // A heartbeat that leaves nothing queued: the channel is likely
+        // A heartbeat alone in the queue has gone: the channel is likely
         // idle, and an idle channel should not keep the queue's buffer
         // (room for a few events, a kilobyte). A busy stream pays one
         // allocation per heartbeat interval for this.
-        if self.out.is_empty() && self.out.capacity() > 0 && ev.kind() == Some(EventKind::Heartbeat)
-        {
+        if self.lone_heartbeat && self.out.is_empty() {
             self.out = VecDeque::new();
+            self.lone_heartbeat = false;
         }
         Some(ev)
     }
@@ -389,6 +392,7 @@ impl Channel {
     fn emit(&mut self, kind: EventKind, args: Value) {
         let mut ev = Event::on_channel(&self.id, kind, args);
         ev.header.shared = self.headers.clone();
+        self.lone_heartbeat = kind == EventKind::Heartbeat && self.out.is_empty();
         self.out.push_back(ev);
     }
 

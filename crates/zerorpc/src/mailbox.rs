@@ -40,7 +40,10 @@ pub(crate) fn mailbox<T>(cap: usize) -> (MailSender<T>, MailReceiver<T>) {
         }),
         waker: AtomicWaker::new(),
     });
-    (MailSender(shared.clone()), MailReceiver(shared))
+    (
+        MailSender(shared.clone()),
+        MailReceiver { shared, taken: 0 },
+    )
 }
 
 /// The sending side; dropping it closes the mailbox (the receiver sees
@@ -83,27 +86,37 @@ impl<T> Drop for MailSender<T> {
 }
 
 /// The receiving side.
-pub(crate) struct MailReceiver<T>(Arc<Shared<T>>);
+pub(crate) struct MailReceiver<T> {
+    shared: Arc<Shared<T>>,
+    /// Items taken since it last went to sleep.
+    taken: u32,
+}
 
 impl<T> MailReceiver<T> {
     /// The next item; `None` once the sender is dropped and the queue empty.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         if let Some(r) = self.try_recv() {
+            self.taken = self.taken.saturating_add(1);
             return Poll::Ready(r);
         }
-        self.0.waker.register(cx.waker());
+        self.shared.waker.register(cx.waker());
         // Re-check: an item may have arrived before the registration.
-        let mut st = self.0.state();
+        let mut st = self.shared.state();
         match st.queue.pop_front() {
-            Some(item) => Poll::Ready(Some(item)),
+            Some(item) => {
+                self.taken = self.taken.saturating_add(1);
+                Poll::Ready(Some(item))
+            }
             None if st.closed => Poll::Ready(None),
             None => {
-                // Going to sleep on an empty queue: its buffer (room for a
-                // few events, a kilobyte) is freed, so an idle channel
-                // that once got a heartbeat does not keep it.
-                if st.queue.capacity() > 0 {
+                // Going to sleep on an empty queue after taking one item
+                // at most (an idle channel's heartbeat; a busy one takes
+                // bursts): its buffer (room for a few events, a kilobyte)
+                // is freed, so an idle channel does not keep it.
+                if self.taken <= 1 && st.queue.capacity() > 0 {
                     st.queue = VecDeque::new();
                 }
+                self.taken = 0;
                 Poll::Pending
             }
         }
@@ -112,7 +125,7 @@ impl<T> MailReceiver<T> {
     /// The next item without waiting: `Some(None)` when closed and empty,
     /// `None` when nothing is queued yet.
     fn try_recv(&mut self) -> Option<Option<T>> {
-        let mut st = self.0.state();
+        let mut st = self.shared.state();
         match st.queue.pop_front() {
             Some(item) => Some(Some(item)),
             None if st.closed => Some(None),
@@ -128,7 +141,7 @@ impl<T> MailReceiver<T> {
 
 impl<T> Drop for MailReceiver<T> {
     fn drop(&mut self) {
-        let mut st = self.0.state();
+        let mut st = self.shared.state();
         st.closed = true;
         st.queue.clear();
     }
@@ -158,18 +171,26 @@ mod tests {
     }
 
     #[test]
-    fn a_receiver_waiting_on_an_empty_queue_holds_no_buffer() {
+    fn a_receiver_that_took_one_item_sleeps_without_a_buffer() {
         let (tx, mut rx) = mailbox(8);
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
         tx.try_send([0u8; 256]).unwrap();
-        assert!(rx.0.state().queue.capacity() > 0);
+        assert!(rx.shared.state().queue.capacity() > 0);
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
-        assert_eq!(rx.0.state().queue.capacity(), 0);
+        assert_eq!(rx.shared.state().queue.capacity(), 0);
         // and it still works afterwards
         tx.try_send([1u8; 256]).unwrap();
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some([1u8; 256])));
+        // a burst (a busy stream) keeps it, for the next burst
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+        tx.try_send([2u8; 256]).unwrap();
+        tx.try_send([3u8; 256]).unwrap();
+        assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
+        assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+        assert!(rx.shared.state().queue.capacity() > 0);
     }
 
     #[test]
