@@ -9,7 +9,7 @@
 //! ([`zerorpc::Recorder::dropped`]).
 //!
 //! It does not start spans, sample, or propagate context: zerorpc does that
-//! itself (W3C `traceparent` in event headers, see [`zerorpc::trace`]); this
+//! itself (W3C `traceparent` in event headers, see [`zerorpc::TraceContext`]); this
 //! crate only converts and ships what the recorder collected.
 //!
 //! # Usage

@@ -18,7 +18,7 @@
 //! * [`demo`]: the built-in demo service;
 //! * [`naming`]: `zerorpc://SERVICE` addresses (a YAML directory, a
 //!   registry, DNS SRV with the `dns` feature);
-//! * tracing and call records ([`trace`], [`record`], [`collector`]) and
+//! * tracing and call records ([`TraceContext`], [`record`], [`collector`]) and
 //!   the [`metrics`] facade; the hub (`hub`, with the `hub` feature).
 //!
 //! ## Cargo features
@@ -68,7 +68,7 @@ pub mod record;
 mod report;
 mod server;
 pub mod service;
-pub mod trace;
+mod trace;
 mod valueser;
 
 pub use auth::{current_user, Authorization, AuthorizationError, Rule};
@@ -94,7 +94,7 @@ pub use service::{
     ArgInfo, CallContext, DynamicService, HandlerFuture, IntoCallError, IntoService, MethodInfo,
     Response, Service,
 };
-pub use trace::TraceContext;
+pub use trace::{TraceContext, TraceParent};
 pub use zerorpc_macros::service;
 /// The transport crate (socket options, endpoints, raw sockets).
 pub use zmtp;

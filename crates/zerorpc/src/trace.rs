@@ -1,12 +1,4 @@
-//! Distributed tracing: W3C Trace Context carried in event headers, and a
-//! task-local current context so calls made inside a handler are children
-//! of the call being served.
-//!
-//! On the wire a traced channel's events carry a `traceparent` header key
-//! (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`) and `tracestate`
-//! when it is not empty (PROTOCOL.md section 9). A legacy `trace_id` key,
-//! from older in-house peers, is read as the trace id. Peers that know
-//! nothing of it (zerorpc-python, zerorpc-node) ignore the extra keys.
+//! Distributed tracing (documented on [`TraceContext`]).
 
 use std::fmt;
 
@@ -23,6 +15,16 @@ pub const LEGACY_TRACE_ID: &str = "trace_id";
 
 /// A span's place in a trace: the trace id, this span's id, and (when
 /// known) the span it was started from.
+///
+/// Distributed tracing: W3C Trace Context carried in event headers, and a
+/// task-local current context so calls made inside a handler are children
+/// of the call being served.
+///
+/// On the wire a traced channel's events carry a `traceparent` header key
+/// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`) and `tracestate`
+/// when it is not empty (PROTOCOL.md section 9). A legacy `trace_id` key,
+/// from older in-house peers, is read as the trace id. Peers that know
+/// nothing of it (zerorpc-python, zerorpc-node) ignore the extra keys.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TraceContext {
     /// 16 bytes, shared by every span of the trace.

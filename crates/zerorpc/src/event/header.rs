@@ -15,8 +15,9 @@ pub struct Header {
     /// The caller's remaining budget in milliseconds (`deadline_ms`, a
     /// request's key that Python and Node ignore; see [`crate::deadline`]).
     pub deadline_ms: Option<u64>,
-    /// A W3C version-00 `traceparent` (see [`crate::trace`]), read
-    /// without allocating; any other `traceparent` value stays in `extra`
+    /// A W3C version-00 `traceparent` (see
+    /// [`TraceContext`](crate::TraceContext)), read without allocating;
+    /// any other `traceparent` value stays in `extra`
     /// (where [`crate::TraceContext::from_header`] reads it as before).
     pub traceparent: Option<crate::trace::TraceParent>,
     /// Every other key, in order, untouched.
