@@ -60,6 +60,31 @@ struct Size {
     py_stream: u64,
 }
 
+impl Size {
+    /// `compare`'s workload sizes (also `ours`'s), quick or full.
+    fn of(quick: bool) -> Size {
+        if quick {
+            Size {
+                seq: 2_000,
+                conc: 20_000,
+                stream: 200_000,
+                py_seq: 500,
+                py_conc: 2_000,
+                py_stream: 20_000,
+            }
+        } else {
+            Size {
+                seq: 10_000,
+                conc: 200_000,
+                stream: 1_000_000,
+                py_seq: 2_000,
+                py_conc: 10_000,
+                py_stream: 100_000,
+            }
+        }
+    }
+}
+
 #[derive(Default, Clone)]
 struct Row {
     name: String,
@@ -502,11 +527,9 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        let (seq, conc, stream) = if quick {
-            (2_000, 20_000, 200_000)
-        } else {
-            (10_000, 200_000, 1_000_000)
-        };
+        let Size {
+            seq, conc, stream, ..
+        } = Size::of(quick);
         let rt = runtime();
         rt.block_on(async {
             let (_server, ep) = demo_server(Default::default()).await;
@@ -547,25 +570,7 @@ fn main() {
         std::process::exit(2);
     }
     let quick = args.iter().any(|a| a == "--quick");
-    let s = if quick {
-        Size {
-            seq: 2_000,
-            conc: 20_000,
-            stream: 200_000,
-            py_seq: 500,
-            py_conc: 2_000,
-            py_stream: 20_000,
-        }
-    } else {
-        Size {
-            seq: 10_000,
-            conc: 200_000,
-            stream: 1_000_000,
-            py_seq: 2_000,
-            py_conc: 10_000,
-            py_stream: 100_000,
-        }
-    };
+    let s = Size::of(quick);
     let rt = runtime();
     let started = Instant::now();
     let step = |i: usize, what: &str| {
