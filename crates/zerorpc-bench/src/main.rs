@@ -27,6 +27,7 @@ use zerorpc_testkit as common;
 mod brokers;
 mod bus;
 mod contenders;
+mod load;
 mod scenarios;
 mod soak;
 mod stream;
@@ -515,6 +516,10 @@ fn main() {
         // stream of N items, client and server in this process.
         let n: u64 = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(1000);
         instructions_workload(args.get(2).map(String::as_str).unwrap_or("calls"), n);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("load") {
+        load::main(&args[2..]);
         return;
     }
     if args.get(1).map(String::as_str) == Some("ours") {

@@ -5,7 +5,7 @@
 //! closures over [`Value`]s; the `#[zerorpc::service]` macro builds one
 //! from an `impl` block.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -196,7 +196,7 @@ impl DynamicService {
         DynamicService {
             name: name.into(),
             order: Vec::new(),
-            methods: HashMap::new(),
+            methods: HashMap::default(),
         }
     }
 

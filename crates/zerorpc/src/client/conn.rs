@@ -58,7 +58,7 @@ impl Conn {
             stop,
             dealer,
             endpoint,
-            channels: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::default()),
             drops: AtomicU64::new(0),
             suspect_until: AtomicU64::new(0),
             epoch: std::time::Instant::now(),

@@ -25,7 +25,7 @@ use drive::*;
 use observe::*;
 use options::*;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -35,7 +35,8 @@ mod tests;
 pub use driver::Hub;
 pub use routing::HubCore;
 
-use std::collections::{HashMap, VecDeque};
+use foldhash::HashMap;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

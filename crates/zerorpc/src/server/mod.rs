@@ -25,7 +25,7 @@ use call::*;
 use dispatch::*;
 use receive::*;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
