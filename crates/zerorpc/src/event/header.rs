@@ -54,12 +54,18 @@ impl SharedEntries {
         if count == 0 {
             return SharedEntries::default();
         }
-        let mut bytes = Vec::with_capacity(4 + encoded.len());
-        bytes.extend_from_slice(&count.to_be_bytes());
-        bytes.extend_from_slice(encoded);
-        SharedEntries {
-            bytes: Some(Arc::from(bytes)),
-        }
+        // (one allocation: a trace context's entries are put together on
+        // the stack, then copied once)
+        let mut small = [0u8; 128];
+        let bytes: Arc<[u8]> = match small.get_mut(..4 + encoded.len()) {
+            Some(buf) => {
+                buf[..4].copy_from_slice(&count.to_be_bytes());
+                buf[4..].copy_from_slice(encoded);
+                Arc::from(&*buf)
+            }
+            None => [&count.to_be_bytes()[..], encoded].concat().into(),
+        };
+        SharedEntries { bytes: Some(bytes) }
     }
 
     /// Number of entries.

@@ -6,8 +6,44 @@ use super::*;
 /// msgpack str or bin so that `response_to` echoes the type we received.
 #[derive(Clone)]
 pub struct MessageId {
-    pub(super) raw: Bytes,
-    pub(super) is_str: bool,
+    raw: Raw,
+    is_str: bool,
+}
+
+/// Ids up to this long (ours and Python's: 32 hex digits; Node's UUIDs:
+/// 36 characters) are kept inline: decoding, cloning and dropping one
+/// costs no allocation and no reference count.
+const INLINE: usize = 38;
+
+#[derive(Clone)]
+enum Raw {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Shared(Bytes),
+}
+
+impl Raw {
+    fn copy(b: &[u8]) -> Raw {
+        match Raw::inline(b) {
+            Some(r) => r,
+            None => Raw::Shared(Bytes::copy_from_slice(b)),
+        }
+    }
+
+    fn inline(b: &[u8]) -> Option<Raw> {
+        let mut buf = [0u8; INLINE];
+        buf.get_mut(..b.len())?.copy_from_slice(b);
+        Some(Raw::Inline {
+            len: b.len() as u8,
+            buf,
+        })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Raw::Inline { len, buf } => &buf[..usize::from(*len)],
+            Raw::Shared(b) => b,
+        }
+    }
 }
 
 impl MessageId {
@@ -35,33 +71,39 @@ impl MessageId {
             id[16 + i] = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
         }
         MessageId {
-            raw: Bytes::copy_from_slice(&id),
+            raw: Raw::copy(&id),
             is_str: false,
+        }
+    }
+
+    /// An id of these bytes, sent as str or bin.
+    pub(super) fn from_slice(b: &[u8], is_str: bool) -> Self {
+        MessageId {
+            raw: Raw::copy(b),
+            is_str,
         }
     }
 
     pub(super) fn write(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.
         if self.is_str {
-            let _ = rmp::encode::write_str_len(out, self.raw.len() as u32);
+            let _ = rmp::encode::write_str_len(out, self.as_bytes().len() as u32);
         } else {
-            let _ = rmp::encode::write_bin_len(out, self.raw.len() as u32);
+            let _ = rmp::encode::write_bin_len(out, self.as_bytes().len() as u32);
         }
-        out.extend_from_slice(&self.raw);
+        out.extend_from_slice(self.as_bytes());
     }
 
     /// An id sent as msgpack str (what Node does).
     pub fn from_str_id(s: &str) -> Self {
-        MessageId {
-            raw: Bytes::copy_from_slice(s.as_bytes()),
-            is_str: true,
-        }
+        MessageId::from_slice(s.as_bytes(), true)
     }
 
     /// An id sent as msgpack bin.
     pub fn from_bin(b: impl Into<Bytes>) -> Self {
+        let b: Bytes = b.into();
         MessageId {
-            raw: b.into(),
+            raw: Raw::inline(&b).unwrap_or(Raw::Shared(b)),
             is_str: false,
         }
     }
@@ -70,11 +112,8 @@ impl MessageId {
     /// Python's bytes). Other types are not ids.
     pub fn from_value(v: &Value) -> Option<Self> {
         match v {
-            Value::Binary(b) => Some(MessageId::from_bin(b.clone())),
-            Value::String(s) => Some(MessageId {
-                raw: Bytes::copy_from_slice(s.as_bytes()),
-                is_str: true,
-            }),
+            Value::Binary(b) => Some(MessageId::from_slice(b, false)),
+            Value::String(s) => Some(MessageId::from_slice(s.as_bytes(), true)),
             _ => None,
         }
     }
@@ -82,15 +121,15 @@ impl MessageId {
     /// The id as a msgpack value of the type it arrived as.
     pub fn to_value(&self) -> Value {
         if self.is_str {
-            Value::String(String::from_utf8_lossy(&self.raw).into_owned().into())
+            Value::String(String::from_utf8_lossy(self.as_bytes()).into_owned().into())
         } else {
-            Value::Binary(self.raw.to_vec())
+            Value::Binary(self.as_bytes().to_vec())
         }
     }
 
     /// The id's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.raw
+        self.raw.as_slice()
     }
 
     /// Whether it travels as msgpack str.
@@ -101,24 +140,24 @@ impl MessageId {
 
 impl PartialEq for MessageId {
     fn eq(&self, other: &Self) -> bool {
-        self.raw == other.raw
+        self.as_bytes() == other.as_bytes()
     }
 }
 impl Eq for MessageId {}
 impl Hash for MessageId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.raw.hash(state)
+        self.as_bytes().hash(state)
     }
 }
 
 impl fmt::Debug for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", String::from_utf8_lossy(&self.raw))
+        write!(f, "{}", String::from_utf8_lossy(self.as_bytes()))
     }
 }
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", String::from_utf8_lossy(&self.raw))
+        write!(f, "{}", String::from_utf8_lossy(self.as_bytes()))
     }
 }

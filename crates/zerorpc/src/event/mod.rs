@@ -133,7 +133,7 @@ impl Event {
     /// event or exceeds `limits`.
     pub fn decode(buf: &[u8], limits: DecodeLimits) -> Result<Self, EventError> {
         let (header, name, mut rd) = Event::read_head(buf, limits)?;
-        let args = read_value(&mut rd)?;
+        let args = read_args(&mut rd)?;
         Ok(Event { header, name, args })
     }
 
@@ -179,6 +179,28 @@ fn read_extra<'a>(
     Ok(())
 }
 
+/// The arguments: an array (nearly always) is read into a vector sized
+/// from its length at once (rmpv grows it element by element); its length
+/// is bounded by [`scan`], which has checked the elements are there.
+fn read_args(rd: &mut &[u8]) -> Result<Value, EventError> {
+    let mut peek = *rd;
+    let array = matches!(
+        rmp::decode::read_marker(&mut peek),
+        Ok(rmp::Marker::FixArray(_) | rmp::Marker::Array16 | rmp::Marker::Array32)
+    );
+    let mut after = *rd;
+    let len = match rmp::decode::read_array_len(&mut after) {
+        Ok(n) if array => n,
+        _ => return read_value(rd),
+    };
+    *rd = after;
+    let mut items = Vec::with_capacity(len as usize);
+    for _ in 0..len {
+        items.push(read_value(rd)?);
+    }
+    Ok(Value::Array(items))
+}
+
 fn read_value(rd: &mut &[u8]) -> Result<Value, EventError> {
     rmpv::decode::read_value(rd).map_err(|e| EventError::Msgpack(e.to_string()))
 }
@@ -221,11 +243,7 @@ fn read_str_or_bin<'a>(rd: &mut &'a [u8]) -> Option<(&'a [u8], bool)> {
 /// A message id value (str or bin) at the front of `rd`.
 fn read_id(rd: &mut &[u8], what: &'static str) -> Result<MessageId, EventError> {
     match read_str_or_bin(rd) {
-        Some((bytes, true)) => Ok(MessageId {
-            raw: Bytes::copy_from_slice(bytes),
-            is_str: true,
-        }),
-        Some((bytes, false)) => Ok(MessageId::from_bin(Bytes::copy_from_slice(bytes))),
+        Some((bytes, is_str)) => Ok(MessageId::from_slice(bytes, is_str)),
         None => Err(EventError::Malformed(what)),
     }
 }

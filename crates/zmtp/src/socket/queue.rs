@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use smallvec::SmallVec;
+
 /// What a queued item weighs, in bytes.
 pub(crate) trait Weigh {
     fn weight(&self) -> usize;
@@ -37,7 +39,7 @@ pub(crate) struct Budget {
     used: AtomicUsize,
     /// Whether a push waits on the budget (so releases must wake).
     contended: AtomicBool,
-    waiters: Mutex<Vec<Waker>>,
+    waiters: Mutex<Wakers>,
 }
 
 impl Budget {
@@ -46,7 +48,7 @@ impl Budget {
             max: max.max(1),
             used: AtomicUsize::new(0),
             contended: AtomicBool::new(false),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Mutex::new(Wakers::new()),
         })
     }
 
@@ -103,9 +105,9 @@ struct State<T> {
     bytes: usize,
     closed: bool,
     /// Tasks waiting for an item.
-    readers: Vec<Waker>,
+    readers: Wakers,
     /// Tasks waiting for room.
-    writers: Vec<Waker>,
+    writers: Wakers,
 }
 
 /// Why a non-blocking push failed; the item is handed back.
@@ -114,13 +116,18 @@ pub(crate) enum PushError<T> {
     Closed(T),
 }
 
-fn register(list: &mut Vec<Waker>, w: &Waker) {
+/// Tasks waiting on a queue: nearly always one or two, kept inline (a
+/// list is taken to be woken on every push and pop, so a `Vec` would
+/// allocate again on every wait).
+type Wakers = SmallVec<[Waker; 2]>;
+
+fn register(list: &mut Wakers, w: &Waker) {
     if !list.iter().any(|x| x.will_wake(w)) {
         list.push(w.clone());
     }
 }
 
-fn wake_all(list: Vec<Waker>) {
+fn wake_all(list: Wakers) {
     for w in list {
         w.wake();
     }
@@ -144,8 +151,8 @@ impl<T: Weigh> Queue<T> {
                 items: VecDeque::new(),
                 bytes: 0,
                 closed: false,
-                readers: Vec::new(),
-                writers: Vec::new(),
+                readers: Wakers::new(),
+                writers: Wakers::new(),
             }),
         }
     }
@@ -321,7 +328,7 @@ impl<T: Weigh> Queue<T> {
                 let readers = if moved {
                     std::mem::take(&mut s.readers)
                 } else {
-                    Vec::new()
+                    Wakers::new()
                 };
                 (readers, batch.is_empty())
             };
