@@ -408,7 +408,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The workload `callgrind.sh` counts instructions of: `calls` makes `n`
-/// sequential `echo` calls, `stream` takes one `range(n)` stream. One
+/// sequential `echo` calls, `stream` takes one `range(n)` stream, `tarpc`
+/// makes `n` sequential tarpc `echo` calls (for comparison). One
 /// thread (a current-thread runtime), so that the count repeats from run to
 /// run; the script runs it at two sizes and divides the difference, so
 /// start-up and connection set-up cancel out.
@@ -418,6 +419,19 @@ fn instructions_workload(kind: &str, n: u64) {
         .build()
         .expect("runtime");
     rt.block_on(async move {
+        if kind == "tarpc" {
+            // The same sequential calls through tarpc, for comparison.
+            let (client, server) = tarpc_pair(None).await;
+            for i in 0..=n {
+                let x = i as i64;
+                client
+                    .echo(tarpc::context::current(), x)
+                    .await
+                    .expect("call");
+            }
+            server.abort();
+            return;
+        }
         let (_server, ep) = demo_server(Default::default()).await;
         // `calls`: the default (a trace context on every root call);
         // `untraced`: without it, what that context costs.
@@ -438,7 +452,7 @@ fn instructions_workload(kind: &str, n: u64) {
                 let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
                 assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
             }
-            other => panic!("instructions: calls, untraced or stream, not {other}"),
+            other => panic!("instructions: calls, untraced, stream or tarpc, not {other}"),
         }
     });
 }

@@ -55,6 +55,15 @@ pub async fn scope<F: Future>(at: Instant, f: F) -> F::Output {
     DEADLINE.scope(at, f).await
 }
 
+/// `f` under the deadline `at` as it is, without an earlier one to
+/// compare it with (a server starting a handler), as a nameable future.
+pub(crate) fn scoped<F: Future>(
+    at: Instant,
+    f: F,
+) -> tokio::task::futures::TaskLocalFuture<Instant, F> {
+    DEADLINE.scope(at, f)
+}
+
 /// The budget a header carries as a duration.
 pub(crate) fn budget_of(ms: u64) -> Duration {
     Duration::from_millis(ms)

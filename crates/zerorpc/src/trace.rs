@@ -117,6 +117,15 @@ impl TraceContext {
         CURRENT.scope(self, f).await
     }
 
+    /// [`TraceContext::scope`] as a nameable future (for the server, which
+    /// wraps a handler in this and its deadline in one allocation).
+    pub(crate) fn scoped<F: std::future::Future>(
+        self,
+        f: F,
+    ) -> tokio::task::futures::TaskLocalFuture<TraceContext, F> {
+        CURRENT.scope(self, f)
+    }
+
     /// The trace id as 32 hex digits.
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)

@@ -48,28 +48,28 @@ impl Raw {
 
 impl MessageId {
     /// A fresh id shaped like Python 3's: 32 hex characters, sent as bin.
-    /// Like Python, a random per-process prefix plus a counter: unique,
-    /// and cheap enough for every stream item.
+    /// Like Python, a random prefix plus a counter: unique, and cheap
+    /// enough for every stream item. Prefix and counter are per thread
+    /// (a random prefix each), so threads making ids do not contend for
+    /// one counter's cache line.
     pub fn random() -> Self {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        use std::sync::OnceLock;
-        static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        use std::cell::Cell;
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let prefix = PREFIX.get_or_init(|| {
-            let r: u64 = rand::random();
-            let mut p = [0u8; 16];
-            for (i, b) in p.iter_mut().enumerate() {
-                *b = HEX[((r >> (60 - 4 * i)) & 0xF) as usize];
+        fn hex16(n: u64, out: &mut [u8]) {
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
             }
-            p
-        });
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let mut id = [0u8; 32];
-        id[..16].copy_from_slice(prefix);
-        for i in 0..16 {
-            id[16 + i] = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
         }
+        std::thread_local! {
+            static NEXT: (u64, Cell<u64>) = (rand::random(), Cell::new(0));
+        }
+        let mut id = [0u8; 32];
+        NEXT.with(|(prefix, counter)| {
+            let n = counter.get();
+            counter.set(n.wrapping_add(1));
+            hex16(*prefix, &mut id[..16]);
+            hex16(n, &mut id[16..]);
+        });
         MessageId {
             raw: Raw::copy(&id),
             is_str: false,

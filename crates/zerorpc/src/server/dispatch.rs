@@ -13,27 +13,38 @@ pub(super) fn dispatch(
     user: Option<Arc<str>>,
     deadline: Option<std::time::Instant>,
 ) -> HandlerFuture {
-    let handler = match trace {
+    if let Some(ctx) = trace
+        .as_ref()
+        .filter(|_| tracing::span_enabled!(tracing::Level::INFO))
+    {
         // A `tracing` span too, so subscribers see the call with its ids
         // (made only when one wants it).
-        Some(ctx) if tracing::span_enabled!(tracing::Level::INFO) => {
-            let span = tracing::info_span!(
-                "zerorpc.server",
-                rpc.system = "zerorpc",
-                rpc.service = %inner.service_name,
-                rpc.method = %req.name,
-                trace_id = %crate::trace::HexId(&ctx.trace_id),
-                span_id = %crate::trace::HexId(&ctx.span_id),
-            );
-            let fut = start_handler(inner, req, user);
-            Box::pin(tracing::Instrument::instrument(ctx.scope(fut), span)) as HandlerFuture
-        }
-        Some(ctx) => Box::pin(ctx.scope(start_handler(inner, req, user))),
-        None => start_handler(inner, req, user),
-    };
-    match deadline {
-        Some(at) => Box::pin(crate::deadline::scope(at, handler)),
-        None => handler,
+        let span = tracing::info_span!(
+            "zerorpc.server",
+            rpc.system = "zerorpc",
+            rpc.service = %inner.service_name,
+            rpc.method = %req.name,
+            trace_id = %crate::trace::HexId(&ctx.trace_id),
+            span_id = %crate::trace::HexId(&ctx.span_id),
+        );
+        let fut = tracing::Instrument::instrument(start_handler(inner, req, user), span);
+        return scoped(trace, deadline, Box::pin(fut));
+    }
+    scoped(trace, deadline, start_handler(inner, req, user))
+}
+
+/// `handler` under its trace context and deadline, in one allocation.
+fn scoped(
+    trace: Option<TraceContext>,
+    deadline: Option<std::time::Instant>,
+    handler: HandlerFuture,
+) -> HandlerFuture {
+    use crate::deadline::scoped as under;
+    match (trace, deadline) {
+        (None, None) => handler,
+        (Some(ctx), None) => Box::pin(ctx.scoped(handler)),
+        (None, Some(at)) => Box::pin(under(at, handler)),
+        (Some(ctx), Some(at)) => Box::pin(under(at, ctx.scoped(handler))),
     }
 }
 
