@@ -12,7 +12,7 @@ use zerorpc_bus::protocol::BusInfo;
 use zerorpc_bus::publisher::{Publisher, PublisherOptions};
 
 async fn info(c: &Client) -> BusInfo {
-    zerorpc::service::from_value(c.call("info", vec![]).await.unwrap()).unwrap()
+    zerorpc::from_value(c.call("info", vec![]).await.unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

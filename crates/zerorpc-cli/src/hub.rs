@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
-use zerorpc::{Hub, HubOptions};
+use zerorpc::hub::{Hub, HubOptions};
 
 /// Run a load-balancing hub: clients connect to `in`, workers (servers
 /// started with --connect) to `out`

@@ -239,7 +239,7 @@ fn normalize(args: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// A recorder shipping to `--records`, if given.
-async fn recorder(cli: &Cli) -> Result<Option<zerorpc::Recorder>, ExitCode> {
+async fn recorder(cli: &Cli) -> Result<Option<zerorpc::record::Recorder>, ExitCode> {
     let Some(addr) = &cli.records else {
         return Ok(None);
     };
@@ -252,7 +252,7 @@ async fn recorder(cli: &Cli) -> Result<Option<zerorpc::Recorder>, ExitCode> {
                 warn_if_not_records_port(events, addr.clone()),
             )
             .await;
-            Ok(Some(zerorpc::Recorder::new(sink, 65_536)))
+            Ok(Some(zerorpc::record::Recorder::new(sink, 65_536)))
         }
         Err(e) => {
             eprintln!("zerorpc: cannot use the collector {addr}: {e}");

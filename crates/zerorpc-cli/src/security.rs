@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use zerorpc::auth::Authorization;
 use zerorpc::zmtp::curve::{load_public_key, z85_key, AllowAny, AllowList, CurveKeyPair};
 use zerorpc::zmtp::{Security, SocketOptions};
-use zerorpc::Authorization;
 
 use crate::Cli;
 

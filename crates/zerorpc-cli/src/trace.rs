@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use zerorpc::collector::{Collector, RedisStore};
 use zerorpc::record::{render_line, render_top, render_tree, SLOT_SECS};
-use zerorpc::{Client, ClientOptions, EmbeddedStore, MethodRow, Record, Server, Value};
+use zerorpc::record::{EmbeddedStore, MethodRow, Record};
+use zerorpc::{Client, ClientOptions, Server, Value};
 
 /// Where `zerorpc trace` asks a collector by default.
 const QUERY: &str = "tcp://127.0.0.1:5556";
@@ -170,8 +171,7 @@ fn decode<T: serde::de::DeserializeOwned>(
     addr: &[String],
 ) -> Result<T, String> {
     let v = r.map_err(|e| collector_error(e, &addr.join(", ")))?;
-    zerorpc::service::from_value(v)
-        .map_err(|e| format!("unreadable answer from the collector: {e}"))
+    zerorpc::from_value(v).map_err(|e| format!("unreadable answer from the collector: {e}"))
 }
 
 pub async fn collector(args: CollectorArgs) -> ExitCode {
@@ -189,7 +189,7 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
     let collector = match &args.otlp {
         None => collector,
         Some(url) => match zerorpc_otlp::OtlpSink::new(url) {
-            Ok(sink) => collector.forward_to(zerorpc::Recorder::new(sink, 65_536)),
+            Ok(sink) => collector.forward_to(zerorpc::record::Recorder::new(sink, 65_536)),
             Err(e) => {
                 eprintln!("zerorpc trace-collector: --otlp {url}: {e}");
                 return ExitCode::from(2);

@@ -411,7 +411,8 @@ const REDIS: &str = "redis://127.0.0.1:6379/";
 
 #[test]
 fn trace_collector_into_redis_and_trace_show() {
-    use zerorpc::{ClientOptions, Recorder, Server, ServerOptions, TraceContext, Value};
+    use zerorpc::record::Recorder;
+    use zerorpc::{ClientOptions, Server, ServerOptions, TraceContext, Value};
     let port = free_port();
     let prefix = format!("zerorpc-cli-test-{}", std::process::id());
     let ep = format!("tcp://127.0.0.1:{port}");

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as J};
 use zerorpc::collector::PushSink;
-use zerorpc::{
-    CallError, Client, ClientOptions, DynamicService, Recorder, Server, ServerOptions, Value,
-};
+use zerorpc::record::Recorder;
+use zerorpc::{CallError, Client, ClientOptions, DynamicService, Server, ServerOptions, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zerorpc");
 
@@ -420,10 +419,10 @@ fn the_dashboard_stays_responsive_under_a_thousand_records_a_second() {
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .as_micros() as u64;
-                let batch: Vec<zerorpc::Record> = (0..100)
+                let batch: Vec<zerorpc::record::Record> = (0..100)
                     .map(|i| {
                         n += 1;
-                        zerorpc::Record {
+                        zerorpc::record::Record {
                             trace_id: format!("{n:032x}"),
                             span_id: format!("{n:016x}"),
                             parent_id: None,
@@ -435,14 +434,14 @@ fn the_dashboard_stays_responsive_under_a_thousand_records_a_second() {
                             host: "h".into(),
                             start_us: now - 1000,
                             duration_us: 200 + (n % 800),
-                            outcome: zerorpc::Outcome::Ok,
+                            outcome: zerorpc::record::Outcome::Ok,
                             user: None,
                             payload: None,
                             traceback: None,
                         }
                     })
                     .collect();
-                let _ = zerorpc::TraceSink::write(&sink, batch).await;
+                let _ = zerorpc::record::TraceSink::write(&sink, batch).await;
             }
         })
     };

@@ -296,7 +296,7 @@ pub fn hub(data: &[u8]) {
     use zerorpc::hub::HubCore;
     use zerorpc::zmtp::Message;
     let mut now = Instant::now();
-    let mut core = HubCore::new(&zerorpc::HubOptions::default());
+    let mut core = HubCore::new(&zerorpc::hub::HubOptions::default());
     let ids: Vec<Bytes> = (0..4u8).map(|i| Bytes::from(vec![b'p', i])).collect();
     let mut rest = data;
     while let Some((&op, tail)) = rest.split_first() {
@@ -413,7 +413,7 @@ pub fn gateway_json(data: &[u8]) {
 pub fn yaml_configs(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = zerorpc::naming::Directory::parse(text);
-        let _ = zerorpc::Authorization::from_yaml(text);
+        let _ = zerorpc::auth::Authorization::from_yaml(text);
     }
 }
 

@@ -256,11 +256,11 @@ pub(crate) fn register(m: &Method) -> TokenStream2 {
                 Ok(__v) => Ok(__v),
                 Err(__e) => Err(#convert),
             });
-            Ok(::zerorpc::Response::Stream(::zerorpc::service::serialize_result_stream(__s)))
+            Ok(::zerorpc::Response::Stream(::zerorpc::macro_support::serialize_result_stream(__s)))
         },
         Kind::Stream(_) => quote! {
             let __s = #call;
-            Ok(::zerorpc::Response::Stream(::zerorpc::service::serialize_stream(__s)))
+            Ok(::zerorpc::Response::Stream(::zerorpc::macro_support::serialize_stream(__s)))
         },
     };
     let defaults = (required < nargs).then(|| {
@@ -278,7 +278,7 @@ pub(crate) fn register(m: &Method) -> TokenStream2 {
             #defaults
             svc.register(info, ::std::sync::Arc::new(move |__args: ::std::vec::Vec<::zerorpc::Value>, _ctx: ::zerorpc::CallContext| {
                 let __this = ::std::sync::Arc::clone(&this);
-                ::zerorpc::service::boxed(async move {
+                ::zerorpc::macro_support::boxed(async move {
                     #parse
                     #body
                 })
@@ -340,7 +340,7 @@ pub(crate) fn client_method(m: &Method) -> TokenStream2 {
                 > {
                     let __args = ::std::vec![#(#values),*];
                     let __s = self.inner.call_stream(#name, __args).await?;
-                    Ok(::zerorpc::service::typed_stream::<#item, _>(__s))
+                    Ok(::zerorpc::macro_support::typed_stream::<#item, _>(__s))
                 }
             }
         }

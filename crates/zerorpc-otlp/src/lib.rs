@@ -1,12 +1,12 @@
 //! Exports zerorpc call records to OpenTelemetry over OTLP.
 //!
-//! This crate owns one thing: [`OtlpSink`], a [`zerorpc::TraceSink`] that
-//! turns each [`zerorpc::Record`] (one side of one call) into an
+//! This crate owns one thing: [`OtlpSink`], a [`zerorpc::record::TraceSink`] that
+//! turns each [`zerorpc::record::Record`] (one side of one call) into an
 //! OpenTelemetry span and hands the spans to an OTLP span exporter (gRPC by
 //! default, or any [`opentelemetry_sdk::trace::SpanExporter`] you give it).
-//! Give it to a [`zerorpc::Recorder`]: calls never wait on the export, a
+//! Give it to a [`zerorpc::record::Recorder`]: calls never wait on the export, a
 //! failed export drops its batch and the recorder counts it
-//! ([`zerorpc::Recorder::dropped`]).
+//! ([`zerorpc::record::Recorder::dropped`]).
 //!
 //! It does not start spans, sample, or propagate context: zerorpc does that
 //! itself (W3C `traceparent` in event headers, see [`zerorpc::TraceContext`]); this
@@ -15,7 +15,8 @@
 //! # Usage
 //!
 //! ```no_run
-//! use zerorpc::{Client, ClientOptions, Recorder, TraceContext};
+//! use zerorpc::{Client, ClientOptions, TraceContext};
+//! use zerorpc::record::Recorder;
 //! use zerorpc_otlp::OtlpSink;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -78,7 +79,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
 use opentelemetry_sdk::Resource;
 use zerorpc::record::Side;
-use zerorpc::{Outcome, Record, TraceSink};
+use zerorpc::record::{Outcome, Record, TraceSink};
 
 /// The name of the RPC system, as `rpc.system.name` and `rpc.system`.
 pub const RPC_SYSTEM: &str = "zerorpc";

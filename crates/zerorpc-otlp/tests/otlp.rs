@@ -21,10 +21,8 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use zerorpc::record::Side;
-use zerorpc::{
-    CallError, Client, ClientOptions, Outcome, Record, Recorder, Server, ServerOptions,
-    TraceContext, TraceSink, Value,
-};
+use zerorpc::record::{Outcome, Record, Recorder, TraceSink};
+use zerorpc::{CallError, Client, ClientOptions, Server, ServerOptions, TraceContext, Value};
 use zerorpc_otlp::{span_data, OtlpError, OtlpSink};
 
 /// How long anything may take on a busy machine.
@@ -683,7 +681,7 @@ async fn a_trace_collector_passes_records_on_to_otlp() {
     // Services ship to our collector (which keeps them in memory) and the
     // collector passes them on to the OTLP receiver.
     let receiver = Collector::start().await;
-    let store = zerorpc::EmbeddedStore::new(Duration::from_secs(60));
+    let store = zerorpc::record::EmbeddedStore::new(Duration::from_secs(60));
     let otlp = Recorder::new(OtlpSink::new(&receiver.endpoint).unwrap(), 10_000);
     let ours = std::sync::Arc::new(RecordCollector::new(store.clone()).forward_to(otlp.clone()));
     let cep = ours.bind("tcp://127.0.0.1:0").await.unwrap().to_string();

@@ -17,10 +17,11 @@ use futures::StreamExt;
 use sentry_core::protocol::{Context, Event, TraceContext, Value as Json};
 use sentry_core::test::{with_captured_events, TestTransport};
 use sentry_core::{ClientOptions as SentryOptions, Hub};
+use zerorpc::record::{EmbeddedStore, Recorder};
 use zerorpc::record::{Record, Side};
 use zerorpc::{
-    CallError, Client, ClientOptions, EmbeddedStore, ErrorHook, ErrorReport, OnError, Recorder,
-    Server, ServerOptions, TraceContext as ZTrace, Value,
+    CallError, Client, ClientOptions, ErrorHook, ErrorReport, OnError, Server, ServerOptions,
+    TraceContext as ZTrace, Value,
 };
 use zerorpc_sentry::SentryHook;
 

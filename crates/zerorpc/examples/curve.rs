@@ -3,9 +3,10 @@
 // program: `cargo run -p zerorpc --example curve`.
 use std::sync::Arc;
 
+use zerorpc::auth::Authorization;
 use zerorpc::zmtp::curve::{load_public_key, AllowList, CurveKeyPair};
 use zerorpc::zmtp::{Security, SocketOptions};
-use zerorpc::{Authorization, Client, ClientOptions, Error, Server, ServerOptions};
+use zerorpc::{Client, ClientOptions, Error, Server, ServerOptions};
 
 pub struct Vault;
 
@@ -13,7 +14,7 @@ pub struct Vault;
 impl Vault {
     /// Who is calling: the name the server's allow-list gives their key.
     pub fn whoami(&self) -> String {
-        zerorpc::current_user()
+        zerorpc::auth::current_user()
             .map(|u| u.to_string())
             .unwrap_or_default()
     }

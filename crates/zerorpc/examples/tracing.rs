@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zerorpc::record::render_tree;
-use zerorpc::{
-    Client, ClientOptions, EmbeddedStore, Error, Recorder, Server, ServerOptions, TraceContext,
-};
+use zerorpc::record::{EmbeddedStore, Recorder};
+use zerorpc::{Client, ClientOptions, Error, Server, ServerOptions, TraceContext};
 
 pub struct Stock;
 

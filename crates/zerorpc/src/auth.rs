@@ -105,7 +105,7 @@ impl Authorization {
     ///
     /// ```no_run
     /// # fn main() -> Result<(), zerorpc::auth::AuthorizationError> {
-    /// let rules = zerorpc::Authorization::load("rules.yml")?;
+    /// let rules = zerorpc::auth::Authorization::load("rules.yml")?;
     /// let opts = zerorpc::ServerOptions {
     ///     authorize: Some(std::sync::Arc::new(rules)),
     ///     ..Default::default()

@@ -21,12 +21,18 @@
 //! * tracing and call records ([`TraceContext`], [`record`], [`collector`]) and
 //!   the [`metrics`] facade; the hub (`hub`, with the `hub` feature).
 //!
+//! One path per item: the RPC core's items are at the crate root (their
+//! modules are private); the areas around it (`auth`, `naming`, `record`,
+//! `collector`, `metrics`, `hub`, `deadline`, `introspection`, `describe`,
+//! `demo`) are reached through their modules only. What the generated
+//! code needs is in the hidden `macro_support`.
+//!
 //! ## Cargo features
 //!
 //! The core needs none. Opt-in, for what brings in a heavy dependency or is
 //! a service of its own: `dns` (hickory-resolver: [`naming`] by DNS
 //! SRV/TXT), `redis` (`collector::RedisStore`), `prometheus`
-//! (`metrics::install_prometheus`), `hub` (`Hub`, the load-balancing
+//! (`metrics::install_prometheus`), `hub` (`hub::Hub`, the load-balancing
 //! broker); `full` turns on all four. Without them the dependency tree is
 //! 78 packages instead of 160.
 //!
@@ -67,11 +73,10 @@ mod oneway;
 pub mod record;
 mod report;
 mod server;
-pub mod service;
+mod service;
 mod trace;
 mod valueser;
 
-pub use auth::{current_user, Authorization, AuthorizationError, Rule};
 pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode, MAX_SEND_CREDIT};
 pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{CallError, Error, EventError};
@@ -79,20 +84,13 @@ pub use event::{
     DecodeLimits, Event, EventKind, Header, MessageId, SharedEntries, PROTOCOL_VERSION,
 };
 pub use futures;
-#[cfg(feature = "hub")]
-pub use hub::{Hub, HubOptions, HubStats};
-pub use naming::{Directory, Registration, Registry, Resolver};
 pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};
-pub use record::{
-    EmbeddedStore, Histogram, MethodRow, MethodStats, Outcome, Payload, Record, Recorder,
-    TraceSink, TraceStore,
-};
 pub use report::{ErrorHook, ErrorReport, OnError};
 pub use rmpv::Value;
 pub use server::{Server, ServerOptions};
 pub use service::{
-    ArgInfo, CallContext, DynamicService, HandlerFuture, IntoCallError, IntoService, MethodInfo,
-    Response, Service,
+    arg, from_value, parse_args, to_value, ArgInfo, CallContext, DynamicService, HandlerFuture,
+    IntoCallError, IntoService, MethodInfo, Response, Service,
 };
 pub use trace::{TraceContext, TraceParent};
 pub use zerorpc_macros::service;

@@ -21,6 +21,9 @@ use serde::Serialize;
 use crate::error::CallError;
 use crate::service::IntoCallError;
 
+// (helpers the generated code calls by path)
+pub use crate::service::{boxed, serialize_result_stream, serialize_stream, typed_stream};
+
 /// An argument type the service decodes (named in the generated code so
 /// that a type without `Deserialize` gets a message saying so).
 #[diagnostic::on_unimplemented(

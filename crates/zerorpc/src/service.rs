@@ -170,7 +170,7 @@ type Handler = Arc<dyn Fn(Vec<Value>, CallContext) -> HandlerFuture + Send + Syn
 /// use zerorpc::{DynamicService, Value, CallError};
 /// let svc = DynamicService::new("calc")
 ///     .method("add", "Add two numbers.", &["a", "b"], |args| async move {
-///         let (a, b): (i64, i64) = zerorpc::service::parse_args("add", &["a", "b"], args)?;
+///         let (a, b): (i64, i64) = zerorpc::parse_args("add", &["a", "b"], args)?;
 ///         Ok(Value::from(a + b))
 ///     });
 /// ```

@@ -11,10 +11,8 @@ use common::*;
 use futures::StreamExt;
 use zerorpc::collector::{Collector, PushSink, RedisStore};
 use zerorpc::record::{render_tree, Side};
-use zerorpc::{
-    CallError, Client, ClientOptions, EmbeddedStore, MethodRow, Outcome, Record, Recorder, Server,
-    ServerOptions, TraceContext, TraceStore, Value,
-};
+use zerorpc::record::{EmbeddedStore, MethodRow, Outcome, Record, Recorder, TraceStore};
+use zerorpc::{CallError, Client, ClientOptions, Server, ServerOptions, TraceContext, Value};
 
 const REDIS: &str = "redis://127.0.0.1:6379/";
 

@@ -9,9 +9,8 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use zerorpc::demo::demo_service;
-use zerorpc::{
-    ChannelConfig, Client, ClientOptions, Error, Hub, HubOptions, Server, ServerOptions, Value,
-};
+use zerorpc::hub::{Hub, HubOptions};
+use zerorpc::{ChannelConfig, Client, ClientOptions, Error, Server, ServerOptions, Value};
 
 const HB: Duration = Duration::from_millis(500);
 

@@ -16,8 +16,8 @@ async fn ten_thousand_unknown_method_names_leave_labels_and_store_keys_bounded()
     const N: usize = 10_000;
     let port = free_port();
     zerorpc::metrics::install_prometheus(([127, 0, 0, 1], port).into()).unwrap();
-    let store = zerorpc::EmbeddedStore::new(Duration::from_secs(60));
-    let recorder = zerorpc::Recorder::new(store.clone(), 2 * N);
+    let store = zerorpc::record::EmbeddedStore::new(Duration::from_secs(60));
+    let recorder = zerorpc::record::Recorder::new(store.clone(), 2 * N);
     let svc = zerorpc::DynamicService::new(SERVICE).method("echo", "", &["x"], |a| async move {
         Ok(a.into_iter().next().unwrap_or(Value::Nil))
     });

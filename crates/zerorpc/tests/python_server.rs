@@ -297,7 +297,7 @@ async fn typed_client_sends_a_struct_that_python_receives_as_a_dict() {
         let raw = within(
             "describe (raw)",
             c.client()
-                .call("describe", vec![zerorpc::service::to_value(&p).unwrap()]),
+                .call("describe", vec![zerorpc::to_value(&p).unwrap()]),
         )
         .await
         .unwrap();

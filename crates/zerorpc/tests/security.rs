@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use common::*;
 use zerorpc::auth::{current_user, Authorization, Rule};
+use zerorpc::record::{EmbeddedStore, Recorder};
 use zerorpc::zmtp::curve::CurveKeyPair;
 use zerorpc::zmtp::{AllowList, Security, SocketOptions};
-use zerorpc::{
-    CallError, Client, ClientOptions, EmbeddedStore, Error, Recorder, Server, ServerOptions,
-    TraceContext,
-};
+use zerorpc::{CallError, Client, ClientOptions, Error, Server, ServerOptions, TraceContext};
 
 struct Vault;
 

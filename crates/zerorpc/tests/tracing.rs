@@ -9,10 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use zerorpc::record::render_tree;
-use zerorpc::{
-    CallError, Client, ClientOptions, EmbeddedStore, Outcome, Record, Recorder, Server,
-    ServerOptions, TraceContext, Value,
-};
+use zerorpc::record::{EmbeddedStore, Outcome, Record, Recorder};
+use zerorpc::{CallError, Client, ClientOptions, Server, ServerOptions, TraceContext, Value};
 
 struct C;
 

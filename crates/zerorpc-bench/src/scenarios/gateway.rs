@@ -81,8 +81,8 @@ pub(crate) async fn http_echo(mut sender: HttpSender) -> HttpSender {
 /// A hub (default options) on free local ports with `n` demo servers as
 /// its workers, running once the hub has heard from all of them: the hub,
 /// the endpoint its clients connect to, the workers.
-pub(crate) async fn start_hub(n: usize) -> (Arc<zerorpc::Hub>, String, Vec<Arc<Server>>) {
-    let hub = Arc::new(zerorpc::Hub::new(zerorpc::HubOptions::default()));
+pub(crate) async fn start_hub(n: usize) -> (Arc<zerorpc::hub::Hub>, String, Vec<Arc<Server>>) {
+    let hub = Arc::new(zerorpc::hub::Hub::new(zerorpc::hub::HubOptions::default()));
     let input = hub.bind_in("tcp://127.0.0.1:0").await.expect("bind in");
     let output = hub.bind_out("tcp://127.0.0.1:0").await.expect("bind out");
     let h = hub.clone();

@@ -14,11 +14,11 @@ pub(crate) async fn tracing_child(mode: u8, quick: bool) -> Row {
         (10_000, 100_000)
     };
     let recorder = match mode {
-        1 => Some(zerorpc::Recorder::new(
-            zerorpc::EmbeddedStore::new(Duration::from_secs(60)),
+        1 => Some(zerorpc::record::Recorder::new(
+            zerorpc::record::EmbeddedStore::new(Duration::from_secs(60)),
             100_000,
         )),
-        2 => Some(zerorpc::Recorder::new(Discard, 100_000)),
+        2 => Some(zerorpc::record::Recorder::new(Discard, 100_000)),
         _ => None,
     };
     let (_server, ep) = demo_server(zerorpc::ServerOptions {
@@ -133,10 +133,10 @@ pub(crate) fn print_runs<M: PartialEq + Copy>(
 /// A sink that drops every batch (measures the cost of recording alone).
 pub(crate) struct Discard;
 
-impl zerorpc::TraceSink for Discard {
+impl zerorpc::record::TraceSink for Discard {
     fn write(
         &self,
-        _: Vec<zerorpc::Record>,
+        _: Vec<zerorpc::record::Record>,
     ) -> futures::future::BoxFuture<'static, Result<(), String>> {
         Box::pin(std::future::ready(Ok(())))
     }

@@ -311,7 +311,7 @@ fn follow_bus(addr: String, view: Arc<Mutex<BusView>>) {
                 let c = zerorpc::Client::connect(&a).await?;
                 loop {
                     let info: zerorpc_bus::protocol::BusInfo =
-                        zerorpc::service::from_value(c.call("info", vec![]).await?)?;
+                        zerorpc::from_value(c.call("info", vec![]).await?)?;
                     {
                         let mut b = lock_any(&v);
                         b.stored.push_back((std::time::Instant::now(), info.stored));
@@ -602,7 +602,7 @@ async fn trace(State(d): State<Dash>, Path(id): Path<String>) -> Response {
     }
     // (typed, so the page reads serde's usual JSON of a record)
     let records = d.queries.trace(id).await.and_then(|v| {
-        zerorpc::service::from_value::<Vec<Record>>(v)
+        zerorpc::from_value::<Vec<Record>>(v)
             .map_err(|e| zerorpc::CallError::new("DecodeError", e.to_string()))
     });
     match records {

@@ -5,7 +5,7 @@
 //! batch is dropped and counted). A [`Collector`] pulls them and hands them
 //! to a store: `RedisStore` (the `redis` feature: per-trace lists that expire after a TTL,
 //! per-method call counters and latency histograms, in Redis) or the
-//! in-memory [`EmbeddedStore`](crate::EmbeddedStore).
+//! in-memory [`EmbeddedStore`](crate::record::EmbeddedStore).
 //!
 //! A collector also answers queries, as a zerorpc service
 //! ([`Collector::queries`]): `trace` (a trace's records), `stats`
