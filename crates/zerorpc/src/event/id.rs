@@ -61,13 +61,18 @@ impl MessageId {
             }
         }
         std::thread_local! {
-            static NEXT: (u64, Cell<u64>) = (rand::random(), Cell::new(0));
+            // (the prefix in hex, then the counter)
+            static NEXT: ([u8; 16], Cell<u64>) = {
+                let mut prefix = [0u8; 16];
+                hex16(rand::random(), &mut prefix);
+                (prefix, Cell::new(0))
+            };
         }
         let mut id = [0u8; 32];
         NEXT.with(|(prefix, counter)| {
             let n = counter.get();
             counter.set(n.wrapping_add(1));
-            hex16(*prefix, &mut id[..16]);
+            id[..16].copy_from_slice(prefix);
             hex16(n, &mut id[16..]);
         });
         MessageId {

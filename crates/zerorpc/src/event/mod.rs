@@ -451,6 +451,38 @@ mod tests {
         assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
         assert_ne!(a, MessageId::random());
         assert_eq!(a.to_value(), Value::Binary(a.as_bytes().to_vec()));
+        // Each thread has its own prefix: ids made on two threads at once
+        // never meet.
+        let other: Vec<MessageId> =
+            std::thread::spawn(|| (0..1000).map(|_| MessageId::random()).collect())
+                .join()
+                .unwrap();
+        let mine: Vec<MessageId> = (0..1000).map(|_| MessageId::random()).collect();
+        let all: std::collections::HashSet<&[u8]> =
+            other.iter().chain(&mine).map(MessageId::as_bytes).collect();
+        assert_eq!(all.len(), 2000);
+        assert_ne!(other[0].as_bytes()[..16], mine[0].as_bytes()[..16]);
+    }
+
+    #[test]
+    fn long_ids_round_trip_like_short_ones() {
+        // Ids up to 38 bytes are kept inline, longer ones shared: both
+        // decode, compare and echo the same.
+        for len in [1, 32, 36, 38, 39, 200] {
+            for is_str in [false, true] {
+                let raw = vec![b'a'; len];
+                let id = if is_str {
+                    MessageId::from_str_id(std::str::from_utf8(&raw).unwrap())
+                } else {
+                    MessageId::from_bin(raw.clone())
+                };
+                assert_eq!(id.as_bytes(), &raw[..]);
+                let ev = Event::on_channel(&id, "OK", Value::Array(vec![]));
+                let back = Event::decode(&ev.encode(), DecodeLimits::default()).unwrap();
+                assert_eq!(back.header.response_to.as_ref(), Some(&id));
+                assert_eq!(back.header.response_to.unwrap().is_str(), is_str);
+            }
+        }
     }
 
     #[test]
