@@ -1,4 +1,4 @@
-//! `zerorpc-bench load SYSTEM IN_FLIGHT SECONDS`: echo calls at a fixed
+//! `zerorpc-bench load SYSTEM IN_FLIGHT SECONDS [--sides]`: echo calls at a fixed
 //! number in flight for a while, one system (`ours` or `tarpc`), client
 //! and server in this process on the two-worker runtime. Prints calls/s
 //! and the process's CPU time per call (user and system, from
@@ -59,25 +59,73 @@ pub(crate) fn main(args: &[String]) {
     let system = args.first().map(String::as_str).unwrap_or("ours");
     let k: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(16);
     let secs: f64 = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(3.0);
-    let rt = runtime();
-    rt.block_on(async move {
-        match system {
-            "ours" => {
-                let (_server, ep) = demo_server(Default::default()).await;
+    // `--sides`: the server on a one-thread runtime of its own thread, the
+    // client on another (as two processes would be, one core each),
+    // instead of both on one two-worker runtime.
+    let sides = args.iter().any(|a| a == "--sides");
+    let rt = if sides {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    } else {
+        runtime()
+    };
+    match system {
+        "ours" => {
+            let ep = if sides {
+                on_own_thread(|| async {
+                    let (server, ep) = demo_server(Default::default()).await;
+                    (ep, Box::new(server) as Box<dyn std::any::Any>)
+                })
+            } else {
+                rt.block_on(async { demo_server(Default::default()).await.1 })
+            };
+            rt.block_on(async move {
                 let c = Client::connect(&ep).await.expect("connect");
                 run(k, secs, c, echo_call).await;
-            }
-            "tarpc" => {
-                let (client, server) = tarpc_pair(None).await;
-                run(k, secs, client, |c, _| {
-                    Box::pin(async move {
-                        c.echo(tarpc::context::current(), 1).await.expect("call");
-                    })
-                })
-                .await;
-                server.abort();
-            }
-            other => eprintln!("load: ours or tarpc, not {other}"),
+            });
         }
+        "tarpc" => rt.block_on(async move {
+            let client = if sides {
+                let addr = on_own_thread(|| async {
+                    let (addr, server) = tarpc_server(None).await;
+                    (addr, Box::new(server) as Box<dyn std::any::Any>)
+                });
+                tarpc_client(addr, None).await
+            } else {
+                tarpc_pair(None).await.0
+            };
+            run(k, secs, client, |c, _| {
+                Box::pin(async move {
+                    c.echo(tarpc::context::current(), 1).await.expect("call");
+                })
+            })
+            .await;
+        }),
+        other => eprintln!("load: ours or tarpc, not {other}"),
+    }
+}
+
+/// Starts a server on a one-thread runtime in a thread of its own (kept
+/// until the process exits) and returns where it listens.
+fn on_own_thread<T, F, Fut>(start: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = (T, Box<dyn std::any::Any>)>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (addr, _keep) = start().await;
+            let _ = tx.send(addr);
+            std::future::pending::<()>().await
+        })
     });
+    rx.recv().expect("server thread")
 }

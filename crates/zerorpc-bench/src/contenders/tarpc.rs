@@ -7,6 +7,15 @@ use crate::*;
 pub(crate) async fn tarpc_pair(
     limit: Option<usize>,
 ) -> (TarpcBenchClient, tokio::task::JoinHandle<()>) {
+    let (addr, server) = tarpc_server(limit).await;
+    (tarpc_client(addr, limit).await, server)
+}
+
+/// A tarpc server alone (`load --sides` runs it on a thread of its own):
+/// its address and its task.
+pub(crate) async fn tarpc_server(
+    limit: Option<usize>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     use futures::StreamExt;
     use tarpc::server::{BaseChannel, Channel};
     use tarpc::tokio_serde::formats::Bincode;
@@ -42,6 +51,15 @@ pub(crate) async fn tarpc_pair(
             }
         }
     });
+    (addr, server)
+}
+
+/// A tarpc client of the server at `addr` (`limit`: as for `tarpc_pair`).
+pub(crate) async fn tarpc_client(
+    addr: std::net::SocketAddr,
+    limit: Option<usize>,
+) -> TarpcBenchClient {
+    use tarpc::tokio_serde::formats::Bincode;
     let transport = tarpc::serde_transport::tcp::connect(addr, Bincode::default)
         .await
         .expect("tarpc connect");
@@ -54,7 +72,7 @@ pub(crate) async fn tarpc_pair(
         }
         c
     };
-    (TarpcBenchClient::new(config, transport).spawn(), server)
+    TarpcBenchClient::new(config, transport).spawn()
 }
 
 pub(crate) static TARPC_SLEEPING: std::sync::atomic::AtomicUsize =
