@@ -393,3 +393,54 @@ async fn a_delivery_takes_messages_on_the_connection_and_leaves_the_rest_to_recv
     assert_eq!(&m.frames()[2][..], b"take after");
     assert!(taker.taken.lock().unwrap().is_empty());
 }
+
+/// Records the size of every batch it is handed, and takes them all.
+struct BatchSizes {
+    sizes: std::sync::Mutex<Vec<usize>>,
+    taken: std::sync::atomic::AtomicUsize,
+}
+
+impl zmtp::Deliver for BatchSizes {
+    fn deliver(
+        &self,
+        batch: &mut std::collections::VecDeque<zmtp::Message>,
+        _: &mut std::task::Context<'_>,
+    ) {
+        self.sizes.lock().unwrap().push(batch.len());
+        self.taken
+            .fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+        batch.clear();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_read_is_delivered_a_chunk_at_a_time() {
+    // 5,000 small messages sent at once arrive in reads of many hundreds;
+    // the reader hands them on at most 128 at a time (so the connection's
+    // writer gets to answer the first ones before the rest are served).
+    init_tracing();
+    let router = RouterSocket::new();
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    let sizes = std::sync::Arc::new(BatchSizes {
+        sizes: Default::default(),
+        taken: Default::default(),
+    });
+    let _delivery = router.deliver_to(sizes.clone());
+    let dealer = DealerSocket::new();
+    dealer.connect(&ep.to_string()).await.unwrap();
+    for i in 0..5000u32 {
+        dealer.send(msg(&[b"", &i.to_be_bytes()])).await.unwrap();
+    }
+    within("all 5,000 delivered", async {
+        while sizes.taken.load(std::sync::atomic::Ordering::SeqCst) < 5000 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let sizes = sizes.sizes.lock().unwrap();
+    assert!(
+        sizes.iter().all(|&n| n <= 128),
+        "batches over 128: {:?}",
+        sizes.iter().filter(|&&n| n > 128).collect::<Vec<_>>()
+    );
+}
