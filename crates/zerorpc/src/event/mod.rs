@@ -183,15 +183,10 @@ fn read_extra<'a>(
 /// from its length at once (rmpv grows it element by element); its length
 /// is bounded by [`scan`], which has checked the elements are there.
 fn read_args(rd: &mut &[u8]) -> Result<Value, EventError> {
-    let mut peek = *rd;
-    let array = matches!(
-        rmp::decode::read_marker(&mut peek),
-        Ok(rmp::Marker::FixArray(_) | rmp::Marker::Array16 | rmp::Marker::Array32)
-    );
+    // (`read_array_len` refuses any other marker: that value is read whole)
     let mut after = *rd;
-    let len = match rmp::decode::read_array_len(&mut after) {
-        Ok(n) if array => n,
-        _ => return read_value(rd),
+    let Ok(len) = rmp::decode::read_array_len(&mut after) else {
+        return read_value(rd);
     };
     *rd = after;
     let mut items = Vec::with_capacity(len as usize);
