@@ -132,11 +132,6 @@ impl<T> MailReceiver<T> {
             None => None,
         }
     }
-
-    /// Waits for the next item.
-    pub(crate) async fn recv(&mut self) -> Option<T> {
-        std::future::poll_fn(|cx| self.poll_recv(cx)).await
-    }
 }
 
 impl<T> Drop for MailReceiver<T> {
@@ -203,7 +198,7 @@ mod tests {
     #[tokio::test]
     async fn wakes_a_waiting_receiver() {
         let (tx, mut rx) = mailbox(4);
-        let waiter = tokio::spawn(async move { rx.recv().await });
+        let waiter = tokio::spawn(async move { std::future::poll_fn(|cx| rx.poll_recv(cx)).await });
         tokio::task::yield_now().await;
         tx.try_send(7u32).unwrap();
         assert_eq!(waiter.await.unwrap(), Some(7));

@@ -383,29 +383,24 @@ impl Client {
         })
     }
 
+    /// Sends the request and starts the task that drives its channel (for
+    /// streams, whose consumer may be slow).
     pub(super) async fn open(
         &self,
         method: &str,
         args: Vec<Value>,
         trace: Option<&TraceContext>,
     ) -> Result<(CallHandle, Arc<str>), Error> {
-        let (mut conn, mut ch, net_rx, mut guard, unsent) = self.open_channel(method, args, trace);
+        let (mut call, unsent) = InlineCall::new(self.open_channel(method, args, trace));
         if let Some(msg) = unsent {
-            wait_send(
-                &self.inner,
-                &mut conn,
-                &mut guard,
-                msg,
-                ch.config().first_reply_timeout,
-            )
-            .await?;
-            ch.request_sent(Instant::now().into_std());
+            call.send_request(&self.inner, *msg).await?;
         }
-        let endpoint = conn.endpoint.clone();
+        let endpoint = call.out.conn.endpoint.clone();
+        let ch = &call.driver.ch;
         let (app_tx, app_rx) = mpsc::channel(ch.config().window as usize + 8);
         let took = Arc::new(Notify::new());
         let expiry = (ch.deadline_budget(), ch.config().first_reply_timeout);
-        tokio::spawn(drive_call(conn, ch, net_rx, app_tx, took.clone(), guard));
+        tokio::spawn(drive_call(call, app_tx, took.clone()));
         Ok((
             CallHandle {
                 app_rx,
@@ -417,7 +412,6 @@ impl Client {
         ))
     }
 
-    /// A connection for a new channel: round robin over the healthy ones
     /// Registers a channel and sends its request if there is room now;
     /// otherwise returns the request, to be sent with [`wait_send`] (with no
     /// server connected yet it waits for one: no slow-joiner loss).
@@ -474,8 +468,7 @@ impl Client {
         (conn, ch, net_rx, guard, unsent)
     }
 
-    /// Sends the request and starts the task that drives its channel (for
-    /// streams, whose consumer may be slow).
+    /// A connection for a new channel: round robin over the healthy ones
     /// (connected, no recent lost call), else over the connected ones,
     /// else any (the request then waits for its server to appear).
     pub(super) fn pick(&self) -> Arc<Conn> {

@@ -3,75 +3,83 @@
 
 use super::*;
 
-/// A call driven by its caller (see [`Client::call`]).
+/// A call's channel, its connection and its mailbox: driven by its
+/// caller (see [`Client::call`]), or by a task for a stream (see
+/// [`drive_call`]).
 pub(super) struct InlineCall {
-    pub(super) conn: Arc<Conn>,
-    pub(super) ch: Channel,
+    pub(super) driver: Driver,
+    pub(super) out: ToServer,
     pub(super) net_rx: MailReceiver<Event>,
-    /// One timer for the call's life, moved as its deadline moves.
-    pub(super) timer: Pin<Box<Sleep>>,
-    /// A control event waiting for room (see [`poll_flush`]).
-    pub(super) sending: Option<BoxedSend>,
     pub(super) _guard: CallGuard,
 }
 
+/// The server's end of a call: the connection's DEALER, and a control event
+/// waiting for room (heartbeats and credit; see [`Outlet::start_send`]).
+pub(super) struct ToServer {
+    pub(super) conn: Arc<Conn>,
+    pub(super) sending: Option<BoxedSend>,
+}
+
 impl InlineCall {
-    /// The call, and its request if it still has to be sent (boxed: rare).
+    /// The call, and its request if it still has to be sent (boxed: rare;
+    /// see [`InlineCall::send_request`]).
     pub(super) fn new(opened: Opened) -> (Self, Option<Box<Message>>) {
         let (conn, ch, net_rx, guard, unsent) = opened;
-        let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
-            ch.poll_timeout(),
-        )));
         let call = InlineCall {
-            conn,
-            ch,
+            driver: Driver::new(ch),
+            out: ToServer {
+                conn,
+                sending: None,
+            },
             net_rx,
-            timer,
-            sending: None,
             _guard: guard,
         };
         (call, unsent.map(Box::new))
     }
 
-    /// Drives the channel until the next reply or stream item. Items are
-    /// consumed as soon as they are returned, so credit follows at once.
+    /// Sends a request that found no room when the channel opened (see
+    /// [`wait_send`]).
+    pub(super) async fn send_request(&mut self, inner: &Inner, msg: Message) -> Result<(), Error> {
+        let timeout = self.driver.ch.config().first_reply_timeout;
+        wait_send(inner, &mut self.out.conn, &mut self._guard, msg, timeout).await?;
+        self.driver.ch.request_sent(Instant::now().into_std());
+        Ok(())
+    }
+
+    /// Drives the channel until the next reply or stream item. The caller
+    /// tells the channel when it has consumed an item
+    /// ([`Channel::consumed`]), which grants credit.
     pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
         loop {
             // A send waiting for room (`Pending`) does not stop the reading.
-            if let Poll::Ready(Err(e)) = poll_flush(&self.conn, &mut self.ch, &mut self.sending, cx)
-            {
+            if let Poll::Ready(Err(e)) = self.driver.poll_flush(&mut self.out, cx) {
                 return Poll::Ready(Err(e));
             }
             match self.net_rx.poll_recv(cx) {
                 Poll::Ready(Some(ev)) => {
-                    if let Some(app) = self
-                        .ch
-                        .on_event(ev, Instant::now().into_std())
-                        .map_err(channel_error)?
-                    {
-                        if app.kind() == Some(EventKind::Stream) {
-                            self.ch.consumed(1);
-                        }
+                    if let Some(app) = self.driver.on_event(ev).map_err(channel_error)? {
                         return Poll::Ready(Ok(app));
                     }
                     continue;
                 }
                 Poll::Ready(None) => {
-                    return Poll::Ready(Err(self.conn.closed_error(self._guard.drops_at_open)))
+                    let e = self.out.conn.closed_error(self._guard.drops_at_open);
+                    return Poll::Ready(Err(e));
                 }
                 Poll::Pending => {}
             }
-            let deadline = Instant::from_std(self.ch.poll_timeout());
-            if self.timer.deadline() != deadline {
-                self.timer.as_mut().reset(deadline);
-            }
-            match self.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => self
-                    .ch
-                    .handle_timeout(Instant::now().into_std())
-                    .map_err(channel_error)?,
-                Poll::Pending => return Poll::Pending,
-            }
+            std::task::ready!(self.driver.poll_timer(cx)).map_err(channel_error)?;
+        }
+    }
+
+    /// Tells the connection how an event of this call turned out (see
+    /// [`Conn::note`]).
+    pub(super) fn note_outcome(&self, r: &Result<Event, Error>) {
+        let (conn, cfg) = (&self.out.conn, self.driver.ch.config());
+        match r {
+            Err(e) => conn.note(e.is_lost(), cfg),
+            Ok(ev) if ev.is_final() => conn.note(false, cfg),
+            Ok(_) => {}
         }
     }
 }
@@ -105,9 +113,7 @@ impl Collect {
             Some(msg) => {
                 let inner = inner.clone();
                 CollectState::Sending(Box::pin(async move {
-                    let timeout = call.ch.config().first_reply_timeout;
-                    wait_send(&inner, &mut call.conn, &mut call._guard, *msg, timeout).await?;
-                    call.ch.request_sent(Instant::now().into_std());
+                    call.send_request(&inner, *msg).await?;
                     Ok(call)
                 }))
             }
@@ -141,7 +147,7 @@ impl Future for Collect {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => r,
             };
-            note_outcome(&call.conn, &r, call.ch.config());
+            call.note_outcome(&r);
             let ev = match r {
                 Ok(ev) => ev,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -149,6 +155,8 @@ impl Future for Collect {
             let out = match ev.kind() {
                 Some(EventKind::Ok) if this.items.is_none() => Ok((first_arg(ev.args), None)),
                 Some(EventKind::Stream) => {
+                    // (consumed at once: credit follows)
+                    call.driver.ch.consumed(1);
                     this.items.get_or_insert_with(Vec::new).push(ev.args);
                     continue;
                 }
@@ -158,7 +166,7 @@ impl Future for Collect {
                     let n = items.len() as u64;
                     Ok((Value::Array(items), Some(n)))
                 }
-                Some(EventKind::Err) => Err(reply_error(&call.ch, ev.args)),
+                Some(EventKind::Err) => Err(reply_error(&call.driver.ch, ev.args)),
                 _ => Err(unexpected(&ev.name)),
             };
             // (the call ends here: its registration goes with it)
@@ -193,134 +201,85 @@ impl CallHandle {
     }
 }
 
-/// Tells the connection how a call's event turned out (see [`Conn::note`]).
-pub(super) fn note_outcome(conn: &Conn, r: &Result<Event, Error>, cfg: &ChannelConfig) {
-    match r {
-        Err(e) => conn.note(e.is_lost(), cfg),
-        Ok(ev) if ev.is_final() => conn.note(false, cfg),
-        Ok(_) => {}
-    }
-}
-
 /// Drives one call's channel in the background, so heartbeats flow however
 /// slowly the caller consumes: routes the server's events through the
 /// state machine, hands replies to the caller, grants credit as the caller
 /// drains them, and stops (ending the heartbeats, which cancels the call
 /// on the server) when the caller drops its handle.
 pub(super) async fn drive_call(
-    conn: Arc<Conn>,
-    mut ch: Channel,
-    mut net_rx: MailReceiver<Event>,
+    mut call: InlineCall,
     app_tx: mpsc::Sender<Box<Result<Event, Error>>>,
     took: Arc<Notify>,
-    _guard: CallGuard,
 ) {
     let cap = app_tx.max_capacity() as u64;
+    // Stream items handed to the caller, and those it has taken.
     let mut forwarded = 0u64;
     let mut consumed = 0u64;
-    // One timer for the call's life, moved as its deadline moves.
-    let timer = tokio::time::sleep_until(Instant::from_std(ch.poll_timeout()));
-    tokio::pin!(timer);
-    let mut sending = None;
     loop {
         let queued = cap - app_tx.capacity() as u64;
         let now_consumed = forwarded - queued.min(forwarded);
         if now_consumed > consumed {
-            ch.consumed(now_consumed - consumed);
+            call.driver.ch.consumed(now_consumed - consumed);
             consumed = now_consumed;
         }
-        let flushed = std::future::poll_fn(|cx| poll_flush(&conn, &mut ch, &mut sending, cx)).await;
-        if let Err(e) = flushed {
-            let _ = app_tx.try_send(Box::new(Err(e)));
+        let r = tokio::select! {
+            _ = app_tx.closed() => return,
+            _ = took.notified() => continue,
+            r = std::future::poll_fn(|cx| call.poll_event(cx)) => r,
+        };
+        call.note_outcome(&r);
+        let app = match r {
+            Ok(app) => app,
+            Err(e) => {
+                let _ = app_tx.try_send(Box::new(Err(e)));
+                return;
+            }
+        };
+        let last = app.is_final();
+        if app.kind() == Some(EventKind::Stream) {
+            forwarded += 1;
+        }
+        // The window bounds what the server may send, and the queue holds
+        // a window plus the final reply.
+        if app_tx.try_send(Box::new(Ok(app))).is_err() {
+            if !app_tx.is_closed() {
+                tracing::warn!(channel = %call.driver.ch.id(), "server exceeded the stream window");
+                let e = Error::Protocol("server exceeded the stream window".into());
+                let _ = app_tx.try_send(Box::new(Err(e)));
+            }
             return;
         }
-        let deadline = Instant::from_std(ch.poll_timeout());
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
-        }
-        tokio::select! {
-            _ = app_tx.closed() => return,
-            _ = took.notified() => {}
-            ev = net_rx.recv() => {
-                let Some(ev) = ev else {
-                    let e = conn.closed_error(_guard.drops_at_open);
-                    conn.note(e.is_lost(), ch.config());
-                    let _ = app_tx.try_send(Box::new(Err(e)));
-                    return;
-                };
-                match ch.on_event(ev, Instant::now().into_std()) {
-                    Ok(Some(app)) => {
-                        let last = app.is_final();
-                        if last {
-                            conn.note(false, ch.config());
-                        }
-                        if app.kind() == Some(EventKind::Stream) {
-                            forwarded += 1;
-                        }
-                        // The window bounds what the server may send, and
-                        // the queue holds a window plus the final reply.
-                        if app_tx.try_send(Box::new(Ok(app))).is_err() {
-                            if !app_tx.is_closed() {
-                                tracing::warn!(channel = %ch.id(), "server exceeded the stream window");
-                                let _ = app_tx.try_send(Box::new(Err(Error::Protocol("server exceeded the stream window".into()))));
-                            }
-                            return;
-                        }
-                        if last {
-                            return;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let _ = app_tx.try_send(Box::new(Err(channel_error(e))));
-                        return;
-                    }
-                }
-            }
-            _ = &mut timer => {
-                if let Err(e) = ch.handle_timeout(Instant::now().into_std()) {
-                    let e = channel_error(e);
-                    conn.note(e.is_lost(), ch.config());
-                    let _ = app_tx.try_send(Box::new(Err(e)));
-                    return;
-                }
-            }
+        if last {
+            return;
         }
     }
 }
 
 pub(super) type BoxedSend = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
-/// Sends what the channel queued, in order; `Pending` while a send waits
-/// for room. Heartbeats are best effort (with the server gone there is no
-/// peer to send to, and loss detection decides); credit must arrive or the
-/// stream stalls. Neither waits longer than the remote may stay silent.
-pub(super) fn poll_flush(
-    conn: &Arc<Conn>,
-    ch: &mut Channel,
-    sending: &mut Option<BoxedSend>,
-    cx: &mut Context<'_>,
-) -> Poll<Result<(), Error>> {
-    loop {
-        if let Some(f) = sending {
-            match f.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(r) => {
-                    *sending = None;
-                    r?;
-                }
-            }
-        }
-        let Some(ev) = ch.poll_transmit() else {
+impl Outlet for ToServer {
+    type Error = Error;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let Some(f) = &mut self.sending else {
             return Poll::Ready(Ok(()));
         };
+        let r = std::task::ready!(f.as_mut().poll(cx));
+        self.sending = None;
+        Poll::Ready(r)
+    }
+
+    /// Heartbeats are best effort (with the server gone there is no peer
+    /// to send to, and loss detection decides); credit must arrive or the
+    /// stream stalls. Neither waits longer than the remote may stay silent.
+    fn start_send(&mut self, ev: Event, cfg: &ChannelConfig) -> Result<(), Error> {
         let msg = Message::from_iter([Bytes::new(), ev.encode()]);
-        let Err(TrySendError::Full(msg)) = conn.dealer.try_send_or_return(msg) else {
-            continue;
+        let Err(TrySendError::Full(msg)) = self.conn.dealer.try_send_or_return(msg) else {
+            return Ok(());
         };
-        let cfg = *ch.config();
-        let conn = conn.clone();
-        *sending = Some(if ev.kind() == Some(EventKind::More) {
+        let cfg = *cfg;
+        let conn = self.conn.clone();
+        self.sending = Some(if ev.kind() == Some(EventKind::More) {
             let patience = cfg.heartbeat * cfg.lost_after;
             Box::pin(async move {
                 tokio::time::timeout(patience, conn.dealer.send(msg))
@@ -339,6 +298,7 @@ pub(super) fn poll_flush(
                 Ok(())
             })
         });
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! Modules: `options` (settings), `conn` (connections, their receive
 //! loops, opening channels on them), `drive` (a call's channel, inline
-//! or in a task), `observe` (spans, stream watches, outcomes), `blocking`
+//! or in a task), `observe` (a watched call's span, items, outcome), `blocking`
 //! ([`BlockingClient`]).
 
 mod blocking;
@@ -37,11 +37,11 @@ use bytes::Bytes;
 use futures::Stream;
 use rmpv::Value;
 use tokio::sync::{mpsc, Notify};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
 
-use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet};
 use crate::error::{CallError, Error};
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
@@ -286,17 +286,13 @@ impl Client {
         args: Vec<Value>,
         trace: Option<TraceContext>,
     ) -> Result<Value, Error> {
-        let recorder = self.inner.opts.recorder.as_ref();
+        let opts = &self.inner.opts;
         // (a recorded span starts before the request leaves)
         let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
-        let captured = (self.inner.opts.record_payloads && recorder.is_some() && trace.is_some())
+        let captured = (opts.record_payloads && opts.recorder.is_some() && trace.is_some())
             .then(|| args.clone());
         let opened = self.open_channel(method, args, trace.as_ref());
-        let opened_endpoint = opened.0.endpoint.clone();
-        let ids = match (&self.inner.opts.on_error, &trace) {
-            (Some(_), Some(ctx)) => Some((ctx.trace_id_hex(), ctx.span_id_hex())),
-            _ => None,
-        };
+        let endpoint = opened.0.endpoint.clone();
         // A `tracing` span too, so subscribers see the call with its ids.
         // (made only when a subscriber wants it: a trace context is on
         // every call, a subscriber seldom)
@@ -305,61 +301,17 @@ impl Client {
                 "zerorpc.client",
                 rpc.system = "zerorpc",
                 rpc.method = %method,
-                server.address = %opened.0.endpoint,
+                server.address = %endpoint,
                 trace_id = %HexId(&ctx.trace_id),
                 span_id = %HexId(&ctx.span_id),
             ),
             _ => tracing::Span::none(),
         };
-        let mut span = match (recorder, trace) {
-            (Some(rec), Some(ctx)) => Some(SpanGuard::new(
-                rec.clone(),
-                Span::started(
-                    ctx,
-                    Side::Client,
-                    opened.0.endpoint.clone(),
-                    method.to_owned(),
-                    Peer::Endpoint(opened.0.endpoint.clone()),
-                    t0,
-                ),
-            )),
-            _ => None,
-        };
+        let watch = Watch::new(&self.inner, trace, endpoint, method, captured, t0);
         let r =
             tracing::Instrument::instrument(Collect::new(&self.inner, opened), tracing_span).await;
-        let outcome = client_outcome(&r);
-        if self.inner.opts.metrics {
-            crate::metrics::client_call(method, &outcome, t0.1.elapsed());
-        }
-        if let Err(Error::Remote(e)) = &r {
-            self.report(&opened_endpoint, method, e, ids);
-        }
-        if let Some(mut s) = span.take() {
-            if let Err(Error::Remote(e)) = &r {
-                s.set_traceback(&e.traceback);
-            }
-            if let Some(args) = captured {
-                let result = r.as_ref().ok().map(|(v, _)| v.clone());
-                s.set_payload(crate::record::Payload::capped(args, result));
-            }
-            s.finish(outcome);
-        }
+        watch.end(Ended::of_call(&r));
         r.map(|(v, _)| v)
-    }
-
-    /// Tells the error hook (if any) of a remote error.
-    fn report(&self, endpoint: &str, method: &str, e: &CallError, ids: Option<(String, String)>) {
-        if let Some(hook) = &self.inner.opts.on_error {
-            let (trace_id, span_id) = ids.unzip();
-            hook.report(&ErrorReport {
-                side: Side::Client,
-                service: endpoint.to_owned(),
-                method: method.to_owned(),
-                error: e.clone(),
-                trace_id,
-                span_id,
-            });
-        }
     }
 
     /// Calls a streaming method: items arrive as the stream is polled, and
@@ -416,44 +368,13 @@ impl Client {
     ) -> Result<impl Stream<Item = Result<(bool, Value), Error>> + Send + Unpin + 'static, Error>
     {
         let opts = &self.inner.opts;
-        let recorder = opts.recorder.as_ref();
         let trace = call_context(opts);
         let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
-        let captured =
-            (opts.record_payloads && recorder.is_some() && trace.is_some()).then(|| args.clone());
+        let captured = (opts.record_payloads && opts.recorder.is_some() && trace.is_some())
+            .then(|| args.clone());
         let (call, endpoint) = self.open(method, args, trace.as_ref()).await?;
-        let watch = (trace.is_some() || opts.metrics || opts.on_error.is_some()).then(|| {
-            Box::new(StreamWatch {
-                ids: match (&opts.on_error, &trace) {
-                    (Some(_), Some(ctx)) => Some((ctx.trace_id_hex(), ctx.span_id_hex())),
-                    _ => None,
-                },
-                span: match (recorder, trace) {
-                    (Some(rec), Some(ctx)) => Some(SpanGuard::new(
-                        rec.clone(),
-                        Span::started(
-                            ctx,
-                            Side::Client,
-                            endpoint.clone(),
-                            method.to_owned(),
-                            Peer::Endpoint(endpoint.clone()),
-                            t0,
-                        ),
-                    )),
-                    _ => None,
-                },
-                client: self.clone(),
-                endpoint,
-                method: method.to_owned(),
-                started: t0.1,
-                items: 0,
-                payload: captured.map(|args| StreamPayload {
-                    args,
-                    items: Some(Vec::new()),
-                    bytes: 0,
-                }),
-            })
-        });
+        let watch = (trace.is_some() || opts.metrics || opts.on_error.is_some())
+            .then(|| Watch::new(&self.inner, trace, endpoint, method, captured, t0));
         // (boxed: an `Unpin` stream is simpler to use)
         Ok(Box::pin(futures::stream::unfold(
             Some((call, watch)),
@@ -484,7 +405,11 @@ impl Client {
                     Err(e) => Some(Err(e)),
                 };
                 if let Some(w) = watch {
-                    w.end(r.as_ref().map(|r| r.as_ref().map(|(_, v)| v)));
+                    w.end(match &r {
+                        None => Ended::StreamDone,
+                        Some(Ok((_, v))) => Ended::Value(v),
+                        Some(Err(e)) => Ended::Failed(e),
+                    });
                 }
                 r.map(|r| (r, None))
             },

@@ -45,29 +45,83 @@ impl Drop for SpanGuard {
     }
 }
 
-/// What is watched of a streamed call (traced, measured, or with an error
-/// hook): its span, items, and how it ended.
-pub(super) struct StreamWatch {
-    pub(super) span: Option<SpanGuard>,
-    pub(super) ids: Option<(String, String)>,
-    pub(super) client: Client,
-    pub(super) endpoint: Arc<str>,
-    pub(super) method: String,
-    pub(super) started: std::time::Instant,
-    pub(super) items: u64,
+/// What is watched of a call that is recorded, measured or reported to
+/// an error hook: its span, its stream's items, and how it ended. Every
+/// call (collected or streamed) tells it the same things: each item as it
+/// arrives (a streamed call), then the end, once; a call dropped first is
+/// recorded as cancelled (by its span).
+pub(super) struct Watch {
+    span: Option<SpanGuard>,
+    /// Trace and span ids, for the error hook.
+    ids: Option<(String, String)>,
+    inner: Arc<Inner>,
+    endpoint: Arc<str>,
+    method: String,
+    started: std::time::Instant,
+    items: u64,
     /// The arguments and the items so far, when payloads are recorded.
-    pub(super) payload: Option<StreamPayload>,
+    payload: Option<StreamPayload>,
 }
 
-/// A streamed call's payload being gathered (dropped once it grows past
-/// [`crate::record::Payload::MAX_BYTES`]).
-pub(super) struct StreamPayload {
-    pub(super) args: Vec<Value>,
-    pub(super) items: Option<Vec<Value>>,
-    pub(super) bytes: usize,
+/// A call's payload being gathered (the items are dropped once they grow
+/// past [`crate::record::Payload::MAX_BYTES`]).
+struct StreamPayload {
+    args: Vec<Value>,
+    items: Option<Vec<Value>>,
+    bytes: usize,
 }
 
-impl StreamWatch {
+/// When a call started: the wall clock for its record, the monotonic one
+/// for its duration.
+pub(super) type Started = (std::time::SystemTime, std::time::Instant);
+
+impl Watch {
+    /// The watch of a call to `method` on `endpoint` that started at `t0`
+    /// (before its request left) with this trace context; `args` when its
+    /// payload is recorded.
+    pub(super) fn new(
+        inner: &Arc<Inner>,
+        trace: Option<TraceContext>,
+        endpoint: Arc<str>,
+        method: &str,
+        args: Option<Vec<Value>>,
+        t0: Started,
+    ) -> Box<Self> {
+        let opts = &inner.opts;
+        let ids = match (&opts.on_error, &trace) {
+            (Some(_), Some(ctx)) => Some((ctx.trace_id_hex(), ctx.span_id_hex())),
+            _ => None,
+        };
+        let span = match (&opts.recorder, trace) {
+            (Some(rec), Some(ctx)) => Some(SpanGuard::new(
+                rec.clone(),
+                Span::started(
+                    ctx,
+                    Side::Client,
+                    endpoint.clone(),
+                    method.to_owned(),
+                    Peer::Endpoint(endpoint.clone()),
+                    t0,
+                ),
+            )),
+            _ => None,
+        };
+        Box::new(Watch {
+            span,
+            ids,
+            inner: inner.clone(),
+            endpoint,
+            method: method.to_owned(),
+            started: t0.1,
+            items: 0,
+            payload: args.map(|args| StreamPayload {
+                args,
+                items: Some(Vec::new()),
+                bytes: 0,
+            }),
+        })
+    }
+
     /// A stream item arrived.
     pub(super) fn item(&mut self, v: &Value) {
         self.items += 1;
@@ -83,36 +137,33 @@ impl StreamWatch {
         }
     }
 
-    /// The stream ended: normally (`None`), with a last value, or an error.
-    pub(super) fn end(mut self: Box<Self>, last: Option<Result<&Value, &Error>>) {
+    /// The call ended (see [`Ended`]).
+    pub(super) fn end(mut self: Box<Self>, ended: Ended<'_>) {
         if let (Some(p), Some(span)) = (self.payload.take(), self.span.as_mut()) {
-            let result = match last {
-                None => p.items.map(Value::Array),
-                Some(Ok(v)) => Some(v.clone()),
-                Some(Err(_)) => None,
+            let result = match ended {
+                Ended::Value(v) | Ended::Collected(v, _) => Some(v.clone()),
+                Ended::StreamDone => p.items.map(Value::Array),
+                Ended::Failed(_) => None,
             };
             // (a stream too big to keep is recorded without its payload)
-            if result.is_some() || matches!(last, Some(Err(_))) {
+            if result.is_some() || matches!(ended, Ended::Failed(_)) {
                 span.set_payload(crate::record::Payload::capped(p.args, result));
             }
         }
-        if let (Some(Err(Error::Remote(e))), Some(span)) = (last, self.span.as_mut()) {
-            span.set_traceback(&e.traceback);
-        }
-        let r = match last {
-            None => Ok((Value::Nil, Some(self.items))),
-            Some(Ok(_)) => Ok((Value::Nil, None)),
-            Some(Err(e)) => Err(e),
+        let outcome = match ended {
+            Ended::Value(_) => Outcome::Ok,
+            Ended::Collected(_, items) => Outcome::Stream { items },
+            Ended::StreamDone => Outcome::Stream { items: self.items },
+            Ended::Failed(e) => error_outcome(e),
         };
-        if let Err(Error::Remote(e)) = r {
+        if let Ended::Failed(Error::Remote(e)) = ended {
+            if let Some(span) = self.span.as_mut() {
+                span.set_traceback(&e.traceback);
+            }
             let ids = self.ids.take();
-            self.client.report(&self.endpoint, &self.method, e, ids);
+            report(&self.inner, &self.endpoint, &self.method, e, ids);
         }
-        let outcome = match r {
-            Ok(ok) => client_outcome(&Ok(ok)),
-            Err(e) => error_outcome(e),
-        };
-        if self.client.inner.opts.metrics {
+        if self.inner.opts.metrics {
             crate::metrics::client_call(&self.method, &outcome, self.started.elapsed());
         }
         if let Some(s) = self.span.take() {
@@ -121,17 +172,53 @@ impl StreamWatch {
     }
 }
 
-/// How a call ended, for its record.
-pub(super) fn client_outcome(r: &Result<(Value, Option<u64>), Error>) -> Outcome {
-    match r {
-        Ok((_, None)) => Outcome::Ok,
-        Ok((_, Some(items))) => Outcome::Stream { items: *items },
-        Err(e) => error_outcome(e),
+/// How a watched call ended.
+#[derive(Clone, Copy)]
+pub(super) enum Ended<'a> {
+    /// With a single value (`OK`).
+    Value(&'a Value),
+    /// With a stream collected into these items (so many).
+    Collected(&'a Value, u64),
+    /// At the end of a stream whose items the watch was shown.
+    StreamDone,
+    /// With an error.
+    Failed(&'a Error),
+}
+
+impl<'a> Ended<'a> {
+    /// How a collected call ended.
+    pub(super) fn of_call(r: &'a Result<(Value, Option<u64>), Error>) -> Self {
+        match r {
+            Ok((v, None)) => Ended::Value(v),
+            Ok((v, Some(items))) => Ended::Collected(v, *items),
+            Err(e) => Ended::Failed(e),
+        }
+    }
+}
+
+/// Tells the error hook (if any) of a remote error.
+fn report(
+    inner: &Inner,
+    endpoint: &str,
+    method: &str,
+    e: &CallError,
+    ids: Option<(String, String)>,
+) {
+    if let Some(hook) = &inner.opts.on_error {
+        let (trace_id, span_id) = ids.unzip();
+        hook.report(&ErrorReport {
+            side: Side::Client,
+            service: endpoint.to_owned(),
+            method: method.to_owned(),
+            error: e.clone(),
+            trace_id,
+            span_id,
+        });
     }
 }
 
 /// How a failed call ended, for its record.
-pub(super) fn error_outcome(e: &Error) -> Outcome {
+fn error_outcome(e: &Error) -> Outcome {
     match e {
         Error::Remote(e) => Outcome::Err {
             name: e.name.clone(),

@@ -31,117 +31,26 @@ pub(super) type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphore
 pub(super) struct ServerCall {
     pub(super) inner: Arc<Inner>,
     pub(super) key: ChannelKey,
-    /// The frames between the routing id and the event (a delimiter, if
-    /// the client sent one).
-    pub(super) envelope: Vec<Bytes>,
+    /// The channel and its timer.
+    pub(super) driver: Driver,
     /// The client's connection: replies are queued there, and the call
     /// waits for room before starting or producing more.
-    pub(super) peer: PeerSender,
-    pub(super) ch: Channel,
+    pub(super) out: ToClient,
     /// The request, until its handler starts.
     pub(super) request: Option<Box<Event>>,
     pub(super) phase: Phase,
     /// Held while the handler runs (with `max_concurrency`).
     pub(super) permit: Option<OwnedSemaphorePermit>,
     pub(super) acquiring: Option<BoxedAcquire>,
-    /// One timer for the channel's life, moved as its deadline moves.
-    pub(super) timer: Pin<Box<Sleep>>,
     pub(super) rx: MailReceiver<Inbound>,
-    /// A reply waiting for room in the client's queue.
-    pub(super) sending: Option<Message>,
     /// The call's span, when traced (boxed: untraced calls stay small).
     pub(super) trace: Option<Box<ServerTrace>>,
-}
-
-/// What is watched of an observed call (traced, or with metrics on): its
-/// span and what is known of its outcome so far.
-pub(super) struct ServerTrace {
-    /// The call's trace context, when traced.
-    pub(super) ctx: Option<TraceContext>,
-    /// Recorded at the end (with a recorder).
-    pub(super) span: Option<Span>,
-    /// The method called.
-    pub(super) method: String,
-    /// With metrics on: when the call started.
-    pub(super) metrics: Option<Instant>,
-    pub(super) outcome: Outcome,
-    /// When the outcome was decided (the reply queued, the loss seen);
-    /// the span ends there, not when the call's task is torn down.
-    pub(super) ended: Option<std::time::Instant>,
-    pub(super) items: u64,
-}
-
-/// The server span of a new call: a child of the caller's span when the
-/// request carries one (or of a legacy trace id), a new trace when this
-/// server records; else none.
-pub(super) fn server_trace(
-    inner: &Inner,
-    event: &Event,
-    identity: &Bytes,
-) -> Option<Box<ServerTrace>> {
-    let ctx = TraceContext::from_header(&event.header)
-        .map(|remote| remote.child())
-        .or_else(|| {
-            inner
-                .opts
-                .recorder
-                .as_ref()
-                .map(|_| TraceContext::new_root())
-        });
-    if ctx.is_none() && !inner.opts.metrics && inner.opts.on_error.is_none() {
-        return None;
-    }
-    // Metrics labels and store keys name only methods this server has: any
-    // other name (a client's typo, or a hostile client's endless random
-    // names) is one label; its NameError outcome keeps the name.
-    let method = if inner.service.has_method(&event.name)
-        || introspection::METHODS.contains(&event.name.as_str())
-    {
-        event.name.clone()
-    } else {
-        crate::record::UNKNOWN_METHOD.to_owned()
-    };
-    let span = match (&ctx, &inner.opts.recorder) {
-        (Some(ctx), Some(_)) => Some(Span::start(
-            ctx.clone(),
-            Side::Server,
-            inner.service_name.clone(),
-            method.clone(),
-            Peer::RoutingId(identity.clone()),
-        )),
-        _ => None,
-    };
-    let metrics = inner.opts.metrics.then(|| {
-        crate::metrics::in_flight(&inner.service_name, 1.0);
-        Instant::now()
-    });
-    Some(Box::new(ServerTrace {
-        ctx,
-        span,
-        method,
-        metrics,
-        outcome: Outcome::Cancelled,
-        ended: None,
-        items: 0,
-    }))
 }
 
 impl Drop for ServerCall {
     fn drop(&mut self) {
         if let Some(t) = self.trace.take() {
-            let ended = t.ended.unwrap_or_else(std::time::Instant::now);
-            if let Some(start) = &t.metrics {
-                let (name, method) = (&self.inner.service_name, &t.method);
-                let took = ended.saturating_duration_since(start.into_std());
-                crate::metrics::server_call(name, method, &t.outcome, took);
-                crate::metrics::in_flight(name, -1.0);
-                if t.items > 0 {
-                    crate::metrics::server_stream_items(method, t.items);
-                }
-            }
-            if let (Some(span), Some(rec)) = (t.span, &self.inner.opts.recorder) {
-                span.finish_at(rec, t.outcome, ended);
-            }
+            t.end(&self.inner);
         }
         self.inner.channels().remove(&self.key);
         self.inner.live.fetch_sub(1, Ordering::SeqCst);
@@ -154,32 +63,39 @@ impl Drop for ServerCall {
 /// Stream items a call sends per poll before letting other tasks run.
 pub(super) const ITEMS_PER_POLL: usize = 256;
 
-/// Sends what the channel queued, in order, into the client's queue; a
-/// message that finds it full waits in `sending` (so at most one message
-/// per call waits outside the queue). `Err`: the client has gone.
-pub(super) fn flush(
-    ch: &mut Channel,
-    peer: &PeerSender,
-    envelope: &[Bytes],
-    sending: &mut Option<Message>,
-    cx: &mut Context<'_>,
-) -> Result<(), zmtp::ZmtpError> {
-    loop {
-        if sending.is_some() {
-            match peer.poll_send(cx, sending) {
-                Poll::Pending => return Ok(()),
-                Poll::Ready(r) => r?,
-            }
+/// The client's end of a call: its connection's send queue, and the
+/// frames every reply starts with.
+pub(super) struct ToClient {
+    pub(super) peer: PeerSender,
+    /// The frames between the routing id and the event (a delimiter, if
+    /// the client sent one).
+    pub(super) envelope: Vec<Bytes>,
+    /// A reply waiting for room in the client's queue (so at most one
+    /// message per call waits outside the queue).
+    pub(super) sending: Option<Message>,
+}
+
+impl Outlet for ToClient {
+    /// The client has gone.
+    type Error = zmtp::ZmtpError;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.sending.is_none() {
+            return Poll::Ready(Ok(()));
         }
-        let Some(ev) = ch.poll_transmit() else {
-            return Ok(());
-        };
-        let mut m: Message = envelope.iter().cloned().collect();
+        self.peer.poll_send(cx, &mut self.sending)
+    }
+
+    fn start_send(&mut self, ev: Event, _: &ChannelConfig) -> Result<(), Self::Error> {
+        let mut m: Message = self.envelope.iter().cloned().collect();
         m.push_back(ev.encode());
-        match peer.try_send(m) {
-            Ok(()) => {}
-            Err(TrySendError::Full(m)) => *sending = Some(m),
-            Err(TrySendError::Failed(e)) => return Err(e),
+        match self.peer.try_send(m) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(m)) => {
+                self.sending = Some(m);
+                Ok(())
+            }
+            Err(TrySendError::Failed(e)) => Err(e),
         }
     }
 }
@@ -197,7 +113,7 @@ impl Future for ServerCall {
             loop {
                 match this.rx.poll_recv(cx) {
                     Poll::Ready(Some(Inbound::Event(ev))) => {
-                        if let Err(e) = this.ch.on_event(ev, Instant::now().into_std()) {
+                        if let Err(e) = this.driver.on_event(ev) {
                             if let Some(suppressed) = CALL_LOG.admit("bad control event") {
                                 tracing::warn!(channel = %this.key.1, error = ?e, suppressed, "bad control event, abandoning call");
                             }
@@ -207,7 +123,7 @@ impl Future for ServerCall {
                     Poll::Ready(Some(Inbound::Shutdown)) => {
                         let e = CallError::new("ServerShutdown", "the server is shutting down");
                         this.note_err(&e);
-                        this.ch.send(EventKind::Err, e.to_args());
+                        this.driver.ch.send(EventKind::Err, e.to_args());
                         this.set_phase(Phase::Done);
                         break;
                     }
@@ -221,27 +137,24 @@ impl Future for ServerCall {
                 }
             }
             // Heartbeats and loss.
-            let deadline = Instant::from_std(this.ch.poll_timeout());
-            if this.timer.deadline() != deadline {
-                this.timer.as_mut().reset(deadline);
-            }
             let mut expired = None;
-            if this.timer.as_mut().poll(cx).is_ready() {
-                match this.ch.handle_timeout(Instant::now().into_std()) {
-                    Ok(()) => {}
-                    Err(ChannelError::DeadlineExceeded(budget)) => expired = Some(budget),
-                    Err(e) => {
-                        this.note(Outcome::Lost);
-                        tracing::info!(channel = %this.key.1, error = ?e, "client lost, cancelling call");
-                        return Poll::Ready(());
-                    }
+            match this.driver.poll_timer(cx) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => progressed = true,
+                Poll::Ready(Err(ChannelError::DeadlineExceeded(budget))) => {
+                    expired = Some(budget);
+                    progressed = true;
                 }
-                progressed = true;
+                Poll::Ready(Err(e)) => {
+                    this.note(Outcome::Lost);
+                    tracing::info!(channel = %this.key.1, error = ?e, "client lost, cancelling call");
+                    return Poll::Ready(());
+                }
             }
             // Start the handler once the client keeps up with what it was
             // sent, and a concurrency slot is ours.
             if matches!(this.phase, Phase::Queued) {
-                match this.peer.poll_room(cx) {
+                match this.out.peer.poll_room(cx) {
                     Poll::Pending => {}
                     Poll::Ready(Err(e)) => {
                         tracing::debug!(channel = %this.key.1, error = %e, "client gone before its call started");
@@ -257,7 +170,7 @@ impl Future for ServerCall {
                                 {
                                     span.set_user(user.clone());
                                 }
-                                let deadline = this.ch.deadline();
+                                let deadline = this.driver.ch.deadline();
                                 let fut = dispatch(&this.inner, *req, ctx, user, deadline);
                                 this.set_phase(Phase::Running(fut));
                             }
@@ -278,17 +191,13 @@ impl Future for ServerCall {
                 this.cancel_for_deadline(budget);
             }
             // Send what the channel queued (replies, heartbeats, credit).
-            if let Err(e) = flush(
-                &mut this.ch,
-                &this.peer,
-                &this.envelope,
-                &mut this.sending,
-                cx,
-            ) {
+            if let Poll::Ready(Err(e)) = this.driver.poll_flush(&mut this.out, cx) {
                 tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
                 return Poll::Ready(());
             }
-            if matches!(this.phase, Phase::Done) && this.sending.is_none() && !this.ch.has_output()
+            if matches!(this.phase, Phase::Done)
+                && this.out.sending.is_none()
+                && !this.driver.ch.has_output()
             {
                 return Poll::Ready(());
             }
@@ -311,7 +220,7 @@ impl ServerCall {
             Phase::Queued | Phase::Running(_) | Phase::Streaming(_)
         ) {
             // (nothing left to cancel: the deadline must not fire again)
-            self.ch.clear_deadline();
+            self.driver.ch.clear_deadline();
             return;
         }
         tracing::debug!(channel = %self.key.1, ?budget, "deadline passed, cancelling call");
@@ -321,7 +230,7 @@ impl ServerCall {
         );
         self.note_err(&e);
         self.set_phase(Phase::Done);
-        self.ch.send(EventKind::Err, e.to_args());
+        self.driver.ch.send(EventKind::Err, e.to_args());
     }
 
     /// Moves to `phase`, leaving the count of waiting calls if it was one.
@@ -404,13 +313,13 @@ impl ServerCall {
                 };
                 match result {
                     Ok(Response::Value(v)) => {
-                        self.ch.send(EventKind::Ok, Value::Array(vec![v]));
+                        self.driver.ch.send(EventKind::Ok, Value::Array(vec![v]));
                         self.phase = Phase::Done;
                         self.note(Outcome::Ok);
                     }
                     Ok(Response::Stream(st)) => self.phase = Phase::Streaming(st),
                     Err(e) => {
-                        self.ch.send(EventKind::Err, e.to_args());
+                        self.driver.ch.send(EventKind::Err, e.to_args());
                         self.phase = Phase::Done;
                         self.note_err(&e);
                         report_error(&self.inner, self.trace.as_deref(), &e);
@@ -422,7 +331,10 @@ impl ServerCall {
                 let mut sent = 0;
                 let mut end = None;
                 // Items that are ready now, have credit, and find room.
-                while self.ch.can_send_item() && self.sending.is_none() && !self.ch.has_output() {
+                while self.driver.ch.can_send_item()
+                    && self.out.sending.is_none()
+                    && !self.driver.ch.has_output()
+                {
                     if *budget == 0 {
                         // A long ready stream shares the worker: poll
                         // again later (reported as no progress, so this
@@ -450,20 +362,16 @@ impl ServerCall {
                         }
                         None => Some(Outcome::Stream { items: 0 }),
                     };
-                    if send_item(&mut self.ch, item) {
+                    if send_item(&mut self.driver.ch, item) {
                         end = Some(outcome);
                         break;
                     }
                     if let Some(t) = &mut self.trace {
                         t.items += 1;
                     }
-                    flush(
-                        &mut self.ch,
-                        &self.peer,
-                        &self.envelope,
-                        &mut self.sending,
-                        cx,
-                    )?;
+                    if let Poll::Ready(Err(e)) = self.driver.poll_flush(&mut self.out, cx) {
+                        return Err(e);
+                    }
                 }
                 if let Some(outcome) = end {
                     self.phase = Phase::Done;
@@ -505,26 +413,4 @@ pub(super) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> CallError {
         .unwrap_or_else(|| "handler panicked".into());
     tracing::error!(panic = %msg, "handler panicked");
     CallError::new("Panic", msg)
-}
-
-/// Tells the error hook (if any) of a handler's error.
-pub(super) fn report_error(inner: &Inner, trace: Option<&ServerTrace>, e: &CallError) {
-    let (Some(hook), Some(t)) = (&inner.opts.on_error, trace) else {
-        return;
-    };
-    hook.report(&ErrorReport {
-        side: Side::Server,
-        service: inner.service_name.to_string(),
-        method: t.method.clone(),
-        error: e.clone(),
-        trace_id: t.ctx.as_ref().map(TraceContext::trace_id_hex),
-        span_id: t.ctx.as_ref().map(TraceContext::span_id_hex),
-    });
-}
-
-pub(super) fn err_outcome(e: &CallError) -> Outcome {
-    Outcome::Err {
-        name: e.name.clone(),
-        message: e.message.clone(),
-    }
 }

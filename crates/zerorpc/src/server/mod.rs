@@ -12,10 +12,12 @@
 //!
 //! Modules: `options` (settings), `receive` (a request's way from its
 //! connection to its channel), `call` (the future serving one channel),
-//! `dispatch` (starting a handler).
+//! `observe` (what is told of a call to the recorder, the metrics and the
+//! error hook), `dispatch` (starting a handler).
 
 mod call;
 mod dispatch;
+mod observe;
 mod options;
 mod receive;
 
@@ -23,6 +25,7 @@ pub use options::ServerOptions;
 
 use call::*;
 use dispatch::*;
+use observe::*;
 use receive::*;
 
 use foldhash::HashMap;
@@ -37,12 +40,12 @@ use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use rmpv::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, PeerSender, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
 use crate::auth::Authorization;
-use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet};
 use crate::error::CallError;
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};

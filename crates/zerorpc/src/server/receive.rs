@@ -140,22 +140,20 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                 // every event of a traced channel carries its context
                 ch.set_headers(ctx.shared_entries());
             }
-            let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
-                ch.poll_timeout(),
-            )));
             Some(ServerCall {
                 inner: inner.clone(),
                 key,
-                envelope,
-                peer,
-                ch,
+                driver: Driver::new(ch),
+                out: ToClient {
+                    peer,
+                    envelope,
+                    sending: None,
+                },
                 request: Some(Box::new(event)),
                 phase: Phase::Queued,
                 permit: None,
                 acquiring: None,
-                timer,
                 rx,
-                sending: None,
                 trace,
             })
         }
