@@ -17,7 +17,9 @@
 //! fresh child process (`zerorpc-bench idle SYSTEM N`); not yet for Python.
 //!
 //! Layout: this file holds `main` (the modes), our client's workloads,
-//! the shared call workloads and the report; [`contenders`] the systems
+//! the shared call workloads and the report; `report` the report's plot
+//! and table cells, `idle` idle-channel memory, `instructions` the
+//! callgrind workload; [`contenders`] the systems
 //! measured beside ours (Python, libzmq, TCP, tarpc, tonic); [`scenarios`]
 //! the one-feature benchmarks (hub, gateway, tracing, security, deadline);
 //! `soak`, `stream`, `bus` and `brokers` their own modes.
@@ -27,7 +29,10 @@ use zerorpc_testkit as common;
 mod brokers;
 mod bus;
 mod contenders;
+mod idle;
+mod instructions;
 mod load;
+mod report;
 mod scenarios;
 mod soak;
 mod stream;
@@ -50,6 +55,10 @@ use scenarios::gateway::*;
 use scenarios::hub::*;
 use scenarios::security::*;
 use scenarios::tracing::*;
+
+use idle::{idle_common, idle_in_child, idle_ours};
+use instructions::instructions_workload;
+use report::{cell, plot};
 
 #[derive(Clone, Copy)]
 struct Size {
@@ -178,59 +187,6 @@ async fn rust_client(name: &str, ep: &str, seq: usize, conc: usize, stream: u64)
     row
 }
 
-// ------------------------------------------------------------ idle channels
-
-/// Opens `n` calls that stay open (the server sleeps), and measures this
-/// process's RSS growth per open channel: client and server side together,
-/// since both live in this process.
-async fn idle_channels(ep: &str, server: &Server, n: usize, settle: Duration) -> f64 {
-    let c = Client::connect(ep).await.expect("connect");
-    c.call("echo", vec![1.into()]).await.expect("warm up");
-    let before = common::rss_kib();
-    let calls: Vec<_> = (0..n)
-        .map(|_| {
-            let c = c.clone();
-            tokio::spawn(async move { c.call("slow", vec![3600.into()]).await })
-        })
-        .collect();
-    while server.active_calls() < n {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(settle).await;
-    let after = common::rss_kib();
-    for t in calls {
-        t.abort();
-    }
-    (after.saturating_sub(before) * 1024) as f64 / n as f64
-}
-
-/// Opens `n` calls that stay open, via `start_call`, once `sleeping()`
-/// reports them all in the server; returns RSS bytes per open call.
-async fn idle_common(
-    n: usize,
-    start_call: impl Fn() -> tokio::task::JoinHandle<()>,
-    sleeping: impl Fn() -> usize,
-) -> f64 {
-    let before = common::rss_kib();
-    let calls: Vec<_> = (0..n).map(|_| start_call()).collect();
-    // A system may cap concurrent calls below n: measure what it holds open
-    // after a while rather than wait forever.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sleeping() < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let open = sleeping();
-    let after = common::rss_kib();
-    drop(calls);
-    if open < n {
-        // Queued calls cost memory without being open channels: no figure.
-        eprintln!("only {open} of {n} calls reached the server within 30 s: no per-channel figure");
-        return f64::NAN;
-    }
-    (after.saturating_sub(before) * 1024) as f64 / n as f64
-}
-
 /// A demo server in this process, serving in the background; returns it
 /// and its endpoint.
 pub(crate) async fn demo_server(opts: zerorpc::ServerOptions) -> (Arc<Server>, String) {
@@ -243,29 +199,6 @@ pub(crate) async fn demo_server(opts: zerorpc::ServerOptions) -> (Arc<Server>, S
     let s = server.clone();
     tokio::spawn(async move { s.run().await });
     (server, ep)
-}
-
-async fn idle_ours(n: usize, settle: Duration) -> f64 {
-    let (server, ep) = demo_server(Default::default()).await;
-    idle_channels(&ep, &server, n, settle).await
-}
-
-/// Measures idle-channel memory of one system in a fresh child process
-/// (a heap that earlier workloads grew would hide the growth).
-fn idle_in_child(system: &str, n: usize) -> Option<f64> {
-    let exe = std::env::current_exe().ok()?;
-    let out = std::process::Command::new("timeout")
-        .arg("120")
-        .arg(exe)
-        .args(["idle", system, &n.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("IDLE "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|v| v.is_finite())
 }
 
 // ------------------------------------------------------------ shared call workloads
@@ -319,85 +252,6 @@ async fn call_workloads<C: Clone + Send + 'static>(
     Row::calls(name, &h, r16, r256, r64k)
 }
 
-// ------------------------------------------------------------ report
-
-/// Writes an SVG of each system's sequential latency distribution.
-fn plot(rows: &[Row], path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    use plotters::prelude::*;
-    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let max = rows
-        .iter()
-        .flat_map(|r| r.pcts.iter().copied())
-        .fold(1.0f64, f64::max)
-        * 1.5;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Sequential call latency by percentile (µs, log scale)",
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0usize..QUANTILES.len() - 1, (1.0f64..max).log_scale())?;
-    chart
-        .configure_mesh()
-        .x_labels(QUANTILES.len())
-        .x_label_formatter(&|i| format!("p{}", QUANTILES.get(*i).map(|q| q * 100.0).unwrap_or(0.0)))
-        .y_desc("µs")
-        .draw()?;
-    for (i, r) in rows
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.pcts.len() == QUANTILES.len())
-    {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                r.pcts.iter().enumerate().map(|(x, y)| (x, y.max(1.0))),
-                color.stroke_width(2),
-            ))?
-            .label(r.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
-    root.present()?;
-    Ok(())
-}
-
-impl Row {
-    /// The request/reply columns (p50, p99, @16, @256, 64 KiB), each with
-    /// its ratio to `base`.
-    fn call_cells(&self, base: &Row) -> String {
-        [
-            cell(self.p50_us, base.p50_us),
-            cell(self.p99_us, base.p99_us),
-            cell(self.rate16, base.rate16),
-            cell(self.rate256, base.rate256),
-            cell(self.rate64k, base.rate64k),
-        ]
-        .join(" | ")
-    }
-}
-
-fn cell(v: Option<f64>, base: Option<f64>) -> String {
-    match (v, base) {
-        (Some(v), Some(b)) if b > 0.0 => {
-            let ratio = v / b;
-            format!("{v:.0} ({ratio:.2}×)")
-        }
-        (Some(v), _) => format!("{v:.0}"),
-        (None, _) => "–".into(),
-    }
-}
-
 /// The runtime every measurement runs on: two workers, like the machine.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -405,56 +259,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// The workload `callgrind.sh` counts instructions of: `calls` makes `n`
-/// sequential `echo` calls, `stream` takes one `range(n)` stream, `tarpc`
-/// makes `n` sequential tarpc `echo` calls (for comparison). One
-/// thread (a current-thread runtime), so that the count repeats from run to
-/// run; the script runs it at two sizes and divides the difference, so
-/// start-up and connection set-up cancel out.
-fn instructions_workload(kind: &str, n: u64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        if kind == "tarpc" {
-            // The same sequential calls through tarpc, for comparison.
-            let (client, server) = tarpc_pair(None).await;
-            for i in 0..=n {
-                let x = i as i64;
-                client
-                    .echo(tarpc::context::current(), x)
-                    .await
-                    .expect("call");
-            }
-            server.abort();
-            return;
-        }
-        let (_server, ep) = demo_server(Default::default()).await;
-        // `calls`: the default (a trace context on every root call);
-        // `untraced`: without it, what that context costs.
-        let opts = zerorpc::ClientOptions {
-            trace_roots: kind != "untraced",
-            ..Default::default()
-        };
-        let c = Client::connect_with(&[&ep], opts).await.expect("connect");
-        // One call first: the connection is up before the counted part.
-        c.call("echo", vec![Value::from(0)]).await.expect("call");
-        match kind {
-            "calls" | "untraced" => {
-                for i in 0..n {
-                    c.call("echo", vec![Value::from(i)]).await.expect("call");
-                }
-            }
-            "stream" => {
-                let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
-                assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
-            }
-            other => panic!("instructions: calls, untraced, stream or tarpc, not {other}"),
-        }
-    });
 }
 
 /// The process allocator: the stream runner allocates tuples on one thread

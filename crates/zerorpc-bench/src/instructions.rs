@@ -1,0 +1,56 @@
+//! The workload `callgrind.sh` counts instructions of (`zerorpc-bench
+//! instructions KIND N`).
+
+use zerorpc::{Client, Value};
+
+use crate::{demo_server, tarpc_pair};
+
+/// The workload `callgrind.sh` counts instructions of: `calls` makes `n`
+/// sequential `echo` calls, `stream` takes one `range(n)` stream, `tarpc`
+/// makes `n` sequential tarpc `echo` calls (for comparison). One
+/// thread (a current-thread runtime), so that the count repeats from run to
+/// run; the script runs it at two sizes and divides the difference, so
+/// start-up and connection set-up cancel out.
+pub(crate) fn instructions_workload(kind: &str, n: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        if kind == "tarpc" {
+            // The same sequential calls through tarpc, for comparison.
+            let (client, server) = tarpc_pair(None).await;
+            for i in 0..=n {
+                let x = i as i64;
+                client
+                    .echo(tarpc::context::current(), x)
+                    .await
+                    .expect("call");
+            }
+            server.abort();
+            return;
+        }
+        let (_server, ep) = demo_server(Default::default()).await;
+        // `calls`: the default (a trace context on every root call);
+        // `untraced`: without it, what that context costs.
+        let opts = zerorpc::ClientOptions {
+            trace_roots: kind != "untraced",
+            ..Default::default()
+        };
+        let c = Client::connect_with(&[&ep], opts).await.expect("connect");
+        // One call first: the connection is up before the counted part.
+        c.call("echo", vec![Value::from(0)]).await.expect("call");
+        match kind {
+            "calls" | "untraced" => {
+                for i in 0..n {
+                    c.call("echo", vec![Value::from(i)]).await.expect("call");
+                }
+            }
+            "stream" => {
+                let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
+                assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
+            }
+            other => panic!("instructions: calls, untraced, stream or tarpc, not {other}"),
+        }
+    });
+}
