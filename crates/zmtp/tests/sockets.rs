@@ -444,3 +444,84 @@ async fn a_large_read_is_delivered_a_chunk_at_a_time() {
         sizes.iter().filter(|&&n| n > 128).collect::<Vec<_>>()
     );
 }
+
+/// Answers each request at once on the router (as an RPC server answers a
+/// quick call on the reader), and logs what happened in order.
+struct AnswerAndLog {
+    peer: std::sync::Mutex<Option<zmtp::PeerSender>>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<(char, u8)>>>,
+    side: char,
+}
+
+impl zmtp::Deliver for AnswerAndLog {
+    fn deliver(
+        &self,
+        batch: &mut std::collections::VecDeque<zmtp::Message>,
+        _: &mut std::task::Context<'_>,
+    ) {
+        let peer = self.peer.lock().unwrap();
+        for m in batch.drain(..) {
+            let frames = m.frames();
+            let n = frames[frames.len() - 1][0];
+            self.log.lock().unwrap().push((self.side, n));
+            if let Some(peer) = peer.as_ref() {
+                let _ = peer.try_send(msg(&[&frames[0][..], b"", &[n]]));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_first_replies_of_a_read_leave_before_the_rest_is_served() {
+    // Sixteen requests in one read: the reader serves a few, then lets the
+    // connection's writer send their replies before it serves the rest
+    // (one thread, so the order of what runs is the runtime's, not luck).
+    // Served whole, every request would be in before the first reply out.
+    init_tracing();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let router = RouterSocket::new();
+    let mut events = router.monitor();
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    let server = std::sync::Arc::new(AnswerAndLog {
+        peer: Default::default(),
+        log: log.clone(),
+        side: 'q',
+    });
+    let _served = router.deliver_to(server.clone());
+    let dealer = DealerSocket::new();
+    let _replies = dealer.deliver_to(std::sync::Arc::new(AnswerAndLog {
+        peer: Default::default(),
+        log: log.clone(),
+        side: 'r',
+    }));
+    dealer.connect(&ep.to_string()).await.unwrap();
+    let id = within("the dealer connects", async {
+        loop {
+            if let Ok(SocketEvent::Connected {
+                routing_id: Some(id),
+                ..
+            }) = events.recv().await
+            {
+                return id;
+            }
+        }
+    })
+    .await;
+    *server.peer.lock().unwrap() = router.peer_sender(&id);
+    // Queued without a pause, so the dealer's writer sends them together.
+    for n in 0..16u8 {
+        dealer.try_send(msg(&[b"", &[n]])).unwrap();
+    }
+    within("16 answered", async {
+        while log.lock().unwrap().len() < 32 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let log = log.lock().unwrap();
+    let at = |e| log.iter().position(|x| *x == e).unwrap();
+    assert!(
+        at(('r', 0)) < at(('q', 15)),
+        "the first reply arrived after every request was served: {log:?}"
+    );
+}
