@@ -6,6 +6,10 @@
 //! alternate exchanges, outages), competing consumers in two processes
 //! (with one killed holding a message), a long-held message under a short
 //! heartbeat, and replay from a stream queue.
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,10 @@
 //! Hosted consumers against a daemon in process: every verdict (ack,
 //! retry, drop, halt), panicking callbacks, resuming from a position file,
 //! and a long blocking callback that holds back nobody but itself.
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

@@ -4,6 +4,10 @@
 //! binary run again as workers); long callbacks kept alive with `+WPI`;
 //! outages through a proxy; requeue and reject. Every test works in
 //! streams of its own (`ZTEST<random>_BUS`) and deletes them at the end.
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};

@@ -1,5 +1,9 @@
 //! The gateway over real sockets: an HTTP client (reqwest) → the gateway
 //! (axum) → a zerorpc server (ours, or zerorpc-python 0.6.3).
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 use zerorpc_testkit as common;
 

@@ -2,6 +2,10 @@
 //! tonic `TraceService` that keeps what it is sent): a trace through
 //! services A → B → C, the record → span mapping, malformed records, and
 //! a collector that is not there.
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

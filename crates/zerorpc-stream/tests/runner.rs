@@ -1,6 +1,10 @@
 //! The local runner with Rust components: groupings, XOR acking, replay of
 //! failed and timed-out trees, `max.spout.pending`, restarts after panics,
 //! batching bolts, statistics.
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 mod common;
 

@@ -1,4 +1,8 @@
 //! Rust client against Rust server: the whole RPC stack over real sockets.
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,9 @@
 //! Conformance: every socket type of ours against its libzmq counterpart,
 //! in both directions (ours binds / libzmq connects, and the reverse).
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 mod common;
 

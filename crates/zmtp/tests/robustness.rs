@@ -1,5 +1,9 @@
 //! Bad input of every kind closes only the offending connection; queues and
 //! messages stay bounded.
+//!
+//! One file over 600 lines on purpose: each file under `tests/` is a test
+//! binary of its own, linked on its own, so a suite that shares its peers
+//! and fixtures stays one binary (split, it would link once per part).
 
 mod common;
 

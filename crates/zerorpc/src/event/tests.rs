@@ -1,0 +1,316 @@
+//! Event encoding and decoding tests: round trips, limits, hostile input.
+
+use super::*;
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn python_request_bytes_decode() {
+    // PROTOCOL.md section 4: echo("hi") from the Python client.
+    let id = "0123456789abcdef0123456789abcdef";
+    let mut wire = hex("9382aa");
+    wire.extend_from_slice(b"message_id");
+    wire.extend_from_slice(&hex("c420"));
+    wire.extend_from_slice(id.as_bytes());
+    wire.extend_from_slice(&hex("a17603a4"));
+    wire.extend_from_slice(b"echo");
+    wire.extend_from_slice(&hex("91a2"));
+    wire.extend_from_slice(b"hi");
+    let ev = Event::decode(&wire, DecodeLimits::default()).unwrap();
+    assert_eq!(ev.name, "echo");
+    assert_eq!(ev.args, Value::Array(vec![Value::from("hi")]));
+    assert_eq!(ev.header.message_id.as_bytes(), id.as_bytes());
+    assert!(!ev.header.message_id.is_str());
+    assert_eq!(ev.header.version, Some(3));
+    // and we encode the same event byte for byte
+    assert_eq!(&ev.encode()[..], &wire[..]);
+}
+
+#[test]
+fn reply_echoes_id_type_and_keeps_extra_keys() {
+    let mut req = Event::new("add", Value::Array(vec![1.into(), 2.into()]));
+    req.header.message_id = MessageId::from_str_id("3f2504e0-4f89-11d3-9a0c-0305e82c3301");
+    req.header.set("traceparent", Value::from("00-abc-def-01"));
+    req.header
+        .extra
+        .push((Value::from(7), Value::from("int key kept")));
+    let back = Event::decode(&req.encode(), DecodeLimits::default()).unwrap();
+    assert_eq!(back, req);
+    let reply = Event::on_channel(&back.header.message_id, "OK", Value::Array(vec![3.into()]));
+    let reply = Event::decode(&reply.encode(), DecodeLimits::default()).unwrap();
+    let rt = reply.header.response_to.unwrap();
+    assert!(rt.is_str(), "a string id is echoed as a string");
+    assert_eq!(rt, req.header.message_id);
+    assert_eq!(
+        back.header.get("traceparent"),
+        Some(&Value::from("00-abc-def-01"))
+    );
+}
+
+#[test]
+fn a_w3c_traceparent_is_read_in_place_and_written_back() {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let raw = Value::Array(vec![
+        Value::Map(vec![
+            (Value::from("message_id"), Value::from("x")),
+            (Value::from("traceparent"), Value::from(tp)),
+            (Value::from("tracestate"), Value::from("k=v")),
+        ]),
+        Value::from("m"),
+        Value::Array(vec![]),
+    ]);
+    let mut b = Vec::new();
+    rmpv::encode::write_value(&mut b, &raw).unwrap();
+    let ev = Event::decode(&b, DecodeLimits::default()).unwrap();
+    let parsed = ev.header.traceparent.expect("parsed in place");
+    assert_eq!(
+        parsed.span_id,
+        [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+    );
+    assert_eq!(parsed.flags, 1);
+    assert_eq!(ev.header.get("traceparent"), None, "not an extra entry");
+    assert_eq!(ev.header.get("tracestate"), Some(&Value::from("k=v")));
+    let ctx = crate::TraceContext::from_header(&ev.header).unwrap();
+    assert_eq!(ctx.traceparent(), tp);
+    assert_eq!(ctx.tracestate.as_deref(), Some("k=v"));
+    // As a Python peer sees the event again: the same string key.
+    let again = rmpv::decode::read_value(&mut &ev.encode()[..]).unwrap();
+    let header = again.as_array().unwrap()[0].as_map().unwrap();
+    assert!(header
+        .iter()
+        .any(|(k, v)| k.as_str() == Some("traceparent") && v.as_str() == Some(tp)));
+    // Other versions and shapes: kept as they came.
+    for odd in [
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736+00f067aa0ba902b7-01",
+    ] {
+        let mut e = Event::new("m", Value::Array(vec![]));
+        e.header.set("traceparent", Value::from(odd));
+        let back = Event::decode(&e.encode(), DecodeLimits::default()).unwrap();
+        assert_eq!(back.header.traceparent, None, "{odd}");
+        assert_eq!(back.header.get("traceparent"), Some(&Value::from(odd)));
+    }
+    // The right shape with digits W3C refuses (upper case, zero ids):
+    // kept as they came, and no context comes of it.
+    for bad in [
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+    ] {
+        let mut e = Event::new("m", Value::Array(vec![]));
+        e.header.set("traceparent", Value::from(bad));
+        let back = Event::decode(&e.encode(), DecodeLimits::default()).unwrap();
+        assert_eq!(back.header.traceparent, None, "{bad}");
+        assert_eq!(
+            crate::TraceContext::from_header(&back.header),
+            None,
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn random_ids_look_like_python() {
+    let a = MessageId::random();
+    assert_eq!(a.as_bytes().len(), 32);
+    assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
+    assert_ne!(a, MessageId::random());
+    assert_eq!(a.to_value(), Value::Binary(a.as_bytes().to_vec()));
+    // Each thread has its own prefix: ids made on two threads at once
+    // never meet.
+    let other: Vec<MessageId> =
+        std::thread::spawn(|| (0..1000).map(|_| MessageId::random()).collect())
+            .join()
+            .unwrap();
+    let mine: Vec<MessageId> = (0..1000).map(|_| MessageId::random()).collect();
+    let all: std::collections::HashSet<&[u8]> =
+        other.iter().chain(&mine).map(MessageId::as_bytes).collect();
+    assert_eq!(all.len(), 2000);
+    assert_ne!(other[0].as_bytes()[..16], mine[0].as_bytes()[..16]);
+}
+
+#[test]
+fn long_ids_round_trip_like_short_ones() {
+    // Ids up to 38 bytes are kept inline, longer ones shared: both
+    // decode, compare and echo the same.
+    for len in [1, 32, 36, 38, 39, 200] {
+        for is_str in [false, true] {
+            let raw = vec![b'a'; len];
+            let id = if is_str {
+                MessageId::from_str_id(std::str::from_utf8(&raw).unwrap())
+            } else {
+                MessageId::from_bin(raw.clone())
+            };
+            assert_eq!(id.as_bytes(), &raw[..]);
+            let ev = Event::on_channel(&id, "OK", Value::Array(vec![]));
+            let back = Event::decode(&ev.encode(), DecodeLimits::default()).unwrap();
+            assert_eq!(back.header.response_to.as_ref(), Some(&id));
+            assert_eq!(back.header.response_to.unwrap().is_str(), is_str);
+        }
+    }
+}
+
+#[test]
+fn decode_head_reads_header_and_name_only() {
+    let ev = Event::on_channel(&MessageId::random(), "STREAM", Value::Binary(vec![7; 1000]));
+    let bytes = ev.encode();
+    let (h, name) = Event::decode_head(&bytes, DecodeLimits::default()).unwrap();
+    assert_eq!((h, name), (ev.header.clone(), ev.name.clone()));
+    // The same checks as a full decode: truncated or malformed events fail.
+    assert!(Event::decode_head(&bytes[..bytes.len() - 1], DecodeLimits::default()).is_err());
+    let mut not_array = Vec::new();
+    rmpv::encode::write_value(&mut not_array, &Value::from("x")).unwrap();
+    assert!(Event::decode_head(&not_array, DecodeLimits::default()).is_err());
+}
+
+#[test]
+fn the_deadline_key_round_trips_and_a_malformed_one_is_none() {
+    let mut ev = Event::new("slow", Value::Array(vec![]));
+    ev.header.deadline_ms = Some(1500);
+    let back = Event::decode(&ev.encode(), DecodeLimits::default()).unwrap();
+    assert_eq!(back.header.deadline_ms, Some(1500));
+    assert!(
+        back.header.extra.is_empty(),
+        "a known key, not an extra one"
+    );
+    // As a Python peer would see it: one more string key in the map.
+    let v = rmpv::decode::read_value(&mut &ev.encode()[..]).unwrap();
+    let header = v.as_array().unwrap()[0].as_map().unwrap();
+    assert!(header
+        .iter()
+        .any(|(k, v)| k.as_str() == Some("deadline_ms") && v.as_u64() == Some(1500)));
+    for odd in [Value::from(-1), Value::from(1.5), Value::from("10")] {
+        let raw = Value::Array(vec![
+            Value::Map(vec![
+                (Value::from("message_id"), Value::from("x")),
+                (Value::from("deadline_ms"), odd.clone()),
+            ]),
+            Value::from("m"),
+            Value::Array(vec![]),
+        ]);
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, &raw).unwrap();
+        let ev = Event::decode(&b, DecodeLimits::default()).unwrap();
+        assert_eq!(ev.header.deadline_ms, None, "{odd}");
+    }
+}
+
+#[test]
+fn malformed_events_are_errors() {
+    let lim = DecodeLimits::default();
+    let enc = |v: Value| {
+        let mut b = Vec::new();
+        rmpv::encode::write_value(&mut b, &v).unwrap();
+        b
+    };
+    let hdr = Value::Map(vec![(Value::from("message_id"), Value::from("x"))]);
+    for bad in [
+        enc(Value::from(5)),
+        enc(Value::Array(vec![hdr.clone(), Value::from("m")])),
+        enc(Value::Array(vec![
+            Value::from(1),
+            Value::from("m"),
+            Value::Nil,
+        ])),
+        enc(Value::Array(vec![hdr.clone(), Value::from(9), Value::Nil])),
+        enc(Value::Array(vec![
+            Value::Map(vec![]),
+            Value::from("m"),
+            Value::Nil,
+        ])),
+        enc(Value::Array(vec![
+            Value::Map(vec![(Value::from("message_id"), Value::from(1))]),
+            Value::from("m"),
+            Value::Nil,
+        ])),
+        vec![],
+        vec![0x93],
+        vec![0xdd, 0xff, 0xff, 0xff, 0xff],
+        vec![0xc1],
+    ] {
+        assert!(Event::decode(&bad, lim).is_err(), "{bad:?}");
+    }
+    let ok = enc(Value::Array(vec![hdr, Value::from("m"), Value::Nil]));
+    assert!(Event::decode(&ok, lim).is_ok());
+}
+
+#[test]
+fn header_keys_read_in_place_as_str_or_bin_others_kept_in_order() {
+    // A Python 2 style header: bin keys; an int key and unknown keys
+    // between the known ones; the name as bin.
+    let mut b = Vec::new();
+    rmp::encode::write_array_len(&mut b, 3).unwrap();
+    rmp::encode::write_map_len(&mut b, 5).unwrap();
+    rmp::encode::write_bin(&mut b, b"trace_id").unwrap();
+    rmp::encode::write_str(&mut b, "t1").unwrap();
+    rmp::encode::write_bin(&mut b, b"message_id").unwrap();
+    rmp::encode::write_bin(&mut b, b"id-1").unwrap();
+    rmp::encode::write_sint(&mut b, 7).unwrap();
+    rmp::encode::write_str(&mut b, "seven").unwrap();
+    rmp::encode::write_bin(&mut b, b"v").unwrap();
+    rmp::encode::write_sint(&mut b, 3).unwrap();
+    rmp::encode::write_str(&mut b, "response_to").unwrap();
+    rmp::encode::write_str(&mut b, "id-0").unwrap();
+    rmp::encode::write_bin(&mut b, b"OK").unwrap();
+    rmp::encode::write_array_len(&mut b, 1).unwrap();
+    rmp::encode::write_sint(&mut b, 42).unwrap();
+    let ev = Event::decode(&b, DecodeLimits::default()).unwrap();
+    assert_eq!(ev.name, "OK");
+    assert_eq!(ev.header.message_id.as_bytes(), b"id-1");
+    assert!(!ev.header.message_id.is_str());
+    let rt = ev.header.response_to.clone().unwrap();
+    assert_eq!((rt.as_bytes(), rt.is_str()), (&b"id-0"[..], true));
+    assert_eq!(ev.header.version, Some(3));
+    assert_eq!(
+        ev.header.extra,
+        vec![
+            (Value::Binary(b"trace_id".to_vec()), Value::from("t1")),
+            (Value::from(7), Value::from("seven")),
+        ]
+    );
+    assert_eq!(ev.args, Value::Array(vec![Value::from(42)]));
+    // A message id of another type, and a name that is not UTF-8.
+    let with = |id: &dyn Fn(&mut Vec<u8>), name: &[u8]| {
+        let mut b = Vec::new();
+        rmp::encode::write_array_len(&mut b, 3).unwrap();
+        rmp::encode::write_map_len(&mut b, 1).unwrap();
+        rmp::encode::write_str(&mut b, "message_id").unwrap();
+        id(&mut b);
+        rmp::encode::write_bin(&mut b, name).unwrap();
+        rmp::encode::write_nil(&mut b).unwrap();
+        Event::decode(&b, DecodeLimits::default())
+    };
+    assert!(matches!(
+        with(
+            &|b| rmp::encode::write_sint(b, 1).map(|_| ()).unwrap(),
+            b"x"
+        ),
+        Err(EventError::Malformed("message_id is not str or bin"))
+    ));
+    assert!(matches!(
+        with(&|b| rmp::encode::write_str(b, "i").unwrap(), b"\xff"),
+        Err(EventError::Malformed("event name is not UTF-8"))
+    ));
+    assert!(with(&|b| rmp::encode::write_str(b, "i").unwrap(), b"ok").is_ok());
+}
+
+#[test]
+fn node_limit_stops_amplification() {
+    // [header, "m", [nil * 1000]]
+    let mut args = vec![0xdc, 0x03, 0xe8];
+    args.extend(std::iter::repeat_n(0xc0, 1000));
+    let hdr = Event::new("m", Value::Nil).encode();
+    // splice: reuse header/name of an encoded event, replace args
+    let mut wire = hdr[..hdr.len() - 1].to_vec();
+    wire.extend_from_slice(&args);
+    assert!(Event::decode(&wire, DecodeLimits { max_nodes: 2000 }).is_ok());
+    assert!(matches!(
+        Event::decode(&wire, DecodeLimits { max_nodes: 500 }),
+        Err(EventError::TooComplex { .. })
+    ));
+}

@@ -1,0 +1,295 @@
+//! The call records' unit tests: spans, payload caps, the recorder and its stores.
+
+use super::*;
+use futures::future::BoxFuture;
+
+fn rec(
+    trace: &str,
+    span: &str,
+    parent: Option<&str>,
+    side: Side,
+    method: &str,
+    outcome: Outcome,
+) -> Record {
+    Record {
+        trace_id: trace.into(),
+        span_id: span.into(),
+        parent_id: parent.map(Into::into),
+        side,
+        service: "svc".into(),
+        method: method.into(),
+        peer: "p".into(),
+        process: "test[1]".into(),
+        host: "h".into(),
+        start_us: span.len() as u64,
+        duration_us: 1500,
+        outcome,
+        user: None,
+        payload: None,
+        traceback: None,
+    }
+}
+
+#[test]
+fn traces_expire_after_their_ttl_and_counters_stay() {
+    let t0 = Instant::now();
+    let store = EmbeddedStore::new(Duration::from_secs(10));
+    store.insert_at(
+        vec![rec("t1", "a", None, Side::Client, "m", Outcome::Ok)],
+        t0,
+    );
+    store.insert_at(
+        vec![rec("t1", "bb", Some("a"), Side::Server, "m", Outcome::Ok)],
+        t0 + Duration::from_secs(5),
+    );
+    // the TTL runs from the last record
+    assert_eq!(store.trace_at("t1", t0 + Duration::from_secs(14)).len(), 2);
+    assert!(store
+        .trace_at("t1", t0 + Duration::from_secs(15))
+        .is_empty());
+    let m = store.methods();
+    assert_eq!(
+        m[&("server".into(), "svc".into(), "m".into())].outcomes["OK"],
+        1
+    );
+    // (a histogram bucket's middle: within 6%)
+    let p50 = m[&("client".into(), "svc".into(), "m".into())]
+        .quantile_us(0.5)
+        .unwrap();
+    assert!((1410..=1590).contains(&p50), "{p50}");
+}
+
+#[test]
+fn the_tree_follows_parent_links() {
+    let recs = vec![
+        rec("t", "a", None, Side::Client, "outer", Outcome::Ok),
+        rec("t", "bb", Some("a"), Side::Server, "outer", Outcome::Ok),
+        rec(
+            "t",
+            "ccc",
+            Some("bb"),
+            Side::Client,
+            "inner",
+            Outcome::Err {
+                name: "ValueError".into(),
+                message: "no".into(),
+            },
+        ),
+    ];
+    let tree = render_tree(&recs);
+    assert_eq!(
+        tree,
+        "call svc outer 1.500 ms OK\n  serve svc outer 1.500 ms OK\n    call svc inner 1.500 ms ERR ValueError: no\n"
+    );
+}
+
+#[test]
+fn histogram_buckets_are_within_six_percent_and_quantiles_follow() {
+    for us in (0..100_000u64).chain((0..60).map(|e| 1u64 << e)) {
+        let v = Histogram::bucket_value(Histogram::bucket_of(us));
+        let err = (v as f64 - us as f64).abs() / (us.max(1) as f64);
+        assert!(err <= 0.0625, "{us} -> {v}");
+    }
+    // the top bucket neither overflows nor panics
+    assert!(Histogram::bucket_value(Histogram::bucket_of(u64::MAX)) >= 15 << 60);
+    let mut h = Histogram::default();
+    for us in 1..=1000 {
+        h.add(us);
+    }
+    let near = |got: Option<u64>, want: f64| {
+        let got = got.unwrap() as f64;
+        assert!((got - want).abs() / want < 0.07, "{got} vs {want}");
+    };
+    near(h.quantile_us(0.5), 500.0);
+    near(h.quantile_us(0.99), 990.0);
+    near(h.quantile_us(1.0), 1000.0);
+    assert_eq!(h.count, 1000);
+    let mut twice = h.clone();
+    twice.merge(&h);
+    assert_eq!(twice.count, 2000);
+    near(twice.quantile_us(0.5), 500.0);
+    assert_eq!(Histogram::default().quantile_us(0.5), None);
+}
+
+#[test]
+fn stats_are_kept_per_slot_for_recent_windows() {
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let t0 = Instant::now();
+    let slot_us = SLOT_SECS * 1_000_000;
+    let at = |slot: u64, ok: bool| {
+        let mut r = rec(
+            "t",
+            "a",
+            None,
+            Side::Server,
+            "m",
+            if ok {
+                Outcome::Ok
+            } else {
+                Outcome::Err {
+                    name: "E".into(),
+                    message: "x".into(),
+                }
+            },
+        );
+        r.start_us = 1000 * slot_us + slot * slot_us;
+        r
+    };
+    // three calls in slot 0, two (one failing) in slot 5
+    store.insert_at(vec![at(0, true), at(0, true), at(0, true)], t0);
+    store.insert_at(vec![at(5, true), at(5, false)], t0);
+    let all = store.stats_since(None);
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].stats.calls(), all[0].stats.failures()), (5, 1));
+    let recent = store.stats_since(Some(1000 * slot_us + 3 * slot_us));
+    assert_eq!(
+        (recent[0].stats.calls(), recent[0].stats.failures()),
+        (2, 1)
+    );
+    assert_eq!(recent[0].side, "server");
+    // a slot SLOTS_KEPT newer pushes the old ones out (not the totals)
+    store.insert_at(vec![at(5 + SLOTS_KEPT - 1, true)], t0);
+    let window = store.stats_since(Some(1000 * slot_us));
+    assert_eq!(window[0].stats.calls(), 3);
+    // a record older than what is kept only counts in the totals
+    store.insert_at(vec![at(1, true)], t0);
+    assert_eq!(store.stats_since(Some(1000 * slot_us))[0].stats.calls(), 3);
+    assert_eq!(store.stats_since(None)[0].stats.calls(), 7);
+}
+
+#[test]
+fn lines_and_top_tables() {
+    let mut r = rec("0af7", "b7ad", None, Side::Server, "echo", Outcome::Ok);
+    r.start_us = 3_723_004_000; // 01:02:03.004
+    r.duration_us = 1500;
+    assert_eq!(
+        render_line(&r),
+        "01:02:03.005 0af7 serve svc echo 1.500 ms OK"
+    );
+    let mut fast = MethodStats::default();
+    for _ in 0..9 {
+        fast.add(&r);
+    }
+    r.outcome = Outcome::Timeout;
+    r.duration_us = 30_000;
+    fast.add(&r);
+    let row = |method: &str, stats: MethodStats| MethodRow {
+        side: "server".into(),
+        service: "svc".into(),
+        method: method.into(),
+        stats,
+    };
+    let slow = {
+        let mut m = MethodStats::default();
+        m.add(&r);
+        m
+    };
+    let table = render_top(&[row("slow", slow), row("echo", fast)], 10.0);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("SIDE"));
+    // busiest first: 10 calls in 10 s, one failed, p99 the slow one
+    let cols: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        cols[..5],
+        ["server", "svc", "echo", "1.00", "10.0"],
+        "{table}"
+    );
+    let p50: f64 = cols[5].parse().unwrap();
+    let p99: f64 = cols[6].parse().unwrap();
+    assert!(
+        (1.4..1.6).contains(&p50) && (28.0..32.0).contains(&p99),
+        "{table}"
+    );
+    assert!(lines[2].contains(" slow "), "{table}");
+}
+
+struct Failing;
+impl TraceSink for Failing {
+    fn write(&self, _: Vec<Record>) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(std::future::ready(Err("sink down".to_owned())))
+    }
+}
+
+// (paused clock: the recorder's gathering pause passes at once)
+#[tokio::test(start_paused = true)]
+async fn a_failing_sink_or_full_queue_drops_and_counts() {
+    let r = Recorder::new(Failing, 4);
+    for _ in 0..100 {
+        r.record(rec("t", "a", None, Side::Client, "m", Outcome::Ok));
+    }
+    // Nothing blocked; what did not fit was dropped at once, and the
+    // rest is dropped by the failing sink.
+    for _ in 0..1000 {
+        if r.dropped() == 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(r.dropped(), 100);
+    assert_eq!(r.written(), 0);
+    assert!(r.flush(Duration::from_secs(1)).await);
+}
+
+#[test]
+fn a_store_fed_endless_method_and_service_names_keeps_its_keys_bounded() {
+    let store = EmbeddedStore::with_limits(
+        Duration::from_secs(60),
+        KeyLimits {
+            max_methods_per_service: 10,
+            max_keys: 50,
+        },
+    );
+    let now = Instant::now();
+    // Records reach a collector from anyone: 10,000 methods of one
+    // service, then 10,000 services.
+    let batch: Vec<Record> = (0..10_000)
+        .map(|i| {
+            rec(
+                "t1",
+                "s1",
+                None,
+                Side::Server,
+                &format!("m{i}"),
+                Outcome::Ok,
+            )
+        })
+        .collect();
+    store.insert_at(batch, now);
+    let batch: Vec<Record> = (0..10_000)
+        .map(|i| Record {
+            service: format!("svc{i}"),
+            ..rec("t2", "s2", None, Side::Server, "m", Outcome::Ok)
+        })
+        .collect();
+    store.insert_at(batch, now);
+    let keys = store.key_count();
+    assert!(keys <= 2 * 50 + 2, "{keys} keys");
+    let m = store.methods();
+    let calls: u64 = m.values().map(MethodStats::calls).sum();
+    assert_eq!(calls, 20_000, "every call is still counted");
+    let other = |svc: &str| m[&("server".into(), svc.into(), OTHER.into())].calls();
+    assert_eq!(other("svc"), 9_990);
+    assert_eq!(other(OTHER), 10_000 - 40);
+    assert_eq!(store.folded(), 9_990 + 9_960);
+    // Known keys keep counting under their own name.
+    store.insert_at(
+        vec![rec("t3", "s3", None, Side::Server, "m3", Outcome::Ok)],
+        now,
+    );
+    assert_eq!(
+        store.methods()[&("server".into(), "svc".into(), "m3".into())].calls(),
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_waits_for_what_was_queued() {
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let r = Recorder::new(store.clone(), 100);
+    for _ in 0..10 {
+        r.record(rec("t", "a", None, Side::Client, "m", Outcome::Ok));
+    }
+    assert!(r.flush(Duration::from_secs(5)).await);
+    assert_eq!((r.written(), store.trace("t").len()), (10, 10));
+}
