@@ -1,13 +1,15 @@
 //! The workload `callgrind.sh` counts instructions of (`zerorpc-bench
 //! instructions KIND N`).
 
+use zerorpc::zmtp::{Security, SocketOptions};
 use zerorpc::{Client, Value};
 
 use crate::{demo_server, tarpc_pair};
 
 /// The workload `callgrind.sh` counts instructions of: `calls` makes `n`
 /// sequential `echo` calls, `stream` takes one `range(n)` stream, `tarpc`
-/// makes `n` sequential tarpc `echo` calls (for comparison). One
+/// makes `n` sequential tarpc `echo` calls (for comparison), `curve` the
+/// `calls` over CURVE. One
 /// thread (a current-thread runtime), so that the count repeats from run to
 /// run; the script runs it at two sizes and divides the difference, so
 /// start-up and connection set-up cancel out.
@@ -30,18 +32,40 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
             server.abort();
             return;
         }
-        let (_server, ep) = demo_server(Default::default()).await;
+        // `curve`: the `calls` workload over CURVE.
+        let (server_sec, client_sec) = if kind == "curve" {
+            use zerorpc::zmtp::curve::CurveKeyPair;
+            let server_keys = CurveKeyPair::generate();
+            (
+                Security::curve_server(server_keys.clone(), zerorpc::zmtp::AllowAny),
+                Security::curve_client(CurveKeyPair::generate(), server_keys.public),
+            )
+        } else {
+            (Security::Null, Security::Null)
+        };
+        let (_server, ep) = demo_server(zerorpc::ServerOptions {
+            socket: SocketOptions {
+                security: server_sec,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
         // `calls`: the default (a trace context on every root call);
         // `untraced`: without it, what that context costs.
         let opts = zerorpc::ClientOptions {
             trace_roots: kind != "untraced",
+            socket: SocketOptions {
+                security: client_sec,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let c = Client::connect_with(&[&ep], opts).await.expect("connect");
         // One call first: the connection is up before the counted part.
         c.call("echo", vec![Value::from(0)]).await.expect("call");
         match kind {
-            "calls" | "untraced" => {
+            "calls" | "untraced" | "curve" => {
                 for i in 0..n {
                     c.call("echo", vec![Value::from(i)]).await.expect("call");
                 }
@@ -50,7 +74,7 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
                 let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
                 assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
             }
-            other => panic!("instructions: calls, untraced, stream or tarpc, not {other}"),
+            other => panic!("instructions: calls, untraced, curve, stream or tarpc, not {other}"),
         }
     });
 }
