@@ -1,10 +1,9 @@
 //! The workload `callgrind.sh` counts instructions of (`zerorpc-bench
 //! instructions KIND N`).
 
-use zerorpc::zmtp::{Security, SocketOptions};
 use zerorpc::{Client, Value};
 
-use crate::{demo_server, tarpc_pair};
+use crate::{demo_server, secured, tarpc_pair};
 
 /// The workload `callgrind.sh` counts instructions of: `calls` makes `n`
 /// sequential `echo` calls, `stream` takes one `range(n)` stream, `tarpc`
@@ -33,33 +32,13 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
             return;
         }
         // `curve`: the `calls` workload over CURVE.
-        let (server_sec, client_sec) = if kind == "curve" {
-            use zerorpc::zmtp::curve::CurveKeyPair;
-            let server_keys = CurveKeyPair::generate();
-            (
-                Security::curve_server(server_keys.clone(), zerorpc::zmtp::AllowAny),
-                Security::curve_client(CurveKeyPair::generate(), server_keys.public),
-            )
-        } else {
-            (Security::Null, Security::Null)
-        };
-        let (_server, ep) = demo_server(zerorpc::ServerOptions {
-            socket: SocketOptions {
-                security: server_sec,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .await;
+        let (server_opts, opts) = secured(kind == "curve");
+        let (_server, ep) = demo_server(server_opts).await;
         // `calls`: the default (a trace context on every root call);
         // `untraced`: without it, what that context costs.
         let opts = zerorpc::ClientOptions {
             trace_roots: kind != "untraced",
-            socket: SocketOptions {
-                security: client_sec,
-                ..Default::default()
-            },
-            ..Default::default()
+            ..opts
         };
         let c = Client::connect_with(&[&ep], opts).await.expect("connect");
         // One call first: the connection is up before the counted part.
