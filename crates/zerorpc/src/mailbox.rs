@@ -5,7 +5,10 @@
 //! allocation (a mutex, an empty `VecDeque` and a waker), versus a tokio
 //! mpsc's shared block of slots and semaphore. The receive loop never
 //! waits on it: a full mailbox is a misbehaving peer, and the caller
-//! decides what to drop.
+//! decides what to drop. It is bounded by item count and by bytes (the
+//! sender gives each item's size: its event's encoded length), so a peer
+//! that sends large events faster than its call takes them pins at most
+//! the byte bound per channel (an item always enters an empty mailbox).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,9 +22,21 @@ struct Shared<T> {
 }
 
 struct State<T> {
-    queue: VecDeque<T>,
+    /// Items and their sizes.
+    queue: VecDeque<(T, usize)>,
     cap: usize,
+    /// Bytes queued, and the most that may be.
+    bytes: usize,
+    max_bytes: usize,
     closed: bool,
+}
+
+impl<T> State<T> {
+    fn pop(&mut self) -> Option<T> {
+        let (item, bytes) = self.queue.pop_front()?;
+        self.bytes -= bytes;
+        Some(item)
+    }
 }
 
 impl<T> Shared<T> {
@@ -30,12 +45,15 @@ impl<T> Shared<T> {
     }
 }
 
-/// A mailbox holding at most `cap` items.
-pub(crate) fn mailbox<T>(cap: usize) -> (MailSender<T>, MailReceiver<T>) {
+/// A mailbox holding at most `cap` items and `max_bytes` bytes (or one
+/// item of any size).
+pub(crate) fn mailbox<T>(cap: usize, max_bytes: usize) -> (MailSender<T>, MailReceiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
             cap: cap.max(1),
+            bytes: 0,
+            max_bytes,
             closed: false,
         }),
         waker: AtomicWaker::new(),
@@ -54,24 +72,26 @@ pub(crate) struct MailSender<T>(Arc<Shared<T>>);
 /// Why an item was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum MailError {
-    /// `cap` items are waiting already.
+    /// `cap` items, or `max_bytes` bytes, are waiting already.
     Full,
     /// The receiver is gone.
     Closed,
 }
 
 impl<T> MailSender<T> {
-    /// Queues `item` and wakes the receiver.
-    pub(crate) fn try_send(&self, item: T) -> Result<(), MailError> {
+    /// Queues `item` (of `bytes` bytes) and wakes the receiver.
+    pub(crate) fn try_send(&self, item: T, bytes: usize) -> Result<(), MailError> {
         {
             let mut st = self.0.state();
             if st.closed {
                 return Err(MailError::Closed);
             }
-            if st.queue.len() >= st.cap {
+            let over = st.bytes.saturating_add(bytes) > st.max_bytes;
+            if st.queue.len() >= st.cap || (over && !st.queue.is_empty()) {
                 return Err(MailError::Full);
             }
-            st.queue.push_back(item);
+            st.bytes = st.bytes.saturating_add(bytes);
+            st.queue.push_back((item, bytes));
         }
         self.0.waker.wake();
         Ok(())
@@ -102,7 +122,7 @@ impl<T> MailReceiver<T> {
         self.shared.waker.register(cx.waker());
         // Re-check: an item may have arrived before the registration.
         let mut st = self.shared.state();
-        match st.queue.pop_front() {
+        match st.pop() {
             Some(item) => {
                 self.taken = self.taken.saturating_add(1);
                 Poll::Ready(Some(item))
@@ -126,7 +146,7 @@ impl<T> MailReceiver<T> {
     /// `None` when nothing is queued yet.
     fn try_recv(&mut self) -> Option<Option<T>> {
         let mut st = self.shared.state();
-        match st.queue.pop_front() {
+        match st.pop() {
             Some(item) => Some(Some(item)),
             None if st.closed => Some(None),
             None => None,
@@ -139,6 +159,7 @@ impl<T> Drop for MailReceiver<T> {
         let mut st = self.shared.state();
         st.closed = true;
         st.queue.clear();
+        st.bytes = 0;
     }
 }
 
@@ -149,15 +170,15 @@ mod tests {
 
     #[test]
     fn bounded_fifo_and_close() {
-        let (tx, mut rx) = mailbox(2);
+        let (tx, mut rx) = mailbox(2, usize::MAX);
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
-        tx.try_send(1).unwrap();
-        tx.try_send(2).unwrap();
-        assert_eq!(tx.try_send(3), Err(MailError::Full));
+        tx.try_send(1, 1).unwrap();
+        tx.try_send(2, 1).unwrap();
+        assert_eq!(tx.try_send(3, 1), Err(MailError::Full));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(1)));
-        tx.try_send(3).unwrap();
+        tx.try_send(3, 1).unwrap();
         drop(tx);
         // Queued items are still delivered after the sender is gone.
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(2)));
@@ -167,21 +188,21 @@ mod tests {
 
     #[test]
     fn a_receiver_that_took_one_item_sleeps_without_a_buffer() {
-        let (tx, mut rx) = mailbox(8);
+        let (tx, mut rx) = mailbox(8, usize::MAX);
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
-        tx.try_send([0u8; 256]).unwrap();
+        tx.try_send([0u8; 256], 1).unwrap();
         assert!(rx.shared.state().queue.capacity() > 0);
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
         assert_eq!(rx.shared.state().queue.capacity(), 0);
         // and it still works afterwards
-        tx.try_send([1u8; 256]).unwrap();
+        tx.try_send([1u8; 256], 1).unwrap();
         assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some([1u8; 256])));
         // a burst (a busy stream) keeps it, for the next burst
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
-        tx.try_send([2u8; 256]).unwrap();
-        tx.try_send([3u8; 256]).unwrap();
+        tx.try_send([2u8; 256], 1).unwrap();
+        tx.try_send([3u8; 256], 1).unwrap();
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
@@ -189,18 +210,37 @@ mod tests {
     }
 
     #[test]
+    fn bytes_bound_the_queue_but_an_item_always_enters_an_empty_one() {
+        let (tx, mut rx) = mailbox(100, 1000);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        tx.try_send(1, 600).unwrap();
+        tx.try_send(2, 400).unwrap();
+        assert_eq!(tx.try_send(3, 1), Err(MailError::Full), "1,000 bytes held");
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(1)));
+        tx.try_send(3, 600).unwrap();
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(2)));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(3)));
+        // Empty: one item larger than the bound still gets in, alone.
+        tx.try_send(4, 5000).unwrap();
+        assert_eq!(tx.try_send(5, 1), Err(MailError::Full));
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(4)));
+        tx.try_send(5, 1).unwrap();
+    }
+
+    #[test]
     fn receiver_gone_refuses_items() {
-        let (tx, rx) = mailbox::<u8>(4);
+        let (tx, rx) = mailbox::<u8>(4, usize::MAX);
         drop(rx);
-        assert_eq!(tx.try_send(1), Err(MailError::Closed));
+        assert_eq!(tx.try_send(1, 1), Err(MailError::Closed));
     }
 
     #[tokio::test]
     async fn wakes_a_waiting_receiver() {
-        let (tx, mut rx) = mailbox(4);
+        let (tx, mut rx) = mailbox(4, usize::MAX);
         let waiter = tokio::spawn(async move { std::future::poll_fn(|cx| rx.poll_recv(cx)).await });
         tokio::task::yield_now().await;
-        tx.try_send(7u32).unwrap();
+        tx.try_send(7u32, 1).unwrap();
         assert_eq!(waiter.await.unwrap(), Some(7));
     }
 }

@@ -285,7 +285,7 @@ fn route(conn: &Conn, limits: DecodeLimits, msg: Message) {
     };
     let mut chans = conn.channels();
     if let Some(tx) = chans.get(&channel) {
-        if let Err(MailError::Full) = tx.try_send(ev) {
+        if let Err(MailError::Full) = tx.try_send(ev, payload.len()) {
             // The server ignored our credit: fail that call only.
             tracing::warn!(%channel, "server overflowed the channel window; failing the call");
             chans.remove(&channel);
@@ -443,8 +443,10 @@ impl Client {
             .map(|(_, left)| left)
             .or(cfg.first_reply_timeout)
             .map(crate::deadline::millis_of);
-        // Room for a full window of stream items plus control events.
-        let (net_tx, net_rx) = mailbox(cfg.window as usize + 16);
+        // Room for a full window of stream items plus control events (of
+        // any size: the window is the bound the server keeps to, and
+        // dropping an item within it would break the stream).
+        let (net_tx, net_rx) = mailbox(cfg.window as usize + 16, usize::MAX);
         conn.channels().insert(id.clone(), net_tx);
         let guard = CallGuard {
             conn: conn.clone(),

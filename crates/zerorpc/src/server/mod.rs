@@ -136,7 +136,7 @@ impl Inner {
         for (_, tx) in std::mem::take(&mut *self.channels()).chans {
             if draining {
                 // A full mailbox: that call ends silently instead.
-                let _ = tx.try_send(Inbound::Shutdown);
+                let _ = tx.try_send(Inbound::Shutdown, 0);
             }
         }
     }

@@ -18,6 +18,12 @@ pub struct ServerOptions {
     /// Control events (heartbeats, credit) queued per channel before
     /// further ones are dropped.
     pub channel_queue: usize,
+    /// Bytes of events queued per channel before further ones are
+    /// dropped (an event always enters an empty queue). A client sends a
+    /// call's channel only small control events (about 100 bytes each);
+    /// this bounds what one that sends large ones faster than its call
+    /// takes them can pin. Default 256 KiB.
+    pub channel_queue_bytes: usize,
     /// Records every call (server side), and traces calls that arrive
     /// without a trace context in a new trace. Without it, a call that
     /// carries a context is still traced (its handler's calls are its
@@ -72,6 +78,7 @@ impl Default for ServerOptions {
             socket: SocketOptions::default(),
             decode_limits: DecodeLimits::default(),
             channel_queue: 64,
+            channel_queue_bytes: 256 * 1024,
             inline_first_poll: true,
             recorder: None,
             on_error: None,

@@ -71,7 +71,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
         Some(channel) => {
             let chans = inner.channels();
             match chans.chans.get(&(identity.clone(), channel)) {
-                Some(tx) => match tx.try_send(Inbound::Event(event)) {
+                Some(tx) => match tx.try_send(Inbound::Event(event), payload.len()) {
                     Ok(()) => {}
                     Err(MailError::Full) => {
                         if let Some(suppressed) = CALL_LOG.admit("channel queue full") {
@@ -93,7 +93,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                 // Gone already: nobody to answer.
                 return None;
             };
-            let (tx, rx) = mailbox(inner.opts.channel_queue);
+            let (tx, rx) = mailbox(inner.opts.channel_queue, inner.opts.channel_queue_bytes);
             {
                 let mut chans = inner.channels();
                 if inner.cancel.is_cancelled() {
