@@ -271,29 +271,19 @@ impl TraceParent {
     /// `00-<32 hex>-<16 hex>-<2 hex>` exactly (lower-case hex, ids not all
     /// zero), else `None`.
     pub fn parse(b: &[u8]) -> Option<TraceParent> {
-        /// Hex pairs into bytes; the high bits of the result are set when
-        /// a digit was not one (no branch per digit).
-        fn fill(out: &mut [u8], text: &[u8]) -> u8 {
-            let mut bad = 0;
-            for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-                let (h, l) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
-                bad |= h | l;
-                *o = (h << 4) | (l & 15);
-            }
-            bad
-        }
         if b.len() != 55 || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
         let mut tp = TraceParent {
             trace_id: [0; 16],
             span_id: [0; 8],
-            flags: 0,
+            flags: (nibble(b[53])? << 4) | nibble(b[54])?,
         };
-        let bad = fill(&mut tp.trace_id, &b[3..35])
-            | fill(&mut tp.span_id, &b[36..52])
-            | fill(std::slice::from_mut(&mut tp.flags), &b[53..55]);
-        if bad & 0xf0 != 0 || tp.trace_id == [0; 16] || tp.span_id == [0; 8] {
+        // (every event of a traced channel carries one: read eight digits
+        // at a time)
+        unhex_words(&mut tp.trace_id, &b[3..35])?;
+        unhex_words(&mut tp.span_id, &b[36..52])?;
+        if tp.trace_id == [0; 16] || tp.span_id == [0; 8] {
             return None;
         }
         Some(tp)
@@ -370,6 +360,33 @@ const NIBBLE: [u8; 256] = {
     t
 };
 
+/// Lower-case hex text into bytes, eight digits (one word) at a time;
+/// `None` if a byte is not a lower-case hex digit. `text` is twice as
+/// long as `out`, and a whole number of words.
+fn unhex_words(out: &mut [u8], text: &[u8]) -> Option<()> {
+    const L: u64 = 0x0101_0101_0101_0101;
+    const H: u64 = 0x8080_8080_8080_8080;
+    // Each byte's high bit: set where the byte (below 0x80) is at least
+    // `n` (no byte carries into the next).
+    let at_least = |x: u64, n: u8| x.wrapping_add(u64::from(0x80 - n) * L) & H;
+    for (o, word) in out.chunks_exact_mut(4).zip(text.chunks_exact(8)) {
+        let x = u64::from_le_bytes(word.try_into().ok()?);
+        let digit = at_least(x, b'0') & !at_least(x, b'9' + 1);
+        let letter = at_least(x, b'a') & !at_least(x, b'f' + 1);
+        if x & H != 0 || (digit | letter) != H {
+            return None;
+        }
+        // '0'..='9' → 0..=9; 'a'..='f' → 1..=6, plus 9 (bit 6 is set)
+        let v = (x & (0x0f * L)) + ((x >> 6) & L) * 9;
+        // each 16-bit lane's low byte: its first digit × 16 + its second
+        let pairs = ((v & 0x00ff_00ff_00ff_00ff) << 4) | ((v >> 8) & 0x00ff_00ff_00ff_00ff);
+        let t = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+        let t = (t | (t >> 16)) & 0xffff_ffff;
+        o.copy_from_slice(&(t as u32).to_le_bytes());
+    }
+    Some(())
+}
+
 fn nibble(c: u8) -> Option<u8> {
     match NIBBLE[usize::from(c)] {
         0xff => None,
@@ -438,6 +455,62 @@ mod tests {
         assert_eq!(child.trace_id, root.trace_id);
         assert_eq!(child.parent_id, Some(root.span_id));
         assert_ne!(child.span_id, root.span_id);
+    }
+
+    /// The parser before the eight-digit words: a digit at a time.
+    fn parse_by_digit(b: &[u8]) -> Option<TraceParent> {
+        let hex = |t: &[u8], out: &mut [u8]| -> Option<()> {
+            for (o, p) in out.iter_mut().zip(t.chunks_exact(2)) {
+                *o = (nibble(p[0])? << 4) | nibble(p[1])?;
+            }
+            Some(())
+        };
+        if b.len() != 55 || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
+            return None;
+        }
+        let mut tp = TraceParent {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            flags: 0,
+        };
+        hex(&b[3..35], &mut tp.trace_id)?;
+        hex(&b[36..52], &mut tp.span_id)?;
+        hex(&b[53..55], std::slice::from_mut(&mut tp.flags))?;
+        (tp.trace_id != [0; 16] && tp.span_id != [0; 8]).then_some(tp)
+    }
+
+    #[test]
+    fn word_parsing_agrees_with_digit_by_digit() {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        let alphabet = b"0123456789abcdefABCDEF/:`g\x00\x7f\x80\xff-";
+        for i in 0..200_000 {
+            let mut b = TraceContext::new_root().traceparent_bytes();
+            // Most cases: one to three bytes changed, anywhere.
+            for _ in 0..(i % 3 + 1) {
+                let at = rng.random_range(0..55);
+                b[at] = alphabet[rng.random_range(0..alphabet.len())];
+            }
+            if i % 7 == 0 {
+                // ids of zeros, with and without other changes
+                b[3..35].fill(b'0');
+            }
+            assert_eq!(
+                TraceParent::parse(&b),
+                parse_by_digit(&b),
+                "{}",
+                String::from_utf8_lossy(&b)
+            );
+        }
+        // Every byte value in every digit position.
+        let good = TraceContext::new_root().traceparent_bytes();
+        for at in (3..35).chain(36..52).chain(53..55) {
+            for c in 0..=255u8 {
+                let mut b = good;
+                b[at] = c;
+                assert_eq!(TraceParent::parse(&b), parse_by_digit(&b));
+            }
+        }
     }
 
     #[test]
