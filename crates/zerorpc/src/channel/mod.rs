@@ -1,4 +1,7 @@
-//! One call's channel state machine (documented on [`Channel`]).
+//! One call's channel: the sans-IO state machine (documented on
+//! [`Channel`]), and in `driver` the runtime side every call's driver
+//! shares (its timer, timeouts and flushing; client calls, client streams
+//! and server calls alike).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
