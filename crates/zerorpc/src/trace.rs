@@ -165,9 +165,9 @@ impl TraceContext {
         if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
             return None;
         }
-        let trace_id: [u8; 16] = unhex(trace)?;
-        let span_id: [u8; 8] = unhex(span)?;
-        let [flags] = unhex::<1>(flags)?;
+        let trace_id: [u8; 16] = unhex(trace.as_bytes())?;
+        let span_id: [u8; 8] = unhex(span.as_bytes())?;
+        let [flags] = unhex::<1>(flags.as_bytes())?;
         if trace_id == [0; 16] || span_id == [0; 8] {
             return None;
         }
@@ -215,7 +215,7 @@ impl TraceContext {
         let legacy = h.get(LEGACY_TRACE_ID)?;
         let raw = text(legacy).map_or_else(|| legacy.to_string(), str::to_owned);
         let compact: String = raw.chars().filter(|c| *c != '-').collect();
-        let trace_id = unhex::<16>(&compact)
+        let trace_id = unhex::<16>(compact.as_bytes())
             .filter(|t| *t != [0; 16])
             .unwrap_or_else(|| fold16(raw.as_bytes()));
         Some(TraceContext {
@@ -274,15 +274,11 @@ impl TraceParent {
         if b.len() != 55 || &b[..3] != b"00-" || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
-        let mut tp = TraceParent {
-            trace_id: [0; 16],
-            span_id: [0; 8],
-            flags: (nibble(b[53])? << 4) | nibble(b[54])?,
+        let tp = TraceParent {
+            trace_id: unhex(&b[3..35])?,
+            span_id: unhex(&b[36..52])?,
+            flags: unhex::<1>(&b[53..55])?[0],
         };
-        // (every event of a traced channel carries one: read eight digits
-        // at a time)
-        unhex_words(&mut tp.trace_id, &b[3..35])?;
-        unhex_words(&mut tp.span_id, &b[36..52])?;
         if tp.trace_id == [0; 16] || tp.span_id == [0; 8] {
             return None;
         }
@@ -394,13 +390,20 @@ fn nibble(c: u8) -> Option<u8> {
     }
 }
 
-fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let b = s.as_bytes();
-    if b.len() != N * 2 {
+/// Lower-case hex text into `N` bytes: eight digits to a word where it
+/// can (every event of a traced channel carries a traceparent), then digit
+/// by digit; `None` unless it is exactly `2 * N` lower-case hex digits.
+fn unhex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+    if text.len() != N * 2 {
         return None;
     }
     let mut out = [0u8; N];
-    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+    let in_words = N / 4 * 4;
+    unhex_words(&mut out[..in_words], &text[..2 * in_words])?;
+    for (o, pair) in out[in_words..]
+        .iter_mut()
+        .zip(text[2 * in_words..].chunks_exact(2))
+    {
         *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }
     Some(out)
