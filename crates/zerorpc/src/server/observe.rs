@@ -80,7 +80,7 @@ pub(super) fn server_trace(
 impl ServerTrace {
     /// The call is over (its task ends): its metrics and its span.
     pub(super) fn end(self: Box<Self>, inner: &Inner) {
-        let t = self;
+        let t = *self;
         let ended = t.ended.unwrap_or_else(std::time::Instant::now);
         if let Some(start) = &t.metrics {
             let (name, method) = (&inner.service_name, &t.method);
