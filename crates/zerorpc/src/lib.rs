@@ -77,7 +77,9 @@ mod service;
 mod trace;
 mod valueser;
 
-pub use channel::{Channel, ChannelConfig, ChannelError, CreditMode, MAX_SEND_CREDIT};
+pub use channel::{
+    Channel, ChannelConfig, ChannelError, CreditMode, MAX_SEND_CREDIT, WINDOW_MAX_KEY,
+};
 pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{CallError, Error, EventError};
 pub use event::{

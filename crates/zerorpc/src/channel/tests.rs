@@ -8,6 +8,7 @@ fn cfg() -> ChannelConfig {
         lost_after: 2,
         first_reply_timeout: Some(Duration::from_secs(30)),
         window: 100,
+        announced_window: 1000,
     }
 }
 
@@ -293,16 +294,19 @@ fn node_peers_get_absolute_credit() {
     }
 }
 
-#[test]
-fn receiver_window_never_overflows_and_keeps_stream_moving() {
-    // Simulate a sender and a receiver: the receiver consumes slowly;
-    // the sender must never have more items in flight than the window.
+/// A sender and a receiver whose consumer is slow, 10,000 items: the most
+/// items the receiver held at once (it fails if the stream stalls).
+fn slow_consumer_peak(announce: bool) -> u64 {
     let t0 = Instant::now();
     let req = Event::new("range", Value::Array(vec![]));
     let id = req.header.message_id.clone();
     let mut client = Channel::client(id.clone(), cfg(), t0);
     let mut server = Channel::server(&req, cfg(), t0);
+    if announce {
+        server.announce_window();
+    }
     let mut queued: u64 = 0; // items at the client not yet consumed
+    let mut peak = 0;
     let mut in_flight = VecDeque::new();
     let mut sent = 0u64;
     let mut received = 0u64;
@@ -319,7 +323,7 @@ fn receiver_window_never_overflows_and_keeps_stream_moving() {
                 received += 1;
             }
         }
-        assert!(queued <= 100, "receiver holds at most its window: {queued}");
+        peak = peak.max(queued);
         // consume a few
         if step % 3 == 0 && queued > 0 {
             let k = queued.min(7);
@@ -334,4 +338,99 @@ fn receiver_window_never_overflows_and_keeps_stream_moving() {
         }
     }
     assert_eq!(received, 10_000, "the stream completes");
+    peak
+}
+
+#[test]
+fn receiver_window_never_overflows_and_keeps_stream_moving() {
+    // The sender never has more items in flight than the window.
+    let peak = slow_consumer_peak(false);
+    assert!(peak <= 100, "receiver holds at most its window: {peak}");
+}
+
+#[test]
+fn a_sender_that_announces_it_holds_items_back_is_granted_the_announced_window() {
+    let peak = slow_consumer_peak(true);
+    assert!(
+        peak > 100 && peak <= 1000,
+        "the receiver grants up to announced_window (1000), not window (100): held {peak}"
+    );
+}
+
+#[test]
+fn only_the_first_stream_event_carries_the_announcement() {
+    let t0 = Instant::now();
+    let req = Event::new("range", Value::Array(vec![]));
+    let announced = |ev: &Event| {
+        ev.header
+            .extra
+            .iter()
+            .any(|(k, _)| k.as_str() == Some(WINDOW_MAX_KEY))
+    };
+    let mut s = Channel::server(&req, cfg(), t0);
+    s.announce_window();
+    s.on_event(
+        Event::on_channel(
+            &req.header.message_id,
+            EventKind::More,
+            Value::Array(vec![5.into()]),
+        ),
+        t0,
+    )
+    .unwrap();
+    for i in 0..3 {
+        assert!(s.send(EventKind::Stream, i.into()));
+    }
+    s.send(EventKind::StreamDone, Value::Nil);
+    let sent = drain(&mut s);
+    let flags: Vec<bool> = sent.iter().map(announced).collect();
+    assert_eq!(flags, [true, false, false, false]);
+    assert_eq!(
+        sent[0].header.extra,
+        [(Value::from(WINDOW_MAX_KEY), Value::from(MAX_SEND_CREDIT))]
+    );
+    // A single reply announces nothing; nor does a sender that was not told to.
+    let mut s = Channel::server(&req, cfg(), t0);
+    s.announce_window();
+    s.send(EventKind::Ok, Value::Array(vec![1.into()]));
+    assert!(!announced(&drain(&mut s)[0]));
+    let mut s = Channel::server(&req, cfg(), t0);
+    s.send(EventKind::Stream, 1.into());
+    assert!(!announced(&drain(&mut s)[0]));
+}
+
+#[test]
+fn the_announced_window_is_bounded_by_the_receivers_settings() {
+    let t0 = Instant::now();
+    // (announced, window, announced_window) -> the first grant after item 1
+    for (max, window, announced_window, grant) in [
+        (300u64, 100, 1000, 299u64),
+        (1 << 16, 100, 1000, 999),
+        (10, 100, 1000, 99),
+        (1 << 16, 100, 100, 99),
+        (1 << 40, 2000, 1000, 1999),
+    ] {
+        let id = MessageId::random();
+        let cfg = ChannelConfig {
+            window,
+            announced_window,
+            ..cfg()
+        };
+        let mut c = Channel::client(id.clone(), cfg, t0);
+        let mut first = Event::on_channel(&id, EventKind::Stream, Value::from(1));
+        first
+            .header
+            .extra
+            .push((Value::from(WINDOW_MAX_KEY), Value::from(max)));
+        assert!(c.on_event(first, t0).unwrap().is_some());
+        c.consumed(1);
+        let more = drain(&mut c);
+        assert_eq!(more.len(), 1, "one grant");
+        assert_eq!(more[0].kind(), Some(EventKind::More));
+        assert_eq!(
+            credit_arg(&more[0].args),
+            Some(grant),
+            "announced {max}, window {window}, announced_window {announced_window}"
+        );
+    }
 }

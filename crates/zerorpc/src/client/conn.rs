@@ -397,7 +397,7 @@ impl Client {
         }
         let endpoint = call.out.conn.endpoint.clone();
         let ch = &call.driver.ch;
-        let (app_tx, app_rx) = mpsc::channel(ch.config().window as usize + 8);
+        let (app_tx, app_rx) = mpsc::channel(ch.config().widest_window() as usize + 8);
         let took = Arc::new(Notify::new());
         let expiry = (ch.deadline_budget(), ch.config().first_reply_timeout);
         tokio::spawn(drive_call(call, app_tx, took.clone()));
@@ -446,7 +446,7 @@ impl Client {
         // Room for a full window of stream items plus control events (of
         // any size: the window is the bound the server keeps to, and
         // dropping an item within it would break the stream).
-        let (net_tx, net_rx) = mailbox(cfg.window as usize + 16, usize::MAX);
+        let (net_tx, net_rx) = mailbox(cfg.widest_window() as usize + 16, usize::MAX);
         conn.channels().insert(id.clone(), net_tx);
         let guard = CallGuard {
             conn: conn.clone(),

@@ -2,6 +2,7 @@
 //! waiting line, liveness), driven by an explicit `now`.
 
 use super::*;
+use crate::channel::WINDOW_MAX_KEY;
 
 mod backpressure;
 
@@ -215,6 +216,7 @@ impl HubCore {
                 return;
             }
         };
+        let announces = announces_window(&header);
         let Some(ch) = header.response_to else {
             return;
         };
@@ -227,7 +229,25 @@ impl HubCore {
             return;
         }
         chan.last_activity = now;
-        let m: Message = frames[1..].iter().cloned().collect();
+        let mut m: Message = frames[1..].iter().cloned().collect();
+        if announces {
+            let mut stripped: Message = frames[1..frames.len() - 1].iter().cloned().collect();
+            // The hub drops a client's events when its queue is full: a
+            // worker's promise to hold items back does not hold through it.
+            match Event::decode(payload, self.limits) {
+                Ok(mut ev) => {
+                    ev.header
+                        .extra
+                        .retain(|(k, _)| k.as_str() != Some(WINDOW_MAX_KEY));
+                    stripped.push_back(ev.encode());
+                    m = stripped;
+                }
+                Err(e) => {
+                    tracing::warn!(worker = %hex(worker), error = %e, "dropping undecodable event from a worker");
+                    return;
+                }
+            }
+        }
         self.out.push_back(HubOutput::ToClient(m));
         if EventKind::of(&name).is_some_and(EventKind::is_final) {
             self.end_channel(&key, true);
@@ -488,4 +508,13 @@ impl HubCore {
 
 pub(super) fn err_args(name: &str, message: &str) -> Value {
     CallError::new(name, message).to_args()
+}
+
+/// Whether a worker's event announces its window (see
+/// [`crate::Channel::announce_window`]).
+fn announces_window(header: &crate::event::Header) -> bool {
+    header
+        .extra
+        .iter()
+        .any(|(k, _)| k.as_str() == Some(WINDOW_MAX_KEY))
 }

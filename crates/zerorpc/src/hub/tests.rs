@@ -1,6 +1,7 @@
 //! The hub's routing and driver, tested.
 
 use super::*;
+use crate::channel::{MAX_SEND_CREDIT, WINDOW_MAX_KEY};
 
 fn core() -> HubCore {
     HubCore::new(&HubOptions {
@@ -244,4 +245,35 @@ fn garbage_and_strangers_are_dropped() {
         t0,
     );
     assert!(drain(&mut h).is_empty());
+}
+
+#[test]
+fn a_workers_window_announcement_does_not_pass_the_hub() {
+    // The hub drops a client's events when its queue is full, so a client
+    // must not widen its window on a worker's word.
+    let t0 = Instant::now();
+    let mut h = core();
+    h.worker_joined(Bytes::from_static(b"wA"), t0);
+    let call = Event::new("range", Value::Array(vec![]));
+    h.on_client(from_client(b"c1", &call), t0);
+    drain(&mut h);
+    let mut first = Event::on_channel(&call.header.message_id, "STREAM", Value::from(7));
+    first.header.extra = vec![
+        (Value::from("x-keep"), Value::from(1)),
+        (Value::from(WINDOW_MAX_KEY), Value::from(MAX_SEND_CREDIT)),
+    ];
+    h.on_worker(from_worker(b"wA", b"c1", &first), t0);
+    let out = drain(&mut h);
+    let [HubOutput::ToClient(m)] = out.as_slice() else {
+        panic!("one event to the client: {}", out.len());
+    };
+    assert_eq!(m.frames()[0].as_ref(), b"c1");
+    let ev = Event::decode(m.last().unwrap(), DecodeLimits::default()).unwrap();
+    assert_eq!(ev.name, "STREAM");
+    assert_eq!(ev.args, Value::from(7));
+    assert_eq!(
+        ev.header.extra,
+        vec![(Value::from("x-keep"), Value::from(1))]
+    );
+    assert_eq!(ev.header.response_to, Some(call.header.message_id.clone()));
 }

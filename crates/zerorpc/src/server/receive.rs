@@ -128,6 +128,9 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
             inner.queued.fetch_add(1, Ordering::SeqCst);
             let now = Instant::now();
             let mut ch = Channel::server(&event, inner.opts.channel, now.into_std());
+            // (a call waits for room in the client's queue: it never drops
+            // an item, so a client of ours may grant a wider window)
+            ch.announce_window();
             if let Some(ms) = event.header.deadline_ms {
                 let budget = crate::deadline::budget_of(ms);
                 // (a budget too large to add up is no deadline)
