@@ -29,12 +29,14 @@ async fn info_lists_subscriptions_with_their_lag() {
         .await;
     assert!(sent.iter().all(Result::is_ok));
     // A credit window of one batch: the daemon sends a batch (512
-    // messages at most) only when the last one was taken.
+    // messages at most) only when the last one was taken. (The daemon is
+    // our server, which announces its window: the announced one is set.)
     let c = Client::connect_with(
         &[daemon.ingest_endpoint()],
         zerorpc::ClientOptions {
             channel: zerorpc::ChannelConfig {
                 window: 1,
+                announced_window: 1,
                 ..Default::default()
             },
             ..Default::default()

@@ -531,6 +531,61 @@ fn blocking_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_held_back_by_a_full_queue_go_on_when_it_drains() {
+    // A client queue of 4 messages and a window of 1000: each stream's
+    // items keep waiting for room. A call whose waiting item left while it
+    // looked for more work must go on at once, not at its next heartbeat
+    // (an hour here).
+    let hour = zerorpc::ChannelConfig {
+        heartbeat: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let mut socket = zerorpc::zmtp::SocketOptions::default();
+    socket.send_hwm = 4;
+    let opts = ServerOptions {
+        channel: zerorpc::ChannelConfig {
+            first_reply_timeout: None,
+            ..hour
+        },
+        socket,
+        ..Default::default()
+    };
+    let (_server, ep) = start(demo_service(), opts).await;
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            channel: hour,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let streams = (0..4).map(|_| {
+        let client = client.clone();
+        async move {
+            let mut s = Box::pin(
+                client
+                    .call_stream("range", vec![5000.into()])
+                    .await
+                    .unwrap(),
+            );
+            let mut n = 0u64;
+            while let Some(item) = s.next().await {
+                assert_eq!(item.unwrap(), Value::from(n));
+                n += 1;
+            }
+            n
+        }
+    });
+    let counts = within(
+        "4 streams through a 4-message queue",
+        futures::future::join_all(streams),
+    )
+    .await;
+    assert_eq!(counts, [5000; 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_keeps_its_stream() {
     let opts = ServerOptions {
         channel: fast_hb(),

@@ -191,9 +191,16 @@ impl Future for ServerCall {
                 this.cancel_for_deadline(budget);
             }
             // Send what the channel queued (replies, heartbeats, credit).
-            if let Poll::Ready(Err(e)) = this.driver.poll_flush(&mut this.out, cx) {
-                tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
-                return Poll::Ready(());
+            let waited = this.out.sending.is_some();
+            match this.driver.poll_flush(&mut this.out, cx) {
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                    return Poll::Ready(());
+                }
+                // A reply that waited for room has gone: a stream held
+                // back by it goes on (nothing else would wake this call).
+                Poll::Ready(Ok(())) if waited => progressed = true,
+                _ => {}
             }
             if matches!(this.phase, Phase::Done)
                 && this.out.sending.is_none()
