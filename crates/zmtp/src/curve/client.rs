@@ -1,7 +1,7 @@
 //! The client side of the handshake ([`CurveClient`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use crypto_box::SalsaBox;
+use super::nacl::CurveBox;
 
 use crate::command::{Metadata, RawCommand};
 use crate::error::{Result, ZmtpError};
@@ -28,7 +28,7 @@ pub struct CurveClient {
     state: ClientState,
     nonces: Nonces,
     /// C' → S', once S' is known.
-    session: Option<SalsaBox>,
+    session: Option<CurveBox>,
     peer: Option<Metadata>,
 }
 

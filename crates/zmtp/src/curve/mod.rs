@@ -2,9 +2,10 @@
 //! encrypted handshake and per-frame encryption, interoperable with
 //! libzmq's.
 //!
-//! The cryptography is RustCrypto's `crypto_box` (X25519 + XSalsa20Poly1305,
-//! NaCl's `crypto_box`) and `crypto_secretbox` (the server's cookie); this
-//! module only lays out the commands. Like NULL, it is sans-IO: the
+//! The cryptography is NaCl's `crypto_box` (X25519 + XSalsa20Poly1305),
+//! composed in `nacl` from RustCrypto's parts, and RustCrypto's
+//! `crypto_secretbox` (the server's cookie); this module only lays out
+//! the commands. Like NULL, it is sans-IO: the
 //! [`Handshake`](crate::Handshake) feeds it commands and sends what it
 //! returns.
 //!
@@ -27,15 +28,15 @@
 //! Submodules, one job each: `keys` (key pairs), `cert` (pyzmq's
 //! certificate files), `z85` (RFC 32), `config` (authenticators, each
 //! side's configuration), `client` and `server` (the two handshakes) and
-//! `traffic` (MESSAGE boxes after it); the box helpers shared by all live
+//! `traffic` (MESSAGE boxes after it), `nacl` (the box); the box helpers shared by all live
 //! here.
 
 use bytes::{BufMut, BytesMut};
 use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::aead::AeadInPlace;
-use crypto_box::{PublicKey, SalsaBox, SecretKey};
 
 use crate::error::{Result, ZmtpError};
+use nacl::CurveBox;
 
 /// The MAC NaCl boxes carry.
 const MAC: usize = 16;
@@ -44,6 +45,7 @@ mod cert;
 mod client;
 mod config;
 mod keys;
+mod nacl;
 mod server;
 mod traffic;
 mod z85;
@@ -143,7 +145,7 @@ const fn low_order_near_p(first: u8) -> [u8; 32] {
 
 /// The box between `public` and `secret`; refused when `public` has small
 /// order.
-fn salsa_box(public: &[u8; 32], secret: &[u8; 32]) -> Result<SalsaBox> {
+fn salsa_box(public: &[u8; 32], secret: &[u8; 32]) -> Result<CurveBox> {
     let mut canonical = *public;
     canonical[31] &= 0x7f;
     if LOW_ORDER.contains(&canonical) {
@@ -151,10 +153,7 @@ fn salsa_box(public: &[u8; 32], secret: &[u8; 32]) -> Result<SalsaBox> {
             "a public key of small order (its boxes are anybody's)",
         ));
     }
-    Ok(SalsaBox::new(
-        &PublicKey::from(*public),
-        &SecretKey::from(*secret),
-    ))
+    Ok(CurveBox::new(public, secret))
 }
 
 fn key32(b: &[u8]) -> Result<[u8; 32]> {
@@ -311,7 +310,10 @@ mod tests {
         // A HELLO from C' = 0, boxed with the zero shared secret anybody
         // can compute (what the `curve` fuzz target found accepted).
         let (mut cc, sc) = configs(Arc::new(AllowAny));
-        let zero = SalsaBox::new(&PublicKey::from([0; 32]), &SecretKey::from([1; 32]));
+        let zero = crypto_box::SalsaBox::new(
+            &crypto_box::PublicKey::from([0; 32]),
+            &crypto_box::SecretKey::from([1; 32]),
+        );
         let mut data = BytesMut::new();
         data.extend_from_slice(&[1, 0]);
         data.put_bytes(0, 72 + 32);

@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::aead::KeyInit;
-use crypto_box::SalsaBox;
+use super::nacl::CurveBox;
 use crypto_secretbox::XSalsa20Poly1305;
 
 use crate::command::{Metadata, RawCommand};
@@ -33,7 +33,7 @@ pub struct CurveServer {
     client_transient: Option<[u8; 32]>,
     state: ServerState,
     nonces: Nonces,
-    session: Option<SalsaBox>,
+    session: Option<CurveBox>,
     peer: Option<Metadata>,
     user_id: Option<Bytes>,
 }

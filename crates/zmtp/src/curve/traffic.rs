@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::aead::AeadInPlace;
-use crypto_box::SalsaBox;
+use super::nacl::CurveBox;
 
 use crate::error::{Result, ZmtpError};
 use crate::frame::Frame;
@@ -15,7 +15,7 @@ use super::{nonce, Nonces, MAC};
 
 /// The MESSAGE sealer and opener of one connection, sharing its key.
 pub(super) fn transform(
-    session: SalsaBox,
+    session: CurveBox,
     nonces: Nonces,
     client: bool,
 ) -> (Box<dyn FrameSealer>, Box<dyn FrameOpener>) {
@@ -40,7 +40,7 @@ pub(super) fn transform(
 }
 
 struct Sealer {
-    key: Arc<SalsaBox>,
+    key: Arc<CurveBox>,
     prefix: &'static [u8; 16],
     next: u64,
 }
@@ -76,7 +76,7 @@ impl FrameSealer for Sealer {
 }
 
 struct Opener {
-    key: Arc<SalsaBox>,
+    key: Arc<CurveBox>,
     prefix: &'static [u8; 16],
     last: u64,
 }
