@@ -540,8 +540,10 @@ async fn streams_held_back_by_a_full_queue_go_on_when_it_drains() {
         heartbeat: Duration::from_secs(3600),
         ..Default::default()
     };
-    let mut socket = zerorpc::zmtp::SocketOptions::default();
-    socket.send_hwm = 4;
+    let socket = zerorpc::zmtp::SocketOptions {
+        send_hwm: 4,
+        ..Default::default()
+    };
     let opts = ServerOptions {
         channel: zerorpc::ChannelConfig {
             first_reply_timeout: None,

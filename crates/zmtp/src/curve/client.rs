@@ -1,12 +1,12 @@
 //! The client side of the handshake ([`CurveClient`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use super::nacl::CurveBox;
 
 use crate::command::{Metadata, RawCommand};
 use crate::error::{Result, ZmtpError};
 use crate::mechanism::{FrameOpener, FrameSealer, Mechanism, MechanismStatus};
 
+use super::nacl::CurveBox;
 use super::traffic::transform;
 use super::{
     key32, nonce, open, salsa_box, seal, seal_into, CurveClientConfig, CurveKeyPair, Nonces, MAC,

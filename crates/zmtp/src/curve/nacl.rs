@@ -315,14 +315,17 @@ mod tests {
             let mut buf = plain.clone();
             let tag = theirs.encrypt_in_place_detached(n, b"", &mut buf).unwrap();
             let sealed = buf.clone();
-            ours.decrypt_in_place_detached(n, b"", &mut buf, &tag).unwrap();
+            ours.decrypt_in_place_detached(n, b"", &mut buf, &tag)
+                .unwrap();
             assert_eq!(buf, plain, "length {len}");
             // an altered box does not open, and is left as it was
             if len > 0 {
                 let mut bad = sealed.clone();
                 bad[rng.random_range(0..len)] ^= 1 << rng.random_range(0..8);
                 let before = bad.clone();
-                assert!(ours.decrypt_in_place_detached(n, b"", &mut bad, &tag).is_err());
+                assert!(ours
+                    .decrypt_in_place_detached(n, b"", &mut bad, &tag)
+                    .is_err());
                 assert_eq!(bad, before);
             }
             let mut bad_tag = tag;

@@ -4,13 +4,13 @@
 use bytes::{Bytes, BytesMut};
 use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::aead::KeyInit;
-use super::nacl::CurveBox;
 use crypto_secretbox::XSalsa20Poly1305;
 
 use crate::command::{Metadata, RawCommand};
 use crate::error::{Result, ZmtpError};
 use crate::mechanism::{FrameOpener, FrameSealer, Mechanism, MechanismStatus};
 
+use super::nacl::CurveBox;
 use super::traffic::transform;
 use super::{
     key32, nonce, open, salsa_box, seal, seal_into, CurveKeyPair, CurveServerConfig, Nonces, MAC,

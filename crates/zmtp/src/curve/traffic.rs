@@ -5,12 +5,12 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 use crypto_box::aead::generic_array::GenericArray;
 use crypto_box::aead::AeadInPlace;
-use super::nacl::CurveBox;
 
 use crate::error::{Result, ZmtpError};
 use crate::frame::Frame;
 use crate::mechanism::{FrameOpener, FrameSealer};
 
+use super::nacl::CurveBox;
 use super::{nonce, Nonces, MAC};
 
 /// The MESSAGE sealer and opener of one connection, sharing its key.
