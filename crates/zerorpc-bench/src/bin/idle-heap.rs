@@ -1,0 +1,129 @@
+//! `idle-heap [N]`: what an idle open call holds on the heap, client and
+//! server together, counted by this binary's allocator (live bytes and
+//! allocations, by size), so the figure is exact and the same on every
+//! run, unlike a process's RSS (`zerorpc-bench idle ours N`, which also
+//! counts the allocator's own overhead and fragmentation).
+//!
+//! Its own binary: the counting allocator would tax every other benchmark.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use zerorpc::{Client, Server};
+
+/// The system allocator, counting what is live.
+struct Counting;
+
+/// Live allocations in 16-byte size classes up to 4 KiB (the last class
+/// holds everything bigger): count and bytes.
+const CLASSES: usize = 257;
+static COUNT: [AtomicIsize; CLASSES] = [const { AtomicIsize::new(0) }; CLASSES];
+static BYTES: [AtomicIsize; CLASSES] = [const { AtomicIsize::new(0) }; CLASSES];
+
+fn note(size: usize, sign: isize) {
+    let c = (size / 16).min(CLASSES - 1);
+    COUNT[c].fetch_add(sign, Ordering::Relaxed);
+    BYTES[c].fetch_add(sign * size as isize, Ordering::Relaxed);
+}
+
+// SAFETY: every call is passed to `System` as it came; the counters
+// allocate nothing.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is System's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            note(layout.size(), 1);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is System's.
+        unsafe { System.dealloc(ptr, layout) };
+        note(layout.size(), -1);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn snapshot() -> Vec<(isize, isize)> {
+    COUNT
+        .iter()
+        .zip(&BYTES)
+        .map(|(c, b)| (c.load(Ordering::SeqCst), b.load(Ordering::SeqCst)))
+        .collect()
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let server = Arc::new(Server::new(zerorpc::demo::Demo));
+        let ep = server.bind("tcp://127.0.0.1:0").await.expect("bind").to_string();
+        let s = server.clone();
+        tokio::spawn(async move { s.run().await });
+        let c = Client::connect(&ep).await.expect("connect");
+        // Warm up: the connection and its buffers; the channel tables grow
+        // to `n` in the measured round and are counted (they are part of
+        // what an open call costs).
+        c.call("echo", vec![1.into()]).await.expect("echo");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = snapshot();
+        let calls: Vec<_> = (0..n)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.call("slow", vec![3600.into()]).await })
+            })
+            .collect();
+        while server.active_calls() < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = snapshot();
+        let per = |x: isize| x as f64 / n as f64;
+        let (mut count, mut bytes) = (0, 0);
+        let mut rows = Vec::new();
+        for (i, ((c0, b0), (c1, b1))) in before.iter().zip(&after).enumerate() {
+            let (dc, db) = (c1 - c0, b1 - b0);
+            count += dc;
+            bytes += db;
+            if db.unsigned_abs() as f64 >= n as f64 * 8.0 {
+                let size = if i == CLASSES - 1 {
+                    "4096+".to_string()
+                } else {
+                    format!("{}-{}", i * 16, i * 16 + 15)
+                };
+                rows.push(format!(
+                    "| {size} | {:.2} | {:.0} |",
+                    per(dc),
+                    per(db)
+                ));
+            }
+        }
+        println!(
+            "heap per idle open call ({n} open; client and server; the caller's spawned task included): {:.0} bytes in {:.2} allocations",
+            per(bytes),
+            per(count)
+        );
+        println!("\n| size class (bytes) | allocations per call | bytes per call |\n|---|---:|---:|");
+        for r in rows {
+            println!("{r}");
+        }
+        for t in calls {
+            t.abort();
+        }
+    });
+    // The open calls would sleep for an hour: leave now.
+    std::process::exit(0);
+}
