@@ -69,21 +69,29 @@ pub(super) struct ToClient {
     pub(super) peer: PeerSender,
     /// The frames between the routing id and the event (a delimiter, if
     /// the client sent one).
-    pub(super) envelope: Vec<Bytes>,
+    pub(super) envelope: Envelope,
     /// A reply waiting for room in the client's queue (so at most one
-    /// message per call waits outside the queue).
-    pub(super) sending: Option<Message>,
+    /// message per call waits outside the queue). Boxed, and the box kept
+    /// `None` inside while nothing waits: a message is 104 bytes, and
+    /// an idle call should not carry them.
+    pub(super) sending: Option<Box<Option<Message>>>,
 }
+
+/// The frames between a client's routing id and its event: one delimiter
+/// frame, or none (kept inline: no allocation per call).
+pub(super) type Envelope = smallvec::SmallVec<[Bytes; 1]>;
 
 impl Outlet for ToClient {
     /// The client has gone.
     type Error = zmtp::ZmtpError;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.sending.is_none() {
+        let Some(slot) = &mut self.sending else {
             return Poll::Ready(Ok(()));
-        }
-        self.peer.poll_send(cx, &mut self.sending)
+        };
+        let r = std::task::ready!(self.peer.poll_send(cx, slot));
+        self.sending = None;
+        Poll::Ready(r)
     }
 
     fn start_send(&mut self, ev: Event, _: &ChannelConfig) -> Result<(), Self::Error> {
@@ -92,7 +100,7 @@ impl Outlet for ToClient {
         match self.peer.try_send(m) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(m)) => {
-                self.sending = Some(m);
+                self.sending = Some(Box::new(Some(m)));
                 Ok(())
             }
             Err(TrySendError::Failed(e)) => Err(e),

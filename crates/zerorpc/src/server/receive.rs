@@ -88,7 +88,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
         }
         None => {
             let key = (identity.clone(), event.header.message_id.clone());
-            let envelope = frames[1..frames.len() - 1].to_vec();
+            let envelope: Envelope = frames[1..frames.len() - 1].iter().cloned().collect();
             let Some(peer) = inner.router.peer_sender(identity) else {
                 // Gone already: nobody to answer.
                 return None;
@@ -169,7 +169,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
 pub(super) fn refuse_overloaded(
     inner: &Inner,
     peer: &PeerSender,
-    envelope: Vec<Bytes>,
+    envelope: Envelope,
     request: &Event,
     what: &str,
     limit: usize,
