@@ -175,25 +175,19 @@ pub(super) fn poly1305_short(key: &[u8; 32], msg: &[u8]) -> [u8; 16] {
         last[rest.len()] = 1;
         block(&last, 0);
     }
-    // full carry
-    let mut c = h1 >> 44;
-    h1 &= M44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= M42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
-    c = h1 >> 44;
-    h1 &= M44;
-    h2 += c;
-    c = h2 >> 42;
-    h2 &= M42;
-    h0 += c * 5;
-    c = h0 >> 44;
-    h0 &= M44;
-    h1 += c;
+    // full carry (twice: the first pass's carry out of h2 may carry again)
+    let mut c;
+    for _ in 0..2 {
+        c = h1 >> 44;
+        h1 &= M44;
+        h2 += c;
+        c = h2 >> 42;
+        h2 &= M42;
+        h0 += c * 5;
+        c = h0 >> 44;
+        h0 &= M44;
+        h1 += c;
+    }
     // g = h - p (= h + 5 - 2^130); keep it when it did not go below zero
     let mut g0 = h0 + 5;
     c = g0 >> 44;
