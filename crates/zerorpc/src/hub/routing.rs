@@ -229,25 +229,25 @@ impl HubCore {
             return;
         }
         chan.last_activity = now;
-        let mut m: Message = frames[1..].iter().cloned().collect();
-        if announces {
-            let mut stripped: Message = frames[1..frames.len() - 1].iter().cloned().collect();
+        let m: Message = if announces {
             // The hub drops a client's events when its queue is full: a
             // worker's promise to hold items back does not hold through it.
-            match Event::decode(payload, self.limits) {
-                Ok(mut ev) => {
-                    ev.header
-                        .extra
-                        .retain(|(k, _)| k.as_str() != Some(WINDOW_MAX_KEY));
-                    stripped.push_back(ev.encode());
-                    m = stripped;
-                }
+            let mut ev = match Event::decode(payload, self.limits) {
+                Ok(ev) => ev,
                 Err(e) => {
                     tracing::warn!(worker = %hex(worker), error = %e, "dropping undecodable event from a worker");
                     return;
                 }
-            }
-        }
+            };
+            ev.header
+                .extra
+                .retain(|(k, _)| k.as_str() != Some(WINDOW_MAX_KEY));
+            let mut m: Message = frames[1..frames.len() - 1].iter().cloned().collect();
+            m.push_back(ev.encode());
+            m
+        } else {
+            frames[1..].iter().cloned().collect()
+        };
         self.out.push_back(HubOutput::ToClient(m));
         if EventKind::of(&name).is_some_and(EventKind::is_final) {
             self.end_channel(&key, true);
