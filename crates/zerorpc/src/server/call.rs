@@ -71,9 +71,9 @@ pub(super) struct ToClient {
     /// the client sent one).
     pub(super) envelope: Envelope,
     /// A reply waiting for room in the client's queue (so at most one
-    /// message per call waits outside the queue). Boxed, and the box kept
-    /// `None` inside while nothing waits: a message is 104 bytes, and
-    /// an idle call should not carry them.
+    /// message per call waits outside the queue); `None` while nothing
+    /// waits. Boxed: a message is 104 bytes, and an idle call should not
+    /// carry them.
     pub(super) sending: Option<Box<Option<Message>>>,
 }
 
