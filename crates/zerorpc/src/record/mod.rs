@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::trace::{hex, TraceContext};
 
 /// Which end of the call a record describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Side {
     /// The caller.
     Client,

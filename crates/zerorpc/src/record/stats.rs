@@ -99,17 +99,25 @@ pub struct MethodStats {
 
 impl MethodStats {
     pub(super) fn add(&mut self, r: &Record) {
-        *self
-            .outcomes
-            .entry(r.outcome.label().to_owned())
-            .or_default() += 1;
+        self.count_outcome(r.outcome.label(), 1);
         self.latency.add(r.duration_us);
+    }
+
+    /// Adds `n` calls ending with `label` (the label copied only when
+    /// it is new here).
+    fn count_outcome(&mut self, label: &str, n: u64) {
+        match self.outcomes.get_mut(label) {
+            Some(c) => *c += n,
+            None => {
+                self.outcomes.insert(label.to_owned(), n);
+            }
+        }
     }
 
     /// Adds another's counts.
     pub fn merge(&mut self, other: &MethodStats) {
         for (o, n) in &other.outcomes {
-            *self.outcomes.entry(o.clone()).or_default() += n;
+            self.count_outcome(o, *n);
         }
         self.latency.merge(&other.latency);
     }
@@ -233,6 +241,13 @@ impl MethodKeys {
 
     /// The key `r`'s statistics go to.
     pub fn key_for(&mut self, r: &Record) -> MethodKey {
+        self.key_for_many(r, 1)
+    }
+
+    /// The key the statistics of `n` records with `r`'s side, service
+    /// and method go to: the same as `n` calls of [`Self::key_for`] (a
+    /// key refused once is refused for good, as keys are never removed).
+    pub(super) fn key_for_many(&mut self, r: &Record, n: u64) -> MethodKey {
         let key = key_of(r);
         if self.keys.contains(&key) {
             return key;
@@ -245,8 +260,10 @@ impl MethodKeys {
             *self.per_service.entry(service.clone()).or_default() += 1;
             return (service.0, service.1, r.method.clone());
         }
-        self.folded += 1;
-        if self.folded.is_power_of_two() {
+        let before = self.folded;
+        self.folded += n;
+        // (warned whenever the count reaches a new power of two)
+        if before == 0 || self.folded.ilog2() != before.ilog2() {
             tracing::warn!(
                 folded = self.folded,
                 service = %service.1,

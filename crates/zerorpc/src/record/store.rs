@@ -8,8 +8,8 @@ use futures::future::BoxFuture;
 
 use super::stats::MethodKey;
 use super::{
-    rows, slot_of, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, TraceSink, SLOTS_KEPT,
-    SLOT_SECS,
+    rows, slot_of, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
+    SLOTS_KEPT, SLOT_SECS,
 };
 
 /// A store that can be queried as well as written: what a
@@ -26,10 +26,10 @@ pub trait TraceStore: TraceSink {
 
 #[derive(Default)]
 struct StoreInner {
-    traces: HashMap<String, (Vec<Record>, Instant)>,
+    traces: HashMap<Arc<str>, (Vec<Record>, Instant)>,
     /// (expiry, trace) in insertion order: expiry without scanning every
     /// trace (an entry is stale when its trace got a later record).
-    expiries: VecDeque<(Instant, String)>,
+    expiries: VecDeque<(Instant, Arc<str>)>,
     /// (side, service, method) → stats, since the store started.
     methods: BTreeMap<MethodKey, MethodStats>,
     /// The same per slot, oldest first.
@@ -99,6 +99,17 @@ impl StoreInner {
     }
 }
 
+/// Adds `stats` to `key`'s entry of `table` (the key copied only when the
+/// entry is new).
+fn merge_into(table: &mut BTreeMap<MethodKey, MethodStats>, key: &MethodKey, stats: &MethodStats) {
+    match table.get_mut(key) {
+        Some(m) => m.merge(stats),
+        None => {
+            table.insert(key.clone(), stats.clone());
+        }
+    }
+}
+
 impl EmbeddedStore {
     /// A store whose traces expire `ttl` after their last record, with the
     /// default [`KeyLimits`].
@@ -134,25 +145,54 @@ impl EmbeddedStore {
 
     /// Stores records received at `now`.
     pub fn insert_at(&self, batch: Vec<Record>, now: Instant) {
+        // A batch's statistics are summed per (side, service, method,
+        // slot) first, in the order each group first appears, so the
+        // tables are looked up (and keys copied) once per group rather
+        // than once per record, and keys are admitted in arrival order.
+        let mut index: HashMap<(Side, &str, &str, u64), usize> = HashMap::new();
+        let mut groups: Vec<(usize, u64, MethodStats)> = Vec::new();
+        for (i, r) in batch.iter().enumerate() {
+            let slot = slot_of(r);
+            let g = *index
+                .entry((r.side, r.service.as_str(), r.method.as_str(), slot))
+                .or_insert_with(|| {
+                    groups.push((i, slot, MethodStats::default()));
+                    groups.len() - 1
+                });
+            groups[g].2.add(r);
+        }
+        drop(index);
         let mut st = self.lock();
         st.expire(now);
-        for r in batch {
-            let key = st.keys.key_for(&r);
-            if let Some(table) = st.slot_mut(slot_of(&r)) {
-                table.entry(key.clone()).or_default().add(&r);
+        for (first, slot, stats) in groups {
+            let key = st.keys.key_for_many(&batch[first], stats.calls());
+            if let Some(table) = st.slot_mut(slot) {
+                merge_into(table, &key, &stats);
             }
-            st.methods.entry(key).or_default().add(&r);
-            let expires = now + self.ttl;
-            let id = r.trace_id.clone();
-            let entry = st
+            merge_into(&mut st.methods, &key, &stats);
+        }
+        let expires = now + self.ttl;
+        for r in batch {
+            let st = &mut *st;
+            let known = st
                 .traces
-                .entry(id.clone())
-                .or_insert_with(|| (Vec::new(), now));
-            let fresh = entry.1 != expires;
-            entry.1 = expires;
-            entry.0.push(r);
-            if fresh {
-                st.expiries.push_back((expires, id));
+                .get_key_value(r.trace_id.as_str())
+                .map(|(id, _)| id.clone());
+            match known {
+                Some(id) => {
+                    let Some((records, at)) = st.traces.get_mut(&id) else {
+                        continue;
+                    };
+                    records.push(r);
+                    if std::mem::replace(at, expires) != expires {
+                        st.expiries.push_back((expires, id));
+                    }
+                }
+                None => {
+                    let id: Arc<str> = Arc::from(r.trace_id.as_str());
+                    st.traces.insert(id.clone(), (vec![r], expires));
+                    st.expiries.push_back((expires, id));
+                }
             }
         }
     }
