@@ -190,7 +190,11 @@ impl EmbeddedStore {
                 }
                 None => {
                     let id: Arc<str> = Arc::from(r.trace_id.as_str());
-                    st.traces.insert(id.clone(), (vec![r], expires));
+                    // (room for a call's two sides: a Vec grows from
+                    // one record straight to four)
+                    let mut records = Vec::with_capacity(2);
+                    records.push(r);
+                    st.traces.insert(id.clone(), (records, expires));
                     st.expiries.push_back((expires, id));
                 }
             }
