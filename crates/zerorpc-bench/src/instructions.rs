@@ -8,7 +8,9 @@ use crate::{demo_server, secured, tarpc_pair};
 /// The workload `callgrind.sh` counts instructions of: `calls` makes `n`
 /// sequential `echo` calls, `stream` takes one `range(n)` stream, `tarpc`
 /// makes `n` sequential tarpc `echo` calls (for comparison), `curve` the
-/// `calls` over CURVE. One
+/// `calls` over CURVE, `recorded` the `calls` with client and server
+/// recording into an embedded store (every record stored before the end).
+/// One
 /// thread (a current-thread runtime), so that the count repeats from run to
 /// run; the script runs it at two sizes and divides the difference, so
 /// start-up and connection set-up cancel out.
@@ -33,6 +35,20 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
         }
         // `curve`: the `calls` workload over CURVE.
         let (server_opts, opts) = secured(kind == "curve");
+        let recorder = (kind == "recorded").then(|| {
+            zerorpc::record::Recorder::new(
+                zerorpc::record::EmbeddedStore::new(std::time::Duration::from_secs(600)),
+                100_000,
+            )
+        });
+        let server_opts = zerorpc::ServerOptions {
+            recorder: recorder.clone(),
+            ..server_opts
+        };
+        let opts = zerorpc::ClientOptions {
+            recorder: recorder.clone(),
+            ..opts
+        };
         let (_server, ep) = demo_server(server_opts).await;
         // `calls`: the default (a trace context on every root call);
         // `untraced`: without it, what that context costs.
@@ -44,7 +60,7 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
         // One call first: the connection is up before the counted part.
         c.call("echo", vec![Value::from(0)]).await.expect("call");
         match kind {
-            "calls" | "untraced" | "curve" => {
+            "calls" | "untraced" | "curve" | "recorded" => {
                 for i in 0..n {
                     c.call("echo", vec![Value::from(i)]).await.expect("call");
                 }
@@ -53,7 +69,20 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
                 let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
                 assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
             }
-            other => panic!("instructions: calls, untraced, curve, stream or tarpc, not {other}"),
+            other => panic!(
+                "instructions: calls, untraced, curve, recorded, stream or tarpc, not {other}"
+            ),
+        }
+        if let Some(r) = recorder {
+            assert!(
+                r.flush(std::time::Duration::from_secs(60)).await,
+                "records shipped"
+            );
+            assert_eq!(
+                r.written(),
+                2 * (n + 1),
+                "both sides of every call recorded"
+            );
         }
     });
 }

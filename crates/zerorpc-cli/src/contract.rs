@@ -242,7 +242,7 @@ fn seen(r: Record) -> Option<Seen> {
         _ => return None,
     };
     Some(Seen {
-        endpoint: r.service,
+        endpoint: r.service.to_string(),
         method: r.method,
         args: p.args,
         outcome,

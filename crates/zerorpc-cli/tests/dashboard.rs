@@ -427,7 +427,7 @@ fn the_dashboard_stays_responsive_under_a_thousand_records_a_second() {
                             span_id: format!("{n:016x}"),
                             parent_id: None,
                             side: zerorpc::record::Side::Server,
-                            service: format!("svc{}", i % 5),
+                            service: format!("svc{}", i % 5).into(),
                             method: format!("m{}", i % 20),
                             peer: "p".into(),
                             process: "load[1]".into(),

@@ -295,7 +295,7 @@ impl OtlpSink {
     /// The batch's spans, one group per (process, host); records that
     /// cannot be spans are skipped.
     fn group(&self, batch: Vec<Record>) -> Vec<(Resource, Vec<SpanData>)> {
-        let mut groups: BTreeMap<(String, String), Vec<SpanData>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Arc<str>, Arc<str>), Vec<SpanData>> = BTreeMap::new();
         for record in batch {
             match span_data_in(&record, self.scope.clone()) {
                 Ok(span) => groups

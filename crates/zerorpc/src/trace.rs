@@ -314,29 +314,29 @@ pub(crate) struct HexId<'a>(pub(crate) &'a [u8]);
 impl fmt::Display for HexId<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut buf = [0u8; 64];
-        let n = self.0.len().min(32);
-        for (i, x) in self.0[..n].iter().enumerate() {
-            buf[2 * i] = HEX[usize::from(x >> 4)];
-            buf[2 * i + 1] = HEX[usize::from(x & 15)];
-        }
-        // (only hex digits were written)
-        f.write_str(std::str::from_utf8(&buf[..2 * n]).unwrap_or_default())
+        f.write_str(hex_chunk(&mut buf, self.0))
     }
+}
+
+/// Up to 32 bytes of `b` (the rest ignored) in hex, written into `buf`.
+fn hex_chunk<'a>(buf: &'a mut [u8; 64], b: &[u8]) -> &'a str {
+    let n = b.len().min(32);
+    for (i, x) in b[..n].iter().enumerate() {
+        buf[2 * i] = HEX[usize::from(x >> 4)];
+        buf[2 * i + 1] = HEX[usize::from(x & 15)];
+    }
+    // (only hex digits were written)
+    std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
 }
 
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
-    push_hex(&mut s, b);
+    let mut buf = [0u8; 64];
+    for chunk in b.chunks(32) {
+        s.push_str(hex_chunk(&mut buf, chunk));
+    }
     s
-}
-
-fn push_hex(s: &mut String, b: &[u8]) {
-    s.extend(
-        b.iter()
-            .flat_map(|x| [HEX[usize::from(x >> 4)], HEX[usize::from(x & 15)]])
-            .map(char::from),
-    );
 }
 
 /// A lower-case hex digit's value (upper case is refused, as W3C says).

@@ -146,10 +146,7 @@ async fn a_trace_through_three_services_is_recorded_as_a_tree() {
         assert_eq!(serve_b.parent_id.as_ref(), Some(&call_b.span_id));
         assert_eq!(call_c.parent_id.as_ref(), Some(&serve_b.span_id));
         assert_eq!(serve_c.parent_id.as_ref(), Some(&call_c.span_id));
-        assert_eq!(
-            (serve_a.service.as_str(), serve_c.service.as_str()),
-            ("A", "C")
-        );
+        assert_eq!((&*serve_a.service, &*serve_c.service), ("A", "C"));
         // Timings nest: each side lasts at least as long as what it waited on.
         assert!(call_a.duration_us >= serve_a.duration_us);
         assert!(serve_a.duration_us >= call_b.duration_us);

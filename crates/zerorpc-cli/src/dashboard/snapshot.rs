@@ -84,13 +84,16 @@ pub(super) fn snapshot(recent: &[Arc<Record>], fresh: &[Arc<Record>], skipped: u
     let callee = |c: &Record| -> String {
         server_by_parent
             .get(c.span_id.as_str())
-            .map_or_else(|| c.service.clone(), |s| s.service.clone())
+            .map_or_else(|| c.service.to_string(), |s| s.service.to_string())
     };
     let caller = |c: &Record| -> String {
         c.parent_id
             .as_deref()
             .and_then(|p| server_by_span.get(p))
-            .map_or_else(|| format!("client {}", c.process), |s| s.service.clone())
+            .map_or_else(
+                || format!("client {}", c.process),
+                |s| s.service.to_string(),
+            )
     };
     let secs = WINDOW_SECS as f64;
     // Methods: their server side; a callee without server records (one
@@ -98,14 +101,14 @@ pub(super) fn snapshot(recent: &[Arc<Record>], fresh: &[Arc<Record>], skipped: u
     let served: std::collections::HashSet<&str> = window
         .iter()
         .filter(|r| r.side == Side::Server)
-        .map(|r| r.service.as_str())
+        .map(|r| &*r.service)
         .collect();
     let mut methods: HashMap<(String, String, &str), Agg> = HashMap::new();
     let mut edges: HashMap<(String, String), Agg> = HashMap::new();
     for r in &window {
         match r.side {
             Side::Server => methods
-                .entry((r.service.clone(), r.method.clone(), "server"))
+                .entry((r.service.to_string(), r.method.clone(), "server"))
                 .or_default()
                 .add(r),
             Side::Client => {

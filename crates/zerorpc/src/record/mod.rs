@@ -76,7 +76,8 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// One side of one call.
+/// One side of one call. (The names a process repeats in every record
+/// are shared `Arc<str>`s: a record is built without copying them.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// 32 hex digits.
@@ -89,16 +90,16 @@ pub struct Record {
     /// Client or server.
     pub side: Side,
     /// The service (server side: its name; client side: the endpoint).
-    pub service: String,
+    pub service: Arc<str>,
     /// The method called.
     pub method: String,
     /// The other end (client side: the endpoint; server side: the
     /// caller's routing id).
-    pub peer: String,
+    pub peer: Arc<str>,
     /// This process (`name[pid]`).
-    pub process: String,
+    pub process: Arc<str>,
     /// This host.
-    pub host: String,
+    pub host: Arc<str>,
     /// Start, microseconds since the Unix epoch.
     pub start_us: u64,
     /// Duration in microseconds.
@@ -285,21 +286,21 @@ impl Span {
 }
 
 impl Finished {
-    fn into_record(self, process: &str, host: &str) -> Record {
+    fn into_record(self, process: &Arc<str>, host: &Arc<str>) -> Record {
         let s = self.span;
         Record {
             trace_id: s.ctx.trace_id_hex(),
             span_id: s.ctx.span_id_hex(),
             parent_id: s.ctx.parent_id.map(|p| hex(&p)),
             side: s.side,
-            service: s.service.to_string(),
+            service: s.service,
             method: s.method,
             peer: match s.peer {
-                Peer::Endpoint(e) => e.to_string(),
-                Peer::RoutingId(id) => hex(&id),
+                Peer::Endpoint(e) => e,
+                Peer::RoutingId(id) => hex(&id).into(),
             },
-            process: process.to_owned(),
-            host: host.to_owned(),
+            process: process.clone(),
+            host: host.clone(),
             start_us: s
                 .start_wall
                 .duration_since(UNIX_EPOCH)

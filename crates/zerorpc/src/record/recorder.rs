@@ -93,15 +93,15 @@ impl Recorder {
             settled: AtomicU64::new(0),
         });
         // (only the shipping task writes them into records)
-        let process = format!(
+        let process: Arc<str> = Arc::from(format!(
             "{}[{}]",
             std::env::current_exe()
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_else(|| "?".into()),
             std::process::id()
-        );
-        let host = hostname();
+        ));
+        let host: Arc<str> = hostname().into();
         let s = shared.clone();
         tokio::spawn(async move {
             let mut batch = Vec::new();

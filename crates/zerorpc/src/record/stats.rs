@@ -181,7 +181,7 @@ pub(super) type MethodKey = (String, String, String);
 pub(super) fn key_of(r: &Record) -> MethodKey {
     (
         side_label(r.side).to_owned(),
-        r.service.clone(),
+        r.service.to_string(),
         r.method.clone(),
     )
 }

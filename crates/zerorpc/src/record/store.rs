@@ -1,9 +1,10 @@
 //! [`TraceStore`] and the in-memory [`EmbeddedStore`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
 use super::stats::MethodKey;
@@ -154,7 +155,7 @@ impl EmbeddedStore {
         for (i, r) in batch.iter().enumerate() {
             let slot = slot_of(r);
             let g = *index
-                .entry((r.side, r.service.as_str(), r.method.as_str(), slot))
+                .entry((r.side, &*r.service, r.method.as_str(), slot))
                 .or_insert_with(|| {
                     groups.push((i, slot, MethodStats::default()));
                     groups.len() - 1

@@ -258,7 +258,7 @@ fn a_store_fed_endless_method_and_service_names_keeps_its_keys_bounded() {
     store.insert_at(batch, now);
     let batch: Vec<Record> = (0..10_000)
         .map(|i| Record {
-            service: format!("svc{i}"),
+            service: format!("svc{i}").into(),
             ..rec("t2", "s2", None, Side::Server, "m", Outcome::Ok)
         })
         .collect();
