@@ -56,6 +56,8 @@ pub(super) struct Watch {
     ids: Option<(String, String)>,
     inner: Arc<Inner>,
     endpoint: Arc<str>,
+    /// The method called (empty when the span holds it: see
+    /// [`Watch::method`]).
     method: String,
     started: std::time::Instant,
     items: u64,
@@ -107,11 +109,15 @@ impl Watch {
             _ => None,
         };
         Box::new(Watch {
+            // (a recorded call's method is kept once, by its span)
+            method: match span {
+                Some(_) => String::new(),
+                None => method.to_owned(),
+            },
             span,
             ids,
             inner: inner.clone(),
             endpoint,
-            method: method.to_owned(),
             started: t0.1,
             items: 0,
             payload: args.map(|args| StreamPayload {
@@ -120,6 +126,14 @@ impl Watch {
                 bytes: 0,
             }),
         })
+    }
+
+    /// The method called.
+    fn method(&self) -> &str {
+        match self.span.as_ref().and_then(|g| g.span.as_ref()) {
+            Some(span) => span.method(),
+            None => &self.method,
+        }
     }
 
     /// A stream item arrived.
@@ -161,10 +175,10 @@ impl Watch {
                 span.set_traceback(&e.traceback);
             }
             let ids = self.ids.take();
-            report(&self.inner, &self.endpoint, &self.method, e, ids);
+            report(&self.inner, &self.endpoint, self.method(), e, ids);
         }
         if self.inner.opts.metrics {
-            crate::metrics::client_call(&self.method, &outcome, self.started.elapsed());
+            crate::metrics::client_call(self.method(), &outcome, self.started.elapsed());
         }
         if let Some(s) = self.span.take() {
             s.finish(outcome);

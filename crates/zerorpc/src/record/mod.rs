@@ -246,6 +246,11 @@ impl Span {
         }
     }
 
+    /// The method called.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
     /// A failed call's traceback (an empty one is none; a long one keeps
     /// its end).
     pub fn set_traceback(&mut self, tb: &str) {

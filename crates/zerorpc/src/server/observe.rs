@@ -11,8 +11,9 @@ pub(super) struct ServerTrace {
     pub(super) ctx: Option<TraceContext>,
     /// Recorded at the end (with a recorder).
     pub(super) span: Option<Span>,
-    /// The method called.
-    pub(super) method: String,
+    /// The method called (empty when the span holds it: see
+    /// [`ServerTrace::method`]).
+    method: String,
     /// With metrics on: when the call started.
     pub(super) metrics: Option<Instant>,
     pub(super) outcome: Outcome,
@@ -52,15 +53,19 @@ pub(super) fn server_trace(
     } else {
         crate::record::UNKNOWN_METHOD.to_owned()
     };
-    let span = match (&ctx, &inner.opts.recorder) {
-        (Some(ctx), Some(_)) => Some(Span::start(
-            ctx.clone(),
-            Side::Server,
-            inner.service_name.clone(),
-            method.clone(),
-            Peer::RoutingId(identity.clone()),
-        )),
-        _ => None,
+    // (a recorded call's method is kept once, by its span)
+    let (span, method) = match (&ctx, &inner.opts.recorder) {
+        (Some(ctx), Some(_)) => (
+            Some(Span::start(
+                ctx.clone(),
+                Side::Server,
+                inner.service_name.clone(),
+                method,
+                Peer::RoutingId(identity.clone()),
+            )),
+            String::new(),
+        ),
+        _ => (None, method),
     };
     let metrics = inner.opts.metrics.then(|| {
         crate::metrics::in_flight(&inner.service_name, 1.0);
@@ -78,19 +83,24 @@ pub(super) fn server_trace(
 }
 
 impl ServerTrace {
+    /// The method called (as recorded: see [`server_trace`]).
+    pub(super) fn method(&self) -> &str {
+        self.span.as_ref().map_or(&self.method, Span::method)
+    }
+
     /// The call is over (its task ends): its metrics and its span.
     pub(super) fn end(self: Box<Self>, inner: &Inner) {
-        let t = *self;
-        let ended = t.ended.unwrap_or_else(std::time::Instant::now);
-        if let Some(start) = &t.metrics {
-            let (name, method) = (&inner.service_name, &t.method);
+        let ended = self.ended.unwrap_or_else(std::time::Instant::now);
+        if let Some(start) = &self.metrics {
+            let (name, method) = (&inner.service_name, self.method());
             let took = ended.saturating_duration_since(start.into_std());
-            crate::metrics::server_call(name, method, &t.outcome, took);
+            crate::metrics::server_call(name, method, &self.outcome, took);
             crate::metrics::in_flight(name, -1.0);
-            if t.items > 0 {
-                crate::metrics::server_stream_items(method, t.items);
+            if self.items > 0 {
+                crate::metrics::server_stream_items(method, self.items);
             }
         }
+        let t = *self;
         if let (Some(span), Some(rec)) = (t.span, &inner.opts.recorder) {
             span.finish_at(rec, t.outcome, ended);
         }
@@ -105,7 +115,7 @@ pub(super) fn report_error(inner: &Inner, trace: Option<&ServerTrace>, e: &CallE
     hook.report(&ErrorReport {
         side: Side::Server,
         service: inner.service_name.to_string(),
-        method: t.method.clone(),
+        method: t.method().to_owned(),
         error: e.clone(),
         trace_id: t.ctx.as_ref().map(TraceContext::trace_id_hex),
         span_id: t.ctx.as_ref().map(TraceContext::span_id_hex),
