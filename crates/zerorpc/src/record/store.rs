@@ -25,7 +25,6 @@ pub trait TraceStore: TraceSink {
     fn stats(&self, since_us: Option<u64>) -> BoxFuture<'static, Result<Vec<MethodRow>, String>>;
 }
 
-#[derive(Default)]
 struct StoreInner {
     traces: HashMap<Arc<str>, (Vec<Record>, Instant)>,
     /// (expiry, trace) in insertion order: expiry without scanning every
@@ -37,12 +36,22 @@ struct StoreInner {
     slots: VecDeque<(u64, BTreeMap<MethodKey, MethodStats>)>,
     /// Which keys `methods` and `slots` may hold.
     keys: MethodKeys,
+    /// Records held in `traces`, and the most it may hold.
+    records: usize,
+    max_records: usize,
+    /// Records dropped (with their traces) to stay within `max_records`.
+    evicted: u64,
 }
 
 /// An in-memory trace store: per-trace record lists that expire `ttl`
 /// after their last record, per-method counters and latency histograms
 /// (since the start, and per 10-second slot for the last ten minutes).
 /// A [`TraceSink`] and a [`TraceStore`].
+///
+/// It holds at most [`EmbeddedStore::DEFAULT_MAX_RECORDS`] records (set
+/// with [`EmbeddedStore::max_records`]): past that, the traces that would
+/// expire first go first, whole ([`EmbeddedStore::evicted`] counts their
+/// records). The statistics count every record.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Mutex<StoreInner>>,
@@ -58,18 +67,56 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl StoreInner {
+    fn new(limits: KeyLimits, max_records: usize) -> Self {
+        StoreInner {
+            traces: HashMap::new(),
+            expiries: VecDeque::new(),
+            methods: BTreeMap::new(),
+            slots: VecDeque::new(),
+            keys: MethodKeys::new(limits),
+            records: 0,
+            max_records,
+            evicted: 0,
+        }
+    }
+
     /// Drops the traces whose last record is older than the TTL.
     fn expire(&mut self, now: Instant) {
-        while let Some((at, _)) = self.expiries.front() {
-            if *at > now {
-                break;
-            }
-            if let Some((at, id)) = self.expiries.pop_front() {
-                if self.traces.get(&id).is_some_and(|(_, exp)| *exp <= at) {
-                    self.traces.remove(&id);
-                }
-            }
+        while self.expiries.front().is_some_and(|(at, _)| *at <= now) {
+            self.drop_first();
         }
+    }
+
+    /// Drops traces, those that expire first first, until at most
+    /// `max_records` are held.
+    fn evict(&mut self) {
+        let before = self.evicted;
+        while self.records > self.max_records && !self.expiries.is_empty() {
+            self.evicted += self.drop_first() as u64;
+        }
+        // (warned whenever the count reaches a new power of two)
+        if self.evicted != before && (before == 0 || self.evicted.ilog2() != before.ilog2()) {
+            tracing::warn!(
+                evicted = self.evicted,
+                max_records = self.max_records,
+                "trace store full: the oldest traces were dropped before their TTL"
+            );
+        }
+    }
+
+    /// Takes the first entry of the expiry queue and drops its trace if
+    /// the entry is its latest (a trace that got a later record has a
+    /// later entry); returns the records dropped.
+    fn drop_first(&mut self) -> usize {
+        let Some((at, id)) = self.expiries.pop_front() else {
+            return 0;
+        };
+        if self.traces.get(&id).is_none_or(|(_, exp)| *exp > at) {
+            return 0;
+        }
+        let dropped = self.traces.remove(&id).map_or(0, |(recs, _)| recs.len());
+        self.records -= dropped;
+        dropped
     }
 
     /// The slot table a record goes to (records arrive mostly in order,
@@ -122,12 +169,39 @@ impl EmbeddedStore {
     /// whose statistics keep at most `limits` keys.
     pub fn with_limits(ttl: Duration, limits: KeyLimits) -> Self {
         EmbeddedStore {
-            inner: Arc::new(Mutex::new(StoreInner {
-                keys: MethodKeys::new(limits),
-                ..StoreInner::default()
-            })),
+            inner: Arc::new(Mutex::new(StoreInner::new(
+                limits,
+                Self::DEFAULT_MAX_RECORDS,
+            ))),
             ttl,
         }
+    }
+
+    /// Records a store holds at most unless told otherwise: 262,144, some
+    /// 100 MiB of typical records (a few hundred bytes each). A store
+    /// that receives more within its TTL drops its oldest traces.
+    pub const DEFAULT_MAX_RECORDS: usize = 1 << 18;
+
+    /// The same store holding at most `n` records (a batch is stored
+    /// whole, then the oldest traces go).
+    pub fn max_records(self, n: usize) -> Self {
+        {
+            let mut st = self.lock();
+            st.max_records = n;
+            st.evict();
+        }
+        self
+    }
+
+    /// Records held now.
+    pub fn record_count(&self) -> usize {
+        self.lock().records
+    }
+
+    /// Records dropped, with their traces, before their TTL to stay
+    /// within [`EmbeddedStore::max_records`].
+    pub fn evicted(&self) -> u64 {
+        self.lock().evicted
     }
 
     /// Distinct (side, service, method) keys of the statistics.
@@ -185,6 +259,7 @@ impl EmbeddedStore {
                         continue;
                     };
                     records.push(r);
+                    st.records += 1;
                     if std::mem::replace(at, expires) != expires {
                         st.expiries.push_back((expires, id));
                     }
@@ -196,10 +271,12 @@ impl EmbeddedStore {
                     let mut records = Vec::with_capacity(2);
                     records.push(r);
                     st.traces.insert(id.clone(), (records, expires));
+                    st.records += 1;
                     st.expiries.push_back((expires, id));
                 }
             }
         }
+        st.evict();
     }
 
     /// The records of a trace as of `now` (none once expired), by start

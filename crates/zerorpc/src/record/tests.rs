@@ -293,3 +293,41 @@ async fn flush_waits_for_what_was_queued() {
     assert!(r.flush(Duration::from_secs(5)).await);
     assert_eq!((r.written(), store.trace("t").len()), (10, 10));
 }
+
+#[test]
+fn a_full_store_drops_the_traces_that_would_expire_first() {
+    let store = EmbeddedStore::new(Duration::from_secs(60)).max_records(10);
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    // Traces t0..t9, one record each, a second apart.
+    for i in 0..10 {
+        let r = rec(&format!("t{i}"), "s", None, Side::Server, "m", Outcome::Ok);
+        store.insert_at(vec![r], at(i));
+    }
+    assert_eq!((store.record_count(), store.evicted()), (10, 0));
+    // t0 gets a second record: it now expires last.
+    store.insert_at(
+        vec![rec("t0", "s2", Some("s"), Side::Client, "m", Outcome::Ok)],
+        at(10),
+    );
+    assert_eq!(store.trace_at("t1", at(10)).len(), 0, "t1 went first");
+    assert_eq!(store.trace_at("t0", at(10)).len(), 2, "t0 was refreshed");
+    // Five new traces push out the five oldest (t2..t6), whole.
+    let batch = (10..15)
+        .map(|i| rec(&format!("t{i}"), "s", None, Side::Server, "m", Outcome::Ok))
+        .collect();
+    store.insert_at(batch, at(11));
+    let held = |id: &str| !store.trace_at(id, at(11)).is_empty();
+    assert!((1..=6).all(|i| !held(&format!("t{i}"))));
+    assert!((7..15).all(|i| held(&format!("t{i}"))) && held("t0"));
+    assert_eq!((store.record_count(), store.evicted()), (10, 6));
+    // The statistics still count every call.
+    let calls: u64 = store.methods().values().map(MethodStats::calls).sum();
+    assert_eq!(calls, 16);
+    // Expiry keeps the count right: t7..t9 expire by 69 s.
+    store.insert_at(Vec::new(), at(69));
+    assert_eq!(store.record_count(), 2 + 5);
+    // A smaller bound applies at once.
+    let store = store.max_records(3);
+    assert_eq!(store.record_count(), 3);
+}
