@@ -40,6 +40,11 @@ pub struct CollectorArgs {
     /// Seconds a trace is kept after its last record
     #[arg(long, default_value_t = 3600)]
     pub ttl: u64,
+    /// Without --redis: the most records kept in memory (past it, the
+    /// traces that would expire first are dropped)
+    #[arg(long, value_name = "N", conflicts_with = "redis",
+          default_value_t = EmbeddedStore::DEFAULT_MAX_RECORDS)]
+    pub max_records: usize,
     /// Also export every record as an OpenTelemetry span to this OTLP/gRPC
     /// endpoint (for example http://127.0.0.1:4317)
     #[arg(long, value_name = "URL")]
@@ -184,7 +189,7 @@ pub async fn collector(args: CollectorArgs) -> ExitCode {
                 return ExitCode::from(5);
             }
         },
-        None => Collector::new(EmbeddedStore::new(ttl)),
+        None => Collector::new(EmbeddedStore::new(ttl).max_records(args.max_records)),
     };
     let collector = match &args.otlp {
         None => collector,

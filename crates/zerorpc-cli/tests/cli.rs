@@ -521,6 +521,79 @@ fn trace_collector_into_redis_and_trace_show() {
 }
 
 #[test]
+fn an_embedded_collector_keeps_at_most_max_records() {
+    let rec = format!("tcp://127.0.0.1:{}", free_port());
+    let q = format!("tcp://127.0.0.1:{}", free_port());
+    let srv = format!("tcp://127.0.0.1:{}", free_port());
+    let _collector = Bg::start(
+        &[
+            "trace-collector",
+            "--bind",
+            &rec,
+            "--query",
+            &q,
+            "--max-records",
+            "2",
+        ],
+        "collecting records on",
+    );
+    let _server = Bg::start(
+        &["--server", "--records", &rec, "--bind", &srv, "demo"],
+        "serving demo on",
+    );
+    let mut tail = Command::new(BIN)
+        .args(["trace", "tail", "--query", &q, "--count", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tail");
+    let mut err = BufReader::new(tail.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("following records"), "{line}");
+    let out = tail.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("trace tail saw no record")
+    };
+    let id = |l: String| l.split_whitespace().nth(1).unwrap().to_owned();
+    // Two recorded calls, two records each, the second made once the
+    // first's are stored: the second's push out the first's.
+    let o = zerorpc(&["--records", &rec, &srv, "echo", "first"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = [id(next()), id(next())];
+    assert_eq!(first[0], first[1], "a call's two sides share its trace");
+    let o = zerorpc(&["--records", &rec, &srv, "echo", "second"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let second = [id(next()), id(next())];
+    let _ = tail.wait();
+    let (first, second) = (&first[0], &second[0]);
+    assert_ne!(first, second);
+    let o = zerorpc(&["trace", "show", second, "--query", &q]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 2, "{}", stdout(&o));
+    let o = zerorpc(&["trace", "show", first, "--query", &q]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("no trace"), "{}", stderr(&o));
+    // (a bound on memory has no meaning with Redis)
+    let o = zerorpc(&[
+        "trace-collector",
+        "--redis",
+        "redis://x",
+        "--max-records",
+        "9",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
 fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
     let rec = format!("tcp://127.0.0.1:{}", free_port());
     let q = format!("tcp://127.0.0.1:{}", free_port());
