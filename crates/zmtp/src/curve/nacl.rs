@@ -19,7 +19,7 @@ use crypto_box::aead::{AeadCore, AeadInPlace, Buffer};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use poly1305::universal_hash::KeyInit;
 use salsa20::cipher::{KeyIvInit, StreamCipher};
-use salsa20::XSalsa20;
+use salsa20::{Salsa20, XSalsa20};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -46,16 +46,73 @@ impl CurveBox {
         }
     }
 
-    /// The stream for `nonce`, and the Poly1305 key it starts with.
-    fn stream(&self, nonce: &[u8; 24]) -> (XSalsa20, Zeroizing<[u8; 32]>) {
-        let mut cipher = XSalsa20::new(
+    /// The box of one direction's MESSAGEs, whose nonces all start with
+    /// `prefix` (`CurveZMQMESSAGEC` or `CurveZMQMESSAGES`).
+    pub(super) fn messages(&self, prefix: &[u8; 16]) -> MessageBox {
+        let subkey = salsa20::hsalsa::<U10>(
             GenericArray::from_slice(&self.key[..]),
-            GenericArray::from_slice(nonce),
+            GenericArray::from_slice(prefix),
         );
-        let mut mac_key = Zeroizing::new([0u8; 32]);
-        cipher.apply_keystream(&mut mac_key[..]);
-        (cipher, mac_key)
+        MessageBox {
+            subkey: Zeroizing::new(subkey.into()),
+        }
     }
+
+    fn cipher(&self, nonce: &GenericArray<u8, U24>) -> XSalsa20 {
+        XSalsa20::new(GenericArray::from_slice(&self.key[..]), nonce)
+    }
+}
+
+/// The box of one direction's MESSAGEs. XSalsa20 under a 24-byte nonce is
+/// Salsa20 under HSalsa20(key, the nonce's first 16 bytes) with its last
+/// 8; as every MESSAGE nonce of a direction starts with the same 16 bytes,
+/// that HSalsa20 is done once per connection and direction, and each
+/// message costs Salsa20 under the subkey with its 8-byte short nonce
+/// (the same bytes as [`CurveBox`] with the whole nonce: tested).
+pub(super) struct MessageBox {
+    subkey: Zeroizing<[u8; 32]>,
+}
+
+impl MessageBox {
+    fn cipher(&self, short: &[u8; 8]) -> Salsa20 {
+        Salsa20::new(
+            GenericArray::from_slice(&self.subkey[..]),
+            GenericArray::from_slice(short),
+        )
+    }
+
+    /// Encrypts `text` in place under the short nonce; returns its tag.
+    pub(super) fn seal(&self, short: &[u8; 8], text: &mut [u8]) -> [u8; 16] {
+        seal(self.cipher(short), text)
+    }
+
+    /// Checks `tag` and decrypts `text` in place under the short nonce
+    /// (untouched when the tag does not match).
+    pub(super) fn open(&self, short: &[u8; 8], text: &mut [u8], tag: &[u8]) -> bool {
+        open(self.cipher(short), text, tag)
+    }
+}
+
+/// XSalsa20-Poly1305 (or Salsa20-Poly1305 under a derived key) sealing:
+/// the stream's first 32 bytes are the Poly1305 key, the rest encrypts.
+fn seal(mut cipher: impl StreamCipher, text: &mut [u8]) -> [u8; 16] {
+    let mut mac_key = Zeroizing::new([0u8; 32]);
+    cipher.apply_keystream(&mut mac_key[..]);
+    cipher.apply_keystream(text);
+    poly1305(&mac_key, text)
+}
+
+/// The opening that [`seal`] undoes: the tag checked first (in constant
+/// time), the text decrypted only if it matches.
+fn open(mut cipher: impl StreamCipher, text: &mut [u8], tag: &[u8]) -> bool {
+    let mut mac_key = Zeroizing::new([0u8; 32]);
+    cipher.apply_keystream(&mut mac_key[..]);
+    let expected = poly1305(&mac_key, text);
+    if !bool::from(expected.ct_eq(tag)) {
+        return false;
+    }
+    cipher.apply_keystream(text);
+    true
 }
 
 impl AeadCore for CurveBox {
@@ -74,9 +131,7 @@ impl AeadInPlace for CurveBox {
         if !associated_data.is_empty() {
             return Err(crypto_box::aead::Error);
         }
-        let (mut cipher, mac_key) = self.stream(nonce.as_ref());
-        cipher.apply_keystream(buffer);
-        Ok(poly1305(&mac_key, buffer).into())
+        Ok(seal(self.cipher(nonce), buffer).into())
     }
 
     fn decrypt_in_place_detached(
@@ -86,15 +141,9 @@ impl AeadInPlace for CurveBox {
         buffer: &mut [u8],
         tag: &GenericArray<u8, U16>,
     ) -> crypto_box::aead::Result<()> {
-        if !associated_data.is_empty() {
+        if !associated_data.is_empty() || !open(self.cipher(nonce), buffer, tag) {
             return Err(crypto_box::aead::Error);
         }
-        let (mut cipher, mac_key) = self.stream(nonce.as_ref());
-        let expected = poly1305(&mac_key, buffer);
-        if !bool::from(expected.ct_eq(tag.as_slice())) {
-            return Err(crypto_box::aead::Error);
-        }
-        cipher.apply_keystream(buffer);
         Ok(())
     }
 
@@ -282,6 +331,41 @@ mod tests {
             rng.fill_bytes(&mut key);
             let msg: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             assert_eq!(poly1305_short(&key, &msg), crate_tag(&key, &msg));
+        }
+    }
+
+    #[test]
+    fn a_message_box_seals_as_the_box_with_the_whole_nonce() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(28);
+        for len in (0..200).chain([4095, 4096, 4097, 70_000]) {
+            let (a, b): ([u8; 32], [u8; 32]) = (rng.random(), rng.random());
+            let b_public = *SecretKey::from(b).public_key().as_bytes();
+            let whole = CurveBox::new(&b_public, &a);
+            let prefix: &[u8; 16] = if len % 2 == 0 {
+                b"CurveZMQMESSAGEC"
+            } else {
+                b"CurveZMQMESSAGES"
+            };
+            let messages = whole.messages(prefix);
+            let short: [u8; 8] = rng.random();
+            let mut nonce = [0u8; 24];
+            nonce[..16].copy_from_slice(prefix);
+            nonce[16..].copy_from_slice(&short);
+            let n = GenericArray::from_slice(&nonce);
+            let plain: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            let mut by_whole = plain.clone();
+            let tag = whole
+                .encrypt_in_place_detached(n, b"", &mut by_whole)
+                .unwrap();
+            let mut by_messages = plain.clone();
+            assert_eq!(messages.seal(&short, &mut by_messages), tag.as_slice());
+            assert_eq!(by_messages, by_whole, "length {len}");
+            // and it opens what the whole box sealed, refusing a wrong nonce
+            let mut other = short;
+            other[7] ^= 1;
+            assert!(!messages.open(&other, &mut by_messages.clone(), &tag));
+            assert!(messages.open(&short, &mut by_messages, &tag));
+            assert_eq!(by_messages, plain);
         }
     }
 

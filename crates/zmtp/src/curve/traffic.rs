@@ -1,25 +1,21 @@
 //! MESSAGE boxes after the handshake: the frame sealer and opener.
 
-use std::sync::Arc;
-
 use bytes::{BufMut, BytesMut};
-use crypto_box::aead::generic_array::GenericArray;
-use crypto_box::aead::AeadInPlace;
 
 use crate::error::{Result, ZmtpError};
 use crate::frame::Frame;
 use crate::mechanism::{FrameOpener, FrameSealer};
 
-use super::nacl::CurveBox;
-use super::{nonce, Nonces, MAC};
+use super::nacl::{CurveBox, MessageBox};
+use super::{Nonces, MAC};
 
-/// The MESSAGE sealer and opener of one connection, sharing its key.
+/// The MESSAGE sealer and opener of one connection, each with its
+/// direction's box.
 pub(super) fn transform(
     session: CurveBox,
     nonces: Nonces,
     client: bool,
 ) -> (Box<dyn FrameSealer>, Box<dyn FrameOpener>) {
-    let key = Arc::new(session);
     let (ours, theirs): (&'static [u8; 16], &'static [u8; 16]) = if client {
         (b"CurveZMQMESSAGEC", b"CurveZMQMESSAGES")
     } else {
@@ -27,21 +23,18 @@ pub(super) fn transform(
     };
     (
         Box::new(Sealer {
-            key: key.clone(),
-            prefix: ours,
+            key: session.messages(ours),
             next: nonces.ours,
         }),
         Box::new(Opener {
-            key,
-            prefix: theirs,
+            key: session.messages(theirs),
             last: nonces.peers,
         }),
     )
 }
 
 struct Sealer {
-    key: Arc<CurveBox>,
-    prefix: &'static [u8; 16],
+    key: MessageBox,
     next: u64,
 }
 
@@ -58,15 +51,7 @@ impl FrameSealer for Sealer {
         body.put_u8(u8::from(frame.more) | (u8::from(frame.command) << 1));
         body.extend_from_slice(&frame.body);
         let (mac, text) = body[16..].split_at_mut(MAC);
-        let tag = self
-            .key
-            .encrypt_in_place_detached(
-                GenericArray::from_slice(&nonce(self.prefix, &short)),
-                b"",
-                text,
-            )
-            .map_err(|_| ZmtpError::Crypto("a frame could not be sealed"))?;
-        mac.copy_from_slice(&tag);
+        mac.copy_from_slice(&self.key.seal(&short, text));
         Ok(Frame {
             more: false,
             command: false,
@@ -76,8 +61,7 @@ impl FrameSealer for Sealer {
 }
 
 struct Opener {
-    key: Arc<CurveBox>,
-    prefix: &'static [u8; 16],
+    key: MessageBox,
     last: u64,
 }
 
@@ -92,18 +76,16 @@ impl FrameOpener for Opener {
             peers: self.last,
         };
         nonces.check(&b[8..16])?;
-        let n = nonce(self.prefix, &b[8..16]);
+        let mut short = [0u8; 8];
+        short.copy_from_slice(&b[8..16]);
         // Decrypted in place (no copy when the frame's bytes are ours alone).
         let mut body = BytesMut::from(frame.body);
         let (head, text) = body.split_at_mut(16 + MAC);
-        self.key
-            .decrypt_in_place_detached(
-                GenericArray::from_slice(&n),
-                b"",
-                text,
-                GenericArray::from_slice(&head[16..]),
-            )
-            .map_err(|_| ZmtpError::Crypto("a MESSAGE did not open (altered traffic?)"))?;
+        if !self.key.open(&short, text, &head[16..]) {
+            return Err(ZmtpError::Crypto(
+                "a MESSAGE did not open (altered traffic?)",
+            ));
+        }
         self.last = nonces.peers;
         let flags = body[16 + MAC];
         let _ = body.split_to(16 + MAC + 1);
