@@ -9,7 +9,8 @@ use crate::{demo_server, secured, tarpc_pair};
 /// sequential `echo` calls, `stream` takes one `range(n)` stream, `tarpc`
 /// makes `n` sequential tarpc `echo` calls (for comparison), `curve` the
 /// `calls` over CURVE, `recorded` the `calls` with client and server
-/// recording into an embedded store (every record stored before the end).
+/// recording into an embedded store (every record stored before the end),
+/// `big` the `calls` with 64 KiB of bytes to echo.
 /// One
 /// thread (a current-thread runtime), so that the count repeats from run to
 /// run; the script runs it at two sizes and divides the difference, so
@@ -65,12 +66,18 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
                     c.call("echo", vec![Value::from(i)]).await.expect("call");
                 }
             }
+            "big" => {
+                for _ in 0..n {
+                    let arg = Value::Binary(vec![7u8; crate::BIG]);
+                    c.call("echo", vec![arg]).await.expect("call");
+                }
+            }
             "stream" => {
                 let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
                 assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
             }
             other => panic!(
-                "instructions: calls, untraced, curve, recorded, stream or tarpc, not {other}"
+                "instructions: calls, untraced, curve, recorded, big, stream or tarpc, not {other}"
             ),
         }
         if let Some(r) = recorder {

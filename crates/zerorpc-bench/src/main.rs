@@ -161,8 +161,6 @@ const BIG: usize = 64 * 1024;
 // ------------------------------------------------------------ Rust client
 
 /// Our echo call: a small integer, or 64 KiB of bytes.
-/// An echo call in a new trace, without recording (the cost of carrying
-/// the context alone).
 fn echo_call(c: Client, big: bool) -> futures::future::BoxFuture<'static, ()> {
     Box::pin(async move {
         let arg = if big {
