@@ -152,6 +152,19 @@ pub(crate) fn convert_error(span: Span) -> TokenStream2 {
     }
 }
 
+/// Whether `t` is a path whose last segment is `Value`, without
+/// generics (`Value`, `zerorpc::Value`, `rmpv::Value`).
+fn is_named_value(t: &syn::Type) -> bool {
+    match t {
+        syn::Type::Path(p) if p.qself.is_none() => p
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "Value" && s.arguments.is_none()),
+        _ => false,
+    }
+}
+
 /// The span of the type a method's results are serialized from.
 pub(crate) fn value_span(m: &Method) -> Span {
     match &m.kind {
@@ -234,9 +247,24 @@ pub(crate) fn register(m: &Method) -> TokenStream2 {
     };
     let streaming = matches!(m.kind, Kind::Stream(_));
     let value_span = value_span(m);
+    // (a result type named `Value` is most likely zerorpc's: handed over
+    // as it is when it is, serialized when it is not)
+    let named_value = match &m.kind {
+        Kind::Value(Some(t)) | Kind::Result(t) => is_named_value(t),
+        _ => false,
+    };
     let to_value = |v: &str| {
         let v = syn::Ident::new(v, value_span);
-        quote_spanned!(value_span=> ::zerorpc::macro_support::encode_result(&#v))
+        if named_value {
+            quote_spanned! {value_span=> {
+                #[allow(unused_imports)]
+                use ::zerorpc::macro_support::{EncodeSerialize as _, EncodeValue as _};
+                (&::zerorpc::macro_support::ResultOf(::std::cell::Cell::new(Some(#v))))
+                    .zerorpc_encode()
+            }}
+        } else {
+            quote_spanned!(value_span=> ::zerorpc::macro_support::encode_result(&#v))
+        }
     };
     let (to_value_r, to_value_v) = (to_value("__r"), to_value("__v"));
     let convert = convert_error(m.ret_span);

@@ -76,6 +76,46 @@ pub fn encode_result<T: EncodeResult>(v: &T) -> Result<Value, CallError> {
     crate::service::to_value(v)
 }
 
+/// A method's result on its way to being encoded, for the generated code
+/// of methods whose result type is named `Value`: `(&ResultOf(..))
+/// .zerorpc_encode()` finds [`EncodeValue`] first when it is
+/// [`Value`] (the value itself, no copy of its bytes through serde), else
+/// [`EncodeSerialize`] ([`encode_result`]).
+pub struct ResultOf<T>(pub std::cell::Cell<Option<T>>);
+
+impl<T> std::fmt::Debug for ResultOf<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResultOf(..)")
+    }
+}
+
+/// [`ResultOf`] a [`Value`]: the value itself.
+pub trait EncodeValue {
+    /// The value.
+    fn zerorpc_encode(&self) -> Result<Value, CallError>;
+}
+
+impl EncodeValue for ResultOf<Value> {
+    fn zerorpc_encode(&self) -> Result<Value, CallError> {
+        Ok(self.0.take().unwrap_or(Value::Nil))
+    }
+}
+
+/// [`ResultOf`] anything else: serialized ([`encode_result`]).
+pub trait EncodeSerialize {
+    /// The value serialized.
+    fn zerorpc_encode(&self) -> Result<Value, CallError>;
+}
+
+impl<T: EncodeResult> EncodeSerialize for &ResultOf<T> {
+    fn zerorpc_encode(&self) -> Result<Value, CallError> {
+        match self.0.take() {
+            Some(v) => encode_result(&v),
+            None => Ok(Value::Nil),
+        }
+    }
+}
+
 /// Decodes a result for the typed client ([`crate::service::from_value`]).
 pub fn decode_result<T: DecodeResult>(v: Value) -> Result<T, crate::Error> {
     crate::service::from_value(v)

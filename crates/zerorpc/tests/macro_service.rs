@@ -228,3 +228,70 @@ async fn struct_parameter_accepts_a_map_or_an_array_and_results_are_maps() {
         Point { x: 2.0, y: -2.0 }
     );
 }
+
+/// A type of the user's that happens to be called `Value`.
+mod own {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    pub struct Value {
+        pub n: i64,
+    }
+}
+
+struct Values;
+
+#[zerorpc::service]
+impl Values {
+    /// The value itself (a `Value` result is handed over, not serialized).
+    pub fn same(&self, v: Value) -> Value {
+        v
+    }
+
+    /// The value, or an error for nil.
+    pub fn some(&self, v: zerorpc::Value) -> Result<zerorpc::Value, DivByZero> {
+        if v.is_nil() {
+            Err(DivByZero)
+        } else {
+            Ok(v)
+        }
+    }
+
+    /// The user's own `Value`: serialized like any struct.
+    pub fn own(&self, n: i64) -> own::Value {
+        own::Value { n }
+    }
+
+    /// The same, behind a `Result`.
+    pub fn own_or_fail(&self, n: i64) -> Result<own::Value, DivByZero> {
+        if n == 0 {
+            Err(DivByZero)
+        } else {
+            Ok(own::Value { n })
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_named_value_are_handed_over_or_serialized() {
+    let server = std::sync::Arc::new(Server::new(Values));
+    let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    let c = Client::connect(&ep).await.unwrap();
+    let v = Value::Array(vec![
+        Value::Binary(vec![7; 70_000]),
+        Value::from("x"),
+        Value::Map(vec![(Value::from(1), Value::Nil)]),
+    ]);
+    assert_eq!(c.call("same", vec![v.clone()]).await.unwrap(), v);
+    assert_eq!(c.call("some", vec![v.clone()]).await.unwrap(), v);
+    match c.call("some", vec![Value::Nil]).await {
+        Err(Error::Remote(e)) => assert_eq!(e.name, "DivByZero"),
+        other => panic!("{other:?}"),
+    }
+    let want = Value::Map(vec![(Value::from("n"), Value::from(5))]);
+    assert_eq!(c.call("own", vec![5.into()]).await.unwrap(), want);
+    assert_eq!(c.call("own_or_fail", vec![5.into()]).await.unwrap(), want);
+    let typed = ValuesClient::connect(&ep).await.unwrap();
+    assert_eq!(typed.own(3).await.unwrap(), own::Value { n: 3 });
+    assert_eq!(typed.same(v.clone()).await.unwrap(), v);
+}
