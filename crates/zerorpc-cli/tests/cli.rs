@@ -520,60 +520,94 @@ fn trace_collector_into_redis_and_trace_show() {
     });
 }
 
+/// An embedded collector (with `collector_args` added), a demo server
+/// recording every call into it, and `trace tail` following `count`
+/// records from before the first call: the addresses, the processes, and
+/// the tail's lines as they come.
+struct Recording {
+    rec: String,
+    q: String,
+    srv: String,
+    _collector: Bg,
+    _server: Bg,
+    tail: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Recording {
+    fn start(collector_args: &[&str], count: usize) -> Recording {
+        let rec = format!("tcp://127.0.0.1:{}", free_port());
+        let q = format!("tcp://127.0.0.1:{}", free_port());
+        let srv = format!("tcp://127.0.0.1:{}", free_port());
+        let mut args = vec!["trace-collector", "--bind", &rec, "--query", &q];
+        args.extend_from_slice(collector_args);
+        let collector = Bg::start(&args, "collecting records on");
+        let server = Bg::start(
+            &["--server", "--records", &rec, "--bind", &srv, "demo"],
+            "serving demo on",
+        );
+        let mut tail = Command::new(BIN)
+            .args([
+                "trace",
+                "tail",
+                "--query",
+                &q,
+                "--count",
+                &count.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tail");
+        let mut err = BufReader::new(tail.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).unwrap();
+        assert!(line.contains("following records"), "{line}");
+        let out = tail.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Recording {
+            rec,
+            q,
+            srv,
+            _collector: collector,
+            _server: server,
+            tail,
+            lines,
+        }
+    }
+
+    /// The tail's next line.
+    fn next(&mut self) -> String {
+        match self.lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = self.tail.kill();
+                panic!("trace tail saw no further record")
+            }
+        }
+    }
+}
+
 #[test]
 fn an_embedded_collector_keeps_at_most_max_records() {
-    let rec = format!("tcp://127.0.0.1:{}", free_port());
-    let q = format!("tcp://127.0.0.1:{}", free_port());
-    let srv = format!("tcp://127.0.0.1:{}", free_port());
-    let _collector = Bg::start(
-        &[
-            "trace-collector",
-            "--bind",
-            &rec,
-            "--query",
-            &q,
-            "--max-records",
-            "2",
-        ],
-        "collecting records on",
-    );
-    let _server = Bg::start(
-        &["--server", "--records", &rec, "--bind", &srv, "demo"],
-        "serving demo on",
-    );
-    let mut tail = Command::new(BIN)
-        .args(["trace", "tail", "--query", &q, "--count", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tail");
-    let mut err = BufReader::new(tail.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("following records"), "{line}");
-    let out = tail.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let next = || {
-        lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("trace tail saw no record")
-    };
+    let mut r = Recording::start(&["--max-records", "2"], 4);
+    let (rec, q, srv) = (r.rec.clone(), r.q.clone(), r.srv.clone());
     let id = |l: String| l.split_whitespace().nth(1).unwrap().to_owned();
     // Two recorded calls, two records each, the second made once the
     // first's are stored: the second's push out the first's.
     let o = zerorpc(&["--records", &rec, &srv, "echo", "first"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let first = [id(next()), id(next())];
+    let first = [id(r.next()), id(r.next())];
     assert_eq!(first[0], first[1], "a call's two sides share its trace");
     let o = zerorpc(&["--records", &rec, &srv, "echo", "second"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let second = [id(next()), id(next())];
-    let _ = tail.wait();
+    let second = [id(r.next()), id(r.next())];
+    let _ = r.tail.wait();
     let (first, second) = (&first[0], &second[0]);
     assert_ne!(first, second);
     let o = zerorpc(&["trace", "show", second, "--query", &q]);
@@ -595,35 +629,10 @@ fn an_embedded_collector_keeps_at_most_max_records() {
 
 #[test]
 fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
-    let rec = format!("tcp://127.0.0.1:{}", free_port());
-    let q = format!("tcp://127.0.0.1:{}", free_port());
-    let srv = format!("tcp://127.0.0.1:{}", free_port());
-    // An embedded collector, and a demo server that records every call.
-    let _collector = Bg::start(
-        &["trace-collector", "--bind", &rec, "--query", &q],
-        "collecting records on",
-    );
-    let _server = Bg::start(
-        &["--server", "--records", &rec, "--bind", &srv, "demo"],
-        "serving demo on",
-    );
-    // A follower, before the calls.
-    let mut tail = Command::new(BIN)
-        .args(["trace", "tail", "--query", &q, "--count", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tail");
-    let mut err = BufReader::new(tail.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    assert!(line.contains("following records"), "{line}");
-    let out = tail.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let got: Vec<String> = BufReader::new(out).lines().map_while(Result::ok).collect();
-        let _ = tx.send(got);
-    });
+    // An embedded collector, a demo server that records every call, and
+    // a follower, before the calls.
+    let mut r = Recording::start(&[], 4);
+    let (rec, q, srv) = (r.rec.clone(), r.q.clone(), r.srv.clone());
     // Two recorded CLI calls: one OK, one failing.
     // (the old spelling still works, with a note)
     let o = zerorpc(&["--collector", &rec, &srv, "echo", "hi"]);
@@ -635,13 +644,8 @@ fn the_cli_records_calls_and_trace_tail_top_show_read_them() {
     );
     let o = zerorpc(&["--records", &rec, &srv, "fail", "boom"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let lines = lines
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            let _ = tail.kill();
-            panic!("trace tail never saw the four records")
-        });
-    let _ = tail.wait();
+    let lines: Vec<String> = (0..4).map(|_| r.next()).collect();
+    let _ = r.tail.wait();
     assert_eq!(lines.len(), 4, "{lines:#?}");
     let echo: Vec<&String> = lines.iter().filter(|l| l.contains(" echo ")).collect();
     let fail: Vec<&String> = lines.iter().filter(|l| l.contains(" fail ")).collect();
