@@ -25,8 +25,16 @@ pub trait TraceStore: TraceSink {
     fn stats(&self, since_us: Option<u64>) -> BoxFuture<'static, Result<Vec<MethodRow>, String>>;
 }
 
+/// A trace's records, and when it expires.
+struct Trace {
+    /// Its id (the table's key too: found and shared in one lookup).
+    id: Arc<str>,
+    records: Vec<Record>,
+    expires: Instant,
+}
+
 struct StoreInner {
-    traces: HashMap<Arc<str>, (Vec<Record>, Instant)>,
+    traces: HashMap<Arc<str>, Trace>,
     /// (expiry, trace) in insertion order: expiry without scanning every
     /// trace (an entry is stale when its trace got a later record).
     expiries: VecDeque<(Instant, Arc<str>)>,
@@ -111,10 +119,10 @@ impl StoreInner {
         let Some((at, id)) = self.expiries.pop_front() else {
             return 0;
         };
-        if self.traces.get(&id).is_none_or(|(_, exp)| *exp > at) {
+        if self.traces.get(&id).is_none_or(|t| t.expires > at) {
             return 0;
         }
-        let dropped = self.traces.remove(&id).map_or(0, |(recs, _)| recs.len());
+        let dropped = self.traces.remove(&id).map_or(0, |t| t.records.len());
         self.records -= dropped;
         dropped
     }
@@ -249,19 +257,12 @@ impl EmbeddedStore {
         let expires = now + self.ttl;
         for r in batch {
             let st = &mut *st;
-            let known = st
-                .traces
-                .get_key_value(r.trace_id.as_str())
-                .map(|(id, _)| id.clone());
-            match known {
-                Some(id) => {
-                    let Some((records, at)) = st.traces.get_mut(&id) else {
-                        continue;
-                    };
-                    records.push(r);
+            match st.traces.get_mut(r.trace_id.as_str()) {
+                Some(t) => {
+                    t.records.push(r);
                     st.records += 1;
-                    if std::mem::replace(at, expires) != expires {
-                        st.expiries.push_back((expires, id));
+                    if std::mem::replace(&mut t.expires, expires) != expires {
+                        st.expiries.push_back((expires, t.id.clone()));
                     }
                 }
                 None => {
@@ -270,7 +271,12 @@ impl EmbeddedStore {
                     // one record straight to four)
                     let mut records = Vec::with_capacity(2);
                     records.push(r);
-                    st.traces.insert(id.clone(), (records, expires));
+                    let t = Trace {
+                        id: id.clone(),
+                        records,
+                        expires,
+                    };
+                    st.traces.insert(id.clone(), t);
                     st.records += 1;
                     st.expiries.push_back((expires, id));
                 }
@@ -284,7 +290,7 @@ impl EmbeddedStore {
     pub fn trace_at(&self, trace_id: &str, now: Instant) -> Vec<Record> {
         let st = self.lock();
         let mut v = match st.traces.get(trace_id) {
-            Some((recs, exp)) if *exp > now => recs.clone(),
+            Some(t) if t.expires > now => t.records.clone(),
             _ => Vec::new(),
         };
         v.sort_by_key(|r| r.start_us);
