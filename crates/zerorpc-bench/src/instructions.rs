@@ -10,11 +10,10 @@ use crate::{demo_server, secured, tarpc_pair};
 /// makes `n` sequential tarpc `echo` calls (for comparison), `curve` the
 /// `calls` over CURVE, `recorded` the `calls` with client and server
 /// recording into an embedded store (every record stored before the end),
-/// `big` the `calls` with 64 KiB of bytes to echo.
-/// One
-/// thread (a current-thread runtime), so that the count repeats from run to
-/// run; the script runs it at two sizes and divides the difference, so
-/// start-up and connection set-up cancel out.
+/// `big` the `calls` with 64 KiB of bytes to echo. One thread (a
+/// current-thread runtime), so that the count repeats from run to run; the
+/// script runs it at two sizes and divides the difference, so start-up and
+/// connection set-up cancel out.
 pub(crate) fn instructions_workload(kind: &str, n: u64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

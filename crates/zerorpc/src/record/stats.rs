@@ -262,8 +262,7 @@ impl MethodKeys {
         }
         let before = self.folded;
         self.folded += n;
-        // (warned whenever the count reaches a new power of two)
-        if before == 0 || self.folded.ilog2() != before.ilog2() {
+        if reached_power_of_two(before, self.folded) {
             tracing::warn!(
                 folded = self.folded,
                 service = %service.1,
@@ -291,6 +290,13 @@ impl MethodKeys {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+/// Whether a count that went from `before` to `after` reached a power of
+/// two it had not reached (when the stores' drop counters warn: a log
+/// line per doubling, however the count grows).
+pub(super) fn reached_power_of_two(before: u64, after: u64) -> bool {
+    after > before && (before == 0 || after.ilog2() != before.ilog2())
 }
 
 /// A table's rows, in key order.

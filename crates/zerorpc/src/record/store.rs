@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
-use super::stats::MethodKey;
+use super::stats::{reached_power_of_two, MethodKey};
 use super::{
     rows, slot_of, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
     SLOTS_KEPT, SLOT_SECS,
@@ -102,8 +102,7 @@ impl StoreInner {
         while self.records > self.max_records && !self.expiries.is_empty() {
             self.evicted += self.drop_first() as u64;
         }
-        // (warned whenever the count reaches a new power of two)
-        if self.evicted != before && (before == 0 || self.evicted.ilog2() != before.ilog2()) {
+        if reached_power_of_two(before, self.evicted) {
             tracing::warn!(
                 evicted = self.evicted,
                 max_records = self.max_records,
