@@ -121,10 +121,18 @@ impl FrameDecoder {
             return Ok(None);
         }
         self.pending = None;
+        // (an empty frame, a delimiter most often, refers to nothing: a
+        // slice of the read buffer would keep all of it alive as long as
+        // the frame is kept, a server's open call for one)
+        let body = if size == 0 {
+            Bytes::new()
+        } else {
+            input.split_to(size).freeze()
+        };
         Ok(Some(Frame {
             more: flags & FLAG_MORE != 0,
             command: flags & FLAG_COMMAND != 0,
-            body: input.split_to(size).freeze(),
+            body,
         }))
     }
 
@@ -156,6 +164,23 @@ mod tests {
         assert_eq!(f.body.len(), 256);
         assert!(!f.more && !f.command);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn an_empty_frame_keeps_no_hold_on_the_read_buffer() {
+        let mut input = BytesMut::with_capacity(256);
+        Frame::data(Bytes::new(), true).encode(&mut input);
+        Frame::data(&b"payload"[..], false).encode(&mut input);
+        let mut dec = FrameDecoder::new(100);
+        let delimiter = dec.decode(&mut input).unwrap().unwrap();
+        assert!(delimiter.body.is_empty() && delimiter.more);
+        let payload = dec.decode(&mut input).unwrap().unwrap();
+        drop(payload);
+        // Only the delimiter is kept (a server's open call keeps its
+        // client's delimiter): the buffer is still this reader's alone,
+        // so it is reused rather than reallocated.
+        assert!(input.try_reclaim(256), "the empty frame holds the buffer");
+        drop(delimiter);
     }
 
     #[test]
