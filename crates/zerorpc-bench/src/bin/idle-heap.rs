@@ -79,6 +79,7 @@ fn main() {
         // what an open call costs).
         c.call("echo", vec![1.into()]).await.expect("echo");
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let call_future = std::mem::size_of_val(&c.call("slow", vec![3600.into()]));
         let before = snapshot();
         let calls: Vec<_> = (0..n)
             .map(|_| {
@@ -116,6 +117,7 @@ fn main() {
             per(bytes),
             per(count)
         );
+        println!("(a `Client::call` future is {call_future} bytes)");
         println!("\n| size class (bytes) | allocations per call | bytes per call |\n|---|---:|---:|");
         for r in rows {
             println!("{r}");

@@ -146,18 +146,19 @@ pub struct Channel {
     last_heard: Option<Instant>,
     next_heartbeat: Instant,
     first_reply_deadline: Option<Instant>,
-    /// The call's deadline and the budget it was set from, until the first
-    /// reply (received by a client, sent by a server).
-    deadline: Option<(Instant, Duration)>,
-    /// The budget of the deadline set, kept after the first reply (what a
-    /// client reports when the server says the deadline passed).
+    /// The call's deadline, until the first reply (received by a client,
+    /// sent by a server).
+    deadline: Option<Instant>,
+    /// The budget the deadline was set from, kept after the first reply
+    /// (what a client reports when the server says the deadline passed).
     deadline_budget: Option<Duration>,
-    /// STREAM events we may still send.
-    send_credit: u64,
-    /// STREAM events the remote may still send us (granted, not received).
-    remote_credit: u64,
+    /// STREAM events we may still send (at most [`MAX_SEND_CREDIT`]).
+    send_credit: u32,
+    /// STREAM events the remote may still send us (granted, not received;
+    /// at most the window).
+    remote_credit: u32,
     /// STREAM events received and not yet consumed by the application.
-    buffered: u64,
+    buffered: u32,
     /// Whether a STREAM has started (we grant credit only for streams).
     streaming: bool,
     out: VecDeque<Event>,
@@ -232,7 +233,7 @@ impl Channel {
     /// [`ChannelError::DeadlineExceeded`] once it passes without a first
     /// reply.
     pub fn set_deadline(&mut self, at: Instant, budget: Duration) {
-        self.deadline = Some((at, budget));
+        self.deadline = Some(at);
         self.deadline_budget = Some(budget);
     }
 
@@ -262,7 +263,7 @@ impl Channel {
 
     /// The call's deadline, while it applies.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline.map(|(at, _)| at)
+        self.deadline
     }
 
     /// The channel id (the request's message id).
@@ -288,15 +289,15 @@ impl Channel {
             Some(EventKind::Heartbeat) => Ok(None),
             Some(EventKind::More) => {
                 let n = credit_arg(&ev.args).ok_or(ChannelError::BadCredit)?;
-                match self.mode {
-                    CreditMode::Additive => self.send_credit = self.send_credit.saturating_add(n),
-                    CreditMode::Absolute => self.send_credit = n,
-                }
+                let credit = match self.mode {
+                    CreditMode::Additive => u64::from(self.send_credit).saturating_add(n),
+                    CreditMode::Absolute => n,
+                };
                 // Whatever the remote grants, no more than a sane window
                 // (items also wait for room in the connection's queue, so
                 // credit is not what bounds memory; this keeps the count
                 // meaningful).
-                self.send_credit = self.send_credit.min(MAX_SEND_CREDIT);
+                self.send_credit = credit.min(MAX_SEND_CREDIT) as u32;
                 Ok(None)
             }
             kind => {
@@ -308,7 +309,7 @@ impl Channel {
                     }
                     self.streaming = true;
                     self.remote_credit = self.remote_credit.saturating_sub(1);
-                    self.buffered += 1;
+                    self.buffered = self.buffered.saturating_add(1);
                     self.maybe_grant();
                 }
                 Ok(Some(ev))
@@ -333,7 +334,7 @@ impl Channel {
     /// more than `lost_after` intervals; a remote not heard yet counts as
     /// heard at our first heartbeat.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ChannelError> {
-        if let Some((at, budget)) = self.deadline {
+        if let (Some(at), Some(budget)) = (self.deadline, self.deadline_budget) {
             if now >= at {
                 return Err(ChannelError::DeadlineExceeded(budget));
             }
@@ -384,7 +385,7 @@ impl Channel {
 
     /// STREAM items that may be sent now.
     pub fn send_credit(&self) -> u64 {
-        self.send_credit
+        u64::from(self.send_credit)
     }
 
     /// Queues a reply or stream event on this channel. `STREAM` uses one
@@ -411,6 +412,7 @@ impl Channel {
     /// The application consumed `n` received stream items: grant more
     /// credit if the window has room.
     pub fn consumed(&mut self, n: u64) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.buffered = self.buffered.saturating_sub(n);
         self.maybe_grant();
     }
@@ -433,8 +435,8 @@ impl Channel {
         if !self.streaming {
             return;
         }
-        let window = u64::from(self.cfg.window.max(1));
-        let free = window.saturating_sub(self.buffered + self.remote_credit);
+        let window = self.cfg.window.max(1);
+        let free = window.saturating_sub(self.buffered.saturating_add(self.remote_credit));
         // Grant when half the window is free (or the remote has nothing
         // left), so a fast stream is not stalled by round trips.
         if free == 0 || (free < window / 2 && self.remote_credit > 0) {

@@ -391,7 +391,7 @@ impl Client {
         args: Vec<Value>,
         trace: Option<&TraceContext>,
     ) -> Result<(CallHandle, Arc<str>), Error> {
-        let (mut call, unsent) = InlineCall::new(self.open_channel(method, args, trace));
+        let (mut call, unsent) = self.open_channel(method, args, trace);
         if let Some(msg) = unsent {
             call.send_request(&self.inner, *msg).await?;
         }
@@ -448,11 +448,7 @@ impl Client {
         // dropping an item within it would break the stream).
         let (net_tx, net_rx) = mailbox(cfg.widest_window() as usize + 16, usize::MAX);
         conn.channels().insert(id.clone(), net_tx);
-        let guard = CallGuard {
-            conn: conn.clone(),
-            id: id.clone(),
-            drops_at_open: conn.drops.load(Ordering::SeqCst),
-        };
+        let drops_at_open = conn.drops.load(Ordering::SeqCst);
         let msg = Message::from_iter([Bytes::new(), request.encode()]);
         let mut ch = Channel::client(id, cfg, now);
         if let Some((at, left)) = inherited {
@@ -463,11 +459,21 @@ impl Client {
             ch.set_headers(h);
         }
         let unsent = match conn.dealer.try_send_or_return(msg) {
-            Err(TrySendError::Full(msg)) => Some(msg),
+            // (boxed: rare; see `InlineCall::send_request`)
+            Err(TrySendError::Full(msg)) => Some(Box::new(msg)),
             // (round-robin sockets only report Full)
             _ => None,
         };
-        (conn, ch, net_rx, guard, unsent)
+        let call = InlineCall {
+            driver: Driver::new(ch),
+            out: ToServer {
+                conn,
+                drops_at_open,
+                sending: None,
+            },
+            net_rx,
+        };
+        (call, unsent)
     }
 
     /// A connection for a new channel: round robin over the healthy ones
@@ -493,13 +499,6 @@ impl Client {
     }
 }
 
-/// What [`Client::open_channel`] returns: the connection, the channel,
-/// its mailbox, its registration, and the request if it still has to be
-/// sent.
-pub(super) type Opened = (
-    Arc<Conn>,
-    Channel,
-    MailReceiver<Event>,
-    CallGuard,
-    Option<Message>,
-);
+/// What [`Client::open_channel`] returns: the call (its channel
+/// registered), and its request if it still has to be sent.
+pub(super) type Opened = (InlineCall, Option<Box<Message>>);

@@ -5,43 +5,48 @@ use super::*;
 
 /// A call's channel, its connection and its mailbox: driven by its
 /// caller (see [`Client::call`]), or by a task for a stream (see
-/// [`drive_call`]).
+/// [`drive_call`]). Its channel is registered with its connection until
+/// it is dropped.
 pub(super) struct InlineCall {
     pub(super) driver: Driver,
     pub(super) out: ToServer,
     pub(super) net_rx: MailReceiver<Event>,
-    pub(super) _guard: CallGuard,
+}
+
+impl Drop for InlineCall {
+    fn drop(&mut self) {
+        self.out.conn.channels().remove(self.driver.ch.id());
+    }
 }
 
 /// The server's end of a call: the connection's DEALER, and a control event
 /// waiting for room (heartbeats and credit; see [`Outlet::start_send`]).
 pub(super) struct ToServer {
     pub(super) conn: Arc<Conn>,
+    /// The connection's drop count when the channel opened (see
+    /// [`Conn::closed_error`]).
+    pub(super) drops_at_open: u64,
     pub(super) sending: Option<BoxedSend>,
 }
 
-impl InlineCall {
-    /// The call, and its request if it still has to be sent (boxed: rare;
-    /// see [`InlineCall::send_request`]).
-    pub(super) fn new(opened: Opened) -> (Self, Option<Box<Message>>) {
-        let (conn, ch, net_rx, guard, unsent) = opened;
-        let call = InlineCall {
-            driver: Driver::new(ch),
-            out: ToServer {
-                conn,
-                sending: None,
-            },
-            net_rx,
-            _guard: guard,
-        };
-        (call, unsent.map(Box::new))
+impl ToServer {
+    /// Moves the channel `id` to another connection (its request had not
+    /// left).
+    pub(super) fn move_to(&mut self, to: &Arc<Conn>, id: &MessageId) {
+        if let Some(tx) = self.conn.channels().remove(id) {
+            to.channels().insert(id.clone(), tx);
+        }
+        self.conn = to.clone();
+        self.drops_at_open = to.drops.load(Ordering::SeqCst);
     }
+}
 
+impl InlineCall {
     /// Sends a request that found no room when the channel opened (see
     /// [`wait_send`]).
     pub(super) async fn send_request(&mut self, inner: &Inner, msg: Message) -> Result<(), Error> {
         let timeout = self.driver.ch.config().first_reply_timeout;
-        wait_send(inner, &mut self.out.conn, &mut self._guard, msg, timeout).await?;
+        wait_send(inner, &mut self.out, self.driver.ch.id(), msg, timeout).await?;
         self.driver.ch.request_sent(Instant::now().into_std());
         Ok(())
     }
@@ -63,7 +68,7 @@ impl InlineCall {
                     continue;
                 }
                 Poll::Ready(None) => {
-                    let e = self.out.conn.closed_error(self._guard.drops_at_open);
+                    let e = self.out.conn.closed_error(self.out.drops_at_open);
                     return Poll::Ready(Err(e));
                 }
                 Poll::Pending => {}
@@ -106,8 +111,7 @@ enum CollectState {
 }
 
 impl Collect {
-    pub(super) fn new(inner: &Arc<Inner>, opened: Opened) -> Self {
-        let (mut call, unsent) = InlineCall::new(opened);
+    pub(super) fn new(inner: &Arc<Inner>, (mut call, unsent): Opened) -> Self {
         let state = match unsent {
             None => CollectState::Receiving(call),
             Some(msg) => {
@@ -172,6 +176,50 @@ impl Future for Collect {
             // (the call ends here: its registration goes with it)
             this.state = CollectState::Done;
             return Poll::Ready(out);
+        }
+    }
+}
+
+/// [`Client::call`]'s future. Lazy like an `async fn` (the call starts
+/// at its first poll), then a plain call's channel driven by its caller
+/// ([`Collect`]), or a retried or observed call in a box of its own.
+// (the large variant is the common one, as for `CollectState`)
+#[allow(clippy::large_enum_variant)]
+pub(super) enum CallFuture<'a> {
+    Start {
+        client: &'a Client,
+        method: &'a str,
+        args: Vec<Value>,
+    },
+    Plain(Collect),
+    Boxed(Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'a>>),
+    Done,
+}
+
+impl Future for CallFuture<'_> {
+    type Output = Result<Value, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        loop {
+            let r = match this {
+                CallFuture::Start { .. } => {
+                    if let CallFuture::Start {
+                        client,
+                        method,
+                        args,
+                    } = std::mem::replace(this, CallFuture::Done)
+                    {
+                        *this = client.start_call(method, args, true);
+                    }
+                    continue;
+                }
+                CallFuture::Plain(c) => std::task::ready!(Pin::new(c).poll(cx)).map(|(v, _)| v),
+                CallFuture::Boxed(f) => std::task::ready!(f.as_mut().poll(cx)),
+                CallFuture::Done => Err(Error::Closed),
+            };
+            *this = CallFuture::Done;
+            return Poll::Ready(r);
         }
     }
 }
@@ -308,8 +356,8 @@ impl Outlet for ToServer {
 /// moves to another connection, and fails at once when all are refused.
 pub(super) async fn wait_send(
     inner: &Inner,
-    conn: &mut Arc<Conn>,
-    guard: &mut CallGuard,
+    out: &mut ToServer,
+    id: &MessageId,
     msg: Message,
     timeout: Option<Duration>,
 ) -> Result<(), Error> {
@@ -317,14 +365,13 @@ pub(super) async fn wait_send(
         loop {
             // (a send that loses the race has not queued its copy)
             let refused = tokio::select! {
-                r = conn.dealer.send(msg.clone()) => return r.map_err(Error::from),
-                r = inner.refused(conn) => r,
+                r = out.conn.dealer.send(msg.clone()) => return r.map_err(Error::from),
+                r = inner.refused(&out.conn) => r,
             };
             match inner.unrefused() {
                 Some(other) => {
-                    tracing::debug!(from = %conn.endpoint, to = %other.endpoint, reason = %refused.reason, "request moves off a refused connection");
-                    guard.move_to(&other);
-                    *conn = other;
+                    tracing::debug!(from = %out.conn.endpoint, to = %other.endpoint, reason = %refused.reason, "request moves off a refused connection");
+                    out.move_to(&other, id);
                 }
                 None => return Err(refused.error()),
             }

@@ -216,14 +216,51 @@ impl Client {
     ///
     /// A call to a method the [`RetryPolicy`] names is retried, with
     /// backoff, when it is lost.
-    pub async fn call(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
-        match self.inner.opts.retry.as_ref() {
-            Some(policy) if policy.covers(method) => {
-                // (boxed: the retry state would otherwise sit in every call)
-                Box::pin(self.call_with_retries(policy, method, args)).await
-            }
-            _ => self.call_once(method, args).await,
+    ///
+    /// Like an `async fn`, nothing happens until the future is polled.
+    /// (It is a hand-written future: an open call costs its caller little
+    /// more than its channel.)
+    pub fn call<'a>(
+        &'a self,
+        method: &'a str,
+        args: Vec<Value>,
+    ) -> impl Future<Output = Result<Value, Error>> + Send + 'a {
+        CallFuture::Start {
+            client: self,
+            method,
+            args,
         }
+    }
+
+    /// The first step of a call: a call that is retried or observed is a
+    /// boxed future of its own (their state would otherwise sit in every
+    /// call); a plain one is its channel, opened now.
+    fn start_call<'a>(&'a self, method: &'a str, args: Vec<Value>, retry: bool) -> CallFuture<'a> {
+        if retry {
+            if let Some(policy) = self.inner.opts.retry.as_ref() {
+                if policy.covers(method) {
+                    return CallFuture::Boxed(Box::pin(
+                        self.call_with_retries(policy, method, args),
+                    ));
+                }
+            }
+        }
+        // Traced inside a traced handler (a child span), else a new trace
+        // unless `trace_roots` is off and the client does not record.
+        let trace = call_context(&self.inner.opts);
+        let opts = &self.inner.opts;
+        // A call nobody watches (no recorder, metrics, error hook or
+        // `tracing` subscriber: the default) carries its trace context and
+        // nothing more; the others are observed.
+        let watched = opts.recorder.is_some()
+            || opts.metrics
+            || opts.on_error.is_some()
+            || (trace.is_some() && tracing::span_enabled!(tracing::Level::INFO));
+        if watched {
+            return CallFuture::Boxed(Box::pin(self.call_observed(method, args, trace)));
+        }
+        let opened = self.open_channel(method, args, trace.as_ref());
+        CallFuture::Plain(Collect::new(&self.inner, opened))
     }
 
     async fn call_with_retries(
@@ -258,24 +295,9 @@ impl Client {
             .await
     }
 
+    /// One attempt of a call (retries are not this attempt's business).
     async fn call_once(&self, method: &str, args: Vec<Value>) -> Result<Value, Error> {
-        // Traced inside a traced handler (a child span), else a new trace
-        // unless `trace_roots` is off and the client does not record.
-        let trace = call_context(&self.inner.opts);
-        let opts = &self.inner.opts;
-        // A call nobody watches (no recorder, metrics, error hook or
-        // `tracing` subscriber: the default) carries its trace context and
-        // nothing more; the others are observed, their state in a box so
-        // that every open call does not carry it.
-        let watched = opts.recorder.is_some()
-            || opts.metrics
-            || opts.on_error.is_some()
-            || (trace.is_some() && tracing::span_enabled!(tracing::Level::INFO));
-        if watched {
-            return Box::pin(self.call_observed(method, args, trace)).await;
-        }
-        let opened = self.open_channel(method, args, trace.as_ref());
-        Collect::new(&self.inner, opened).await.map(|(v, _)| v)
+        self.start_call(method, args, false).await
     }
 
     /// A call that is recorded, measured, reported or seen by a `tracing`
@@ -292,7 +314,7 @@ impl Client {
         let captured = (opts.record_payloads && opts.recorder.is_some() && trace.is_some())
             .then(|| args.clone());
         let opened = self.open_channel(method, args, trace.as_ref());
-        let endpoint = opened.0.endpoint.clone();
+        let endpoint = opened.0.out.conn.endpoint.clone();
         // A `tracing` span too, so subscribers see the call with its ids.
         // (made only when a subscriber wants it: a trace context is on
         // every call, a subscriber seldom)

@@ -246,28 +246,3 @@ fn error_outcome(e: &Error) -> Outcome {
         },
     }
 }
-
-/// Unregisters a call's channel when the call ends or is dropped.
-pub(super) struct CallGuard {
-    pub(super) conn: Arc<Conn>,
-    pub(super) id: MessageId,
-    /// The connection's drop count when the channel opened.
-    pub(super) drops_at_open: u64,
-}
-
-impl CallGuard {
-    /// Moves the channel to another connection (its request had not left).
-    pub(super) fn move_to(&mut self, to: &Arc<Conn>) {
-        if let Some(tx) = self.conn.channels().remove(&self.id) {
-            to.channels().insert(self.id.clone(), tx);
-        }
-        self.conn = to.clone();
-        self.drops_at_open = to.drops.load(Ordering::SeqCst);
-    }
-}
-
-impl Drop for CallGuard {
-    fn drop(&mut self) {
-        self.conn.channels().remove(&self.id);
-    }
-}

@@ -15,6 +15,13 @@ pub(super) enum Inbound {
     Shutdown,
 }
 
+/// A call's request and the trace context its handler will run under
+/// (see [`server_trace`]), kept until the handler starts.
+pub(super) struct Request {
+    pub(super) event: Event,
+    pub(super) ctx: Option<TraceContext>,
+}
+
 pub(super) enum Phase {
     Queued,
     Running(HandlerFuture),
@@ -30,14 +37,16 @@ pub(super) type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphore
 /// of a blocked send or a queued call are boxed, and rare).
 pub(super) struct ServerCall {
     pub(super) inner: Arc<Inner>,
-    pub(super) key: ChannelKey,
+    /// The client's routing id (with the channel's id, the call's key in
+    /// the table of open calls).
+    pub(super) client: Bytes,
     /// The channel and its timer.
     pub(super) driver: Driver,
     /// The client's connection: replies are queued there, and the call
     /// waits for room before starting or producing more.
     pub(super) out: ToClient,
     /// The request, until its handler starts.
-    pub(super) request: Option<Box<Event>>,
+    pub(super) request: Option<Box<Request>>,
     pub(super) phase: Phase,
     /// Held while the handler runs (with `max_concurrency`).
     pub(super) permit: Option<OwnedSemaphorePermit>,
@@ -52,7 +61,11 @@ impl Drop for ServerCall {
         if let Some(t) = self.trace.take() {
             t.end(&self.inner);
         }
-        self.inner.channels().remove(&self.key);
+        let key = (
+            std::mem::take(&mut self.client),
+            self.driver.ch.id().clone(),
+        );
+        self.inner.channels().remove(&key);
         self.inner.live.fetch_sub(1, Ordering::SeqCst);
         if matches!(self.phase, Phase::Queued) {
             self.inner.queued.fetch_sub(1, Ordering::SeqCst);
@@ -123,7 +136,7 @@ impl Future for ServerCall {
                     Poll::Ready(Some(Inbound::Event(ev))) => {
                         if let Err(e) = this.driver.on_event(ev) {
                             if let Some(suppressed) = CALL_LOG.admit("bad control event") {
-                                tracing::warn!(channel = %this.key.1, error = ?e, suppressed, "bad control event, abandoning call");
+                                tracing::warn!(channel = %this.driver.ch.id(), error = ?e, suppressed, "bad control event, abandoning call");
                             }
                             return Poll::Ready(());
                         }
@@ -138,7 +151,7 @@ impl Future for ServerCall {
                     // Removed from the table: the client disconnected, or
                     // the server stopped.
                     Poll::Ready(None) => {
-                        tracing::debug!(channel = %this.key.1, "call cancelled");
+                        tracing::debug!(channel = %this.driver.ch.id(), "call cancelled");
                         return Poll::Ready(());
                     }
                     Poll::Pending => break,
@@ -155,7 +168,7 @@ impl Future for ServerCall {
                 }
                 Poll::Ready(Err(e)) => {
                     this.note(Outcome::Lost);
-                    tracing::info!(channel = %this.key.1, error = ?e, "client lost, cancelling call");
+                    tracing::info!(channel = %this.driver.ch.id(), error = ?e, "client lost, cancelling call");
                     return Poll::Ready(());
                 }
             }
@@ -165,21 +178,21 @@ impl Future for ServerCall {
                 match this.out.peer.poll_room(cx) {
                     Poll::Pending => {}
                     Poll::Ready(Err(e)) => {
-                        tracing::debug!(channel = %this.key.1, error = %e, "client gone before its call started");
+                        tracing::debug!(channel = %this.driver.ch.id(), error = %e, "client gone before its call started");
                         return Poll::Ready(());
                     }
                     Poll::Ready(Ok(())) => {
                         if this.poll_slot(cx) {
                             if let Some(req) = this.request.take() {
-                                let ctx = this.trace.as_ref().and_then(|t| t.ctx.clone());
-                                let user = this.inner.user_of(&this.key.0);
+                                let Request { event, ctx } = *req;
+                                let user = this.inner.user_of(&this.client);
                                 if let Some(span) =
                                     this.trace.as_mut().and_then(|t| t.span.as_mut())
                                 {
                                     span.set_user(user.clone());
                                 }
                                 let deadline = this.driver.ch.deadline();
-                                let fut = dispatch(&this.inner, *req, ctx, user, deadline);
+                                let fut = dispatch(&this.inner, event, ctx, user, deadline);
                                 this.set_phase(Phase::Running(fut));
                             }
                         }
@@ -189,7 +202,7 @@ impl Future for ServerCall {
             match this.poll_work(cx, &mut budget) {
                 Ok(p) => progressed |= p,
                 Err(e) => {
-                    tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                    tracing::debug!(channel = %this.driver.ch.id(), error = %e, "client unreachable, abandoning call");
                     return Poll::Ready(());
                 }
             }
@@ -202,7 +215,7 @@ impl Future for ServerCall {
             let waited = this.out.sending.is_some();
             match this.driver.poll_flush(&mut this.out, cx) {
                 Poll::Ready(Err(e)) => {
-                    tracing::debug!(channel = %this.key.1, error = %e, "client unreachable, abandoning call");
+                    tracing::debug!(channel = %this.driver.ch.id(), error = %e, "client unreachable, abandoning call");
                     return Poll::Ready(());
                 }
                 // A reply that waited for room has gone: a stream held
@@ -238,7 +251,7 @@ impl ServerCall {
             self.driver.ch.clear_deadline();
             return;
         }
-        tracing::debug!(channel = %self.key.1, ?budget, "deadline passed, cancelling call");
+        tracing::debug!(channel = %self.driver.ch.id(), ?budget, "deadline passed, cancelling call");
         let e = CallError::new(
             crate::deadline::ERROR_NAME,
             format!("the caller's deadline passed ({budget:?} budget); the call was cancelled"),

@@ -4,10 +4,10 @@
 
 use super::*;
 
-/// What is watched of an observed call (traced, measured, or with an
+/// What is watched of an observed call (recorded, measured, or with an
 /// error hook): its span and what is known of its outcome so far.
 pub(super) struct ServerTrace {
-    /// The call's trace context, when traced.
+    /// The call's trace context, when traced (for the error hook).
     pub(super) ctx: Option<TraceContext>,
     /// Recorded at the end (with a recorder).
     pub(super) span: Option<Span>,
@@ -23,14 +23,17 @@ pub(super) struct ServerTrace {
     pub(super) items: u64,
 }
 
-/// The server span of a new call: a child of the caller's span when the
-/// request carries one (or of a legacy trace id), a new trace when this
-/// server records; else none.
+/// The trace context of a new call: a child of the caller's span when
+/// the request carries one (or of a legacy trace id), a new trace when this
+/// server records; else none. With it, what is watched of the call, when
+/// anything is (a recorder, metrics or an error hook): an unwatched call,
+/// the default, carries its context to its handler and its replies and
+/// costs nothing more.
 pub(super) fn server_trace(
     inner: &Inner,
     event: &Event,
     identity: &Bytes,
-) -> Option<Box<ServerTrace>> {
+) -> (Option<TraceContext>, Option<Box<ServerTrace>>) {
     let ctx = TraceContext::from_header(&event.header)
         .map(|remote| remote.child())
         .or_else(|| {
@@ -40,8 +43,8 @@ pub(super) fn server_trace(
                 .as_ref()
                 .map(|_| TraceContext::new_root())
         });
-    if ctx.is_none() && !inner.opts.metrics && inner.opts.on_error.is_none() {
-        return None;
+    if inner.opts.recorder.is_none() && !inner.opts.metrics && inner.opts.on_error.is_none() {
+        return (ctx, None);
     }
     // Metrics labels and store keys name only methods this server has: any
     // other name (a client's typo, or a hostile client's endless random
@@ -71,15 +74,16 @@ pub(super) fn server_trace(
         crate::metrics::in_flight(&inner.service_name, 1.0);
         Instant::now()
     });
-    Some(Box::new(ServerTrace {
-        ctx,
+    let watched = Box::new(ServerTrace {
+        ctx: ctx.clone(),
         span,
         method,
         metrics,
         outcome: Outcome::Cancelled,
         ended: None,
         items: 0,
-    }))
+    });
+    (ctx, Some(watched))
 }
 
 impl ServerTrace {

@@ -88,7 +88,12 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
         }
         None => {
             let key = (identity.clone(), event.header.message_id.clone());
-            let envelope: Envelope = frames[1..frames.len() - 1].iter().cloned().collect();
+            // (copied: the frames are slices of the connection's read
+            // buffer, which an open call must not keep alive)
+            let envelope: Envelope = frames[1..frames.len() - 1]
+                .iter()
+                .map(|f| Bytes::copy_from_slice(f))
+                .collect();
             let Some(peer) = inner.router.peer_sender(identity) else {
                 // Gone already: nobody to answer.
                 return None;
@@ -138,21 +143,21 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                     ch.set_deadline(at, budget);
                 }
             }
-            let trace = server_trace(inner, &event, identity);
-            if let Some(ctx) = trace.as_ref().and_then(|t| t.ctx.as_ref()) {
+            let (ctx, trace) = server_trace(inner, &event, identity);
+            if let Some(ctx) = &ctx {
                 // every event of a traced channel carries its context
                 ch.set_headers(ctx.shared_entries());
             }
             Some(ServerCall {
                 inner: inner.clone(),
-                key,
+                client: key.0,
                 driver: Driver::new(ch),
                 out: ToClient {
                     peer,
                     envelope,
                     sending: None,
                 },
-                request: Some(Box::new(event)),
+                request: Some(Box::new(Request { event, ctx })),
                 phase: Phase::Queued,
                 permit: None,
                 acquiring: None,
