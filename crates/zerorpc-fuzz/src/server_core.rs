@@ -7,8 +7,7 @@
 //! drives is the library's own code: `Event::decode` with the server's
 //! limits, `Channel::server` from whatever request arrives,
 //! `Channel::set_deadline` from its `deadline_ms`, the trace context
-//! (`TraceContext::from_header`, `child`, `shared_entries`,
-//! `Channel::set_headers`), `Channel::on_event` with whatever events
+//! (`TraceContext::from_header`, `child`, `Channel::set_trace`), `Channel::on_event` with whatever events
 //! arrive, `handle_timeout` with an explicit clock, `send`, credit and
 //! `poll_transmit`, the replies' encoding, and the demo service's
 //! dispatch (introspection, argument decoding, handlers) as
@@ -146,7 +145,7 @@ impl ServerCore {
                 }
                 let ctx = TraceContext::from_header(&event.header).map(|remote| remote.child());
                 if let Some(ctx) = &ctx {
-                    ch.set_headers(ctx.shared_entries());
+                    ch.set_trace(ctx);
                 }
                 assert!(
                     ch.poll_timeout() >= now,

@@ -223,7 +223,7 @@ pub(crate) fn register(m: &Method) -> TokenStream2 {
         quote! { __args.len() < #required || __args.len() > #nargs }
     };
     let takes = format!("{name}() takes {}", takes(m));
-    let parse = quote! {
+    let check_and_parse = quote! {
         if #wrong_count {
             return Err(::zerorpc::CallError::bad_args(::std::format!(
                 "{} but {} were given", #takes, __args.len()
@@ -239,6 +239,18 @@ pub(crate) fn register(m: &Method) -> TokenStream2 {
                 ::std::result::Result::Err(e) => return ::std::result::Result::Err(e),
             };
         )*
+    };
+    // (parsed in a block of its own: the argument list is freed before the
+    // method runs, not kept in its future)
+    let parse = if nargs == 0 {
+        check_and_parse
+    } else {
+        quote! {
+            let (#(#arg_idents,)*) = {
+                #check_and_parse
+                (#(#arg_idents,)*)
+            };
+        }
     };
     let call = if m.is_async {
         quote! { __this.#ident(#(#arg_idents),*).await }

@@ -55,13 +55,13 @@ pub async fn scope<F: Future>(at: Instant, f: F) -> F::Output {
     DEADLINE.scope(at, f).await
 }
 
-/// `f` under the deadline `at` as it is, without an earlier one to
-/// compare it with (a server starting a handler), as a nameable future.
-pub(crate) fn scoped<F: Future>(
-    at: Instant,
-    f: F,
-) -> tokio::task::futures::TaskLocalFuture<Instant, F> {
-    DEADLINE.scope(at, f)
+/// Runs `f` under the deadline `at`, if any, as it is, without an earlier
+/// one to compare it with (a server polling its handler).
+pub(crate) fn sync_scoped<R>(at: Option<Instant>, f: impl FnOnce() -> R) -> R {
+    match at {
+        Some(at) => DEADLINE.sync_scope(at, f),
+        None => f(),
+    }
 }
 
 /// The budget a header carries as a duration.

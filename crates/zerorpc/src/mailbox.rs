@@ -24,11 +24,12 @@ struct Shared<T> {
 struct State<T> {
     /// Items and their sizes.
     queue: VecDeque<(T, usize)>,
-    cap: usize,
+    /// (u32, beside `closed`: every open channel has a mailbox)
+    cap: u32,
+    closed: bool,
     /// Bytes queued, and the most that may be.
     bytes: usize,
     max_bytes: usize,
-    closed: bool,
 }
 
 impl<T> State<T> {
@@ -51,10 +52,10 @@ pub(crate) fn mailbox<T>(cap: usize, max_bytes: usize) -> (MailSender<T>, MailRe
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
-            cap: cap.max(1),
+            cap: u32::try_from(cap).unwrap_or(u32::MAX).max(1),
+            closed: false,
             bytes: 0,
             max_bytes,
-            closed: false,
         }),
         waker: AtomicWaker::new(),
     });
@@ -87,7 +88,7 @@ impl<T> MailSender<T> {
                 return Err(MailError::Closed);
             }
             let over = st.bytes.saturating_add(bytes) > st.max_bytes;
-            if st.queue.len() >= st.cap || (over && !st.queue.is_empty()) {
+            if st.queue.len() >= st.cap as usize || (over && !st.queue.is_empty()) {
                 return Err(MailError::Full);
             }
             st.bytes = st.bytes.saturating_add(bytes);

@@ -53,6 +53,15 @@ tokio::task_local! {
     static CURRENT: TraceContext;
 }
 
+/// Runs `f` with `ctx`, if any, as the current context (a server polling
+/// its handler: a copy of the context per poll, no allocation).
+pub(crate) fn sync_scoped<R>(ctx: Option<&TraceContext>, f: impl FnOnce() -> R) -> R {
+    match ctx {
+        Some(c) => CURRENT.sync_scope(c.clone(), f),
+        None => f(),
+    }
+}
+
 std::thread_local! {
     /// Per-thread id generator state (SplitMix64), seeded once from the
     /// OS-seeded `rand` generator: ids must be unpredictable enough not to
@@ -117,15 +126,6 @@ impl TraceContext {
         CURRENT.scope(self, f).await
     }
 
-    /// [`TraceContext::scope`] as a nameable future (for the server, which
-    /// wraps a handler in this and its deadline in one allocation).
-    pub(crate) fn scoped<F: std::future::Future>(
-        self,
-        f: F,
-    ) -> tokio::task::futures::TaskLocalFuture<TraceContext, F> {
-        CURRENT.scope(self, f)
-    }
-
     /// The trace id as 32 hex digits.
     pub fn trace_id_hex(&self) -> String {
         hex(&self.trace_id)
@@ -145,12 +145,7 @@ impl TraceContext {
     }
 
     fn traceparent_bytes(&self) -> [u8; 55] {
-        TraceParent {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            flags: u8::from(self.sampled),
-        }
-        .to_bytes()
+        self.trace_parent().to_bytes()
     }
 
     /// Reads a `traceparent` (and `tracestate`): the context of the remote
@@ -243,6 +238,32 @@ impl TraceContext {
         buf[n..n + 55].copy_from_slice(&self.traceparent_bytes());
         let n = n + 55;
         SharedEntries::from_encoded(1, &buf[..n])
+    }
+
+    /// This span as a `traceparent` ([`crate::Header::traceparent`]).
+    pub fn trace_parent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: u8::from(self.sampled),
+        }
+    }
+
+    /// Puts this span on an event header: its `traceparent` in place (no
+    /// allocation), and its `tracestate`, if it has one, among the shared
+    /// entries.
+    pub fn stamp(&self, header: &mut crate::Header) {
+        header.traceparent = Some(self.trace_parent());
+        header.shared = self.tracestate_entries();
+    }
+
+    /// The `tracestate` entry, encoded to be shared by every event of a
+    /// channel (none without one).
+    pub(crate) fn tracestate_entries(&self) -> SharedEntries {
+        match &self.tracestate {
+            Some(ts) => SharedEntries::new(&[(Value::from(TRACESTATE), Value::from(ts.as_str()))]),
+            None => SharedEntries::default(),
+        }
     }
 
     /// The header entries that carry this span on the wire.

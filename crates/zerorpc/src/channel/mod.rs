@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rmpv::Value;
 
 use crate::event::{Event, EventKind, MessageId, SharedEntries};
+use crate::trace::{TraceContext, TraceParent};
 
 mod driver;
 pub(crate) use driver::{Driver, Outlet};
@@ -164,6 +165,9 @@ pub struct Channel {
     out: VecDeque<Event>,
     /// `out` holds a heartbeat and nothing else (see `poll_transmit`).
     lone_heartbeat: bool,
+    /// The trace context every event sent carries, when traced (its
+    /// `traceparent` in place; a `tracestate` is among `headers`).
+    traceparent: Option<TraceParent>,
     /// Extra header entries of every event sent.
     headers: SharedEntries,
     /// The first `STREAM` event sent says how much credit this side honours
@@ -192,6 +196,7 @@ impl Channel {
             streaming: false,
             out: VecDeque::new(),
             lone_heartbeat: false,
+            traceparent: None,
             headers: SharedEntries::default(),
             announce: false,
         }
@@ -459,15 +464,23 @@ impl Channel {
     /// entries (trace context).
     fn emit(&mut self, kind: EventKind, args: Value) {
         let mut ev = Event::on_channel(&self.id, kind, args);
+        ev.header.traceparent = self.traceparent;
         ev.header.shared = self.headers.clone();
         self.lone_heartbeat = kind == EventKind::Heartbeat && self.out.is_empty();
         self.out.push_back(ev);
     }
 
-    /// Header entries added to every event this channel sends (for
-    /// example a trace context).
+    /// Header entries added to every event this channel sends.
     pub fn set_headers(&mut self, entries: SharedEntries) {
         self.headers = entries;
+    }
+
+    /// The trace context every event this channel sends carries (see
+    /// [`TraceContext::stamp`]; kept without an allocation unless it has a
+    /// `tracestate`).
+    pub fn set_trace(&mut self, ctx: &TraceContext) {
+        self.traceparent = Some(ctx.trace_parent());
+        self.headers = ctx.tracestate_entries();
     }
 }
 

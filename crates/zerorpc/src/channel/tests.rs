@@ -434,3 +434,30 @@ fn the_announced_window_is_bounded_by_the_receivers_settings() {
         );
     }
 }
+
+#[test]
+fn every_event_of_a_traced_channel_carries_its_context_on_the_wire() {
+    let t0 = Instant::now();
+    let request = Event::new("f", Value::Array(vec![]));
+    let parent = TraceContext::new_root();
+    for tracestate in [None, Some("vendor=1".to_owned())] {
+        let ctx = TraceContext {
+            tracestate: tracestate.clone(),
+            ..parent.child()
+        };
+        let mut s = Channel::server(&request, cfg(), t0);
+        s.set_trace(&ctx);
+        s.handle_timeout(secs(t0, 5.0)).unwrap();
+        assert!(s.send(EventKind::Ok, Value::Array(vec![Value::from(1)])));
+        let sent = drain(&mut s);
+        assert_eq!(sent.len(), 2, "a heartbeat and the reply");
+        for ev in sent {
+            // (what a peer reads: the encoded event)
+            let got = Event::decode(&ev.encode(), Default::default()).unwrap();
+            let read = TraceContext::from_header(&got.header).expect("a trace context");
+            assert_eq!(read.trace_id, ctx.trace_id);
+            assert_eq!(read.span_id, ctx.span_id);
+            assert_eq!(read.tracestate, tracestate);
+        }
+    }
+}

@@ -423,9 +423,8 @@ impl Client {
     ) -> Opened {
         let conn = self.pick();
         let mut request = Event::new(method, Value::Array(args));
-        let trace_headers = trace.map(TraceContext::shared_entries);
-        if let Some(h) = &trace_headers {
-            request.header.shared = h.clone();
+        if let Some(ctx) = trace {
+            ctx.stamp(&mut request.header);
         }
         let id = request.header.message_id.clone();
         let mut cfg = self.inner.opts.channel;
@@ -454,9 +453,9 @@ impl Client {
         if let Some((at, left)) = inherited {
             ch.set_deadline(at, left);
         }
-        if let Some(h) = trace_headers {
+        if let Some(ctx) = trace {
             // every event of a traced channel carries its context
-            ch.set_headers(h);
+            ch.set_trace(ctx);
         }
         let unsent = match conn.dealer.try_send_or_return(msg) {
             // (boxed: rare; see `InlineCall::send_request`)

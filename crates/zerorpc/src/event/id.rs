@@ -5,43 +5,53 @@ use super::*;
 /// A message id. Compared by its bytes; remembers whether it travelled as
 /// msgpack str or bin so that `response_to` echoes the type we received.
 #[derive(Clone)]
-pub struct MessageId {
-    raw: Raw,
-    is_str: bool,
-}
+pub struct MessageId(Raw);
 
 /// Ids up to this long (ours and Python's: 32 hex digits; Node's UUIDs:
 /// 36 characters) are kept inline: decoding, cloning and dropping one
-/// costs no allocation and no reference count.
-const INLINE: usize = 38;
+/// costs no allocation and no reference count. (36, and the str flag in
+/// each variant, keep an id at 40 bytes: every open call holds three,
+/// two of them in the connections' tables.)
+const INLINE: usize = 36;
 
 #[derive(Clone)]
 enum Raw {
-    Inline { len: u8, buf: [u8; INLINE] },
-    Shared(Bytes),
+    Inline {
+        len: u8,
+        is_str: bool,
+        buf: [u8; INLINE],
+    },
+    Shared {
+        bytes: Bytes,
+        is_str: bool,
+    },
 }
 
 impl Raw {
-    fn copy(b: &[u8]) -> Raw {
-        match Raw::inline(b) {
+    fn copy(b: &[u8], is_str: bool) -> Raw {
+        match Raw::inline(b, is_str) {
             Some(r) => r,
-            None => Raw::Shared(Bytes::copy_from_slice(b)),
+            None => Raw::Shared {
+                bytes: Bytes::copy_from_slice(b),
+                is_str,
+            },
         }
     }
 
-    fn inline(b: &[u8]) -> Option<Raw> {
+    fn inline(b: &[u8], is_str: bool) -> Option<Raw> {
         let mut buf = [0u8; INLINE];
         buf.get_mut(..b.len())?.copy_from_slice(b);
         Some(Raw::Inline {
             len: b.len() as u8,
+            is_str,
             buf,
         })
     }
 
     fn as_slice(&self) -> &[u8] {
         match self {
-            Raw::Inline { len, buf } => &buf[..usize::from(*len)],
-            Raw::Shared(b) => b,
+            Raw::Inline { len, buf, .. } => &buf[..usize::from(*len)],
+            Raw::Shared { bytes, .. } => bytes,
         }
     }
 }
@@ -75,23 +85,17 @@ impl MessageId {
             id[..16].copy_from_slice(prefix);
             hex16(n, &mut id[16..]);
         });
-        MessageId {
-            raw: Raw::copy(&id),
-            is_str: false,
-        }
+        MessageId(Raw::copy(&id, false))
     }
 
     /// An id of these bytes, sent as str or bin.
     pub(super) fn from_slice(b: &[u8], is_str: bool) -> Self {
-        MessageId {
-            raw: Raw::copy(b),
-            is_str,
-        }
+        MessageId(Raw::copy(b, is_str))
     }
 
     pub(super) fn write(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.
-        if self.is_str {
+        if self.is_str() {
             let _ = rmp::encode::write_str_len(out, self.as_bytes().len() as u32);
         } else {
             let _ = rmp::encode::write_bin_len(out, self.as_bytes().len() as u32);
@@ -107,10 +111,10 @@ impl MessageId {
     /// An id sent as msgpack bin.
     pub fn from_bin(b: impl Into<Bytes>) -> Self {
         let b: Bytes = b.into();
-        MessageId {
-            raw: Raw::inline(&b).unwrap_or(Raw::Shared(b)),
+        MessageId(Raw::inline(&b, false).unwrap_or(Raw::Shared {
+            bytes: b,
             is_str: false,
-        }
+        }))
     }
 
     /// Reads an id from a header value (str or bin; Node's ids are strings,
@@ -125,7 +129,7 @@ impl MessageId {
 
     /// The id as a msgpack value of the type it arrived as.
     pub fn to_value(&self) -> Value {
-        if self.is_str {
+        if self.is_str() {
             Value::String(String::from_utf8_lossy(self.as_bytes()).into_owned().into())
         } else {
             Value::Binary(self.as_bytes().to_vec())
@@ -134,12 +138,14 @@ impl MessageId {
 
     /// The id's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        self.raw.as_slice()
+        self.0.as_slice()
     }
 
     /// Whether it travels as msgpack str.
     pub fn is_str(&self) -> bool {
-        self.is_str
+        match self.0 {
+            Raw::Inline { is_str, .. } | Raw::Shared { is_str, .. } => is_str,
+        }
     }
 }
 

@@ -15,13 +15,6 @@ pub(super) enum Inbound {
     Shutdown,
 }
 
-/// A call's request and the trace context its handler will run under
-/// (see [`server_trace`]), kept until the handler starts.
-pub(super) struct Request {
-    pub(super) event: Event,
-    pub(super) ctx: Option<TraceContext>,
-}
-
 pub(super) enum Phase {
     Queued,
     Running(HandlerFuture),
@@ -46,7 +39,11 @@ pub(super) struct ServerCall {
     /// waits for room before starting or producing more.
     pub(super) out: ToClient,
     /// The request, until its handler starts.
-    pub(super) request: Option<Box<Request>>,
+    pub(super) request: Option<Box<Event>>,
+    /// The trace context the handler runs under (see [`server_trace`]).
+    /// Kept here, not in a task-local future of its own: that would be an
+    /// allocation per call and 112 bytes per open one.
+    pub(super) ctx: Option<TraceContext>,
     pub(super) phase: Phase,
     /// Held while the handler runs (with `max_concurrency`).
     pub(super) permit: Option<OwnedSemaphorePermit>,
@@ -90,9 +87,33 @@ pub(super) struct ToClient {
     pub(super) sending: Option<Box<Option<Message>>>,
 }
 
-/// The frames between a client's routing id and its event: one delimiter
-/// frame, or none (kept inline: no allocation per call).
-pub(super) type Envelope = smallvec::SmallVec<[Bytes; 1]>;
+/// The frames between a client's routing id and its event: one empty
+/// delimiter (a DEALER or REQ client: kept without its frame), or any
+/// others (none, or a proxy's: copied out of the read buffer, which an
+/// open call must not keep alive).
+pub(super) enum Envelope {
+    Delimiter,
+    Frames(Box<[Bytes]>),
+}
+
+impl Envelope {
+    pub(super) fn of(frames: &[Bytes]) -> Self {
+        match frames {
+            [d] if d.is_empty() => Envelope::Delimiter,
+            other => Envelope::Frames(other.iter().map(|f| Bytes::copy_from_slice(f)).collect()),
+        }
+    }
+
+    /// A message of these frames, then `payload`.
+    pub(super) fn message(&self, payload: Bytes) -> Message {
+        let mut m = match self {
+            Envelope::Delimiter => Message::from_iter([Bytes::new()]),
+            Envelope::Frames(f) => f.iter().cloned().collect(),
+        };
+        m.push_back(payload);
+        m
+    }
+}
 
 impl Outlet for ToClient {
     /// The client has gone.
@@ -108,9 +129,7 @@ impl Outlet for ToClient {
     }
 
     fn start_send(&mut self, ev: Event, _: &ChannelConfig) -> Result<(), Self::Error> {
-        let mut m: Message = self.envelope.iter().cloned().collect();
-        m.push_back(ev.encode());
-        match self.peer.try_send(m) {
+        match self.peer.try_send(self.envelope.message(ev.encode())) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(m)) => {
                 self.sending = Some(Box::new(Some(m)));
@@ -184,15 +203,15 @@ impl Future for ServerCall {
                     Poll::Ready(Ok(())) => {
                         if this.poll_slot(cx) {
                             if let Some(req) = this.request.take() {
-                                let Request { event, ctx } = *req;
                                 let user = this.inner.user_of(&this.client);
                                 if let Some(span) =
                                     this.trace.as_mut().and_then(|t| t.span.as_mut())
                                 {
                                     span.set_user(user.clone());
                                 }
+                                let (inner, ctx) = (&this.inner, this.ctx.as_ref());
                                 let deadline = this.driver.ch.deadline();
-                                let fut = dispatch(&this.inner, event, ctx, user, deadline);
+                                let fut = under(ctx, deadline, || dispatch(inner, *req, ctx, user));
                                 this.set_phase(Phase::Running(fut));
                             }
                         }
@@ -331,9 +350,12 @@ impl ServerCall {
         cx: &mut Context<'_>,
         budget: &mut usize,
     ) -> Result<bool, zmtp::ZmtpError> {
+        let deadline = self.driver.ch.deadline();
         match &mut self.phase {
             Phase::Running(fut) => {
-                let polled = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+                let polled = catch_unwind(AssertUnwindSafe(|| {
+                    under(self.ctx.as_ref(), deadline, || fut.as_mut().poll(cx))
+                }));
                 let result = match polled {
                     Ok(Poll::Pending) => return Ok(false),
                     Ok(Poll::Ready(r)) => r,
@@ -371,7 +393,9 @@ impl ServerCall {
                         return Ok(false);
                     }
                     *budget -= 1;
-                    let item = match catch_unwind(AssertUnwindSafe(|| st.poll_next_unpin(cx))) {
+                    let item = match catch_unwind(AssertUnwindSafe(|| {
+                        under(self.ctx.as_ref(), deadline, || st.poll_next_unpin(cx))
+                    })) {
                         Ok(Poll::Pending) => break,
                         Ok(Poll::Ready(item)) => item,
                         Err(p) => Some(Err(panic_error(p))),
@@ -414,6 +438,17 @@ impl ServerCall {
     }
 }
 
+/// Runs `f` (a handler's start or poll, or its stream's) under the call's
+/// trace context and deadline, as the handler sees them
+/// ([`TraceContext::current`], [`crate::deadline::current`]).
+fn under<R>(
+    ctx: Option<&TraceContext>,
+    deadline: Option<std::time::Instant>,
+    f: impl FnOnce() -> R,
+) -> R {
+    crate::trace::sync_scoped(ctx, || crate::deadline::sync_scoped(deadline, f))
+}
+
 /// Sends one stream outcome (`STREAM`, `ERR`, or `STREAM_DONE` at the end);
 /// returns whether the stream is over.
 pub(super) fn send_item(ch: &mut Channel, item: Option<Result<Value, CallError>>) -> bool {
@@ -441,4 +476,30 @@ pub(super) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> CallError {
         .unwrap_or_else(|| "handler panicked".into());
     tracing::error!(panic = %msg, "handler panicked");
     CallError::new("Panic", msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_keeps_no_hold_on_the_buffer_its_frames_came_in() {
+        let read = Bytes::from(vec![7u8; 64]);
+        // a proxy's routing id, then a delimiter, both slices of one read
+        let frames = [read.slice(0..5), read.slice(5..5)];
+        let env = Envelope::of(&frames);
+        drop(frames);
+        assert!(read.is_unique(), "the envelope holds the read buffer");
+        let m = env.message(Bytes::from_static(b"event"));
+        let got: Vec<&[u8]> = m.frames().iter().map(|f| &f[..]).collect();
+        assert_eq!(got, [&[7u8; 5][..], b"", b"event"]);
+        // a DEALER's lone delimiter is kept without a frame
+        let mut rd = bytes::BytesMut::from(&b"xx"[..]);
+        let delimiter = rd.split_to(0).freeze();
+        let env = Envelope::of(&[delimiter]);
+        assert!(matches!(env, Envelope::Delimiter));
+        let m = env.message(Bytes::from_static(b"event"));
+        let got: Vec<&[u8]> = m.frames().iter().map(|f| &f[..]).collect();
+        assert_eq!(got, [&b""[..], b"event"]);
+    }
 }

@@ -1,22 +1,17 @@
-//! Starting a call's handler: authorization, introspection, the trace
-//! context and deadline it runs under.
+//! Starting a call's handler: authorization, introspection, its
+//! `tracing` span. (The trace context and deadline it runs under are set
+//! by its call at every poll: `call::under`.)
 
 use super::*;
 
-/// Starts the handler; a traced call's handler runs with its span as the
-/// current trace context, so the calls it makes are its children, and a
-/// call with a deadline's under it, so they inherit what is left.
+/// Starts the handler, in a `tracing` span when a subscriber wants one.
 pub(super) fn dispatch(
     inner: &Arc<Inner>,
     req: Event,
-    trace: Option<TraceContext>,
+    trace: Option<&TraceContext>,
     user: Option<Arc<str>>,
-    deadline: Option<std::time::Instant>,
 ) -> HandlerFuture {
-    if let Some(ctx) = trace
-        .as_ref()
-        .filter(|_| tracing::span_enabled!(tracing::Level::INFO))
-    {
+    if let Some(ctx) = trace.filter(|_| tracing::span_enabled!(tracing::Level::INFO)) {
         // A `tracing` span too, so subscribers see the call with its ids
         // (made only when one wants it).
         let span = tracing::info_span!(
@@ -27,25 +22,12 @@ pub(super) fn dispatch(
             trace_id = %crate::trace::HexId(&ctx.trace_id),
             span_id = %crate::trace::HexId(&ctx.span_id),
         );
-        let fut = tracing::Instrument::instrument(start_handler(inner, req, user), span);
-        return scoped(trace, deadline, Box::pin(fut));
+        return Box::pin(tracing::Instrument::instrument(
+            start_handler(inner, req, user),
+            span,
+        ));
     }
-    scoped(trace, deadline, start_handler(inner, req, user))
-}
-
-/// `handler` under its trace context and deadline, in one allocation.
-fn scoped(
-    trace: Option<TraceContext>,
-    deadline: Option<std::time::Instant>,
-    handler: HandlerFuture,
-) -> HandlerFuture {
-    use crate::deadline::scoped as under;
-    match (trace, deadline) {
-        (None, None) => handler,
-        (Some(ctx), None) => Box::pin(ctx.scoped(handler)),
-        (None, Some(at)) => Box::pin(under(at, handler)),
-        (Some(ctx), Some(at)) => Box::pin(under(at, ctx.scoped(handler))),
-    }
+    start_handler(inner, req, user)
 }
 
 pub(super) fn start_handler(

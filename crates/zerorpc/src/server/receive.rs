@@ -88,12 +88,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
         }
         None => {
             let key = (identity.clone(), event.header.message_id.clone());
-            // (copied: the frames are slices of the connection's read
-            // buffer, which an open call must not keep alive)
-            let envelope: Envelope = frames[1..frames.len() - 1]
-                .iter()
-                .map(|f| Bytes::copy_from_slice(f))
-                .collect();
+            let envelope = Envelope::of(&frames[1..frames.len() - 1]);
             let Some(peer) = inner.router.peer_sender(identity) else {
                 // Gone already: nobody to answer.
                 return None;
@@ -146,7 +141,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
             let (ctx, trace) = server_trace(inner, &event, identity);
             if let Some(ctx) = &ctx {
                 // every event of a traced channel carries its context
-                ch.set_headers(ctx.shared_entries());
+                ch.set_trace(ctx);
             }
             Some(ServerCall {
                 inner: inner.clone(),
@@ -157,7 +152,8 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                     envelope,
                     sending: None,
                 },
-                request: Some(Box::new(Request { event, ctx })),
+                request: Some(Box::new(event)),
+                ctx,
                 phase: Phase::Queued,
                 permit: None,
                 acquiring: None,
@@ -190,7 +186,5 @@ pub(super) fn refuse_overloaded(
     let e = CallError::new("ServerOverloaded", msg.clone())
         .with_traceback(format!("ServerOverloaded: {msg}\n"));
     let reply = Event::on_channel(&request.header.message_id, EventKind::Err, e.to_args());
-    let mut m: Message = envelope.into_iter().collect();
-    m.push_back(reply.encode());
-    let _ = peer.try_send(m);
+    let _ = peer.try_send(envelope.message(reply.encode()));
 }
