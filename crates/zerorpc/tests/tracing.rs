@@ -574,3 +574,39 @@ async fn error_hooks_hear_of_remote_errors_with_traceback_and_trace_id() {
     let served = find(&recs, Side::Server, "count");
     assert_eq!(served.parent_id.as_ref(), Some(&count.span_id));
 }
+
+struct Streams;
+
+#[zerorpc::service(name = "Streams")]
+impl Streams {
+    /// The trace id each of `n` items is produced under.
+    #[zerorpc(stream)]
+    pub fn trace_ids(&self, n: i64) -> impl futures::Stream<Item = String> + Send + 'static {
+        use futures::StreamExt;
+        // (`map` runs as each item is polled for: under whatever context
+        // the server polls the stream in)
+        futures::stream::iter(0..n)
+            .map(|_| TraceContext::current().map_or_else(String::new, |c| c.trace_id_hex()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_handler_produces_its_items_under_its_call_context() {
+    let s = Arc::new(Server::new(Streams));
+    let ep = s.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    tokio::spawn(async move { s.run().await });
+    let c = client(&ep, None).await;
+    let root = TraceContext::new_root();
+    let id = root.trace_id_hex();
+    let items = root
+        .scope(c.call("trace_ids", vec![5.into()]))
+        .await
+        .unwrap();
+    let items: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(items, vec![id.as_str(); 5]);
+}
