@@ -372,7 +372,7 @@ impl ServerCall {
                         self.driver.ch.send(EventKind::Err, e.to_args());
                         self.phase = Phase::Done;
                         self.note_err(&e);
-                        report_error(&self.inner, self.trace.as_deref(), &e);
+                        report_error(&self.inner, self.trace.as_deref(), self.ctx.as_ref(), &e);
                     }
                 }
                 Ok(true)
@@ -404,7 +404,7 @@ impl ServerCall {
                     let outcome = match &item {
                         Some(Ok(_)) => None,
                         Some(Err(e)) => {
-                            report_error(&self.inner, self.trace.as_deref(), e);
+                            report_error(&self.inner, self.trace.as_deref(), self.ctx.as_ref(), e);
                             // (the field, not `set_traceback`: the stream
                             // is borrowed from `self.phase`)
                             if let Some(span) = self.trace.as_mut().and_then(|t| t.span.as_mut()) {

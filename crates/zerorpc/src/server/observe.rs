@@ -7,8 +7,6 @@ use super::*;
 /// What is watched of an observed call (recorded, measured, or with an
 /// error hook): its span and what is known of its outcome so far.
 pub(super) struct ServerTrace {
-    /// The call's trace context, when traced (for the error hook).
-    pub(super) ctx: Option<TraceContext>,
     /// Recorded at the end (with a recorder).
     pub(super) span: Option<Span>,
     /// The method called (empty when the span holds it: see
@@ -75,7 +73,6 @@ pub(super) fn server_trace(
         Instant::now()
     });
     let watched = Box::new(ServerTrace {
-        ctx: ctx.clone(),
         span,
         method,
         metrics,
@@ -112,7 +109,12 @@ impl ServerTrace {
 }
 
 /// Tells the error hook (if any) of a handler's error.
-pub(super) fn report_error(inner: &Inner, trace: Option<&ServerTrace>, e: &CallError) {
+pub(super) fn report_error(
+    inner: &Inner,
+    trace: Option<&ServerTrace>,
+    ctx: Option<&TraceContext>,
+    e: &CallError,
+) {
     let (Some(hook), Some(t)) = (&inner.opts.on_error, trace) else {
         return;
     };
@@ -121,8 +123,8 @@ pub(super) fn report_error(inner: &Inner, trace: Option<&ServerTrace>, e: &CallE
         service: inner.service_name.to_string(),
         method: t.method().to_owned(),
         error: e.clone(),
-        trace_id: t.ctx.as_ref().map(TraceContext::trace_id_hex),
-        span_id: t.ctx.as_ref().map(TraceContext::span_id_hex),
+        trace_id: ctx.map(TraceContext::trace_id_hex),
+        span_id: ctx.map(TraceContext::span_id_hex),
     });
 }
 
