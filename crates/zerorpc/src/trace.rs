@@ -224,20 +224,10 @@ impl TraceContext {
     }
 
     /// The header entries, encoded once to be sent with every event of a
-    /// channel.
+    /// channel. (A channel of ours carries its context without them:
+    /// [`crate::Channel::set_trace`].)
     pub fn shared_entries(&self) -> SharedEntries {
-        if self.tracestate.is_some() {
-            return SharedEntries::new(&self.header_entries());
-        }
-        // (the common case, written directly: one allocation)
-        let mut buf = [0u8; 80];
-        let mut w = &mut buf[..];
-        let _ = rmp::encode::write_str(&mut w, TRACEPARENT);
-        let _ = rmp::encode::write_str_len(&mut w, 55);
-        let n = 80 - w.len();
-        buf[n..n + 55].copy_from_slice(&self.traceparent_bytes());
-        let n = n + 55;
-        SharedEntries::from_encoded(1, &buf[..n])
+        SharedEntries::new(&self.header_entries())
     }
 
     /// This span as a `traceparent` ([`crate::Header::traceparent`]).
