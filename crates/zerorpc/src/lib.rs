@@ -69,6 +69,7 @@ pub mod macro_support;
 mod mailbox;
 pub mod metrics;
 pub mod naming;
+mod observe;
 mod oneway;
 pub mod record;
 mod report;

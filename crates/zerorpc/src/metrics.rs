@@ -26,7 +26,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::record::Outcome;
+use crate::record::{Outcome, Side};
 
 /// Duration buckets (seconds) of the histograms.
 #[cfg(feature = "prometheus")]
@@ -71,53 +71,68 @@ fn method_label(side: &'static str, method: &str) -> String {
     crate::record::OTHER.to_owned()
 }
 
-pub(crate) fn server_call(service: &Arc<str>, method: &str, outcome: &Outcome, took: Duration) {
-    let (service, method) = (service.to_string(), method_label("server", method));
-    metrics::counter!(
-        "zerorpc_server_calls_total",
-        "service" => service.clone(),
-        "method" => method.clone(),
-        "outcome" => outcome.label()
-    )
-    .increment(1);
-    metrics::histogram!(
-        "zerorpc_server_call_duration_seconds",
-        "service" => service,
-        "method" => method
-    )
-    .record(took.as_secs_f64());
-    side_outcome("server", outcome);
-}
-
-pub(crate) fn client_call(method: &str, outcome: &Outcome, took: Duration) {
-    let method = method_label("client", method);
-    metrics::counter!(
-        "zerorpc_client_calls_total",
-        "method" => method.clone(),
-        "outcome" => outcome.label()
-    )
-    .increment(1);
-    metrics::histogram!("zerorpc_client_call_duration_seconds", "method" => method.clone())
-        .record(took.as_secs_f64());
-    if let Outcome::Stream { items } = outcome {
-        metrics::counter!("zerorpc_stream_items_total", "side" => "client", "method" => method)
-            .increment(*items);
+/// A call starts on this side (a server counts it in flight).
+pub(crate) fn call_started(side: Side, service: &Arc<str>) {
+    if side == Side::Server {
+        in_flight(service, 1.0);
     }
-    side_outcome("client", outcome);
 }
 
-pub(crate) fn server_stream_items(method: &str, items: u64) {
-    metrics::counter!("zerorpc_stream_items_total", "side" => "server", "method" => method_label("server", method))
-        .increment(items);
-}
-
-fn side_outcome(side: &'static str, outcome: &Outcome) {
+/// A call on this side ended: its count by outcome, its duration, its
+/// stream items, a heartbeat loss; a server's call leaves the in-flight
+/// gauge.
+pub(crate) fn call_ended(
+    side: Side,
+    service: &Arc<str>,
+    method: &str,
+    outcome: &Outcome,
+    took: Duration,
+    items: u64,
+) {
+    let side_label = match side {
+        Side::Server => "server",
+        Side::Client => "client",
+    };
+    let method = method_label(side_label, method);
+    match side {
+        Side::Server => {
+            let name = service.to_string();
+            metrics::counter!(
+                "zerorpc_server_calls_total",
+                "service" => name.clone(),
+                "method" => method.clone(),
+                "outcome" => outcome.label()
+            )
+            .increment(1);
+            metrics::histogram!(
+                "zerorpc_server_call_duration_seconds",
+                "service" => name,
+                "method" => method.clone()
+            )
+            .record(took.as_secs_f64());
+            in_flight(service, -1.0);
+        }
+        Side::Client => {
+            metrics::counter!(
+                "zerorpc_client_calls_total",
+                "method" => method.clone(),
+                "outcome" => outcome.label()
+            )
+            .increment(1);
+            metrics::histogram!("zerorpc_client_call_duration_seconds", "method" => method.clone())
+                .record(took.as_secs_f64());
+        }
+    }
+    if items > 0 {
+        metrics::counter!("zerorpc_stream_items_total", "side" => side_label, "method" => method)
+            .increment(items);
+    }
     if *outcome == Outcome::Lost {
-        metrics::counter!("zerorpc_heartbeat_losses_total", "side" => side).increment(1);
+        metrics::counter!("zerorpc_heartbeat_losses_total", "side" => side_label).increment(1);
     }
 }
 
-pub(crate) fn in_flight(service: &Arc<str>, delta: f64) {
+fn in_flight(service: &Arc<str>, delta: f64) {
     metrics::gauge!("zerorpc_server_in_flight", "service" => service.to_string()).increment(delta);
 }
 

@@ -131,6 +131,8 @@ pub(super) struct Inner {
     pub(super) conns: std::sync::RwLock<Arc<Vec<Arc<Conn>>>>,
     pub(super) next: AtomicUsize,
     pub(super) opts: ClientOptions,
+    /// What watches its calls (none: nothing does).
+    pub(super) observers: Option<Arc<Observers>>,
     /// For a `zerorpc://` client: wakes its re-resolver.
     pub(super) naming: Option<Arc<Notify>>,
     /// Told whenever one of its connections is refused (see [`Conn`]).
@@ -370,6 +372,13 @@ impl Client {
         let inner = Arc::new(Inner {
             conns: std::sync::RwLock::new(Arc::new(conns)),
             next: AtomicUsize::new(0),
+            observers: Observers::new(
+                Side::Client,
+                opts.recorder.clone(),
+                opts.record_payloads,
+                opts.metrics,
+                opts.on_error.clone(),
+            ),
             opts,
             naming: wake.clone(),
             refusals,

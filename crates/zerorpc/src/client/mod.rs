@@ -8,7 +8,7 @@
 //!
 //! Modules: `options` (settings), `conn` (connections, their receive
 //! loops, opening channels on them), `drive` (a call's channel, inline
-//! or in a task), `observe` (a watched call's span, items, outcome), `blocking`
+//! or in a task), `observe` (how a watched call ended), `blocking`
 //! ([`BlockingClient`]).
 
 mod blocking;
@@ -45,8 +45,9 @@ use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet};
 use crate::error::{CallError, Error};
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
-use crate::record::{Outcome, Peer, Recorder, Side, Span};
-use crate::report::{ErrorReport, OnError};
+use crate::observe::{CallStart, CallWatch, Ended, Observers, Started};
+use crate::record::{Outcome, Peer, Recorder, Side};
+use crate::report::OnError;
 use crate::trace::{HexId, TraceContext};
 /// How a call answered, as [`Client::call_reply`] tells it.
 pub enum Reply<S> {
@@ -248,13 +249,10 @@ impl Client {
         // Traced inside a traced handler (a child span), else a new trace
         // unless `trace_roots` is off and the client does not record.
         let trace = call_context(&self.inner.opts);
-        let opts = &self.inner.opts;
         // A call nobody watches (no recorder, metrics, error hook or
         // `tracing` subscriber: the default) carries its trace context and
         // nothing more; the others are observed.
-        let watched = opts.recorder.is_some()
-            || opts.metrics
-            || opts.on_error.is_some()
+        let watched = self.inner.observers.is_some()
             || (trace.is_some() && tracing::span_enabled!(tracing::Level::INFO));
         if watched {
             return CallFuture::Boxed(Box::pin(self.call_observed(method, args, trace)));
@@ -308,11 +306,9 @@ impl Client {
         args: Vec<Value>,
         trace: Option<TraceContext>,
     ) -> Result<Value, Error> {
-        let opts = &self.inner.opts;
         // (a recorded span starts before the request leaves)
         let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
-        let captured = (opts.record_payloads && opts.recorder.is_some() && trace.is_some())
-            .then(|| args.clone());
+        let captured = self.captured(&args, trace.as_ref());
         let opened = self.open_channel(method, args, trace.as_ref());
         let endpoint = opened.0.out.conn.endpoint.clone();
         // A `tracing` span too, so subscribers see the call with its ids.
@@ -329,11 +325,39 @@ impl Client {
             ),
             _ => tracing::Span::none(),
         };
-        let watch = Watch::new(&self.inner, trace, endpoint, method, captured, t0);
+        let watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);
         let r =
             tracing::Instrument::instrument(Collect::new(&self.inner, opened), tracing_span).await;
-        watch.end(Ended::of_call(&r));
+        if let Some(mut w) = watch {
+            w.end(ended_call(&r));
+        }
         r.map(|(v, _)| v)
+    }
+
+    /// A copy of a call's arguments, when its payload is recorded.
+    fn captured(&self, args: &[Value], trace: Option<&TraceContext>) -> Option<Vec<Value>> {
+        let obs = self.inner.observers.as_ref()?;
+        obs.keeps_payloads(trace).then(|| args.to_vec())
+    }
+
+    /// Starts watching a call (when the client has observers).
+    fn watch(
+        &self,
+        trace: Option<&TraceContext>,
+        endpoint: Arc<str>,
+        method: &str,
+        args: Option<Vec<Value>>,
+        at: Started,
+    ) -> Option<Box<CallWatch>> {
+        let obs = self.inner.observers.as_ref()?;
+        Some(obs.start(CallStart {
+            ctx: trace,
+            service: &endpoint,
+            method: method.to_owned(),
+            peer: Peer::Endpoint(endpoint.clone()),
+            args,
+            at,
+        }))
     }
 
     /// Calls a streaming method: items arrive as the stream is polled, and
@@ -389,14 +413,11 @@ impl Client {
         args: Vec<Value>,
     ) -> Result<impl Stream<Item = Result<(bool, Value), Error>> + Send + Unpin + 'static, Error>
     {
-        let opts = &self.inner.opts;
-        let trace = call_context(opts);
+        let trace = call_context(&self.inner.opts);
         let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
-        let captured = (opts.record_payloads && opts.recorder.is_some() && trace.is_some())
-            .then(|| args.clone());
+        let captured = self.captured(&args, trace.as_ref());
         let (call, endpoint) = self.open(method, args, trace.as_ref()).await?;
-        let watch = (trace.is_some() || opts.metrics || opts.on_error.is_some())
-            .then(|| Watch::new(&self.inner, trace, endpoint, method, captured, t0));
+        let watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);
         // (boxed: an `Unpin` stream is simpler to use)
         Ok(Box::pin(futures::stream::unfold(
             Some((call, watch)),
@@ -426,11 +447,11 @@ impl Client {
                     },
                     Err(e) => Some(Err(e)),
                 };
-                if let Some(w) = watch {
+                if let Some(mut w) = watch {
                     w.end(match &r {
                         None => Ended::StreamDone,
                         Some(Ok((_, v))) => Ended::Value(v),
-                        Some(Err(e)) => Ended::Failed(e),
+                        Some(Err(e)) => failed(e),
                     });
                 }
                 r.map(|r| (r, None))

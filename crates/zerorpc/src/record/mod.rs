@@ -51,6 +51,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a call that failed with `e`.
+    pub(crate) fn failed(e: &crate::CallError) -> Outcome {
+        Outcome::Err {
+            name: e.name.clone(),
+            message: e.message.clone(),
+        }
+    }
+
     /// A short label for counters: `OK`, `ERR`, `STREAM`, `LOST`,
     /// `TIMEOUT`, `CANCELLED`.
     pub fn label(&self) -> &'static str {
@@ -206,23 +214,6 @@ struct Finished {
 }
 
 impl Span {
-    pub fn start(
-        ctx: TraceContext,
-        side: Side,
-        service: Arc<str>,
-        method: String,
-        peer: Peer,
-    ) -> Self {
-        Span::started(
-            ctx,
-            side,
-            service,
-            method,
-            peer,
-            (SystemTime::now(), Instant::now()),
-        )
-    }
-
     /// A span that started at `at` (wall clock and monotonic).
     pub fn started(
         ctx: TraceContext,
@@ -272,11 +263,6 @@ impl Span {
     /// The caller's authenticated user (server side).
     pub fn set_user(&mut self, user: Option<Arc<str>>) {
         self.user = user;
-    }
-
-    pub fn finish(self, recorder: &Recorder, outcome: Outcome) {
-        let now = Instant::now();
-        self.finish_at(recorder, outcome, now);
     }
 
     /// Finishes a span that ended at `ended` (recorded later).

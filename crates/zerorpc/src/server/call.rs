@@ -40,7 +40,7 @@ pub(super) struct ServerCall {
     pub(super) out: ToClient,
     /// The request, until its handler starts.
     pub(super) request: Option<Box<Event>>,
-    /// The trace context the handler runs under (see [`server_trace`]).
+    /// The trace context the handler runs under (see [`observe`]).
     /// Kept here, not in a task-local future of its own: that would be an
     /// allocation per call and 112 bytes per open one.
     pub(super) ctx: Option<TraceContext>,
@@ -49,15 +49,13 @@ pub(super) struct ServerCall {
     pub(super) permit: Option<OwnedSemaphorePermit>,
     pub(super) acquiring: Option<BoxedAcquire>,
     pub(super) rx: MailReceiver<Inbound>,
-    /// The call's span, when traced (boxed: untraced calls stay small).
-    pub(super) trace: Option<Box<ServerTrace>>,
+    /// What is watched of the call, by a server with observers (told
+    /// when dropped, with the call).
+    pub(super) watch: Option<Box<CallWatch>>,
 }
 
 impl Drop for ServerCall {
     fn drop(&mut self) {
-        if let Some(t) = self.trace.take() {
-            t.end(&self.inner);
-        }
         let key = (
             std::mem::take(&mut self.client),
             self.driver.ch.id().clone(),
@@ -162,7 +160,7 @@ impl Future for ServerCall {
                     }
                     Poll::Ready(Some(Inbound::Shutdown)) => {
                         let e = CallError::new("ServerShutdown", "the server is shutting down");
-                        this.note_err(&e);
+                        this.note(Ended::Other(Outcome::failed(&e)));
                         this.driver.ch.send(EventKind::Err, e.to_args());
                         this.set_phase(Phase::Done);
                         break;
@@ -186,7 +184,7 @@ impl Future for ServerCall {
                     progressed = true;
                 }
                 Poll::Ready(Err(e)) => {
-                    this.note(Outcome::Lost);
+                    this.note(Ended::Other(Outcome::Lost));
                     tracing::info!(channel = %this.driver.ch.id(), error = ?e, "client lost, cancelling call");
                     return Poll::Ready(());
                 }
@@ -204,10 +202,8 @@ impl Future for ServerCall {
                         if this.poll_slot(cx) {
                             if let Some(req) = this.request.take() {
                                 let user = this.inner.user_of(&this.client);
-                                if let Some(span) =
-                                    this.trace.as_mut().and_then(|t| t.span.as_mut())
-                                {
-                                    span.set_user(user.clone());
+                                if let Some(w) = &mut this.watch {
+                                    w.set_user(user.clone());
                                 }
                                 let (inner, ctx) = (&this.inner, this.ctx.as_ref());
                                 let deadline = this.driver.ch.deadline();
@@ -275,7 +271,7 @@ impl ServerCall {
             crate::deadline::ERROR_NAME,
             format!("the caller's deadline passed ({budget:?} budget); the call was cancelled"),
         );
-        self.note_err(&e);
+        self.note(Ended::Other(Outcome::failed(&e)));
         self.set_phase(Phase::Done);
         self.driver.ch.send(EventKind::Err, e.to_args());
     }
@@ -288,27 +284,12 @@ impl ServerCall {
         self.phase = phase;
     }
 
-    /// Notes a failed call, for its record: the error and its traceback.
-    pub(super) fn note_err(&mut self, e: &CallError) {
-        self.set_traceback(e);
-        self.note(err_outcome(e));
-    }
-
-    pub(super) fn set_traceback(&mut self, e: &CallError) {
-        if let Some(span) = self.trace.as_mut().and_then(|t| t.span.as_mut()) {
-            span.set_traceback(&e.traceback);
-        }
-    }
-
-    /// Notes how the call ended, for its record (a stream's item count is
-    /// filled in).
-    pub(super) fn note(&mut self, outcome: Outcome) {
-        if let Some(t) = &mut self.trace {
-            t.outcome = match outcome {
-                Outcome::Stream { .. } => Outcome::Stream { items: t.items },
-                o => o,
-            };
-            t.ended = Some(std::time::Instant::now());
+    /// Tells the call's watch (if any) how it ended: an error the
+    /// handler returned goes to the error hook; those the server makes
+    /// (`DeadlineExceeded`, `ServerShutdown`) are only recorded.
+    pub(super) fn note(&mut self, ended: Ended<'_>) {
+        if let Some(w) = &mut self.watch {
+            w.end(ended);
         }
     }
 
@@ -363,23 +344,22 @@ impl ServerCall {
                 };
                 match result {
                     Ok(Response::Value(v)) => {
+                        self.note(Ended::Value(&v));
                         self.driver.ch.send(EventKind::Ok, Value::Array(vec![v]));
                         self.phase = Phase::Done;
-                        self.note(Outcome::Ok);
                     }
                     Ok(Response::Stream(st)) => self.phase = Phase::Streaming(st),
                     Err(e) => {
                         self.driver.ch.send(EventKind::Err, e.to_args());
                         self.phase = Phase::Done;
-                        self.note_err(&e);
-                        report_error(&self.inner, self.trace.as_deref(), self.ctx.as_ref(), &e);
+                        self.note(Ended::Failed(&e));
                     }
                 }
                 Ok(true)
             }
             Phase::Streaming(st) => {
                 let mut sent = 0;
-                let mut end = None;
+                let mut ended = false;
                 // Items that are ready now, have credit, and find room.
                 while self.driver.ch.can_send_item()
                     && self.out.sending.is_none()
@@ -401,35 +381,25 @@ impl ServerCall {
                         Err(p) => Some(Err(panic_error(p))),
                     };
                     sent += 1;
-                    let outcome = match &item {
-                        Some(Ok(_)) => None,
-                        Some(Err(e)) => {
-                            report_error(&self.inner, self.trace.as_deref(), self.ctx.as_ref(), e);
-                            // (the field, not `set_traceback`: the stream
-                            // is borrowed from `self.phase`)
-                            if let Some(span) = self.trace.as_mut().and_then(|t| t.span.as_mut()) {
-                                span.set_traceback(&e.traceback);
-                            }
-                            Some(err_outcome(e))
+                    // (the field, not `note`: the stream is borrowed from
+                    // `self.phase`)
+                    if let Some(w) = &mut self.watch {
+                        match &item {
+                            Some(Ok(v)) => w.item(v),
+                            Some(Err(e)) => w.end(Ended::Failed(e)),
+                            None => w.end(Ended::StreamDone),
                         }
-                        None => Some(Outcome::Stream { items: 0 }),
-                    };
-                    if send_item(&mut self.driver.ch, item) {
-                        end = Some(outcome);
-                        break;
                     }
-                    if let Some(t) = &mut self.trace {
-                        t.items += 1;
+                    if send_item(&mut self.driver.ch, item) {
+                        ended = true;
+                        break;
                     }
                     if let Poll::Ready(Err(e)) = self.driver.poll_flush(&mut self.out, cx) {
                         return Err(e);
                     }
                 }
-                if let Some(outcome) = end {
+                if ended {
                     self.phase = Phase::Done;
-                    if let Some(o) = outcome {
-                        self.note(o);
-                    }
                 }
                 Ok(sent > 0)
             }

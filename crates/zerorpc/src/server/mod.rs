@@ -51,8 +51,9 @@ use crate::error::Error;
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::introspection;
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
-use crate::record::{Outcome, Peer, Recorder, Side, Span};
-use crate::report::{ErrorReport, OnError};
+use crate::observe::{CallStart, CallWatch, Ended, Observers};
+use crate::record::{Outcome, Peer, Recorder, Side};
+use crate::report::OnError;
 use crate::service::{CallContext, HandlerFuture, IntoService, Response, Service};
 use crate::trace::TraceContext;
 
@@ -98,6 +99,8 @@ struct Inner {
     service_name: Arc<str>,
     router: RouterSocket,
     opts: ServerOptions,
+    /// What watches its calls (none: nothing does).
+    observers: Option<Arc<Observers>>,
     channels: Mutex<Table>,
     limiter: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
@@ -181,6 +184,13 @@ impl Server {
             limiter: opts
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
+            observers: Observers::new(
+                Side::Server,
+                opts.recorder.clone(),
+                false,
+                opts.metrics,
+                opts.on_error.clone(),
+            ),
             opts,
             channels: Mutex::new(Table::default()),
             cancel: CancellationToken::new(),

@@ -138,7 +138,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                     ch.set_deadline(at, budget);
                 }
             }
-            let (ctx, trace) = server_trace(inner, &event, identity);
+            let (ctx, watch) = observe(inner, &event, identity);
             if let Some(ctx) = &ctx {
                 // every event of a traced channel carries its context
                 ch.set_trace(ctx);
@@ -158,7 +158,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                 permit: None,
                 acquiring: None,
                 rx,
-                trace,
+                watch,
             })
         }
     }
