@@ -85,6 +85,10 @@ async fn prometheus_sees_calls_outcomes_durations_and_losses() {
         c2.call("echo", vec![Value::Nil]).await,
         Err(zerorpc::Error::LostRemote(_))
     ));
+    // A call dropped before it ends (long before its loss would be seen):
+    // cancelled.
+    let dropped = tokio::time::timeout(Duration::from_millis(50), c2.call("add", vec![]));
+    assert!(dropped.await.is_err());
 
     let m = tokio::task::spawn_blocking(move || {
         // (the server counts a call when its reply is on its way)
@@ -134,6 +138,7 @@ async fn prometheus_sees_calls_outcomes_durations_and_losses() {
     assert_eq!(client_calls("echo", "OK"), 5.0);
     assert_eq!(client_calls("fail", "ERR"), 2.0);
     assert_eq!(client_calls("echo", "LOST"), 1.0);
+    assert_eq!(client_calls("add", "CANCELLED"), 1.0);
     assert_eq!(
         get(
             &m,
