@@ -19,7 +19,11 @@
 //! * [`naming`]: `zerorpc://SERVICE` addresses (a YAML directory, a
 //!   registry, DNS SRV with the `dns` feature);
 //! * tracing and call records ([`TraceContext`], [`record`], [`collector`]) and
-//!   the [`metrics`] facade; the hub (`hub`, with the `hub` feature).
+//!   the [`metrics`] facade; the hub (`hub`, with the `hub` feature);
+//! * observation: a client's and a server's recorder, metrics and error
+//!   hook watch a call through one private interface (`observe`), asked
+//!   once per call side and told each item and the end; a call nothing
+//!   watches pays nothing for it.
 //!
 //! One path per item: the RPC core's items are at the crate root (their
 //! modules are private); the areas around it (`auth`, `naming`, `record`,
