@@ -181,8 +181,9 @@ impl Future for Collect {
 }
 
 /// [`Client::call`]'s future. Lazy like an `async fn` (the call starts
-/// at its first poll), then a plain call's channel driven by its caller
-/// ([`Collect`]), or a retried or observed call in a box of its own.
+/// at its first poll), then a call's channel driven by its caller
+/// ([`Collect`]), with its watch when the client has observers, or a
+/// retried call (or one a `tracing` subscriber sees) in a box of its own.
 // (the large variant is the common one, as for `CollectState`)
 #[allow(clippy::large_enum_variant)]
 pub(super) enum CallFuture<'a> {
@@ -192,6 +193,7 @@ pub(super) enum CallFuture<'a> {
         args: Vec<Value>,
     },
     Plain(Collect),
+    Watched(Collect, Box<CallWatch>),
     Boxed(Pin<Box<dyn Future<Output = Result<Value, Error>> + Send + 'a>>),
     Done,
 }
@@ -215,6 +217,11 @@ impl Future for CallFuture<'_> {
                     continue;
                 }
                 CallFuture::Plain(c) => std::task::ready!(Pin::new(c).poll(cx)).map(|(v, _)| v),
+                CallFuture::Watched(c, w) => {
+                    let r = std::task::ready!(Pin::new(c).poll(cx));
+                    w.end(ended_call(&r));
+                    r.map(|(v, _)| v)
+                }
                 CallFuture::Boxed(f) => std::task::ready!(f.as_mut().poll(cx)),
                 CallFuture::Done => Err(Error::Closed),
             };

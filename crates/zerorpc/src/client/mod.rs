@@ -249,16 +249,25 @@ impl Client {
         // Traced inside a traced handler (a child span), else a new trace
         // unless `trace_roots` is off and the client does not record.
         let trace = call_context(&self.inner.opts);
-        // A call nobody watches (no recorder, metrics, error hook or
-        // `tracing` subscriber: the default) carries its trace context and
-        // nothing more; the others are observed.
-        let watched = self.inner.observers.is_some()
-            || (trace.is_some() && tracing::span_enabled!(tracing::Level::INFO));
-        if watched {
+        // A call a `tracing` subscriber sees runs in its span, in a box.
+        if trace.is_some() && tracing::span_enabled!(tracing::Level::INFO) {
             return CallFuture::Boxed(Box::pin(self.call_observed(method, args, trace)));
         }
+        // A call nobody watches (no recorder, metrics or error hook: the
+        // default) carries its trace context and nothing more.
+        if self.inner.observers.is_none() {
+            let opened = self.open_channel(method, args, trace.as_ref());
+            return CallFuture::Plain(Collect::new(&self.inner, opened));
+        }
+        // (a recorded span starts before the request leaves)
+        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let captured = self.captured(&args, trace.as_ref());
         let opened = self.open_channel(method, args, trace.as_ref());
-        CallFuture::Plain(Collect::new(&self.inner, opened))
+        let endpoint = opened.0.out.conn.endpoint.clone();
+        match self.watch(trace.as_ref(), endpoint, method, captured, t0) {
+            Some(w) => CallFuture::Watched(Collect::new(&self.inner, opened), w),
+            None => CallFuture::Plain(Collect::new(&self.inner, opened)),
+        }
     }
 
     async fn call_with_retries(
@@ -298,8 +307,8 @@ impl Client {
         self.start_call(method, args, false).await
     }
 
-    /// A call that is recorded, measured, reported or seen by a `tracing`
-    /// subscriber.
+    /// A call seen by a `tracing` subscriber (and its watch, when the
+    /// client has observers).
     async fn call_observed(
         &self,
         method: &str,
