@@ -4,13 +4,14 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::coalesce::{yield_to_queued, Coalesce};
 use super::queue::{Bounds, Queue};
 use super::{Shared, SocketEvent};
 use crate::codec::{Decoder, Encoder, Incoming, WriteBuffer};
@@ -437,6 +438,7 @@ async fn write_loop(
         encoder.encode_message(m, &mut buf)?;
     }
     let mut batch = Vec::with_capacity(64);
+    let mut coalesce = Coalesce::default();
     loop {
         if buf.is_empty() {
             tokio::select! {
@@ -447,6 +449,12 @@ async fn write_loop(
                     return Ok(());
                 },
             }
+        }
+        // A few messages, more coming: let the tasks about to queue them
+        // run first, so they leave in one write (see `Coalesce`).
+        let taken = batch.len();
+        if coalesce.should_wait(taken, Instant::now()) {
+            yield_to_queued().await;
         }
         for m in batch.drain(..) {
             encoder.encode_message(&m, &mut buf)?;
@@ -460,7 +468,9 @@ async fn write_loop(
         while let Ok(c) = ctrl.try_recv() {
             encoder.encode_command(&c, &mut buf)?;
         }
+        let start = Instant::now();
         flush(write, &mut buf).await?;
+        coalesce.wrote(taken, queue.len() > 0, start, Instant::now());
     }
 }
 

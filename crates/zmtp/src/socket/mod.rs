@@ -6,6 +6,7 @@
 //! queue in batches). Connect-side endpoints reconnect with exponential
 //! backoff. Dropping the socket stops every task it started.
 
+mod coalesce;
 mod deliver;
 mod engine;
 mod options;
