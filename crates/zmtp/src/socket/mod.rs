@@ -3,7 +3,8 @@
 //! Each socket owns a table of connected peers. Every connection runs two
 //! tasks: a reader (handshake, then decode and deliver to the socket's
 //! bounded inbound queue) and a writer (drains the peer's bounded outbound
-//! queue in batches). Connect-side endpoints reconnect with exponential
+//! queue in batches, coalescing a busy connection's writes: `coalesce`).
+//! Connect-side endpoints reconnect with exponential
 //! backoff. Dropping the socket stops every task it started.
 
 mod coalesce;
