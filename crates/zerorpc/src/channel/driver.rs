@@ -30,16 +30,15 @@ pub(crate) trait Outlet {
 pub(crate) struct Driver {
     pub(crate) ch: Channel,
     /// Moved as the channel's next deadline moves (boxed: a `Sleep` is
-    /// large, and a driver is moved into its task).
-    timer: Pin<Box<Sleep>>,
+    /// large, and a driver is moved into its task). Made at the first
+    /// [`Driver::poll_timer`]: a server call that answers in its first
+    /// poll never arms one.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Driver {
     pub(crate) fn new(ch: Channel) -> Self {
-        let timer = Box::pin(tokio::time::sleep_until(Instant::from_std(
-            ch.poll_timeout(),
-        )));
-        Driver { ch, timer }
+        Driver { ch, timer: None }
     }
 
     /// Feeds an event the remote sent: the application's event, if it is
@@ -53,10 +52,18 @@ impl Driver {
     /// handled it: `Err` when the call fails of it.
     pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
         let deadline = Instant::from_std(self.ch.poll_timeout());
-        if self.timer.deadline() != deadline {
-            self.timer.as_mut().reset(deadline);
-        }
-        ready!(self.timer.as_mut().poll(cx));
+        let timer = match &mut self.timer {
+            Some(t) => {
+                if t.deadline() != deadline {
+                    t.as_mut().reset(deadline);
+                }
+                t
+            }
+            None => self
+                .timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        ready!(timer.as_mut().poll(cx));
         Poll::Ready(self.ch.handle_timeout(Instant::now().into_std()))
     }
 

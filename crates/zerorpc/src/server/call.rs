@@ -174,21 +174,6 @@ impl Future for ServerCall {
                     Poll::Pending => break,
                 }
             }
-            // Heartbeats and loss.
-            let mut expired = None;
-            match this.driver.poll_timer(cx) {
-                Poll::Pending => {}
-                Poll::Ready(Ok(())) => progressed = true,
-                Poll::Ready(Err(ChannelError::DeadlineExceeded(budget))) => {
-                    expired = Some(budget);
-                    progressed = true;
-                }
-                Poll::Ready(Err(e)) => {
-                    this.note(Ended::Other(Outcome::Lost));
-                    tracing::info!(channel = %this.driver.ch.id(), error = ?e, "client lost, cancelling call");
-                    return Poll::Ready(());
-                }
-            }
             // Start the handler once the client keeps up with what it was
             // sent, and a concurrency slot is ours.
             if matches!(this.phase, Phase::Queued) {
@@ -221,11 +206,6 @@ impl Future for ServerCall {
                     return Poll::Ready(());
                 }
             }
-            // The deadline passed and the handler, polled once more, has
-            // not answered: cancel it.
-            if let Some(budget) = expired {
-                this.cancel_for_deadline(budget);
-            }
             // Send what the channel queued (replies, heartbeats, credit).
             let waited = this.out.sending.is_some();
             match this.driver.poll_flush(&mut this.out, cx) {
@@ -243,6 +223,24 @@ impl Future for ServerCall {
                 && !this.driver.ch.has_output()
             {
                 return Poll::Ready(());
+            }
+            // Heartbeats, loss and the deadline: looked at once the call is
+            // not over, so a call answered in its first poll arms no
+            // timer.
+            match this.driver.poll_timer(cx) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => progressed = true,
+                // The deadline passed and the handler, just polled, has not
+                // answered: cancel it.
+                Poll::Ready(Err(ChannelError::DeadlineExceeded(budget))) => {
+                    this.cancel_for_deadline(budget);
+                    progressed = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    this.note(Ended::Other(Outcome::Lost));
+                    tracing::info!(channel = %this.driver.ch.id(), error = ?e, "client lost, cancelling call");
+                    return Poll::Ready(());
+                }
             }
             if !progressed {
                 return Poll::Pending;
