@@ -89,10 +89,7 @@ pub(crate) fn call_ended(
     took: Duration,
     items: u64,
 ) {
-    let side_label = match side {
-        Side::Server => "server",
-        Side::Client => "client",
-    };
+    let side_label = crate::record::side_label(side);
     let method = method_label(side_label, method);
     match side {
         Side::Server => {

@@ -259,14 +259,9 @@ impl Client {
             let opened = self.open_channel(method, args, trace.as_ref());
             return CallFuture::Plain(Collect::new(&self.inner, opened));
         }
-        // (a recorded span starts before the request leaves)
-        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
-        let captured = self.captured(&args, trace.as_ref());
-        let opened = self.open_channel(method, args, trace.as_ref());
-        let endpoint = opened.0.out.conn.endpoint.clone();
-        match self.watch(trace.as_ref(), endpoint, method, captured, t0) {
-            Some(w) => CallFuture::Watched(Collect::new(&self.inner, opened), w),
-            None => CallFuture::Plain(Collect::new(&self.inner, opened)),
+        match self.open_watched(method, args, trace.as_ref()) {
+            (opened, Some(w)) => CallFuture::Watched(Collect::new(&self.inner, opened), w),
+            (opened, None) => CallFuture::Plain(Collect::new(&self.inner, opened)),
         }
     }
 
@@ -315,11 +310,8 @@ impl Client {
         args: Vec<Value>,
         trace: Option<TraceContext>,
     ) -> Result<Value, Error> {
-        // (a recorded span starts before the request leaves)
-        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
-        let captured = self.captured(&args, trace.as_ref());
-        let opened = self.open_channel(method, args, trace.as_ref());
-        let endpoint = opened.0.out.conn.endpoint.clone();
+        let (opened, watch) = self.open_watched(method, args, trace.as_ref());
+        let endpoint = &opened.0.out.conn.endpoint;
         // A `tracing` span too, so subscribers see the call with its ids.
         // (made only when a subscriber wants it: a trace context is on
         // every call, a subscriber seldom)
@@ -334,13 +326,28 @@ impl Client {
             ),
             _ => tracing::Span::none(),
         };
-        let watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);
         let r =
             tracing::Instrument::instrument(Collect::new(&self.inner, opened), tracing_span).await;
         if let Some(mut w) = watch {
             w.end(ended_call(&r));
         }
         r.map(|(v, _)| v)
+    }
+
+    /// Opens a call's channel, and starts watching it when the client has
+    /// observers (its span starts before the request leaves).
+    fn open_watched(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        trace: Option<&TraceContext>,
+    ) -> (Opened, Option<Box<CallWatch>>) {
+        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let captured = self.captured(&args, trace);
+        let opened = self.open_channel(method, args, trace);
+        let endpoint = opened.0.out.conn.endpoint.clone();
+        let watch = self.watch(trace, endpoint, method, captured, t0);
+        (opened, watch)
     }
 
     /// A copy of a call's arguments, when its payload is recorded.
