@@ -24,6 +24,7 @@ per calls 200 1200 "per sequential call (client and server; a root trace context
 per untraced 200 1200 "per sequential call without a trace context (trace_roots off)"
 per recorded 200 1200 "per sequential call recorded by client and server into an embedded store"
 per big 50 300 "per sequential 64 KiB echo call (client and server)"
+per hub 200 1200 "per sequential call through a hub with one worker (client, hub and worker)"
 per curve 200 1200 "per sequential call over CURVE (client and server)"
 per stream 2000 22000 "per stream item (client and server)"
 per tarpc 200 1200 "per sequential tarpc call (client and server, for comparison)"

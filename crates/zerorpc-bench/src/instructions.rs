@@ -10,6 +10,7 @@ use crate::{demo_server, secured, tarpc_pair};
 /// makes `n` sequential tarpc `echo` calls (for comparison), `curve` the
 /// `calls` over CURVE, `recorded` the `calls` with client and server
 /// recording into an embedded store (every record stored before the end),
+/// `hub` the `calls` through a hub with one worker,
 /// `big` the `calls` with 64 KiB of bytes to echo. One thread (a
 /// current-thread runtime), so that the count repeats from run to run; the
 /// script runs it at two sizes and divides the difference, so start-up and
@@ -49,7 +50,14 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
             recorder: recorder.clone(),
             ..opts
         };
-        let (_server, ep) = demo_server(server_opts).await;
+        // `hub`: the `calls` through a hub with one worker.
+        let (_server, ep, _hub) = if kind == "hub" {
+            let (hub, input, servers) = crate::start_hub(1).await;
+            (servers[0].clone(), input, Some(hub))
+        } else {
+            let (s, ep) = demo_server(server_opts).await;
+            (s, ep, None)
+        };
         // `calls`: the default (a trace context on every root call);
         // `untraced`: without it, what that context costs.
         let opts = zerorpc::ClientOptions {
@@ -60,7 +68,7 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
         // One call first: the connection is up before the counted part.
         c.call("echo", vec![Value::from(0)]).await.expect("call");
         match kind {
-            "calls" | "untraced" | "curve" | "recorded" => {
+            "calls" | "untraced" | "curve" | "recorded" | "hub" => {
                 for i in 0..n {
                     c.call("echo", vec![Value::from(i)]).await.expect("call");
                 }
@@ -76,7 +84,7 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
                 assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
             }
             other => panic!(
-                "instructions: calls, untraced, curve, recorded, big, stream or tarpc, not {other}"
+                "instructions: calls, untraced, curve, recorded, hub, big, stream or tarpc, not {other}"
             ),
         }
         if let Some(r) = recorder {

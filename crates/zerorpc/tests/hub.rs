@@ -514,3 +514,87 @@ async fn python_client_through_the_hub_to_python_and_rust_workers() {
     }
     assert_eq!(who.len(), 2, "{who:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_queue_is_full_gets_no_new_calls_until_it_has_room() {
+    use zerorpc::{DecodeLimits, Event};
+    // Room for two of the calls below toward a worker (and for thousands
+    // of their small replies toward the client); a heartbeat long enough
+    // that the raw worker below, which sends none, is not declared lost.
+    let hb = Duration::from_secs(10);
+    let h = hub_with(HubOptions {
+        heartbeat: hb,
+        socket: zmtp::SocketOptions {
+            send_hwm_bytes: 600 * 1024,
+            ..HubOptions::default().socket
+        },
+        ..Default::default()
+    })
+    .await;
+    // A worker that reads nothing at first: with its own receive queue
+    // this small, the TCP buffers and then the hub's queue toward it fill.
+    let slow = zmtp::RouterSocket::with_options(zmtp::SocketOptions {
+        recv_hwm: 1,
+        recv_hwm_bytes: 1,
+        ..Default::default()
+    });
+    slow.connect(&h.output).await.unwrap();
+    wait_workers(&h.hub, 1).await;
+    const N: usize = 40;
+    let big = Value::Binary(vec![7; 256 * 1024]);
+    let c = client_with(&h.input, hb).await;
+    let calls: Vec<_> = (0..N)
+        .map(|i| {
+            let c = c.clone();
+            let arg = big.clone();
+            tokio::spawn(async move { c.call("echo", vec![arg, i.into()]).await })
+        })
+        .collect();
+    // Every call reached the hub; the worker's queue refused one, and the
+    // calls after it wait in the hub.
+    within("every call at the hub", async {
+        while h.hub.stats().in_flight + h.hub.stats().pending < N {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let st = h.hub.stats();
+    assert!(
+        st.workers[0].1 >= 1,
+        "calls went to the worker first: {st:?}"
+    );
+    assert!(st.pending >= 1, "the full worker got no more: {st:?}");
+    // The worker now reads and answers: the hub sees room in its queue
+    // and hands it the waiting calls, until every call is answered.
+    let serving = tokio::spawn(async move {
+        loop {
+            let m = slow.recv().await.unwrap();
+            let frames = m.frames();
+            let payload = frames.last().unwrap();
+            let ev = Event::decode(payload, DecodeLimits::default()).unwrap();
+            if ev.name != "echo" {
+                continue; // (the hub's ping, a client's heartbeat)
+            }
+            // (`OK` carries `[result]`: the call's number)
+            let result = Value::Array(vec![ev.args[1].clone()]);
+            let reply = Event::on_channel(&ev.header.message_id, "OK", result).encode();
+            let mut out: zmtp::Message = frames[..frames.len() - 1].iter().cloned().collect();
+            out.push_back(reply);
+            slow.send(out).await.unwrap();
+        }
+    });
+    for (i, t) in calls.into_iter().enumerate() {
+        let v = within("every call is answered once the worker has room", t)
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(v, Value::from(i));
+    }
+    let st = h.hub.stats();
+    assert_eq!(st.completed, N as u64, "{st:?}");
+    assert_eq!(
+        (st.in_flight, st.pending, st.failed, st.dropped),
+        (0, 0, 0, 0)
+    );
+    serving.abort();
+}

@@ -1,13 +1,14 @@
-//! [`Hub`]: the thin tokio driver of a [`HubCore`] (its two ROUTER
-//! sockets, timers and statistics requests).
+//! [`Hub`]: the thin tokio driver of a [`HubCore`]. Messages are routed
+//! where they are decoded, on the reader task of the connection they
+//! came in on ([`zmtp::Deliver`]), and forwarded without waiting; the
+//! hub's own task keeps the timers, connection events, statistics
+//! requests, and the wait for room in a full worker's queue.
 
 use super::*;
 
 /// The hub: a `HubCore` between two ROUTER sockets.
 pub struct Hub {
-    input: RouterSocket,
-    output: RouterSocket,
-    core: Arc<Mutex<HubCore>>,
+    shared: Arc<Shared>,
     opts: HubOptions,
     cancel: CancellationToken,
     monitors: Mutex<
@@ -16,6 +17,17 @@ pub struct Hub {
             tokio::sync::broadcast::Receiver<SocketEvent>,
         )>,
     >,
+}
+
+/// What the hub's task and the connections' readers share.
+struct Shared {
+    input: RouterSocket,
+    output: RouterSocket,
+    core: Mutex<HubCore>,
+    /// Workers whose send queue filled up while a reader forwarded to
+    /// them: the hub's task waits for room in each (woken by `full_wake`).
+    full: Mutex<Vec<Bytes>>,
+    full_wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Hub {
@@ -33,9 +45,13 @@ impl Hub {
         // Watch connections from the start, so no worker is missed.
         let monitors = Some((input.monitor(), output.monitor()));
         Hub {
-            core: Arc::new(Mutex::new(HubCore::new(&opts))),
-            input,
-            output,
+            shared: Arc::new(Shared {
+                core: Mutex::new(HubCore::new(&opts)),
+                input,
+                output,
+                full: Mutex::new(Vec::new()),
+                full_wake: tokio::sync::Notify::new(),
+            }),
             opts,
             cancel: CancellationToken::new(),
             monitors: Mutex::new(monitors),
@@ -44,26 +60,22 @@ impl Hub {
 
     /// Binds the clients' side.
     pub async fn bind_in(&self, endpoint: &str) -> Result<Endpoint, Error> {
-        Ok(self.input.bind(endpoint).await?)
+        Ok(self.shared.input.bind(endpoint).await?)
     }
 
     /// Binds the workers' side.
     pub async fn bind_out(&self, endpoint: &str) -> Result<Endpoint, Error> {
-        Ok(self.output.bind(endpoint).await?)
+        Ok(self.shared.output.bind(endpoint).await?)
     }
 
     /// Current statistics.
     pub fn stats(&self) -> HubStats {
-        self.core().stats(Instant::now())
+        self.shared.core().stats(Instant::now())
     }
 
     /// Stops the hub.
     pub fn shutdown(&self) {
         self.cancel.cancel();
-    }
-
-    fn core(&self) -> std::sync::MutexGuard<'_, HubCore> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Routes until [`Hub::shutdown`] or drop. Call once.
@@ -76,17 +88,31 @@ impl Hub {
         else {
             return Err(Error::Config("Hub::run called twice".into()));
         };
+        let s = &self.shared;
+        // From here on the connections' readers route what they decode.
+        let _deliveries = (
+            s.input.deliver_to(Arc::new(Route {
+                shared: Arc::downgrade(s),
+                from_workers: false,
+            })),
+            s.output.deliver_to(Arc::new(Route {
+                shared: Arc::downgrade(s),
+                from_workers: true,
+            })),
+        );
         let mut tick = tokio::time::interval(self.opts.heartbeat / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Per worker whose send queue is full: a ping that waits for room in
         // that queue; when it goes out the worker takes calls again.
         let mut room: FuturesUnordered<BoxFuture<'_, Bytes>> = FuturesUnordered::new();
         loop {
-            for id in self.flush() {
+            let mut full = s.route(|_| {});
+            full.append(&mut s.full.lock().unwrap_or_else(|p| p.into_inner()));
+            for id in full {
                 room.push(Box::pin(async move {
                     let ping = Event::new("_zerorpc_ping", Value::Array(vec![])).encode();
                     let m = Message::from_iter([id.clone(), Bytes::new(), ping]);
-                    if let Err(e) = self.output.send(m).await {
+                    if let Err(e) = s.output.send(m).await {
                         // (gone: its disconnection reaches the core)
                         tracing::debug!(error = %e, "hub could not wait for a worker's queue");
                     }
@@ -95,24 +121,28 @@ impl Hub {
             }
             tokio::select! {
                 _ = self.cancel.cancelled() => return Ok(()),
-                m = self.input.recv() => {
+                // What arrived before this run started.
+                m = s.input.recv() => {
                     let now = Instant::now();
-                    with_waiting(&self.input, m?, |m| self.core().on_client(m, now))?;
+                    let m = m?;
+                    s.core().on_client(m, now);
                 }
-                m = self.output.recv() => {
+                m = s.output.recv() => {
                     let now = Instant::now();
-                    with_waiting(&self.output, m?, |m| self.core().on_worker(m, now))?;
+                    let m = m?;
+                    s.core().on_worker(m, now);
                 }
+                _ = s.full_wake.notified() => {}
                 Some(id) = room.next(), if !room.is_empty() => {
-                    self.core().worker_ready(&id, Instant::now());
+                    s.core().worker_ready(&id, Instant::now());
                 }
                 ev = out_events.recv() => {
                     match ev {
                         Ok(SocketEvent::Connected { routing_id: Some(id), .. }) => {
-                            self.core().worker_joined(id, Instant::now());
+                            s.core().worker_joined(id, Instant::now());
                         }
                         Ok(SocketEvent::Disconnected { routing_id: Some(id), .. }) => {
-                            self.core().worker_left(&id);
+                            s.core().worker_left(&id);
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                             tracing::error!(missed = n, "hub missed worker connection events");
@@ -122,24 +152,32 @@ impl Hub {
                 }
                 ev = in_events.recv() => {
                     if let Ok(SocketEvent::Disconnected { routing_id: Some(id), .. }) = ev {
-                        self.core().client_left(&id);
+                        s.core().client_left(&id);
                     }
                 }
                 _ = tick.tick() => {
-                    self.core().handle_timeout(Instant::now());
+                    s.core().handle_timeout(Instant::now());
                 }
             }
         }
     }
+}
 
-    /// Sends what the core produced, without waiting, rather than stall
-    /// everyone for one peer: what a full queue refuses goes back to the
-    /// core ([`HubCore::refused`]: a new call waits in the hub again, other
-    /// events are counted in [`HubStats::dropped`]); a peer that vanished
-    /// is skipped (its disconnection reaches the core). Returns the workers
-    /// whose queue just filled up.
-    fn flush(&self) -> Vec<Bytes> {
+impl Shared {
+    fn core(&self) -> std::sync::MutexGuard<'_, HubCore> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Feeds the core with `f`, then sends what it produced, without
+    /// waiting, rather than stall everyone for one peer: what a full queue
+    /// refuses goes back to the core ([`HubCore::refused`]: a new call
+    /// waits in the hub again, other events are counted in
+    /// [`HubStats::dropped`]); a peer that vanished is skipped (its
+    /// disconnection reaches the core). Returns the workers whose queue
+    /// just filled up.
+    fn route(&self, f: impl FnOnce(&mut HubCore)) -> Vec<Bytes> {
         let mut core = self.core();
+        f(&mut core);
         let mut full = Vec::new();
         loop {
             let mut refused = Vec::new();
@@ -175,23 +213,43 @@ impl Hub {
     }
 }
 
-/// Hands `first`, then the messages already waiting behind it (up to 64),
-/// to `f`: one wake-up serves a batch.
-pub(super) fn with_waiting(
-    socket: &RouterSocket,
-    first: Message,
-    mut f: impl FnMut(Message),
-) -> Result<(), Error> {
-    let mut next = Some(first);
-    let mut taken = 0;
-    while let Some(m) = next.take() {
-        f(m);
-        taken += 1;
-        if taken < 64 {
-            next = socket.try_recv()?;
+/// Routes one side's messages on the reader task of the connection they
+/// arrived on (see [`zmtp::Deliver`]): one lock of the core and one round
+/// of sends per read.
+struct Route {
+    shared: std::sync::Weak<Shared>,
+    /// The `out` side (workers), rather than the `in` side (clients).
+    from_workers: bool,
+}
+
+impl zmtp::Deliver for Route {
+    fn deliver(
+        &self,
+        batch: &mut std::collections::VecDeque<Message>,
+        _cx: &mut std::task::Context<'_>,
+    ) {
+        // (a hub being dropped: leave them to the queue, unread)
+        let Some(s) = self.shared.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let full = s.route(|core| {
+            for m in batch.drain(..) {
+                if self.from_workers {
+                    core.on_worker(m, now);
+                } else {
+                    core.on_client(m, now);
+                }
+            }
+        });
+        if !full.is_empty() {
+            s.full
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(full);
+            s.full_wake.notify_one();
         }
     }
-    Ok(())
 }
 
 impl Drop for Hub {
