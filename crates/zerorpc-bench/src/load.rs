@@ -63,6 +63,14 @@ pub(crate) fn main(args: &[String]) {
     // client on another (as two processes would be, one core each),
     // instead of both on one two-worker runtime.
     let sides = args.iter().any(|a| a == "--sides");
+    // `--record store|discard`: client and server record every call (as
+    // in `zerorpc-bench tracing`), into an embedded store or a sink that
+    // drops the records.
+    let record = args
+        .iter()
+        .position(|a| a == "--record")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
     let rt = if sides {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -71,6 +79,19 @@ pub(crate) fn main(args: &[String]) {
     } else {
         runtime()
     };
+    let recorder = rt.block_on(async {
+        match record {
+            Some("store") => Some(zerorpc::record::Recorder::new(
+                zerorpc::record::EmbeddedStore::new(Duration::from_secs(60)),
+                100_000,
+            )),
+            Some("discard") => Some(zerorpc::record::Recorder::new(
+                crate::scenarios::tracing::Discard,
+                100_000,
+            )),
+            _ => None,
+        }
+    });
     match system {
         "ours" => {
             let ep = if sides {
@@ -79,10 +100,20 @@ pub(crate) fn main(args: &[String]) {
                     (ep, Box::new(server) as Box<dyn std::any::Any>)
                 })
             } else {
-                rt.block_on(async { demo_server(Default::default()).await.1 })
+                let opts = zerorpc::ServerOptions {
+                    recorder: recorder.clone(),
+                    ..Default::default()
+                };
+                rt.block_on(async { demo_server(opts).await.1 })
             };
             rt.block_on(async move {
-                let c = Client::connect(&ep).await.expect("connect");
+                let opts = zerorpc::ClientOptions {
+                    recorder,
+                    ..Default::default()
+                };
+                let c = Client::connect_with(&[&ep], opts)
+                    .await
+                    .expect("connect");
                 run(k, secs, c, echo_call).await;
             });
         }

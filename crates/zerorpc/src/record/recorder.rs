@@ -1,8 +1,15 @@
 //! The [`Recorder`]: a bounded queue of records, never blocking a call,
 //! drained in batches to a [`TraceSink`] by a background task.
+//!
+//! The queue is split per thread ([`Shard`]): a call records into its
+//! own thread's part, under a lock no other thread takes except the
+//! shipping task once per batch. (One shared queue measured 5% of a
+//! recorded call's CPU at 256 calls in flight, in its lock's cache line
+//! going back and forth between the cores.)
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -21,21 +28,121 @@ enum Queued {
     Record(Record),
 }
 
+/// One thread's part of a recorder's queue.
+#[derive(Default)]
+struct Shard(Mutex<ShardQueue>);
+
+#[derive(Default)]
+struct ShardQueue {
+    items: Vec<Queued>,
+    /// Records ever queued here (what [`Recorder::flush`] waits for).
+    queued: u64,
+}
+
+impl Shard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ShardQueue> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// What the recorder's handles and its shipping task share.
 struct Shared {
-    /// Records waiting for the next batch (at most `capacity`).
-    queue: Mutex<Vec<Queued>>,
+    /// Tells this recorder's shards apart in the threads' tables.
+    id: u64,
+    /// The shards of the threads that recorded (the first one for any
+    /// thread that cannot keep its own, such as one being torn down).
+    shards: RwLock<Vec<Arc<Shard>>>,
+    /// Records waiting for the next batch: `capacity` over the threads'
+    /// shards, each holding its share (a thread's share shrinks when
+    /// another thread starts recording; what it holds stays).
     capacity: usize,
-    /// Wakes the shipping task when the queue stops being empty, or the
+    shard_capacity: AtomicUsize,
+    /// Wakes the shipping task when a shard stops being empty, or the
     /// last handle goes.
     wake: tokio::sync::Notify,
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
     dropped: AtomicU64,
     written: AtomicU64,
-    /// Records queued, and those the shipping task is done with (written
-    /// or dropped by the sink): what [`Recorder::flush`] compares.
-    queued: AtomicU64,
+    /// Records queued in shards since forgotten ([`Shared::prune`]),
+    /// changed only under the `shards` write lock.
+    retired: AtomicU64,
+    /// Records the shipping task is done with (written or dropped by the
+    /// sink): what [`Recorder::flush`] compares with those queued.
     settled: AtomicU64,
+}
+
+impl Shared {
+    fn shards(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<Shard>>> {
+        self.shards.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shards_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Shard>>> {
+        self.shards.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets each shard's share of the capacity after shards came or went
+    /// (`shards` counts the fallback, which threads use only while they
+    /// are torn down: it is not counted).
+    fn share_capacity(&self, shards: usize) {
+        let each = (self.capacity / shards.saturating_sub(1).max(1)).max(1);
+        self.shard_capacity.store(each, Ordering::Relaxed);
+    }
+
+    /// A new shard, for the calling thread.
+    fn add_shard(&self) -> Arc<Shard> {
+        let shard = Arc::new(Shard::default());
+        let mut shards = self.shards_mut();
+        shards.push(shard.clone());
+        self.share_capacity(shards.len());
+        shard
+    }
+
+    /// Moves what every shard holds into `batch`.
+    fn take_all(&self, batch: &mut Vec<Queued>) {
+        for shard in self.shards().iter() {
+            let mut q = shard.lock();
+            if batch.is_empty() {
+                // (the biggest part moves without a copy)
+                std::mem::swap(&mut q.items, batch);
+            } else {
+                batch.append(&mut q.items);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.shards().iter().all(|s| s.lock().items.is_empty())
+    }
+
+    /// Forgets the empty shards of threads that are gone (the first one
+    /// stays: it is every thread's fallback).
+    fn prune(&self) {
+        let gone = |(i, s): (usize, &Arc<Shard>)| {
+            i > 0 && Arc::strong_count(s) == 1 && s.lock().items.is_empty()
+        };
+        if !self.shards().iter().enumerate().any(gone) {
+            return;
+        }
+        let mut shards = self.shards_mut();
+        let mut i = 0;
+        shards.retain(|s| {
+            i += 1;
+            if !gone((i - 1, s)) {
+                return true;
+            }
+            let queued = s.lock().queued;
+            self.retired.fetch_add(queued, Ordering::Relaxed);
+            false
+        });
+        self.share_capacity(shards.len());
+    }
+}
+
+static NEXT_RECORDER: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's shard of each recorder it recorded into, by id.
+    static SHARDS: RefCell<Vec<(u64, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The handles' part: when the last handle goes, the task ships what is
@@ -71,25 +178,25 @@ const BATCH: usize = 4096;
 /// How long records gather before a partial batch is shipped.
 const GATHER: Duration = Duration::from_millis(20);
 
-fn lock_queue(s: &Shared) -> std::sync::MutexGuard<'_, Vec<Queued>> {
-    s.queue.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Recorder {
     /// A recorder holding at most `capacity` records not yet shipped,
     /// shipping them to `sink` from a background task (call within a
     /// tokio runtime) in batches, at least every 20 ms. Give it room for
     /// what your calls produce in that time (two records per call when
     /// both sides record in one process): 65 536 is plenty for most.
+    /// (Each thread that records holds its share of `capacity`.)
     pub fn new(sink: impl TraceSink, capacity: usize) -> Recorder {
+        let capacity = capacity.max(1);
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Vec::new()),
-            capacity: capacity.max(1),
+            id: NEXT_RECORDER.fetch_add(1, Ordering::Relaxed),
+            shards: RwLock::new(vec![Arc::new(Shard::default())]),
+            capacity,
+            shard_capacity: AtomicUsize::new(capacity),
             wake: tokio::sync::Notify::new(),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
-            queued: AtomicU64::new(0),
+            retired: AtomicU64::new(0),
             settled: AtomicU64::new(0),
         });
         // (only the shipping task writes them into records)
@@ -106,9 +213,9 @@ impl Recorder {
         tokio::spawn(async move {
             let mut batch = Vec::new();
             loop {
-                // Wait for records (a wake-up comes when the queue stops
+                // Wait for records (a wake-up comes when a shard stops
                 // being empty, not per record).
-                while lock_queue(&s).is_empty() {
+                while s.is_empty() {
                     if s.closed.load(Ordering::Acquire) {
                         return;
                     }
@@ -118,7 +225,8 @@ impl Recorder {
                 if !s.closed.load(Ordering::Acquire) {
                     tokio::time::sleep(GATHER).await;
                 }
-                std::mem::swap(&mut *lock_queue(&s), &mut batch);
+                s.take_all(&mut batch);
+                s.prune();
                 // (in chunks: sinks and their receivers bound message sizes)
                 let mut queued = batch.drain(..).peekable();
                 while queued.peek().is_some() {
@@ -162,18 +270,29 @@ impl Recorder {
 
     fn enqueue(&self, q: Queued) {
         let s = self.shared();
-        let mut queue = lock_queue(s);
-        if queue.len() >= s.capacity {
-            drop(queue);
-            s.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        queue.push(q);
-        let first = queue.len() == 1;
-        drop(queue);
-        s.queued.fetch_add(1, Ordering::Relaxed);
-        if first {
-            s.wake.notify_one();
+        let mut q = Some(q);
+        // This thread's shard (made on its first record); the shared
+        // first shard for a thread whose table is gone.
+        let _ = SHARDS.try_with(|table| {
+            let Ok(mut table) = table.try_borrow_mut() else {
+                return;
+            };
+            let shard = match table.iter().position(|(id, _)| *id == s.id) {
+                Some(i) => &table[i].1,
+                None => {
+                    // (first, forget the shards of recorders that are gone)
+                    table.retain(|(_, shard)| Arc::strong_count(shard) > 1);
+                    table.push((s.id, s.add_shard()));
+                    &table[table.len() - 1].1
+                }
+            };
+            if let Some(q) = q.take() {
+                s.push_to(shard, q);
+            }
+        });
+        if let Some(q) = q {
+            let first = s.shards()[0].clone();
+            s.push_to(&first, q);
         }
     }
 
@@ -182,7 +301,11 @@ impl Recorder {
     /// short-lived process (a command-line call) before it exits.
     pub async fn flush(&self, timeout: Duration) -> bool {
         let s = self.shared();
-        let target = s.queued.load(Ordering::Relaxed);
+        let target: u64 = {
+            let shards = s.shards();
+            let retired = s.retired.load(Ordering::Relaxed);
+            retired + shards.iter().map(|sh| sh.lock().queued).sum::<u64>()
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if s.settled.load(Ordering::Acquire) >= target {
@@ -203,6 +326,26 @@ impl Recorder {
     /// Records the sink accepted so far.
     pub fn written(&self) -> u64 {
         self.shared().written.load(Ordering::Relaxed)
+    }
+}
+
+impl Shared {
+    /// Queues `q` in `shard`, or drops it (counted) if the shard holds its
+    /// share of the capacity.
+    fn push_to(&self, shard: &Shard, q: Queued) {
+        let mut queue = shard.lock();
+        if queue.items.len() >= self.shard_capacity.load(Ordering::Relaxed) {
+            drop(queue);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.items.push(q);
+        queue.queued += 1;
+        let first = queue.items.len() == 1;
+        drop(queue);
+        if first {
+            self.wake.notify_one();
+        }
     }
 }
 

@@ -331,3 +331,68 @@ fn a_full_store_drops_the_traces_that_would_expire_first() {
     let store = store.max_records(3);
     assert_eq!(store.record_count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_from_threads_that_ended_are_all_shipped_and_flush_waits_for_new_ones() {
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let r = Recorder::new(store.clone(), 10_000);
+    // Each thread records into a shard of its own, then ends.
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    r.record(rec(&format!("t{t}"), "a", None, Side::Client, "m", Outcome::Ok));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(r.flush(Duration::from_secs(10)).await);
+    assert_eq!((r.written(), r.dropped()), (800, 0));
+    for t in 0..8 {
+        assert_eq!(store.trace(&format!("t{t}")).len(), 100);
+    }
+    // Once shipped, the ended threads' shards are forgotten; what they
+    // queued still counts, so a flush waits for the records queued after.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..10 {
+        r.record(rec("late", "a", None, Side::Client, "m", Outcome::Ok));
+    }
+    assert!(r.flush(Duration::from_secs(10)).await);
+    assert_eq!(r.written(), 810);
+    assert_eq!(store.trace("late").len(), 10);
+}
+
+#[test]
+fn a_thread_holds_its_share_of_the_capacity() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _in_rt = rt.enter();
+    // (the shipping task never runs: nothing is polled)
+    let r = Recorder::new(Discarding, 10);
+    for _ in 0..15 {
+        r.record(rec("t", "a", None, Side::Client, "m", Outcome::Ok));
+    }
+    assert_eq!(r.dropped(), 5, "one thread: the whole capacity");
+    let r2 = r.clone();
+    std::thread::spawn(move || {
+        for _ in 0..15 {
+            r2.record(rec("t", "a", None, Side::Client, "m", Outcome::Ok));
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(r.dropped(), 5 + 10, "two threads: half each");
+}
+
+struct Discarding;
+impl TraceSink for Discarding {
+    fn write(&self, _: Vec<Record>) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
