@@ -111,9 +111,7 @@ pub(crate) fn main(args: &[String]) {
                     recorder,
                     ..Default::default()
                 };
-                let c = Client::connect_with(&[&ep], opts)
-                    .await
-                    .expect("connect");
+                let c = Client::connect_with(&[&ep], opts).await.expect("connect");
                 run(k, secs, c, echo_call).await;
             });
         }

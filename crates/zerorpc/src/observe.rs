@@ -12,7 +12,7 @@
 //! pays nothing for this.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use rmpv::Value;
 
@@ -33,7 +33,7 @@ pub(crate) struct Observers {
 
 /// When a call started: the wall clock for its record, the monotonic one
 /// for its duration.
-pub(crate) type Started = (SystemTime, Instant);
+pub(crate) type Started = Instant;
 
 /// The call a watch starts for.
 pub(crate) struct CallStart<'a> {
@@ -108,7 +108,7 @@ impl Observers {
                 (Some(_), Some(ctx)) => Some((ctx.trace_id, ctx.span_id)),
                 _ => None,
             },
-            started: at.1,
+            started: at,
             ended: None,
             outcome: Outcome::Cancelled,
             items: 0,
@@ -303,7 +303,7 @@ mod tests {
             method: "m".into(),
             peer: Peer::Endpoint("tcp://x".into()),
             args,
-            at: (SystemTime::now(), Instant::now()),
+            at: Instant::now(),
         })
     }
 

@@ -342,7 +342,7 @@ impl Client {
         args: Vec<Value>,
         trace: Option<&TraceContext>,
     ) -> (Opened, Option<Box<CallWatch>>) {
-        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let t0 = std::time::Instant::now();
         let captured = self.captured(&args, trace);
         let opened = self.open_channel(method, args, trace);
         let endpoint = opened.0.out.conn.endpoint.clone();
@@ -430,7 +430,7 @@ impl Client {
     ) -> Result<impl Stream<Item = Result<(bool, Value), Error>> + Send + Unpin + 'static, Error>
     {
         let trace = call_context(&self.inner.opts);
-        let t0 = (std::time::SystemTime::now(), std::time::Instant::now());
+        let t0 = std::time::Instant::now();
         let captured = self.captured(&args, trace.as_ref());
         let (call, endpoint) = self.open(method, args, trace.as_ref()).await?;
         let watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);

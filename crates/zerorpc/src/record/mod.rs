@@ -199,7 +199,8 @@ pub(crate) struct Span {
     service: Arc<str>,
     method: String,
     peer: Peer,
-    start_wall: SystemTime,
+    /// (its wall-clock time is worked out when the record is built, from
+    /// the clocks read then: one clock read less per call)
     start: Instant,
     user: Option<Arc<str>>,
     payload: Option<Box<Payload>>,
@@ -214,14 +215,14 @@ struct Finished {
 }
 
 impl Span {
-    /// A span that started at `at` (wall clock and monotonic).
+    /// A span that started at `at`.
     pub fn started(
         ctx: TraceContext,
         side: Side,
         service: Arc<str>,
         method: String,
         peer: Peer,
-        at: (SystemTime, Instant),
+        at: Instant,
     ) -> Self {
         Span {
             ctx,
@@ -229,8 +230,7 @@ impl Span {
             service,
             method,
             peer,
-            start_wall: at.0,
-            start: at.1,
+            start: at,
             user: None,
             payload: None,
             traceback: None,
@@ -277,8 +277,20 @@ impl Span {
 }
 
 impl Finished {
-    fn into_record(self, process: &Arc<str>, host: &Arc<str>) -> Record {
+    /// The record, with its start in wall-clock time from `clocks`: both
+    /// clocks read at one moment.
+    fn into_record(
+        self,
+        process: &Arc<str>,
+        host: &Arc<str>,
+        clocks: (SystemTime, Instant),
+    ) -> Record {
         let s = self.span;
+        let (wall, mono) = clocks;
+        let start_wall = match mono.checked_duration_since(s.start) {
+            Some(ago) => wall.checked_sub(ago),
+            None => wall.checked_add(s.start.duration_since(mono)),
+        };
         Record {
             trace_id: s.ctx.trace_id_hex(),
             span_id: s.ctx.span_id_hex(),
@@ -292,11 +304,9 @@ impl Finished {
             },
             process: process.clone(),
             host: host.clone(),
-            start_us: s
-                .start_wall
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(0),
+            start_us: start_wall
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_micros() as u64),
             duration_us: self.duration.as_micros() as u64,
             outcome: self.outcome,
             user: s.user.map(|u| u.to_string()),

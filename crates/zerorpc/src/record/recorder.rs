@@ -227,6 +227,7 @@ impl Recorder {
                 }
                 s.take_all(&mut batch);
                 s.prune();
+                let clocks = (std::time::SystemTime::now(), std::time::Instant::now());
                 // (in chunks: sinks and their receivers bound message sizes)
                 let mut queued = batch.drain(..).peekable();
                 while queued.peek().is_some() {
@@ -234,7 +235,7 @@ impl Recorder {
                         .by_ref()
                         .take(BATCH)
                         .map(|q| match q {
-                            Queued::Span(f) => f.into_record(&process, &host),
+                            Queued::Span(f) => f.into_record(&process, &host, clocks),
                             Queued::Record(r) => r,
                         })
                         .collect();

@@ -342,7 +342,14 @@ async fn records_from_threads_that_ended_are_all_shipped_and_flush_waits_for_new
             let r = r.clone();
             std::thread::spawn(move || {
                 for _ in 0..100 {
-                    r.record(rec(&format!("t{t}"), "a", None, Side::Client, "m", Outcome::Ok));
+                    r.record(rec(
+                        &format!("t{t}"),
+                        "a",
+                        None,
+                        Side::Client,
+                        "m",
+                        Outcome::Ok,
+                    ));
                 }
             })
         })
@@ -395,4 +402,28 @@ impl TraceSink for Discarding {
     fn write(&self, _: Vec<Record>) -> BoxFuture<'static, Result<(), String>> {
         Box::pin(std::future::ready(Ok(())))
     }
+}
+
+#[test]
+fn a_record_s_wall_clock_start_comes_from_the_clocks_read_when_it_is_built() {
+    let mono = Instant::now();
+    let wall = UNIX_EPOCH + Duration::from_secs(1_000);
+    let finished = |start: Instant| Finished {
+        span: Span::started(
+            TraceContext::new_root(),
+            Side::Client,
+            "svc".into(),
+            "m".into(),
+            Peer::Endpoint("tcp://x:1".into()),
+            start,
+        ),
+        duration: Duration::from_millis(3),
+        outcome: Outcome::Ok,
+    };
+    let (process, host): (Arc<str>, Arc<str>) = ("p[1]".into(), "h".into());
+    let r = finished(mono - Duration::from_secs(2)).into_record(&process, &host, (wall, mono));
+    assert_eq!((r.start_us, r.duration_us), (998_000_000, 3_000));
+    // (a start read after the clocks, on another thread)
+    let r = finished(mono + Duration::from_millis(1)).into_record(&process, &host, (wall, mono));
+    assert_eq!(r.start_us, 1_000_001_000);
 }

@@ -42,7 +42,7 @@ pub(super) fn observe(
         method,
         peer: Peer::RoutingId(identity.clone()),
         args: None,
-        at: (std::time::SystemTime::now(), std::time::Instant::now()),
+        at: std::time::Instant::now(),
     });
     (ctx, Some(watch))
 }
