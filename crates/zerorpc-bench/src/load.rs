@@ -81,6 +81,7 @@ pub(crate) fn main(args: &[String]) {
     };
     let recorder = rt.block_on(async {
         match record {
+            None => None,
             Some("store") => Some(zerorpc::record::Recorder::new(
                 zerorpc::record::EmbeddedStore::new(Duration::from_secs(60)),
                 100_000,
@@ -89,21 +90,24 @@ pub(crate) fn main(args: &[String]) {
                 crate::scenarios::tracing::Discard,
                 100_000,
             )),
-            _ => None,
+            Some(other) => {
+                eprintln!("load: --record store or discard, not {other}");
+                std::process::exit(2);
+            }
         }
     });
     match system {
         "ours" => {
+            let opts = zerorpc::ServerOptions {
+                recorder: recorder.clone(),
+                ..Default::default()
+            };
             let ep = if sides {
                 on_own_thread(|| async {
-                    let (server, ep) = demo_server(Default::default()).await;
+                    let (server, ep) = demo_server(opts).await;
                     (ep, Box::new(server) as Box<dyn std::any::Any>)
                 })
             } else {
-                let opts = zerorpc::ServerOptions {
-                    recorder: recorder.clone(),
-                    ..Default::default()
-                };
                 rt.block_on(async { demo_server(opts).await.1 })
             };
             rt.block_on(async move {

@@ -31,8 +31,8 @@ pub(crate) struct Observers {
     on_error: Option<OnError>,
 }
 
-/// When a call started: the wall clock for its record, the monotonic one
-/// for its duration.
+/// When a call started, on the monotonic clock (its record's wall-clock
+/// start is worked out when the record is built).
 pub(crate) type Started = Instant;
 
 /// The call a watch starts for.
