@@ -360,7 +360,8 @@ impl HubCore {
             overloaded: self.overloaded,
             expired: self.expired,
             dropped: self.dropped,
-            calls_per_sec: self.rate.iter().map(|(_, n)| *n as f64).sum::<f64>() / span,
+            // (summed as integers: a float sum of nothing is -0.0)
+            calls_per_sec: self.rate.iter().map(|(_, n)| *n).sum::<u64>() as f64 / span,
         }
     }
 

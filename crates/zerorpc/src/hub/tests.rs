@@ -277,3 +277,14 @@ fn a_workers_window_announcement_does_not_pass_the_hub() {
     );
     assert_eq!(ev.header.response_to, Some(call.header.message_id.clone()));
 }
+
+#[test]
+fn a_new_hub_reports_zero_calls_per_second_not_minus_zero() {
+    let h = core();
+    let rate = h.stats(Instant::now()).calls_per_sec;
+    assert_eq!(rate, 0.0);
+    assert!(rate.is_sign_positive(), "{rate}");
+    // (what `_zerorpc_hub_stats` answers)
+    let answered = h.stats(Instant::now()).to_value()["calls_per_sec"].as_f64();
+    assert!(answered.is_some_and(|r| r == 0.0 && r.is_sign_positive()));
+}
