@@ -31,10 +31,6 @@ pub(crate) struct Observers {
     on_error: Option<OnError>,
 }
 
-/// When a call started, on the monotonic clock (its record's wall-clock
-/// start is worked out when the record is built).
-pub(crate) type Started = Instant;
-
 /// The call a watch starts for.
 pub(crate) struct CallStart<'a> {
     /// Its trace context (a call without one is not recorded).
@@ -49,7 +45,9 @@ pub(crate) struct CallStart<'a> {
     /// The arguments, when the call's payload is to be kept: see
     /// [`Observers::keeps_payloads`].
     pub(crate) args: Option<Vec<Value>>,
-    pub(crate) at: Started,
+    /// When it started, on the monotonic clock (its record's wall-clock
+    /// start is worked out when the record is built).
+    pub(crate) at: Instant,
 }
 
 impl Observers {

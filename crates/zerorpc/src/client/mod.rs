@@ -45,7 +45,7 @@ use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet};
 use crate::error::{CallError, Error};
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
-use crate::observe::{CallStart, CallWatch, Ended, Observers, Started};
+use crate::observe::{CallStart, CallWatch, Ended, Observers};
 use crate::record::{Outcome, Peer, Recorder, Side};
 use crate::report::OnError;
 use crate::trace::{HexId, TraceContext};
@@ -363,7 +363,7 @@ impl Client {
         endpoint: Arc<str>,
         method: &str,
         args: Option<Vec<Value>>,
-        at: Started,
+        at: std::time::Instant,
     ) -> Option<Box<CallWatch>> {
         let obs = self.inner.observers.as_ref()?;
         Some(obs.start(CallStart {

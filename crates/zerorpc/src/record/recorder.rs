@@ -97,6 +97,24 @@ impl Shared {
         shard
     }
 
+    /// Queues `q` in `shard`, or drops it (counted) if the shard holds its
+    /// share of the capacity.
+    fn push_to(&self, shard: &Shard, q: Queued) {
+        let mut queue = shard.lock();
+        if queue.items.len() >= self.shard_capacity.load(Ordering::Relaxed) {
+            drop(queue);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.items.push(q);
+        queue.queued += 1;
+        let first = queue.items.len() == 1;
+        drop(queue);
+        if first {
+            self.wake.notify_one();
+        }
+    }
+
     /// Moves what every shard holds into `batch`.
     fn take_all(&self, batch: &mut Vec<Queued>) {
         for shard in self.shards().iter() {
@@ -327,26 +345,6 @@ impl Recorder {
     /// Records the sink accepted so far.
     pub fn written(&self) -> u64 {
         self.shared().written.load(Ordering::Relaxed)
-    }
-}
-
-impl Shared {
-    /// Queues `q` in `shard`, or drops it (counted) if the shard holds its
-    /// share of the capacity.
-    fn push_to(&self, shard: &Shard, q: Queued) {
-        let mut queue = shard.lock();
-        if queue.items.len() >= self.shard_capacity.load(Ordering::Relaxed) {
-            drop(queue);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        queue.items.push(q);
-        queue.queued += 1;
-        let first = queue.items.len() == 1;
-        drop(queue);
-        if first {
-            self.wake.notify_one();
-        }
     }
 }
 
