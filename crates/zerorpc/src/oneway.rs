@@ -47,7 +47,9 @@ impl<T: OneWay> OneWay for Arc<T> {
 }
 
 fn encode(method: &str, args: Vec<Value>) -> Message {
-    Message::from_iter([Event::new(method, Value::Array(args)).encode()])
+    let mut m = Message::new();
+    m.push_back_pieces(Event::new(method, Value::Array(args)).into_pieces());
+    m
 }
 
 /// Sends one-way events over PUSH: each to one connected puller, round

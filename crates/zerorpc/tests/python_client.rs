@@ -59,6 +59,10 @@ def check(name, got, want):
     print("OK", name, flush=True)
 for v in [u"h\u00e9llo", b"\x00\xff", 12345678901, -3, 0.25, None, [1, u"x", None], {u"k": 1}, True]:
     check("echo %r" % (v,), c.echo(v), v)
+# long strings and binaries: our server sends them back in pieces of their own
+for name, v in [("long bytes", b"\x09" * 100000), ("long str", u"\u00e9" * 20000),
+                ("long nested", [b"\x01" * 70000, 7, {u"k": u"x" * 30000}])]:
+    check(name, c.echo(v), v)
 check("add", c.add(2, 40), 42)
 check("add str", c.add(u"a", u"b"), u"ab")
 check("lolita", c.lolita(), 42)
@@ -113,6 +117,7 @@ async fn python_client_full_tour() {
     let (_server, ep) = serve(Duration::from_secs(1)).await;
     for out in run_script_everywhere(CLIENT, &ep).await {
         assert!(out.contains("OK inspect add"));
+        assert!(out.contains("OK long nested"), "{out}");
     }
 }
 

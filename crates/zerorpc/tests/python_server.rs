@@ -34,6 +34,14 @@ async fn calls_values_errors_and_introspection() {
         Value::Nil,
         Value::Array(vec![Value::from(1), Value::from("x"), Value::Nil]),
         Value::Map(vec![(Value::from("k"), Value::from(1))]),
+        // long strings and binaries leave in pieces of their own
+        Value::Binary(vec![9; 100_000]),
+        Value::from("é".repeat(20_000)),
+        Value::Array(vec![
+            Value::Binary(vec![1; 70_000]),
+            Value::from(7),
+            Value::Map(vec![(Value::from("k"), Value::from("x".repeat(30_000)))]),
+        ]),
     ] {
         assert_eq!(
             within("echo", c.call("echo", vec![v.clone()]))

@@ -306,11 +306,20 @@ impl Encoder {
             Some(s) => s.seal(frame)?,
             None => frame,
         };
-        let before = out.tail.len();
-        encode_header(frame.more, frame.command, frame.body.len(), out.tail());
-        out.len += out.tail.len() - before;
-        out.put_bytes(&frame.body);
+        Encoder::put_pieces(frame.more, frame.command, &[frame.body], out);
         Ok(())
+    }
+
+    /// One frame whose body is `pieces`, in order (each written as it is:
+    /// a large one by reference).
+    fn put_pieces(more: bool, command: bool, pieces: &[Bytes], out: &mut WriteBuffer) {
+        let before = out.tail.len();
+        let len = pieces.iter().map(Bytes::len).sum();
+        encode_header(more, command, len, out.tail());
+        out.len += out.tail.len() - before;
+        for p in pieces {
+            out.put_bytes(p);
+        }
     }
 
     /// Appends a multipart message. An empty message is sent as one empty
@@ -320,8 +329,14 @@ impl Encoder {
         if n == 0 {
             return self.put_frame(Frame::data(Bytes::new(), false), out);
         }
-        for (i, f) in msg.frames().iter().enumerate() {
-            self.put_frame(Frame::data(f.clone(), i + 1 < n), out)?;
+        for (i, pieces) in msg.frame_pieces().enumerate() {
+            let more = i + 1 < n;
+            if pieces.len() > 1 && self.sealer.is_none() {
+                Encoder::put_pieces(more, false, pieces, out);
+            } else {
+                // (a sealer needs the frame whole: it copies it anyway)
+                self.put_frame(Frame::data(crate::message::join(pieces), more), out)?;
+            }
         }
         Ok(())
     }
@@ -459,6 +474,34 @@ mod tests {
         assert!(Decoder::new(Limits::default(), None)
             .decode(&mut raw)
             .is_err());
+    }
+
+    #[test]
+    fn a_frame_of_pieces_is_one_frame_on_the_wire_its_big_piece_not_copied() {
+        let big = Bytes::from(vec![9u8; 3 * ZERO_COPY_MIN]);
+        let mut pieced = Message::from_iter([&b"id"[..], b""]);
+        pieced.push_back_pieces([
+            Bytes::from_static(b"<"),
+            big.clone(),
+            Bytes::from_static(b">"),
+        ]);
+        let mut joined = Message::from_iter([&b"id"[..], b""]);
+        joined.push_back(crate::message::join(&pieced.frames()[2..]));
+        // the same bytes as the frame sent whole, and one message back
+        let mut wire = encode(std::slice::from_ref(&pieced));
+        assert_eq!(wire, encode(std::slice::from_ref(&joined)));
+        let got = Decoder::new(Limits::default(), None)
+            .decode(&mut wire)
+            .unwrap();
+        assert_eq!(got, Some(Incoming::Message(joined)));
+        // the big piece is queued by reference
+        let mut out = WriteBuffer::new();
+        Encoder::new(None)
+            .encode_message(&pieced, &mut out)
+            .unwrap();
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = out.io_slices(&mut slices);
+        assert!(slices[..n].iter().any(|s| s.as_ptr() == big.as_ptr()));
     }
 
     #[test]

@@ -159,6 +159,17 @@ async fn our_curve_client_to_a_libzmq_server() {
         assert_eq!(r.frames()[0], Bytes::from(format!("echo:m{i}")));
         assert_eq!(r.frames()[1].len(), body.len() + 5);
     }
+    // A frame sent in pieces is sealed as one frame.
+    let mut m = Message::from(Bytes::from_static(b"pieces"));
+    let big = Bytes::from(vec![b'y'; 40_000]);
+    m.push_back_pieces([Bytes::from_static(b"<"), big, Bytes::from_static(b">")]);
+    dealer.send(m).await.unwrap();
+    let r = within("libzmq's echo", dealer.recv()).await.unwrap();
+    assert_eq!(r.len(), 2);
+    let mut expected = b"echo:<".to_vec();
+    expected.extend_from_slice(&[b'y'; 40_000]);
+    expected.push(b'>');
+    assert_eq!(r.frames()[1], expected);
     // libzmq's ZAP handler knew us by our key (it names us in Z85).
     let (_server, user) = py_line(server, "USER").await;
     assert_eq!(user, format!("USER {}", ours.public_z85()));

@@ -30,9 +30,9 @@ async fn dealer_vs_libzmq_router(ours_binds: bool) {
             Some(ep) => router.connect(&ep).unwrap(),
             None => ep_tx.send(zbind(&router)).unwrap(),
         }
-        // Echo three messages back, adding a marker frame.
+        // Echo four messages back, adding a marker frame.
         let mut seen = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             let mut m = router.recv_multipart(0).unwrap();
             seen.push(m.clone());
             m.push(b"echo".to_vec());
@@ -54,14 +54,34 @@ async fn dealer_vs_libzmq_router(ours_binds: bool) {
             vec![b"".to_vec(), b"hello".to_vec(), vec![i], b"echo".to_vec()]
         );
     }
+    // A last frame sent in pieces (the large one written uncopied) is one
+    // frame to libzmq.
+    let mut pieced = msg(&[b""]);
+    let big = bytes::Bytes::from(vec![b'p'; 50_000]);
+    pieced.push_back_pieces([
+        bytes::Bytes::from_static(b"<"),
+        big,
+        bytes::Bytes::from_static(b">"),
+    ]);
+    let mut joined = b"<".to_vec();
+    joined.extend_from_slice(&[b'p'; 50_000]);
+    joined.push(b'>');
+    within("dealer send", dealer.send(pieced)).await.unwrap();
+    let reply = within("dealer recv", dealer.recv()).await.unwrap();
+    assert_eq!(
+        frames(&reply),
+        vec![b"".to_vec(), joined.clone(), b"echo".to_vec()]
+    );
     let seen = zmq_side.await.unwrap();
-    for m in &seen {
+    for m in &seen[..3] {
         // libzmq's ROUTER saw [generated identity, "", "hello", i]
         assert_eq!(m.len(), 4);
         assert_eq!(m[0].len(), 5, "libzmq-generated routing id");
         assert_eq!(m[0][0], 0);
         assert_eq!(m[2], b"hello");
     }
+    assert_eq!(seen[3].len(), 3);
+    assert_eq!(seen[3][2], joined);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

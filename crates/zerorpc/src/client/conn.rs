@@ -457,7 +457,7 @@ impl Client {
         let (net_tx, net_rx) = mailbox(cfg.widest_window() as usize + 16, usize::MAX);
         conn.channels().insert(id.clone(), net_tx);
         let drops_at_open = conn.drops.load(Ordering::SeqCst);
-        let msg = Message::from_iter([Bytes::new(), request.encode()]);
+        let msg = crate::event::dealer_message(request);
         let mut ch = Channel::client(id, cfg, now);
         if let Some((at, left)) = inherited {
             ch.set_deadline(at, left);

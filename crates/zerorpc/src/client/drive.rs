@@ -328,13 +328,14 @@ impl Outlet for ToServer {
     /// to send to, and loss detection decides); credit must arrive or the
     /// stream stalls. Neither waits longer than the remote may stay silent.
     fn start_send(&mut self, ev: Event, cfg: &ChannelConfig) -> Result<(), Error> {
-        let msg = Message::from_iter([Bytes::new(), ev.encode()]);
+        let credit = ev.kind() == Some(EventKind::More);
+        let msg = crate::event::dealer_message(ev);
         let Err(TrySendError::Full(msg)) = self.conn.dealer.try_send_or_return(msg) else {
             return Ok(());
         };
         let cfg = *cfg;
         let conn = self.conn.clone();
-        self.sending = Some(if ev.kind() == Some(EventKind::More) {
+        self.sending = Some(if credit {
             let patience = cfg.heartbeat * cfg.lost_after;
             Box::pin(async move {
                 tokio::time::timeout(patience, conn.dealer.send(msg))

@@ -33,7 +33,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::Stream;
 use rmpv::Value;
 use tokio::sync::{mpsc, Notify};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rmp::Marker;
 use rmpv::Value;
+use smallvec::SmallVec;
 
 use crate::error::EventError;
 
@@ -88,6 +89,31 @@ impl Event {
 
     /// Encodes to msgpack (directly, without building a value tree).
     pub fn encode(&self) -> Bytes {
+        let mut out = self.encode_head();
+        // Writing into a Vec cannot fail.
+        let _ = rmpv::encode::write_value(&mut out, &self.args);
+        Bytes::from(out)
+    }
+
+    /// Encodes to msgpack as pieces to send as one frame (see
+    /// `zmtp::Message::push_back_pieces`): strings and binaries of
+    /// [`PIECE_MIN`] bytes or more in the arguments become pieces of their
+    /// own, moved and not copied. Joined, the pieces are [`Event::encode`]'s
+    /// bytes.
+    pub fn into_pieces(self) -> impl ExactSizeIterator<Item = Bytes> {
+        let mut pieces = PieceWriter {
+            done: SmallVec::new(),
+            out: self.encode_head(),
+        };
+        pieces.put(self.args);
+        if !pieces.out.is_empty() {
+            pieces.done.push(Bytes::from(pieces.out));
+        }
+        pieces.done.into_iter()
+    }
+
+    /// The event's array marker, header and name.
+    fn encode_head(&self) -> Vec<u8> {
         let h = &self.header;
         let entries = 1
             + usize::from(h.version.is_some())
@@ -125,8 +151,7 @@ impl Event {
         }
         out.extend_from_slice(h.shared.encoded());
         let _ = rmp::encode::write_str(&mut out, &self.name);
-        let _ = rmpv::encode::write_value(&mut out, &self.args);
-        Bytes::from(out)
+        out
     }
 
     /// Decodes from msgpack, refusing anything that is not a well-formed
@@ -163,6 +188,73 @@ impl Event {
     pub fn decode_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String), EventError> {
         let (header, name, _) = Event::read_head(buf, limits)?;
         Ok((header, name))
+    }
+}
+
+/// The message a DEALER sends for `ev`: an empty delimiter, then the
+/// event in pieces ([`Event::into_pieces`]).
+pub(crate) fn dealer_message(ev: Event) -> zmtp::Message {
+    let mut m = zmtp::Message::from(Bytes::new());
+    m.push_back_pieces(ev.into_pieces());
+    m
+}
+
+/// Strings and binaries at least this long are pieces of their own in
+/// [`Event::into_pieces`] (zmtp writes pieces this long without copying).
+pub const PIECE_MIN: usize = 16 * 1024;
+
+/// Builds [`Event::into_pieces`]: the bytes so far in `out`, finished
+/// pieces in `done`.
+struct PieceWriter {
+    done: SmallVec<[Bytes; 3]>,
+    out: Vec<u8>,
+}
+
+impl PieceWriter {
+    /// Writes `v` as `rmpv::encode::write_value` does, moving long
+    /// strings and binaries into pieces of their own.
+    fn put(&mut self, v: Value) {
+        // Writing into a Vec cannot fail.
+        match v {
+            Value::Binary(b) if b.len() >= PIECE_MIN => {
+                let _ = rmp::encode::write_bin_len(&mut self.out, b.len() as u32);
+                self.cut(b);
+            }
+            Value::String(s) if s.as_bytes().len() >= PIECE_MIN => {
+                // (invalid UTF-8 goes as bin, as rmpv writes it)
+                let is_str = s.is_str();
+                let b = s.into_bytes();
+                if is_str {
+                    let _ = rmp::encode::write_str_len(&mut self.out, b.len() as u32);
+                } else {
+                    let _ = rmp::encode::write_bin_len(&mut self.out, b.len() as u32);
+                }
+                self.cut(b);
+            }
+            Value::Array(items) => {
+                let _ = rmp::encode::write_array_len(&mut self.out, items.len() as u32);
+                for v in items {
+                    self.put(v);
+                }
+            }
+            Value::Map(entries) => {
+                let _ = rmp::encode::write_map_len(&mut self.out, entries.len() as u32);
+                for (k, v) in entries {
+                    self.put(k);
+                    self.put(v);
+                }
+            }
+            v => {
+                let _ = rmpv::encode::write_value(&mut self.out, &v);
+            }
+        }
+    }
+
+    /// Ends the piece in progress and adds `big` as the next one.
+    fn cut(&mut self, big: Vec<u8>) {
+        let head = std::mem::replace(&mut self.out, Vec::with_capacity(64));
+        self.done.push(Bytes::from(head));
+        self.done.push(Bytes::from(big));
     }
 }
 

@@ -316,3 +316,55 @@ fn node_limit_stops_amplification() {
         Err(EventError::TooComplex { .. })
     ));
 }
+
+#[test]
+fn pieces_join_to_the_encoded_bytes_and_carry_long_values_uncopied() {
+    let big = vec![7u8; PIECE_MIN];
+    let text = "z".repeat(PIECE_MIN + 1);
+    // a msgpack str that is not UTF-8, as a peer may send one
+    let mut wire = vec![0xdb];
+    wire.extend_from_slice(&(PIECE_MIN as u32).to_be_bytes());
+    wire.push(0xff);
+    wire.resize(5 + PIECE_MIN, b'a');
+    let invalid = rmpv::decode::read_value(&mut &wire[..]).unwrap();
+    assert!(
+        invalid.as_str().is_none(),
+        "the test needs a string that is not UTF-8"
+    );
+    let (big_at, text_at) = (big.as_ptr(), text.as_ptr());
+    let args = Value::Array(vec![
+        Value::Binary(big),
+        Value::Map(vec![(Value::from("k"), Value::from(text))]),
+        Value::from(1),
+        Value::Binary(vec![1; PIECE_MIN - 1]),
+        invalid,
+        Value::Nil,
+    ]);
+    let mut ev = Event::new("m", args);
+    ev.header.version = Some(3);
+    let whole = ev.encode();
+    let pieces: Vec<Bytes> = ev.into_pieces().collect();
+    // head, big, map head, text, the short values, the invalid string, the end
+    assert_eq!(pieces.len(), 7);
+    assert_eq!(pieces.concat(), whole);
+    assert_eq!(pieces[1].as_ptr(), big_at);
+    assert_eq!(pieces[3].as_ptr(), text_at);
+    let back = Event::decode(&whole, DecodeLimits::default()).unwrap();
+    assert_eq!(back.args[4].as_str(), None);
+}
+
+#[test]
+fn an_event_without_long_values_is_one_piece() {
+    let ev = Event::new(
+        "echo",
+        Value::Array(vec![Value::from("hi"), Value::Binary(vec![0; 100])]),
+    );
+    let whole = ev.encode();
+    let pieces: Vec<Bytes> = ev.into_pieces().collect();
+    assert_eq!(pieces, [whole]);
+    let bare = Event::new("STREAM", Value::Binary(vec![3; PIECE_MIN]));
+    let whole = bare.encode();
+    let pieces: Vec<Bytes> = bare.into_pieces().collect();
+    assert_eq!(pieces.len(), 2, "no empty piece after the value");
+    assert_eq!(pieces.concat(), whole);
+}

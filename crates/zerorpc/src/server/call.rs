@@ -102,13 +102,14 @@ impl Envelope {
         }
     }
 
-    /// A message of these frames, then `payload`.
-    pub(super) fn message(&self, payload: Bytes) -> Message {
+    /// A message of these frames, then `payload` (in pieces: see
+    /// [`Event::into_pieces`]).
+    pub(super) fn message(&self, payload: impl IntoIterator<Item = Bytes>) -> Message {
         let mut m = match self {
             Envelope::Delimiter => Message::from_iter([Bytes::new()]),
             Envelope::Frames(f) => f.iter().cloned().collect(),
         };
-        m.push_back(payload);
+        m.push_back_pieces(payload);
         m
     }
 }
@@ -127,7 +128,7 @@ impl Outlet for ToClient {
     }
 
     fn start_send(&mut self, ev: Event, _: &ChannelConfig) -> Result<(), Self::Error> {
-        match self.peer.try_send(self.envelope.message(ev.encode())) {
+        match self.peer.try_send(self.envelope.message(ev.into_pieces())) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(m)) => {
                 self.sending = Some(Box::new(Some(m)));
@@ -458,7 +459,7 @@ mod tests {
         let env = Envelope::of(&frames);
         drop(frames);
         assert!(read.is_unique(), "the envelope holds the read buffer");
-        let m = env.message(Bytes::from_static(b"event"));
+        let m = env.message([Bytes::from_static(b"event")]);
         let got: Vec<&[u8]> = m.frames().iter().map(|f| &f[..]).collect();
         assert_eq!(got, [&[7u8; 5][..], b"", b"event"]);
         // a DEALER's lone delimiter is kept without a frame
@@ -466,7 +467,7 @@ mod tests {
         let delimiter = rd.split_to(0).freeze();
         let env = Envelope::of(&[delimiter]);
         assert!(matches!(env, Envelope::Delimiter));
-        let m = env.message(Bytes::from_static(b"event"));
+        let m = env.message([Bytes::from_static(b"event")]);
         let got: Vec<&[u8]> = m.frames().iter().map(|f| &f[..]).collect();
         assert_eq!(got, [&b""[..], b"event"]);
     }

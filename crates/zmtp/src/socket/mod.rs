@@ -322,7 +322,7 @@ impl Shared {
     /// PUB send: to every matching subscriber whose queue has room; the
     /// others miss this message (counted in `dropped`).
     fn send_fanout(&self, msg: Message) {
-        let topic = msg.get(0).cloned().unwrap_or_default();
+        let topic = msg.first_frame().unwrap_or_default();
         let t = self.table();
         for p in t.peers.values() {
             if p.subs.matches(&topic) && p.tx.try_push(msg.clone()).is_err() {
