@@ -21,11 +21,16 @@ struct Counting;
 const CLASSES: usize = 257;
 static COUNT: [AtomicIsize; CLASSES] = [const { AtomicIsize::new(0) }; CLASSES];
 static BYTES: [AtomicIsize; CLASSES] = [const { AtomicIsize::new(0) }; CLASSES];
+/// Live bytes over all classes, and the most they reached.
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
 
 fn note(size: usize, sign: isize) {
     let c = (size / 16).min(CLASSES - 1);
     COUNT[c].fetch_add(sign, Ordering::Relaxed);
     BYTES[c].fetch_add(sign * size as isize, Ordering::Relaxed);
+    let live = LIVE.fetch_add(sign * size as isize, Ordering::Relaxed) + sign * size as isize;
+    PEAK.fetch_max(live, Ordering::Relaxed);
 }
 
 // SAFETY: every call is passed to `System` as it came; the counters
@@ -81,6 +86,9 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let call_future = std::mem::size_of_val(&c.call("slow", vec![3600.into()]));
         let before = snapshot();
+        let live_before = LIVE.load(Ordering::SeqCst);
+        let rss_before = zerorpc_testkit::rss_kib();
+        PEAK.store(live_before, Ordering::SeqCst);
         let calls: Vec<_> = (0..n)
             .map(|_| {
                 let c = c.clone();
@@ -92,6 +100,7 @@ fn main() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let after = snapshot();
+        let rss_after = zerorpc_testkit::rss_kib();
         let per = |x: isize| x as f64 / n as f64;
         let (mut count, mut bytes) = (0, 0);
         let mut rows = Vec::new();
@@ -118,6 +127,14 @@ fn main() {
             per(count)
         );
         println!("(a `Client::call` future is {call_future} bytes)");
+        println!(
+            "RSS growth with the system allocator: {:.0} bytes per call",
+            per((rss_after.saturating_sub(rss_before) * 1024) as isize)
+        );
+        println!(
+            "peak while the calls were opened: {:.0} bytes per call above the start",
+            per(PEAK.load(Ordering::SeqCst) - live_before)
+        );
         println!("\n| size class (bytes) | allocations per call | bytes per call |\n|---|---:|---:|");
         for r in rows {
             println!("{r}");
