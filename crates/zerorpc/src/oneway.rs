@@ -48,7 +48,7 @@ impl<T: OneWay> OneWay for Arc<T> {
 
 fn encode(method: &str, args: Vec<Value>) -> Message {
     let mut m = Message::new();
-    m.push_back_pieces(Event::new(method, Value::Array(args)).into_pieces());
+    Event::new(method, Value::Array(args)).append_to(&mut m);
     m
 }
 

@@ -72,6 +72,14 @@ async fn our_client_calls_a_node_server() {
     let c = Client::connect(&ep).await.unwrap();
     let sum = within("add", c.call("add", vec![2.into(), 40.into()])).await;
     assert_eq!(sum.unwrap(), Value::from(42));
+    // long strings leave in pieces of their own; Node reads them whole
+    let (a, b) = ("x".repeat(30_000), "y".repeat(40_000));
+    let joined = within(
+        "add",
+        c.call("add", vec![a.clone().into(), b.clone().into()]),
+    )
+    .await;
+    assert_eq!(joined.unwrap(), Value::from(a + &b));
     match within("boom", c.call("boom", vec![])).await {
         Err(Error::Remote(e)) => {
             assert_eq!(e.message, "kaboom", "{e:?}");

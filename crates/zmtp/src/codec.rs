@@ -306,37 +306,38 @@ impl Encoder {
             Some(s) => s.seal(frame)?,
             None => frame,
         };
-        Encoder::put_pieces(frame.more, frame.command, &[frame.body], out);
-        Ok(())
-    }
-
-    /// One frame whose body is `pieces`, in order (each written as it is:
-    /// a large one by reference).
-    fn put_pieces(more: bool, command: bool, pieces: &[Bytes], out: &mut WriteBuffer) {
         let before = out.tail.len();
-        let len = pieces.iter().map(Bytes::len).sum();
-        encode_header(more, command, len, out.tail());
+        encode_header(frame.more, frame.command, frame.body.len(), out.tail());
         out.len += out.tail.len() - before;
-        for p in pieces {
-            out.put_bytes(p);
-        }
+        out.put_bytes(&frame.body);
+        Ok(())
     }
 
     /// Appends a multipart message. An empty message is sent as one empty
     /// frame.
     pub fn encode_message(&mut self, msg: &Message, out: &mut WriteBuffer) -> Result<()> {
-        let n = msg.len();
+        let (whole, pieces) = msg.split_pieces();
+        let n = whole.len() + usize::from(!pieces.is_empty());
         if n == 0 {
             return self.put_frame(Frame::data(Bytes::new(), false), out);
         }
-        for (i, pieces) in msg.frame_pieces().enumerate() {
-            let more = i + 1 < n;
-            if pieces.len() > 1 && self.sealer.is_none() {
-                Encoder::put_pieces(more, false, pieces, out);
-            } else {
-                // (a sealer needs the frame whole: it copies it anyway)
-                self.put_frame(Frame::data(crate::message::join(pieces), more), out)?;
-            }
+        for (i, f) in whole.iter().enumerate() {
+            self.put_frame(Frame::data(f.clone(), i + 1 < n), out)?;
+        }
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        if self.sealer.is_some() {
+            // a sealer needs the frame whole (it copies it anyway)
+            return self.put_frame(Frame::data(crate::message::join(pieces), false), out);
+        }
+        // one frame, each piece written as it is (a large one by reference)
+        let before = out.tail.len();
+        let len = pieces.iter().map(Bytes::len).sum();
+        encode_header(false, false, len, out.tail());
+        out.len += out.tail.len() - before;
+        for p in pieces {
+            out.put_bytes(p);
         }
         Ok(())
     }

@@ -41,8 +41,11 @@ impl Message {
     }
 
     /// Appends a frame.
+    #[inline]
     pub fn push_back(&mut self, frame: impl Into<Bytes>) {
-        self.join_last();
+        if self.last_pieces > 1 {
+            self.join_last();
+        }
         self.frames.push(frame.into());
     }
 
@@ -64,6 +67,8 @@ impl Message {
     }
 
     /// Copies the pieces of the last frame, if it has any, into one.
+    #[cold]
+    #[inline(never)]
     fn join_last(&mut self) {
         if self.last_pieces < 2 {
             return;
@@ -78,9 +83,16 @@ impl Message {
     /// The frames in order, each as its pieces (one piece for a frame
     /// that is whole).
     pub fn frame_pieces(&self) -> impl Iterator<Item = &[Bytes]> {
-        let whole = self.frames.len() - self.last_pieces.max(1).min(self.frames.len());
-        let (first, last) = self.frames.split_at(whole);
-        first.chunks(1).chain(Some(last).filter(|l| !l.is_empty()))
+        let (whole, pieces) = self.split_pieces();
+        whole
+            .chunks(1)
+            .chain(Some(pieces).filter(|p| !p.is_empty()))
+    }
+
+    /// The frames that are whole, and the pieces of the last frame when
+    /// it is made of pieces (else none).
+    pub(crate) fn split_pieces(&self) -> (&[Bytes], &[Bytes]) {
+        self.frames.split_at(self.frames.len() - self.last_pieces)
     }
 
     /// Prepends a frame (for example a routing identity).

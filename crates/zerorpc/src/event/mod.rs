@@ -112,6 +112,18 @@ impl Event {
         pieces.done.into_iter()
     }
 
+    /// Appends the event to `m` as its last frame: in pieces when its
+    /// arguments hold long strings or binaries ([`Event::into_pieces`]),
+    /// else whole (the common case pays only for the check).
+    #[inline]
+    pub(crate) fn append_to(self, m: &mut zmtp::Message) {
+        if holds_long(&self.args) {
+            m.push_back_pieces(self.into_pieces());
+        } else {
+            m.push_back(self.encode());
+        }
+    }
+
     /// The event's array marker, header and name.
     fn encode_head(&self) -> Vec<u8> {
         let h = &self.header;
@@ -192,11 +204,22 @@ impl Event {
 }
 
 /// The message a DEALER sends for `ev`: an empty delimiter, then the
-/// event in pieces ([`Event::into_pieces`]).
+/// event (see [`Event::append_to`]).
 pub(crate) fn dealer_message(ev: Event) -> zmtp::Message {
     let mut m = zmtp::Message::from(Bytes::new());
-    m.push_back_pieces(ev.into_pieces());
+    ev.append_to(&mut m);
     m
+}
+
+/// Whether `v` holds a string or binary of [`PIECE_MIN`] bytes or more.
+fn holds_long(v: &Value) -> bool {
+    match v {
+        Value::Binary(b) => b.len() >= PIECE_MIN,
+        Value::String(s) => s.as_bytes().len() >= PIECE_MIN,
+        Value::Array(items) => items.iter().any(holds_long),
+        Value::Map(entries) => entries.iter().any(|(k, v)| holds_long(k) || holds_long(v)),
+        _ => false,
+    }
 }
 
 /// Strings and binaries at least this long are pieces of their own in

@@ -368,3 +368,28 @@ fn an_event_without_long_values_is_one_piece() {
     assert_eq!(pieces.len(), 2, "no empty piece after the value");
     assert_eq!(pieces.concat(), whole);
 }
+
+#[test]
+fn an_event_goes_in_pieces_only_when_it_holds_a_long_value() {
+    let short = Event::new("echo", Value::Array(vec![Value::from(1)]));
+    let mut m = zmtp::Message::new();
+    let whole = short.encode();
+    short.append_to(&mut m);
+    assert_eq!(m.frames(), [whole]);
+    let nested = Value::Array(vec![Value::Map(vec![(
+        Value::from("k"),
+        Value::Binary(vec![5; PIECE_MIN]),
+    )])]);
+    let long = Event::new("echo", nested);
+    let whole = long.encode();
+    let mut m = zmtp::Message::new();
+    long.append_to(&mut m);
+    assert_eq!(m.len(), 1);
+    let pieces: Vec<&[Bytes]> = m.frame_pieces().collect();
+    assert_eq!(
+        pieces[0].len(),
+        2,
+        "the head, then the binary (nothing after it)"
+    );
+    assert_eq!(pieces[0].concat(), whole);
+}

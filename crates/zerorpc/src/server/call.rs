@@ -102,14 +102,13 @@ impl Envelope {
         }
     }
 
-    /// A message of these frames, then `payload` (in pieces: see
-    /// [`Event::into_pieces`]).
-    pub(super) fn message(&self, payload: impl IntoIterator<Item = Bytes>) -> Message {
+    /// A message of these frames, then `ev` (see `Event::append_to`).
+    pub(super) fn message(&self, ev: Event) -> Message {
         let mut m = match self {
             Envelope::Delimiter => Message::from_iter([Bytes::new()]),
             Envelope::Frames(f) => f.iter().cloned().collect(),
         };
-        m.push_back_pieces(payload);
+        ev.append_to(&mut m);
         m
     }
 }
@@ -128,7 +127,7 @@ impl Outlet for ToClient {
     }
 
     fn start_send(&mut self, ev: Event, _: &ChannelConfig) -> Result<(), Self::Error> {
-        match self.peer.try_send(self.envelope.message(ev.into_pieces())) {
+        match self.peer.try_send(self.envelope.message(ev)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(m)) => {
                 self.sending = Some(Box::new(Some(m)));
@@ -459,16 +458,20 @@ mod tests {
         let env = Envelope::of(&frames);
         drop(frames);
         assert!(read.is_unique(), "the envelope holds the read buffer");
-        let m = env.message([Bytes::from_static(b"event")]);
+        let ev = Event::new("event", Value::Nil);
+        let encoded = ev.encode();
+        let m = env.message(ev);
         let got: Vec<&[u8]> = m.frames().iter().map(|f| &f[..]).collect();
-        assert_eq!(got, [&[7u8; 5][..], b"", b"event"]);
+        assert_eq!(got, [&[7u8; 5][..], b"", &encoded[..]]);
         // a DEALER's lone delimiter is kept without a frame
         let mut rd = bytes::BytesMut::from(&b"xx"[..]);
         let delimiter = rd.split_to(0).freeze();
         let env = Envelope::of(&[delimiter]);
         assert!(matches!(env, Envelope::Delimiter));
-        let m = env.message([Bytes::from_static(b"event")]);
+        let ev = Event::new("event", Value::Nil);
+        let encoded = ev.encode();
+        let m = env.message(ev);
         let got: Vec<&[u8]> = m.frames().iter().map(|f| &f[..]).collect();
-        assert_eq!(got, [&b""[..], b"event"]);
+        assert_eq!(got, [&b""[..], &encoded[..]]);
     }
 }

@@ -186,5 +186,5 @@ pub(super) fn refuse_overloaded(
     let e = CallError::new("ServerOverloaded", msg.clone())
         .with_traceback(format!("ServerOverloaded: {msg}\n"));
     let reply = Event::on_channel(&request.header.message_id, EventKind::Err, e.to_args());
-    let _ = peer.try_send(envelope.message(reply.into_pieces()));
+    let _ = peer.try_send(envelope.message(reply));
 }
