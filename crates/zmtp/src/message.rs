@@ -10,7 +10,8 @@ use smallvec::SmallVec;
 /// The last frame of a message to send may be made of pieces
 /// ([`Message::push_back_pieces`]): they go on the wire as one frame,
 /// written without being copied together. A received message never has
-/// pieces.
+/// pieces. Equality compares the pieces as they are: a frame in pieces
+/// is not equal to the same bytes whole.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
     /// The frames, except that the last `last_pieces` entries (when there
