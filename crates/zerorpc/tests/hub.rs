@@ -542,12 +542,23 @@ async fn a_worker_whose_queue_is_full_gets_no_new_calls_until_it_has_room() {
     wait_workers(&h.hub, 1).await;
     let big = Value::Binary(vec![7; 256 * 1024]);
     let c = client_with(&h.input, hb).await;
-    // Calls, eight at a time, until one waits in the hub: how many the
-    // kernel's buffers take first depends on the machine. (At most 400:
+    // Calls, eight at a time, until one waits in the hub and stays there:
+    // how many the kernel's buffers take first depends on the machine, and
+    // a call may wait a moment while the hub's writer moves the queue
+    // into them (then it goes on to the worker, rightly). (At most 400:
     // 100 MiB.)
     let mut calls = Vec::new();
     within("a call waiting in the hub", async {
-        while h.hub.stats().pending == 0 {
+        loop {
+            let st = h.hub.stats();
+            if st.pending > 0 && st.in_flight + st.pending >= calls.len() {
+                // every call sent has reached the hub: still waiting after
+                // a while means the worker's queue and the kernel's are full
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if h.hub.stats().pending > 0 {
+                    break;
+                }
+            }
             assert!(calls.len() < 400, "no call waited: {:?}", h.hub.stats());
             for _ in 0..8 {
                 let (c, arg, i) = (c.clone(), big.clone(), calls.len());
