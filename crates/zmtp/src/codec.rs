@@ -201,9 +201,11 @@ impl WriteBuffer {
         self.len == 0
     }
 
-    /// Mutable access to the copy buffer (it must be used to append only).
-    fn tail(&mut self) -> &mut BytesMut {
-        &mut self.tail
+    /// Appends a frame header (flags and the body's length).
+    fn put_header(&mut self, more: bool, command: bool, len: usize) {
+        let before = self.tail.len();
+        encode_header(more, command, len, &mut self.tail);
+        self.len += self.tail.len() - before;
     }
 
     fn put_bytes(&mut self, b: &Bytes) {
@@ -306,9 +308,7 @@ impl Encoder {
             Some(s) => s.seal(frame)?,
             None => frame,
         };
-        let before = out.tail.len();
-        encode_header(frame.more, frame.command, frame.body.len(), out.tail());
-        out.len += out.tail.len() - before;
+        out.put_header(frame.more, frame.command, frame.body.len());
         out.put_bytes(&frame.body);
         Ok(())
     }
@@ -332,10 +332,7 @@ impl Encoder {
             return self.put_frame(Frame::data(crate::message::join(pieces), false), out);
         }
         // one frame, each piece written as it is (a large one by reference)
-        let before = out.tail.len();
-        let len = pieces.iter().map(Bytes::len).sum();
-        encode_header(false, false, len, out.tail());
-        out.len += out.tail.len() - before;
+        out.put_header(false, false, pieces.iter().map(Bytes::len).sum());
         for p in pieces {
             out.put_bytes(p);
         }
