@@ -404,7 +404,7 @@ fn nibble(c: u8) -> Option<u8> {
 /// Lower-case hex text into `N` bytes: eight digits to a word where it
 /// can (every event of a traced channel carries a traceparent), then digit
 /// by digit; `None` unless it is exactly `2 * N` lower-case hex digits.
-fn unhex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
+pub(crate) fn unhex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
     if text.len() != N * 2 {
         return None;
     }

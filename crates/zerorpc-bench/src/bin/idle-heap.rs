@@ -4,6 +4,10 @@
 //! run, unlike a process's RSS (`zerorpc-bench idle ours N`, which also
 //! counts the allocator's own overhead and fragmentation).
 //!
+//! `idle-heap store [N]`: what an `EmbeddedStore` holds per record, for
+//! `N` records of `N / 2` calls recorded on both sides, stored in the
+//! recorder's batches (live bytes and the peak while storing).
+//!
 //! Its own binary: the counting allocator would tax every other benchmark.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -63,7 +67,58 @@ fn snapshot() -> Vec<(isize, isize)> {
         .collect()
 }
 
+/// Live bytes per record of a store holding `n` records (see the doc).
+fn store_heap(n: usize) {
+    use zerorpc::record::{EmbeddedStore, Outcome, Record, Side};
+    let store = EmbeddedStore::new(Duration::from_secs(600)).max_records(n);
+    let shared = |s: &str| -> Arc<str> { s.into() };
+    let (service, peer) = (shared("demo"), shared("tcp://127.0.0.1:4242"));
+    let (process, host) = (shared("server[4242]"), shared("host"));
+    let live_before = LIVE.load(Ordering::SeqCst);
+    PEAK.store(live_before, Ordering::SeqCst);
+    let now = std::time::Instant::now();
+    let record = |call: usize, side: Side| Record {
+        trace_id: format!("{:032x}", call + 1),
+        span_id: format!("{:016x}", 2 * call + 1 + usize::from(side == Side::Server)),
+        parent_id: (side == Side::Server).then(|| format!("{:016x}", 2 * call + 1)),
+        side,
+        service: service.clone(),
+        method: "echo".into(),
+        peer: peer.clone(),
+        process: process.clone(),
+        host: host.clone(),
+        start_us: 1_700_000_000_000_000 + call as u64,
+        duration_us: 9,
+        outcome: Outcome::Ok,
+        user: None,
+        payload: None,
+        traceback: None,
+    };
+    let mut batch = Vec::with_capacity(4096);
+    for call in 0..n / 2 {
+        batch.push(record(call, Side::Client));
+        batch.push(record(call, Side::Server));
+        if batch.len() >= 4096 {
+            store.insert_at(std::mem::replace(&mut batch, Vec::with_capacity(4096)), now);
+        }
+    }
+    store.insert_at(batch, now);
+    let live = LIVE.load(Ordering::SeqCst) - live_before;
+    let peak = PEAK.load(Ordering::SeqCst) - live_before;
+    println!(
+        "embedded store holding {} records: {:.0} bytes per record live, peak {:.0} while storing",
+        store.record_count(),
+        live as f64 / n as f64,
+        peak as f64 / n as f64
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("store") {
+        let n = std::env::args().nth(2).and_then(|a| a.parse().ok());
+        store_heap(n.unwrap_or(200_000));
+        return;
+    }
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

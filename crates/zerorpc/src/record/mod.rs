@@ -316,6 +316,7 @@ impl Finished {
     }
 }
 
+mod kept;
 mod recorder;
 mod render;
 mod stats;

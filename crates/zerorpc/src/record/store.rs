@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
+use super::kept::{Kept, TraceKey};
 use super::stats::{reached_power_of_two, MethodKey};
 use super::{
     rows, slot_of, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
@@ -27,17 +28,15 @@ pub trait TraceStore: TraceSink {
 
 /// A trace's records, and when it expires.
 struct Trace {
-    /// Its id (the table's key too: found and shared in one lookup).
-    id: Arc<str>,
-    records: Vec<Record>,
+    records: Vec<Kept>,
     expires: Instant,
 }
 
 struct StoreInner {
-    traces: HashMap<Arc<str>, Trace>,
+    traces: HashMap<TraceKey, Trace>,
     /// (expiry, trace) in insertion order: expiry without scanning every
     /// trace (an entry is stale when its trace got a later record).
-    expiries: VecDeque<(Instant, Arc<str>)>,
+    expiries: VecDeque<(Instant, TraceKey)>,
     /// (side, service, method) → stats, since the store started.
     methods: BTreeMap<MethodKey, MethodStats>,
     /// The same per slot, oldest first.
@@ -154,6 +153,16 @@ impl StoreInner {
     }
 }
 
+/// A batch's records of one (side, service, method, slot).
+struct Group {
+    /// Its first record.
+    first: usize,
+    slot: u64,
+    stats: MethodStats,
+    /// The method's name, shared by the group's kept records.
+    method: Arc<str>,
+}
+
 /// Adds `stats` to `key`'s entry of `table` (the key copied only when the
 /// entry is new).
 fn merge_into(table: &mut BTreeMap<MethodKey, MethodStats>, key: &MethodKey, stats: &MethodStats) {
@@ -185,7 +194,8 @@ impl EmbeddedStore {
     }
 
     /// Records a store holds at most unless told otherwise: 262,144, some
-    /// 100 MiB of typical records (a few hundred bytes each). A store
+    /// 50 MiB of typical records (under 200 bytes each, kept: see
+    /// `record/kept.rs`). A store
     /// that receives more within its TTL drops its oldest traces.
     pub const DEFAULT_MAX_RECORDS: usize = 1 << 18;
 
@@ -231,53 +241,56 @@ impl EmbeddedStore {
         // slot) first, in the order each group first appears, so the
         // tables are looked up (and keys copied) once per group rather
         // than once per record, and keys are admitted in arrival order.
-        let mut index: HashMap<(Side, &str, &str, u64), usize> = HashMap::new();
-        let mut groups: Vec<(usize, u64, MethodStats)> = Vec::new();
+        // A group's records share one copy of their method's name.
+        let mut index: HashMap<(Side, &str, &str, u64), u32> = HashMap::new();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut group_of: Vec<u32> = Vec::with_capacity(batch.len());
         for (i, r) in batch.iter().enumerate() {
             let slot = slot_of(r);
             let g = *index
                 .entry((r.side, &*r.service, r.method.as_str(), slot))
                 .or_insert_with(|| {
-                    groups.push((i, slot, MethodStats::default()));
-                    groups.len() - 1
+                    groups.push(Group {
+                        first: i,
+                        slot,
+                        stats: MethodStats::default(),
+                        method: Arc::from(r.method.as_str()),
+                    });
+                    (groups.len() - 1) as u32
                 });
-            groups[g].2.add(r);
+            groups[g as usize].stats.add(r);
+            group_of.push(g);
         }
         drop(index);
         let mut st = self.lock();
         st.expire(now);
-        for (first, slot, stats) in groups {
-            let key = st.keys.key_for_many(&batch[first], stats.calls());
-            if let Some(table) = st.slot_mut(slot) {
-                merge_into(table, &key, &stats);
+        for g in &groups {
+            let key = st.keys.key_for_many(&batch[g.first], g.stats.calls());
+            if let Some(table) = st.slot_mut(g.slot) {
+                merge_into(table, &key, &g.stats);
             }
-            merge_into(&mut st.methods, &key, &stats);
+            merge_into(&mut st.methods, &key, &g.stats);
         }
         let expires = now + self.ttl;
-        for r in batch {
+        for (r, g) in batch.into_iter().zip(group_of) {
             let st = &mut *st;
-            match st.traces.get_mut(r.trace_id.as_str()) {
+            let key = TraceKey::of(&r.trace_id);
+            let kept = Kept::new(r, groups[g as usize].method.clone());
+            st.records += 1;
+            match st.traces.get_mut(&key) {
                 Some(t) => {
-                    t.records.push(r);
-                    st.records += 1;
+                    t.records.push(kept);
                     if std::mem::replace(&mut t.expires, expires) != expires {
-                        st.expiries.push_back((expires, t.id.clone()));
+                        st.expiries.push_back((expires, key));
                     }
                 }
                 None => {
-                    let id: Arc<str> = Arc::from(r.trace_id.as_str());
                     // (room for a call's two sides: a Vec grows from
                     // one record straight to four)
                     let mut records = Vec::with_capacity(2);
-                    records.push(r);
-                    let t = Trace {
-                        id: id.clone(),
-                        records,
-                        expires,
-                    };
-                    st.traces.insert(id.clone(), t);
-                    st.records += 1;
-                    st.expiries.push_back((expires, id));
+                    records.push(kept);
+                    st.traces.insert(key.clone(), Trace { records, expires });
+                    st.expiries.push_back((expires, key));
                 }
             }
         }
@@ -287,11 +300,13 @@ impl EmbeddedStore {
     /// The records of a trace as of `now` (none once expired), by start
     /// time.
     pub fn trace_at(&self, trace_id: &str, now: Instant) -> Vec<Record> {
+        let key = TraceKey::of(trace_id);
         let st = self.lock();
-        let mut v = match st.traces.get(trace_id) {
-            Some(t) if t.expires > now => t.records.clone(),
+        let mut v: Vec<Record> = match st.traces.get(&key) {
+            Some(t) if t.expires > now => t.records.iter().map(|k| k.record(&key)).collect(),
             _ => Vec::new(),
         };
+        drop(st);
         v.sort_by_key(|r| r.start_us);
         v
     }

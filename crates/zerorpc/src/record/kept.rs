@@ -1,0 +1,286 @@
+//! A record as the [`EmbeddedStore`](super::EmbeddedStore) keeps it:
+//! [`Kept`], a third of a [`Record`]'s memory.
+//!
+//! A store holds up to a quarter of a million records, so their size is
+//! most of its memory and of the work of filling it (fresh pages the
+//! kernel zeroes, for every record that outlives its batch). The ids are
+//! kept as numbers rather than hex text, the trace id once per trace (its
+//! [`TraceKey`]), the method shared by the records of a batch, and the
+//! parts few records have (an error, a user, a payload, a traceback)
+//! boxed. A record whose ids are not canonical lower-case hex keeps them
+//! as they came: it reads back unchanged either way.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use super::{Outcome, Payload, Record, Side};
+use crate::trace::{hex, unhex};
+
+/// A trace's key in the store: its id as 16 bytes when it is 32
+/// lower-case hex digits (as every trace this crate starts), else as
+/// text.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum TraceKey {
+    Hex([u8; 16]),
+    Text(Arc<str>),
+}
+
+impl TraceKey {
+    /// The key of the trace id `id`.
+    pub(super) fn of(id: &str) -> TraceKey {
+        match unhex::<16>(id.as_bytes()) {
+            Some(b) => TraceKey::Hex(b),
+            None => TraceKey::Text(id.into()),
+        }
+    }
+
+    /// The trace id, as it came.
+    fn id(&self) -> String {
+        match self {
+            TraceKey::Hex(b) => hex(b),
+            TraceKey::Text(s) => s.to_string(),
+        }
+    }
+}
+
+/// How a kept call ended, without an error's text (that is in [`Rare`]).
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    Ok,
+    Stream,
+    Lost,
+    Timeout,
+    Cancelled,
+    /// An [`Outcome::Err`], kept in [`Rare::error`].
+    Err,
+}
+
+/// What few records have.
+#[derive(Clone, Debug, Default)]
+struct Rare {
+    /// An error's name and message.
+    error: Option<(String, String)>,
+    /// The span and parent ids, when they are not 16 lower-case hex
+    /// digits (or are all zero).
+    text_ids: Option<(String, Option<String>)>,
+    user: Option<String>,
+    payload: Option<Box<Payload>>,
+    traceback: Option<String>,
+}
+
+/// A [`Record`], kept (see the module's doc); its trace id is its
+/// trace's key.
+#[derive(Clone, Debug)]
+pub(super) struct Kept {
+    span_id: u64,
+    parent_id: Option<NonZeroU64>,
+    pub(super) start_us: u64,
+    duration_us: u64,
+    /// A stream's items.
+    items: u64,
+    service: Arc<str>,
+    method: Arc<str>,
+    peer: Arc<str>,
+    process: Arc<str>,
+    host: Arc<str>,
+    side: Side,
+    ending: Ending,
+    rare: Option<Box<Rare>>,
+}
+
+/// 16 lower-case hex digits, not all zero, as a number.
+fn span_number(id: &str) -> Option<NonZeroU64> {
+    NonZeroU64::new(u64::from_be_bytes(unhex::<8>(id.as_bytes())?))
+}
+
+impl Kept {
+    /// `r` kept, with `method` (the same text as `r.method`, shared by
+    /// the batch's records of that method).
+    pub(super) fn new(r: Record, method: Arc<str>) -> Kept {
+        let mut rare = Rare::default();
+        let span = span_number(&r.span_id);
+        let parent = r.parent_id.as_deref().map(span_number);
+        let (span_id, parent_id) = match (span, parent) {
+            (Some(s), None) => (s.get(), None),
+            (Some(s), Some(Some(p))) => (s.get(), Some(p)),
+            _ => {
+                rare.text_ids = Some((r.span_id, r.parent_id));
+                (0, None)
+            }
+        };
+        let (ending, items) = match r.outcome {
+            Outcome::Ok => (Ending::Ok, 0),
+            Outcome::Stream { items } => (Ending::Stream, items),
+            Outcome::Lost => (Ending::Lost, 0),
+            Outcome::Timeout => (Ending::Timeout, 0),
+            Outcome::Cancelled => (Ending::Cancelled, 0),
+            Outcome::Err { name, message } => {
+                rare.error = Some((name, message));
+                (Ending::Err, 0)
+            }
+        };
+        rare.user = r.user;
+        rare.payload = r.payload;
+        rare.traceback = r.traceback;
+        let has_rare = rare.error.is_some()
+            || rare.text_ids.is_some()
+            || rare.user.is_some()
+            || rare.payload.is_some()
+            || rare.traceback.is_some();
+        Kept {
+            span_id,
+            parent_id,
+            start_us: r.start_us,
+            duration_us: r.duration_us,
+            items,
+            service: r.service,
+            method,
+            peer: r.peer,
+            process: r.process,
+            host: r.host,
+            side: r.side,
+            ending,
+            rare: has_rare.then(|| Box::new(rare)),
+        }
+    }
+
+    /// The record again, in the trace `trace`.
+    pub(super) fn record(&self, trace: &TraceKey) -> Record {
+        let rare = self.rare.as_deref();
+        let (span_id, parent_id) = match rare.and_then(|r| r.text_ids.clone()) {
+            Some(ids) => ids,
+            None => (
+                hex(&self.span_id.to_be_bytes()),
+                self.parent_id.map(|p| hex(&p.get().to_be_bytes())),
+            ),
+        };
+        let outcome = match self.ending {
+            Ending::Ok => Outcome::Ok,
+            Ending::Stream => Outcome::Stream { items: self.items },
+            Ending::Lost => Outcome::Lost,
+            Ending::Timeout => Outcome::Timeout,
+            Ending::Cancelled => Outcome::Cancelled,
+            Ending::Err => {
+                let (name, message) = rare.and_then(|r| r.error.clone()).unwrap_or_default();
+                Outcome::Err { name, message }
+            }
+        };
+        Record {
+            trace_id: trace.id(),
+            span_id,
+            parent_id,
+            side: self.side,
+            service: self.service.clone(),
+            method: self.method.to_string(),
+            peer: self.peer.clone(),
+            process: self.process.clone(),
+            host: self.host.clone(),
+            start_us: self.start_us,
+            duration_us: self.duration_us,
+            outcome,
+            user: rare.and_then(|r| r.user.clone()),
+            payload: rare.and_then(|r| r.payload.clone()),
+            traceback: rare.and_then(|r| r.traceback.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(trace: &str, span: &str, parent: Option<&str>, outcome: Outcome) -> Record {
+        Record {
+            trace_id: trace.into(),
+            span_id: span.into(),
+            parent_id: parent.map(Into::into),
+            side: Side::Server,
+            service: "svc".into(),
+            method: "echo".into(),
+            peer: "0a1b".into(),
+            process: "test[1]".into(),
+            host: "h".into(),
+            start_us: 1_700_000_000_000_000,
+            duration_us: 1500,
+            outcome,
+            user: None,
+            payload: None,
+            traceback: None,
+        }
+    }
+
+    fn round_trip(r: &Record) -> Kept {
+        let kept = Kept::new(r.clone(), r.method.as_str().into());
+        let key = TraceKey::of(&r.trace_id);
+        assert_eq!(&kept.record(&key), r);
+        kept
+    }
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const SPAN: &str = "00f067aa0ba902b7";
+
+    #[test]
+    fn a_record_with_hex_ids_is_kept_in_numbers_and_reads_back_the_same() {
+        let outcomes = [
+            Outcome::Ok,
+            Outcome::Stream { items: 7 },
+            Outcome::Lost,
+            Outcome::Timeout,
+            Outcome::Cancelled,
+        ];
+        for outcome in outcomes {
+            for parent in [None, Some("ffffffffffffffff")] {
+                let kept = round_trip(&record(TRACE, SPAN, parent, outcome.clone()));
+                assert!(kept.rare.is_none(), "{outcome:?} needs no box");
+            }
+        }
+        assert!(matches!(TraceKey::of(TRACE), TraceKey::Hex(_)));
+    }
+
+    #[test]
+    fn what_few_records_have_is_boxed_and_reads_back_the_same() {
+        let mut r = record(
+            TRACE,
+            SPAN,
+            None,
+            Outcome::Err {
+                name: "ValueError".into(),
+                message: "bad".into(),
+            },
+        );
+        assert!(round_trip(&r).rare.is_some());
+        r.outcome = Outcome::Ok;
+        r.user = Some("alice".into());
+        r.traceback = Some("Traceback ...".into());
+        r.payload = Payload::capped(vec![1.into()], Some("x".into()));
+        assert!(round_trip(&r).rare.is_some());
+    }
+
+    #[test]
+    fn ids_that_are_not_canonical_hex_read_back_as_they_came() {
+        // upper case, short, all zero, not hex: each kept as text
+        for (trace, span, parent) in [
+            ("4BF92F3577B34DA6A3CE929D0E0E4736", SPAN, None),
+            ("t1", "s1", Some("p")),
+            (TRACE, "0000000000000000", None),
+            (TRACE, SPAN, Some("0000000000000000")),
+            (TRACE, SPAN, Some("00F067AA0BA902B7")),
+            (TRACE, "00f067aa0ba902b", None),
+            ("", "", Some("")),
+        ] {
+            round_trip(&record(trace, span, parent, Outcome::Ok));
+        }
+        assert!(matches!(TraceKey::of("t1"), TraceKey::Text(_)));
+    }
+
+    #[test]
+    fn a_kept_record_is_under_half_a_record() {
+        // (what the store's memory is made of: see the module's doc)
+        assert!(
+            std::mem::size_of::<Kept>() * 2 <= std::mem::size_of::<Record>(),
+            "{} vs {}",
+            std::mem::size_of::<Kept>(),
+            std::mem::size_of::<Record>()
+        );
+    }
+}
