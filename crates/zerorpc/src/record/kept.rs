@@ -56,7 +56,7 @@ enum Ending {
 }
 
 /// What few records have.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Rare {
     /// An error's name and message.
     error: Option<(String, String)>,
@@ -70,7 +70,7 @@ struct Rare {
 
 /// A [`Record`], kept (see the module's doc); its trace id is its
 /// trace's key.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(super) struct Kept {
     span_id: u64,
     parent_id: Option<NonZeroU64>,
