@@ -1,5 +1,5 @@
 //! A record as the [`EmbeddedStore`](super::EmbeddedStore) keeps it:
-//! [`Kept`], a third of a [`Record`]'s memory.
+//! [`Kept`], under half of a [`Record`]'s memory.
 //!
 //! A store holds up to a quarter of a million records, so their size is
 //! most of its memory and of the work of filling it (fresh pages the
@@ -74,7 +74,7 @@ struct Rare {
 pub(super) struct Kept {
     span_id: u64,
     parent_id: Option<NonZeroU64>,
-    pub(super) start_us: u64,
+    start_us: u64,
     duration_us: u64,
     /// A stream's items.
     items: u64,

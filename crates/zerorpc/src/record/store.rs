@@ -194,9 +194,9 @@ impl EmbeddedStore {
     }
 
     /// Records a store holds at most unless told otherwise: 262,144, some
-    /// 50 MiB of typical records (under 200 bytes each, kept: see
-    /// `record/kept.rs`). A store
-    /// that receives more within its TTL drops its oldest traces.
+    /// 50 MiB of typical records (about 205 bytes each as the store keeps
+    /// them). A store that receives more within its TTL drops its oldest
+    /// traces.
     pub const DEFAULT_MAX_RECORDS: usize = 1 << 18;
 
     /// The same store holding at most `n` records (a batch is stored
