@@ -88,7 +88,7 @@ pub use channel::{
 pub use client::{BlockingClient, Client, ClientOptions, Reply, RetryPolicy};
 pub use error::{CallError, Error, EventError};
 pub use event::{
-    DecodeLimits, Event, EventKind, Header, MessageId, SharedEntries, PROTOCOL_VERSION,
+    DecodeLimits, Event, EventKind, Header, MessageId, SharedEntries, PIECE_MIN, PROTOCOL_VERSION,
 };
 pub use futures;
 pub use oneway::{OneWay, OneWayOptions, Publisher, Puller, Pusher, Subscriber};

@@ -8,12 +8,16 @@
 //! [`TraceKey`]), the method shared by the records of a batch, and the
 //! parts few records have (an error, a user, a payload, a traceback)
 //! boxed. A record whose ids are not canonical lower-case hex keeps them
-//! as they came: it reads back unchanged either way.
+//! as they came: it reads back unchanged either way. A recorder's own
+//! spans are kept without becoming records first ([`Kept::finished`]).
 
+use std::collections::HashSet;
 use std::num::NonZeroU64;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
-use super::{Outcome, Payload, Record, Side};
+use super::stats::slot_at;
+use super::{Finished, Outcome, Payload, Record, Side};
 use crate::trace::{hex, unhex};
 
 /// A trace's key in the store: its id as 16 bytes when it is 32
@@ -93,6 +97,50 @@ fn span_number(id: &str) -> Option<NonZeroU64> {
     NonZeroU64::new(u64::from_be_bytes(unhex::<8>(id.as_bytes())?))
 }
 
+/// The methods' names of a batch, each shared by the batch's records of
+/// that method.
+#[derive(Default)]
+pub(super) struct Methods(HashSet<Arc<str>, foldhash::fast::RandomState>);
+
+impl Methods {
+    /// The batch's copy of `name`.
+    pub(super) fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(m) = self.0.get(name) {
+            return m.clone();
+        }
+        let m: Arc<str> = name.into();
+        self.0.insert(m.clone());
+        m
+    }
+}
+
+impl Rare {
+    /// `outcome` without its text, which goes here.
+    fn ending(&mut self, outcome: Outcome) -> (Ending, u64) {
+        match outcome {
+            Outcome::Ok => (Ending::Ok, 0),
+            Outcome::Stream { items } => (Ending::Stream, items),
+            Outcome::Lost => (Ending::Lost, 0),
+            Outcome::Timeout => (Ending::Timeout, 0),
+            Outcome::Cancelled => (Ending::Cancelled, 0),
+            Outcome::Err { name, message } => {
+                self.error = Some((name, message));
+                (Ending::Err, 0)
+            }
+        }
+    }
+
+    /// Boxed, unless there is nothing in it.
+    fn boxed(self) -> Option<Box<Rare>> {
+        let any = self.error.is_some()
+            || self.text_ids.is_some()
+            || self.user.is_some()
+            || self.payload.is_some()
+            || self.traceback.is_some();
+        any.then(|| Box::new(self))
+    }
+}
+
 impl Kept {
     /// `r` kept, with `method` (the same text as `r.method`, shared by
     /// the batch's records of that method).
@@ -108,25 +156,10 @@ impl Kept {
                 (0, None)
             }
         };
-        let (ending, items) = match r.outcome {
-            Outcome::Ok => (Ending::Ok, 0),
-            Outcome::Stream { items } => (Ending::Stream, items),
-            Outcome::Lost => (Ending::Lost, 0),
-            Outcome::Timeout => (Ending::Timeout, 0),
-            Outcome::Cancelled => (Ending::Cancelled, 0),
-            Outcome::Err { name, message } => {
-                rare.error = Some((name, message));
-                (Ending::Err, 0)
-            }
-        };
+        let (ending, items) = rare.ending(r.outcome);
         rare.user = r.user;
         rare.payload = r.payload;
         rare.traceback = r.traceback;
-        let has_rare = rare.error.is_some()
-            || rare.text_ids.is_some()
-            || rare.user.is_some()
-            || rare.payload.is_some()
-            || rare.traceback.is_some();
         Kept {
             span_id,
             parent_id,
@@ -140,7 +173,87 @@ impl Kept {
             host: r.host,
             side: r.side,
             ending,
-            rare: has_rare.then(|| Box::new(rare)),
+            rare: rare.boxed(),
+        }
+    }
+
+    /// A finished span kept, and its trace's key: what
+    /// [`Finished::into_record`] and [`Kept::new`] make of it, without
+    /// the ids' text in between. `method` is the span's method's name.
+    pub(super) fn finished(
+        f: Finished,
+        process: &Arc<str>,
+        host: &Arc<str>,
+        clocks: (SystemTime, Instant),
+        method: Arc<str>,
+    ) -> (TraceKey, Kept) {
+        let start_us = f.start_us(clocks);
+        let s = f.span;
+        let mut rare = Rare::default();
+        let span_id = u64::from_be_bytes(s.ctx.span_id);
+        let parent_id = s.ctx.parent_id.and_then(|p| {
+            let n = NonZeroU64::new(u64::from_be_bytes(p));
+            if n.is_none() {
+                // (an all-zero parent: kept as the text it reads as)
+                rare.text_ids = Some((hex(&s.ctx.span_id), Some(hex(&p))));
+            }
+            n
+        });
+        let (ending, items) = rare.ending(f.outcome);
+        rare.user = s.user.map(|u| u.to_string());
+        rare.payload = s.payload;
+        rare.traceback = s.traceback;
+        let kept = Kept {
+            span_id,
+            parent_id,
+            start_us,
+            duration_us: f.duration.as_micros() as u64,
+            items,
+            service: s.service,
+            method,
+            peer: s.peer.into_text(),
+            process: process.clone(),
+            host: host.clone(),
+            side: s.side,
+            ending,
+            rare: rare.boxed(),
+        };
+        (TraceKey::Hex(s.ctx.trace_id), kept)
+    }
+
+    pub(super) fn side(&self) -> Side {
+        self.side
+    }
+
+    pub(super) fn service(&self) -> &Arc<str> {
+        &self.service
+    }
+
+    pub(super) fn method(&self) -> &Arc<str> {
+        &self.method
+    }
+
+    pub(super) fn duration_us(&self) -> u64 {
+        self.duration_us
+    }
+
+    /// The statistics' slot it ends in.
+    pub(super) fn slot(&self) -> u64 {
+        slot_at(self.start_us, self.duration_us)
+    }
+
+    /// How it ended, but an error's name and message left empty.
+    pub(super) fn outcome_shape(&self) -> Outcome {
+        match self.ending {
+            Ending::Ok => Outcome::Ok,
+            Ending::Stream => Outcome::Stream { items: self.items },
+            Ending::Lost => Outcome::Lost,
+            Ending::Timeout => Outcome::Timeout,
+            Ending::Cancelled => Outcome::Cancelled,
+            Ending::Err => Outcome::Err {
+                name: String::new(),
+                message: String::new(),
+            },
         }
     }
 
@@ -154,16 +267,9 @@ impl Kept {
                 self.parent_id.map(|p| hex(&p.get().to_be_bytes())),
             ),
         };
-        let outcome = match self.ending {
-            Ending::Ok => Outcome::Ok,
-            Ending::Stream => Outcome::Stream { items: self.items },
-            Ending::Lost => Outcome::Lost,
-            Ending::Timeout => Outcome::Timeout,
-            Ending::Cancelled => Outcome::Cancelled,
-            Ending::Err => {
-                let (name, message) = rare.and_then(|r| r.error.clone()).unwrap_or_default();
-                Outcome::Err { name, message }
-            }
+        let outcome = match (self.outcome_shape(), rare.and_then(|r| r.error.clone())) {
+            (Outcome::Err { .. }, Some((name, message))) => Outcome::Err { name, message },
+            (shape, _) => shape,
         };
         Record {
             trace_id: trace.id(),

@@ -276,7 +276,31 @@ impl Span {
     }
 }
 
+impl Peer {
+    /// As a record shows it: the endpoint, or the routing id in hex.
+    fn into_text(self) -> Arc<str> {
+        match self {
+            Peer::Endpoint(e) => e,
+            Peer::RoutingId(id) => hex(&id).into(),
+        }
+    }
+}
+
 impl Finished {
+    /// When it started, in µs since the Unix epoch, from `clocks` (both
+    /// clocks read at one moment).
+    fn start_us(&self, clocks: (SystemTime, Instant)) -> u64 {
+        let (wall, mono) = clocks;
+        let start = self.span.start;
+        let start_wall = match mono.checked_duration_since(start) {
+            Some(ago) => wall.checked_sub(ago),
+            None => wall.checked_add(start.duration_since(mono)),
+        };
+        start_wall
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_micros() as u64)
+    }
+
     /// The record, with its start in wall-clock time from `clocks`: both
     /// clocks read at one moment.
     fn into_record(
@@ -285,12 +309,8 @@ impl Finished {
         host: &Arc<str>,
         clocks: (SystemTime, Instant),
     ) -> Record {
+        let start_us = self.start_us(clocks);
         let s = self.span;
-        let (wall, mono) = clocks;
-        let start_wall = match mono.checked_duration_since(s.start) {
-            Some(ago) => wall.checked_sub(ago),
-            None => wall.checked_add(s.start.duration_since(mono)),
-        };
         Record {
             trace_id: s.ctx.trace_id_hex(),
             span_id: s.ctx.span_id_hex(),
@@ -298,15 +318,10 @@ impl Finished {
             side: s.side,
             service: s.service,
             method: s.method,
-            peer: match s.peer {
-                Peer::Endpoint(e) => e,
-                Peer::RoutingId(id) => hex(&id).into(),
-            },
+            peer: s.peer.into_text(),
             process: process.clone(),
             host: host.clone(),
-            start_us: start_wall
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_micros() as u64),
+            start_us,
             duration_us: self.duration.as_micros() as u64,
             outcome: self.outcome,
             user: s.user.map(|u| u.to_string()),

@@ -98,9 +98,11 @@ pub struct MethodStats {
 }
 
 impl MethodStats {
-    pub(super) fn add(&mut self, r: &Record) {
-        self.count_outcome(r.outcome.label(), 1);
-        self.latency.add(r.duration_us);
+    /// Adds a call that ended with the outcome labelled `label` (see
+    /// [`Outcome::label`](super::Outcome::label)) after `duration_us`.
+    pub(super) fn add(&mut self, label: &str, duration_us: u64) {
+        self.count_outcome(label, 1);
+        self.latency.add(duration_us);
     }
 
     /// Adds `n` calls ending with `label` (the label copied only when
@@ -165,7 +167,12 @@ pub const SLOTS_KEPT: u64 = 60;
 
 /// The slot a record's call ended in.
 pub fn slot_of(r: &Record) -> u64 {
-    r.start_us.saturating_add(r.duration_us) / (SLOT_SECS * 1_000_000)
+    slot_at(r.start_us, r.duration_us)
+}
+
+/// The slot of a call that started at `start_us` and took `duration_us`.
+pub(super) fn slot_at(start_us: u64, duration_us: u64) -> u64 {
+    start_us.saturating_add(duration_us) / (SLOT_SECS * 1_000_000)
 }
 
 /// `client` or `server`.
@@ -177,14 +184,6 @@ pub fn side_label(s: Side) -> &'static str {
 }
 
 pub(super) type MethodKey = (String, String, String);
-
-pub(super) fn key_of(r: &Record) -> MethodKey {
-    (
-        side_label(r.side).to_owned(),
-        r.service.to_string(),
-        r.method.clone(),
-    )
-}
 
 /// The method a server records (span, metrics labels) for a call to a
 /// method it does not have: one label however many names clients try.
@@ -241,14 +240,24 @@ impl MethodKeys {
 
     /// The key `r`'s statistics go to.
     pub fn key_for(&mut self, r: &Record) -> MethodKey {
-        self.key_for_many(r, 1)
+        self.key_for_many(r.side, &r.service, &r.method, 1)
     }
 
-    /// The key the statistics of `n` records with `r`'s side, service
-    /// and method go to: the same as `n` calls of [`Self::key_for`] (a
-    /// key refused once is refused for good, as keys are never removed).
-    pub(super) fn key_for_many(&mut self, r: &Record, n: u64) -> MethodKey {
-        let key = key_of(r);
+    /// The key the statistics of `n` records of this side, service and
+    /// method go to: the same as `n` calls of [`Self::key_for`] (a key
+    /// refused once is refused for good, as keys are never removed).
+    pub(super) fn key_for_many(
+        &mut self,
+        side: Side,
+        service: &str,
+        method: &str,
+        n: u64,
+    ) -> MethodKey {
+        let key = (
+            side_label(side).to_owned(),
+            service.to_owned(),
+            method.to_owned(),
+        );
         if self.keys.contains(&key) {
             return key;
         }
@@ -258,7 +267,7 @@ impl MethodKeys {
             self.keys
                 .insert((service.0.clone(), service.1.clone(), key.2));
             *self.per_service.entry(service.clone()).or_default() += 1;
-            return (service.0, service.1, r.method.clone());
+            return (service.0, service.1, method.to_owned());
         }
         let before = self.folded;
         self.folded += n;

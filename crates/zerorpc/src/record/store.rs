@@ -2,15 +2,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
-use super::kept::{Kept, TraceKey};
+use super::kept::{Kept, Methods, TraceKey};
 use super::stats::{reached_power_of_two, MethodKey};
 use super::{
-    rows, slot_of, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
+    rows, Finished, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
     SLOTS_KEPT, SLOT_SECS,
 };
 
@@ -153,14 +153,14 @@ impl StoreInner {
     }
 }
 
-/// A batch's records of one (side, service, method, slot).
+/// A batch's records of one (side, service, method, slot), and their
+/// statistics.
 struct Group {
-    /// Its first record.
-    first: usize,
+    side: Side,
+    service: Arc<str>,
+    method: Arc<str>,
     slot: u64,
     stats: MethodStats,
-    /// The method's name, shared by the group's kept records.
-    method: Arc<str>,
 }
 
 /// Adds `stats` to `key`'s entry of `table` (the key copied only when the
@@ -237,45 +237,78 @@ impl EmbeddedStore {
 
     /// Stores records received at `now`.
     pub fn insert_at(&self, batch: Vec<Record>, now: Instant) {
+        let mut methods = Methods::default();
+        let kept = batch
+            .into_iter()
+            .map(|r| {
+                let method = methods.get(&r.method);
+                (TraceKey::of(&r.trace_id), Kept::new(r, method))
+            })
+            .collect();
+        self.insert_kept(kept, now);
+    }
+
+    /// Stores the recorder's finished spans, received at `now`, without
+    /// making records of them first (see [`Kept::finished`]).
+    pub(super) fn insert_finished(
+        &self,
+        spans: impl Iterator<Item = Finished>,
+        process: &Arc<str>,
+        host: &Arc<str>,
+        clocks: (SystemTime, Instant),
+        now: Instant,
+    ) {
+        let mut methods = Methods::default();
+        let kept = spans
+            .map(|f| {
+                let method = methods.get(f.span.method());
+                Kept::finished(f, process, host, clocks, method)
+            })
+            .collect();
+        self.insert_kept(kept, now);
+    }
+
+    /// Stores kept records received at `now`.
+    fn insert_kept(&self, batch: Vec<(TraceKey, Kept)>, now: Instant) {
         // A batch's statistics are summed per (side, service, method,
         // slot) first, in the order each group first appears, so the
         // tables are looked up (and keys copied) once per group rather
         // than once per record, and keys are admitted in arrival order.
-        // A group's records share one copy of their method's name.
-        let mut index: HashMap<(Side, &str, &str, u64), u32> = HashMap::new();
+        let mut index: HashMap<(Side, &str, &str, u64), usize> = HashMap::new();
         let mut groups: Vec<Group> = Vec::new();
-        let mut group_of: Vec<u32> = Vec::with_capacity(batch.len());
-        for (i, r) in batch.iter().enumerate() {
-            let slot = slot_of(r);
+        for (_, k) in &batch {
+            let slot = k.slot();
             let g = *index
-                .entry((r.side, &*r.service, r.method.as_str(), slot))
+                .entry((k.side(), &**k.service(), &**k.method(), slot))
                 .or_insert_with(|| {
                     groups.push(Group {
-                        first: i,
+                        side: k.side(),
+                        service: k.service().clone(),
+                        method: k.method().clone(),
                         slot,
                         stats: MethodStats::default(),
-                        method: Arc::from(r.method.as_str()),
                     });
-                    (groups.len() - 1) as u32
+                    groups.len() - 1
                 });
-            groups[g as usize].stats.add(r);
-            group_of.push(g);
+            groups[g]
+                .stats
+                .add(k.outcome_shape().label(), k.duration_us());
         }
         drop(index);
         let mut st = self.lock();
         st.expire(now);
         for g in &groups {
-            let key = st.keys.key_for_many(&batch[g.first], g.stats.calls());
+            let key = st
+                .keys
+                .key_for_many(g.side, &g.service, &g.method, g.stats.calls());
             if let Some(table) = st.slot_mut(g.slot) {
                 merge_into(table, &key, &g.stats);
             }
             merge_into(&mut st.methods, &key, &g.stats);
         }
         let expires = now + self.ttl;
-        for (r, g) in batch.into_iter().zip(group_of) {
+        for (key, kept) in batch {
             let st = &mut *st;
-            let key = TraceKey::of(&r.trace_id);
-            let kept = Kept::new(r, groups[g as usize].method.clone());
             st.records += 1;
             match st.traces.get_mut(&key) {
                 Some(t) => {
