@@ -28,3 +28,5 @@ per hub 200 1200 "per sequential call through a hub with one worker (client, hub
 per curve 200 1200 "per sequential call over CURVE (client and server)"
 per stream 2000 22000 "per stream item (client and server)"
 per tarpc 200 1200 "per sequential tarpc call (client and server, for comparison)"
+per concurrent 3000 9000 "per call with 256 in flight (client and server)"
+per recorded-concurrent 3000 9000 "per call with 256 in flight, recorded by client and server into an embedded store that is full (every record evicts one)"

@@ -11,7 +11,10 @@ use crate::{demo_server, secured, tarpc_pair};
 /// `calls` over CURVE, `recorded` the `calls` with client and server
 /// recording into an embedded store (every record stored before the end),
 /// `hub` the `calls` through a hub with one worker,
-/// `big` the `calls` with 64 KiB of bytes to echo. One thread (a
+/// `big` the `calls` with 64 KiB of bytes to echo; `concurrent` and
+/// `recorded-concurrent` the `calls` and `recorded` with 256 in flight
+/// (the store then holds at most 4,096 records, so that from the first
+/// 2,048 calls on every call also evicts, as a full store does). One thread (a
 /// current-thread runtime), so that the count repeats from run to run; the
 /// script runs it at two sizes and divides the difference, so start-up and
 /// connection set-up cancel out.
@@ -36,12 +39,13 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
         }
         // `curve`: the `calls` workload over CURVE.
         let (server_opts, opts) = secured(kind == "curve");
-        let recorder = (kind == "recorded").then(|| {
-            zerorpc::record::Recorder::new(
-                zerorpc::record::EmbeddedStore::new(std::time::Duration::from_secs(600)),
-                100_000,
-            )
-        });
+        let store = zerorpc::record::EmbeddedStore::new(std::time::Duration::from_secs(600));
+        let recorder = match kind {
+            "recorded" => Some(store),
+            "recorded-concurrent" => Some(store.max_records(4096)),
+            _ => None,
+        }
+        .map(|store| zerorpc::record::Recorder::new(store, 100_000));
         let server_opts = zerorpc::ServerOptions {
             recorder: recorder.clone(),
             ..server_opts
@@ -73,6 +77,17 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
                     c.call("echo", vec![Value::from(i)]).await.expect("call");
                 }
             }
+            "concurrent" | "recorded-concurrent" => {
+                use futures::StreamExt;
+                futures::stream::iter(0..n)
+                    .map(|i| c.call("echo", vec![Value::from(i)]))
+                    .buffer_unordered(256)
+                    .for_each(|r| {
+                        r.expect("call");
+                        async {}
+                    })
+                    .await;
+            }
             "big" => {
                 for _ in 0..n {
                     let arg = Value::Binary(vec![7u8; crate::BIG]);
@@ -84,7 +99,7 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
                 assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
             }
             other => panic!(
-                "instructions: calls, untraced, curve, recorded, hub, big, stream or tarpc, not {other}"
+                "instructions: calls, untraced, curve, recorded, hub, big, stream, tarpc, concurrent or recorded-concurrent, not {other}"
             ),
         }
         if let Some(r) = recorder {

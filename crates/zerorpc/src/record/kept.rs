@@ -181,14 +181,14 @@ impl Kept {
     /// [`Finished::into_record`] and [`Kept::new`] make of it, without
     /// the ids' text in between. `method` is the span's method's name.
     pub(super) fn finished(
-        f: Finished,
+        f: Box<Finished>,
         process: &Arc<str>,
         host: &Arc<str>,
         clocks: (SystemTime, Instant),
         method: Arc<str>,
     ) -> (TraceKey, Kept) {
         let start_us = f.start_us(clocks);
-        let s = f.span;
+        let s = f;
         let mut rare = Rare::default();
         let span_id = u64::from_be_bytes(s.ctx.span_id);
         let parent_id = s.ctx.parent_id.and_then(|p| {
@@ -199,7 +199,7 @@ impl Kept {
             }
             n
         });
-        let (ending, items) = rare.ending(f.outcome);
+        let (ending, items) = rare.ending(s.outcome);
         rare.user = s.user.map(|u| u.to_string());
         rare.payload = s.payload;
         rare.traceback = s.traceback;
@@ -207,7 +207,7 @@ impl Kept {
             span_id,
             parent_id,
             start_us,
-            duration_us: f.duration.as_micros() as u64,
+            duration_us: s.duration.as_micros() as u64,
             items,
             service: s.service,
             method,

@@ -191,9 +191,16 @@ pub(crate) enum Peer {
 
 /// A span being timed; becomes a [`Record`] when it ends. Holds no text
 /// it does not need: ids stay binary and names shared until the
-/// recorder's task builds the record.
+/// recorder's task builds the record. Boxed from its start: when it ends,
+/// its box is what the recorder's queue takes, so its ~270 bytes are not
+/// copied on their way (into the queue, out of it, into the store).
 #[derive(Debug)]
-pub(crate) struct Span {
+pub(crate) struct Span(Box<Finished>);
+
+/// A span's fields: its duration and outcome are set when it ends, and
+/// it goes to the recorder's task as it is.
+#[derive(Debug)]
+struct Finished {
     ctx: TraceContext,
     side: Side,
     service: Arc<str>,
@@ -205,11 +212,6 @@ pub(crate) struct Span {
     user: Option<Arc<str>>,
     payload: Option<Box<Payload>>,
     traceback: Option<String>,
-}
-
-/// A finished span on its way to the recorder's task.
-struct Finished {
-    span: Span,
     duration: Duration,
     outcome: Outcome,
 }
@@ -224,7 +226,7 @@ impl Span {
         peer: Peer,
         at: Instant,
     ) -> Self {
-        Span {
+        Span(Box::new(Finished {
             ctx,
             side,
             service,
@@ -234,12 +236,14 @@ impl Span {
             user: None,
             payload: None,
             traceback: None,
-        }
+            duration: Duration::ZERO,
+            outcome: Outcome::Cancelled,
+        }))
     }
 
     /// The method called.
     pub fn method(&self) -> &str {
-        &self.method
+        &self.0.method
     }
 
     /// A failed call's traceback (an empty one is none; a long one keeps
@@ -252,27 +256,31 @@ impl Span {
         while !tb.is_char_boundary(start) {
             start += 1;
         }
-        self.traceback = Some(tb[start..].to_owned());
+        self.0.traceback = Some(tb[start..].to_owned());
     }
 
     /// The call's arguments and result (client side, when recorded).
     pub fn set_payload(&mut self, payload: Option<Box<Payload>>) {
-        self.payload = payload;
+        self.0.payload = payload;
     }
 
     /// The caller's authenticated user (server side).
     pub fn set_user(&mut self, user: Option<Arc<str>>) {
-        self.user = user;
+        self.0.user = user;
+    }
+
+    /// The span, ended after `duration` with `outcome`.
+    fn ended(self, outcome: Outcome, duration: Duration) -> Box<Finished> {
+        let mut f = self.0;
+        f.duration = duration;
+        f.outcome = outcome;
+        f
     }
 
     /// Finishes a span that ended at `ended` (recorded later).
     pub fn finish_at(self, recorder: &Recorder, outcome: Outcome, ended: Instant) {
-        let duration = ended.saturating_duration_since(self.start);
-        recorder.push(Finished {
-            span: self,
-            duration,
-            outcome,
-        });
+        let duration = ended.saturating_duration_since(self.0.start);
+        recorder.push(self.ended(outcome, duration));
     }
 }
 
@@ -291,7 +299,7 @@ impl Finished {
     /// clocks read at one moment).
     fn start_us(&self, clocks: (SystemTime, Instant)) -> u64 {
         let (wall, mono) = clocks;
-        let start = self.span.start;
+        let start = self.start;
         let start_wall = match mono.checked_duration_since(start) {
             Some(ago) => wall.checked_sub(ago),
             None => wall.checked_add(start.duration_since(mono)),
@@ -304,13 +312,14 @@ impl Finished {
     /// The record, with its start in wall-clock time from `clocks`: both
     /// clocks read at one moment.
     fn into_record(
-        self,
+        self: Box<Self>,
         process: &Arc<str>,
         host: &Arc<str>,
         clocks: (SystemTime, Instant),
     ) -> Record {
         let start_us = self.start_us(clocks);
-        let s = self.span;
+        // (the fields move out of the box one by one: no copy of it all)
+        let s = self;
         Record {
             trace_id: s.ctx.trace_id_hex(),
             span_id: s.ctx.span_id_hex(),
@@ -322,8 +331,8 @@ impl Finished {
             process: process.clone(),
             host: host.clone(),
             start_us,
-            duration_us: self.duration.as_micros() as u64,
-            outcome: self.outcome,
+            duration_us: s.duration.as_micros() as u64,
+            outcome: s.outcome,
             user: s.user.map(|u| u.to_string()),
             payload: s.payload,
             traceback: s.traceback,

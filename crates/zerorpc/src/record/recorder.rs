@@ -27,10 +27,11 @@ pub trait TraceSink: Send + Sync + 'static {
     fn write(&self, batch: Vec<Record>) -> BoxFuture<'static, Result<(), String>>;
 }
 
-/// What the recorder's queue carries.
+/// What the recorder's queue carries: a pointer (a span's box, made when
+/// it started; a record given to [`Recorder::record`], boxed).
 enum Queued {
-    Span(Finished),
-    Record(Record),
+    Span(Box<Finished>),
+    Record(Box<Record>),
 }
 
 /// One thread's part of a recorder's queue.
@@ -120,12 +121,20 @@ impl Shared {
         }
     }
 
-    /// Moves what every shard holds into `batch`.
+    /// Moves what every shard holds into `batch` (empty, with the room
+    /// the last batch had).
     fn take_all(&self, batch: &mut Vec<Queued>) {
         for shard in self.shards().iter() {
             let mut q = shard.lock();
+            if q.items.is_empty() {
+                // (an empty shard keeps its room: swapped, it would take
+                // the batch's room, and the next shard to fill would grow
+                // its part again from nothing)
+                continue;
+            }
             if batch.is_empty() {
-                // (the biggest part moves without a copy)
+                // (the first part moves without a copy, and its shard
+                // gets the batch's room)
                 std::mem::swap(&mut q.items, batch);
             } else {
                 batch.append(&mut q.items);
@@ -267,7 +276,7 @@ impl Recorder {
                     let records: Vec<Record> = chunk
                         .map(|q| match q {
                             Queued::Span(f) => f.into_record(&process, &host, clocks),
-                            Queued::Record(r) => r,
+                            Queued::Record(r) => *r,
                         })
                         .collect();
                     let n = records.len() as u64;
@@ -293,10 +302,10 @@ impl Recorder {
 
     /// Queues a record; never waits (a full queue drops it, counted).
     pub fn record(&self, r: Record) {
-        self.enqueue(Queued::Record(r));
+        self.enqueue(Queued::Record(Box::new(r)));
     }
 
-    pub(super) fn push(&self, f: Finished) {
+    pub(super) fn push(&self, f: Box<Finished>) {
         self.enqueue(Queued::Span(f));
     }
 
@@ -377,7 +386,7 @@ fn store_queued(
         match q {
             Queued::Span(f) => Some(f),
             Queued::Record(r) => {
-                records.push(r);
+                records.push(*r);
                 None
             }
         }

@@ -408,17 +408,16 @@ impl TraceSink for Discarding {
 fn a_record_s_wall_clock_start_comes_from_the_clocks_read_when_it_is_built() {
     let mono = Instant::now();
     let wall = UNIX_EPOCH + Duration::from_secs(1_000);
-    let finished = |start: Instant| Finished {
-        span: Span::started(
+    let finished = |start: Instant| {
+        Span::started(
             TraceContext::new_root(),
             Side::Client,
             "svc".into(),
             "m".into(),
             Peer::Endpoint("tcp://x:1".into()),
             start,
-        ),
-        duration: Duration::from_millis(3),
-        outcome: Outcome::Ok,
+        )
+        .ended(Outcome::Ok, Duration::from_millis(3))
     };
     let (process, host): (Arc<str>, Arc<str>) = ("p[1]".into(), "h".into());
     let r = finished(mono - Duration::from_secs(2)).into_record(&process, &host, (wall, mono));
@@ -430,8 +429,9 @@ fn a_record_s_wall_clock_start_comes_from_the_clocks_read_when_it_is_built() {
 
 /// Spans of every shape, in one trace (the same every time): root and
 /// child contexts, both sides and peers, each outcome, what few have
-/// (user, payload, traceback), an all-zero parent.
-fn spans_of_every_shape(start: Instant) -> Vec<Finished> {
+/// (user, payload, traceback), an all-zero parent; each with the outcome
+/// and duration it ends with.
+fn spans_of_every_shape(start: Instant) -> Vec<(Span, Outcome, Duration)> {
     let ctx = |span: u8, parent: Option<[u8; 8]>| TraceContext {
         trace_id: [0x4b; 16],
         span_id: [span; 8],
@@ -477,11 +477,7 @@ fn spans_of_every_shape(start: Instant) -> Vec<Finished> {
                 span.set_traceback("Traceback (most recent call last): ...");
                 span.set_payload(Payload::capped(vec![1.into()], None));
             }
-            out.push(Finished {
-                span,
-                duration: Duration::from_micros(40 + i as u64),
-                outcome: outcome.clone(),
-            });
+            out.push((span, outcome.clone(), Duration::from_micros(40 + i as u64)));
         }
     }
     out
@@ -494,8 +490,10 @@ fn a_finished_span_kept_directly_reads_back_as_the_record_it_would_have_made() {
     let (process, host): (Arc<str>, Arc<str>) = ("p[1]".into(), "h".into());
     let start = mono - Duration::from_millis(5);
     let direct = EmbeddedStore::new(Duration::from_secs(60));
+    let ended =
+        |(span, outcome, duration): (Span, Outcome, Duration)| span.ended(outcome, duration);
     direct.insert_finished(
-        spans_of_every_shape(start).into_iter(),
+        spans_of_every_shape(start).into_iter().map(ended),
         &process,
         &host,
         clocks,
@@ -503,7 +501,7 @@ fn a_finished_span_kept_directly_reads_back_as_the_record_it_would_have_made() {
     );
     let records: Vec<Record> = spans_of_every_shape(start)
         .into_iter()
-        .map(|f| f.into_record(&process, &host, clocks))
+        .map(|s| ended(s).into_record(&process, &host, clocks))
         .collect();
     let via_records = EmbeddedStore::new(Duration::from_secs(60));
     via_records.insert_at(records.clone(), mono);
@@ -544,13 +542,13 @@ async fn a_recorder_gives_an_embedded_store_the_same_records_it_gives_any_sink()
         Recorder::new(sink.clone(), 100),
     );
     let start = Instant::now();
-    for (a, b) in spans_of_every_shape(start)
+    for ((a, outcome, duration), (b, _, _)) in spans_of_every_shape(start)
         .into_iter()
         .zip(spans_of_every_shape(start))
     {
-        let ended = start + a.duration;
-        a.span.finish_at(&to_store, a.outcome, ended);
-        b.span.finish_at(&to_sink, b.outcome, ended);
+        let ended = start + duration;
+        a.finish_at(&to_store, outcome.clone(), ended);
+        b.finish_at(&to_sink, outcome, ended);
     }
     // and a record given as one
     let given = rec("t", "a", None, Side::Client, "m", Outcome::Ok);
