@@ -11,13 +11,13 @@
 //! as they came: it reads back unchanged either way. A recorder's own
 //! spans are kept without becoming records first ([`Kept::finished`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::stats::slot_at;
-use super::{Finished, Outcome, Payload, Record, Side};
+use super::{Finished, Outcome, Payload, Peer, Record, Side};
 use crate::trace::{hex, unhex};
 
 /// A trace's key in the store: its id as 16 bytes when it is 32
@@ -97,20 +97,37 @@ fn span_number(id: &str) -> Option<NonZeroU64> {
     NonZeroU64::new(u64::from_be_bytes(unhex::<8>(id.as_bytes())?))
 }
 
-/// The methods' names of a batch, each shared by the batch's records of
-/// that method.
+/// The names a batch's records repeat, each shared by the batch's records
+/// that have it: methods' names, and callers' routing ids as text.
 #[derive(Default)]
-pub(super) struct Methods(HashSet<Arc<str>, foldhash::fast::RandomState>);
+pub(super) struct Names {
+    methods: HashSet<Arc<str>, foldhash::fast::RandomState>,
+    /// (a server's records of one connection's calls share its routing id)
+    callers: HashMap<bytes::Bytes, Arc<str>, foldhash::fast::RandomState>,
+}
 
-impl Methods {
-    /// The batch's copy of `name`.
-    pub(super) fn get(&mut self, name: &str) -> Arc<str> {
-        if let Some(m) = self.0.get(name) {
+impl Names {
+    /// The batch's copy of the method name `name`.
+    pub(super) fn method(&mut self, name: &str) -> Arc<str> {
+        if let Some(m) = self.methods.get(name) {
             return m.clone();
         }
         let m: Arc<str> = name.into();
-        self.0.insert(m.clone());
+        self.methods.insert(m.clone());
         m
+    }
+
+    /// `peer` as a record shows it (see [`Peer::into_text`]), a routing
+    /// id made text once per batch.
+    fn peer(&mut self, peer: Peer) -> Arc<str> {
+        match peer {
+            Peer::RoutingId(id) => self
+                .callers
+                .entry(id)
+                .or_insert_with_key(|id| Peer::RoutingId(id.clone()).into_text())
+                .clone(),
+            endpoint => endpoint.into_text(),
+        }
     }
 }
 
@@ -179,13 +196,14 @@ impl Kept {
 
     /// A finished span kept, and its trace's key: what
     /// [`Finished::into_record`] and [`Kept::new`] make of it, without
-    /// the ids' text in between. `method` is the span's method's name.
+    /// the ids' text in between; the names it repeats shared through
+    /// `names`, the batch's.
     pub(super) fn finished(
         f: Box<Finished>,
         process: &Arc<str>,
         host: &Arc<str>,
         clocks: (SystemTime, Instant),
-        method: Arc<str>,
+        names: &mut Names,
     ) -> (TraceKey, Kept) {
         let start_us = f.start_us(clocks);
         let s = f;
@@ -210,8 +228,8 @@ impl Kept {
             duration_us: s.duration.as_micros() as u64,
             items,
             service: s.service,
-            method,
-            peer: s.peer.into_text(),
+            method: names.method(&s.method),
+            peer: names.peer(s.peer),
             process: process.clone(),
             host: host.clone(),
             side: s.side,

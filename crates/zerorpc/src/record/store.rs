@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
-use super::kept::{Kept, Methods, TraceKey};
+use super::kept::{Kept, Names, TraceKey};
 use super::stats::{reached_power_of_two, MethodKey};
 use super::{
     rows, Finished, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
@@ -237,10 +237,10 @@ impl EmbeddedStore {
 
     /// Stores records received at `now`.
     pub fn insert_at(&self, batch: Vec<Record>, now: Instant) {
-        let mut methods = Methods::default();
+        let mut names = Names::default();
         self.insert_kept(
             batch.into_iter().map(|r| {
-                let method = methods.get(&r.method);
+                let method = names.method(&r.method);
                 (TraceKey::of(&r.trace_id), Kept::new(r, method))
             }),
             now,
@@ -257,12 +257,9 @@ impl EmbeddedStore {
         clocks: (SystemTime, Instant),
         now: Instant,
     ) {
-        let mut methods = Methods::default();
+        let mut names = Names::default();
         self.insert_kept(
-            spans.map(|f| {
-                let method = methods.get(&f.method);
-                Kept::finished(f, process, host, clocks, method)
-            }),
+            spans.map(|f| Kept::finished(f, process, host, clocks, &mut names)),
             now,
         );
     }
