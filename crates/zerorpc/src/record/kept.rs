@@ -199,14 +199,13 @@ impl Kept {
     /// the ids' text in between; the names it repeats shared through
     /// `names`, the batch's.
     pub(super) fn finished(
-        f: Box<Finished>,
+        s: Box<Finished>,
         process: &Arc<str>,
         host: &Arc<str>,
         clocks: (SystemTime, Instant),
         names: &mut Names,
     ) -> (TraceKey, Kept) {
-        let start_us = f.start_us(clocks);
-        let s = f;
+        let start_us = s.start_us(clocks);
         let mut rare = Rare::default();
         let span_id = u64::from_be_bytes(s.ctx.span_id);
         let parent_id = s.ctx.parent_id.and_then(|p| {

@@ -269,9 +269,10 @@ impl EmbeddedStore {
     /// them first would copy each twice more).
     fn insert_kept(&self, batch: impl Iterator<Item = (TraceKey, Kept)>, now: Instant) {
         // A batch's statistics are summed per (side, service, method,
-        // slot) first, in the order each group first appears, so the
-        // tables are looked up (and keys copied) once per group rather
-        // than once per record, and keys are admitted in arrival order.
+        // slot) as its records go in, then merged into the tables in the
+        // order each group first appeared: the tables are looked up (and
+        // keys copied) once per group rather than once per record, and
+        // keys are admitted in arrival order.
         // (A group is found by its names' pointers: a batch's records of
         // one method share one name; the group holds them, so a pointer
         // cannot be reused while it is looked up.)
