@@ -5,8 +5,9 @@
 //! most of its memory and of the work of filling it (fresh pages the
 //! kernel zeroes, for every record that outlives its batch). The ids are
 //! kept as numbers rather than hex text, the trace id once per trace (its
-//! [`TraceKey`]), the method shared by the records of a batch, and the
-//! parts few records have (an error, a user, a payload, a traceback)
+//! [`TraceKey`]), the names (service, method, peer, process, host) in one
+//! [`Place`] shared by the batch's records that have the same ones, and
+//! the parts few records have (an error, a user, a payload, a traceback)
 //! boxed. A record whose ids are not canonical lower-case hex keeps them
 //! as they came: it reads back unchanged either way. A recorder's own
 //! spans are kept without becoming records first ([`Kept::finished`]).
@@ -82,14 +83,23 @@ pub(super) struct Kept {
     duration_us: u64,
     /// A stream's items.
     items: u64,
+    /// Its names, shared (one pointer, where five shared names would be
+    /// five, each counted up when kept and down when dropped).
+    place: Arc<Place>,
+    side: Side,
+    ending: Ending,
+    rare: Option<Box<Rare>>,
+}
+
+/// The names of a kept record: the service, the method, the other end,
+/// this process and host (see [`Record`]'s fields of those names).
+#[derive(Debug)]
+struct Place {
     service: Arc<str>,
     method: Arc<str>,
     peer: Arc<str>,
     process: Arc<str>,
     host: Arc<str>,
-    side: Side,
-    ending: Ending,
-    rare: Option<Box<Rare>>,
 }
 
 /// 16 lower-case hex digits, not all zero, as a number.
@@ -98,17 +108,22 @@ fn span_number(id: &str) -> Option<NonZeroU64> {
 }
 
 /// The names a batch's records repeat, each shared by the batch's records
-/// that have it: methods' names, and callers' routing ids as text.
+/// that have it: methods' names, callers' routing ids as text, and the
+/// [`Place`]s made of them.
 #[derive(Default)]
 pub(super) struct Names {
     methods: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// (a server's records of one connection's calls share its routing id)
     callers: HashMap<bytes::Bytes, Arc<str>, foldhash::fast::RandomState>,
+    /// By the addresses of their five names' text. (The names are this
+    /// batch's or held by the places here: an address cannot be reused
+    /// by other text while the batch is kept.)
+    places: HashMap<[usize; 5], Arc<Place>, foldhash::fast::RandomState>,
 }
 
 impl Names {
     /// The batch's copy of the method name `name`.
-    pub(super) fn method(&mut self, name: &str) -> Arc<str> {
+    fn method(&mut self, name: &str) -> Arc<str> {
         if let Some(m) = self.methods.get(name) {
             return m.clone();
         }
@@ -128,6 +143,33 @@ impl Names {
                 .clone(),
             endpoint => endpoint.into_text(),
         }
+    }
+
+    /// The batch's place of these names (`method` as text: the batch's
+    /// copy of it is used).
+    fn place(
+        &mut self,
+        service: &Arc<str>,
+        method: &str,
+        peer: &Arc<str>,
+        process: &Arc<str>,
+        host: &Arc<str>,
+    ) -> Arc<Place> {
+        let method = self.method(method);
+        let at = |s: &Arc<str>| s.as_ptr() as usize;
+        let key = [at(service), at(&method), at(peer), at(process), at(host)];
+        self.places
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Place {
+                    service: service.clone(),
+                    method,
+                    peer: peer.clone(),
+                    process: process.clone(),
+                    host: host.clone(),
+                })
+            })
+            .clone()
     }
 }
 
@@ -159,9 +201,8 @@ impl Rare {
 }
 
 impl Kept {
-    /// `r` kept, with `method` (the same text as `r.method`, shared by
-    /// the batch's records of that method).
-    pub(super) fn new(r: Record, method: Arc<str>) -> Kept {
+    /// `r` kept, its names shared through `names`, the batch's.
+    pub(super) fn new(r: Record, names: &mut Names) -> Kept {
         let mut rare = Rare::default();
         let span = span_number(&r.span_id);
         let parent = r.parent_id.as_deref().map(span_number);
@@ -183,11 +224,7 @@ impl Kept {
             start_us: r.start_us,
             duration_us: r.duration_us,
             items,
-            service: r.service,
-            method,
-            peer: r.peer,
-            process: r.process,
-            host: r.host,
+            place: names.place(&r.service, &r.method, &r.peer, &r.process, &r.host),
             side: r.side,
             ending,
             rare: rare.boxed(),
@@ -226,11 +263,10 @@ impl Kept {
             start_us,
             duration_us: s.duration.as_micros() as u64,
             items,
-            service: s.service,
-            method: names.method(&s.method),
-            peer: names.peer(s.peer),
-            process: process.clone(),
-            host: host.clone(),
+            place: {
+                let peer = names.peer(s.peer);
+                names.place(&s.service, &s.method, &peer, process, host)
+            },
             side: s.side,
             ending,
             rare: rare.boxed(),
@@ -243,11 +279,11 @@ impl Kept {
     }
 
     pub(super) fn service(&self) -> &Arc<str> {
-        &self.service
+        &self.place.service
     }
 
     pub(super) fn method(&self) -> &Arc<str> {
-        &self.method
+        &self.place.method
     }
 
     pub(super) fn duration_us(&self) -> u64 {
@@ -293,11 +329,11 @@ impl Kept {
             span_id,
             parent_id,
             side: self.side,
-            service: self.service.clone(),
-            method: self.method.to_string(),
-            peer: self.peer.clone(),
-            process: self.process.clone(),
-            host: self.host.clone(),
+            service: self.place.service.clone(),
+            method: self.place.method.to_string(),
+            peer: self.place.peer.clone(),
+            process: self.place.process.clone(),
+            host: self.place.host.clone(),
             start_us: self.start_us,
             duration_us: self.duration_us,
             outcome,
@@ -333,7 +369,7 @@ mod tests {
     }
 
     fn round_trip(r: &Record) -> Kept {
-        let kept = Kept::new(r.clone(), r.method.as_str().into());
+        let kept = Kept::new(r.clone(), &mut Names::default());
         let key = TraceKey::of(&r.trace_id);
         assert_eq!(&kept.record(&key), r);
         kept
@@ -394,6 +430,44 @@ mod tests {
             round_trip(&record(trace, span, parent, Outcome::Ok));
         }
         assert!(matches!(TraceKey::of("t1"), TraceKey::Text(_)));
+    }
+
+    #[test]
+    fn a_batch_s_records_with_the_same_names_share_one_place() {
+        let mut names = Names::default();
+        let a = record(
+            "4b".repeat(16).as_str(),
+            "0000000000000001",
+            None,
+            Outcome::Ok,
+        );
+        let b = Record {
+            span_id: "0000000000000002".into(),
+            ..a.clone()
+        };
+        // the same names, as other allocations of the same text
+        let c = Record {
+            service: "svc".into(),
+            peer: "0a1b".into(),
+            ..a.clone()
+        };
+        let d = Record {
+            peer: "other".into(),
+            ..a.clone()
+        };
+        let kept: Vec<Kept> = [&a, &b, &c, &d]
+            .into_iter()
+            .map(|r| Kept::new(r.clone(), &mut names))
+            .collect();
+        assert!(Arc::ptr_eq(&kept[0].place, &kept[1].place));
+        assert!(!Arc::ptr_eq(&kept[0].place, &kept[2].place));
+        assert!(!Arc::ptr_eq(&kept[0].place, &kept[3].place));
+        // one copy of the method's name for the batch
+        assert!(Arc::ptr_eq(kept[0].method(), kept[3].method()));
+        let key = TraceKey::of(&a.trace_id);
+        for (k, r) in kept.iter().zip([&a, &b, &c, &d]) {
+            assert_eq!(&k.record(&key), r);
+        }
     }
 
     #[test]

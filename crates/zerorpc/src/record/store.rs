@@ -239,10 +239,9 @@ impl EmbeddedStore {
     pub fn insert_at(&self, batch: Vec<Record>, now: Instant) {
         let mut names = Names::default();
         self.insert_kept(
-            batch.into_iter().map(|r| {
-                let method = names.method(&r.method);
-                (TraceKey::of(&r.trace_id), Kept::new(r, method))
-            }),
+            batch
+                .into_iter()
+                .map(|r| (TraceKey::of(&r.trace_id), Kept::new(r, &mut names))),
             now,
         );
     }
