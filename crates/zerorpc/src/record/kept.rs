@@ -15,10 +15,9 @@
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use super::stats::slot_at;
-use super::{Finished, Outcome, Payload, Peer, Record, Side};
+use super::{Clocks, Finished, Outcome, Payload, Peer, Record, Side};
 use crate::trace::{hex, unhex};
 
 /// A trace's key in the store: its id as 16 bytes when it is 32
@@ -239,7 +238,7 @@ impl Kept {
         s: Box<Finished>,
         process: &Arc<str>,
         host: &Arc<str>,
-        clocks: (SystemTime, Instant),
+        clocks: Clocks,
         names: &mut Names,
     ) -> (TraceKey, Kept) {
         let start_us = s.start_us(clocks);

@@ -294,29 +294,42 @@ impl Peer {
     }
 }
 
-impl Finished {
-    /// When it started, in µs since the Unix epoch, from `clocks` (both
-    /// clocks read at one moment).
-    fn start_us(&self, clocks: (SystemTime, Instant)) -> u64 {
-        let (wall, mono) = clocks;
-        let start = self.start;
-        let start_wall = match mono.checked_duration_since(start) {
-            Some(ago) => wall.checked_sub(ago),
-            None => wall.checked_add(start.duration_since(mono)),
-        };
-        start_wall
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_micros() as u64)
+/// The two clocks, read at one moment: a batch of spans' starts are put
+/// in wall-clock time from them (the wall clock's reading made µs once).
+#[derive(Clone, Copy, Debug)]
+struct Clocks {
+    mono: Instant,
+    /// µs since the Unix epoch (0 for a clock set before it).
+    wall_us: u64,
+}
+
+impl Clocks {
+    fn at(wall: SystemTime, mono: Instant) -> Clocks {
+        let wall_us = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Clocks { mono, wall_us }
     }
 
-    /// The record, with its start in wall-clock time from `clocks`: both
-    /// clocks read at one moment.
-    fn into_record(
-        self: Box<Self>,
-        process: &Arc<str>,
-        host: &Arc<str>,
-        clocks: (SystemTime, Instant),
-    ) -> Record {
+    fn now() -> Clocks {
+        Clocks::at(SystemTime::now(), Instant::now())
+    }
+}
+
+impl Finished {
+    /// When it started, in µs since the Unix epoch, from `clocks`.
+    fn start_us(&self, clocks: Clocks) -> u64 {
+        let start = self.start;
+        match clocks.mono.checked_duration_since(start) {
+            Some(ago) => clocks.wall_us.saturating_sub(ago.as_micros() as u64),
+            None => clocks
+                .wall_us
+                .saturating_add(start.duration_since(clocks.mono).as_micros() as u64),
+        }
+    }
+
+    /// The record, with its start in wall-clock time from `clocks`.
+    fn into_record(self: Box<Self>, process: &Arc<str>, host: &Arc<str>, clocks: Clocks) -> Record {
         let start_us = self.start_us(clocks);
         // (the fields move out of the box one by one: no copy of it all)
         let s = self;

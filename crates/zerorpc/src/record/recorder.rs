@@ -15,11 +15,11 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 
-use super::{EmbeddedStore, Finished, Record};
+use super::{Clocks, EmbeddedStore, Finished, Record};
 
 /// Where batches of records go.
 pub trait TraceSink: Send + Sync + 'static {
@@ -262,7 +262,7 @@ impl Recorder {
                 }
                 s.take_all(&mut batch);
                 s.prune();
-                let clocks = (std::time::SystemTime::now(), std::time::Instant::now());
+                let clocks = Clocks::now();
                 // (in chunks: sinks and their receivers bound message sizes)
                 let mut queued = batch.drain(..).peekable();
                 while queued.peek().is_some() {
@@ -377,7 +377,7 @@ fn store_queued(
     chunk: impl Iterator<Item = Queued>,
     process: &Arc<str>,
     host: &Arc<str>,
-    clocks: (SystemTime, Instant),
+    clocks: Clocks,
 ) -> u64 {
     let mut n = 0;
     let mut records = Vec::new();

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use super::kept::{Kept, Names, TraceKey};
 use super::stats::{reached_power_of_two, MethodKey};
 use super::{
-    rows, Finished, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
+    rows, Clocks, Finished, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
     SLOTS_KEPT, SLOT_SECS,
 };
 
@@ -253,7 +253,7 @@ impl EmbeddedStore {
         spans: impl Iterator<Item = Box<Finished>>,
         process: &Arc<str>,
         host: &Arc<str>,
-        clocks: (SystemTime, Instant),
+        clocks: Clocks,
         now: Instant,
     ) {
         let mut names = Names::default();

@@ -420,10 +420,18 @@ fn a_record_s_wall_clock_start_comes_from_the_clocks_read_when_it_is_built() {
         .ended(Outcome::Ok, Duration::from_millis(3))
     };
     let (process, host): (Arc<str>, Arc<str>) = ("p[1]".into(), "h".into());
-    let r = finished(mono - Duration::from_secs(2)).into_record(&process, &host, (wall, mono));
+    let r = finished(mono - Duration::from_secs(2)).into_record(
+        &process,
+        &host,
+        Clocks::at(wall, mono),
+    );
     assert_eq!((r.start_us, r.duration_us), (998_000_000, 3_000));
     // (a start read after the clocks, on another thread)
-    let r = finished(mono + Duration::from_millis(1)).into_record(&process, &host, (wall, mono));
+    let r = finished(mono + Duration::from_millis(1)).into_record(
+        &process,
+        &host,
+        Clocks::at(wall, mono),
+    );
     assert_eq!(r.start_us, 1_000_001_000);
 }
 
@@ -486,7 +494,7 @@ fn spans_of_every_shape(start: Instant) -> Vec<(Span, Outcome, Duration)> {
 #[test]
 fn a_finished_span_kept_directly_reads_back_as_the_record_it_would_have_made() {
     let mono = Instant::now();
-    let clocks = (UNIX_EPOCH + Duration::from_secs(1_000), mono);
+    let clocks = Clocks::at(UNIX_EPOCH + Duration::from_secs(1_000), mono);
     let (process, host): (Arc<str>, Arc<str>) = ("p[1]".into(), "h".into());
     let start = mono - Duration::from_millis(5);
     let direct = EmbeddedStore::new(Duration::from_secs(60));
