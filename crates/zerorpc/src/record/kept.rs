@@ -118,19 +118,14 @@ pub(super) struct Names {
     /// batch's or held by the places here: an address cannot be reused
     /// by other text while the batch is kept.)
     places: HashMap<[usize; 5], Arc<Place>, foldhash::fast::RandomState>,
+    /// The places found last, newest last (at most [`RECENT_PLACES`]).
+    recent: Vec<([usize; 5], Arc<Place>)>,
 }
 
-impl Names {
-    /// The batch's copy of the method name `name`.
-    fn method(&mut self, name: &str) -> Arc<str> {
-        if let Some(m) = self.methods.get(name) {
-            return m.clone();
-        }
-        let m: Arc<str> = name.into();
-        self.methods.insert(m.clone());
-        m
-    }
+/// How many places [`Names`] looks at before its table.
+const RECENT_PLACES: usize = 4;
 
+impl Names {
     /// `peer` as a record shows it (see [`Peer::into_text`]), a routing
     /// id made text once per batch.
     fn peer(&mut self, peer: Peer) -> Arc<str> {
@@ -154,21 +149,44 @@ impl Names {
         process: &Arc<str>,
         host: &Arc<str>,
     ) -> Arc<Place> {
-        let method = self.method(method);
-        let at = |s: &Arc<str>| s.as_ptr() as usize;
-        let key = [at(service), at(&method), at(peer), at(process), at(host)];
-        self.places
+        let at = |s: &str| s.as_ptr() as usize;
+        let m = match self.methods.get(method) {
+            Some(m) => at(m),
+            None => {
+                let m: Arc<str> = method.into();
+                let p = at(&m);
+                self.methods.insert(m);
+                p
+            }
+        };
+        let key = [at(service), m, at(peer), at(process), at(host)];
+        // (a batch has few places, and its records come in runs of them:
+        // the last few found are looked at before the table)
+        if let Some((_, p)) = self.recent.iter().find(|(k, _)| *k == key) {
+            return p.clone();
+        }
+        let methods = &self.methods;
+        let place = self
+            .places
             .entry(key)
             .or_insert_with(|| {
                 Arc::new(Place {
                     service: service.clone(),
-                    method,
+                    method: methods
+                        .get(method)
+                        .cloned()
+                        .unwrap_or_else(|| method.into()),
                     peer: peer.clone(),
                     process: process.clone(),
                     host: host.clone(),
                 })
             })
-            .clone()
+            .clone();
+        if self.recent.len() == RECENT_PLACES {
+            self.recent.remove(0);
+        }
+        self.recent.push((key, place.clone()));
+        place
     }
 }
 
