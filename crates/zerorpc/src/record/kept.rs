@@ -172,6 +172,7 @@ impl Names {
             .or_insert_with(|| {
                 Arc::new(Place {
                     service: service.clone(),
+                    // (the batch's copy, put there above)
                     method: methods
                         .get(method)
                         .cloned()

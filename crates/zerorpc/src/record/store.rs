@@ -194,7 +194,7 @@ impl EmbeddedStore {
     }
 
     /// Records a store holds at most unless told otherwise: 262,144, some
-    /// 50 MiB of typical records (about 205 bytes each as the store keeps
+    /// 33 MiB of typical records (about 133 bytes each as the store keeps
     /// them). A store that receives more within its TTL drops its oldest
     /// traces.
     pub const DEFAULT_MAX_RECORDS: usize = 1 << 18;
