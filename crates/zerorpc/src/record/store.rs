@@ -264,8 +264,8 @@ impl EmbeddedStore {
     }
 
     /// Stores kept records received at `now`, in one pass: each is made
-    /// and moved into its trace (they are 136 bytes: a pass that gathered
-    /// them first would copy each twice more).
+    /// and moved into its trace (a pass that gathered them first would
+    /// copy each twice more).
     fn insert_kept(&self, batch: impl Iterator<Item = (TraceKey, Kept)>, now: Instant) {
         // A batch's statistics are summed per (side, service, method,
         // slot) as its records go in, then merged into the tables in the
