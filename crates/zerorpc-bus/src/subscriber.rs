@@ -149,6 +149,9 @@ pub struct Subscription {
     rx: mpsc::Receiver<Event>,
     task: JoinHandle<()>,
     stats: Arc<Stats>,
+    /// The sequence number after the last event the reader took (see
+    /// [`Subscription::next_seq`]).
+    read: u64,
 }
 
 /// Counters of a subscription.
@@ -162,7 +165,10 @@ pub struct Stats {
     pub duplicates: AtomicU64,
     /// Times the connection to the daemon was re-established.
     pub reconnects: AtomicU64,
-    /// The next sequence number expected from the daemon.
+    /// The next sequence number the background task expects from the
+    /// daemon, where it resumes after a reconnection. It fetches ahead of
+    /// the reader (up to a bounded buffer): a new subscription resumes
+    /// from [`Subscription::next_seq`] instead.
     pub next_seq: AtomicU64,
 }
 
@@ -186,7 +192,7 @@ impl Subscription {
         let stats = Arc::new(Stats::default());
         stats.next_seq.store(start, Ordering::Relaxed);
         let task = tokio::spawn(follow_bus(client, filters, tx, stats.clone()));
-        Ok(Subscription { rx, task, stats })
+        Ok(Subscription::from_parts(rx, task, stats))
     }
 
     /// Listens to fedmsg PUB endpoints (`[topic, envelope]` frames).
@@ -217,7 +223,7 @@ impl Subscription {
         let (tx, rx) = mpsc::channel(BUFFER);
         let stats = Arc::new(Stats::default());
         let task = tokio::spawn(follow_fedmsg(socket, filters, tx, stats.clone()));
-        Ok(Subscription { rx, task, stats })
+        Ok(Subscription::from_parts(rx, task, stats))
     }
 
     /// The subscription's counters.
@@ -225,10 +231,13 @@ impl Subscription {
         &self.stats
     }
 
-    /// The next sequence number expected from the daemon (resume from
-    /// here).
+    /// Where a new subscription resumes so that it misses and repeats
+    /// nothing: the sequence number after the last event this one yielded
+    /// (its start before any). Messages the background task fetched that
+    /// were not read yet are not counted: dropping the subscription drops
+    /// them, and the new one fetches them again.
     pub fn next_seq(&self) -> u64 {
-        self.stats.next_seq.load(Ordering::Relaxed)
+        self.read
     }
 
     /// A subscription fed by `task` through `rx` (for transports).
@@ -237,12 +246,32 @@ impl Subscription {
         task: JoinHandle<()>,
         stats: Arc<Stats>,
     ) -> Subscription {
-        Subscription { rx, task, stats }
+        let read = stats.next_seq.load(Ordering::Relaxed);
+        Subscription {
+            rx,
+            task,
+            stats,
+            read,
+        }
     }
 
     /// The next event (`None`: the subscription ended).
     pub async fn recv(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        let ev = self.rx.recv().await;
+        self.took(ev.as_ref());
+        ev
+    }
+
+    /// Moves the reader's position past `ev`.
+    fn took(&mut self, ev: Option<&Event>) {
+        let seq = match ev {
+            Some(Event::Message(d)) => d.seq,
+            Some(Event::Quarantined { seq, .. }) => *seq,
+            None => None,
+        };
+        if let Some(seq) = seq {
+            self.read = self.read.max(seq.saturating_add(1));
+        }
     }
 }
 
@@ -250,7 +279,9 @@ impl Stream for Subscription {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
+        let ev = std::task::ready!(self.rx.poll_recv(cx));
+        self.took(ev.as_ref());
+        Poll::Ready(ev)
     }
 }
 

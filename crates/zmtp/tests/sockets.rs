@@ -221,6 +221,36 @@ async fn dropping_a_socket_closes_its_connections() {
     assert_eq!(router.peer_count(), 0);
 }
 
+/// A restart in the same process binds the endpoints again at once: when
+/// `close` returns they are free. (Dropping a socket releases them too,
+/// but on the runtime's time: a bind right after a drop failed now and
+/// then with "address in use".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_socket_releases_its_endpoints_before_it_returns() {
+    init_tracing();
+    let path = std::env::temp_dir().join(format!("zmtp-close-{}.sock", std::process::id()));
+    let ipc = format!("ipc://{}", path.display());
+    let mut tcp = "tcp://127.0.0.1:0".to_owned();
+    for round in 0..50 {
+        let router = RouterSocket::new();
+        tcp = router.bind(&tcp).await.unwrap().to_string();
+        router.bind(&ipc).await.unwrap();
+        // With a connection open, as a server being restarted has.
+        let dealer = DealerSocket::new();
+        dealer.connect(&tcp).await.unwrap();
+        dealer.send(msg(&[b"", b"hello"])).await.unwrap();
+        within("recv", router.recv()).await.unwrap();
+        router.close().await;
+        let port: u16 = tcp.rsplit(':').next().unwrap().parse().unwrap();
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            panic!("round {round}: {tcp} still taken after close: {e}");
+        }
+        assert!(!path.exists(), "round {round}: the ipc socket file is left");
+        // The closed socket fails rather than hangs.
+        assert!(within("recv after close", router.recv()).await.is_err());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_and_connect_errors() {
     init_tracing();

@@ -25,7 +25,7 @@ const REPLAY_QUERY_MAX: u64 = 64 * 1024;
 
 /// The PUB endpoint and the queue the log writer feeds it through.
 pub(crate) struct Fanout {
-    socket: PubSocket,
+    socket: Arc<PubSocket>,
     endpoint: String,
     tx: mpsc::Sender<Fresh>,
     rx: mpsc::Receiver<Fresh>,
@@ -33,7 +33,7 @@ pub(crate) struct Fanout {
 
 impl Fanout {
     pub async fn bind(endpoint: &str) -> Result<Fanout, Error> {
-        let socket = PubSocket::new();
+        let socket = Arc::new(PubSocket::new());
         let bound = socket
             .bind(endpoint)
             .await
@@ -51,6 +51,11 @@ impl Fanout {
     /// The bound endpoint and the writer's side of the queue.
     pub fn sender(&self) -> (String, mpsc::Sender<Fresh>) {
         (self.endpoint.clone(), self.tx.clone())
+    }
+
+    /// The PUB socket (to close it: see [`super::Daemon::shutdown`]).
+    pub fn socket(&self) -> Arc<PubSocket> {
+        self.socket.clone()
     }
 
     /// Sends every stored message, in order, as fedmsg frames.
@@ -96,21 +101,24 @@ fn fedmsg_wire(record: &Record, signed: bool) -> String {
 }
 
 /// Serves fedmsg's replay queries (REQ/REP: `[query]` in, the messages'
-/// frames or one `error: '...'` frame out).
+/// frames or one `error: '...'` frame out): the bound endpoint, the
+/// socket (to close it) and the task serving it.
 pub(crate) async fn serve_replay(
     endpoint: &str,
     shared: Arc<Shared>,
-) -> Result<(String, JoinHandle<()>), Error> {
+) -> Result<(String, Arc<RouterSocket>, JoinHandle<()>), Error> {
     let mut opts = SocketOptions::default();
     opts.limits.max_message_size = REPLAY_QUERY_MAX;
     opts.limits.max_frames = 8;
-    let socket = RouterSocket::with_options(opts);
+    let socket = Arc::new(RouterSocket::with_options(opts));
     let bound = socket
         .bind(endpoint)
         .await
         .map_err(|e| Error::Transport(format!("replay {endpoint}: {e}")))?
         .to_string();
+    let serving = socket.clone();
     let task = tokio::spawn(async move {
+        let socket = serving;
         loop {
             let mut request = match socket.recv().await {
                 Ok(m) => m,
@@ -134,7 +142,7 @@ pub(crate) async fn serve_replay(
             }
         }
     });
-    Ok((bound, task))
+    Ok((bound, socket, task))
 }
 
 async fn answer(shared: &Arc<Shared>, query: &[u8]) -> Vec<String> {

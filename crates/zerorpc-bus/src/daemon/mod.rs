@@ -102,6 +102,10 @@ pub struct Daemon {
     ingest: String,
     publish: String,
     replay: Option<String>,
+    /// The fedmsg PUB and replay sockets, closed by [`Daemon::shutdown`]
+    /// (the ingest server's is closed through `server`).
+    fanout: Arc<zerorpc::zmtp::PubSocket>,
+    replay_socket: Option<Arc<zerorpc::zmtp::RouterSocket>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -117,14 +121,15 @@ impl Daemon {
         )?;
         let publisher = fedmsg::Fanout::bind(&opts.publish).await?;
         let shared = writer::Shared::start(Arc::new(store), &opts, publisher.sender())?;
+        let fanout = publisher.socket();
         let mut tasks = vec![tokio::spawn(publisher.run(shared.clone()))];
-        let replay = match &opts.replay {
+        let (replay, replay_socket) = match &opts.replay {
             Some(ep) => {
-                let (bound, task) = fedmsg::serve_replay(ep, shared.clone()).await?;
+                let (bound, socket, task) = fedmsg::serve_replay(ep, shared.clone()).await?;
                 tasks.push(task);
-                Some(bound)
+                (Some(bound), Some(socket))
             }
-            None => None,
+            None => (None, None),
         };
         let pub_ep = shared.publish_endpoint();
         let server = Arc::new(Server::with_options(
@@ -155,6 +160,8 @@ impl Daemon {
             ingest,
             publish: pub_ep,
             replay,
+            fanout,
+            replay_socket,
             tasks,
         })
     }
@@ -182,8 +189,17 @@ impl Daemon {
 
     /// Stops serving and waits for the log writer to finish its last
     /// commit.
+    ///
+    /// Its endpoints are released when this returns: a daemon started
+    /// next on the same endpoints (a restart in the same process) can
+    /// bind them.
     pub async fn shutdown(mut self) {
         self.stop();
+        self.server.close().await;
+        self.fanout.close().await;
+        if let Some(replay) = &self.replay_socket {
+            replay.close().await;
+        }
         let shared = self.shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.close()).await;
     }

@@ -284,6 +284,14 @@ impl Server {
         self.inner.stop();
     }
 
+    /// Stops serving at once, as [`Server::shutdown`] does, and returns
+    /// once the endpoints the server bound are released: a new server (a
+    /// restart in the same process) can bind them then.
+    pub async fn close(&self) {
+        self.shutdown();
+        self.inner.router.close().await;
+    }
+
     /// Stops taking new calls (they get `ERR ServerShutdown`), waits up to
     /// `grace` for running calls to finish, then cancels the rest, each with
     /// an `ERR ServerShutdown` to its client.

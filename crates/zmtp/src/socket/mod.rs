@@ -401,6 +401,9 @@ fn subscription_message(subscribe: bool, prefix: &[u8]) -> Message {
 /// What every socket type shares: the task group, the inbound queue.
 pub(crate) struct SocketCore {
     shared: Arc<Shared>,
+    /// The accept loops [`SocketCore::bind`] started: each owns its
+    /// listener, released when the loop ends ([`SocketCore::close`]).
+    listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     _guard: tokio_util::sync::DropGuard,
 }
 
@@ -433,6 +436,7 @@ impl SocketCore {
         });
         SocketCore {
             shared,
+            listeners: Mutex::new(Vec::new()),
             _guard: cancel.drop_guard(),
         }
     }
@@ -444,8 +448,25 @@ impl SocketCore {
         self.shared.emit(SocketEvent::Listening {
             endpoint: bound.clone(),
         });
-        tokio::spawn(engine::accept_loop(self.shared.clone(), listener));
+        let task = tokio::spawn(engine::accept_loop(self.shared.clone(), listener));
+        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        listeners.retain(|t| !t.is_finished());
+        listeners.push(task);
         Ok(bound)
+    }
+
+    /// Stops every task of the socket (as dropping it does), and returns
+    /// once the endpoints it bound are released.
+    async fn close(&self) {
+        self.shared.cancel.cancel();
+        // What arrived can still be read; then `recv` fails.
+        self.shared.inbound.close();
+        let listeners =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in listeners {
+            // (a loop that panicked released its listener too)
+            let _ = task.await;
+        }
     }
 
     async fn connect(&self, endpoint: &str) -> Result<()> {

@@ -33,6 +33,16 @@ macro_rules! common {
                 self.core.bind(endpoint).await
             }
 
+            /// Stops the socket at once, as dropping it does (connections
+            /// close, unsent messages are lost), and returns once every
+            /// endpoint it bound is released: a new socket can bind them
+            /// then. Dropping the socket releases them a moment later, on
+            /// the runtime's time. After it, sending fails, and receiving
+            /// returns what had arrived, then fails.
+            pub async fn close(&self) {
+                self.core.close().await
+            }
+
             /// Connects to `endpoint`, in the background, reconnecting with
             /// backoff whenever the connection fails or drops. May be called
             /// several times.
