@@ -194,6 +194,70 @@ impl Event {
         Ok((header, name, rd))
     }
 
+    /// What a router reads of an event (see [`RouteHead`]), checking the
+    /// whole event as [`Event::decode`] does.
+    #[cfg(feature = "hub")]
+    pub(crate) fn route_head<'a>(
+        buf: &'a [u8],
+        limits: DecodeLimits,
+        key: Option<&str>,
+    ) -> Result<RouteHead<'a>, EventError> {
+        // One pass: what is read is counted as `scan` counts it, what is
+        // skipped is checked as it is skipped.
+        let mut nodes = Nodes::new(limits.max_nodes);
+        let mut rd = buf;
+        let parts = rmp::decode::read_array_len(&mut rd)
+            .map_err(|_| EventError::Malformed("event is not an array"))?;
+        if parts < 3 {
+            return Err(EventError::Malformed("event has fewer than 3 parts"));
+        }
+        let entries = rmp::decode::read_map_len(&mut rd)
+            .map_err(|_| EventError::Malformed("header is not a map"))?;
+        nodes.take()?;
+        nodes.take()?;
+        let (mut message_id, mut response_to, mut has_key) = (None, None, false);
+        for _ in 0..entries {
+            match read_str_or_bin(&mut rd).map(|(k, _)| k) {
+                Some(b"message_id") => {
+                    nodes.take()?;
+                    nodes.take()?;
+                    message_id = Some(read_id(&mut rd, "message_id is not str or bin")?)
+                }
+                Some(b"response_to") => {
+                    nodes.take()?;
+                    nodes.take()?;
+                    response_to = Some(read_id(&mut rd, "response_to is not str or bin")?)
+                }
+                Some(k) => {
+                    nodes.take()?;
+                    has_key |= key.is_some_and(|key| k == key.as_bytes());
+                    skip_value(&mut rd, &mut nodes)?;
+                }
+                // (a key that is no string: skip it and its value)
+                None => {
+                    skip_value(&mut rd, &mut nodes)?;
+                    skip_value(&mut rd, &mut nodes)?;
+                }
+            }
+        }
+        let name = match read_str_or_bin(&mut rd) {
+            Some((bytes, _)) => std::str::from_utf8(bytes)
+                .map_err(|_| EventError::Malformed("event name is not UTF-8"))?,
+            None => return Err(EventError::Malformed("event name is not a string")),
+        };
+        nodes.take()?;
+        // The arguments (and any further parts): checked, not read.
+        for _ in 2..parts {
+            skip_value(&mut rd, &mut nodes)?;
+        }
+        Ok(RouteHead {
+            message_id: message_id.ok_or(EventError::Malformed("header without message_id"))?,
+            response_to,
+            name,
+            has_key,
+        })
+    }
+
     /// Decodes only the header and the name, checking the whole event as
     /// [`Event::decode`] does but leaving the arguments unread (for
     /// routers, which forward the original bytes).
@@ -201,6 +265,19 @@ impl Event {
         let (header, name, _) = Event::read_head(buf, limits)?;
         Ok((header, name))
     }
+}
+
+/// What a router needs of an event ([`Event::route_head`]): its ids, its
+/// name, and whether its header has the key asked for. The other header values are
+/// skipped unread, and so are the arguments: the router forwards the bytes
+/// and their receiver decodes them.
+#[cfg(feature = "hub")]
+#[derive(Debug)]
+pub(crate) struct RouteHead<'a> {
+    pub(crate) message_id: MessageId,
+    pub(crate) response_to: Option<MessageId>,
+    pub(crate) name: &'a str,
+    pub(crate) has_key: bool,
 }
 
 /// The message a DEALER sends for `ev`: an empty delimiter, then the
@@ -361,22 +438,47 @@ fn read_id(rd: &mut &[u8], what: &'static str) -> Result<MessageId, EventError> 
 /// Walks msgpack bytes without building values: checks they are complete
 /// and hold at most `max_nodes` values.
 fn scan(mut rd: &[u8], max_nodes: usize) -> Result<(), EventError> {
+    let mut nodes = Nodes::new(max_nodes);
+    skip_value(&mut rd, &mut nodes)
+}
+
+/// What is left of an event's allowance of msgpack values (nodes).
+struct Nodes {
+    left: usize,
+    max: usize,
+}
+
+impl Nodes {
+    fn new(max: usize) -> Self {
+        Nodes { left: max, max }
+    }
+
+    /// Counts one more value.
+    fn take(&mut self) -> Result<(), EventError> {
+        self.left = self.left.checked_sub(1).ok_or(EventError::TooComplex {
+            max_nodes: self.max,
+        })?;
+        Ok(())
+    }
+}
+
+/// Moves `rd` past one msgpack value without building it, checking that
+/// it is complete and counting its values in `nodes`.
+fn skip_value(rd: &mut &[u8], nodes: &mut Nodes) -> Result<(), EventError> {
     let truncated = || EventError::Msgpack("truncated msgpack".into());
     let mut pending: u64 = 1;
-    let mut nodes = 0usize;
     while pending > 0 {
         pending -= 1;
-        nodes += 1;
-        if nodes > max_nodes {
-            return Err(EventError::TooComplex { max_nodes });
-        }
-        let marker = rmp::decode::read_marker(&mut rd).map_err(|_| truncated())?;
+        nodes.take()?;
+        let (&first, rest) = rd.split_first().ok_or_else(truncated)?;
+        *rd = rest;
+        let marker = Marker::from_u8(first);
         let mut len = |n: usize| -> Result<u64, EventError> {
             if rd.len() < n {
                 return Err(truncated());
             }
             let (head, rest) = rd.split_at(n);
-            rd = rest;
+            *rd = rest;
             Ok(head.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
         };
         let skip: u64 = match marker {
@@ -429,7 +531,7 @@ fn scan(mut rd: &[u8], max_nodes: usize) -> Result<(), EventError> {
         if rd.len() < skip {
             return Err(truncated());
         }
-        rd = &rd[skip..];
+        *rd = &rd[skip..];
         // Every pending value needs at least one more byte.
         if pending > rd.len() as u64 {
             return Err(truncated());

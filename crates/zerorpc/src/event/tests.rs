@@ -170,6 +170,67 @@ fn decode_head_reads_header_and_name_only() {
     assert!(Event::decode_head(&not_array, DecodeLimits::default()).is_err());
 }
 
+#[cfg(feature = "hub")]
+#[test]
+fn route_head_reads_ids_name_and_one_key_and_checks_the_rest() {
+    let limits = DecodeLimits::default();
+    let call = MessageId::random();
+    let mut ev = Event::on_channel(&call, "STREAM", Value::Binary(vec![7; 1000]));
+    ev.header.traceparent = crate::trace::TraceParent::parse(
+        b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    );
+    ev.header.extra = vec![
+        (
+            Value::from(7),
+            Value::Map(vec![(Value::from("a"), Value::from(1))]),
+        ),
+        (Value::from("x-window"), Value::from(3)),
+    ];
+    let bytes = ev.encode();
+    let head = Event::route_head(&bytes, limits, Some("x-window")).unwrap();
+    assert_eq!(head.message_id, ev.header.message_id);
+    assert_eq!(head.response_to, Some(call.clone()));
+    assert_eq!(head.name, "STREAM");
+    assert!(head.has_key);
+    // It agrees with the full header read.
+    let (h, name) = Event::decode_head(&bytes, limits).unwrap();
+    assert_eq!(
+        (h.message_id, h.response_to, name.as_str()),
+        (head.message_id, head.response_to, head.name)
+    );
+    assert!(
+        !Event::route_head(&bytes, limits, Some("x-other"))
+            .unwrap()
+            .has_key
+    );
+    assert!(!Event::route_head(&bytes, limits, None).unwrap().has_key);
+    // A request (no response_to), with ids as bin, as Python 2 peers send.
+    let mut req = Event::new("add", Value::Array(vec![1.into(), 2.into()]));
+    req.header.message_id = MessageId::from_slice(b"py2-id", false);
+    let bytes = req.encode();
+    let head = Event::route_head(&bytes, limits, None).unwrap();
+    assert_eq!(
+        (head.message_id, head.response_to, head.name),
+        (req.header.message_id.clone(), None, "add")
+    );
+    // The same checks as a full decode: truncated, malformed, too complex,
+    // or without a message id, it fails.
+    assert!(Event::route_head(&bytes[..bytes.len() - 1], limits, None).is_err());
+    let mut not_array = Vec::new();
+    rmpv::encode::write_value(&mut not_array, &Value::from("x")).unwrap();
+    assert!(Event::route_head(&not_array, limits, None).is_err());
+    let tight = DecodeLimits { max_nodes: 3 };
+    assert!(Event::route_head(&bytes, tight, None).is_err());
+    let mut no_id = Vec::new();
+    let v = Value::Array(vec![
+        Value::Map(vec![(Value::from("v"), Value::from(3))]),
+        Value::from("add"),
+        Value::Array(vec![]),
+    ]);
+    rmpv::encode::write_value(&mut no_id, &v).unwrap();
+    assert!(Event::route_head(&no_id, limits, None).is_err());
+}
+
 #[test]
 fn the_deadline_key_round_trips_and_a_malformed_one_is_none() {
     let mut ev = Event::new("slow", Value::Array(vec![]));

@@ -147,14 +147,14 @@ impl HubCore {
         if frames.len() < 2 {
             return;
         }
-        let (header, name) = match Event::decode_head(payload, self.limits) {
-            Ok(e) => e,
+        let head = match Event::route_head(payload, self.limits, None) {
+            Ok(h) => h,
             Err(e) => {
                 tracing::warn!(client = %hex(client), error = %e, "dropping undecodable event from a client");
                 return;
             }
         };
-        if let Some(ch) = header.response_to {
+        if let Some(ch) = head.response_to {
             let key = (client.clone(), ch);
             if let Some(chan) = self.channels.get_mut(&key) {
                 chan.last_activity = now;
@@ -172,8 +172,8 @@ impl HubCore {
             return;
         }
         let envelope: Vec<Bytes> = frames[..frames.len() - 1].to_vec();
-        let key = (client.clone(), header.message_id);
-        if name == HUB_STATS {
+        let key = (client.clone(), head.message_id);
+        if head.name == HUB_STATS {
             let stats = self.stats(now).to_value();
             self.reply(&envelope, &key.1, EventKind::Ok, Value::Array(vec![stats]));
             return;
@@ -209,15 +209,17 @@ impl HubCore {
             // Our own ping's answer (sent with an empty envelope).
             return;
         }
-        let (header, name) = match Event::decode_head(payload, self.limits) {
-            Ok(e) => e,
+        // (whether the worker announces its window: see
+        // `Channel::announce_window`)
+        let head = match Event::route_head(payload, self.limits, Some(WINDOW_MAX_KEY)) {
+            Ok(h) => h,
             Err(e) => {
                 tracing::warn!(worker = %hex(worker), error = %e, "dropping undecodable event from a worker");
                 return;
             }
         };
-        let announces = announces_window(&header);
-        let Some(ch) = header.response_to else {
+        let (announces, name) = (head.has_key, head.name);
+        let Some(ch) = head.response_to else {
             return;
         };
         let key = (frames[1].clone(), ch);
@@ -249,7 +251,7 @@ impl HubCore {
             frames[1..].iter().cloned().collect()
         };
         self.out.push_back(HubOutput::ToClient(m));
-        if EventKind::of(&name).is_some_and(EventKind::is_final) {
+        if EventKind::of(name).is_some_and(EventKind::is_final) {
             self.end_channel(&key, true);
             self.completed += 1;
             match self.rate.back_mut() {
@@ -509,13 +511,4 @@ impl HubCore {
 
 pub(super) fn err_args(name: &str, message: &str) -> Value {
     CallError::new(name, message).to_args()
-}
-
-/// Whether a worker's event announces its window (see
-/// [`crate::Channel::announce_window`]).
-fn announces_window(header: &crate::event::Header) -> bool {
-    header
-        .extra
-        .iter()
-        .any(|(k, _)| k.as_str() == Some(WINDOW_MAX_KEY))
 }

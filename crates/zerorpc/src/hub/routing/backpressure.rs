@@ -75,13 +75,13 @@ impl HubCore {
         if frames.len() < 3 || client.is_empty() {
             return false;
         }
-        let Ok((header, _)) = Event::decode_head(payload, self.limits) else {
+        let Ok(head) = Event::route_head(payload, self.limits, None) else {
             return false;
         };
-        if header.response_to.is_some() {
+        if head.response_to.is_some() {
             return false;
         }
-        let key = (client.clone(), header.message_id);
+        let key = (client.clone(), head.message_id);
         if self.channels.get(&key).is_none_or(|c| c.worker != worker) {
             return false;
         }
@@ -111,13 +111,13 @@ impl HubCore {
         let (Some(client), Some(payload)) = (frames.first(), frames.last()) else {
             return false;
         };
-        let Ok((header, name)) = Event::decode_head(payload, self.limits) else {
+        let Ok(head) = Event::route_head(payload, self.limits, None) else {
             return false;
         };
-        if EventKind::of(&name) != Some(EventKind::Heartbeat) {
+        if EventKind::of(head.name) != Some(EventKind::Heartbeat) {
             return false;
         }
-        let Some(ch) = header.response_to else {
+        let Some(ch) = head.response_to else {
             return false;
         };
         match self.waiting.get_mut(&(client.clone(), ch)) {
