@@ -179,18 +179,9 @@ impl Event {
     fn read_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String, &[u8]), EventError> {
         scan(buf, limits.max_nodes)?;
         let mut rd = buf;
-        let parts = rmp::decode::read_array_len(&mut rd)
-            .map_err(|_| EventError::Malformed("event is not an array"))?;
-        if parts < 3 {
-            return Err(EventError::Malformed("event has fewer than 3 parts"));
-        }
+        read_parts(&mut rd)?;
         let header = Header::read(&mut rd)?;
-        let name = match read_str_or_bin(&mut rd) {
-            Some((bytes, _)) => std::str::from_utf8(bytes)
-                .map_err(|_| EventError::Malformed("event name is not UTF-8"))?
-                .to_owned(),
-            None => return Err(EventError::Malformed("event name is not a string")),
-        };
+        let name = read_name(&mut rd)?.to_owned();
         Ok((header, name, rd))
     }
 
@@ -206,11 +197,7 @@ impl Event {
         // skipped is checked as it is skipped.
         let mut nodes = Nodes::new(limits.max_nodes);
         let mut rd = buf;
-        let parts = rmp::decode::read_array_len(&mut rd)
-            .map_err(|_| EventError::Malformed("event is not an array"))?;
-        if parts < 3 {
-            return Err(EventError::Malformed("event has fewer than 3 parts"));
-        }
+        let parts = read_parts(&mut rd)?;
         let entries = rmp::decode::read_map_len(&mut rd)
             .map_err(|_| EventError::Malformed("header is not a map"))?;
         nodes.take()?;
@@ -240,11 +227,7 @@ impl Event {
                 }
             }
         }
-        let name = match read_str_or_bin(&mut rd) {
-            Some((bytes, _)) => std::str::from_utf8(bytes)
-                .map_err(|_| EventError::Malformed("event name is not UTF-8"))?,
-            None => return Err(EventError::Malformed("event name is not a string")),
-        };
+        let name = read_name(&mut rd)?;
         nodes.take()?;
         // The arguments (and any further parts): checked, not read.
         for _ in 2..parts {
@@ -432,6 +415,26 @@ fn read_id(rd: &mut &[u8], what: &'static str) -> Result<MessageId, EventError> 
     match read_str_or_bin(rd) {
         Some((bytes, is_str)) => Ok(MessageId::from_slice(bytes, is_str)),
         None => Err(EventError::Malformed(what)),
+    }
+}
+
+/// The length of the event's array, at the front of `rd` (3 or more).
+fn read_parts(rd: &mut &[u8]) -> Result<u32, EventError> {
+    let parts = rmp::decode::read_array_len(rd)
+        .map_err(|_| EventError::Malformed("event is not an array"))?;
+    if parts < 3 {
+        return Err(EventError::Malformed("event has fewer than 3 parts"));
+    }
+    Ok(parts)
+}
+
+/// The event's name, at the front of `rd`, borrowed.
+fn read_name<'a>(rd: &mut &'a [u8]) -> Result<&'a str, EventError> {
+    match read_str_or_bin(rd) {
+        Some((bytes, _)) => {
+            std::str::from_utf8(bytes).map_err(|_| EventError::Malformed("event name is not UTF-8"))
+        }
+        None => Err(EventError::Malformed("event name is not a string")),
     }
 }
 
