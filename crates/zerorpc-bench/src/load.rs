@@ -1,6 +1,7 @@
 //! `zerorpc-bench load SYSTEM IN_FLIGHT SECONDS [--sides]`: echo calls at a fixed
-//! number in flight for a while, one system (`ours` or `tarpc`), client
-//! and server in this process on the two-worker runtime. Prints calls/s
+//! number in flight for a while, one system (`ours`, `tarpc`, or `hub`:
+//! ours through a hub with two workers), client and server in this
+//! process on the two-worker runtime. Prints calls/s
 //! and the process's CPU time per call (user and system, from
 //! `/proc/self/stat`): CPU per call is steadier than calls/s on a shared
 //! machine, and it is what a profiler (`perf record`) of this mode shows.
@@ -119,6 +120,11 @@ pub(crate) fn main(args: &[String]) {
                 run(k, secs, c, echo_call).await;
             });
         }
+        "hub" => rt.block_on(async move {
+            let (_hub, input, _workers) = start_hub(2).await;
+            let c = Client::connect(&input).await.expect("connect");
+            run(k, secs, c, echo_call).await;
+        }),
         "tarpc" => rt.block_on(async move {
             let client = if sides {
                 let addr = on_own_thread(|| async {
@@ -136,7 +142,7 @@ pub(crate) fn main(args: &[String]) {
             })
             .await;
         }),
-        other => eprintln!("load: ours or tarpc, not {other}"),
+        other => eprintln!("load: ours, tarpc or hub, not {other}"),
     }
 }
 
