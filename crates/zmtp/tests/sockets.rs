@@ -246,8 +246,10 @@ async fn closing_a_socket_releases_its_endpoints_before_it_returns() {
             panic!("round {round}: {tcp} still taken after close: {e}");
         }
         assert!(!path.exists(), "round {round}: the ipc socket file is left");
-        // The closed socket fails rather than hangs.
+        // The closed socket fails rather than hangs or pretends.
         assert!(within("recv after close", router.recv()).await.is_err());
+        assert!(router.bind("tcp://127.0.0.1:0").await.is_err());
+        assert!(router.connect(&tcp).await.is_err());
     }
 }
 

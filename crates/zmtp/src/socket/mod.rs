@@ -442,6 +442,10 @@ impl SocketCore {
     }
 
     async fn bind(&self, endpoint: &str) -> Result<Endpoint> {
+        // (a closed socket would release the endpoint at once: say so)
+        if self.shared.cancel.is_cancelled() {
+            return Err(ZmtpError::Closed);
+        }
         let ep: Endpoint = endpoint.parse()?;
         let (listener, bound) = crate::transport::Listener::bind(&ep).await?;
         tracing::debug!(socket = %self.shared.kind, endpoint = %bound, "listening");
@@ -470,6 +474,9 @@ impl SocketCore {
     }
 
     async fn connect(&self, endpoint: &str) -> Result<()> {
+        if self.shared.cancel.is_cancelled() {
+            return Err(ZmtpError::Closed);
+        }
         let ep: Endpoint = endpoint.parse()?;
         if let Endpoint::Tcp { host, .. } = &ep {
             if host == "*" {

@@ -37,8 +37,9 @@ macro_rules! common {
             /// close, unsent messages are lost), and returns once every
             /// endpoint it bound is released: a new socket can bind them
             /// then. Dropping the socket releases them a moment later, on
-            /// the runtime's time. After it, sending fails, and receiving
-            /// returns what had arrived, then fails.
+            /// the runtime's time. After it, binding, connecting and
+            /// sending fail, and receiving returns what had arrived, then
+            /// fails.
             pub async fn close(&self) {
                 self.core.close().await
             }
