@@ -251,9 +251,9 @@ impl Event {
 }
 
 /// What a router needs of an event ([`Event::route_head`]): its ids, its
-/// name, and whether its header has the key asked for. The other header values are
-/// skipped unread, and so are the arguments: the router forwards the bytes
-/// and their receiver decodes them.
+/// name, and whether its header has the key asked for. The other header
+/// values are skipped unread, and so are the arguments: the router
+/// forwards the bytes and their receiver decodes them.
 #[cfg(feature = "hub")]
 #[derive(Debug)]
 pub(crate) struct RouteHead<'a> {
