@@ -454,3 +454,64 @@ fn an_event_goes_in_pieces_only_when_it_holds_a_long_value() {
     );
     assert_eq!(pieces[0].concat(), whole);
 }
+
+/// The router's read accepts what the full read accepts, and agrees with
+/// it on the ids and the name: for valid events whose bytes were cut or
+/// changed, and for any bytes at all.
+#[cfg(feature = "hub")]
+mod route_head_agrees {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(bytes: &[u8]) {
+        let limits = DecodeLimits { max_nodes: 64 };
+        let full = Event::decode_head(bytes, limits);
+        let routed = Event::route_head(bytes, limits, Some("x-window"));
+        match (full, routed) {
+            (Ok((h, name)), Ok(head)) => {
+                assert_eq!(h.message_id, head.message_id);
+                assert_eq!(h.response_to, head.response_to);
+                assert_eq!(name, head.name);
+                assert_eq!(h.get("x-window").is_some(), head.has_key);
+            }
+            (Err(_), Err(_)) => {}
+            (full, routed) => panic!("full read {full:?}, router's read {routed:?}"),
+        }
+    }
+
+    fn event(args: u8, window: bool, reply: bool) -> Vec<u8> {
+        let mut ev = if reply {
+            Event::on_channel(&MessageId::random(), "STREAM", Value::from(args))
+        } else {
+            Event::new(
+                "add",
+                Value::Array(vec![Value::from(args); usize::from(args % 70)]),
+            )
+        };
+        if window {
+            ev.header.set("x-window", Value::from(3));
+        }
+        ev.header.set(
+            "x-nested",
+            Value::Map(vec![(Value::from(1), Value::Array(vec![]))]),
+        );
+        ev.encode().to_vec()
+    }
+
+    proptest! {
+        #[test]
+        fn on_changed_events(args: u8, window: bool, reply: bool, at: usize, byte: u8, cut: usize) {
+            let mut bytes = event(args, window, reply);
+            check(&bytes);
+            check(&bytes[..cut % bytes.len()]);
+            let i = at % bytes.len();
+            bytes[i] = byte;
+            check(&bytes);
+        }
+
+        #[test]
+        fn on_any_bytes(bytes: Vec<u8>) {
+            check(&bytes);
+        }
+    }
+}
