@@ -121,6 +121,12 @@ pub(crate) fn main(args: &[String]) {
             });
         }
         "hub" => rt.block_on(async move {
+            // (its workers are the bench's plain demo servers, on this
+            // runtime: neither option would reach them)
+            if sides || record.is_some() {
+                eprintln!("load hub: --sides and --record are for ours and tarpc");
+                std::process::exit(2);
+            }
             let (_hub, input, _workers) = start_hub(2).await;
             let c = Client::connect(&input).await.expect("connect");
             run(k, secs, c, echo_call).await;
