@@ -31,6 +31,8 @@
 //! ```
 
 #![warn(missing_docs)]
+// The one exception, SIMD in `curve::salsa`, says why it is sound.
+#![deny(unsafe_code)]
 
 pub mod codec;
 pub mod command;

@@ -28,7 +28,8 @@
 //! Submodules, one job each: `keys` (key pairs), `cert` (pyzmq's
 //! certificate files), `z85` (RFC 32), `config` (authenticators, each
 //! side's configuration), `client` and `server` (the two handshakes) and
-//! `traffic` (MESSAGE boxes after it), `nacl` (the box); the box helpers shared by all live
+//! `traffic` (MESSAGE boxes after it), `nacl` (the box), `salsa` (the
+//! MESSAGE boxes' keystream, several blocks at a time); the box helpers shared by all live
 //! here.
 
 use bytes::{BufMut, BytesMut};
@@ -46,6 +47,7 @@ mod client;
 mod config;
 mod keys;
 mod nacl;
+mod salsa;
 mod server;
 mod traffic;
 mod z85;

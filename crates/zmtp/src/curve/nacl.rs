@@ -19,9 +19,11 @@ use crypto_box::aead::{AeadCore, AeadInPlace, Buffer};
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use poly1305::universal_hash::KeyInit;
 use salsa20::cipher::{KeyIvInit, StreamCipher};
-use salsa20::{Salsa20, XSalsa20};
+use salsa20::XSalsa20;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::salsa::{Stream, HEAD};
 
 /// Messages from this length on are hashed by the `poly1305` crate.
 const LONG: usize = 4096;
@@ -74,22 +76,48 @@ pub(super) struct MessageBox {
 }
 
 impl MessageBox {
-    fn cipher(&self, short: &[u8; 8]) -> Salsa20 {
-        Salsa20::new(
-            GenericArray::from_slice(&self.subkey[..]),
-            GenericArray::from_slice(short),
-        )
-    }
-
     /// Encrypts `text` in place under the short nonce; returns its tag.
     pub(super) fn seal(&self, short: &[u8; 8], text: &mut [u8]) -> [u8; 16] {
-        seal(self.cipher(short), text)
+        let stream = Stream::new(&self.subkey, short);
+        let mut head = [0u8; HEAD];
+        stream.head(text.len(), &mut head);
+        let key = mac_key(&mut head);
+        xor_after_key(&stream, &head, text);
+        poly1305(&key, text)
     }
 
     /// Checks `tag` and decrypts `text` in place under the short nonce
     /// (untouched when the tag does not match).
     pub(super) fn open(&self, short: &[u8; 8], text: &mut [u8], tag: &[u8]) -> bool {
-        open(self.cipher(short), text, tag)
+        let stream = Stream::new(&self.subkey, short);
+        let mut head = [0u8; HEAD];
+        stream.head(text.len(), &mut head);
+        if !bool::from(poly1305(&mac_key(&mut head), text).ct_eq(tag)) {
+            return false;
+        }
+        xor_after_key(&stream, &head, text);
+        true
+    }
+}
+
+/// The Poly1305 key: the keystream's first 32 bytes, moved out of `head`
+/// (wiped there; the key is wiped when dropped).
+fn mac_key(head: &mut [u8; HEAD]) -> Zeroizing<[u8; 32]> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&head[..32]);
+    head[..32].zeroize();
+    key
+}
+
+/// XORs the keystream after the Poly1305 key into `text`: the rest of
+/// `head`, then the blocks after it.
+fn xor_after_key(stream: &Stream, head: &[u8; HEAD], text: &mut [u8]) {
+    let (first, rest) = text.split_at_mut(text.len().min(HEAD - 32));
+    for (t, k) in first.iter_mut().zip(&head[32..]) {
+        *t ^= k;
+    }
+    if !rest.is_empty() {
+        stream.apply((HEAD / 64) as u64, rest);
     }
 }
 
