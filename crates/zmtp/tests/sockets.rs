@@ -254,6 +254,33 @@ async fn closing_a_socket_releases_its_endpoints_before_it_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_closes_at_once_both_return_after_the_endpoint_is_free() {
+    init_tracing();
+    for round in 0..50 {
+        let router = RouterSocket::new();
+        let tcp = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+        let port: u16 = tcp.rsplit(':').next().unwrap().parse().unwrap();
+        let dealer = DealerSocket::new();
+        dealer.connect(&tcp).await.unwrap();
+        dealer.send(msg(&[b"", b"hello"])).await.unwrap();
+        within("recv", router.recv()).await.unwrap();
+        // Each close, as it returns, finds the port free (the second one
+        // polled used to return at once, while the first still waited).
+        let (router, tcp) = (&router, &tcp);
+        let closed = |who: &'static str| async move {
+            router.close().await;
+            if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                panic!("round {round}: {tcp} still taken when the {who} close returned: {e}");
+            }
+        };
+        within("two closes", async {
+            tokio::join!(closed("first"), closed("second"))
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_and_connect_errors() {
     init_tracing();
     let a = RouterSocket::new();

@@ -402,8 +402,10 @@ fn subscription_message(subscribe: bool, prefix: &[u8]) -> Message {
 pub(crate) struct SocketCore {
     shared: Arc<Shared>,
     /// The accept loops [`SocketCore::bind`] started: each owns its
-    /// listener, released when the loop ends ([`SocketCore::close`]).
-    listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// listener, released when the loop ends ([`SocketCore::close`]). An
+    /// async lock: `close` holds it until the loops have ended, so a second
+    /// `close` at the same time returns no sooner than the first.
+    listeners: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     _guard: tokio_util::sync::DropGuard,
 }
 
@@ -436,7 +438,7 @@ impl SocketCore {
         });
         SocketCore {
             shared,
-            listeners: Mutex::new(Vec::new()),
+            listeners: tokio::sync::Mutex::new(Vec::new()),
             _guard: cancel.drop_guard(),
         }
     }
@@ -453,7 +455,14 @@ impl SocketCore {
             endpoint: bound.clone(),
         });
         let task = tokio::spawn(engine::accept_loop(self.shared.clone(), listener));
-        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        let mut listeners = self.listeners.lock().await;
+        if self.shared.cancel.is_cancelled() {
+            // Closed while binding: this loop ends at once; release the
+            // endpoint before saying so.
+            drop(listeners);
+            let _ = task.await;
+            return Err(ZmtpError::Closed);
+        }
         listeners.retain(|t| !t.is_finished());
         listeners.push(task);
         Ok(bound)
@@ -465,11 +474,13 @@ impl SocketCore {
         self.shared.cancel.cancel();
         // What arrived can still be read; then `recv` fails.
         self.shared.inbound.close();
-        let listeners =
-            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|p| p.into_inner()));
-        for task in listeners {
+        let mut listeners = self.listeners.lock().await;
+        // (each loop forgotten only once it ended: a `close` dropped while
+        // it waits leaves the rest for the next one)
+        while let Some(task) = listeners.last_mut() {
             // (a loop that panicked released its listener too)
             let _ = task.await;
+            listeners.pop();
         }
     }
 
