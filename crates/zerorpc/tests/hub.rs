@@ -244,6 +244,44 @@ async fn clients_started_before_the_hub_and_workers_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_hub_s_endpoints_serve_a_new_hub_at_once() {
+    // Fixed ports, as a hub restarted in one process has.
+    let input = format!("tcp://127.0.0.1:{}", free_port());
+    let output = format!("tcp://127.0.0.1:{}", free_port());
+    let c = client(&input).await;
+    for round in 0..5i64 {
+        let hub = Arc::new(Hub::new(HubOptions {
+            heartbeat: HB,
+            ..Default::default()
+        }));
+        hub.bind_in(&input)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {input}: {e}"));
+        hub.bind_out(&output)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {output}: {e}"));
+        let h = hub.clone();
+        let run = tokio::spawn(async move { h.run().await });
+        let w = worker(&output).await;
+        wait_workers(&hub, 1).await;
+        let v = within("a call", c.call("add", vec![round.into(), 1.into()]))
+            .await
+            .unwrap();
+        assert_eq!(v, Value::from(round + 1));
+        hub.close().await;
+        within("the hub's task ends", run).await.unwrap().unwrap();
+        // Both endpoints are free as soon as `close` returns.
+        for ep in [&input, &output] {
+            let port: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
+            if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                panic!("round {round}: {ep} still taken after close: {e}");
+            }
+        }
+        w.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_calls_over_four_workers_with_one_restarted() {
     let h = hub().await;
     let mut workers = Vec::new();

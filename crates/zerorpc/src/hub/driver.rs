@@ -78,7 +78,25 @@ impl Hub {
         self.cancel.cancel();
     }
 
-    /// Routes until [`Hub::shutdown`] or drop. Call once.
+    /// Stops the hub, as [`Hub::shutdown`] does, and returns once both of
+    /// its sides' endpoints are released: a new hub can bind them at once.
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        self.shared.input.close().await;
+        self.shared.output.close().await;
+    }
+
+    /// A message received, `None` when the socket failed because the hub
+    /// was closed (see [`Hub::close`]), or the failure.
+    fn unless_closed(&self, r: zmtp::Result<Message>) -> Result<Option<Message>, Error> {
+        match r {
+            Ok(m) => Ok(Some(m)),
+            Err(_) if self.cancel.is_cancelled() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Routes until [`Hub::shutdown`], [`Hub::close`] or drop. Call once.
     pub async fn run(&self) -> Result<(), Error> {
         let Some((mut in_events, mut out_events)) = self
             .monitors
@@ -124,12 +142,12 @@ impl Hub {
                 // What arrived before this run started.
                 m = s.input.recv() => {
                     let now = Instant::now();
-                    let m = m?;
+                    let Some(m) = self.unless_closed(m)? else { return Ok(()) };
                     s.core().on_client(m, now);
                 }
                 m = s.output.recv() => {
                     let now = Instant::now();
-                    let m = m?;
+                    let Some(m) = self.unless_closed(m)? else { return Ok(()) };
                     s.core().on_worker(m, now);
                 }
                 _ = s.full_wake.notified() => {}
