@@ -117,12 +117,16 @@ impl Decoder {
                     .saturating_sub(self.partial_size)
                     + overhead,
             );
-            let Some(frame) = self.frames.decode(input)? else {
-                return Ok(None);
-            };
             let frame = match &mut self.opener {
-                Some(o) => o.open(frame)?,
-                None => frame,
+                None => match self.frames.decode(input)? {
+                    Some(frame) => frame,
+                    None => return Ok(None),
+                },
+                // (opened where it lies in the read buffer)
+                Some(o) => match self.frames.decode_mut(input)? {
+                    Some((more, command, body)) => o.open_mut(more, command, body)?,
+                    None => return Ok(None),
+                },
             };
             if frame.command {
                 if !self.partial.is_empty() {
@@ -206,6 +210,34 @@ impl WriteBuffer {
         let before = self.tail.len();
         encode_header(more, command, len, &mut self.tail);
         self.len += self.tail.len() - before;
+    }
+
+    /// Appends a frame as it is (header and body).
+    pub(crate) fn put_frame(&mut self, frame: Frame) {
+        self.put_header(frame.more, frame.command, frame.body.len());
+        self.put_bytes(&frame.body);
+    }
+
+    /// Appends a frame whose body is `parts` one after the other, laid
+    /// out in this buffer's memory, then changed there by `transform`
+    /// (given the whole body): a sealer encrypts a frame this way without
+    /// a copy of its own.
+    pub fn put_frame_in_place(
+        &mut self,
+        more: bool,
+        command: bool,
+        parts: &[&[u8]],
+        transform: impl FnOnce(&mut [u8]),
+    ) {
+        let len = parts.iter().map(|p| p.len()).sum();
+        self.put_header(more, command, len);
+        let start = self.tail.len();
+        self.tail.reserve(len);
+        for p in parts {
+            self.tail.extend_from_slice(p);
+        }
+        transform(&mut self.tail[start..]);
+        self.len += len;
     }
 
     fn put_bytes(&mut self, b: &Bytes) {
@@ -304,12 +336,10 @@ impl Encoder {
     }
 
     fn put_frame(&mut self, frame: Frame, out: &mut WriteBuffer) -> Result<()> {
-        let frame = match &mut self.sealer {
-            Some(s) => s.seal(frame)?,
-            None => frame,
-        };
-        out.put_header(frame.more, frame.command, frame.body.len());
-        out.put_bytes(&frame.body);
+        match &mut self.sealer {
+            Some(s) => s.seal_into(frame, out)?,
+            None => out.put_frame(frame),
+        }
         Ok(())
     }
 

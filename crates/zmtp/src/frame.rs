@@ -84,6 +84,17 @@ impl FrameDecoder {
 
     /// Decodes the next complete frame from `input`, consuming its bytes.
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<Frame>> {
+        Ok(self.decode_mut(input)?.map(|(more, command, body)| Frame {
+            more,
+            command,
+            body: body.freeze(),
+        }))
+    }
+
+    /// As [`FrameDecoder::decode`], with the body as a `BytesMut` (its
+    /// flags MORE and COMMAND first): still in `input`'s memory and
+    /// writable, for a frame to be decrypted where it is.
+    pub fn decode_mut(&mut self, input: &mut BytesMut) -> Result<Option<(bool, bool, BytesMut)>> {
         let (flags, size) = match self.pending {
             Some(p) => p,
             None => {
@@ -125,15 +136,15 @@ impl FrameDecoder {
         // slice of the read buffer would keep all of it alive as long as
         // the frame is kept, a server's open call for one)
         let body = if size == 0 {
-            Bytes::new()
+            BytesMut::new()
         } else {
-            input.split_to(size).freeze()
+            input.split_to(size)
         };
-        Ok(Some(Frame {
-            more: flags & FLAG_MORE != 0,
-            command: flags & FLAG_COMMAND != 0,
+        Ok(Some((
+            flags & FLAG_MORE != 0,
+            flags & FLAG_COMMAND != 0,
             body,
-        }))
+        )))
     }
 
     /// How many more bytes the frame being decoded needs, beyond those

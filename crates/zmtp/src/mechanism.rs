@@ -9,8 +9,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
+use crate::codec::WriteBuffer;
 use crate::command::{Command, Metadata, RawCommand};
 use crate::curve::{
     CurveAuthenticator, CurveClient, CurveClientConfig, CurveKeyPair, CurveServer,
@@ -73,12 +74,35 @@ pub trait Mechanism: Send {
 pub trait FrameSealer: Send {
     /// Turns one plaintext frame into the frame to put on the wire.
     fn seal(&mut self, frame: Frame) -> Result<Frame>;
+
+    /// Appends the wire frame for `frame` to `out` (what the session's
+    /// [`Encoder`](crate::Encoder) calls). The default appends what
+    /// [`FrameSealer::seal`] returns; a sealer that can lay out and encrypt
+    /// the frame in `out`'s own memory
+    /// ([`WriteBuffer::put_frame_in_place`]) overrides it and saves a copy.
+    fn seal_into(&mut self, frame: Frame, out: &mut WriteBuffer) -> Result<()> {
+        out.put_frame(self.seal(frame)?);
+        Ok(())
+    }
 }
 
 /// Unprotects incoming frames.
 pub trait FrameOpener: Send {
     /// Turns one wire frame into the plaintext frame it carries.
     fn open(&mut self, frame: Frame) -> Result<Frame>;
+
+    /// The same for a frame whose body the opener may change in place
+    /// (what the session's [`Decoder`](crate::Decoder) calls, with the
+    /// body still in the read buffer's memory). The default freezes it and
+    /// calls [`FrameOpener::open`]; an opener that decrypts in place
+    /// overrides it and saves a copy.
+    fn open_mut(&mut self, more: bool, command: bool, body: BytesMut) -> Result<Frame> {
+        self.open(Frame {
+            more,
+            command,
+            body: body.freeze(),
+        })
+    }
 }
 
 /// The NULL mechanism: no security, each side sends READY with its metadata.

@@ -288,6 +288,67 @@ mod tests {
     }
 
     #[test]
+    fn the_session_seals_and_opens_frames_in_its_own_buffers() {
+        use crate::codec::{Decoder, Encoder, Incoming, Limits, WriteBuffer};
+        use crate::message::Message;
+        let (cc, sc) = configs(Arc::new(AllowAny));
+        let mut c = Box::new(CurveClient::new(cc));
+        let mut s = Box::new(CurveServer::new(sc));
+        let md = Metadata::for_socket(crate::SocketType::Dealer, b"");
+        pump(c.as_mut(), s.as_mut(), &md).unwrap();
+        let (cs, co) = c.into_transform().unwrap();
+        let (mut ss, mut so) = s.into_transform().unwrap();
+        // Bodies around the keystream's batch sizes, and a long one.
+        let messages: Vec<Message> = [0usize, 1, 95, 96, 223, 224, 300, 4096, 70_000]
+            .iter()
+            .map(|&n| {
+                let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+                Message::from_iter([Bytes::new(), Bytes::from(body)])
+            })
+            .collect();
+        // Client to server: sealed by the session's encoder in its write
+        // buffer, opened by the frame-at-a-time API.
+        let mut enc = Encoder::new(Some(cs));
+        let mut out = WriteBuffer::new();
+        for m in &messages {
+            enc.encode_message(m, &mut out).unwrap();
+        }
+        let wire = out.to_vec();
+        let plain: Vec<u8> = (0..4096).map(|i| (i % 251) as u8).collect();
+        assert!(
+            !wire.windows(64).any(|w| w == &plain[..64]),
+            "plaintext on the wire"
+        );
+        let mut input = bytes::BytesMut::from(&wire[..]);
+        let mut frames = crate::frame::FrameDecoder::new(u64::MAX);
+        for m in &messages {
+            for (i, want) in m.frames().iter().enumerate() {
+                let f = frames.decode(&mut input).unwrap().unwrap();
+                let f = so.open(f).unwrap();
+                assert_eq!((&f.body, f.more), (want, i == 0));
+            }
+        }
+        assert!(input.is_empty());
+        // Server to client: sealed frame by frame, opened by the session's
+        // decoder where they lie in its read buffer.
+        let mut out = WriteBuffer::new();
+        for m in &messages {
+            for (i, f) in m.frames().iter().enumerate() {
+                out.put_frame(ss.seal(Frame::data(f.clone(), i == 0)).unwrap());
+            }
+        }
+        let mut input = bytes::BytesMut::from(&out.to_vec()[..]);
+        let mut dec = Decoder::new(Limits::default(), Some(co));
+        for m in &messages {
+            match dec.decode(&mut input).unwrap() {
+                Some(Incoming::Message(got)) => assert_eq!(&got, m),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+        assert!(input.is_empty());
+    }
+
+    #[test]
     fn a_refused_key_or_a_wrong_server_key_fails_the_handshake() {
         let (cc, sc) = configs(Arc::new(AllowList::default()));
         let mut c = CurveClient::new(cc);

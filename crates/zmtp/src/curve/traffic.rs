@@ -1,7 +1,8 @@
 //! MESSAGE boxes after the handshake: the frame sealer and opener.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 
+use crate::codec::WriteBuffer;
 use crate::error::{Result, ZmtpError};
 use crate::frame::Frame;
 use crate::mechanism::{FrameOpener, FrameSealer};
@@ -38,25 +39,53 @@ struct Sealer {
     next: u64,
 }
 
-impl FrameSealer for Sealer {
-    fn seal(&mut self, frame: Frame) -> Result<Frame> {
+/// A MESSAGE's layout: name, nonce, MAC, then the box (the flags and
+/// the frame; like libzmq, the flags travel in the box).
+const NAME: &[u8; 8] = b"\x07MESSAGE";
+const HEAD: usize = NAME.len() + 8 + MAC;
+
+impl Sealer {
+    /// The next nonce, and the flags byte of `frame`.
+    fn start(&mut self, frame: &Frame) -> ([u8; 8], u8) {
         let short = self.next.to_be_bytes();
         self.next += 1;
-        // Laid out once, encrypted in place: name, nonce, MAC, then the
-        // flags and the frame (like libzmq, the flags travel in the box).
-        let mut body = BytesMut::with_capacity(16 + MAC + 1 + frame.body.len());
-        body.extend_from_slice(b"\x07MESSAGE");
+        (short, u8::from(frame.more) | (u8::from(frame.command) << 1))
+    }
+
+    /// Seals a MESSAGE laid out in `body` (its MAC zero): encrypts the box
+    /// in place and writes the MAC.
+    fn seal_laid_out(&self, short: &[u8; 8], body: &mut [u8]) {
+        let (head, text) = body.split_at_mut(HEAD);
+        let tag = self.key.seal(short, text);
+        head[NAME.len() + 8..].copy_from_slice(&tag);
+    }
+}
+
+impl FrameSealer for Sealer {
+    fn seal(&mut self, frame: Frame) -> Result<Frame> {
+        let (short, flags) = self.start(&frame);
+        let mut body = BytesMut::with_capacity(HEAD + 1 + frame.body.len());
+        body.extend_from_slice(NAME);
         body.extend_from_slice(&short);
         body.put_bytes(0, MAC);
-        body.put_u8(u8::from(frame.more) | (u8::from(frame.command) << 1));
+        body.put_u8(flags);
         body.extend_from_slice(&frame.body);
-        let (mac, text) = body[16..].split_at_mut(MAC);
-        mac.copy_from_slice(&self.key.seal(&short, text));
+        self.seal_laid_out(&short, &mut body);
         Ok(Frame {
             more: false,
             command: false,
             body: body.freeze(),
         })
+    }
+
+    /// Laid out and encrypted in the write buffer itself.
+    fn seal_into(&mut self, frame: Frame, out: &mut WriteBuffer) -> Result<()> {
+        let (short, flags) = self.start(&frame);
+        let parts: [&[u8]; 5] = [NAME, &short, &[0; MAC], &[flags], &frame.body];
+        out.put_frame_in_place(false, false, &parts, |body| {
+            self.seal_laid_out(&short, body)
+        });
+        Ok(())
     }
 }
 
@@ -67,28 +96,31 @@ struct Opener {
 
 impl FrameOpener for Opener {
     fn open(&mut self, frame: Frame) -> Result<Frame> {
-        let b = &frame.body;
-        if b.len() < 8 + 8 + MAC + 1 || &b[..8] != b"\x07MESSAGE" {
+        // (a copy only when the frame's bytes are shared)
+        self.open_mut(frame.more, frame.command, BytesMut::from(frame.body))
+    }
+
+    /// Decrypted where it lies (in the read buffer).
+    fn open_mut(&mut self, _more: bool, _command: bool, mut body: BytesMut) -> Result<Frame> {
+        if body.len() < HEAD + 1 || &body[..NAME.len()] != NAME {
             return Err(ZmtpError::protocol("CURVE: expected a MESSAGE"));
         }
         let mut nonces = Nonces {
             ours: 0,
             peers: self.last,
         };
-        nonces.check(&b[8..16])?;
+        nonces.check(&body[NAME.len()..NAME.len() + 8])?;
         let mut short = [0u8; 8];
-        short.copy_from_slice(&b[8..16]);
-        // Decrypted in place (no copy when the frame's bytes are ours alone).
-        let mut body = BytesMut::from(frame.body);
-        let (head, text) = body.split_at_mut(16 + MAC);
-        if !self.key.open(&short, text, &head[16..]) {
+        short.copy_from_slice(&body[NAME.len()..NAME.len() + 8]);
+        let (head, text) = body.split_at_mut(HEAD);
+        if !self.key.open(&short, text, &head[NAME.len() + 8..]) {
             return Err(ZmtpError::Crypto(
                 "a MESSAGE did not open (altered traffic?)",
             ));
         }
         self.last = nonces.peers;
-        let flags = body[16 + MAC];
-        let _ = body.split_to(16 + MAC + 1);
+        let flags = body[HEAD];
+        body.advance(HEAD + 1);
         Ok(Frame {
             more: flags & 1 != 0,
             command: flags & 2 != 0,
