@@ -12,6 +12,10 @@
 //! as poly1305-donna); longer ones by the crate, whose AVX2 code is faster
 //! there. Both give the same tag (tested against the crate and against
 //! `crypto_box`'s boxes, and the handshake runs against libzmq's).
+//!
+//! The handshake's boxes take their XSalsa20 from `salsa20`; the MESSAGE
+//! boxes ([`MessageBox`]), which carry the traffic, take their Salsa20
+//! from `super::salsa`, which makes several blocks at a time.
 
 use crypto_box::aead::consts::{U0, U10, U16, U24};
 use crypto_box::aead::generic_array::GenericArray;
