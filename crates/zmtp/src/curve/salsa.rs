@@ -206,20 +206,46 @@ mod x86 {
         )
     }
 
-    macro_rules! rotl4 {
-        ($v:expr, $n:literal) => {
-            _mm_or_si128(_mm_slli_epi32::<$n>($v), _mm_srli_epi32::<{ 32 - $n }>($v))
+    /// A quarter round over registers of type `$v` (four lanes or eight),
+    /// with that instruction set's operations (no rotation instruction
+    /// before AVX-512: two shifts and an or).
+    macro_rules! quarter {
+        ($name:ident, $feature:literal, $v:ty, $add:ident, $xor:ident, $or:ident, $shl:ident, $shr:ident) => {
+            #[inline]
+            #[target_feature(enable = $feature)]
+            fn $name(x: &mut [$v; 16], a: usize, b: usize, c: usize, d: usize) {
+                let t = $add(x[a], x[d]);
+                x[b] = $xor(x[b], $or($shl::<7>(t), $shr::<25>(t)));
+                let t = $add(x[b], x[a]);
+                x[c] = $xor(x[c], $or($shl::<9>(t), $shr::<23>(t)));
+                let t = $add(x[c], x[b]);
+                x[d] = $xor(x[d], $or($shl::<13>(t), $shr::<19>(t)));
+                let t = $add(x[d], x[c]);
+                x[a] = $xor(x[a], $or($shl::<18>(t), $shr::<14>(t)));
+            }
         };
     }
 
-    #[inline]
-    #[target_feature(enable = "sse2")]
-    fn quarter4(x: &mut [__m128i; 16], a: usize, b: usize, c: usize, d: usize) {
-        x[b] = _mm_xor_si128(x[b], rotl4!(_mm_add_epi32(x[a], x[d]), 7));
-        x[c] = _mm_xor_si128(x[c], rotl4!(_mm_add_epi32(x[b], x[a]), 9));
-        x[d] = _mm_xor_si128(x[d], rotl4!(_mm_add_epi32(x[c], x[b]), 13));
-        x[a] = _mm_xor_si128(x[a], rotl4!(_mm_add_epi32(x[d], x[c]), 18));
-    }
+    quarter!(
+        quarter4,
+        "sse2",
+        __m128i,
+        _mm_add_epi32,
+        _mm_xor_si128,
+        _mm_or_si128,
+        _mm_slli_epi32,
+        _mm_srli_epi32
+    );
+    quarter!(
+        quarter8,
+        "avx2",
+        __m256i,
+        _mm256_add_epi32,
+        _mm256_xor_si256,
+        _mm256_or_si256,
+        _mm256_slli_epi32,
+        _mm256_srli_epi32
+    );
 
     /// XORs blocks `counter` to `counter + 3` into `data`.
     #[target_feature(enable = "sse2")]
@@ -238,40 +264,32 @@ mod x86 {
         for (x, s) in x.iter_mut().zip(&start) {
             *x = _mm_add_epi32(*x, *s);
         }
-        // Each group of four words, transposed: lane j becomes block j's
-        // 16 bytes at that group's place.
         for g in 0..4 {
-            let (a, b, c, d) = (x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]);
-            let (t0, t1) = (_mm_unpacklo_epi32(a, b), _mm_unpacklo_epi32(c, d));
-            let (t2, t3) = (_mm_unpackhi_epi32(a, b), _mm_unpackhi_epi32(c, d));
-            let rows = [
-                _mm_unpacklo_epi64(t0, t1),
-                _mm_unpackhi_epi64(t0, t1),
-                _mm_unpacklo_epi64(t2, t3),
-                _mm_unpackhi_epi64(t2, t3),
-            ];
-            for (block, r) in rows.into_iter().enumerate() {
-                xor16(&mut data[64 * block + 16 * g..], r);
-            }
+            transpose_xor(
+                [x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]],
+                g,
+                data,
+            );
         }
     }
 
-    macro_rules! rotl8 {
-        ($v:expr, $n:literal) => {
-            _mm256_or_si256(
-                _mm256_slli_epi32::<$n>($v),
-                _mm256_srli_epi32::<{ 32 - $n }>($v),
-            )
-        };
-    }
-
+    /// XORs words `4g` to `4g + 3` of four blocks (block `j`'s in lane
+    /// `j` of each register) into the blocks' 256 bytes of `data`:
+    /// transposed, each block's 16 bytes at that group's place.
     #[inline]
-    #[target_feature(enable = "avx2")]
-    fn quarter8(x: &mut [__m256i; 16], a: usize, b: usize, c: usize, d: usize) {
-        x[b] = _mm256_xor_si256(x[b], rotl8!(_mm256_add_epi32(x[a], x[d]), 7));
-        x[c] = _mm256_xor_si256(x[c], rotl8!(_mm256_add_epi32(x[b], x[a]), 9));
-        x[d] = _mm256_xor_si256(x[d], rotl8!(_mm256_add_epi32(x[c], x[b]), 13));
-        x[a] = _mm256_xor_si256(x[a], rotl8!(_mm256_add_epi32(x[d], x[c]), 18));
+    #[target_feature(enable = "sse2")]
+    fn transpose_xor([a, b, c, d]: [__m128i; 4], g: usize, data: &mut [u8]) {
+        let (t0, t1) = (_mm_unpacklo_epi32(a, b), _mm_unpacklo_epi32(c, d));
+        let (t2, t3) = (_mm_unpackhi_epi32(a, b), _mm_unpackhi_epi32(c, d));
+        let rows = [
+            _mm_unpacklo_epi64(t0, t1),
+            _mm_unpackhi_epi64(t0, t1),
+            _mm_unpacklo_epi64(t2, t3),
+            _mm_unpackhi_epi64(t2, t3),
+        ];
+        for (block, r) in rows.into_iter().enumerate() {
+            xor16(&mut data[64 * block + 16 * g..], r);
+        }
     }
 
     /// XORs blocks `counter` to `counter + 7` into `data`.
@@ -291,23 +309,24 @@ mod x86 {
         for (x, s) in x.iter_mut().zip(&start) {
             *x = _mm256_add_epi32(*x, *s);
         }
-        // As in `four`, in each 128-bit half: the low halves hold blocks
-        // 0 to 3, the high halves blocks 4 to 7.
+        // The low halves hold blocks 0 to 3, the high halves blocks 4 to 7.
+        let (low, high) = data.split_at_mut(256);
         for g in 0..4 {
-            let (a, b, c, d) = (x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]);
-            let (t0, t1) = (_mm256_unpacklo_epi32(a, b), _mm256_unpacklo_epi32(c, d));
-            let (t2, t3) = (_mm256_unpackhi_epi32(a, b), _mm256_unpackhi_epi32(c, d));
-            let rows = [
-                _mm256_unpacklo_epi64(t0, t1),
-                _mm256_unpackhi_epi64(t0, t1),
-                _mm256_unpacklo_epi64(t2, t3),
-                _mm256_unpackhi_epi64(t2, t3),
+            let w = [x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]];
+            let lows = [
+                _mm256_castsi256_si128(w[0]),
+                _mm256_castsi256_si128(w[1]),
+                _mm256_castsi256_si128(w[2]),
+                _mm256_castsi256_si128(w[3]),
             ];
-            for (block, r) in rows.into_iter().enumerate() {
-                let at = 64 * block + 16 * g;
-                xor16(&mut data[at..], _mm256_castsi256_si128(r));
-                xor16(&mut data[256 + at..], _mm256_extracti128_si256::<1>(r));
-            }
+            let highs = [
+                _mm256_extracti128_si256::<1>(w[0]),
+                _mm256_extracti128_si256::<1>(w[1]),
+                _mm256_extracti128_si256::<1>(w[2]),
+                _mm256_extracti128_si256::<1>(w[3]),
+            ];
+            transpose_xor(lows, g, low);
+            transpose_xor(highs, g, high);
         }
     }
 }
