@@ -221,7 +221,9 @@ impl WriteBuffer {
     /// Appends a frame whose body is `parts` one after the other, laid
     /// out in this buffer's memory, then changed there by `transform`
     /// (given the whole body): a sealer encrypts a frame this way without
-    /// a copy of its own.
+    /// a copy of its own. (A large body gets memory of its own, freed once
+    /// written, as a large frame put by reference is: the buffer's own
+    /// memory stays as large as its small frames need.)
     pub fn put_frame_in_place(
         &mut self,
         more: bool,
@@ -231,13 +233,22 @@ impl WriteBuffer {
     ) {
         let len = parts.iter().map(|p| p.len()).sum();
         self.put_header(more, command, len);
-        let start = self.tail.len();
-        self.tail.reserve(len);
-        for p in parts {
-            self.tail.extend_from_slice(p);
+        let lay_out = |into: &mut BytesMut| {
+            let start = into.len();
+            into.reserve(len);
+            for p in parts {
+                into.extend_from_slice(p);
+            }
+            transform(&mut into[start..]);
+        };
+        if len >= ZERO_COPY_MIN {
+            let mut body = BytesMut::new();
+            lay_out(&mut body);
+            self.put_bytes(&body.freeze());
+        } else {
+            lay_out(&mut self.tail);
+            self.len += len;
         }
-        transform(&mut self.tail[start..]);
-        self.len += len;
     }
 
     fn put_bytes(&mut self, b: &Bytes) {
@@ -390,6 +401,30 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_laid_out_in_place_keep_the_buffer_small() {
+        let mut buf = WriteBuffer::new();
+        let big = vec![3u8; 1 << 20];
+        for (body, more) in [(&b"ab"[..], true), (&big[..], false)] {
+            buf.put_frame_in_place(more, false, &[b"x", body], |b| {
+                b.iter_mut().for_each(|x| *x ^= 0xff)
+            });
+        }
+        let mut want = Vec::new();
+        crate::frame::encode_header(true, false, 3, &mut want);
+        want.extend_from_slice(&[!b'x', !b'a', !b'b']);
+        crate::frame::encode_header(false, false, big.len() + 1, &mut want);
+        want.push(!b'x');
+        want.extend(big.iter().map(|x| !x));
+        assert_eq!(buf.len(), want.len());
+        assert_eq!(buf.to_vec(), want);
+        // The megabyte frame is not in the buffer's own memory, which
+        // would keep it once written.
+        assert!(buf.tail.capacity() < 1 << 16, "{}", buf.tail.capacity());
+        buf.advance(want.len());
+        assert!(buf.is_empty());
+    }
 
     fn encode(msgs: &[Message]) -> BytesMut {
         let mut enc = Encoder::new(None);
