@@ -57,9 +57,10 @@ impl Stream {
         ]
     }
 
-    /// Writes the keystream's first bytes into `head`: as many whole
-    /// blocks as a box of `text_len` bytes uses (the Poly1305 key, then
-    /// the text), up to [`HEAD`] bytes; the rest of `head` is left alone.
+    /// XORs the keystream's first bytes into `head` (given zeros, so that
+    /// it holds the keystream after): as many whole blocks as a box of
+    /// `text_len` bytes uses (the Poly1305 key, then the text), up to
+    /// [`HEAD`] bytes; the rest of `head` is left alone.
     /// One or two blocks are made in scalar code, more four at a time (a
     /// four-block batch costs about as much as two scalar blocks, and a box
     /// of a few bytes, like an empty frame's, needs one).
