@@ -82,10 +82,7 @@ pub(super) struct MessageBox {
 impl MessageBox {
     /// Encrypts `text` in place under the short nonce; returns its tag.
     pub(super) fn seal(&self, short: &[u8; 8], text: &mut [u8]) -> [u8; 16] {
-        let stream = Stream::new(&self.subkey, short);
-        let mut head = [0u8; HEAD];
-        stream.head(text.len(), &mut head);
-        let key = mac_key(&mut head);
+        let (stream, head, key) = self.start(short, text.len());
         xor_after_key(&stream, &head, text);
         poly1305(&key, text)
     }
@@ -93,24 +90,27 @@ impl MessageBox {
     /// Checks `tag` and decrypts `text` in place under the short nonce
     /// (untouched when the tag does not match).
     pub(super) fn open(&self, short: &[u8; 8], text: &mut [u8], tag: &[u8]) -> bool {
-        let stream = Stream::new(&self.subkey, short);
-        let mut head = [0u8; HEAD];
-        stream.head(text.len(), &mut head);
-        if !bool::from(poly1305(&mac_key(&mut head), text).ct_eq(tag)) {
+        let (stream, head, key) = self.start(short, text.len());
+        if !bool::from(poly1305(&key, text).ct_eq(tag)) {
             return false;
         }
         xor_after_key(&stream, &head, text);
         true
     }
-}
 
-/// The Poly1305 key: the keystream's first 32 bytes, moved out of `head`
-/// (wiped there; the key is wiped when dropped).
-fn mac_key(head: &mut [u8; HEAD]) -> Zeroizing<[u8; 32]> {
-    let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&head[..32]);
-    head[..32].zeroize();
-    key
+    /// A box of `text_len` bytes under the short nonce: its stream, the
+    /// stream's first bytes, and the Poly1305 key (the first 32 of them,
+    /// moved out of the head and wiped there; the key is wiped when
+    /// dropped).
+    fn start(&self, short: &[u8; 8], text_len: usize) -> (Stream, [u8; HEAD], Zeroizing<[u8; 32]>) {
+        let stream = Stream::new(&self.subkey, short);
+        let mut head = [0u8; HEAD];
+        stream.head(text_len, &mut head);
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&head[..32]);
+        head[..32].zeroize();
+        (stream, head, key)
+    }
 }
 
 /// XORs the keystream after the Poly1305 key into `text`: the rest of

@@ -1,6 +1,6 @@
 //! MESSAGE boxes after the handshake: the frame sealer and opener.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 
 use crate::codec::WriteBuffer;
 use crate::error::{Result, ZmtpError};
@@ -44,12 +44,20 @@ struct Sealer {
 const NAME: &[u8; 8] = b"\x07MESSAGE";
 const HEAD: usize = NAME.len() + 8 + MAC;
 
+/// A MESSAGE's parts before sealing: its MAC zero, its box in clear.
+fn parts<'a>(short: &'a [u8; 8], flags: &'a [u8; 1], body: &'a [u8]) -> [&'a [u8]; 5] {
+    [NAME, short, &[0; MAC], flags, body]
+}
+
 impl Sealer {
     /// The next nonce, and the flags byte of `frame`.
-    fn start(&mut self, frame: &Frame) -> ([u8; 8], u8) {
+    fn start(&mut self, frame: &Frame) -> ([u8; 8], [u8; 1]) {
         let short = self.next.to_be_bytes();
         self.next += 1;
-        (short, u8::from(frame.more) | (u8::from(frame.command) << 1))
+        (
+            short,
+            [u8::from(frame.more) | (u8::from(frame.command) << 1)],
+        )
     }
 
     /// Seals a MESSAGE laid out in `body` (its MAC zero): encrypts the box
@@ -65,11 +73,9 @@ impl FrameSealer for Sealer {
     fn seal(&mut self, frame: Frame) -> Result<Frame> {
         let (short, flags) = self.start(&frame);
         let mut body = BytesMut::with_capacity(HEAD + 1 + frame.body.len());
-        body.extend_from_slice(NAME);
-        body.extend_from_slice(&short);
-        body.put_bytes(0, MAC);
-        body.put_u8(flags);
-        body.extend_from_slice(&frame.body);
+        for part in parts(&short, &flags, &frame.body) {
+            body.extend_from_slice(part);
+        }
         self.seal_laid_out(&short, &mut body);
         Ok(Frame {
             more: false,
@@ -81,7 +87,7 @@ impl FrameSealer for Sealer {
     /// Laid out and encrypted in the write buffer itself.
     fn seal_into(&mut self, frame: Frame, out: &mut WriteBuffer) -> Result<()> {
         let (short, flags) = self.start(&frame);
-        let parts: [&[u8]; 5] = [NAME, &short, &[0; MAC], &[flags], &frame.body];
+        let parts = parts(&short, &flags, &frame.body);
         out.put_frame_in_place(false, false, &parts, |body| {
             self.seal_laid_out(&short, body)
         });
