@@ -57,20 +57,78 @@ impl Stream {
         ]
     }
 
-    /// XORs the keystream's first bytes into `head` (given zeros, so that
-    /// it holds the keystream after): as many whole blocks as a box of
-    /// `text_len` bytes uses (the Poly1305 key, then the text), up to
-    /// [`HEAD`] bytes; the rest of `head` is left alone.
-    /// One or two blocks are made in scalar code, more four at a time (a
-    /// four-block batch costs about as much as two scalar blocks, and a box
-    /// of a few bytes, like an empty frame's, needs one).
-    pub(super) fn head(&self, text_len: usize, head: &mut [u8; HEAD]) {
+    /// Words 6 to 9 of block `counter`'s input: the nonce and the counter.
+    fn lane(&self, counter: u64) -> [u32; 4] {
+        [
+            self.nonce[0],
+            self.nonce[1],
+            counter as u32,
+            (counter >> 32) as u32,
+        ]
+    }
+
+    /// [`Stream::lane`] of `L` blocks from `counter`.
+    fn lanes<const L: usize>(&self, counter: u64) -> [[u32; 4]; L] {
+        std::array::from_fn(|i| self.lane(counter.wrapping_add(i as u64)))
+    }
+
+    /// XORs `blocks` blocks (1 to 4) of keystream from block `counter` into
+    /// `out` (given zeros, so that it holds the keystream after), or four: one or
+    /// two are made in scalar code, more four at a time (a four-block batch
+    /// costs about as much as two scalar blocks, and a box of a few bytes,
+    /// like an empty frame's, needs one). Returns how many it made.
+    pub(super) fn blocks(&self, counter: u64, blocks: usize, out: &mut [u8]) -> usize {
+        debug_assert!((1..=4).contains(&blocks));
         let input = self.input();
-        match (32 + text_len).div_ceil(64) {
-            1 => portable::blocks::<1>(&input, 0, &mut head[..64]),
-            2 => portable::blocks::<2>(&input, 0, &mut head[..128]),
-            _ => four(&input, 0, head),
+        match blocks {
+            1 => portable::blocks(&input, &self.lanes::<1>(counter), &mut out[..64]),
+            2 => portable::blocks(&input, &self.lanes::<2>(counter), &mut out[..128]),
+            _ => {
+                let out: &mut [u8; HEAD] = (&mut out[..HEAD]).try_into().expect("HEAD bytes");
+                four(&input, &self.lanes(counter), out);
+                return 4;
+            }
         }
+        blocks
+    }
+
+    /// XORs, in one batch of four blocks or eight, this stream's first
+    /// `blocks` blocks and then the first blocks of `next`'s (same key,
+    /// another nonce) into `out`: the batch's spare lanes make the start of
+    /// the next box's stream. Eight when asked (`wide`) and the CPU has
+    /// AVX2, or when `blocks` does not leave a four-block batch a spare
+    /// lane; `None` when neither can be made (`blocks` from 8, or from 4
+    /// without AVX2). Returns how many blocks of `next` it made.
+    pub(super) fn blocks_and_next(
+        &self,
+        blocks: usize,
+        next: &Stream,
+        wide: bool,
+        out: &mut [u8; 2 * HEAD],
+    ) -> Option<usize> {
+        let lanes: [[u32; 4]; 8] = std::array::from_fn(|i| {
+            if i < blocks {
+                self.lane(i as u64)
+            } else {
+                next.lane((i - blocks) as u64)
+            }
+        });
+        #[cfg(target_arch = "x86_64")]
+        if (wide || blocks >= 4) && blocks < 8 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            #[allow(unsafe_code)]
+            unsafe {
+                x86::eight(&self.input(), &lanes, out)
+            };
+            return Some(8 - blocks);
+        }
+        if blocks >= 4 {
+            return None;
+        }
+        let four_lanes: &[[u32; 4]; 4] = lanes.first_chunk().expect("eight lanes");
+        let out: &mut [u8; HEAD] = out.first_chunk_mut().expect("HEAD bytes");
+        four(&self.input(), four_lanes, out);
+        Some(4 - blocks)
     }
 
     /// XORs the keystream from block `counter` on into `data`.
@@ -84,7 +142,7 @@ impl Stream {
                 // SAFETY: the CPU has AVX2 (checked just above).
                 #[allow(unsafe_code)]
                 unsafe {
-                    x86::eight(&input, counter, c)
+                    x86::eight(&input, &self.lanes(counter), c)
                 };
                 counter = counter.wrapping_add(8);
             }
@@ -92,32 +150,34 @@ impl Stream {
         }
         let (chunks, tail) = rest.as_chunks_mut::<HEAD>();
         for c in chunks {
-            four(&input, counter, c);
+            four(&input, &self.lanes(counter), c);
             counter = counter.wrapping_add(4);
         }
         if !tail.is_empty() {
             let mut buf = zeroize::Zeroizing::new([0u8; HEAD]);
             buf[..tail.len()].copy_from_slice(tail);
-            four(&input, counter, &mut buf);
+            four(&input, &self.lanes(counter), &mut buf);
             tail.copy_from_slice(&buf[..tail.len()]);
         }
     }
 }
 
-/// XORs blocks `counter` to `counter + 3` into `data`.
+/// XORs four blocks into `data`: `input` with words 6 to 9 (nonce and
+/// counter) of block `j` from `lanes[j]`.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-fn four(input: &[u32; 16], counter: u64, data: &mut [u8; HEAD]) {
+fn four(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; HEAD]) {
     // SAFETY: SSE2 is enabled for this target (the `cfg` above).
     #[allow(unsafe_code)]
     unsafe {
-        x86::four(input, counter, data)
+        x86::four(input, lanes, data)
     }
 }
 
-/// XORs blocks `counter` to `counter + 3` into `data`.
+/// XORs four blocks into `data`: `input` with words 6 to 9 (nonce and
+/// counter) of block `j` from `lanes[j]`.
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-fn four(input: &[u32; 16], counter: u64, data: &mut [u8; HEAD]) {
-    portable::blocks::<4>(input, counter, data);
+fn four(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; HEAD]) {
+    portable::blocks(input, lanes, data);
 }
 
 /// The rounds on any number of blocks in plain Rust: one or two blocks
@@ -134,17 +194,22 @@ mod portable {
         }
     }
 
-    /// XORs `L` blocks from `counter` into `data` (at least `64 * L`
-    /// bytes: the callers pass constant lengths).
-    pub(super) fn blocks<const L: usize>(input: &[u32; 16], counter: u64, data: &mut [u8]) {
+    /// XORs `L` blocks into `data` (at least `64 * L` bytes: the callers
+    /// pass constant lengths): `input` with words 6 to 9 (nonce and
+    /// counter) of block `i` from `lanes[i]`.
+    pub(super) fn blocks<const L: usize>(
+        input: &[u32; 16],
+        lanes: &[[u32; 4]; L],
+        data: &mut [u8],
+    ) {
         let mut start = [[0u32; L]; 16];
         for (w, v) in start.iter_mut().zip(input) {
             *w = [*v; L];
         }
-        for i in 0..L {
-            let n = counter.wrapping_add(i as u64);
-            start[8][i] = n as u32;
-            start[9][i] = (n >> 32) as u32;
+        for (i, lane) in lanes.iter().enumerate() {
+            for (w, v) in lane.iter().enumerate() {
+                start[6 + w][i] = *v;
+            }
         }
         let mut x = start;
         for _ in 0..10 {
@@ -198,15 +263,6 @@ mod x86 {
         b.copy_from_slice(&y.to_le_bytes());
     }
 
-    /// Counter words 8 (low halves) and 9 (high halves) for `L` blocks.
-    fn counters<const L: usize>(counter: u64) -> ([i32; L], [i32; L]) {
-        let n: [u64; L] = std::array::from_fn(|i| counter.wrapping_add(i as u64));
-        (
-            n.map(|n| n as u32 as i32),
-            n.map(|n| (n >> 32) as u32 as i32),
-        )
-    }
-
     /// A quarter round over registers of type `$v` (four lanes or eight),
     /// with that instruction set's operations (no rotation instruction
     /// before AVX-512: two shifts and an or).
@@ -248,16 +304,18 @@ mod x86 {
         _mm256_srli_epi32
     );
 
-    /// XORs blocks `counter` to `counter + 3` into `data`.
+    /// XORs four blocks into `data`: `input` with words 6 to 9 (nonce and
+    /// counter) of block `j` from `lanes[j]`.
     #[target_feature(enable = "sse2")]
-    pub(super) fn four(input: &[u32; 16], counter: u64, data: &mut [u8; 256]) {
+    pub(super) fn four(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; 256]) {
         let mut start = [_mm_setzero_si128(); 16];
         for (s, w) in start.iter_mut().zip(input) {
             *s = _mm_set1_epi32(*w as i32);
         }
-        let (lo, hi) = counters::<4>(counter);
-        start[8] = _mm_set_epi32(lo[3], lo[2], lo[1], lo[0]);
-        start[9] = _mm_set_epi32(hi[3], hi[2], hi[1], hi[0]);
+        let l = |j: usize, w: usize| lanes[j][w] as i32;
+        for w in 0..4 {
+            start[6 + w] = _mm_set_epi32(l(3, w), l(2, w), l(1, w), l(0, w));
+        }
         let mut x = start;
         for _ in 0..10 {
             super::double_round!(quarter4, &mut x);
@@ -293,16 +351,27 @@ mod x86 {
         }
     }
 
-    /// XORs blocks `counter` to `counter + 7` into `data`.
+    /// XORs eight blocks into `data`: `input` with words 6 to 9 (nonce
+    /// and counter) of block `j` from `lanes[j]`.
     #[target_feature(enable = "avx2")]
-    pub(super) fn eight(input: &[u32; 16], counter: u64, data: &mut [u8; 512]) {
+    pub(super) fn eight(input: &[u32; 16], lanes: &[[u32; 4]; 8], data: &mut [u8; 512]) {
         let mut start = [_mm256_setzero_si256(); 16];
         for (s, w) in start.iter_mut().zip(input) {
             *s = _mm256_set1_epi32(*w as i32);
         }
-        let (lo, hi) = counters::<8>(counter);
-        start[8] = _mm256_set_epi32(lo[7], lo[6], lo[5], lo[4], lo[3], lo[2], lo[1], lo[0]);
-        start[9] = _mm256_set_epi32(hi[7], hi[6], hi[5], hi[4], hi[3], hi[2], hi[1], hi[0]);
+        let l = |j: usize, w: usize| lanes[j][w] as i32;
+        for w in 0..4 {
+            start[6 + w] = _mm256_set_epi32(
+                l(7, w),
+                l(6, w),
+                l(5, w),
+                l(4, w),
+                l(3, w),
+                l(2, w),
+                l(1, w),
+                l(0, w),
+            );
+        }
         let mut x = start;
         for _ in 0..10 {
             super::double_round!(quarter8, &mut x);
@@ -370,16 +439,52 @@ mod tests {
     }
 
     #[test]
-    fn the_head_is_the_start_of_the_keystream() {
+    fn blocks_from_any_counter_are_the_keystream_s() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(62);
-        for text_len in 0..300 {
-            let (key, nonce): ([u8; 32], [u8; 8]) = (rng.random(), rng.random());
-            let used = (32 + text_len).min(HEAD);
-            let mut want = [0u8; HEAD];
-            reference(&key, &nonce, 0, &mut want);
-            let mut head = [0u8; HEAD];
-            Stream::new(&key, &nonce).head(text_len, &mut head);
-            assert_eq!(head[..used], want[..used], "a box of {text_len} bytes");
+        for blocks in 1..=4 {
+            for counter in [0, 1, 3, rng.random_range(0..1 << 40)] {
+                let (key, nonce): ([u8; 32], [u8; 8]) = (rng.random(), rng.random());
+                let mut out = [0u8; 2 * HEAD];
+                let made = Stream::new(&key, &nonce).blocks(counter, blocks, &mut out);
+                assert!(made >= blocks && made <= 4, "{made} for {blocks}");
+                let mut want = [0u8; 2 * HEAD];
+                reference(&key, &nonce, counter, &mut want[..64 * made]);
+                assert_eq!(out, want, "{blocks} blocks from {counter}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_s_spare_lanes_start_the_next_stream() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(64);
+        for wide in [false, true] {
+            for blocks in 1..9 {
+                let (key, nonce, next): ([u8; 32], [u8; 8], [u8; 8]) =
+                    (rng.random(), rng.random(), rng.random());
+                let mut out = [0u8; 2 * HEAD];
+                let stream = Stream::new(&key, &nonce);
+                let Some(ahead) =
+                    stream.blocks_and_next(blocks, &Stream::new(&key, &next), wide, &mut out)
+                else {
+                    assert!(
+                        blocks >= 4,
+                        "{blocks} blocks leave a four-block batch spare lanes"
+                    );
+                    continue;
+                };
+                let avx2 =
+                    cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2");
+                let lanes = if (wide || blocks >= 4) && avx2 { 8 } else { 4 };
+                assert_eq!(ahead, lanes - blocks, "{blocks} blocks, wide {wide}");
+                let mut want = [0u8; 2 * HEAD];
+                let (this, then) = want[..64 * lanes].split_at_mut(64 * blocks);
+                reference(&key, &nonce, 0, this);
+                reference(&key, &next, 0, then);
+                assert_eq!(
+                    out, want,
+                    "{blocks} blocks, then the next stream's (wide {wide})"
+                );
+            }
         }
     }
 
@@ -406,7 +511,7 @@ mod tests {
             rng.fill_bytes(&mut data);
             let mut want = data;
             reference(&key, &nonce, counter, &mut want);
-            portable::blocks::<8>(&s.input(), counter, &mut data);
+            portable::blocks(&s.input(), &s.lanes::<8>(counter), &mut data);
             assert_eq!(data, want);
         }
     }

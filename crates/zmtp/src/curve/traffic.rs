@@ -62,7 +62,7 @@ impl Sealer {
 
     /// Seals a MESSAGE laid out in `body` (its MAC zero): encrypts the box
     /// in place and writes the MAC.
-    fn seal_laid_out(&self, short: &[u8; 8], body: &mut [u8]) {
+    fn seal_laid_out(&mut self, short: &[u8; 8], body: &mut [u8]) {
         let (head, text) = body.split_at_mut(HEAD);
         let tag = self.key.seal(short, text);
         head[NAME.len() + 8..].copy_from_slice(&tag);
