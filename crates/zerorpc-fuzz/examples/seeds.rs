@@ -222,6 +222,20 @@ fn curve_seeds() {
     ] {
         write("curve", name, &script);
     }
+    // A run of boxes each way, sealed in place (0x40) and not, of one to
+    // eleven blocks of keystream, then opened in order: each box's batch
+    // makes the next one's start.
+    let mut run = vec![2u8];
+    for dir in [0u8, 1] {
+        for (i, len) in [0usize, 150, 0, 300, 700, 0, 90].into_iter().enumerate() {
+            run.push(dir | if i % 2 == 0 { 0x40 } else { 0 });
+            run.extend(chunk(&vec![i as u8; len]));
+        }
+        for i in 0..7 {
+            run.extend([2 | dir, i]);
+        }
+    }
+    write("curve", "traffic-runs", &run);
 }
 
 /// `server_recv`: op scripts (see the target): calls of every kind of the

@@ -530,11 +530,18 @@ fn curve_traffic(input: &mut Input) {
                     command: op & 0x20 != 0,
                     body: Bytes::copy_from_slice(input.chunk()),
                 };
-                let wire = sealers[dir].seal(frame.clone()).expect("a frame seals");
-                let n = u64::from_be_bytes(wire.body[8..16].try_into().expect("a nonce"));
+                let wire = if op & 0x40 != 0 {
+                    sealed_in_place(&mut *sealers[dir], frame.clone())
+                } else {
+                    sealers[dir]
+                        .seal(frame.clone())
+                        .expect("a frame seals")
+                        .body
+                };
+                let n = u64::from_be_bytes(wire[8..16].try_into().expect("a nonce"));
                 assert_eq!(n, next[dir], "MESSAGE nonces count up by one");
                 next[dir] += 1;
-                sent[dir].push((wire.body, frame, n));
+                sent[dir].push((wire, frame, n));
             }
             1 | 2 => {
                 if sent[dir].is_empty() {
@@ -569,4 +576,25 @@ fn curve_traffic(input: &mut Input) {
             }
         }
     }
+}
+
+/// The MESSAGE `sealer` writes for `frame` into a write buffer (sealed in
+/// place): the one frame's body, its header checked.
+fn sealed_in_place(sealer: &mut dyn zmtp::mechanism::FrameSealer, frame: zmtp::Frame) -> Bytes {
+    let mut out = zmtp::WriteBuffer::new();
+    sealer.seal_into(frame, &mut out).expect("a frame seals");
+    let mut slices = [std::io::IoSlice::new(&[]); 8];
+    let n = out.io_slices(&mut slices);
+    let bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+    assert_eq!(bytes.len(), out.len(), "the buffer's slices hold all of it");
+    let (flags, body) = (bytes[0], &bytes[1..]);
+    assert_eq!(flags & !0x02, 0, "a MESSAGE is one data frame");
+    let (len, body) = if flags & 0x02 != 0 {
+        let (len, body) = body.split_first_chunk::<8>().expect("a long length");
+        (u64::from_be_bytes(*len) as usize, body)
+    } else {
+        (usize::from(body[0]), &body[1..])
+    };
+    assert_eq!(len, body.len(), "the frame's length is its body's");
+    Bytes::copy_from_slice(body)
 }
