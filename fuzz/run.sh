@@ -12,9 +12,11 @@
 #   FORK=2 RUNS=10000000 fuzz/run.sh 3600 curve   # on two cores (libFuzzer's -fork)
 #
 # Needs cargo-fuzz (cargo install cargo-fuzz) and a nightly toolchain, or
-# RUSTC_BOOTSTRAP=1 on stable. No sanitizer by default (safe Rust: panics,
-# overflows in debug assertions, hangs and unbounded memory are what is
-# looked for); SANITIZER=address to use one.
+# RUSTC_BOOTSTRAP=1 on stable. No sanitizer by default (the code under
+# test is safe Rust but for zmtp's two calls into its SIMD Salsa20, which
+# touch memory only through references: panics, overflows in debug
+# assertions, hangs and unbounded memory are what is looked for);
+# SANITIZER=address to use one.
 set -eu
 cd "$(dirname "$0")"
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
