@@ -281,6 +281,56 @@ async fn two_closes_at_once_both_return_after_the_endpoint_is_free() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_that_loses_to_a_close_never_listened() {
+    init_tracing();
+    let (mut lost, mut won) = (0, 0);
+    for round in 0..200 {
+        let router = std::sync::Arc::new(RouterSocket::new());
+        let mut events = router.monitor();
+        // On the two threads at once, the close a little later on some
+        // rounds, so that both orders happen.
+        let r = router.clone();
+        let bind = tokio::spawn(async move { r.bind("tcp://127.0.0.1:0").await });
+        let r = router.clone();
+        let close = tokio::spawn(async move {
+            for _ in 0..round % 3 {
+                tokio::task::yield_now().await;
+            }
+            r.close().await;
+        });
+        let bound = within("bind", bind).await.unwrap();
+        within("close", close).await.unwrap();
+        let mut listened = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            if let SocketEvent::Listening { endpoint } = ev {
+                listened.push(endpoint);
+            }
+        }
+        match bound {
+            Err(ZmtpError::Closed) => {
+                lost += 1;
+                assert!(
+                    listened.is_empty(),
+                    "round {round}: a failed bind said {listened:?}"
+                );
+            }
+            Ok(ep) => {
+                won += 1;
+                assert_eq!(listened, [ep.clone()], "round {round}");
+                // (and the close that followed released it)
+                let port: u16 = ep.to_string().rsplit(':').next().unwrap().parse().unwrap();
+                if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                    panic!("round {round}: {ep} still taken after close: {e}");
+                }
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+    // (both outcomes were seen, or the test says nothing of the race)
+    assert!(lost > 0 && won > 0, "lost {lost}, won {won}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_and_connect_errors() {
     init_tracing();
     let a = RouterSocket::new();

@@ -450,19 +450,19 @@ impl SocketCore {
         }
         let ep: Endpoint = endpoint.parse()?;
         let (listener, bound) = crate::transport::Listener::bind(&ep).await?;
+        // (held from here: a `close` either waits for this loop or, done
+        // first, is seen below)
+        let mut listeners = self.listeners.lock().await;
+        if self.shared.cancel.is_cancelled() {
+            // Closed while binding: release the endpoint, never listened on.
+            drop(listener);
+            return Err(ZmtpError::Closed);
+        }
         tracing::debug!(socket = %self.shared.kind, endpoint = %bound, "listening");
         self.shared.emit(SocketEvent::Listening {
             endpoint: bound.clone(),
         });
         let task = tokio::spawn(engine::accept_loop(self.shared.clone(), listener));
-        let mut listeners = self.listeners.lock().await;
-        if self.shared.cancel.is_cancelled() {
-            // Closed while binding: this loop ends at once; release the
-            // endpoint before saying so.
-            drop(listeners);
-            let _ = task.await;
-            return Err(ZmtpError::Closed);
-        }
         listeners.retain(|t| !t.is_finished());
         listeners.push(task);
         Ok(bound)
