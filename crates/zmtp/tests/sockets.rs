@@ -316,7 +316,7 @@ async fn a_bind_that_loses_to_a_close_never_listened() {
             }
             Ok(ep) => {
                 won += 1;
-                assert_eq!(listened, [ep.clone()], "round {round}");
+                assert_eq!(listened, std::slice::from_ref(&ep), "round {round}");
                 // (and the close that followed released it)
                 let port: u16 = ep.to_string().rsplit(':').next().unwrap().parse().unwrap();
                 if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
