@@ -113,13 +113,8 @@ impl Stream {
                 next.lane((i - blocks) as u64)
             }
         });
-        #[cfg(target_arch = "x86_64")]
-        if (wide || blocks >= 4) && blocks < 8 && std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            #[allow(unsafe_code)]
-            unsafe {
-                x86::eight(&self.input(), &lanes, out)
-            };
+        if (wide || blocks >= 4) && blocks < 8 && eight_wide() {
+            eight(&self.input(), &lanes, out);
             return Some(8 - blocks);
         }
         if blocks >= 4 {
@@ -135,15 +130,10 @@ impl Stream {
     pub(super) fn apply(&self, mut counter: u64, data: &mut [u8]) {
         let input = self.input();
         let mut rest = data;
-        #[cfg(target_arch = "x86_64")]
-        if rest.len() >= 512 && std::arch::is_x86_feature_detected!("avx2") {
-            let (chunks, tail) = rest.as_chunks_mut::<512>();
+        if rest.len() >= 2 * HEAD && eight_wide() {
+            let (chunks, tail) = rest.as_chunks_mut::<{ 2 * HEAD }>();
             for c in chunks {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                #[allow(unsafe_code)]
-                unsafe {
-                    x86::eight(&input, &self.lanes(counter), c)
-                };
+                eight(&input, &self.lanes(counter), c);
                 counter = counter.wrapping_add(8);
             }
             rest = tail;
@@ -162,14 +152,34 @@ impl Stream {
     }
 }
 
+/// Whether the CPU has AVX-512's rotation for 128- and 256-bit registers
+/// (AVX-512F and VL), which the SIMD rounds then use.
+#[cfg(target_arch = "x86_64")]
+fn has_rol() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
+/// Whether eight blocks are one batch (AVX2) rather than two.
+fn eight_wide() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return true;
+    }
+    false
+}
+
 /// XORs four blocks into `data`: `input` with words 6 to 9 (nonce and
 /// counter) of block `j` from `lanes[j]`.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
 fn four(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; HEAD]) {
-    // SAFETY: SSE2 is enabled for this target (the `cfg` above).
-    #[allow(unsafe_code)]
-    unsafe {
-        x86::four(input, lanes, data)
+    if has_rol() {
+        // SAFETY: the CPU has AVX-512F and VL (checked just above).
+        unsafe { x86::four_rol(input, lanes, data) }
+    } else {
+        // SAFETY: SSE2 is enabled for this target (the `cfg` above).
+        unsafe { x86::four(input, lanes, data) }
     }
 }
 
@@ -178,6 +188,35 @@ fn four(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; HEAD]) {
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 fn four(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; HEAD]) {
     portable::blocks(input, lanes, data);
+}
+
+/// XORs eight blocks into `data` as [`four`] does four: in one batch
+/// where the CPU has AVX2 ([`eight_wide`]), else in two.
+#[allow(unsafe_code)]
+fn eight(input: &[u32; 16], lanes: &[[u32; 4]; 8], data: &mut [u8; 2 * HEAD]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_rol() {
+        // SAFETY: the CPU has AVX-512F and VL (checked just above), and
+        // so AVX2.
+        unsafe { x86::eight_rol(input, lanes, data) };
+        return;
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { x86::eight(input, lanes, data) };
+        return;
+    }
+    let (low, high) = data.split_at_mut(HEAD);
+    let (first, then) = lanes.split_at(4);
+    four(
+        input,
+        first.try_into().expect("four lanes"),
+        low.try_into().expect("HEAD bytes"),
+    );
+    four(
+        input,
+        then.try_into().expect("four lanes"),
+        high.try_into().expect("HEAD bytes"),
+    );
 }
 
 /// The rounds on any number of blocks in plain Rust: one or two blocks
@@ -264,23 +303,42 @@ mod x86 {
     }
 
     /// A quarter round over registers of type `$v` (four lanes or eight),
-    /// with that instruction set's operations (no rotation instruction
-    /// before AVX-512: two shifts and an or).
+    /// with that instruction set's operations; `$rot::<L, R>` rotates each
+    /// lane left by `L` (= 32 - `R`).
     macro_rules! quarter {
-        ($name:ident, $feature:literal, $v:ty, $add:ident, $xor:ident, $or:ident, $shl:ident, $shr:ident) => {
+        ($name:ident, $feature:literal, $v:ty, $add:ident, $xor:ident, $rot:ident) => {
             #[inline]
             #[target_feature(enable = $feature)]
             fn $name(x: &mut [$v; 16], a: usize, b: usize, c: usize, d: usize) {
-                let t = $add(x[a], x[d]);
-                x[b] = $xor(x[b], $or($shl::<7>(t), $shr::<25>(t)));
-                let t = $add(x[b], x[a]);
-                x[c] = $xor(x[c], $or($shl::<9>(t), $shr::<23>(t)));
-                let t = $add(x[c], x[b]);
-                x[d] = $xor(x[d], $or($shl::<13>(t), $shr::<19>(t)));
-                let t = $add(x[d], x[c]);
-                x[a] = $xor(x[a], $or($shl::<18>(t), $shr::<14>(t)));
+                x[b] = $xor(x[b], $rot::<7, 25>($add(x[a], x[d])));
+                x[c] = $xor(x[c], $rot::<9, 23>($add(x[b], x[a])));
+                x[d] = $xor(x[d], $rot::<13, 19>($add(x[c], x[b])));
+                x[a] = $xor(x[a], $rot::<18, 14>($add(x[d], x[c])));
             }
         };
+    }
+
+    // Rotations: two shifts and an or before AVX-512, one instruction with
+    // it (AVX-512VL gives it to 128- and 256-bit registers).
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn shifts4<const L: i32, const R: i32>(t: __m128i) -> __m128i {
+        _mm_or_si128(_mm_slli_epi32::<L>(t), _mm_srli_epi32::<R>(t))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn shifts8<const L: i32, const R: i32>(t: __m256i) -> __m256i {
+        _mm256_or_si256(_mm256_slli_epi32::<L>(t), _mm256_srli_epi32::<R>(t))
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512vl")]
+    fn rol4<const L: i32, const R: i32>(t: __m128i) -> __m128i {
+        _mm_rol_epi32::<L>(t)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    fn rol8<const L: i32, const R: i32>(t: __m256i) -> __m256i {
+        _mm256_rol_epi32::<L>(t)
     }
 
     quarter!(
@@ -289,9 +347,15 @@ mod x86 {
         __m128i,
         _mm_add_epi32,
         _mm_xor_si128,
-        _mm_or_si128,
-        _mm_slli_epi32,
-        _mm_srli_epi32
+        shifts4
+    );
+    quarter!(
+        quarter4_rol,
+        "avx512f,avx512vl",
+        __m128i,
+        _mm_add_epi32,
+        _mm_xor_si128,
+        rol4
     );
     quarter!(
         quarter8,
@@ -299,38 +363,50 @@ mod x86 {
         __m256i,
         _mm256_add_epi32,
         _mm256_xor_si256,
-        _mm256_or_si256,
-        _mm256_slli_epi32,
-        _mm256_srli_epi32
+        shifts8
+    );
+    quarter!(
+        quarter8_rol,
+        "avx2,avx512f,avx512vl",
+        __m256i,
+        _mm256_add_epi32,
+        _mm256_xor_si256,
+        rol8
     );
 
-    /// XORs four blocks into `data`: `input` with words 6 to 9 (nonce and
-    /// counter) of block `j` from `lanes[j]`.
-    #[target_feature(enable = "sse2")]
-    pub(super) fn four(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; 256]) {
-        let mut start = [_mm_setzero_si128(); 16];
-        for (s, w) in start.iter_mut().zip(input) {
-            *s = _mm_set1_epi32(*w as i32);
-        }
-        let l = |j: usize, w: usize| lanes[j][w] as i32;
-        for w in 0..4 {
-            start[6 + w] = _mm_set_epi32(l(3, w), l(2, w), l(1, w), l(0, w));
-        }
-        let mut x = start;
-        for _ in 0..10 {
-            super::double_round!(quarter4, &mut x);
-        }
-        for (x, s) in x.iter_mut().zip(&start) {
-            *x = _mm_add_epi32(*x, *s);
-        }
-        for g in 0..4 {
-            transpose_xor(
-                [x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]],
-                g,
-                data,
-            );
-        }
+    /// `$name`: XORs four blocks into `data`, `input` with words 6 to 9
+    /// (nonce and counter) of block `j` from `lanes[j]`, with `$quarter`.
+    macro_rules! four {
+        ($name:ident, $feature:literal, $quarter:ident) => {
+            #[target_feature(enable = $feature)]
+            pub(super) fn $name(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; 256]) {
+                let mut start = [_mm_setzero_si128(); 16];
+                for (s, w) in start.iter_mut().zip(input) {
+                    *s = _mm_set1_epi32(*w as i32);
+                }
+                let l = |j: usize, w: usize| lanes[j][w] as i32;
+                for w in 0..4 {
+                    start[6 + w] = _mm_set_epi32(l(3, w), l(2, w), l(1, w), l(0, w));
+                }
+                let mut x = start;
+                for _ in 0..10 {
+                    super::double_round!($quarter, &mut x);
+                }
+                for (x, s) in x.iter_mut().zip(&start) {
+                    *x = _mm_add_epi32(*x, *s);
+                }
+                for g in 0..4 {
+                    transpose_xor(
+                        [x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]],
+                        g,
+                        data,
+                    );
+                }
+            }
+        };
     }
+    four!(four, "sse2", quarter4);
+    four!(four_rol, "avx512f,avx512vl", quarter4_rol);
 
     /// XORs words `4g` to `4g + 3` of four blocks (block `j`'s in lane
     /// `j` of each register) into the blocks' 256 bytes of `data`:
@@ -351,54 +427,60 @@ mod x86 {
         }
     }
 
-    /// XORs eight blocks into `data`: `input` with words 6 to 9 (nonce
-    /// and counter) of block `j` from `lanes[j]`.
-    #[target_feature(enable = "avx2")]
-    pub(super) fn eight(input: &[u32; 16], lanes: &[[u32; 4]; 8], data: &mut [u8; 512]) {
-        let mut start = [_mm256_setzero_si256(); 16];
-        for (s, w) in start.iter_mut().zip(input) {
-            *s = _mm256_set1_epi32(*w as i32);
-        }
-        let l = |j: usize, w: usize| lanes[j][w] as i32;
-        for w in 0..4 {
-            start[6 + w] = _mm256_set_epi32(
-                l(7, w),
-                l(6, w),
-                l(5, w),
-                l(4, w),
-                l(3, w),
-                l(2, w),
-                l(1, w),
-                l(0, w),
-            );
-        }
-        let mut x = start;
-        for _ in 0..10 {
-            super::double_round!(quarter8, &mut x);
-        }
-        for (x, s) in x.iter_mut().zip(&start) {
-            *x = _mm256_add_epi32(*x, *s);
-        }
-        // The low halves hold blocks 0 to 3, the high halves blocks 4 to 7.
-        let (low, high) = data.split_at_mut(256);
-        for g in 0..4 {
-            let w = [x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]];
-            let lows = [
-                _mm256_castsi256_si128(w[0]),
-                _mm256_castsi256_si128(w[1]),
-                _mm256_castsi256_si128(w[2]),
-                _mm256_castsi256_si128(w[3]),
-            ];
-            let highs = [
-                _mm256_extracti128_si256::<1>(w[0]),
-                _mm256_extracti128_si256::<1>(w[1]),
-                _mm256_extracti128_si256::<1>(w[2]),
-                _mm256_extracti128_si256::<1>(w[3]),
-            ];
-            transpose_xor(lows, g, low);
-            transpose_xor(highs, g, high);
-        }
+    /// `$name`: XORs eight blocks into `data`, `input` with words 6 to 9
+    /// (nonce and counter) of block `j` from `lanes[j]`, with `$quarter`.
+    macro_rules! eight {
+        ($name:ident, $feature:literal, $quarter:ident) => {
+            #[target_feature(enable = $feature)]
+            pub(super) fn $name(input: &[u32; 16], lanes: &[[u32; 4]; 8], data: &mut [u8; 512]) {
+                let mut start = [_mm256_setzero_si256(); 16];
+                for (s, w) in start.iter_mut().zip(input) {
+                    *s = _mm256_set1_epi32(*w as i32);
+                }
+                let l = |j: usize, w: usize| lanes[j][w] as i32;
+                for w in 0..4 {
+                    start[6 + w] = _mm256_set_epi32(
+                        l(7, w),
+                        l(6, w),
+                        l(5, w),
+                        l(4, w),
+                        l(3, w),
+                        l(2, w),
+                        l(1, w),
+                        l(0, w),
+                    );
+                }
+                let mut x = start;
+                for _ in 0..10 {
+                    super::double_round!($quarter, &mut x);
+                }
+                for (x, s) in x.iter_mut().zip(&start) {
+                    *x = _mm256_add_epi32(*x, *s);
+                }
+                // The low halves hold blocks 0 to 3, the high halves blocks 4 to 7.
+                let (low, high) = data.split_at_mut(256);
+                for g in 0..4 {
+                    let w = [x[4 * g], x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]];
+                    let lows = [
+                        _mm256_castsi256_si128(w[0]),
+                        _mm256_castsi256_si128(w[1]),
+                        _mm256_castsi256_si128(w[2]),
+                        _mm256_castsi256_si128(w[3]),
+                    ];
+                    let highs = [
+                        _mm256_extracti128_si256::<1>(w[0]),
+                        _mm256_extracti128_si256::<1>(w[1]),
+                        _mm256_extracti128_si256::<1>(w[2]),
+                        _mm256_extracti128_si256::<1>(w[3]),
+                    ];
+                    transpose_xor(lows, g, low);
+                    transpose_xor(highs, g, high);
+                }
+            }
+        };
     }
+    eight!(eight, "avx2", quarter8);
+    eight!(eight_rol, "avx2,avx512f,avx512vl", quarter8_rol);
 }
 
 #[cfg(test)]
@@ -498,6 +580,50 @@ mod tests {
                 assert_apply_agrees(&key, &nonce, start, vec![0x5a; len]);
             }
         }
+    }
+
+    /// Each SIMD version this CPU can run, called directly (the others
+    /// are tested where they are what `four` and `eight` pick).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[allow(unsafe_code)]
+    fn every_simd_version_the_cpu_has_agrees() {
+        let (avx2, rol) = (std::arch::is_x86_feature_detected!("avx2"), has_rol());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(65);
+        for _ in 0..50 {
+            let (key, nonce): ([u8; 32], [u8; 8]) = (rng.random(), rng.random());
+            let counter = rng.random_range(0..1 << 40);
+            let s = Stream::new(&key, &nonce);
+            let mut data = [0u8; 2 * HEAD];
+            rng.fill_bytes(&mut data);
+            let mut want = data;
+            reference(&key, &nonce, counter, &mut want);
+            let (input, lanes) = (s.input(), s.lanes::<8>(counter));
+            let four_lanes = lanes.first_chunk().unwrap();
+            let mut d = data;
+            // SAFETY: SSE2 is part of x86-64.
+            unsafe { x86::four(&input, four_lanes, d.first_chunk_mut().unwrap()) };
+            assert_eq!(d[..HEAD], want[..HEAD], "SSE2");
+            if rol {
+                let mut d = data;
+                // SAFETY: the CPU has AVX-512F and VL (checked).
+                unsafe { x86::four_rol(&input, four_lanes, d.first_chunk_mut().unwrap()) };
+                assert_eq!(d[..HEAD], want[..HEAD], "AVX-512VL, four blocks");
+            }
+            if avx2 {
+                let mut d = data;
+                // SAFETY: the CPU has AVX2 (checked).
+                unsafe { x86::eight(&input, &lanes, &mut d) };
+                assert_eq!(d, want, "AVX2");
+            }
+            if rol {
+                let mut d = data;
+                // SAFETY: the CPU has AVX-512F and VL (checked), so AVX2.
+                unsafe { x86::eight_rol(&input, &lanes, &mut d) };
+                assert_eq!(d, want, "AVX-512VL, eight blocks");
+            }
+        }
+        eprintln!("tested: SSE2, AVX2 {avx2}, AVX-512VL {rol}");
     }
 
     #[test]
