@@ -76,10 +76,10 @@ impl Stream {
     }
 
     /// XORs `blocks` blocks (1 to 4) of keystream from block `counter` into
-    /// `out` (given zeros, so that it holds the keystream after), or four: one or
-    /// two are made in scalar code, more four at a time (a four-block batch
-    /// costs about as much as two scalar blocks, and a box of a few bytes,
-    /// like an empty frame's, needs one). Returns how many it made.
+    /// `out` (given zeros, so that it holds the keystream after): one or two
+    /// are made in scalar code, three or four as a four-block batch (which
+    /// costs about as much as two scalar blocks; a box of a few bytes, like
+    /// an empty frame's, needs one). Returns how many it made.
     pub(super) fn blocks(&self, counter: u64, blocks: usize, out: &mut [u8]) -> usize {
         debug_assert!((1..=4).contains(&blocks));
         let input = self.input();
@@ -156,11 +156,13 @@ impl Stream {
 }
 
 /// Whether the CPU has AVX-512's rotation for 128- and 256-bit registers
-/// (AVX-512F and VL), which the SIMD rounds then use.
+/// (AVX-512F and VL), which the SIMD rounds then use (with AVX2, which
+/// every such CPU has, checked all the same).
 #[cfg(target_arch = "x86_64")]
 fn has_rol() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("avx2")
 }
 
 /// Whether eight blocks are one batch (AVX2) rather than two.
@@ -199,8 +201,7 @@ fn four(input: &[u32; 16], lanes: &[[u32; 4]; 4], data: &mut [u8; HEAD]) {
 fn eight(input: &[u32; 16], lanes: &[[u32; 4]; 8], data: &mut [u8; 2 * HEAD]) {
     #[cfg(target_arch = "x86_64")]
     if has_rol() {
-        // SAFETY: the CPU has AVX-512F and VL (checked just above), and
-        // so AVX2.
+        // SAFETY: the CPU has AVX-512F, VL and AVX2 (checked just above).
         unsafe { x86::eight_rol(input, lanes, data) };
         return;
     } else if std::arch::is_x86_feature_detected!("avx2") {
@@ -621,7 +622,7 @@ mod tests {
             }
             if rol {
                 let mut d = data;
-                // SAFETY: the CPU has AVX-512F and VL (checked), so AVX2.
+                // SAFETY: the CPU has AVX-512F, VL and AVX2 (checked).
                 unsafe { x86::eight_rol(&input, &lanes, &mut d) };
                 assert_eq!(d, want, "AVX-512VL, eight blocks");
             }
