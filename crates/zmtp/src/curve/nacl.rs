@@ -157,10 +157,8 @@ impl MessageBox {
                 .checked_add(1)
                 .map(u64::to_be_bytes);
             let wide = need + self.follow > HEAD / 64;
-            let made = next.and_then(|next| {
-                let then = Stream::new(&self.subkey, &next);
-                Some((next, stream.blocks_and_next(need, &then, wide, batch)?))
-            });
+            let made = next
+                .and_then(|next| Some((next, stream.blocks_and_next(need, &next, wide, batch)?)));
             blocks = match made {
                 Some((nonce, n)) => {
                     self.ahead = Ahead {

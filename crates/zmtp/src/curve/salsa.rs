@@ -44,10 +44,9 @@ impl Drop for Stream {
 
 impl Stream {
     pub(super) fn new(key: &[u8; 32], nonce: &[u8; 8]) -> Stream {
-        let word = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         Stream {
             key: std::array::from_fn(|i| word(key, 4 * i)),
-            nonce: [word(nonce, 0), word(nonce, 4)],
+            nonce: nonce_words(nonce),
         }
     }
 
@@ -62,12 +61,7 @@ impl Stream {
 
     /// Words 6 to 9 of block `counter`'s input: the nonce and the counter.
     fn lane(&self, counter: u64) -> [u32; 4] {
-        [
-            self.nonce[0],
-            self.nonce[1],
-            counter as u32,
-            (counter >> 32) as u32,
-        ]
+        lane(self.nonce, counter)
     }
 
     /// [`Stream::lane`] of `L` blocks from `counter`.
@@ -96,24 +90,25 @@ impl Stream {
     }
 
     /// XORs, in one batch of four blocks or eight, this stream's first
-    /// `blocks` blocks and then the first blocks of `next`'s (same key,
-    /// another nonce) into `out`: the batch's spare lanes make the start of
-    /// the next box's stream. Eight when asked (`wide`) and the CPU has
+    /// `blocks` blocks and then the first blocks of the stream under the
+    /// same key and the nonce `next` into `out`: the batch's spare lanes
+    /// make the start of the next box's stream. Eight when asked (`wide`) and the CPU has
     /// AVX2, or when `blocks` does not leave a four-block batch a spare
     /// lane; `None` when neither can be made (`blocks` from 8, or from 4
     /// without AVX2). Returns how many blocks of `next` it made.
     pub(super) fn blocks_and_next(
         &self,
         blocks: usize,
-        next: &Stream,
+        next: &[u8; 8],
         wide: bool,
         out: &mut [u8; 2 * HEAD],
     ) -> Option<usize> {
+        let next = nonce_words(next);
         let lanes: [[u32; 4]; 8] = std::array::from_fn(|i| {
             if i < blocks {
                 self.lane(i as u64)
             } else {
-                next.lane((i - blocks) as u64)
+                lane(next, (i - blocks) as u64)
             }
         });
         if (wide || blocks >= 4) && blocks < 8 && eight_wide() {
@@ -153,6 +148,21 @@ impl Stream {
             tail.copy_from_slice(&buf[..tail.len()]);
         }
     }
+}
+
+/// The little-endian word at byte `i` of `b`.
+fn word(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// A nonce as the block input's words 6 and 7.
+fn nonce_words(nonce: &[u8; 8]) -> [u32; 2] {
+    [word(nonce, 0), word(nonce, 4)]
+}
+
+/// Words 6 to 9 of a block's input: its nonce's words and its counter.
+fn lane(nonce: [u32; 2], counter: u64) -> [u32; 4] {
+    [nonce[0], nonce[1], counter as u32, (counter >> 32) as u32]
 }
 
 /// Whether the CPU has AVX-512's rotation for 128- and 256-bit registers
@@ -549,9 +559,7 @@ mod tests {
                     (rng.random(), rng.random(), rng.random());
                 let mut out = [0u8; 2 * HEAD];
                 let stream = Stream::new(&key, &nonce);
-                let Some(ahead) =
-                    stream.blocks_and_next(blocks, &Stream::new(&key, &next), wide, &mut out)
-                else {
+                let Some(ahead) = stream.blocks_and_next(blocks, &next, wide, &mut out) else {
                     assert!(
                         blocks >= 4,
                         "{blocks} blocks leave a four-block batch spare lanes"
