@@ -15,7 +15,12 @@ pub(super) struct InlineCall {
 
 impl Drop for InlineCall {
     fn drop(&mut self) {
-        self.out.conn.channels().remove(self.driver.ch.id());
+        // (closed first, so that its sender's drop does not wake the
+        // caller's task in its own poll: see `MailReceiver::close`; and
+        // the sender dropped after the lock)
+        self.net_rx.close();
+        let tx = self.out.conn.channels().remove(self.driver.ch.id());
+        drop(tx);
     }
 }
 

@@ -60,7 +60,11 @@ impl Drop for ServerCall {
             std::mem::take(&mut self.client),
             self.driver.ch.id().clone(),
         );
-        self.inner.channels().remove(&key);
+        // (closed first, so that its sender's drop wakes no one: see
+        // `MailReceiver::close`; and the sender dropped after the lock)
+        self.rx.close();
+        let tx = self.inner.channels().remove(&key);
+        drop(tx);
         self.inner.live.fetch_sub(1, Ordering::SeqCst);
         if matches!(self.phase, Phase::Queued) {
             self.inner.queued.fetch_sub(1, Ordering::SeqCst);

@@ -72,15 +72,17 @@ impl Table {
         self.chans.insert(key, tx);
     }
 
-    fn remove(&mut self, key: &ChannelKey) {
-        if self.chans.remove(key).is_some() {
-            if let Some(n) = self.per_client.get_mut(&key.0) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_client.remove(&key.0);
-                }
+    /// Removes a call's channel; returns its mailbox's sender, for the
+    /// caller to drop after the table's lock.
+    fn remove(&mut self, key: &ChannelKey) -> Option<MailSender<Inbound>> {
+        let tx = self.chans.remove(key)?;
+        if let Some(n) = self.per_client.get_mut(&key.0) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_client.remove(&key.0);
             }
         }
+        Some(tx)
     }
 
     fn remove_client(&mut self, peer: &Bytes) {

@@ -33,14 +33,14 @@ impl zmtp::Deliver for Dispatch {
             return;
         };
         while let Some(m) = batch.pop_front() {
-            // Under load (more requests follow in this read) a small call
-            // is polled here; otherwise it goes to a task of its own at
-            // once, which measured better for an idle server's latency
-            // (p50 11 µs against 24–36 µs polling it here:
-            // `zerorpc-bench ours --quick`).
-            let inline = inner.opts.inline_first_poll
-                && !batch.is_empty()
-                && m.byte_len() <= INLINE_MAX_BYTES;
+            // A small call is polled here first, also on an idle
+            // server. (Until 2026-12-06 only under load, when more
+            // requests followed in the same read: polling here made an
+            // idle server's p50 2–3× worse. That was the call's ending
+            // waking this reader in its own poll, which sent the reader to
+            // the back of the run queue and woke another worker; see
+            // `MailReceiver::close`.)
+            let inline = inner.opts.inline_first_poll && m.byte_len() <= INLINE_MAX_BYTES;
             if let Some(call) = handle_message(&inner, m) {
                 start(call, inline, cx);
             }
