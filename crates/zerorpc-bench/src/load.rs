@@ -1,10 +1,12 @@
-//! `zerorpc-bench load SYSTEM IN_FLIGHT SECONDS [--sides]`: echo calls at a fixed
-//! number in flight for a while, one system (`ours`, `tarpc`, or `hub`:
-//! ours through a hub with two workers), client and server in this
+//! `zerorpc-bench load SYSTEM IN_FLIGHT SECONDS [--sides] [--big]`: echo calls at a fixed
+//! number in flight for a while, one system (`ours`, `tarpc`, `hub`:
+//! ours through a hub with two workers, or `tcp`: the plain TCP echo of
+//! `compare`, a connection per call in flight), client and server in this
 //! process on the two-worker runtime. Prints calls/s
 //! and the process's CPU time per call (user and system, from
 //! `/proc/self/stat`): CPU per call is steadier than calls/s on a shared
 //! machine, and it is what a profiler (`perf record`) of this mode shows.
+//! `--big`: each call carries `compare`'s 64 KiB payload.
 
 use crate::*;
 
@@ -21,7 +23,13 @@ fn cpu_times() -> (f64, f64) {
     (get(11), get(12))
 }
 
-async fn run<C: Clone + Send + 'static>(k: usize, secs: f64, client: C, call: CallFn<C>) {
+async fn run<C: Clone + Send + 'static>(
+    k: usize,
+    secs: f64,
+    big: bool,
+    client: C,
+    call: CallFn<C>,
+) {
     // Warm up: connections open, buffers grown.
     for _ in 0..1000 {
         call(client.clone(), false).await;
@@ -36,7 +44,7 @@ async fn run<C: Clone + Send + 'static>(k: usize, secs: f64, client: C, call: Ca
             let done = done.clone();
             tokio::spawn(async move {
                 while Instant::now() < stop {
-                    call(c.clone(), false).await;
+                    call(c.clone(), big).await;
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             })
@@ -64,6 +72,7 @@ pub(crate) fn main(args: &[String]) {
     // client on another (as two processes would be, one core each),
     // instead of both on one two-worker runtime.
     let sides = args.iter().any(|a| a == "--sides");
+    let big = args.iter().any(|a| a == "--big");
     // `--record store|discard`: client and server record every call (as
     // in `zerorpc-bench tracing`), into an embedded store or a sink that
     // drops the records.
@@ -117,7 +126,7 @@ pub(crate) fn main(args: &[String]) {
                     ..Default::default()
                 };
                 let c = Client::connect_with(&[&ep], opts).await.expect("connect");
-                run(k, secs, c, echo_call).await;
+                run(k, secs, big, c, echo_call).await;
             });
         }
         "hub" => rt.block_on(async move {
@@ -129,7 +138,7 @@ pub(crate) fn main(args: &[String]) {
             }
             let (_hub, input, _workers) = start_hub(2).await;
             let c = Client::connect(&input).await.expect("connect");
-            run(k, secs, c, echo_call).await;
+            run(k, secs, big, c, echo_call).await;
         }),
         "tarpc" => rt.block_on(async move {
             let client = if sides {
@@ -141,14 +150,13 @@ pub(crate) fn main(args: &[String]) {
             } else {
                 tarpc_pair(None).await.0
             };
-            run(k, secs, client, |c, _| {
-                Box::pin(async move {
-                    c.echo(tarpc::context::current(), 1).await.expect("call");
-                })
-            })
-            .await;
+            run(k, secs, big, client, tarpc_call).await;
         }),
-        other => eprintln!("load: ours, tarpc or hub, not {other}"),
+        "tcp" => rt.block_on(async move {
+            let (addr, _server) = tcp_echo_server().await;
+            run(k, secs, big, TcpPool::new(addr), tcp_call).await;
+        }),
+        other => eprintln!("load: ours, tarpc, hub or tcp, not {other}"),
     }
 }
 

@@ -341,7 +341,14 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("ours") {
         // Our row of `compare` alone (full sizes; `--quick`: compare's
         // quick ones), `--rounds N` times: for A/B runs of two builds.
+        // `--with tcp|tarpc|libzmq`: that contender's row after each of
+        // ours, so their ratio can be had without the Python rows.
         let quick = args.iter().any(|a| a == "--quick");
+        let with = args
+            .iter()
+            .position(|a| a == "--with")
+            .and_then(|i| args.get(i + 1))
+            .cloned();
         let rounds: usize = args
             .iter()
             .position(|a| a == "--rounds")
@@ -363,6 +370,21 @@ fn main() {
                 .await
                 .expect("task");
                 println!("{}", row.brief());
+                let other = match with.as_deref() {
+                    None => continue,
+                    Some("tcp") => tokio::spawn(tcp_echo(seq, conc)).await.expect("task"),
+                    Some("tarpc") => tokio::spawn(tarpc_bench(seq, conc)).await.expect("task"),
+                    Some("libzmq") => tokio::task::spawn_blocking(move || {
+                        zmq_client(&zmq::Context::new(), seq, conc)
+                    })
+                    .await
+                    .expect("task"),
+                    Some(other) => {
+                        eprintln!("ours --with: tcp, tarpc or libzmq, not {other}");
+                        std::process::exit(2);
+                    }
+                };
+                println!("{} ({})", other.brief(), other.name);
             }
         });
         return;

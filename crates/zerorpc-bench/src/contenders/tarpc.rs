@@ -121,20 +121,25 @@ impl TarpcBench for TarpcServer {
     }
 }
 
+/// One tarpc call: `echo` of an integer, or `blob` of 64 KiB.
+pub(crate) fn tarpc_call(
+    c: TarpcBenchClient,
+    big: bool,
+) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        if big {
+            c.blob(tarpc::context::current(), vec![7u8; BIG])
+                .await
+                .expect("call");
+        } else {
+            c.echo(tarpc::context::current(), 1).await.expect("call");
+        }
+    })
+}
+
 pub(crate) async fn tarpc_bench(seq: usize, conc: usize) -> Row {
     let (client, server) = tarpc_pair(None).await;
-    let row = call_workloads("tarpc (bincode over TCP)", seq, conc, client, |c, big| {
-        Box::pin(async move {
-            if big {
-                c.blob(tarpc::context::current(), vec![7u8; BIG])
-                    .await
-                    .expect("call");
-            } else {
-                c.echo(tarpc::context::current(), 1).await.expect("call");
-            }
-        })
-    })
-    .await;
+    let row = call_workloads("tarpc (bincode over TCP)", seq, conc, client, tarpc_call).await;
     server.abort();
     row
 }

@@ -2,7 +2,8 @@
 
 use crate::*;
 
-pub(crate) async fn tcp_echo(seq: usize, conc: usize) -> Row {
+/// An echo server on a free port: returns its address and its task.
+pub(crate) async fn tcp_echo_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -21,11 +22,58 @@ pub(crate) async fn tcp_echo(seq: usize, conc: usize) -> Row {
             });
         }
     });
-    // One connection per in-flight call: each echoes a length-prefixed message.
-    async fn roundtrip(s: &mut tokio::net::TcpStream, msg: &[u8], back: &mut [u8]) {
-        s.write_all(msg).await.expect("write");
-        s.read_exact(back).await.expect("read");
+    (addr, server)
+}
+
+/// `load tcp`'s client: connections to an echo server, each call taking
+/// one (or opening one) for its round trip, so there are as many as calls
+/// in flight, as in `tcp_echo`.
+#[derive(Clone)]
+pub(crate) struct TcpPool {
+    addr: std::net::SocketAddr,
+    idle: Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
+}
+
+impl TcpPool {
+    pub(crate) fn new(addr: std::net::SocketAddr) -> TcpPool {
+        TcpPool {
+            addr,
+            idle: Default::default(),
+        }
     }
+}
+
+/// One echo round trip of 32 bytes, or 64 KiB, on a pooled connection.
+pub(crate) fn tcp_call(pool: TcpPool, big: bool) -> futures::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        let taken = pool.idle.lock().expect("pool").pop();
+        let mut s = match taken {
+            Some(s) => s,
+            None => {
+                let s = tokio::net::TcpStream::connect(pool.addr)
+                    .await
+                    .expect("connect");
+                s.set_nodelay(true).ok();
+                s
+            }
+        };
+        let len = if big { BIG } else { 32 };
+        let mut msg = (len as u32).to_be_bytes().to_vec();
+        msg.resize(4 + len, 7);
+        let mut back = vec![0u8; msg.len()];
+        roundtrip(&mut s, &msg, &mut back).await;
+        pool.idle.lock().expect("pool").push(s);
+    })
+}
+
+async fn roundtrip(s: &mut tokio::net::TcpStream, msg: &[u8], back: &mut [u8]) {
+    s.write_all(msg).await.expect("write");
+    s.read_exact(back).await.expect("read");
+}
+
+pub(crate) async fn tcp_echo(seq: usize, conc: usize) -> Row {
+    let (addr, server) = tcp_echo_server().await;
+    // One connection per in-flight call: each echoes a length-prefixed message.
     let small = {
         let mut m = vec![0u8, 0, 0, 32];
         m.extend_from_slice(&[1u8; 32]);
