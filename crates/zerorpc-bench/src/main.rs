@@ -19,7 +19,8 @@
 //! Layout: this file holds `main` (the modes), our client's workloads,
 //! the shared call workloads and the report; `report` the report's plot
 //! and table cells, `idle` idle-channel memory, `instructions` the
-//! callgrind workload; [`contenders`] the systems
+//! callgrind workload, `ours` our row alone, `load` one system at a fixed
+//! number in flight; [`contenders`] the systems
 //! measured beside ours (Python, libzmq, TCP, tarpc, tonic); [`scenarios`]
 //! the one-feature benchmarks (hub, gateway, tracing, security, deadline);
 //! `soak`, `stream`, `bus` and `brokers` their own modes.
@@ -32,6 +33,7 @@ mod contenders;
 mod idle;
 mod instructions;
 mod load;
+mod ours;
 mod report;
 mod scenarios;
 mod soak;
@@ -339,54 +341,7 @@ fn main() {
         return;
     }
     if args.get(1).map(String::as_str) == Some("ours") {
-        // Our row of `compare` alone (full sizes; `--quick`: compare's
-        // quick ones), `--rounds N` times: for A/B runs of two builds.
-        // `--with tcp|tarpc|libzmq`: that contender's row after each of
-        // ours, so their ratio can be had without the Python rows.
-        let quick = args.iter().any(|a| a == "--quick");
-        let with = args
-            .iter()
-            .position(|a| a == "--with")
-            .and_then(|i| args.get(i + 1))
-            .cloned();
-        let rounds: usize = args
-            .iter()
-            .position(|a| a == "--rounds")
-            .and_then(|i| args.get(i + 1))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        let Size {
-            seq, conc, stream, ..
-        } = Size::of(quick);
-        let rt = runtime();
-        rt.block_on(async {
-            let (_server, ep) = demo_server(Default::default()).await;
-            println!("| p50 µs | p99 µs | calls/s @16 | calls/s @256 | 64 KiB calls/s @16 | stream items/s |");
-            for _ in 0..rounds {
-                let ep = ep.clone();
-                let row = tokio::spawn(async move {
-                    rust_client("ours", &ep, seq, conc, stream).await
-                })
-                .await
-                .expect("task");
-                println!("{}", row.brief());
-                let other = match with.as_deref() {
-                    None => continue,
-                    Some("tcp") => tokio::spawn(tcp_echo(seq, conc)).await.expect("task"),
-                    Some("tarpc") => tokio::spawn(tarpc_bench(seq, conc)).await.expect("task"),
-                    Some("libzmq") => tokio::task::spawn_blocking(move || {
-                        zmq_client(&zmq::Context::new(), seq, conc)
-                    })
-                    .await
-                    .expect("task"),
-                    Some(other) => {
-                        eprintln!("ours --with: tcp, tarpc or libzmq, not {other}");
-                        std::process::exit(2);
-                    }
-                };
-                println!("{} ({})", other.brief(), other.name);
-            }
-        });
+        ours::main(&args[2..]);
         return;
     }
     if args.get(1).map(String::as_str) == Some("idle") {
