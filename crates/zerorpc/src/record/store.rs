@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::collections::hash_map::Entry;
+
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
@@ -117,10 +119,14 @@ impl StoreInner {
         let Some((at, id)) = self.expiries.pop_front() else {
             return 0;
         };
-        if self.traces.get(&id).is_none_or(|t| t.expires > at) {
+        // (one lookup: the table is large, and each is a cache miss)
+        let Entry::Occupied(e) = self.traces.entry(id) else {
+            return 0;
+        };
+        if e.get().expires > at {
             return 0;
         }
-        let dropped = self.traces.remove(&id).map_or(0, |t| t.records.len());
+        let dropped = e.remove().records.len();
         self.records -= dropped;
         dropped
     }
@@ -300,20 +306,22 @@ impl EmbeddedStore {
                 .add(kept.outcome_shape().label(), kept.duration_us());
             let st = &mut *st;
             st.records += 1;
-            match st.traces.get_mut(&key) {
-                Some(t) => {
+            // (one lookup, as in `drop_first`)
+            match st.traces.entry(key) {
+                Entry::Occupied(mut e) => {
+                    let t = e.get_mut();
                     t.records.push(kept);
                     if std::mem::replace(&mut t.expires, expires) != expires {
-                        st.expiries.push_back((expires, key));
+                        st.expiries.push_back((expires, e.key().clone()));
                     }
                 }
-                None => {
+                Entry::Vacant(e) => {
+                    st.expiries.push_back((expires, e.key().clone()));
                     // (room for a call's two sides: a Vec grows from
                     // one record straight to four)
                     let mut records = Vec::with_capacity(2);
                     records.push(kept);
-                    st.traces.insert(key.clone(), Trace { records, expires });
-                    st.expiries.push_back((expires, key));
+                    e.insert(Trace { records, expires });
                 }
             }
         }
