@@ -1,10 +1,9 @@
 //! [`TraceStore`] and the in-memory [`EmbeddedStore`].
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::collections::hash_map::Entry;
 
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;

@@ -52,10 +52,10 @@ pub struct ServerOptions {
     /// Polls a new small call (8 KiB at most) once on its connection's
     /// reader task before giving it a task of its own, so a handler that
     /// answers at once is served without a task hand-off (the default;
-    /// worth about 1.8× calls/s with 256 in flight, and 4.7% of a
-    /// sequential call's instructions). A handler that blocks its first poll then delays the other
-    /// requests of its connection: such handlers should use
-    /// `tokio::task::spawn_blocking`, or turn this off.
+    /// worth about 1.8× calls/s with 256 in flight, and 5% of a sequential
+    /// call's instructions). A handler that blocks its first poll then
+    /// delays the other requests of its connection: such handlers should
+    /// use `tokio::task::spawn_blocking`, or turn this off.
     pub inline_first_poll: bool,
     /// Hears of every error a handler returns or panics with (its name,
     /// message, traceback and the call's trace id), to pass on to an
