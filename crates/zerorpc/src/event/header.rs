@@ -142,9 +142,10 @@ impl Header {
     /// Reads a header from the front of `rd`: the keys the protocol names
     /// (str, or bin from Python 2 peers) straight from the bytes; only the
     /// other entries become values, kept in order in `extra`.
-    pub(super) fn read(rd: &mut &[u8]) -> Result<Self, EventError> {
+    pub(super) fn read(rd: &mut &[u8], nodes: &mut Nodes) -> Result<Self, EventError> {
         let entries = rmp::decode::read_map_len(rd)
             .map_err(|_| EventError::Malformed("header is not a map"))?;
+        nodes.take()?;
         let mut message_id = None;
         let mut version = None;
         let mut response_to = None;
@@ -153,17 +154,29 @@ impl Header {
         let mut extra = Vec::new();
         for _ in 0..entries {
             let before = *rd;
-            match read_str_or_bin(rd).map(|(k, _)| k) {
-                Some(b"message_id") => {
-                    message_id = Some(read_id(rd, "message_id is not str or bin")?)
+            let Some((key, _)) = read_str_or_bin(rd) else {
+                // (a key that is no string: counted, then built, with its
+                // value)
+                let mut probe = before;
+                skip_value(&mut probe, nodes)?;
+                skip_value(&mut probe, nodes)?;
+                read_extra(before, rd, &mut extra)?;
+                continue;
+            };
+            nodes.take()?;
+            match key {
+                b"message_id" => {
+                    message_id = Some(read_id(rd, "message_id is not str or bin")?);
+                    nodes.take()?;
                 }
-                Some(b"v") => version = read_value(rd)?.as_i64(),
-                Some(b"response_to") => {
-                    response_to = Some(read_id(rd, "response_to is not str or bin")?)
+                b"v" => version = read_counted(rd, nodes)?.as_i64(),
+                b"response_to" => {
+                    response_to = Some(read_id(rd, "response_to is not str or bin")?);
+                    nodes.take()?;
                 }
                 // (a budget that is not a whole number is no budget)
-                Some(b"deadline_ms") => deadline_ms = read_value(rd)?.as_u64(),
-                Some(b"traceparent") => {
+                b"deadline_ms" => deadline_ms = read_counted(rd, nodes)?.as_u64(),
+                b"traceparent" => {
                     let mut value = *rd;
                     match read_str_or_bin(&mut value)
                         .and_then(|(v, _)| crate::trace::TraceParent::parse(v))
@@ -171,11 +184,18 @@ impl Header {
                         Some(tp) => {
                             traceparent = Some(tp);
                             *rd = value;
+                            nodes.take()?;
                         }
-                        None => read_extra(before, rd, &mut extra)?,
+                        None => {
+                            count_value(rd, nodes)?;
+                            read_extra(before, rd, &mut extra)?
+                        }
                     }
                 }
-                _ => read_extra(before, rd, &mut extra)?,
+                _ => {
+                    count_value(rd, nodes)?;
+                    read_extra(before, rd, &mut extra)?
+                }
             }
         }
         Ok(Header {

@@ -174,15 +174,24 @@ impl Event {
         Ok(Event { header, name, args })
     }
 
-    /// Checks the event (see [`scan`]), then reads the header and the name
-    /// straight from the bytes; returns the rest (the arguments first).
+    /// Reads the header and the name straight from the bytes, and checks
+    /// the rest (the arguments and any further parts: complete, within
+    /// `limits`) without building it; returns the rest. One pass: what is
+    /// read is counted as it is read (a value of unknown shape is checked
+    /// before it is built), what is not read is checked as it is skipped.
     fn read_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String, &[u8]), EventError> {
-        scan(buf, limits.max_nodes)?;
+        let mut nodes = Nodes::new(limits.max_nodes);
         let mut rd = buf;
-        read_parts(&mut rd)?;
-        let header = Header::read(&mut rd)?;
+        let parts = read_parts(&mut rd)?;
+        nodes.take()?;
+        let header = Header::read(&mut rd, &mut nodes)?;
         let name = read_name(&mut rd)?.to_owned();
-        Ok((header, name, rd))
+        nodes.take()?;
+        let rest = rd;
+        for _ in 2..parts {
+            skip_value(&mut rd, &mut nodes)?;
+        }
+        Ok((header, name, rest))
     }
 
     /// What a router reads of an event (see [`RouteHead`]), checking the
@@ -193,7 +202,7 @@ impl Event {
         limits: DecodeLimits,
         key: Option<&str>,
     ) -> Result<RouteHead<'a>, EventError> {
-        // One pass: what is read is counted as `scan` counts it, what is
+        // One pass: what is read is counted as `skip_value` counts it, what is
         // skipped is checked as it is skipped.
         let mut nodes = Nodes::new(limits.max_nodes);
         let mut rd = buf;
@@ -356,7 +365,7 @@ fn read_extra<'a>(
 
 /// The arguments: an array (nearly always) is read into a vector sized
 /// from its length at once (rmpv grows it element by element); its length
-/// is bounded by [`scan`], which has checked the elements are there.
+/// is bounded by `Event::read_head`, which has checked the elements are there.
 fn read_args(rd: &mut &[u8]) -> Result<Value, EventError> {
     // (`read_array_len` refuses any other marker: that value is read whole)
     let mut after = *rd;
@@ -439,10 +448,26 @@ fn read_name<'a>(rd: &mut &'a [u8]) -> Result<&'a str, EventError> {
 }
 
 /// Walks msgpack bytes without building values: checks they are complete
-/// and hold at most `max_nodes` values.
+/// and hold at most `max_nodes` values. (What `Event::read_head` checks in
+/// its one pass; its tests compare the two.)
+#[cfg(test)]
 fn scan(mut rd: &[u8], max_nodes: usize) -> Result<(), EventError> {
     let mut nodes = Nodes::new(max_nodes);
     skip_value(&mut rd, &mut nodes)
+}
+
+/// Counts the value at the front of `rd` in `nodes`, checking it is
+/// complete, without moving `rd` (before it is built).
+fn count_value(rd: &[u8], nodes: &mut Nodes) -> Result<(), EventError> {
+    let mut probe = rd;
+    skip_value(&mut probe, nodes)
+}
+
+/// The value at the front of `rd`, built once counted (see
+/// [`count_value`]).
+fn read_counted(rd: &mut &[u8], nodes: &mut Nodes) -> Result<Value, EventError> {
+    count_value(rd, nodes)?;
+    read_value(rd)
 }
 
 /// What is left of an event's allowance of msgpack values (nodes).

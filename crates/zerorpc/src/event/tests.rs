@@ -515,3 +515,122 @@ mod route_head_agrees {
         }
     }
 }
+
+/// The one-pass read (`Event::read_head`) accepts exactly what a full walk
+/// of the event (`scan`) and then an unlimited read accept, and reads the
+/// same: for events with every kind of header entry, cut or changed, under
+/// node limits around their size, and for any bytes at all.
+mod read_head_agrees_with_scan {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(bytes: &[u8], max_nodes: usize) {
+        let limits = DecodeLimits { max_nodes };
+        let one_pass = Event::read_head(bytes, limits);
+        let walked = super::super::scan(bytes, max_nodes).and_then(|()| {
+            Event::read_head(
+                bytes,
+                DecodeLimits {
+                    max_nodes: usize::MAX,
+                },
+            )
+        });
+        match (one_pass, walked) {
+            (Ok((h1, n1, r1)), Ok((h2, n2, r2))) => {
+                assert_eq!(h1, h2);
+                assert_eq!(n1, n2);
+                assert_eq!(r1, r2);
+            }
+            (Err(_), Err(_)) => {}
+            (one_pass, walked) => {
+                panic!("one pass {one_pass:?}, walk then read {walked:?} (max_nodes {max_nodes})")
+            }
+        }
+    }
+
+    /// An event whose header holds, by `shape`'s bits: a version, a
+    /// deadline, a trace context (valid or not), a nested extra value, an
+    /// entry whose key is no string; and `args` arguments.
+    fn event(args: u8, shape: u8) -> Vec<u8> {
+        let mut header = vec![(
+            Value::from("message_id"),
+            Value::from("0123456789abcdef0123456789abcdef"),
+        )];
+        if shape & 1 != 0 {
+            header.push((Value::from("v"), Value::from(3)));
+        }
+        if shape & 2 != 0 {
+            header.push((Value::from("deadline_ms"), Value::from(1500)));
+        }
+        if shape & 4 != 0 {
+            let tp = if shape & 8 != 0 {
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            } else {
+                "not a trace context"
+            };
+            header.push((Value::from("traceparent"), Value::from(tp)));
+        }
+        if shape & 16 != 0 {
+            header.push((
+                Value::from("x-nested"),
+                Value::Map(vec![(
+                    Value::from(1),
+                    Value::Array(vec![Value::from(2), Value::Nil]),
+                )]),
+            ));
+        }
+        if shape & 32 != 0 {
+            header.push((Value::Array(vec![Value::from(7)]), Value::from("odd key")));
+        }
+        if shape & 64 != 0 {
+            header.push((Value::from("response_to"), Value::from("feed")));
+        }
+        let ev = Value::Array(vec![
+            Value::Map(header),
+            Value::from("add"),
+            Value::Array(vec![Value::from(args); usize::from(args % 20)]),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &ev).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_limit_at_the_events_size_is_met_exactly() {
+        let bytes = event(3, 0b111_1111);
+        let mut nodes = 0;
+        while Event::read_head(&bytes, DecodeLimits { max_nodes: nodes }).is_err() {
+            nodes += 1;
+        }
+        assert!(super::super::scan(&bytes, nodes).is_ok());
+        assert!(super::super::scan(&bytes, nodes - 1).is_err());
+        assert!(matches!(
+            Event::read_head(
+                &bytes,
+                DecodeLimits {
+                    max_nodes: nodes - 1
+                }
+            ),
+            Err(EventError::TooComplex { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn on_changed_events(args: u8, shape: u8, at: usize, byte: u8, cut: usize, slack: u8) {
+            let mut bytes = event(args, shape);
+            let size = 30 + usize::from(args % 20);
+            let max_nodes = size.saturating_sub(20) + usize::from(slack % 30);
+            check(&bytes, max_nodes);
+            check(&bytes[..cut % bytes.len()], max_nodes);
+            let i = at % bytes.len();
+            bytes[i] = byte;
+            check(&bytes, max_nodes);
+        }
+
+        #[test]
+        fn on_any_bytes(bytes: Vec<u8>, max_nodes in 0usize..64) {
+            check(&bytes, max_nodes);
+        }
+    }
+}
