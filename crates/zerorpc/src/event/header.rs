@@ -141,7 +141,10 @@ impl Header {
 
     /// Reads a header from the front of `rd`: the keys the protocol names
     /// (str, or bin from Python 2 peers) straight from the bytes; only the
-    /// other entries become values, kept in order in `extra`.
+    /// other entries become values, kept in order in `extra`. Its values
+    /// are counted in `nodes` (see `Event::read_head`): a value of unknown
+    /// shape is walked on a copy first, so nothing over the limit, or
+    /// incomplete, is built.
     pub(super) fn read(rd: &mut &[u8], nodes: &mut Nodes) -> Result<Self, EventError> {
         let entries = rmp::decode::read_map_len(rd)
             .map_err(|_| EventError::Malformed("header is not a map"))?;
