@@ -24,7 +24,7 @@
 //! and AVX-512's at run time.
 //!
 //! (Over 600 lines with its tests: the versions share one set of rounds,
-//! and each is tested here against the `salsa20` crate.)
+//! and their tests belong beside them.)
 
 /// Salsa20's constant words ("expand 32-byte k").
 const SIGMA: [u32; 4] = [0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574];
