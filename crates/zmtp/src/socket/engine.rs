@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -12,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::coalesce::{yield_to_queued, Coalesce};
+use super::idle::IdleTimer;
 use super::queue::{Bounds, Queue};
 use super::{Shared, SocketEvent};
 use crate::codec::{Decoder, Encoder, Incoming, WriteBuffer};
@@ -323,6 +325,10 @@ async fn reader(
         idle_timeout,
     } = reading;
     let mut batch = VecDeque::new();
+    // (made once: each read waits on them)
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
+    let mut idle = idle_timeout.map(IdleTimer::new);
     // This read's next chunk, and what was delivered since the reader last
     // let other tasks run (see DELIVER_CHUNK and FIRST_CHUNK).
     let mut chunk = FIRST_CHUNK;
@@ -367,7 +373,7 @@ async fn reader(
         if !batch.is_empty() {
             tokio::select! {
                 r = shared.inbound.push_all(&mut batch) => r.map_err(|()| ZmtpError::Closed)?,
-                _ = cancel.cancelled() => return Ok(()),
+                () = &mut cancelled => return Ok(()),
             }
         }
         if decoded == chunk {
@@ -386,18 +392,18 @@ async fn reader(
         unyielded = 0;
         let need = decoder.bytes_needed(&input).min(MAX_READ_RESERVE);
         input.reserve(need.max(READ_CHUNK));
-        let n = match idle_timeout {
-            None => tokio::select! {
-                r = read.read_buf(&mut input) => r?,
-                _ = cancel.cancelled() => return Ok(()),
-            },
-            Some(idle) => tokio::select! {
-                r = tokio::time::timeout(idle, read.read_buf(&mut input)) => match r {
-                    Ok(r) => r?,
-                    Err(_) => return Err(ZmtpError::IdleTimeout(idle)),
-                },
-                _ = cancel.cancelled() => return Ok(()),
-            },
+        // (the silence counts from here, as a timeout around the read would:
+        // not while the application's queue held the reader back)
+        if let Some(t) = &mut idle {
+            t.restart();
+        }
+        let n = tokio::select! {
+            biased;
+            r = read.read_buf(&mut input) => r?,
+            () = &mut cancelled => return Ok(()),
+            limit = std::future::poll_fn(|cx| idle.as_mut().map_or(Poll::Pending, |t| t.poll_expired(cx))) => {
+                return Err(ZmtpError::IdleTimeout(limit));
+            }
         };
         if n == 0 {
             return Err(ZmtpError::ConnectionClosed);

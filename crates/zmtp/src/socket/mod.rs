@@ -10,6 +10,7 @@
 mod coalesce;
 mod deliver;
 mod engine;
+mod idle;
 mod options;
 mod peer_sender;
 mod queue;
