@@ -6,7 +6,8 @@ use zerorpc::{Client, Value};
 use crate::{demo_server, secured, tarpc_pair};
 
 /// The workload `callgrind.sh` counts instructions of: `calls` makes `n`
-/// sequential `echo` calls, `stream` takes one `range(n)` stream, `tarpc`
+/// sequential `echo` calls, `stream` takes one `range(n)` stream whole,
+/// `stream-api` takes it item by item through `call_stream`, `tarpc`
 /// makes `n` sequential tarpc `echo` calls (for comparison), `curve` the
 /// `calls` over CURVE, `recorded` the `calls` with client and server
 /// recording into an embedded store (every record stored before the end),
@@ -98,8 +99,23 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
                 let items = c.call("range", vec![Value::from(n)]).await.expect("stream");
                 assert_eq!(items.as_array().map(Vec::len), Some(n as usize));
             }
+            // The same stream through `call_stream` (its items handed over
+            // one by one as they are polled, by the call's driver task).
+            "stream-api" => {
+                use futures::StreamExt;
+                let items = c
+                    .call_stream("range", vec![Value::from(n)])
+                    .await
+                    .expect("stream")
+                    .fold(0u64, |k, r| {
+                        r.expect("item");
+                        async move { k + 1 }
+                    })
+                    .await;
+                assert_eq!(items, n);
+            }
             other => panic!(
-                "instructions: calls, untraced, curve, recorded, hub, big, stream, tarpc, concurrent or recorded-concurrent, not {other}"
+                "instructions: calls, untraced, curve, recorded, hub, big, stream, stream-api, tarpc, concurrent or recorded-concurrent, not {other}"
             ),
         }
         if let Some(r) = recorder {

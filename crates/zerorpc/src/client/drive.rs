@@ -275,6 +275,11 @@ pub(super) async fn drive_call(
     // Stream items handed to the caller, and those it has taken.
     let mut forwarded = 0u64;
     let mut consumed = 0u64;
+    // (made once, and `took`'s again only after it fired: each registers a
+    // waiter under a lock when polled, and an item polled them all)
+    let closed = app_tx.closed();
+    tokio::pin!(closed);
+    let mut took_some = std::pin::pin!(took.notified());
     loop {
         let queued = cap - app_tx.capacity() as u64;
         let now_consumed = forwarded - queued.min(forwarded);
@@ -282,10 +287,16 @@ pub(super) async fn drive_call(
             call.driver.ch.consumed(now_consumed - consumed);
             consumed = now_consumed;
         }
+        // (the server's events first: a closed handle is also seen when an
+        // item cannot be handed over)
         let r = tokio::select! {
-            _ = app_tx.closed() => return,
-            _ = took.notified() => continue,
+            biased;
             r = std::future::poll_fn(|cx| call.poll_event(cx)) => r,
+            () = &mut closed => return,
+            () = &mut took_some => {
+                took_some.set(took.notified());
+                continue;
+            }
         };
         call.note_outcome(&r);
         let app = match r {
