@@ -2,6 +2,7 @@
 //! reconnect loops.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::task::Poll;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::cancel::CancelWatch;
 use super::coalesce::{yield_to_queued, Coalesce};
 use super::idle::IdleTimer;
 use super::queue::{Bounds, Queue};
@@ -326,8 +328,7 @@ async fn reader(
     } = reading;
     let mut batch = VecDeque::new();
     // (made once: each read waits on them)
-    let cancelled = cancel.cancelled();
-    tokio::pin!(cancelled);
+    let mut cancelled = CancelWatch::new(cancel.clone());
     let mut idle = idle_timeout.map(IdleTimer::new);
     // This read's next chunk, and what was delivered since the reader last
     // let other tasks run (see DELIVER_CHUNK and FIRST_CHUNK).
@@ -373,7 +374,7 @@ async fn reader(
         if !batch.is_empty() {
             tokio::select! {
                 r = shared.inbound.push_all(&mut batch) => r.map_err(|()| ZmtpError::Closed)?,
-                () = &mut cancelled => return Ok(()),
+                () = poll_fn(|cx| cancelled.poll_cancelled(cx)) => return Ok(()),
             }
         }
         if decoded == chunk {
@@ -400,8 +401,8 @@ async fn reader(
         let n = tokio::select! {
             biased;
             r = read.read_buf(&mut input) => r?,
-            () = &mut cancelled => return Ok(()),
-            limit = std::future::poll_fn(|cx| idle.as_mut().map_or(Poll::Pending, |t| t.poll_expired(cx))) => {
+            () = poll_fn(|cx| cancelled.poll_cancelled(cx)) => return Ok(()),
+            limit = poll_fn(|cx| idle.as_mut().map_or(Poll::Pending, |t| t.poll_expired(cx))) => {
                 return Err(ZmtpError::IdleTimeout(limit));
             }
         };
@@ -419,9 +420,11 @@ async fn writer(
     initial: Vec<Message>,
     cancel: CancellationToken,
 ) -> Result<()> {
+    let mut cancelled = CancelWatch::new(cancel.clone());
     let r = tokio::select! {
+        biased;
         r = write_loop(&mut write, &mut encoder, &queue, &mut ctrl, initial) => r,
-        _ = cancel.cancelled() => Ok(()),
+        () = poll_fn(|cx| cancelled.poll_cancelled(cx)) => Ok(()),
     };
     // Whatever happened, make the reader stop too.
     cancel.cancel();

@@ -7,6 +7,7 @@
 //! Connect-side endpoints reconnect with exponential
 //! backoff. Dropping the socket stops every task it started.
 
+mod cancel;
 mod coalesce;
 mod deliver;
 mod engine;
