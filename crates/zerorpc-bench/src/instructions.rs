@@ -11,7 +11,8 @@ use crate::{demo_server, secured, tarpc_pair};
 /// makes `n` sequential tarpc `echo` calls (for comparison), `curve` the
 /// `calls` over CURVE, `recorded` the `calls` with client and server
 /// recording into an embedded store (every record stored before the end),
-/// `hub` the `calls` through a hub with one worker,
+/// `hub` the `calls` through a hub with one worker, `gateway` `echo`
+/// requests through the HTTP gateway (the lean HTTP client's included),
 /// `big` the `calls` with 64 KiB of bytes to echo; `concurrent` and
 /// `recorded-concurrent` the `calls` and `recorded` with 256 in flight
 /// (the store then holds at most 4,096 records, so that from the first
@@ -73,6 +74,15 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
         // One call first: the connection is up before the counted part.
         c.call("echo", vec![Value::from(0)]).await.expect("call");
         match kind {
+            // `gateway`: `POST /echo` through the HTTP gateway, sent by
+            // the lean HTTP client (`RawHttp`), sequentially.
+            "gateway" => {
+                let addr = crate::start_gateway(&ep).await;
+                let mut h = crate::raw_http_conn(addr).await;
+                for _ in 0..n {
+                    h = crate::raw_http_echo(h).await;
+                }
+            }
             "calls" | "untraced" | "curve" | "recorded" | "hub" => {
                 for i in 0..n {
                     c.call("echo", vec![Value::from(i)]).await.expect("call");
@@ -115,7 +125,7 @@ pub(crate) fn instructions_workload(kind: &str, n: u64) {
                 assert_eq!(items, n);
             }
             other => panic!(
-                "instructions: calls, untraced, curve, recorded, hub, big, stream, stream-api, tarpc, concurrent or recorded-concurrent, not {other}"
+                "instructions: calls, untraced, curve, recorded, hub, big, stream, stream-api, gateway, tarpc, concurrent or recorded-concurrent, not {other}"
             ),
         }
         if let Some(r) = recorder {

@@ -78,6 +78,58 @@ pub(crate) async fn http_echo(mut sender: HttpSender) -> HttpSender {
     sender
 }
 
+/// One HTTP/1.1 keep-alive connection driven by hand, as a load generator
+/// such as wrk drives one: the request's bytes made once, each response
+/// parsed (`httparse`) and checked. hyper's client costs about as much per
+/// request as the server it measures (builds the request and its headers,
+/// hands it to the connection's task, collects the body), and on this
+/// two-core machine it runs beside that server: a gateway's clients are
+/// elsewhere.
+pub(crate) struct RawHttp {
+    tcp: tokio::net::TcpStream,
+    buf: bytes::BytesMut,
+}
+
+/// `POST /echo` with `[1]`, as [`http_echo`] sends it.
+const ECHO_REQUEST: &[u8] = b"POST /echo HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\ncontent-length: 3\r\n\r\n[1]";
+
+pub(crate) async fn raw_http_conn(addr: std::net::SocketAddr) -> RawHttp {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    RawHttp {
+        tcp,
+        buf: bytes::BytesMut::with_capacity(4096),
+    }
+}
+
+/// `POST /echo` with `[1]`, checked: status 200 and body `1` (with a
+/// `content-length`).
+pub(crate) async fn raw_http_echo(mut c: RawHttp) -> RawHttp {
+    use bytes::Buf;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    c.tcp.write_all(ECHO_REQUEST).await.expect("write request");
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(head) = resp.parse(&c.buf).expect("an HTTP response") {
+            assert_eq!(resp.code, Some(200), "status");
+            let len: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                .expect("a content-length");
+            if c.buf.len() >= head + len {
+                assert_eq!(&c.buf[head..head + len], b"1", "body");
+                c.buf.advance(head + len);
+                return c;
+            }
+        }
+        let n = c.tcp.read_buf(&mut c.buf).await.expect("read response");
+        assert!(n > 0, "the server closed the connection");
+    }
+}
+
 /// A hub (default options) on free local ports with `n` demo servers as
 /// its workers, running once the hub has heard from all of them: the hub,
 /// the endpoint its clients connect to, the workers.
@@ -153,6 +205,7 @@ pub(crate) async fn gateway_bench(quick: bool) {
         c
     }
     let mut rows = Vec::new();
+    let mut lean = Vec::new();
     for conc in [1usize, 16, 64] {
         let per = if conc == 1 { total / 10 } else { total / conc };
         // (warm-up: connections made, caches filled)
@@ -174,11 +227,23 @@ pub(crate) async fn gateway_bench(quick: bool) {
             conns.push(http_conn(floor_addr).await);
         }
         let f = load(conns, per, http_echo).await;
+        // The same two with a load generator that costs little (RawHttp).
+        let mut conns = Vec::new();
+        for _ in 0..conc {
+            conns.push(raw_http_conn(addr).await);
+        }
+        let rg = load(conns, per, raw_http_echo).await;
+        let mut conns = Vec::new();
+        for _ in 0..conc {
+            conns.push(raw_http_conn(floor_addr).await);
+        }
+        let rf = load(conns, per, raw_http_echo).await;
         eprintln!(
-            "{conc} in flight: direct {:.0} calls/s, gateway {:.0} req/s, HTTP floor {:.0} req/s",
-            d.rate, g.rate, f.rate
+            "{conc} in flight: direct {:.0} calls/s, gateway {:.0} req/s, HTTP floor {:.0} req/s; by a lean client: gateway {:.0}, floor {:.0}",
+            d.rate, g.rate, f.rate, rg.rate, rf.rate
         );
         rows.push((conc, d, g, f));
+        lean.push((conc, rg, rf));
     }
     println!(
         "| in flight | direct zerorpc calls/s | gateway req/s | gateway / direct | HTTP floor req/s | gateway / floor | p50 / p99 µs: direct | gateway | floor |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -200,6 +265,20 @@ pub(crate) async fn gateway_bench(quick: bool) {
         );
     }
     println!(
-        "\n(HTTP floor: the same requests to an axum handler answering 1 without a call; all in one process)"
+        "\n(HTTP floor: the same requests to an axum handler answering 1 without a call; all in one process; the HTTP requests sent by hyper's client)"
     );
+    println!(
+        "\nThe same HTTP requests sent by a lean load generator (`RawHttp`: prebuilt request, httparse), against the same direct calls:\n\n| in flight | gateway req/s | gateway / direct | HTTP floor req/s | floor / direct | p50 µs: gateway | floor |\n|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for ((conc, d, _, _), (_, g, f)) in rows.iter().zip(&lean) {
+        println!(
+            "| {conc} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.0} |",
+            g.rate,
+            g.rate / d.rate,
+            f.rate,
+            f.rate / d.rate,
+            g.p50_us,
+            f.p50_us
+        );
+    }
 }
