@@ -201,8 +201,10 @@ async fn call_reply_tells_a_value_from_a_stream() {
         Reply::Value(v) => assert_eq!(v, Value::Array(vec![1.into()])),
         Reply::Stream(_) => panic!("echo does not stream"),
     }
-    // a stream of one item, and an empty stream, are streams
-    for n in [1u64, 0, 300] {
+    // a stream of one item, and an empty stream, are streams; and one
+    // longer than the credit window (its first item is taken before the
+    // rest is driven by a task: credit must still follow)
+    for n in [1u64, 0, 300, 2500] {
         match within("stream", client.call_reply("range", vec![n.into()]))
             .await
             .unwrap()

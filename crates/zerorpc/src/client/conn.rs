@@ -392,33 +392,35 @@ impl Client {
         })
     }
 
-    /// Sends the request and starts the task that drives its channel (for
-    /// streams, whose consumer may be slow).
-    pub(super) async fn open(
+    /// Sends the request (waiting for room if there is none): the call,
+    /// to be driven by its caller.
+    pub(super) async fn open_inline(
         &self,
         method: &str,
         args: Vec<Value>,
         trace: Option<&TraceContext>,
-    ) -> Result<(CallHandle, Arc<str>), Error> {
+    ) -> Result<InlineCall, Error> {
         let (mut call, unsent) = self.open_channel(method, args, trace);
         if let Some(msg) = unsent {
             call.send_request(&self.inner, *msg).await?;
         }
-        let endpoint = call.out.conn.endpoint.clone();
+        Ok(call)
+    }
+
+    /// Starts the task that drives `call`'s channel from now on (for
+    /// streams, whose consumer may be slow): the caller's end.
+    pub(super) fn drive(&self, call: InlineCall) -> CallHandle {
         let ch = &call.driver.ch;
         let (app_tx, app_rx) = mpsc::channel(ch.config().widest_window() as usize + 8);
         let took = Arc::new(Notify::new());
-        let expiry = (ch.deadline_budget(), ch.config().first_reply_timeout);
+        let expiry = call.expiry();
         tokio::spawn(drive_call(call, app_tx, took.clone()));
-        Ok((
-            CallHandle {
-                app_rx,
-                took,
-                expiry,
-                _alive: self._stop.clone(),
-            },
-            endpoint,
-        ))
+        CallHandle {
+            app_rx,
+            took,
+            expiry,
+            _alive: self._stop.clone(),
+        }
     }
 
     /// Registers a channel and sends its request if there is room now;

@@ -82,6 +82,13 @@ impl InlineCall {
         }
     }
 
+    /// The call's deadline budget and timeout: what a server's
+    /// `DeadlineExceeded` means for it (see [`Channel::expiry_of`]).
+    pub(super) fn expiry(&self) -> (Option<Duration>, Option<Duration>) {
+        let ch = &self.driver.ch;
+        (ch.deadline_budget(), ch.config().first_reply_timeout)
+    }
+
     /// Tells the connection how an event of this call turned out (see
     /// [`Conn::note`]).
     pub(super) fn note_outcome(&self, r: &Result<Event, Error>) {

@@ -406,17 +406,45 @@ impl Client {
     ) -> Result<Reply<impl Stream<Item = Result<Value, Error>> + Send + Unpin + 'static>, Error>
     {
         use futures::StreamExt;
-        // (fused: after an empty stream's end it is polled again)
-        let mut items = self.call_items(method, args).await?.fuse();
-        let first = match items.next().await {
-            Some(Ok((false, v))) => return Ok(Reply::Value(v)),
-            Some(Err(e)) => return Err(e),
-            Some(Ok((true, v))) => Some(Ok(v)),
-            // (an empty stream: STREAM_DONE first)
-            None => None,
+        let trace = call_context(&self.inner.opts);
+        let t0 = std::time::Instant::now();
+        let captured = self.captured(&args, trace.as_ref());
+        // Driven here until its first reply, as `call` is: a call answered
+        // with one value (most are) needs no task of its own, and no
+        // hand-over from one; a stream's driver task starts at its first
+        // item (it keeps the heartbeats and credit going while the caller
+        // takes its time).
+        let mut call = self.open_inline(method, args, trace.as_ref()).await?;
+        let endpoint = call.out.conn.endpoint.clone();
+        let mut watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);
+        let r = std::future::poll_fn(|cx| call.poll_event(cx)).await;
+        call.note_outcome(&r);
+        let (first, rest) = match reply_of(r, call.expiry()) {
+            Some(Ok((true, first))) => {
+                // (handed to the caller: consumed, which grants credit)
+                call.driver.ch.consumed(1);
+                if let Some(w) = &mut watch {
+                    w.item(&first);
+                }
+                (
+                    Some(Ok(first)),
+                    watched_items(Some((self.drive(call), watch))),
+                )
+            }
+            other => {
+                if let Some(mut w) = watch {
+                    w.end(ended_by(&other));
+                }
+                match other {
+                    Some(Ok((_, v))) => return Ok(Reply::Value(v)),
+                    Some(Err(e)) => return Err(e),
+                    // (an empty stream: STREAM_DONE first)
+                    None => (None, watched_items(None)),
+                }
+            }
         };
         Ok(Reply::Stream(
-            futures::stream::iter(first).chain(items.map(|r| r.map(|(_, v)| v))),
+            futures::stream::iter(first).chain(rest.map(|r| r.map(|(_, v)| v))),
         ))
     }
 
@@ -431,46 +459,67 @@ impl Client {
         let trace = call_context(&self.inner.opts);
         let t0 = std::time::Instant::now();
         let captured = self.captured(&args, trace.as_ref());
-        let (call, endpoint) = self.open(method, args, trace.as_ref()).await?;
+        let call = self.open_inline(method, args, trace.as_ref()).await?;
+        let endpoint = call.out.conn.endpoint.clone();
         let watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);
-        // (boxed: an `Unpin` stream is simpler to use)
-        Ok(Box::pin(futures::stream::unfold(
-            Some((call, watch)),
-            |state| async move {
-                let (mut call, mut watch) = state?;
-                let r = match call.next_event().await {
-                    Ok(ev) => match ev.kind() {
-                        Some(EventKind::Stream) => {
-                            if let Some(w) = &mut watch {
-                                w.item(&ev.args);
-                            }
-                            return Some((Ok((true, ev.args)), Some((call, watch))));
-                        }
-                        Some(EventKind::StreamDone) => None,
-                        Some(EventKind::Ok) => Some(Ok((false, first_arg(ev.args)))),
-                        Some(EventKind::Err) => {
-                            let e = remote_error(ev.args);
-                            let (budget, timeout) = call.expiry;
-                            Some(Err(
-                                match crate::channel::expiry(&e.name, budget, timeout) {
-                                    Some(x) => channel_error(x),
-                                    None => Error::Remote(e),
-                                },
-                            ))
-                        }
-                        _ => Some(Err(unexpected(&ev.name))),
-                    },
-                    Err(e) => Some(Err(e)),
-                };
-                if let Some(mut w) = watch {
-                    w.end(match &r {
-                        None => Ended::StreamDone,
-                        Some(Ok((_, v))) => Ended::Value(v),
-                        Some(Err(e)) => failed(e),
-                    });
-                }
-                r.map(|r| (r, None))
-            },
-        )))
+        Ok(watched_items(Some((self.drive(call), watch))))
     }
+}
+
+/// What an event of a call is to its caller: a stream item (`true`), the
+/// single value of an `OK` (`false`), the stream's end (`None`), or the
+/// call's failure (`expiry`: see [`InlineCall::expiry`]).
+fn reply_of(
+    r: Result<Event, Error>,
+    (budget, timeout): (Option<Duration>, Option<Duration>),
+) -> Option<Result<(bool, Value), Error>> {
+    let ev = match r {
+        Ok(ev) => ev,
+        Err(e) => return Some(Err(e)),
+    };
+    match ev.kind() {
+        Some(EventKind::Stream) => Some(Ok((true, ev.args))),
+        Some(EventKind::StreamDone) => None,
+        Some(EventKind::Ok) => Some(Ok((false, first_arg(ev.args)))),
+        Some(EventKind::Err) => {
+            let e = remote_error(ev.args);
+            Some(Err(
+                match crate::channel::expiry(&e.name, budget, timeout) {
+                    Some(x) => channel_error(x),
+                    None => Error::Remote(e),
+                },
+            ))
+        }
+        _ => Some(Err(unexpected(&ev.name))),
+    }
+}
+
+/// How a call whose last reply was `r` (see [`reply_of`]) ended.
+fn ended_by(r: &Option<Result<(bool, Value), Error>>) -> Ended<'_> {
+    match r {
+        None => Ended::StreamDone,
+        Some(Ok((_, v))) => Ended::Value(v),
+        Some(Err(e)) => failed(e),
+    }
+}
+
+/// A call's replies from its driver task (see [`reply_of`]), its watch
+/// told of each item and of the end; nothing if `state` is `None`.
+fn watched_items(
+    state: Option<(CallHandle, Option<Box<CallWatch>>)>,
+) -> impl Stream<Item = Result<(bool, Value), Error>> + Send + Unpin + 'static {
+    // (boxed: an `Unpin` stream is simpler to use)
+    Box::pin(futures::stream::unfold(state, |state| async move {
+        let (mut call, mut watch) = state?;
+        let r = reply_of(call.next_event().await, call.expiry);
+        if let Some(Ok((true, v))) = &r {
+            if let Some(w) = &mut watch {
+                w.item(v);
+            }
+        } else if let Some(mut w) = watch.take() {
+            w.end(ended_by(&r));
+        }
+        let more = matches!(r, Some(Ok((true, _))));
+        r.map(|r| (r, more.then_some((call, watch))))
+    }))
 }
