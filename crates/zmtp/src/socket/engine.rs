@@ -450,13 +450,16 @@ async fn write_loop(
     let mut coalesce = Coalesce::default();
     loop {
         if buf.is_empty() {
+            // (the queue first: the control channel, rarely used, is then
+            // polled, and its waker registered, only when the writer goes
+            // idle; the commands that came meanwhile are taken below)
             tokio::select! {
                 biased;
-                c = ctrl.recv() => if let Some(c) = c { encoder.encode_command(&c, &mut buf)? },
                 open = queue.pop_batch(&mut batch, BATCH_MSGS, WRITE_TAKE_BYTES) => if !open {
                     // The peer was removed from the socket: we are done.
                     return Ok(());
                 },
+                c = ctrl.recv() => if let Some(c) = c { encoder.encode_command(&c, &mut buf)? },
             }
         }
         // A few messages, more coming: let the tasks about to queue them
