@@ -351,6 +351,9 @@ async fn reader(
                     if let Some(pong) = ping.reply() {
                         if ctrl.try_send(pong).is_err() {
                             tracing::debug!(?peer, "dropping PONG: control queue full");
+                        } else {
+                            // (the writer takes commands as it wakes)
+                            out.kick();
                         }
                     }
                 }
@@ -450,16 +453,14 @@ async fn write_loop(
     let mut coalesce = Coalesce::default();
     loop {
         if buf.is_empty() {
-            // (the queue first: the control channel, rarely used, is then
-            // polled, and its waker registered, only when the writer goes
-            // idle; the commands that came meanwhile are taken below)
-            tokio::select! {
-                biased;
-                open = queue.pop_batch(&mut batch, BATCH_MSGS, WRITE_TAKE_BYTES) => if !open {
-                    // The peer was removed from the socket: we are done.
-                    return Ok(());
-                },
-                c = ctrl.recv() => if let Some(c) = c { encoder.encode_command(&c, &mut buf)? },
+            // (control commands, rare, kick the queue instead of being
+            // waited for: they are taken below)
+            if !queue
+                .pop_batch(&mut batch, BATCH_MSGS, WRITE_TAKE_BYTES)
+                .await
+            {
+                // The peer was removed from the socket: we are done.
+                return Ok(());
             }
         }
         // A few messages, more coming: let the tasks about to queue them

@@ -104,6 +104,8 @@ struct State<T> {
     items: VecDeque<T>,
     bytes: usize,
     closed: bool,
+    /// A [`Queue::kick`] not yet seen by a [`Queue::pop_batch`].
+    kicked: bool,
     /// Tasks waiting for an item.
     readers: Wakers,
     /// Tasks waiting for room.
@@ -151,6 +153,7 @@ impl<T: Weigh> Queue<T> {
                 items: VecDeque::new(),
                 bytes: 0,
                 closed: false,
+                kicked: false,
                 readers: Wakers::new(),
                 writers: Wakers::new(),
             }),
@@ -227,6 +230,18 @@ impl<T: Weigh> Queue<T> {
                 Poll::Pending
             }
         }
+    }
+
+    /// Makes the next [`Queue::pop_batch`] return, with nothing if the
+    /// queue is empty: its caller has something else to look at (a
+    /// connection's writer: a control command to send).
+    pub fn kick(&self) {
+        let readers = {
+            let mut s = self.lock();
+            s.kicked = true;
+            std::mem::take(&mut s.readers)
+        };
+        wake_all(readers);
     }
 
     /// Refuses further pushes; pops drain what is left, then end.
@@ -343,8 +358,9 @@ impl<T: Weigh> Queue<T> {
     }
 
     /// Takes up to `max` items, and up to about `max_bytes` (at least one
-    /// item), into `out`, waiting while the queue is empty. Returns false
-    /// once the queue is closed and drained.
+    /// item), into `out`, waiting while the queue is empty and not kicked
+    /// (see [`Queue::kick`]: then it takes nothing). Returns false once
+    /// the queue is closed and drained.
     pub async fn pop_batch(&self, out: &mut Vec<T>, max: usize, max_bytes: usize) -> bool {
         poll_fn(|cx| {
             let writers = {
@@ -353,9 +369,14 @@ impl<T: Weigh> Queue<T> {
                     if s.closed {
                         return Poll::Ready(false);
                     }
+                    if std::mem::take(&mut s.kicked) {
+                        return Poll::Ready(true);
+                    }
                     register(&mut s.readers, cx.waker());
                     return Poll::Pending;
                 }
+                // (this return serves the kick too)
+                s.kicked = false;
                 let mut bytes = 0usize;
                 while out.len() < max && bytes < max_bytes {
                     match self.remove(&mut s) {
@@ -437,6 +458,40 @@ mod tests {
 
     fn ws(v: &[usize]) -> Vec<W> {
         v.iter().map(|&n| W(n)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_kick_ends_a_batch_wait_with_nothing_once() {
+        let q = Arc::new(q(4, usize::MAX));
+        let mut out = Vec::new();
+        // (a kick before the wait is kept for it)
+        q.kick();
+        assert!(q.pop_batch(&mut out, 8, usize::MAX).await);
+        assert!(out.is_empty());
+        // (a kick during the wait ends it)
+        let q2 = q.clone();
+        let waiting = tokio::spawn(async move {
+            let mut out = Vec::new();
+            let open = q2.pop_batch(&mut out, 8, usize::MAX).await;
+            (open, out)
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "an empty queue, not kicked since: it waits"
+        );
+        q.kick();
+        assert_eq!(waiting.await.unwrap(), (true, vec![]));
+        // (a kick served by a batch that took items is spent)
+        q.kick();
+        q.try_push(W(1)).ok().unwrap();
+        assert!(q.pop_batch(&mut out, 8, usize::MAX).await);
+        assert_eq!(out, ws(&[1]));
+        out.clear();
+        use std::future::Future;
+        let mut again = std::pin::pin!(q.pop_batch(&mut out, 8, usize::MAX));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(again.as_mut().poll(&mut cx).is_pending());
     }
 
     #[tokio::test]
