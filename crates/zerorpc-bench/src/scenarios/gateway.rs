@@ -51,6 +51,18 @@ where
 pub(crate) type HttpSender =
     hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
 
+/// `n` connections, made one after the other by `connect`.
+async fn connect_n<W, Fut: std::future::Future<Output = W>>(
+    n: usize,
+    connect: impl Fn() -> Fut,
+) -> Vec<W> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(connect().await);
+    }
+    conns
+}
+
 /// One HTTP/1.1 keep-alive connection to the gateway.
 pub(crate) async fn http_conn(addr: std::net::SocketAddr) -> HttpSender {
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -217,27 +229,26 @@ pub(crate) async fn gateway_bench(quick: bool) {
             zerorpc_echo,
         )
         .await;
-        let mut conns = Vec::new();
-        for _ in 0..conc {
-            conns.push(http_conn(addr).await);
-        }
-        let g = load(conns, per, http_echo).await;
-        let mut conns = Vec::new();
-        for _ in 0..conc {
-            conns.push(http_conn(floor_addr).await);
-        }
-        let f = load(conns, per, http_echo).await;
+        let g = load(connect_n(conc, || http_conn(addr)).await, per, http_echo).await;
+        let f = load(
+            connect_n(conc, || http_conn(floor_addr)).await,
+            per,
+            http_echo,
+        )
+        .await;
         // The same two with a load generator that costs little (RawHttp).
-        let mut conns = Vec::new();
-        for _ in 0..conc {
-            conns.push(raw_http_conn(addr).await);
-        }
-        let rg = load(conns, per, raw_http_echo).await;
-        let mut conns = Vec::new();
-        for _ in 0..conc {
-            conns.push(raw_http_conn(floor_addr).await);
-        }
-        let rf = load(conns, per, raw_http_echo).await;
+        let rg = load(
+            connect_n(conc, || raw_http_conn(addr)).await,
+            per,
+            raw_http_echo,
+        )
+        .await;
+        let rf = load(
+            connect_n(conc, || raw_http_conn(floor_addr)).await,
+            per,
+            raw_http_echo,
+        )
+        .await;
         eprintln!(
             "{conc} in flight: direct {:.0} calls/s, gateway {:.0} req/s, HTTP floor {:.0} req/s; by a lean client: gateway {:.0}, floor {:.0}",
             d.rate, g.rate, f.rate, rg.rate, rf.rate
