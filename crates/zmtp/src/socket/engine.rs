@@ -376,8 +376,9 @@ async fn reader(
         // application's queue is full we stop reading (TCP backpressure).
         if !batch.is_empty() {
             tokio::select! {
-                r = shared.inbound.push_all(&mut batch) => r.map_err(|()| ZmtpError::Closed)?,
+                biased;
                 () = poll_fn(|cx| cancelled.poll_cancelled(cx)) => return Ok(()),
+                r = shared.inbound.push_all(&mut batch) => r.map_err(|()| ZmtpError::Closed)?,
             }
         }
         if decoded == chunk {
@@ -401,10 +402,12 @@ async fn reader(
         if let Some(t) = &mut idle {
             t.restart();
         }
+        // (biased, the cancellation first: it costs a flag's check, and a
+        // peer that keeps sending cannot hold it off)
         let n = tokio::select! {
             biased;
-            r = read.read_buf(&mut input) => r?,
             () = poll_fn(|cx| cancelled.poll_cancelled(cx)) => return Ok(()),
+            r = read.read_buf(&mut input) => r?,
             limit = poll_fn(|cx| idle.as_mut().map_or(Poll::Pending, |t| t.poll_expired(cx))) => {
                 return Err(ZmtpError::IdleTimeout(limit));
             }
@@ -426,8 +429,8 @@ async fn writer(
     let mut cancelled = CancelWatch::new(cancel.clone());
     let r = tokio::select! {
         biased;
-        r = write_loop(&mut write, &mut encoder, &queue, &mut ctrl, initial) => r,
         () = poll_fn(|cx| cancelled.poll_cancelled(cx)) => Ok(()),
+        r = write_loop(&mut write, &mut encoder, &queue, &mut ctrl, initial) => r,
     };
     // Whatever happened, make the reader stop too.
     cancel.cancel();
