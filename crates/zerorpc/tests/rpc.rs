@@ -209,9 +209,11 @@ async fn call_reply_tells_a_value_from_a_stream() {
             .await
             .unwrap()
         {
-            Reply::Stream(s) => {
-                let items: Vec<Value> = within("items", s.map(Result::unwrap).collect()).await;
+            Reply::Stream(mut s) => {
+                let items: Vec<Value> =
+                    within("items", (&mut s).map(Result::unwrap).collect()).await;
                 assert_eq!(items, (0..n).map(Value::from).collect::<Vec<_>>());
+                assert!(s.next().await.is_none(), "still over when polled again");
             }
             Reply::Value(v) => panic!("range streams, got the value {v}"),
         }

@@ -443,8 +443,11 @@ impl Client {
                 }
             }
         };
+        // (fused: it may be polled again after its end)
         Ok(Reply::Stream(
-            futures::stream::iter(first).chain(rest.map(|r| r.map(|(_, v)| v))),
+            futures::stream::iter(first)
+                .chain(rest.map(|r| r.map(|(_, v)| v)))
+                .fuse(),
         ))
     }
 
