@@ -103,6 +103,18 @@ async fn ready(ch: &Channel, queue: &str) -> u32 {
         .message_count()
 }
 
+/// Consumers of `queue`.
+async fn consumers(ch: &Channel, queue: &str) -> u32 {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .expect("passive declare")
+        .consumer_count()
+}
+
 /// Takes every message ready in `queue` (acknowledged).
 async fn drain(ch: &Channel, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
     let mut got = Vec::new();
@@ -975,6 +987,16 @@ async fn a_subscription_comes_back_after_an_outage() {
         );
     }
     drop(sub);
+    // A dropped subscription's connection closes in the background. Until
+    // RabbitMQ has seen it go, its consumer (acknowledging automatically)
+    // gets its turn of the queue's messages, and what it gets is lost.
+    let (_admin, ch) = admin().await;
+    within("the dropped consumer to go", async {
+        while consumers(&ch, &queue).await > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let how = AmqpSubscribe {
         queue: Some(queue.clone()),
         ..Default::default()
@@ -994,6 +1016,5 @@ async fn a_subscription_comes_back_after_an_outage() {
     }
     assert_eq!(d.message.msg_id, last.message.msg_id);
     drop(again);
-    let (_admin, ch) = admin().await;
     delete_queue(&ch, &queue).await;
 }
