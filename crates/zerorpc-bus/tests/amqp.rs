@@ -91,8 +91,8 @@ async fn delete_queue(ch: &Channel, name: &str) {
         .expect("delete queue");
 }
 
-/// Messages ready in `queue`.
-async fn ready(ch: &Channel, queue: &str) -> u32 {
+/// `queue` as RabbitMQ counts it now (a passive declare).
+async fn queue_state(ch: &Channel, queue: &str) -> lapin::Queue {
     let passive = QueueDeclareOptions {
         passive: true,
         ..Default::default()
@@ -100,19 +100,16 @@ async fn ready(ch: &Channel, queue: &str) -> u32 {
     ch.queue_declare(queue.into(), passive, FieldTable::default())
         .await
         .expect("passive declare")
-        .message_count()
+}
+
+/// Messages ready in `queue`.
+async fn ready(ch: &Channel, queue: &str) -> u32 {
+    queue_state(ch, queue).await.message_count()
 }
 
 /// Consumers of `queue`.
 async fn consumers(ch: &Channel, queue: &str) -> u32 {
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    ch.queue_declare(queue.into(), passive, FieldTable::default())
-        .await
-        .expect("passive declare")
-        .consumer_count()
+    queue_state(ch, queue).await.consumer_count()
 }
 
 /// Takes every message ready in `queue` (acknowledged).
