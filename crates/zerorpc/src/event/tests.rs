@@ -634,3 +634,31 @@ mod read_head_agrees_with_scan {
         }
     }
 }
+
+#[test]
+fn the_size_hint_covers_the_usual_events_so_encoding_never_grows_its_buffer() {
+    let ctx = crate::TraceContext::new_root();
+    let mut request = Event::new("echo", Value::Array(vec![Value::from(12345)]));
+    ctx.stamp(&mut request.header);
+    request.header.deadline_ms = Some(30_000);
+    let id = request.header.message_id.clone();
+    let mut item = Event::on_channel(&id, "STREAM", Value::Array(vec![Value::from(1u64 << 40)]));
+    item.header.traceparent = request.header.traceparent;
+    let mut error = Event::on_channel(
+        &id,
+        "ERR",
+        Value::Array(vec!["NameError".into(), "nope".into(), "".into()]),
+    );
+    error.header.traceparent = request.header.traceparent;
+    let python_id = MessageId::from_bin(b"0123456789abcdef0123456789abcdef".to_vec());
+    let plain = Event::on_channel(&python_id, "OK", Value::Array(vec!["hi".into()]));
+    for ev in [request, item, error, plain] {
+        assert!(
+            ev.size_hint() >= ev.encode().len(),
+            "{}: hint {} < {} bytes",
+            ev.name,
+            ev.size_hint(),
+            ev.encode().len()
+        );
+    }
+}
