@@ -406,17 +406,12 @@ impl Client {
     ) -> Result<Reply<impl Stream<Item = Result<Value, Error>> + Send + Unpin + 'static>, Error>
     {
         use futures::StreamExt;
-        let trace = call_context(&self.inner.opts);
-        let t0 = std::time::Instant::now();
-        let captured = self.captured(&args, trace.as_ref());
         // Driven here until its first reply, as `call` is: a call answered
         // with one value (most are) needs no task of its own, and no
         // hand-over from one; a stream's driver task starts at its first
         // item (it keeps the heartbeats and credit going while the caller
         // takes its time).
-        let mut call = self.open_inline(method, args, trace.as_ref()).await?;
-        let endpoint = call.out.conn.endpoint.clone();
-        let mut watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);
+        let (mut call, mut watch) = self.open_watched_inline(method, args).await?;
         let r = std::future::poll_fn(|cx| call.poll_event(cx)).await;
         call.note_outcome(&r);
         let (first, rest) = match reply_of(r, call.expiry()) {
@@ -459,13 +454,26 @@ impl Client {
         args: Vec<Value>,
     ) -> Result<impl Stream<Item = Result<(bool, Value), Error>> + Send + Unpin + 'static, Error>
     {
+        let (call, watch) = self.open_watched_inline(method, args).await?;
+        Ok(watched_items(Some((self.drive(call), watch))))
+    }
+
+    /// [`Client::open_watched`] for a call driven by its caller until its
+    /// first reply ([`Client::call_reply`], [`Client::call_stream`]): its
+    /// trace context made here, its request queued once its connection
+    /// has room.
+    async fn open_watched_inline(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+    ) -> Result<(InlineCall, Option<Box<CallWatch>>), Error> {
         let trace = call_context(&self.inner.opts);
         let t0 = std::time::Instant::now();
         let captured = self.captured(&args, trace.as_ref());
         let call = self.open_inline(method, args, trace.as_ref()).await?;
         let endpoint = call.out.conn.endpoint.clone();
         let watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);
-        Ok(watched_items(Some((self.drive(call), watch))))
+        Ok((call, watch))
     }
 }
 
