@@ -65,6 +65,7 @@ pub mod demo;
 pub mod describe;
 mod error;
 mod event;
+mod hex;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod introspection;

@@ -236,8 +236,8 @@ impl CallWatch {
             service: self.service.to_string(),
             method: self.method().to_owned(),
             error: e.clone(),
-            trace_id: self.ids.map(|(t, _)| crate::trace::hex(&t)),
-            span_id: self.ids.map(|(_, s)| crate::trace::hex(&s)),
+            trace_id: self.ids.map(|(t, _)| crate::hex::hex(&t)),
+            span_id: self.ids.map(|(_, s)| crate::hex::hex(&s)),
         });
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use rmpv::Value;
 
 use crate::event::{Header, SharedEntries};
+use crate::hex::{self, hex, unhex};
 
 /// Header key of the W3C `traceparent`.
 pub const TRACEPARENT: &str = "traceparent";
@@ -300,124 +301,13 @@ impl TraceParent {
     pub fn to_bytes(&self) -> [u8; 55] {
         let mut b = [0u8; 55];
         b[..3].copy_from_slice(b"00-");
-        for (i, x) in self.trace_id.iter().enumerate() {
-            b[3 + 2 * i] = HEX[usize::from(x >> 4)];
-            b[4 + 2 * i] = HEX[usize::from(x & 15)];
-        }
+        hex::encode_into(&mut b[3..35], &self.trace_id);
         b[35] = b'-';
-        for (i, x) in self.span_id.iter().enumerate() {
-            b[36 + 2 * i] = HEX[usize::from(x >> 4)];
-            b[37 + 2 * i] = HEX[usize::from(x & 15)];
-        }
+        hex::encode_into(&mut b[36..52], &self.span_id);
         b[52] = b'-';
-        b[53] = HEX[usize::from(self.flags >> 4)];
-        b[54] = HEX[usize::from(self.flags & 15)];
+        hex::encode_into(&mut b[53..55], &[self.flags]);
         b
     }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Bytes shown as lower-case hex when formatted (a log field without
-/// building a string first).
-pub(crate) struct HexId<'a>(pub(crate) &'a [u8]);
-
-impl fmt::Display for HexId<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut buf = [0u8; 64];
-        f.write_str(hex_chunk(&mut buf, self.0))
-    }
-}
-
-/// Up to 32 bytes of `b` (the rest ignored) in hex, written into `buf`.
-fn hex_chunk<'a>(buf: &'a mut [u8; 64], b: &[u8]) -> &'a str {
-    let n = b.len().min(32);
-    for (i, x) in b[..n].iter().enumerate() {
-        buf[2 * i] = HEX[usize::from(x >> 4)];
-        buf[2 * i + 1] = HEX[usize::from(x & 15)];
-    }
-    // (only hex digits were written)
-    std::str::from_utf8(&buf[..2 * n]).unwrap_or_default()
-}
-
-/// Lower-case hex.
-pub fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    let mut buf = [0u8; 64];
-    for chunk in b.chunks(32) {
-        s.push_str(hex_chunk(&mut buf, chunk));
-    }
-    s
-}
-
-/// A lower-case hex digit's value (upper case is refused, as W3C says).
-/// Hex digit values (lower case only, as W3C requires); 0xff: not one.
-const NIBBLE: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
-/// Lower-case hex text into bytes, eight digits (one word) at a time;
-/// `None` if a byte is not a lower-case hex digit. `text` is twice as
-/// long as `out`, and a whole number of words.
-fn unhex_words(out: &mut [u8], text: &[u8]) -> Option<()> {
-    const L: u64 = 0x0101_0101_0101_0101;
-    const H: u64 = 0x8080_8080_8080_8080;
-    // Each byte's high bit: set where the byte (below 0x80) is at least
-    // `n` (no byte carries into the next).
-    let at_least = |x: u64, n: u8| x.wrapping_add(u64::from(0x80 - n) * L) & H;
-    for (o, word) in out.chunks_exact_mut(4).zip(text.chunks_exact(8)) {
-        let x = u64::from_le_bytes(word.try_into().ok()?);
-        let digit = at_least(x, b'0') & !at_least(x, b'9' + 1);
-        let letter = at_least(x, b'a') & !at_least(x, b'f' + 1);
-        if x & H != 0 || (digit | letter) != H {
-            return None;
-        }
-        // '0'..='9' → 0..=9; 'a'..='f' → 1..=6, plus 9 (bit 6 is set)
-        let v = (x & (0x0f * L)) + ((x >> 6) & L) * 9;
-        // each 16-bit lane's low byte: its first digit × 16 + its second
-        let pairs = ((v & 0x00ff_00ff_00ff_00ff) << 4) | ((v >> 8) & 0x00ff_00ff_00ff_00ff);
-        let t = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
-        let t = (t | (t >> 16)) & 0xffff_ffff;
-        o.copy_from_slice(&(t as u32).to_le_bytes());
-    }
-    Some(())
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match NIBBLE[usize::from(c)] {
-        0xff => None,
-        n => Some(n),
-    }
-}
-
-/// Lower-case hex text into `N` bytes: eight digits to a word where it
-/// can (every event of a traced channel carries a traceparent), then digit
-/// by digit; `None` unless it is exactly `2 * N` lower-case hex digits.
-pub(crate) fn unhex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
-    if text.len() != N * 2 {
-        return None;
-    }
-    let mut out = [0u8; N];
-    let in_words = N / 4 * 4;
-    unhex_words(&mut out[..in_words], &text[..2 * in_words])?;
-    for (o, pair) in out[in_words..]
-        .iter_mut()
-        .zip(text[2 * in_words..].chunks_exact(2))
-    {
-        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 /// A stable 16-byte id from arbitrary bytes (two FNV-1a passes).
@@ -475,7 +365,7 @@ mod tests {
     fn parse_by_digit(b: &[u8]) -> Option<TraceParent> {
         let hex = |t: &[u8], out: &mut [u8]| -> Option<()> {
             for (o, p) in out.iter_mut().zip(t.chunks_exact(2)) {
-                *o = (nibble(p[0])? << 4) | nibble(p[1])?;
+                *o = (crate::hex::nibble(p[0])? << 4) | crate::hex::nibble(p[1])?;
             }
             Some(())
         };

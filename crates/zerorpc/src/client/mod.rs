@@ -43,11 +43,12 @@ use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
 use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet};
 use crate::error::{CallError, Error};
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
+use crate::hex::HexId;
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::observe::{CallStart, CallWatch, Ended, Observers};
 use crate::record::{Outcome, Peer, Recorder, Side};
 use crate::report::OnError;
-use crate::trace::{HexId, TraceContext};
+use crate::trace::TraceContext;
 /// How a call answered, as [`Client::call_reply`] tells it.
 pub enum Reply<S> {
     /// A single value (an `OK` reply).

@@ -64,11 +64,8 @@ impl MessageId {
     /// one counter's cache line.
     pub fn random() -> Self {
         use std::cell::Cell;
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         fn hex16(n: u64, out: &mut [u8]) {
-            for (i, b) in out.iter_mut().enumerate() {
-                *b = HEX[((n >> (60 - 4 * i)) & 0xF) as usize];
-            }
+            crate::hex::encode_into(out, &n.to_be_bytes());
         }
         std::thread_local! {
             // (the prefix in hex, then the counter)

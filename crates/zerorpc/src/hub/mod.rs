@@ -50,7 +50,7 @@ use zmtp::{Endpoint, Message, RouterSocket, SocketEvent, SocketOptions, TrySendE
 use crate::error::CallError;
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
-use crate::trace::hex;
+use crate::hex::hex;
 
 /// The method a hub answers itself with its statistics.
 pub const HUB_STATS: &str = "_zerorpc_hub_stats";

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::stats::slot_at;
 use super::{Clocks, Finished, Outcome, Payload, Peer, Record, Side};
-use crate::trace::{hex, unhex};
+use crate::hex::{hex, unhex};
 
 /// A trace's key in the store: its id as 16 bytes when it is 32
 /// lower-case hex digits (as every trace this crate starts), else as

@@ -19,8 +19,8 @@ pub(super) fn dispatch(
             rpc.system = "zerorpc",
             rpc.service = %inner.service_name,
             rpc.method = %req.name,
-            trace_id = %crate::trace::HexId(&ctx.trace_id),
-            span_id = %crate::trace::HexId(&ctx.span_id),
+            trace_id = %crate::hex::HexId(&ctx.trace_id),
+            span_id = %crate::hex::HexId(&ctx.span_id),
         );
         return Box::pin(tracing::Instrument::instrument(
             start_handler(inner, req, user),
