@@ -138,9 +138,10 @@ pub(crate) fn nibble(c: u8) -> Option<u8> {
     }
 }
 
-/// Lower-case hex text into `N` bytes: eight digits to a word where it
-/// can (every event of a traced channel carries a traceparent), then digit
-/// by digit; `None` unless it is exactly `2 * N` lower-case hex digits.
+/// Lower-case hex text into `N` bytes: sixteen or eight digits at a time
+/// where it can ([`unhex_words`]; every event of a traced channel carries
+/// a traceparent), then digit by digit; `None` unless it is exactly
+/// `2 * N` lower-case hex digits.
 pub(crate) fn unhex<const N: usize>(text: &[u8]) -> Option<[u8; N]> {
     if text.len() != N * 2 {
         return None;
