@@ -274,7 +274,7 @@ impl zmtp::Deliver for Route {
 /// Hands one message from the server to its call's mailbox.
 fn route(conn: &Conn, limits: DecodeLimits, msg: Message) {
     let Some(payload) = msg.last() else { return };
-    let ev = match Event::decode(payload, limits) {
+    let ev = match Event::decode_reply(payload, limits) {
         Ok(ev) => ev,
         Err(e) => {
             tracing::warn!(error = %e, "dropping undecodable event from server");

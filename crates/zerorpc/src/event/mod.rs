@@ -56,6 +56,16 @@ impl Default for DecodeLimits {
     }
 }
 
+/// What a decoder does with a header's `traceparent` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TraceEntry {
+    /// Parsed into [`Header::traceparent`] (kept in `extra` when it is no
+    /// W3C version-00 context).
+    Read,
+    /// Checked and counted like any value, then dropped.
+    Skip,
+}
+
 impl Event {
     /// A new event (fresh id) opening a channel or standing alone.
     pub fn new(name: impl Into<String>, args: Value) -> Self {
@@ -191,7 +201,22 @@ impl Event {
     /// Decodes from msgpack, refusing anything that is not a well-formed
     /// event or exceeds `limits`.
     pub fn decode(buf: &[u8], limits: DecodeLimits) -> Result<Self, EventError> {
-        let (header, name, mut rd) = Event::read_head(buf, limits)?;
+        Event::decode_with(buf, limits, TraceEntry::Read)
+    }
+
+    /// Decodes as [`Event::decode`] does, but skips a `traceparent` entry
+    /// unread (checked and counted, not parsed, not kept): for the replies
+    /// our client routes, whose trace context nothing on the client reads.
+    pub(crate) fn decode_reply(buf: &[u8], limits: DecodeLimits) -> Result<Self, EventError> {
+        Event::decode_with(buf, limits, TraceEntry::Skip)
+    }
+
+    fn decode_with(
+        buf: &[u8],
+        limits: DecodeLimits,
+        trace: TraceEntry,
+    ) -> Result<Self, EventError> {
+        let (header, name, mut rd) = Event::read_head(buf, limits, trace)?;
         let args = read_args(&mut rd)?;
         Ok(Event { header, name, args })
     }
@@ -201,12 +226,16 @@ impl Event {
     /// `limits`) without building it; returns the rest. One pass: what is
     /// read is counted as it is read (a value of unknown shape is checked
     /// before it is built), what is not read is checked as it is skipped.
-    fn read_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String, &[u8]), EventError> {
+    fn read_head(
+        buf: &[u8],
+        limits: DecodeLimits,
+        trace: TraceEntry,
+    ) -> Result<(Header, String, &[u8]), EventError> {
         let mut nodes = Nodes::new(limits.max_nodes);
         let mut rd = buf;
         let parts = read_parts(&mut rd)?;
         nodes.take()?;
-        let header = Header::read(&mut rd, &mut nodes)?;
+        let header = Header::read(&mut rd, &mut nodes, trace)?;
         let name = read_name(&mut rd)?.to_owned();
         nodes.take()?;
         let rest = rd;
@@ -276,7 +305,7 @@ impl Event {
     /// [`Event::decode`] does but leaving the arguments unread (for
     /// routers, which forward the original bytes).
     pub fn decode_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String), EventError> {
-        let (header, name, _) = Event::read_head(buf, limits)?;
+        let (header, name, _) = Event::read_head(buf, limits, TraceEntry::Read)?;
         Ok((header, name))
     }
 }
@@ -490,6 +519,45 @@ fn count_value(rd: &[u8], nodes: &mut Nodes) -> Result<(), EventError> {
 fn read_counted(rd: &mut &[u8], nodes: &mut Nodes) -> Result<Value, EventError> {
     count_value(rd, nodes)?;
     read_value(rd)
+}
+
+/// The number at the front of `rd`, counted: an integer is read straight
+/// from its bytes (a version or a deadline, in every event or request),
+/// anything else as [`read_counted`] reads it.
+fn read_number(rd: &mut &[u8], nodes: &mut Nodes) -> Result<Value, EventError> {
+    match read_int(rd) {
+        Some(n) => {
+            nodes.take()?;
+            Ok(Value::Integer(n))
+        }
+        None => read_counted(rd, nodes),
+    }
+}
+
+/// A msgpack integer at the front of `rd`; `None` (and `rd` untouched)
+/// for any other value, or one cut short.
+fn read_int(rd: &mut &[u8]) -> Option<rmpv::Integer> {
+    let b = *rd;
+    // the `n` big-endian bytes after the marker
+    let be = |n: usize| -> Option<u64> {
+        let bytes = b.get(1..1 + n)?;
+        Some(bytes.iter().fold(0, |acc, &x| acc << 8 | u64::from(x)))
+    };
+    let (n, len): (rmpv::Integer, usize) = match *b.first()? {
+        m @ 0x00..=0x7f => (u64::from(m).into(), 1),
+        m @ 0xe0..=0xff => (i64::from(m as i8).into(), 1),
+        0xcc => (be(1)?.into(), 2),
+        0xcd => (be(2)?.into(), 3),
+        0xce => (be(4)?.into(), 5),
+        0xcf => (be(8)?.into(), 9),
+        0xd0 => (i64::from(be(1)? as u8 as i8).into(), 2),
+        0xd1 => (i64::from(be(2)? as u16 as i16).into(), 3),
+        0xd2 => (i64::from(be(4)? as u32 as i32).into(), 5),
+        0xd3 => ((be(8)? as i64).into(), 9),
+        _ => return None,
+    };
+    *rd = &b[len..];
+    Some(n)
 }
 
 /// What is left of an event's allowance of msgpack values (nodes).

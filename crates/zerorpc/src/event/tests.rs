@@ -524,17 +524,36 @@ mod read_head_agrees_with_scan {
     use super::*;
     use proptest::prelude::*;
 
+    /// Also: skipping the `traceparent` (as our client does with replies)
+    /// accepts exactly the same, and reads the same but for it.
     fn check(bytes: &[u8], max_nodes: usize) {
         let limits = DecodeLimits { max_nodes };
-        let one_pass = Event::read_head(bytes, limits);
+        let one_pass = Event::read_head(bytes, limits, TraceEntry::Read);
+        let skipping = Event::read_head(bytes, limits, TraceEntry::Skip);
         let walked = super::super::scan(bytes, max_nodes).and_then(|()| {
             Event::read_head(
                 bytes,
                 DecodeLimits {
                     max_nodes: usize::MAX,
                 },
+                TraceEntry::Read,
             )
         });
+        match (&one_pass, &skipping) {
+            (Ok((h1, n1, r1)), Ok((h2, n2, r2))) => {
+                assert!(h2.traceparent.is_none());
+                let is_tp = |k: &Value| k.as_str() == Some("traceparent");
+                assert!(!h2.extra.iter().any(|(k, _)| is_tp(k)));
+                let mut h1 = h1.clone();
+                h1.traceparent = None;
+                h1.extra.retain(|(k, _)| !is_tp(k));
+                assert_eq!((&h1, n1, r1), (h2, n2, r2));
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!(
+                "reading {one_pass:?}, skipping the trace {skipping:?} (max_nodes {max_nodes})"
+            ),
+        }
         match (one_pass, walked) {
             (Ok((h1, n1, r1)), Ok((h2, n2, r2))) => {
                 assert_eq!(h1, h2);
@@ -599,7 +618,8 @@ mod read_head_agrees_with_scan {
     fn a_limit_at_the_events_size_is_met_exactly() {
         let bytes = event(3, 0b111_1111);
         let mut nodes = 0;
-        while Event::read_head(&bytes, DecodeLimits { max_nodes: nodes }).is_err() {
+        while Event::read_head(&bytes, DecodeLimits { max_nodes: nodes }, TraceEntry::Read).is_err()
+        {
             nodes += 1;
         }
         assert!(super::super::scan(&bytes, nodes).is_ok());
@@ -609,7 +629,8 @@ mod read_head_agrees_with_scan {
                 &bytes,
                 DecodeLimits {
                     max_nodes: nodes - 1
-                }
+                },
+                TraceEntry::Read
             ),
             Err(EventError::TooComplex { .. })
         ));
@@ -661,4 +682,108 @@ fn the_size_hint_covers_the_usual_events_so_encoding_never_grows_its_buffer() {
             ev.encode().len()
         );
     }
+}
+
+/// An integer header value read straight from its bytes is the value
+/// rmpv reads, in every encoding msgpack has for it; anything else, or an
+/// integer cut short, is left to rmpv.
+#[test]
+fn integers_are_read_as_rmpv_reads_them() {
+    let mut encoded: Vec<Vec<u8>> = Vec::new();
+    for v in [
+        0i64,
+        1,
+        5,
+        127,
+        128,
+        255,
+        256,
+        65_535,
+        65_536,
+        1 << 40,
+        i64::MAX,
+        -1,
+        -32,
+        -33,
+        -128,
+        -129,
+        -32_768,
+        -32_769,
+        i64::MIN,
+    ] {
+        let mut b = Vec::new();
+        rmp::encode::write_sint(&mut b, v).unwrap();
+        encoded.push(b);
+    }
+    for v in [0u64, 200, 60_000, 4_000_000_000, u64::MAX] {
+        let mut b = Vec::new();
+        rmp::encode::write_uint(&mut b, v).unwrap();
+        encoded.push(b);
+    }
+    // Non-minimal encodings (a peer may send them): 5 as u64, -1 as i64, 7 as i8.
+    encoded.push(vec![0xcf, 0, 0, 0, 0, 0, 0, 0, 5]);
+    encoded.push(vec![0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    encoded.push(vec![0xd0, 7]);
+    for bytes in &encoded {
+        let mut tail = bytes.clone();
+        tail.push(0xc0);
+        let mut rd = &tail[..];
+        let n = super::read_int(&mut rd).expect("an integer");
+        assert_eq!(rd, &[0xc0], "{bytes:x?}: read exactly its bytes");
+        let v = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        assert_eq!(Value::Integer(n), v, "{bytes:x?}");
+        assert_eq!((n.as_i64(), n.as_u64()), (v.as_i64(), v.as_u64()));
+        for cut in 0..bytes.len() {
+            let mut rd = &bytes[..cut];
+            assert!(
+                super::read_int(&mut rd).is_none(),
+                "{bytes:x?} cut at {cut}"
+            );
+            assert_eq!(rd.len(), cut, "a cut integer leaves the bytes as they were");
+        }
+    }
+    for other in [
+        vec![0xc0],
+        vec![0xc3],
+        vec![0xa1, b'3'],
+        vec![0xcb, 0, 0, 0, 0, 0, 0, 0, 0],
+    ] {
+        let mut rd = &other[..];
+        assert!(super::read_int(&mut rd).is_none(), "{other:x?}");
+        assert_eq!(rd, &other[..]);
+    }
+}
+
+/// A reply decoded for our client drops its `traceparent` and reads the
+/// rest as [`Event::decode`] does; a version that is no integer is still
+/// no version.
+#[test]
+fn a_reply_is_read_without_its_trace_context() {
+    let ctx = crate::TraceContext::new_root();
+    let mut ev = Event::on_channel(&MessageId::random(), EventKind::Stream, Value::from(7));
+    ev.header.traceparent = Some(ctx.trace_parent());
+    ev.header
+        .extra
+        .push((Value::from("x-user"), Value::from("ann")));
+    let bytes = ev.encode();
+    let full = Event::decode(&bytes, DecodeLimits::default()).unwrap();
+    assert_eq!(full.header.traceparent, Some(ctx.trace_parent()));
+    let reply = Event::decode_reply(&bytes, DecodeLimits::default()).unwrap();
+    assert_eq!(reply.header.traceparent, None);
+    assert_eq!(reply.header.extra, full.header.extra);
+    assert_eq!(
+        (
+            &reply.header.message_id,
+            &reply.header.response_to,
+            reply.header.version
+        ),
+        (&full.header.message_id, &full.header.response_to, Some(3))
+    );
+    assert_eq!((&reply.name, &reply.args), (&full.name, &full.args));
+
+    let mut odd = Event::new("echo", Value::Array(vec![]));
+    odd.header.version = None;
+    odd.header.extra.push((Value::from("v"), Value::from("3")));
+    let back = Event::decode(&odd.encode(), DecodeLimits::default()).unwrap();
+    assert_eq!(back.header.version, None);
 }
