@@ -13,7 +13,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::time::{Instant, Sleep};
 
-use super::{Channel, ChannelConfig, ChannelError};
+use super::{Channel, ChannelError};
 use crate::event::Event;
 
 /// Where a channel's events go: its connection's send queue, with room for
@@ -22,8 +22,10 @@ pub(crate) trait Outlet {
     type Error;
     /// `Ready(Ok)` once no event waits for room; `Pending` while one does.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>>;
-    /// Queues `ev`, or keeps it to wait for room (see `poll_ready`).
-    fn start_send(&mut self, ev: Event, cfg: &ChannelConfig) -> Result<(), Self::Error>;
+    /// Queues `ch`'s next event (written into its message by
+    /// [`Channel::transmit_into`]), or keeps it to wait for room (see
+    /// `poll_ready`). Called only while `ch` has one.
+    fn start_send(&mut self, ch: &mut Channel) -> Result<(), Self::Error>;
 }
 
 /// A [`Channel`] and its timer.
@@ -76,10 +78,10 @@ impl Driver {
     ) -> Poll<Result<(), O::Error>> {
         loop {
             ready!(out.poll_ready(cx))?;
-            let Some(ev) = self.ch.poll_transmit() else {
+            if !self.ch.has_output() {
                 return Poll::Ready(Ok(()));
-            };
-            out.start_send(ev, self.ch.config())?;
+            }
+            out.start_send(&mut self.ch)?;
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
-use crate::event::{Event, EventKind, MessageId, SharedEntries};
+use crate::event::{Event, EventKind, Head, MessageId, SharedEntries, PROTOCOL_VERSION};
 use crate::trace::{TraceContext, TraceParent};
 
 mod driver;
@@ -162,7 +162,7 @@ pub struct Channel {
     buffered: u32,
     /// Whether a STREAM has started (we grant credit only for streams).
     streaming: bool,
-    out: VecDeque<Event>,
+    out: VecDeque<Outgoing>,
     /// `out` holds a heartbeat and nothing else (see `poll_transmit`).
     lone_heartbeat: bool,
     /// The trace context every event sent carries, when traced (its
@@ -172,6 +172,17 @@ pub struct Channel {
     headers: SharedEntries,
     /// The first `STREAM` event sent says how much credit this side honours
     /// (see [`Channel::announce_window`]).
+    announce: bool,
+}
+
+/// An event this channel queued: its parts, made an [`Event`] by
+/// [`Channel::poll_transmit`], or written straight into a message by our
+/// drivers ([`Channel::transmit_into`]).
+#[derive(Debug)]
+struct Outgoing {
+    kind: EventKind,
+    args: Value,
+    /// The first `STREAM` event of a sender that announces its window.
     announce: bool,
 }
 
@@ -366,16 +377,48 @@ impl Channel {
 
     /// The next event to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Event> {
-        let ev = self.out.pop_front()?;
+        let o = self.pop()?;
+        let mut ev = Event::on_channel(&self.id, o.kind, o.args);
+        ev.header.traceparent = self.traceparent;
+        ev.header.shared = self.headers.clone();
+        if o.announce {
+            ev.header.extra.push(window_entry());
+        }
+        Some(ev)
+    }
+
+    /// Appends the next event to send to `m`, as [`Channel::poll_transmit`]
+    /// would make it and `Event::append_to` write it, but straight from
+    /// its parts (no `Event` made); its kind, or `None` if there was none.
+    pub(crate) fn transmit_into(&mut self, m: &mut zmtp::Message) -> Option<EventKind> {
+        let o = self.pop()?;
+        let announced = o.announce.then(window_entry);
+        let id = MessageId::random();
+        let head = Head {
+            message_id: &id,
+            version: Some(PROTOCOL_VERSION),
+            response_to: Some(&self.id),
+            deadline_ms: None,
+            traceparent: self.traceparent.as_ref(),
+            extra: announced.as_slice(),
+            shared: &self.headers,
+            name: o.kind.name(),
+        };
+        head.append(o.args, m);
+        Some(o.kind)
+    }
+
+    fn pop(&mut self) -> Option<Outgoing> {
+        let o = self.out.pop_front()?;
         // A heartbeat alone in the queue has gone: the channel is likely
         // idle, and an idle channel should not keep the queue's buffer
-        // (room for a few events, a kilobyte). A busy stream pays one
-        // allocation per heartbeat interval for this.
+        // (room for a few events). A busy stream pays one allocation per
+        // heartbeat interval for this.
         if self.lone_heartbeat && self.out.is_empty() {
             self.out = VecDeque::new();
             self.lone_heartbeat = false;
         }
-        Some(ev)
+        Some(o)
     }
 
     /// Whether events are waiting for [`Channel::poll_transmit`].
@@ -406,9 +449,8 @@ impl Channel {
         self.deadline = None;
         self.emit(kind, args);
         if kind == EventKind::Stream && std::mem::take(&mut self.announce) {
-            if let Some(ev) = self.out.back_mut() {
-                let max = Value::from(MAX_SEND_CREDIT);
-                ev.header.extra.push((Value::from(WINDOW_MAX_KEY), max));
+            if let Some(o) = self.out.back_mut() {
+                o.announce = true;
             }
         }
         true
@@ -460,14 +502,15 @@ impl Channel {
         self.emit(EventKind::More, Value::Array(vec![Value::from(n)]));
     }
 
-    /// Queues an event of this channel, with the channel's extra header
-    /// entries (trace context).
+    /// Queues an event of this channel (its header, with the channel's
+    /// trace context and extra entries, is made when it is sent).
     fn emit(&mut self, kind: EventKind, args: Value) {
-        let mut ev = Event::on_channel(&self.id, kind, args);
-        ev.header.traceparent = self.traceparent;
-        ev.header.shared = self.headers.clone();
         self.lone_heartbeat = kind == EventKind::Heartbeat && self.out.is_empty();
-        self.out.push_back(ev);
+        self.out.push_back(Outgoing {
+            kind,
+            args,
+            announce: false,
+        });
     }
 
     /// Header entries added to every event this channel sends.
@@ -482,6 +525,11 @@ impl Channel {
         self.traceparent = Some(ctx.trace_parent());
         self.headers = ctx.tracestate_entries();
     }
+}
+
+/// A sender's window announcement (see [`Channel::announce_window`]).
+fn window_entry() -> (Value, Value) {
+    (Value::from(WINDOW_MAX_KEY), Value::from(MAX_SEND_CREDIT))
 }
 
 fn credit_arg(args: &Value) -> Option<u64> {

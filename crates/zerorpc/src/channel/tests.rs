@@ -461,3 +461,81 @@ fn every_event_of_a_traced_channel_carries_its_context_on_the_wire() {
         }
     }
 }
+
+/// What our drivers send (`transmit_into`, straight from the queued parts)
+/// is what `poll_transmit`'s event encodes to, but for the fresh message
+/// id: replies, the first stream item with its window announcement, items
+/// after it, a long value sent in pieces, heartbeats, credit; traced, with
+/// and without a `tracestate`, and not.
+#[test]
+fn transmitting_into_a_message_writes_the_event_poll_transmit_makes() {
+    let t0 = Instant::now();
+    let request = Event::new("f", Value::Array(vec![]));
+    let parent = TraceContext::new_root();
+    let traced = |tracestate: Option<&str>| TraceContext {
+        tracestate: tracestate.map(str::to_owned),
+        ..parent.child()
+    };
+    for ctx in [None, Some(traced(None)), Some(traced(Some("vendor=1")))] {
+        // Two channels fed the same: one read as events, one as messages.
+        let [mut a, mut b] = [(); 2].map(|()| {
+            let mut s = Channel::server(&request, cfg(), t0);
+            s.announce_window();
+            if let Some(ctx) = &ctx {
+                s.set_trace(ctx);
+            }
+            s.on_event(
+                Event::on_channel(
+                    &request.header.message_id,
+                    EventKind::More,
+                    Value::Array(vec![Value::from(5)]),
+                ),
+                t0,
+            )
+            .unwrap();
+            s
+        });
+        let mut c = Channel::client(MessageId::random(), cfg(), t0);
+        let mut c2 = Channel::client(c.id().clone(), cfg(), t0);
+        let mut compared = 0;
+        let mut compare = |x: &mut Channel, y: &mut Channel| {
+            while let Some(ev) = x.poll_transmit() {
+                let mut m = zmtp::Message::from(bytes::Bytes::from_static(b"envelope"));
+                let kind = y.transmit_into(&mut m);
+                assert_eq!(kind, ev.kind(), "the kind transmitted");
+                let frames: Vec<bytes::Bytes> = m.into_frames().collect();
+                assert_eq!(frames.len(), 2, "one frame appended");
+                assert_eq!(&frames[0][..], b"envelope");
+                let want = Event::decode(&ev.encode(), Default::default()).unwrap();
+                let mut got = Event::decode(&frames[1], Default::default()).unwrap();
+                assert_ne!(got.header.message_id, want.header.message_id, "a fresh id");
+                got.header.message_id = want.header.message_id.clone();
+                assert_eq!(got, want);
+                compared += 1;
+            }
+            assert!(y.transmit_into(&mut zmtp::Message::new()).is_none());
+        };
+        for s in [&mut a, &mut b] {
+            for i in 0..3 {
+                assert!(s.send(EventKind::Stream, Value::from(i)));
+            }
+            let long = Value::Binary(vec![7; crate::event::PIECE_MIN]);
+            assert!(s.send(EventKind::Stream, Value::Array(vec![long])));
+            s.handle_timeout(secs(t0, 5.0)).unwrap();
+            assert!(s.send(EventKind::StreamDone, Value::Nil));
+        }
+        compare(&mut a, &mut b);
+        // a client's heartbeat and credit
+        for s in [&mut c, &mut c2] {
+            s.on_event(
+                Event::on_channel(s.id(), EventKind::Stream, Value::from(1)),
+                t0,
+            )
+            .unwrap();
+            s.consumed(1);
+            s.handle_timeout(secs(t0, 5.0)).unwrap();
+        }
+        compare(&mut c, &mut c2);
+        assert_eq!(compared, 8, "6 from the server, 2 from the client");
+    }
+}

@@ -350,13 +350,17 @@ impl Outlet for ToServer {
     /// Heartbeats are best effort (with the server gone there is no peer
     /// to send to, and loss detection decides); credit must arrive or the
     /// stream stalls. Neither waits longer than the remote may stay silent.
-    fn start_send(&mut self, ev: Event, cfg: &ChannelConfig) -> Result<(), Error> {
-        let credit = ev.kind() == Some(EventKind::More);
-        let msg = crate::event::dealer_message(ev);
+    fn start_send(&mut self, ch: &mut Channel) -> Result<(), Error> {
+        // (a DEALER's empty delimiter, then the event)
+        let mut msg = Message::from(bytes::Bytes::new());
+        let Some(kind) = ch.transmit_into(&mut msg) else {
+            return Ok(());
+        };
+        let credit = kind == EventKind::More;
         let Err(TrySendError::Full(msg)) = self.conn.dealer.try_send_or_return(msg) else {
             return Ok(());
         };
-        let cfg = *cfg;
+        let cfg = *ch.config();
         let conn = self.conn.clone();
         self.sending = Some(if credit {
             let patience = cfg.heartbeat * cfg.lost_after;

@@ -99,7 +99,7 @@ impl Event {
 
     /// Encodes to msgpack (directly, without building a value tree).
     pub fn encode(&self) -> Bytes {
-        let mut out = self.encode_head();
+        let mut out = self.head().write();
         // Writing into a Vec cannot fail.
         let _ = rmpv::encode::write_value(&mut out, &self.args);
         Bytes::from(out)
@@ -111,91 +111,20 @@ impl Event {
     /// own, moved and not copied. Joined, the pieces are [`Event::encode`]'s
     /// bytes.
     pub fn into_pieces(self) -> impl ExactSizeIterator<Item = Bytes> {
-        let mut pieces = PieceWriter {
-            done: SmallVec::new(),
-            out: self.encode_head(),
-        };
-        pieces.put(self.args);
-        if !pieces.out.is_empty() {
-            pieces.done.push(Bytes::from(pieces.out));
-        }
-        pieces.done.into_iter()
+        let head = self.head().write();
+        pieces(head, self.args).into_iter()
     }
 
-    /// Appends the event to `m` as its last frame: in pieces when its
-    /// arguments hold long strings or binaries ([`Event::into_pieces`]),
-    /// else whole (the common case pays only for the check).
+    /// Appends the event to `m` as its last frame (see [`Head::append`]).
     #[inline]
     pub(crate) fn append_to(self, m: &mut zmtp::Message) {
-        if holds_long(&self.args) {
-            m.push_back_pieces(self.into_pieces());
-        } else {
-            m.push_back(self.encode());
-        }
+        let Event { header, name, args } = self;
+        Head::of(&header, &name).append(args, m);
     }
 
-    /// Bytes [`Event::encode`] is likely to write: the head exactly (its
-    /// `extra` entries aside), small arguments guessed. The buffer then
-    /// needs no growing for a reply or a stream item, traced or not (a
-    /// growth is a reallocation and a copy, ~500 instructions).
-    fn size_hint(&self) -> usize {
-        /// Bytes of the arguments a small call or item usually has.
-        const SMALL_ARGS: usize = 24;
-        let h = &self.header;
-        let id = |id: &MessageId| 2 + id.as_bytes().len();
-        // (array and map markers; keys with their str markers)
-        3 + 11
-            + id(&h.message_id)
-            + h.version.map_or(0, |_| 2 + 9)
-            + h.response_to.as_ref().map_or(0, |r| 12 + id(r))
-            + h.deadline_ms.map_or(0, |_| 12 + 9)
-            + h.traceparent.map_or(0, |_| 12 + 2 + 55)
-            + h.shared.encoded().len()
-            + 5
-            + self.name.len()
-            + SMALL_ARGS
-    }
-
-    /// The event's array marker, header and name.
-    fn encode_head(&self) -> Vec<u8> {
-        let h = &self.header;
-        let entries = 1
-            + usize::from(h.version.is_some())
-            + usize::from(h.response_to.is_some())
-            + usize::from(h.deadline_ms.is_some())
-            + usize::from(h.traceparent.is_some())
-            + h.extra.len()
-            + h.shared.len();
-        let mut out = Vec::with_capacity(self.size_hint());
-        // Writing into a Vec cannot fail.
-        let _ = rmp::encode::write_array_len(&mut out, 3);
-        let _ = rmp::encode::write_map_len(&mut out, entries as u32);
-        let _ = rmp::encode::write_str(&mut out, "message_id");
-        h.message_id.write(&mut out);
-        if let Some(v) = h.version {
-            let _ = rmp::encode::write_str(&mut out, "v");
-            let _ = rmp::encode::write_sint(&mut out, v);
-        }
-        if let Some(r) = &h.response_to {
-            let _ = rmp::encode::write_str(&mut out, "response_to");
-            r.write(&mut out);
-        }
-        if let Some(ms) = h.deadline_ms {
-            let _ = rmp::encode::write_str(&mut out, crate::deadline::HEADER_KEY);
-            let _ = rmp::encode::write_uint(&mut out, ms);
-        }
-        if let Some(tp) = &h.traceparent {
-            let _ = rmp::encode::write_str(&mut out, crate::trace::TRACEPARENT);
-            let _ = rmp::encode::write_str_len(&mut out, 55);
-            out.extend_from_slice(&tp.to_bytes());
-        }
-        for (k, v) in &h.extra {
-            let _ = rmpv::encode::write_value(&mut out, k);
-            let _ = rmpv::encode::write_value(&mut out, v);
-        }
-        out.extend_from_slice(h.shared.encoded());
-        let _ = rmp::encode::write_str(&mut out, &self.name);
-        out
+    /// The event's head, borrowed.
+    fn head(&self) -> Head<'_> {
+        Head::of(&self.header, &self.name)
     }
 
     /// Decodes from msgpack, refusing anything that is not a well-formed
@@ -308,6 +237,126 @@ impl Event {
         let (header, name, _) = Event::read_head(buf, limits, TraceEntry::Read)?;
         Ok((header, name))
     }
+}
+
+/// An event's head (header and name) to encode, borrowed from wherever
+/// its parts are: an [`Event`], or a reply a [`crate::Channel`] queued
+/// (written straight into its message, no `Event` made).
+pub(crate) struct Head<'a> {
+    pub(crate) message_id: &'a MessageId,
+    pub(crate) version: Option<i64>,
+    pub(crate) response_to: Option<&'a MessageId>,
+    pub(crate) deadline_ms: Option<u64>,
+    pub(crate) traceparent: Option<&'a crate::trace::TraceParent>,
+    pub(crate) extra: &'a [(Value, Value)],
+    pub(crate) shared: &'a SharedEntries,
+    pub(crate) name: &'a str,
+}
+
+impl<'a> Head<'a> {
+    fn of(h: &'a Header, name: &'a str) -> Self {
+        Head {
+            message_id: &h.message_id,
+            version: h.version,
+            response_to: h.response_to.as_ref(),
+            deadline_ms: h.deadline_ms,
+            traceparent: h.traceparent.as_ref(),
+            extra: &h.extra,
+            shared: &h.shared,
+            name,
+        }
+    }
+
+    /// Appends the event of this head and `args` to `m` as its last frame:
+    /// in pieces when the arguments hold long strings or binaries (see
+    /// [`Event::into_pieces`]), else whole (the common case pays only for
+    /// the check).
+    #[inline]
+    pub(crate) fn append(&self, args: Value, m: &mut zmtp::Message) {
+        let mut out = self.write();
+        if holds_long(&args) {
+            m.push_back_pieces(pieces(out, args));
+        } else {
+            // Writing into a Vec cannot fail.
+            let _ = rmpv::encode::write_value(&mut out, &args);
+            m.push_back(Bytes::from(out));
+        }
+    }
+
+    /// Bytes an event of this head is likely to take: the head exactly
+    /// (its `extra` entries aside), small arguments guessed. The buffer
+    /// then needs no growing for a reply or a stream item, traced or not
+    /// (a growth is a reallocation and a copy, ~500 instructions).
+    fn size_hint(&self) -> usize {
+        /// Bytes of the arguments a small call or item usually has.
+        const SMALL_ARGS: usize = 24;
+        let id = |id: &MessageId| 2 + id.as_bytes().len();
+        // (array and map markers; keys with their str markers)
+        3 + 11
+            + id(self.message_id)
+            + self.version.map_or(0, |_| 2 + 9)
+            + self.response_to.map_or(0, |r| 12 + id(r))
+            + self.deadline_ms.map_or(0, |_| 12 + 9)
+            + self.traceparent.map_or(0, |_| 12 + 2 + 55)
+            + self.shared.encoded().len()
+            + 5
+            + self.name.len()
+            + SMALL_ARGS
+    }
+
+    /// The event's array marker, header and name.
+    fn write(&self) -> Vec<u8> {
+        let entries = 1
+            + usize::from(self.version.is_some())
+            + usize::from(self.response_to.is_some())
+            + usize::from(self.deadline_ms.is_some())
+            + usize::from(self.traceparent.is_some())
+            + self.extra.len()
+            + self.shared.len();
+        let mut out = Vec::with_capacity(self.size_hint());
+        // Writing into a Vec cannot fail.
+        let _ = rmp::encode::write_array_len(&mut out, 3);
+        let _ = rmp::encode::write_map_len(&mut out, entries as u32);
+        let _ = rmp::encode::write_str(&mut out, "message_id");
+        self.message_id.write(&mut out);
+        if let Some(v) = self.version {
+            let _ = rmp::encode::write_str(&mut out, "v");
+            let _ = rmp::encode::write_sint(&mut out, v);
+        }
+        if let Some(r) = self.response_to {
+            let _ = rmp::encode::write_str(&mut out, "response_to");
+            r.write(&mut out);
+        }
+        if let Some(ms) = self.deadline_ms {
+            let _ = rmp::encode::write_str(&mut out, crate::deadline::HEADER_KEY);
+            let _ = rmp::encode::write_uint(&mut out, ms);
+        }
+        if let Some(tp) = self.traceparent {
+            let _ = rmp::encode::write_str(&mut out, crate::trace::TRACEPARENT);
+            let _ = rmp::encode::write_str_len(&mut out, 55);
+            out.extend_from_slice(&tp.to_bytes());
+        }
+        for (k, v) in self.extra {
+            let _ = rmpv::encode::write_value(&mut out, k);
+            let _ = rmpv::encode::write_value(&mut out, v);
+        }
+        out.extend_from_slice(self.shared.encoded());
+        let _ = rmp::encode::write_str(&mut out, self.name);
+        out
+    }
+}
+
+/// `head` then `args` as pieces of one frame (see [`Event::into_pieces`]).
+fn pieces(head: Vec<u8>, args: Value) -> SmallVec<[Bytes; 3]> {
+    let mut pieces = PieceWriter {
+        done: SmallVec::new(),
+        out: head,
+    };
+    pieces.put(args);
+    if !pieces.out.is_empty() {
+        pieces.done.push(Bytes::from(pieces.out));
+    }
+    pieces.done
 }
 
 /// What a router needs of an event ([`Event::route_head`]): its ids, its

@@ -108,12 +108,17 @@ impl Envelope {
 
     /// A message of these frames, then `ev` (see `Event::append_to`).
     pub(super) fn message(&self, ev: Event) -> Message {
-        let mut m = match self {
-            Envelope::Delimiter => Message::from_iter([Bytes::new()]),
-            Envelope::Frames(f) => f.iter().cloned().collect(),
-        };
+        let mut m = self.frames();
         ev.append_to(&mut m);
         m
+    }
+
+    /// A message of these frames alone (its event to follow).
+    fn frames(&self) -> Message {
+        match self {
+            Envelope::Delimiter => Message::from_iter([Bytes::new()]),
+            Envelope::Frames(f) => f.iter().cloned().collect(),
+        }
     }
 }
 
@@ -130,8 +135,12 @@ impl Outlet for ToClient {
         Poll::Ready(r)
     }
 
-    fn start_send(&mut self, ev: Event, _: &ChannelConfig) -> Result<(), Self::Error> {
-        match self.peer.try_send(self.envelope.message(ev)) {
+    fn start_send(&mut self, ch: &mut Channel) -> Result<(), Self::Error> {
+        let mut m = self.envelope.frames();
+        if ch.transmit_into(&mut m).is_none() {
+            return Ok(());
+        }
+        match self.peer.try_send(m) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(m)) => {
                 self.sending = Some(Box::new(Some(m)));
