@@ -14,7 +14,7 @@ use std::task::{ready, Context, Poll};
 use tokio::time::{Instant, Sleep};
 
 use super::{Channel, ChannelError};
-use crate::event::Event;
+use crate::event::{Event, Received};
 
 /// Where a channel's events go: its connection's send queue, with room for
 /// one event to wait outside it.
@@ -47,6 +47,11 @@ impl Driver {
     /// one (control events are the channel's own).
     pub(crate) fn on_event(&mut self, ev: Event) -> Result<Option<Event>, ChannelError> {
         self.ch.on_event(ev, Instant::now().into_std())
+    }
+
+    /// [`Driver::on_event`] for a reply our client decoded as such.
+    pub(crate) fn on_received(&mut self, r: Received) -> Result<Option<Received>, ChannelError> {
+        self.ch.on_received(r, Instant::now().into_std())
     }
 
     /// `Ready` when the channel's deadline (a heartbeat, the loss limit, the

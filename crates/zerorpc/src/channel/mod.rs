@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
-use crate::event::{Event, EventKind, Head, MessageId, SharedEntries, PROTOCOL_VERSION};
+use crate::event::{Event, EventKind, Head, MessageId, Received, SharedEntries, PROTOCOL_VERSION};
 use crate::trace::{TraceContext, TraceParent};
 
 mod driver;
@@ -300,11 +300,39 @@ impl Channel {
     /// Handles an event received on this channel. Control events are
     /// consumed; anything else is returned for the application.
     pub fn on_event(&mut self, ev: Event, now: Instant) -> Result<Option<Event>, ChannelError> {
+        let announced = || announced_window(&ev.header.extra);
+        Ok(self
+            .received(ev.kind(), &ev.args, announced, now)?
+            .then_some(ev))
+    }
+
+    /// [`Channel::on_event`] for a reply our client decoded as such
+    /// ([`Event::decode_reply`]).
+    pub(crate) fn on_received(
+        &mut self,
+        r: Received,
+        now: Instant,
+    ) -> Result<Option<Received>, ChannelError> {
+        Ok(self
+            .received(r.kind, &r.args, || r.window_max, now)?
+            .then_some(r))
+    }
+
+    /// An event of `kind` received: whether it is the application's.
+    /// `announced` is the window it announces (asked of a stream's first
+    /// item only).
+    fn received(
+        &mut self,
+        kind: Option<EventKind>,
+        args: &Value,
+        announced: impl FnOnce() -> Option<u64>,
+        now: Instant,
+    ) -> Result<bool, ChannelError> {
         self.last_heard = Some(now);
-        match ev.kind() {
-            Some(EventKind::Heartbeat) => Ok(None),
+        match kind {
+            Some(EventKind::Heartbeat) => Ok(false),
             Some(EventKind::More) => {
-                let n = credit_arg(&ev.args).ok_or(ChannelError::BadCredit)?;
+                let n = credit_arg(args).ok_or(ChannelError::BadCredit)?;
                 let credit = match self.mode {
                     CreditMode::Additive => u64::from(self.send_credit).saturating_add(n),
                     CreditMode::Absolute => n,
@@ -314,21 +342,21 @@ impl Channel {
                 // credit is not what bounds memory; this keeps the count
                 // meaningful).
                 self.send_credit = credit.min(MAX_SEND_CREDIT) as u32;
-                Ok(None)
+                Ok(false)
             }
             kind => {
                 self.first_reply_deadline = None;
                 self.deadline = None;
                 if kind == Some(EventKind::Stream) {
                     if !self.streaming {
-                        self.adopt_window(&ev);
+                        self.adopt_window(announced());
                     }
                     self.streaming = true;
                     self.remote_credit = self.remote_credit.saturating_sub(1);
                     self.buffered = self.buffered.saturating_add(1);
                     self.maybe_grant();
                 }
-                Ok(Some(ev))
+                Ok(true)
             }
         }
     }
@@ -466,12 +494,7 @@ impl Channel {
 
     /// Widens the window when the stream's first event announces one (see
     /// [`Channel::announce_window`]).
-    fn adopt_window(&mut self, first: &Event) {
-        let announced = first.header.extra.iter().find_map(|(k, v)| {
-            (k.as_str() == Some(WINDOW_MAX_KEY))
-                .then(|| v.as_u64())
-                .flatten()
-        });
+    fn adopt_window(&mut self, announced: Option<u64>) {
         if let Some(max) = announced {
             let max = u32::try_from(max).unwrap_or(u32::MAX);
             self.cfg.window = self.cfg.window.max(self.cfg.announced_window.min(max));
@@ -525,6 +548,16 @@ impl Channel {
         self.traceparent = Some(ctx.trace_parent());
         self.headers = ctx.tracestate_entries();
     }
+}
+
+/// The window a header's `extra` entries announce (see
+/// [`Channel::announce_window`]).
+pub(crate) fn announced_window(extra: &[(Value, Value)]) -> Option<u64> {
+    extra.iter().find_map(|(k, v)| {
+        (k.as_str() == Some(WINDOW_MAX_KEY))
+            .then(|| v.as_u64())
+            .flatten()
+    })
 }
 
 /// A sender's window announcement (see [`Channel::announce_window`]).

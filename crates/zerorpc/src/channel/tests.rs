@@ -539,3 +539,45 @@ fn transmitting_into_a_message_writes_the_event_poll_transmit_makes() {
         assert_eq!(compared, 8, "6 from the server, 2 from the client");
     }
 }
+
+/// A reply our client decodes as such ([`Channel::on_received`]) moves the
+/// channel as the same event does through [`Channel::on_event`]: the
+/// window a stream announces, credit, the end of the first-reply wait.
+#[test]
+fn a_received_reply_moves_the_channel_as_its_event_does() {
+    let t0 = Instant::now();
+    let mut a = Channel::client(MessageId::random(), cfg(), t0);
+    let mut b = Channel::client(a.id().clone(), cfg(), t0);
+    let mut first = Event::on_channel(a.id(), EventKind::Stream, Value::from(1));
+    first
+        .header
+        .extra
+        .push((Value::from(WINDOW_MAX_KEY), Value::from(600)));
+    let heartbeat = Event::on_channel(a.id(), EventKind::Heartbeat, Value::Nil);
+    let done = Event::on_channel(a.id(), EventKind::StreamDone, Value::Nil);
+    for (i, ev) in [first, heartbeat, done].into_iter().enumerate() {
+        let (_, r) = Event::decode_reply(&ev.encode(), Default::default()).unwrap();
+        let from_event = a.on_event(ev, secs(t0, i as f64)).unwrap();
+        let from_reply = b.on_received(r, secs(t0, i as f64)).unwrap();
+        assert_eq!(from_event.map(|e| e.kind()), from_reply.map(|r| r.kind));
+        a.consumed(1);
+        b.consumed(1);
+        let (ea, eb) = (drain(&mut a), drain(&mut b));
+        assert_eq!(
+            ea.iter()
+                .map(|e| (e.kind(), e.args.clone()))
+                .collect::<Vec<_>>(),
+            eb.iter()
+                .map(|e| (e.kind(), e.args.clone()))
+                .collect::<Vec<_>>(),
+        );
+        if i == 0 {
+            assert_eq!(
+                ea.first().map(|e| e.args.clone()),
+                Some(Value::Array(vec![Value::from(599)])),
+                "the announced window granted (less the item held)"
+            );
+        }
+    }
+    assert_eq!(a.poll_timeout(), b.poll_timeout());
+}

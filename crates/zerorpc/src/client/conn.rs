@@ -4,7 +4,7 @@
 
 use super::*;
 
-pub(super) type Channels = Mutex<HashMap<MessageId, MailSender<Event>>>;
+pub(super) type Channels = Mutex<HashMap<MessageId, MailSender<Received>>>;
 
 pub(super) struct Conn {
     pub(super) dealer: DealerSocket,
@@ -121,7 +121,7 @@ impl Conn {
 
     pub(super) fn channels(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<MessageId, MailSender<Event>>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<MessageId, MailSender<Received>>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -274,15 +274,15 @@ impl zmtp::Deliver for Route {
 /// Hands one message from the server to its call's mailbox.
 fn route(conn: &Conn, limits: DecodeLimits, msg: Message) {
     let Some(payload) = msg.last() else { return };
-    let ev = match Event::decode_reply(payload, limits) {
-        Ok(ev) => ev,
+    let (channel, ev) = match Event::decode_reply(payload, limits) {
+        Ok(decoded) => decoded,
         Err(e) => {
             tracing::warn!(error = %e, "dropping undecodable event from server");
             return;
         }
     };
-    let Some(channel) = ev.header.response_to.clone() else {
-        tracing::debug!(name = %ev.name, "event without response_to, dropped");
+    let Some(channel) = channel else {
+        tracing::debug!(name = %ev.name(), "event without response_to, dropped");
         return;
     };
     let mut chans = conn.channels();

@@ -10,7 +10,7 @@ use super::*;
 pub(super) struct InlineCall {
     pub(super) driver: Driver,
     pub(super) out: ToServer,
-    pub(super) net_rx: MailReceiver<Event>,
+    pub(super) net_rx: MailReceiver<Received>,
 }
 
 impl Drop for InlineCall {
@@ -59,7 +59,7 @@ impl InlineCall {
     /// Drives the channel until the next reply or stream item. The caller
     /// tells the channel when it has consumed an item
     /// ([`Channel::consumed`]), which grants credit.
-    pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, Error>> {
+    pub(super) fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Received, Error>> {
         loop {
             // A send waiting for room (`Pending`) does not stop the reading.
             if let Poll::Ready(Err(e)) = self.driver.poll_flush(&mut self.out, cx) {
@@ -67,7 +67,7 @@ impl InlineCall {
             }
             match self.net_rx.poll_recv(cx) {
                 Poll::Ready(Some(ev)) => {
-                    if let Some(app) = self.driver.on_event(ev).map_err(channel_error)? {
+                    if let Some(app) = self.driver.on_received(ev).map_err(channel_error)? {
                         return Poll::Ready(Ok(app));
                     }
                     continue;
@@ -91,7 +91,7 @@ impl InlineCall {
 
     /// Tells the connection how an event of this call turned out (see
     /// [`Conn::note`]).
-    pub(super) fn note_outcome(&self, r: &Result<Event, Error>) {
+    pub(super) fn note_outcome(&self, r: &Result<Received, Error>) {
         let (conn, cfg) = (&self.out.conn, self.driver.ch.config());
         match r {
             Err(e) => conn.note(e.is_lost(), cfg),
@@ -168,7 +168,7 @@ impl Future for Collect {
                 Ok(ev) => ev,
                 Err(e) => return Poll::Ready(Err(e)),
             };
-            let out = match ev.kind() {
+            let out = match ev.kind {
                 Some(EventKind::Ok) if this.items.is_none() => Ok((first_arg(ev.args), None)),
                 Some(EventKind::Stream) => {
                     // (consumed at once: credit follows)
@@ -183,7 +183,7 @@ impl Future for Collect {
                     Ok((Value::Array(items), Some(n)))
                 }
                 Some(EventKind::Err) => Err(reply_error(&call.driver.ch, ev.args)),
-                _ => Err(unexpected(&ev.name)),
+                _ => Err(unexpected(ev.name())),
             };
             // (the call ends here: its registration goes with it)
             this.state = CollectState::Done;
@@ -245,7 +245,7 @@ impl Future for CallFuture<'_> {
 
 /// The caller's end of a call: replies and stream items in order.
 pub(super) struct CallHandle {
-    pub(super) app_rx: mpsc::Receiver<Box<Result<Event, Error>>>,
+    pub(super) app_rx: mpsc::Receiver<Box<Result<Received, Error>>>,
     pub(super) took: Arc<Notify>,
     /// The call's deadline budget and timeout: what a server's
     /// `DeadlineExceeded` means for it (see [`Channel::expiry_of`]).
@@ -257,7 +257,7 @@ pub(super) struct CallHandle {
 
 impl CallHandle {
     /// The next reply or stream item (or the call's failure).
-    pub(super) async fn next_event(&mut self) -> Result<Event, Error> {
+    pub(super) async fn next_event(&mut self) -> Result<Received, Error> {
         let r = self.app_rx.recv().await.map_or(Err(Error::Closed), |b| *b);
         // Room freed in the window: let the driver grant credit once it is
         // worth a grant (it grants when half the window is free).
@@ -275,7 +275,7 @@ impl CallHandle {
 /// on the server) when the caller drops its handle.
 pub(super) async fn drive_call(
     mut call: InlineCall,
-    app_tx: mpsc::Sender<Box<Result<Event, Error>>>,
+    app_tx: mpsc::Sender<Box<Result<Received, Error>>>,
     took: Arc<Notify>,
 ) {
     let cap = app_tx.max_capacity() as u64;
@@ -314,7 +314,7 @@ pub(super) async fn drive_call(
             }
         };
         let last = app.is_final();
-        if app.kind() == Some(EventKind::Stream) {
+        if app.kind == Some(EventKind::Stream) {
             forwarded += 1;
         }
         // The window bounds what the server may send, and the queue holds

@@ -42,7 +42,7 @@ use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
 
 use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet};
 use crate::error::{CallError, Error};
-use crate::event::{DecodeLimits, Event, EventKind, MessageId};
+use crate::event::{DecodeLimits, Event, EventKind, MessageId, Received};
 use crate::hex::HexId;
 use crate::mailbox::{mailbox, MailError, MailReceiver, MailSender};
 use crate::observe::{CallStart, CallWatch, Ended, Observers};
@@ -482,14 +482,14 @@ impl Client {
 /// single value of an `OK` (`false`), the stream's end (`None`), or the
 /// call's failure (`expiry`: see [`InlineCall::expiry`]).
 fn reply_of(
-    r: Result<Event, Error>,
+    r: Result<Received, Error>,
     (budget, timeout): (Option<Duration>, Option<Duration>),
 ) -> Option<Result<(bool, Value), Error>> {
     let ev = match r {
         Ok(ev) => ev,
         Err(e) => return Some(Err(e)),
     };
-    match ev.kind() {
+    match ev.kind {
         Some(EventKind::Stream) => Some(Ok((true, ev.args))),
         Some(EventKind::StreamDone) => None,
         Some(EventKind::Ok) => Some(Ok((false, first_arg(ev.args)))),
@@ -502,7 +502,7 @@ fn reply_of(
                 },
             ))
         }
-        _ => Some(Err(unexpected(&ev.name))),
+        _ => Some(Err(unexpected(ev.name()))),
     }
 }
 

@@ -130,24 +130,37 @@ impl Event {
     /// Decodes from msgpack, refusing anything that is not a well-formed
     /// event or exceeds `limits`.
     pub fn decode(buf: &[u8], limits: DecodeLimits) -> Result<Self, EventError> {
-        Event::decode_with(buf, limits, TraceEntry::Read)
+        let (header, name, mut rd) = Event::read_head(buf, limits, TraceEntry::Read)?;
+        let args = read_args(&mut rd)?;
+        Ok(Event {
+            header,
+            name: name.to_owned(),
+            args,
+        })
     }
 
-    /// Decodes as [`Event::decode`] does, but skips a `traceparent` entry
-    /// unread (checked and counted, not parsed, not kept): for the replies
-    /// our client routes, whose trace context nothing on the client reads.
-    pub(crate) fn decode_reply(buf: &[u8], limits: DecodeLimits) -> Result<Self, EventError> {
-        Event::decode_with(buf, limits, TraceEntry::Skip)
-    }
-
-    fn decode_with(
+    /// Decodes a server's event as our client's calls take it ([`Received`]),
+    /// with the channel it answers. Checked as [`Event::decode`] checks an
+    /// event, but its `traceparent` is skipped unread (checked and counted,
+    /// not parsed: nothing on the client reads it) and the name of a kind
+    /// we know is not copied.
+    pub(crate) fn decode_reply(
         buf: &[u8],
         limits: DecodeLimits,
-        trace: TraceEntry,
-    ) -> Result<Self, EventError> {
-        let (header, name, mut rd) = Event::read_head(buf, limits, trace)?;
+    ) -> Result<(Option<MessageId>, Received), EventError> {
+        let (header, name, mut rd) = Event::read_head(buf, limits, TraceEntry::Skip)?;
         let args = read_args(&mut rd)?;
-        Ok(Event { header, name, args })
+        let kind = EventKind::of(name);
+        let reply = Received {
+            kind,
+            other: kind.is_none().then(|| name.into()),
+            args,
+            window_max: match kind {
+                Some(EventKind::Stream) => crate::channel::announced_window(&header.extra),
+                _ => None,
+            },
+        };
+        Ok((header.response_to, reply))
     }
 
     /// Reads the header and the name straight from the bytes, and checks
@@ -159,13 +172,13 @@ impl Event {
         buf: &[u8],
         limits: DecodeLimits,
         trace: TraceEntry,
-    ) -> Result<(Header, String, &[u8]), EventError> {
+    ) -> Result<(Header, &str, &[u8]), EventError> {
         let mut nodes = Nodes::new(limits.max_nodes);
         let mut rd = buf;
         let parts = read_parts(&mut rd)?;
         nodes.take()?;
         let header = Header::read(&mut rd, &mut nodes, trace)?;
-        let name = read_name(&mut rd)?.to_owned();
+        let name = read_name(&mut rd)?;
         nodes.take()?;
         let rest = rd;
         for _ in 2..parts {
@@ -235,7 +248,35 @@ impl Event {
     /// routers, which forward the original bytes).
     pub fn decode_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String), EventError> {
         let (header, name, _) = Event::read_head(buf, limits, TraceEntry::Read)?;
-        Ok((header, name))
+        Ok((header, name.to_owned()))
+    }
+}
+
+/// A server's event as our client's calls take it
+/// ([`Event::decode_reply`]): what they use of it, without its header.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) kind: Option<EventKind>,
+    /// The name, when it is of no kind we know (for the error).
+    pub(crate) other: Option<Box<str>>,
+    pub(crate) args: Value,
+    /// The window a stream's first item announces (see
+    /// [`crate::Channel::announce_window`]).
+    pub(crate) window_max: Option<u64>,
+}
+
+impl Received {
+    /// Whether it ends its channel (`OK`, `ERR`, `STREAM_DONE`).
+    pub(crate) fn is_final(&self) -> bool {
+        self.kind.is_some_and(EventKind::is_final)
+    }
+
+    /// The event's name.
+    pub(crate) fn name(&self) -> &str {
+        match (self.kind, &self.other) {
+            (Some(k), _) => k.name(),
+            (None, other) => other.as_deref().unwrap_or_default(),
+        }
     }
 }
 

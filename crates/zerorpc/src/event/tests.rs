@@ -754,32 +754,58 @@ fn integers_are_read_as_rmpv_reads_them() {
     }
 }
 
-/// A reply decoded for our client drops its `traceparent` and reads the
-/// rest as [`Event::decode`] does; a version that is no integer is still
-/// no version.
+/// A reply decoded for our client ([`Event::decode_reply`]) keeps what its
+/// calls use: the channel, the kind (or the name of an unknown one), the
+/// arguments and a stream's window announcement; it refuses what
+/// [`Event::decode`] refuses. A version that is no integer is still no
+/// version.
 #[test]
-fn a_reply_is_read_without_its_trace_context() {
+fn a_reply_is_read_for_what_the_client_uses() {
     let ctx = crate::TraceContext::new_root();
-    let mut ev = Event::on_channel(&MessageId::random(), EventKind::Stream, Value::from(7));
+    let channel = MessageId::random();
+    let mut ev = Event::on_channel(&channel, EventKind::Stream, Value::from(7));
     ev.header.traceparent = Some(ctx.trace_parent());
     ev.header
         .extra
         .push((Value::from("x-user"), Value::from("ann")));
+    ev.header.extra.push((
+        Value::from(crate::channel::WINDOW_MAX_KEY),
+        Value::from(500),
+    ));
     let bytes = ev.encode();
-    let full = Event::decode(&bytes, DecodeLimits::default()).unwrap();
-    assert_eq!(full.header.traceparent, Some(ctx.trace_parent()));
-    let reply = Event::decode_reply(&bytes, DecodeLimits::default()).unwrap();
-    assert_eq!(reply.header.traceparent, None);
-    assert_eq!(reply.header.extra, full.header.extra);
+    let (to, r) = Event::decode_reply(&bytes, DecodeLimits::default()).unwrap();
+    assert_eq!(to, Some(channel.clone()));
     assert_eq!(
-        (
-            &reply.header.message_id,
-            &reply.header.response_to,
-            reply.header.version
-        ),
-        (&full.header.message_id, &full.header.response_to, Some(3))
+        (r.kind, r.other.as_deref(), r.name()),
+        (Some(EventKind::Stream), None, "STREAM")
     );
-    assert_eq!((&reply.name, &reply.args), (&full.name, &full.args));
+    assert_eq!((&r.args, r.window_max), (&Value::from(7), Some(500)));
+
+    // an announcement counts on stream items only; an unknown name is kept
+    let mut ok = Event::on_channel(&channel, EventKind::Ok, Value::Nil);
+    ok.header.extra = ev.header.extra.clone();
+    let (_, r) = Event::decode_reply(&ok.encode(), DecodeLimits::default()).unwrap();
+    assert_eq!(
+        (r.kind, r.window_max, r.is_final()),
+        (Some(EventKind::Ok), None, true)
+    );
+    let odd_name = Event::on_channel(&channel, "SURPRISE", Value::Nil);
+    let (_, r) = Event::decode_reply(&odd_name.encode(), DecodeLimits::default()).unwrap();
+    assert_eq!((r.kind, r.name(), r.is_final()), (None, "SURPRISE", false));
+    let (to, _) = Event::decode_reply(
+        &Event::new("x", Value::Nil).encode(),
+        DecodeLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(to, None);
+
+    // refused as `decode` refuses: cut, or over the node limit
+    for cut in 0..bytes.len() {
+        assert!(Event::decode_reply(&bytes[..cut], DecodeLimits::default()).is_err());
+    }
+    let tight = DecodeLimits { max_nodes: 3 };
+    assert!(Event::decode(&bytes, tight).is_err());
+    assert!(Event::decode_reply(&bytes, tight).is_err());
 
     let mut odd = Event::new("echo", Value::Array(vec![]));
     odd.header.version = None;
