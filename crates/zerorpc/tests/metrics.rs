@@ -42,8 +42,6 @@ async fn prometheus_sees_calls_outcomes_durations_and_losses() {
         },
     ));
     let ep = server.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
-    let s = server.clone();
-    tokio::spawn(async move { s.run().await });
     let c = Client::connect_with(
         &[&ep],
         ClientOptions {
@@ -57,6 +55,23 @@ async fn prometheus_sees_calls_outcomes_durations_and_losses() {
     )
     .await
     .unwrap();
+    // The client connects before the server runs: its connection is
+    // counted all the same (the call waits for `run`).
+    let first = tokio::spawn({
+        let c = c.clone();
+        async move { c.call("echo", vec![(-1).into()]).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.connections() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let s = server.clone();
+    tokio::spawn(async move { s.run().await });
+    first.await.unwrap().unwrap();
     for i in 0..5 {
         c.call("echo", vec![i.into()]).await.unwrap();
     }
@@ -125,7 +140,7 @@ async fn prometheus_sees_calls_outcomes_durations_and_losses() {
             ],
         )
     };
-    assert_eq!(server_calls("echo", "OK"), 5.0);
+    assert_eq!(server_calls("echo", "OK"), 6.0);
     assert_eq!(server_calls("fail", "ERR"), 2.0);
     assert_eq!(server_calls("range", "STREAM"), 1.0);
     let client_calls = |method, outcome| {
@@ -135,7 +150,7 @@ async fn prometheus_sees_calls_outcomes_durations_and_losses() {
             &[("method", method), ("outcome", outcome)],
         )
     };
-    assert_eq!(client_calls("echo", "OK"), 5.0);
+    assert_eq!(client_calls("echo", "OK"), 6.0);
     assert_eq!(client_calls("fail", "ERR"), 2.0);
     assert_eq!(client_calls("echo", "LOST"), 1.0);
     assert_eq!(client_calls("add", "CANCELLED"), 1.0);
@@ -145,7 +160,7 @@ async fn prometheus_sees_calls_outcomes_durations_and_losses() {
             "zerorpc_server_call_duration_seconds_count",
             &[("service", "demo"), ("method", "echo")]
         ),
-        5.0
+        6.0
     );
     assert_eq!(
         get(

@@ -39,7 +39,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use rmpv::Value;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, PeerSender, RouterSocket, SocketEvent, SocketOptions, TrySendError};
@@ -100,6 +100,10 @@ struct Inner {
     /// Its name, shared by trace records.
     service_name: Arc<str>,
     router: RouterSocket,
+    /// The router's connection events from the server's making until
+    /// `run` takes them: a client that connects before `run` starts is
+    /// still counted, and its channels still cancelled when it leaves.
+    events: Mutex<Option<broadcast::Receiver<SocketEvent>>>,
     opts: ServerOptions,
     /// What watches its calls (none: nothing does).
     observers: Option<Arc<Observers>>,
@@ -176,13 +180,15 @@ impl Server {
     /// A server with options.
     pub fn with_options(service: impl IntoService, opts: ServerOptions) -> Self {
         let service: Arc<dyn Service> = Arc::new(service.into_service());
+        let router = RouterSocket::with_options(SocketOptions {
+            idle_timeout: opts.idle_timeout.or(opts.socket.idle_timeout),
+            ..opts.socket.clone()
+        });
         let inner = Arc::new(Inner {
             service_name: Arc::from(service.name()),
             service,
-            router: RouterSocket::with_options(SocketOptions {
-                idle_timeout: opts.idle_timeout.or(opts.socket.idle_timeout),
-                ..opts.socket.clone()
-            }),
+            events: Mutex::new(Some(router.monitor())),
+            router,
             limiter: opts
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
@@ -212,6 +218,11 @@ impl Server {
     /// Connects to an endpoint (for example a hub's worker side).
     pub async fn connect(&self, endpoint: &str) -> Result<(), Error> {
         Ok(self.inner.router.connect(endpoint).await?)
+    }
+
+    /// Clients connected now (their handshake done).
+    pub fn connections(&self) -> usize {
+        self.inner.router.peer_count()
     }
 
     /// Connections refused or failed during their handshake (with CURVE:
@@ -248,7 +259,13 @@ impl Server {
     /// connections come and go.
     pub async fn run(&self) -> Result<(), Error> {
         let inner = &self.inner;
-        let mut events = inner.router.monitor();
+        // (a second `run` sees only what happens from now on)
+        let taken = inner
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut events = taken.unwrap_or_else(|| inner.router.monitor());
         let _delivery = inner
             .router
             .deliver_to(Arc::new(Dispatch(Arc::downgrade(inner))));
