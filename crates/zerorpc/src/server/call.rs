@@ -40,7 +40,7 @@ pub(super) struct ServerCall {
     pub(super) out: ToClient,
     /// The request, until its handler starts.
     pub(super) request: Option<Box<Event>>,
-    /// The trace context the handler runs under (see [`observe`]).
+    /// The trace context the handler runs under (see [`observe()`]).
     /// Kept here, not in a task-local future of its own: that would be an
     /// allocation per call and 112 bytes per open one.
     pub(super) ctx: Option<TraceContext>,
