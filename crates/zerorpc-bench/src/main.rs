@@ -22,7 +22,8 @@
 //! callgrind workload, `ours` our row alone, `load` one system at a fixed
 //! number in flight; [`contenders`] the systems
 //! measured beside ours (Python, libzmq, TCP, tarpc, tonic); [`scenarios`]
-//! the one-feature benchmarks (hub, gateway, tracing, security, deadline);
+//! the one-feature benchmarks (hub, gateway, tracing, security, deadline)
+//! and `rows` (the Rust-side call rows in alternating rounds);
 //! `soak`, `stream`, `bus` and `brokers` their own modes.
 
 use zerorpc_testkit as common;
@@ -55,6 +56,7 @@ use contenders::tonic::*;
 use scenarios::deadline::*;
 use scenarios::gateway::*;
 use scenarios::hub::*;
+use scenarios::rows::*;
 use scenarios::security::*;
 use scenarios::tracing::*;
 
@@ -324,6 +326,11 @@ fn main() {
         rt.block_on(hub_bench(args.iter().any(|a| a == "--quick")));
         return;
     }
+    if args.get(1).map(String::as_str) == Some("rows") {
+        let rounds = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5);
+        rows_bench(rounds, args.iter().any(|a| a == "--quick"));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("gateway") {
         let rt = runtime();
         rt.block_on(gateway_bench(args.iter().any(|a| a == "--quick")));
@@ -364,7 +371,7 @@ fn main() {
         std::process::exit(0);
     }
     if args.get(1).map(String::as_str) != Some("compare") {
-        eprintln!("usage: zerorpc-bench compare|ours|hub|tracing|gateway|security|deadline|bus|stream [--quick]");
+        eprintln!("usage: zerorpc-bench compare|rows|ours|hub|tracing|gateway|security|deadline|bus|stream [--quick]");
         std::process::exit(2);
     }
     let quick = args.iter().any(|a| a == "--quick");
