@@ -144,13 +144,8 @@ impl Header {
     /// other entries become values, kept in order in `extra`. Its values
     /// are counted in `nodes` (see `Event::read_head`): a value of unknown
     /// shape is walked on a copy first, so nothing over the limit, or
-    /// incomplete, is built. A `traceparent` is read or skipped as `trace`
-    /// says.
-    pub(super) fn read(
-        rd: &mut &[u8],
-        nodes: &mut Nodes,
-        trace: TraceEntry,
-    ) -> Result<Self, EventError> {
+    /// incomplete, is built.
+    pub(super) fn read(rd: &mut &[u8], nodes: &mut Nodes) -> Result<Self, EventError> {
         let entries = rmp::decode::read_map_len(rd)
             .map_err(|_| EventError::Malformed("header is not a map"))?;
         nodes.take()?;
@@ -184,7 +179,6 @@ impl Header {
                 }
                 // (a budget that is not a whole number is no budget)
                 b"deadline_ms" => deadline_ms = read_number(rd, nodes)?.as_u64(),
-                b"traceparent" if trace == TraceEntry::Skip => skip_value(rd, nodes)?,
                 b"traceparent" => {
                     let mut value = *rd;
                     match read_str_or_bin(&mut value)

@@ -5,21 +5,11 @@
 
 use super::*;
 
-/// What a decoder does with a header's `traceparent` entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum TraceEntry {
-    /// Parsed into [`Header::traceparent`] (kept in `extra` when it is no
-    /// W3C version-00 context).
-    Read,
-    /// Checked and counted like any value, then dropped.
-    Skip,
-}
-
 impl Event {
     /// Decodes from msgpack, refusing anything that is not a well-formed
     /// event or exceeds `limits`.
     pub fn decode(buf: &[u8], limits: DecodeLimits) -> Result<Self, EventError> {
-        let (header, name, mut rd) = Event::read_head(buf, limits, TraceEntry::Read)?;
+        let (header, name, mut rd) = Event::read_head(buf, limits, Header::read)?;
         let args = read_args(&mut rd)?;
         Ok(Event {
             header,
@@ -30,26 +20,23 @@ impl Event {
 
     /// Decodes a server's event as our client's calls take it ([`Received`]),
     /// with the channel it answers. Checked as [`Event::decode`] checks an
-    /// event, but its `traceparent` is skipped unread (checked and counted,
-    /// not parsed: nothing on the client reads it) and the name of a kind
-    /// we know is not copied.
+    /// event, but of its header only `response_to` and a `window_max` are
+    /// read (see [`ReplyHead`]), and the name of a kind we know is not
+    /// copied.
     pub(crate) fn decode_reply(
         buf: &[u8],
         limits: DecodeLimits,
     ) -> Result<(Option<MessageId>, Received), EventError> {
-        let (header, name, mut rd) = Event::read_head(buf, limits, TraceEntry::Skip)?;
+        let (head, name, mut rd) = Event::read_head(buf, limits, ReplyHead::read)?;
         let args = read_args(&mut rd)?;
         let kind = EventKind::of(name);
         let reply = Received {
             kind,
             other: kind.is_none().then(|| name.into()),
             args,
-            window_max: match kind {
-                Some(EventKind::Stream) => crate::channel::announced_window(&header.extra),
-                _ => None,
-            },
+            window_max: head.window_max.filter(|_| kind == Some(EventKind::Stream)),
         };
-        Ok((header.response_to, reply))
+        Ok((head.response_to, reply))
     }
 
     /// Reads the header and the name straight from the bytes, and checks
@@ -57,16 +44,16 @@ impl Event {
     /// `limits`) without building it; returns the rest. One pass: what is
     /// read is counted as it is read (a value of unknown shape is checked
     /// before it is built), what is not read is checked as it is skipped.
-    pub(super) fn read_head(
-        buf: &[u8],
+    pub(super) fn read_head<'a, H>(
+        buf: &'a [u8],
         limits: DecodeLimits,
-        trace: TraceEntry,
-    ) -> Result<(Header, &str, &[u8]), EventError> {
+        header: impl FnOnce(&mut &'a [u8], &mut Nodes) -> Result<H, EventError>,
+    ) -> Result<(H, &'a str, &'a [u8]), EventError> {
         let mut nodes = Nodes::new(limits.max_nodes);
         let mut rd = buf;
         let parts = read_parts(&mut rd)?;
         nodes.take()?;
-        let header = Header::read(&mut rd, &mut nodes, trace)?;
+        let header = header(&mut rd, &mut nodes)?;
         let name = read_name(&mut rd)?;
         nodes.take()?;
         let rest = rd;
@@ -136,7 +123,7 @@ impl Event {
     /// [`Event::decode`] does but leaving the arguments unread (for
     /// routers, which forward the original bytes).
     pub fn decode_head(buf: &[u8], limits: DecodeLimits) -> Result<(Header, String), EventError> {
-        let (header, name, _) = Event::read_head(buf, limits, TraceEntry::Read)?;
+        let (header, name, _) = Event::read_head(buf, limits, Header::read)?;
         Ok((header, name.to_owned()))
     }
 }
@@ -166,6 +153,58 @@ impl Received {
             (Some(k), _) => k.name(),
             (None, other) => other.as_deref().unwrap_or_default(),
         }
+    }
+}
+
+/// What our client reads of a server's event header
+/// ([`Event::decode_reply`]): the channel it answers, and the window a
+/// stream's first item announces (the first `window_max` entry, its key a
+/// str, whose value is an unsigned integer, as
+/// `crate::channel::announced_window` finds it in a [`Header`]'s
+/// `extra`). Every other entry is checked and counted as [`Header::read`]
+/// checks and counts it, and skipped: the message id (whose presence is
+/// still required), `v`, a deadline, the trace context.
+#[derive(Debug, Default)]
+pub(super) struct ReplyHead {
+    pub(super) response_to: Option<MessageId>,
+    pub(super) window_max: Option<u64>,
+}
+
+impl ReplyHead {
+    pub(super) fn read(rd: &mut &[u8], nodes: &mut Nodes) -> Result<Self, EventError> {
+        let entries = rmp::decode::read_map_len(rd)
+            .map_err(|_| EventError::Malformed("header is not a map"))?;
+        nodes.take()?;
+        let (mut head, mut has_id) = (ReplyHead::default(), false);
+        for _ in 0..entries {
+            let Some((key, is_str)) = read_str_or_bin(rd) else {
+                // (a key that is no string: skipped with its value)
+                skip_value(rd, nodes)?;
+                skip_value(rd, nodes)?;
+                continue;
+            };
+            nodes.take()?;
+            match key {
+                b"message_id" => {
+                    read_str_or_bin(rd)
+                        .ok_or(EventError::Malformed("message_id is not str or bin"))?;
+                    nodes.take()?;
+                    has_id = true;
+                }
+                b"response_to" => {
+                    head.response_to = Some(read_id(rd, "response_to is not str or bin")?);
+                    nodes.take()?;
+                }
+                b"window_max" if is_str && head.window_max.is_none() => {
+                    head.window_max = read_number(rd, nodes)?.as_u64();
+                }
+                _ => skip_value(rd, nodes)?,
+            }
+        }
+        if !has_id {
+            return Err(EventError::Malformed("header without message_id"));
+        }
+        Ok(head)
     }
 }
 

@@ -72,35 +72,32 @@ mod read_head_agrees_with_scan {
     use super::*;
     use proptest::prelude::*;
 
-    /// Also: skipping the `traceparent` (as our client does with replies)
-    /// accepts exactly the same, and reads the same but for it.
+    /// Also: our client's read of a reply's header ([`ReplyHead`])
+    /// accepts exactly the same, and finds the same channel and window
+    /// announcement, name and rest.
     fn check(bytes: &[u8], max_nodes: usize) {
         let limits = DecodeLimits { max_nodes };
-        let one_pass = Event::read_head(bytes, limits, TraceEntry::Read);
-        let skipping = Event::read_head(bytes, limits, TraceEntry::Skip);
+        let one_pass = Event::read_head(bytes, limits, Header::read);
+        let reply = Event::read_head(bytes, limits, ReplyHead::read);
         let walked = super::super::scan(bytes, max_nodes).and_then(|()| {
             Event::read_head(
                 bytes,
                 DecodeLimits {
                     max_nodes: usize::MAX,
                 },
-                TraceEntry::Read,
+                Header::read,
             )
         });
-        match (&one_pass, &skipping) {
-            (Ok((h1, n1, r1)), Ok((h2, n2, r2))) => {
-                assert!(h2.traceparent.is_none());
-                let is_tp = |k: &Value| k.as_str() == Some("traceparent");
-                assert!(!h2.extra.iter().any(|(k, _)| is_tp(k)));
-                let mut h1 = h1.clone();
-                h1.traceparent = None;
-                h1.extra.retain(|(k, _)| !is_tp(k));
-                assert_eq!((&h1, n1, r1), (h2, n2, r2));
+        match (&one_pass, &reply) {
+            (Ok((h, n1, r1)), Ok((head, n2, r2))) => {
+                assert_eq!(h.response_to, head.response_to);
+                assert_eq!(crate::channel::announced_window(&h.extra), head.window_max);
+                assert_eq!((n1, r1), (n2, r2));
             }
             (Err(_), Err(_)) => {}
-            _ => panic!(
-                "reading {one_pass:?}, skipping the trace {skipping:?} (max_nodes {max_nodes})"
-            ),
+            _ => {
+                panic!("reading {one_pass:?}, reading as a reply {reply:?} (max_nodes {max_nodes})")
+            }
         }
         match (one_pass, walked) {
             (Ok((h1, n1, r1)), Ok((h2, n2, r2))) => {
@@ -117,7 +114,9 @@ mod read_head_agrees_with_scan {
 
     /// An event whose header holds, by `shape`'s bits: a version, a
     /// deadline, a trace context (valid or not), a nested extra value, an
-    /// entry whose key is no string; and `args` arguments.
+    /// entry whose key is no string, a `response_to`, window announcements
+    /// (under a bin key, with a value that is none, then two: the first
+    /// of those counts); and `args` arguments.
     fn event(args: u8, shape: u8) -> Vec<u8> {
         let mut header = vec![(
             Value::from("message_id"),
@@ -152,6 +151,12 @@ mod read_head_agrees_with_scan {
         if shape & 64 != 0 {
             header.push((Value::from("response_to"), Value::from("feed")));
         }
+        if shape & 128 != 0 {
+            header.push((Value::Binary(b"window_max".to_vec()), Value::from(5)));
+            header.push((Value::from("window_max"), Value::from(-1)));
+            header.push((Value::from("window_max"), Value::from(1000)));
+            header.push((Value::from("window_max"), Value::from(7)));
+        }
         let ev = Value::Array(vec![
             Value::Map(header),
             Value::from("add"),
@@ -164,12 +169,19 @@ mod read_head_agrees_with_scan {
 
     #[test]
     fn a_limit_at_the_events_size_is_met_exactly() {
-        let bytes = event(3, 0b111_1111);
+        let bytes = event(3, 0b1111_1111);
         let mut nodes = 0;
-        while Event::read_head(&bytes, DecodeLimits { max_nodes: nodes }, TraceEntry::Read).is_err()
-        {
+        while Event::read_head(&bytes, DecodeLimits { max_nodes: nodes }, Header::read).is_err() {
             nodes += 1;
         }
+        let reply = |max_nodes| {
+            Event::read_head(&bytes, DecodeLimits { max_nodes }, ReplyHead::read).map(|_| ())
+        };
+        assert!(reply(nodes).is_ok());
+        assert!(matches!(
+            reply(nodes - 1),
+            Err(EventError::TooComplex { .. })
+        ));
         assert!(super::super::scan(&bytes, nodes).is_ok());
         assert!(super::super::scan(&bytes, nodes - 1).is_err());
         assert!(matches!(
@@ -178,7 +190,7 @@ mod read_head_agrees_with_scan {
                 DecodeLimits {
                     max_nodes: nodes - 1
                 },
-                TraceEntry::Read
+                Header::read
             ),
             Err(EventError::TooComplex { .. })
         ));
