@@ -147,3 +147,45 @@ async fn idle_connections_are_closed_and_busy_ones_are_not() {
     assert_eq!(v, Value::from(2));
     assert_eq!(server.overloaded_calls(), 0);
 }
+
+/// A client that leaves takes its calls with it at once (not at a
+/// heartbeat loss much later), and only its own: another client's calls
+/// stay open, and that client's limit still counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_takes_only_its_own_calls() {
+    let (server, ep) = serve(ServerOptions {
+        max_calls_per_client: 5,
+        // (no loss is noticed within the test: only the leaving counts)
+        channel: ChannelConfig {
+            heartbeat: Duration::from_secs(600),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut leaving = RawClient::connect(&ep).await;
+    let mut staying = RawClient::connect(&ep).await;
+    for _ in 0..3 {
+        leaving.call("slow", vec![Value::from(600)]).await;
+    }
+    for _ in 0..2 {
+        staying.call("slow", vec![Value::from(600)]).await;
+    }
+    let open = |n: usize| {
+        let server = server.clone();
+        async move {
+            while server.active_calls() != n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    within("five calls open", open(5)).await;
+    drop(leaving);
+    within("the leaving client's three calls ended", open(2)).await;
+    for _ in 0..4 {
+        staying.call("slow", vec![Value::from(600)]).await;
+    }
+    assert_eq!(count_overloaded(&mut staying, 1).await, 1);
+    within("the staying client's five calls open", open(5)).await;
+    assert_eq!(server.overloaded_calls(), 1);
+}

@@ -59,35 +59,66 @@ use crate::trace::TraceContext;
 
 type ChannelKey = (Bytes, MessageId);
 
-/// The open calls, by channel, and how many each client has.
+/// The open calls, by client and channel. A client's routing id is kept
+/// once, not in every call's key: an entry is the channel's id and its
+/// mailbox's sender (48 bytes, where a key with the routing id made it
+/// 80), and a client that leaves takes its own calls out without the
+/// others' being looked at. A client's table stays while it is connected
+/// (a sequential caller would otherwise make and free one per call).
 #[derive(Default)]
 struct Table {
-    chans: HashMap<ChannelKey, MailSender<Inbound>>,
-    per_client: HashMap<Bytes, usize>,
+    clients: HashMap<Bytes, HashMap<MessageId, MailSender<Inbound>>>,
+    /// Calls in all the clients' tables.
+    open: usize,
 }
 
 impl Table {
+    fn get(&self, client: &Bytes, channel: &MessageId) -> Option<&MailSender<Inbound>> {
+        self.clients.get(client)?.get(channel)
+    }
+
+    fn contains(&self, key: &ChannelKey) -> bool {
+        self.get(&key.0, &key.1).is_some()
+    }
+
+    /// Calls open from `client`.
+    fn open_from(&self, client: &Bytes) -> usize {
+        self.clients.get(client).map_or(0, HashMap::len)
+    }
+
     fn insert(&mut self, key: ChannelKey, tx: MailSender<Inbound>) {
-        *self.per_client.entry(key.0.clone()).or_default() += 1;
-        self.chans.insert(key, tx);
+        let calls = self.clients.entry(key.0).or_default();
+        if calls.insert(key.1, tx).is_none() {
+            self.open += 1;
+        }
     }
 
     /// Removes a call's channel; returns its mailbox's sender, for the
     /// caller to drop after the table's lock.
     fn remove(&mut self, key: &ChannelKey) -> Option<MailSender<Inbound>> {
-        let tx = self.chans.remove(key)?;
-        if let Some(n) = self.per_client.get_mut(&key.0) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_client.remove(&key.0);
-            }
+        let calls = self.clients.get_mut(&key.0)?;
+        let tx = calls.remove(&key.1)?;
+        self.open -= 1;
+        // (a burst's room given back once the client is down to a few)
+        if calls.capacity() > 64 && calls.len() < calls.capacity() / 8 {
+            calls.shrink_to_fit();
         }
         Some(tx)
     }
 
-    fn remove_client(&mut self, peer: &Bytes) {
-        self.chans.retain(|(p, _), _| p != peer);
-        self.per_client.remove(peer);
+    /// Removes a client that left, with its calls.
+    fn remove_client(&mut self, client: &Bytes) {
+        if let Some(calls) = self.clients.remove(client) {
+            self.open -= calls.len();
+        }
+    }
+
+    /// Every call's mailbox sender, the table left empty.
+    fn take_all(&mut self) -> impl Iterator<Item = MailSender<Inbound>> {
+        self.open = 0;
+        std::mem::take(&mut self.clients)
+            .into_values()
+            .flat_map(HashMap::into_values)
     }
 }
 
@@ -142,7 +173,7 @@ impl Inner {
         let draining = self.draining.load(Ordering::SeqCst);
         // Under the table lock, after the cancel: a call a connection
         // registers concurrently is either drained here or refused there.
-        for (_, tx) in std::mem::take(&mut *self.channels()).chans {
+        for tx in self.channels().take_all() {
             if draining {
                 // A full mailbox: that call ends silently instead.
                 let _ = tx.try_send(Inbound::Shutdown, 0);

@@ -70,7 +70,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
     match event.header.response_to.clone() {
         Some(channel) => {
             let chans = inner.channels();
-            match chans.chans.get(&(identity.clone(), channel)) {
+            match chans.get(identity, &channel) {
                 Some(tx) => match tx.try_send(Inbound::Event(event), payload.len()) {
                     Ok(()) => {}
                     Err(MailError::Full) => {
@@ -99,18 +99,16 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                 if inner.cancel.is_cancelled() {
                     return None;
                 }
-                if chans.chans.contains_key(&key) {
+                if chans.contains(&key) {
                     if let Some(suppressed) = CALL_LOG.admit("duplicate request id") {
                         tracing::warn!(peer = ?identity, id = %key.1, suppressed, "duplicate request id, ignored");
                     }
                     return None;
                 }
                 let opts = &inner.opts;
-                let refusal = if chans.per_client.get(identity).copied().unwrap_or(0)
-                    >= opts.max_calls_per_client
-                {
+                let refusal = if chans.open_from(identity) >= opts.max_calls_per_client {
                     Some(("calls open from this client", opts.max_calls_per_client))
-                } else if chans.chans.len() >= opts.max_calls {
+                } else if chans.open >= opts.max_calls {
                     Some(("calls open", opts.max_calls))
                 } else if inner.queued.load(Ordering::SeqCst) >= opts.max_queued_calls {
                     Some(("calls waiting to start", opts.max_queued_calls))
