@@ -351,8 +351,7 @@ impl Outlet for ToServer {
     /// to send to, and loss detection decides); credit must arrive or the
     /// stream stalls. Neither waits longer than the remote may stay silent.
     fn start_send(&mut self, ch: &mut Channel) -> Result<(), Error> {
-        // (a DEALER's empty delimiter, then the event)
-        let mut msg = Message::from(bytes::Bytes::new());
+        let mut msg = crate::event::delimiter();
         let Some(kind) = ch.transmit_into(&mut msg) else {
             return Ok(());
         };

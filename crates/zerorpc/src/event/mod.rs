@@ -25,7 +25,7 @@ pub use write::PIECE_MIN;
 pub(crate) use read::Received;
 use read::*;
 use write::*;
-pub(crate) use write::{dealer_message, Head};
+pub(crate) use write::{dealer_message, delimiter, Head};
 
 /// The protocol version we send in `v`.
 pub const PROTOCOL_VERSION: i64 = 3;

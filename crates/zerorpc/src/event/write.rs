@@ -126,9 +126,15 @@ pub(super) fn pieces(head: Vec<u8>, args: Value) -> SmallVec<[Bytes; 3]> {
 /// The message a DEALER sends for `ev`: an empty delimiter, then the
 /// event (see [`Event::append_to`]).
 pub(crate) fn dealer_message(ev: Event) -> zmtp::Message {
-    let mut m = zmtp::Message::from(Bytes::new());
+    let mut m = delimiter();
     ev.append_to(&mut m);
     m
+}
+
+/// A message of the empty delimiter frame alone, which precedes an event
+/// between a DEALER and a ROUTER (the event to be appended).
+pub(crate) fn delimiter() -> zmtp::Message {
+    zmtp::Message::from(Bytes::new())
 }
 
 /// Whether `v` holds a string or binary of [`PIECE_MIN`] bytes or more.

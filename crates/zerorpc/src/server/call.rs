@@ -116,7 +116,7 @@ impl Envelope {
     /// A message of these frames alone (its event to follow).
     fn frames(&self) -> Message {
         match self {
-            Envelope::Delimiter => Message::from_iter([Bytes::new()]),
+            Envelope::Delimiter => crate::event::delimiter(),
             Envelope::Frames(f) => f.iter().cloned().collect(),
         }
     }
