@@ -634,3 +634,44 @@ async fn the_first_replies_of_a_read_leave_before_the_rest_is_served() {
         "the first reply arrived after every request was served: {log:?}"
     );
 }
+
+/// A message sent on an idle connection is written on the sending task:
+/// nothing waits in the queue for the connection's writer task. What the
+/// stream does not take at once (a 16 MiB message) the writer task
+/// finishes, before what was sent after it. libzmq receives them all, in
+/// order.
+#[tokio::test(flavor = "current_thread")]
+async fn an_idle_connection_is_written_on_the_senders_task_in_order() {
+    init_tracing();
+    let router = RouterSocket::new();
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let peer = std::thread::spawn(move || {
+        let d = zsock(zmq::DEALER);
+        d.connect(&ep).unwrap();
+        d.send("hello", 0).unwrap();
+        (0..4)
+            .map(|_| {
+                let parts = d.recv_multipart(0).unwrap();
+                let last = parts.last().unwrap();
+                (parts.len(), last.len(), last[0])
+            })
+            .collect::<Vec<_>>()
+    });
+    let hello = within("hello", router.recv()).await.unwrap();
+    let id = hello.frames()[0].clone();
+    // (the connection's writer task has nothing to do: it waits)
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    router.try_send(msg(&[&id, b"\x01"])).unwrap();
+    assert_eq!(router.queued_outbound(), 0, "written, not queued");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let big = vec![2u8; 16 << 20];
+    router.try_send(msg(&[&id, &big])).unwrap();
+    router.try_send(msg(&[&id, b"\x03"])).unwrap();
+    router.try_send(msg(&[&id, b"\x04"])).unwrap();
+    let got = within(
+        "libzmq received all",
+        blocking(move || peer.join().unwrap()),
+    )
+    .await;
+    assert_eq!(got, vec![(1, 1, 1), (1, 16 << 20, 2), (1, 1, 3), (1, 1, 4)]);
+}

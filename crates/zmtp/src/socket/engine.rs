@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::io::IoSlice;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -14,11 +13,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::cancel::CancelWatch;
-use super::coalesce::{yield_to_queued, Coalesce};
+use super::coalesce::yield_to_queued;
 use super::idle::IdleTimer;
+use super::outlet::Outlet;
 use super::queue::{Bounds, Queue};
 use super::{Shared, SocketEvent};
-use crate::codec::{Decoder, Encoder, Incoming, WriteBuffer};
+use crate::codec::{Decoder, Incoming};
 use crate::command::Command;
 use crate::endpoint::Endpoint;
 use crate::error::{Result, ZmtpError};
@@ -170,9 +170,10 @@ async fn run_connection(
 
     let conn_cancel = shared.cancel.child_token();
     let (ctrl_tx, ctrl_rx) = mpsc::channel(16);
+    let outlet = Arc::new(Outlet::new(write, encoder));
+    queue.set_direct(outlet.clone());
     let writer = tokio::spawn(writer(
-        write,
-        encoder,
+        outlet,
         queue.clone(),
         ctrl_rx,
         initial,
@@ -419,8 +420,7 @@ async fn reader(
 }
 
 async fn writer(
-    mut write: BoxWrite,
-    mut encoder: Encoder,
+    outlet: Arc<Outlet>,
     queue: Arc<Queue<Message>>,
     mut ctrl: mpsc::Receiver<Command>,
     initial: Vec<Message>,
@@ -430,10 +430,15 @@ async fn writer(
     let r = tokio::select! {
         biased;
         () = poll_fn(|cx| cancelled.poll_cancelled(cx)) => Ok(()),
-        r = write_loop(&mut write, &mut encoder, &queue, &mut ctrl, initial) => r,
+        r = write_loop(&outlet, &queue, &mut ctrl, initial) => r,
     };
-    // Whatever happened, make the reader stop too.
+    // Whatever happened, make the reader stop too; senders stop writing.
     cancel.cancel();
+    let mut write = {
+        let mut side = outlet.lock();
+        side.closed = true;
+        std::mem::replace(&mut side.write, Box::new(tokio::io::sink()))
+    };
     let _ = write.shutdown().await;
     r
 }
@@ -442,22 +447,25 @@ async fn writer(
 const BATCH_MSGS: usize = 1024;
 
 async fn write_loop(
-    write: &mut BoxWrite,
-    encoder: &mut Encoder,
+    outlet: &Outlet,
     queue: &Queue<Message>,
     ctrl: &mut mpsc::Receiver<Command>,
     initial: Vec<Message>,
 ) -> Result<()> {
-    let mut buf = WriteBuffer::new();
-    for m in &initial {
-        encoder.encode_message(m, &mut buf)?;
+    {
+        let mut side = outlet.lock();
+        let side = &mut *side;
+        for m in &initial {
+            side.encoder.encode_message(m, &mut side.buf)?;
+        }
     }
     let mut batch = Vec::with_capacity(64);
-    let mut coalesce = Coalesce::default();
     loop {
-        if buf.is_empty() {
+        if outlet.lock().buf.is_empty() {
             // (control commands, rare, kick the queue instead of being
-            // waited for: they are taken below)
+            // waited for: they are taken below; so does a sender that
+            // wrote on its own task and left bytes or an error here, see
+            // `Outlet`)
             if !queue
                 .pop_batch(&mut batch, BATCH_MSGS, WRITE_TAKE_BYTES)
                 .await
@@ -469,38 +477,34 @@ async fn write_loop(
         // A few messages, more coming: let the tasks about to queue them
         // run first, so they leave in one write (see `Coalesce`).
         let taken = batch.len();
-        if coalesce.should_wait(taken, Instant::now()) {
+        if outlet.lock().coalesce.should_wait(taken, Instant::now()) {
             yield_to_queued().await;
         }
-        for m in batch.drain(..) {
-            encoder.encode_message(&m, &mut buf)?;
-        }
-        while buf.len() < WRITE_BATCH {
-            match queue.try_pop() {
-                Some(m) => encoder.encode_message(&m, &mut buf)?,
-                None => break,
+        {
+            let mut side = outlet.lock();
+            let side = &mut *side;
+            if let Some(e) = side.failed.take() {
+                return Err(e);
+            }
+            for m in batch.drain(..) {
+                side.encoder.encode_message(&m, &mut side.buf)?;
+            }
+            while side.buf.len() < WRITE_BATCH {
+                match queue.try_pop() {
+                    Some(m) => side.encoder.encode_message(&m, &mut side.buf)?,
+                    None => break,
+                }
+            }
+            while let Ok(c) = ctrl.try_recv() {
+                side.encoder.encode_command(&c, &mut side.buf)?;
             }
         }
-        while let Ok(c) = ctrl.try_recv() {
-            encoder.encode_command(&c, &mut buf)?;
-        }
         let start = Instant::now();
-        flush(write, &mut buf).await?;
-        coalesce.wrote(taken, queue.len() > 0, start, Instant::now());
+        outlet.flush().await?;
+        let end = Instant::now();
+        outlet
+            .lock()
+            .coalesce
+            .wrote(taken, queue.len() > 0, start, end);
     }
-}
-
-async fn flush(write: &mut BoxWrite, buf: &mut WriteBuffer) -> Result<()> {
-    while !buf.is_empty() {
-        let n = {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let k = buf.io_slices(&mut slices);
-            write.write_vectored(&slices[..k]).await?
-        };
-        if n == 0 {
-            return Err(ZmtpError::ConnectionClosed);
-        }
-        buf.advance(n);
-    }
-    Ok(())
 }

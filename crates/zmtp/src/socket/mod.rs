@@ -4,6 +4,8 @@
 //! tasks: a reader (handshake, then decode and deliver to the socket's
 //! bounded inbound queue) and a writer (drains the peer's bounded outbound
 //! queue in batches, coalescing a busy connection's writes: `coalesce`).
+//! A message sent on an idle connection skips the writer task: its sender
+//! writes it (`outlet`).
 //! Connect-side endpoints reconnect with exponential
 //! backoff. Dropping the socket stops every task it started.
 
@@ -13,6 +15,7 @@ mod deliver;
 mod engine;
 mod idle;
 mod options;
+mod outlet;
 mod peer_sender;
 mod queue;
 mod subscriptions;

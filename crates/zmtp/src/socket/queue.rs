@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use smallvec::SmallVec;
@@ -98,6 +98,28 @@ pub(crate) struct Queue<T> {
     max_bytes: usize,
     budget: Option<Arc<Budget>>,
     state: Mutex<State<T>>,
+    /// Who may take an item at once, on the pushing task, while the
+    /// queue's reader is parked with nothing to do (see [`Direct`]).
+    direct: OnceLock<Arc<dyn Direct<T>>>,
+}
+
+/// Takes an item past the queue, on the task that pushes it: a
+/// connection's writer side, which writes a message on its sender's task
+/// when the connection's writer task is idle (no wake-up, no hand-off).
+/// The queue calls it only while the reader it serves waits in
+/// [`Queue::pop_batch`] on an empty queue, and never twice at once; the
+/// reader does not take items until it returns.
+pub(crate) trait Direct<T>: Send + Sync {
+    fn take(&self, item: T) -> Taken<T>;
+}
+
+/// What [`Direct::take`] did with an item.
+pub(crate) enum Taken<T> {
+    /// Not now: the item is queued as any other.
+    Declined(T),
+    /// Taken; `wake`: the queue's reader has work left over (a part not
+    /// written, or an error to report).
+    Done { wake: bool },
 }
 
 struct State<T> {
@@ -106,6 +128,10 @@ struct State<T> {
     closed: bool,
     /// A [`Queue::kick`] not yet seen by a [`Queue::pop_batch`].
     kicked: bool,
+    /// The reader waits in [`Queue::pop_batch`] with nothing to take.
+    parked: bool,
+    /// A [`Direct::take`] is under way.
+    claimed: bool,
     /// Tasks waiting for an item.
     readers: Wakers,
     /// Tasks waiting for room.
@@ -154,10 +180,62 @@ impl<T: Weigh> Queue<T> {
                 bytes: 0,
                 closed: false,
                 kicked: false,
+                parked: false,
+                claimed: false,
                 readers: Wakers::new(),
                 writers: Wakers::new(),
             }),
+            direct: OnceLock::new(),
         }
+    }
+
+    /// Installs the queue's [`Direct`] taker (once; later calls are
+    /// ignored).
+    pub fn set_direct(&self, d: Arc<dyn Direct<T>>) {
+        let _ = self.direct.set(d);
+    }
+
+    /// Whether a pushed item may go to the [`Direct`] taker now: the
+    /// reader is parked on an empty queue with nothing else to do (so
+    /// nothing pushed before could be overtaken).
+    fn claimable(&self, s: &State<T>) -> bool {
+        s.parked && !s.claimed && !s.kicked && !s.closed && s.items.is_empty()
+    }
+
+    /// Gives `item` to the [`Direct`] taker (the caller set `claimed`
+    /// under the lock it then released), then settles the claim: a
+    /// declined item is queued, and the reader is woken if it has work.
+    fn take_direct(&self, item: T) {
+        let taken = match self.direct.get() {
+            Some(d) => d.take(item),
+            None => Taken::Declined(item),
+        };
+        let readers = {
+            let mut s = self.lock();
+            s.claimed = false;
+            let wake = match taken {
+                Taken::Declined(it) => {
+                    // (the queue was empty when claimed: it has room; a
+                    // queue closed since drops it, as it would have)
+                    if !s.closed {
+                        self.add(&mut s, it);
+                    }
+                    true
+                }
+                Taken::Done { wake } => {
+                    if wake {
+                        s.kicked = true;
+                    }
+                    wake || !s.items.is_empty()
+                }
+            };
+            if wake {
+                std::mem::take(&mut s.readers)
+            } else {
+                Wakers::new()
+            }
+        };
+        wake_all(readers);
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -279,6 +357,12 @@ impl<T: Weigh> Queue<T> {
             if s.closed {
                 return Err(PushError::Closed(item));
             }
+            if self.claimable(&s) {
+                s.claimed = true;
+                drop(s);
+                self.take_direct(item);
+                return Ok(());
+            }
             if self.check(&s, item.weight()).is_err() {
                 return Err(PushError::Full(item));
             }
@@ -299,6 +383,12 @@ impl<T: Weigh> Queue<T> {
             };
             if s.closed {
                 return Poll::Ready(Err(it));
+            }
+            if self.claimable(&s) {
+                s.claimed = true;
+                drop(s);
+                self.take_direct(it);
+                return Poll::Ready(Ok(()));
             }
             let w = it.weight();
             if let Err(no) = self.check(&s, w) {
@@ -365,18 +455,28 @@ impl<T: Weigh> Queue<T> {
         poll_fn(|cx| {
             let writers = {
                 let mut s = self.lock();
+                if s.claimed && !s.closed {
+                    // (what was pushed meanwhile waits for the taker's
+                    // write: the order on the wire is the order of pushes)
+                    register(&mut s.readers, cx.waker());
+                    return Poll::Pending;
+                }
                 if s.items.is_empty() {
                     if s.closed {
+                        s.parked = false;
                         return Poll::Ready(false);
                     }
                     if std::mem::take(&mut s.kicked) {
+                        s.parked = false;
                         return Poll::Ready(true);
                     }
                     register(&mut s.readers, cx.waker());
+                    s.parked = true;
                     return Poll::Pending;
                 }
                 // (this return serves the kick too)
                 s.kicked = false;
+                s.parked = false;
                 let mut bytes = 0usize;
                 while out.len() < max && bytes < max_bytes {
                     match self.remove(&mut s) {
@@ -458,6 +558,124 @@ mod tests {
 
     fn ws(v: &[usize]) -> Vec<W> {
         v.iter().map(|&n| W(n)).collect()
+    }
+
+    /// A taker that records what it took, and does what `then` says with
+    /// each (given the queue, as another sender meanwhile would).
+    struct Taker {
+        took: Mutex<Vec<usize>>,
+        queue: OnceLock<std::sync::Weak<Queue<W>>>,
+        then: fn(&Taker, &Queue<W>, W) -> Taken<W>,
+    }
+
+    impl Direct<W> for Taker {
+        fn take(&self, item: W) -> Taken<W> {
+            let q = self.queue.get().and_then(|q| q.upgrade()).unwrap();
+            (self.then)(self, &q, item)
+        }
+    }
+
+    fn with_taker(then: fn(&Taker, &Queue<W>, W) -> Taken<W>) -> (Arc<Queue<W>>, Arc<Taker>) {
+        let q = Arc::new(q(4, usize::MAX));
+        let t = Arc::new(Taker {
+            took: Mutex::new(Vec::new()),
+            queue: OnceLock::new(),
+            then,
+        });
+        let _ = t.queue.set(Arc::downgrade(&q));
+        q.set_direct(t.clone());
+        (q, t)
+    }
+
+    fn took(t: &Taker, _: &Queue<W>, item: W) -> Taken<W> {
+        t.took.lock().unwrap().push(item.0);
+        Taken::Done { wake: false }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_item_pushed_while_the_reader_is_parked_goes_to_the_taker() {
+        let (q, t) = with_taker(took);
+        let mut out = Vec::new();
+        // Not parked yet: queued, as always.
+        q.try_push(W(1)).ok().unwrap();
+        assert!(q.pop_batch(&mut out, 8, usize::MAX).await);
+        assert_eq!(out, ws(&[1]));
+        out.clear();
+        let open = {
+            let mut wait = std::pin::pin!(q.pop_batch(&mut out, 8, usize::MAX));
+            assert!(futures_poll(wait.as_mut()).is_pending());
+            // Parked on an empty queue: taken on this task, the reader
+            // not woken.
+            q.try_push(W(2)).ok().unwrap();
+            assert!(futures_poll(wait.as_mut()).is_pending());
+            assert_eq!(*t.took.lock().unwrap(), vec![2]);
+            assert_eq!(q.len(), 0);
+            // A kick (the reader has something else to do) stops that.
+            q.kick();
+            q.try_push(W(3)).ok().unwrap();
+            assert_eq!(*t.took.lock().unwrap(), vec![2]);
+            wait.await
+        };
+        assert!(open);
+        assert_eq!(out, ws(&[3]));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn what_is_pushed_during_a_take_waits_for_it_then_wakes_the_reader() {
+        // The taker, mid-write, sees another push: it is queued, and the
+        // reader does not get it before the take ends.
+        let (q, t) = with_taker(|t, q, item| {
+            q.try_push(W(item.0 + 1)).ok().unwrap();
+            let mut out = Vec::new();
+            let mut early = std::pin::pin!(q.pop_batch(&mut out, 8, usize::MAX));
+            assert!(
+                futures_poll(early.as_mut()).is_pending(),
+                "not during the take"
+            );
+            took(t, q, item)
+        });
+        let mut out = Vec::new();
+        let open = {
+            let mut wait = std::pin::pin!(q.pop_batch(&mut out, 8, usize::MAX));
+            assert!(futures_poll(wait.as_mut()).is_pending());
+            q.try_push(W(10)).ok().unwrap();
+            assert_eq!(*t.took.lock().unwrap(), vec![10]);
+            wait.await
+        };
+        assert!(open, "woken for what was queued during the take");
+        assert_eq!(out, ws(&[11]));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_declined_item_is_queued_and_a_take_with_work_left_wakes_the_reader() {
+        let (q, _) = with_taker(|_, _, item| Taken::Declined(item));
+        let mut out = Vec::new();
+        let open = {
+            let mut wait = std::pin::pin!(q.pop_batch(&mut out, 8, usize::MAX));
+            assert!(futures_poll(wait.as_mut()).is_pending());
+            let mut slot = Some(W(5));
+            let r = q.poll_push(&mut Context::from_waker(Waker::noop()), &mut slot);
+            assert!(matches!(r, Poll::Ready(Ok(()))));
+            wait.await
+        };
+        assert!(open);
+        assert_eq!(out, ws(&[5]));
+
+        let (q, _) = with_taker(|_, _, _| Taken::Done { wake: true });
+        let mut out = Vec::new();
+        let open = {
+            let mut wait = std::pin::pin!(q.pop_batch(&mut out, 8, usize::MAX));
+            assert!(futures_poll(wait.as_mut()).is_pending());
+            q.try_push(W(6)).ok().unwrap();
+            wait.await
+        };
+        assert!(open, "kicked: the reader finishes the take's work");
+        assert!(out.is_empty());
+        assert_eq!(q.len(), 0);
+    }
+
+    fn futures_poll<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(std::task::Waker::noop()))
     }
 
     #[tokio::test]
