@@ -4,15 +4,27 @@
 //!
 //! A message sent to an idle connection used to wake the writer task,
 //! which encoded and wrote it: a hand-off per message, on each side of a
-//! call, which a sequential caller pays in full (a wake-up is several µs
-//! when the writer runs on the other worker). Now the sender encodes and
-//! writes it itself, without waiting: the queue gives it the message only
-//! while the writer task waits on an empty queue, with nothing of its
-//! own to write (see [`super::queue::Direct`]). What the stream does not
-//! take at once, or an error, is left here for the writer task, which the
-//! queue wakes. A busy connection (the writer's [`Coalesce`] would wait
-//! for more messages) declines, so that its messages still leave together
-//! in one write.
+//! call, which a sequential caller pays in full. Now:
+//! - **An idle connection is written by its sender.** The queue gives the
+//!   outlet a message only while the writer task waits on an empty queue
+//!   with nothing of its own to write (see [`super::queue::Direct`]); the
+//!   sender encodes and writes it without waiting. What the stream does
+//!   not take at once, or an error, is left here for the writer task,
+//!   which the queue wakes.
+//! - **A delivery's answers leave together.** While the connection's
+//!   reader delivers what it read ([`Outlet::cork`]), what is sent on the
+//!   connection is only encoded; the reader writes it all in one write
+//!   when the delivery is done ([`Outlet::uncork`]). A server answering
+//!   quick calls on its reader thus reads, serves and writes on one task.
+//! - **A busy connection declines**, so that its messages still leave
+//!   together through the writer task: when the writer's [`Coalesce`]
+//!   would wait for more, or the reader's last delivery held several
+//!   messages (the tasks it woke are about to send one after another).
+//!
+//! On one connection, 16 calls in flight, sequential p50 11.4 → 11.0 µs
+//! (a sequential call 31,926 → 29,659 instructions), calls/s level at 16
+//! and 256 in flight, 64 KiB calls 1.2–1.4× → 1.5–1.8× raw libzmq:
+//! `bench-results/2026-12-07-outlet.md`.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -23,7 +35,7 @@ use std::time::Instant;
 use tokio::io::AsyncWrite;
 
 use super::coalesce::Coalesce;
-use super::queue::{Direct, Taken};
+use super::queue::{Direct, Queue, Taken};
 use crate::codec::{Encoder, WriteBuffer};
 use crate::error::{Result, ZmtpError};
 use crate::message::Message;
@@ -42,6 +54,16 @@ pub(crate) struct Side {
     pub(crate) failed: Option<ZmtpError>,
     /// The writer task has ended: senders queue (for nobody) instead.
     pub(crate) closed: bool,
+    /// The connection's reader is delivering what it read: a message
+    /// taken now is only encoded, to leave with the others in one write
+    /// when the reader is done ([`Outlet::uncork`]).
+    corked: bool,
+    /// Messages encoded while corked, not written yet.
+    held: usize,
+    /// The reader's last delivery held several messages: their answers
+    /// (sent from the tasks it woke) are about to follow one another, and
+    /// leave together through the writer task instead.
+    several: bool,
 }
 
 impl Outlet {
@@ -53,7 +75,48 @@ impl Outlet {
             coalesce: Coalesce::default(),
             failed: None,
             closed: false,
+            corked: false,
+            held: 0,
+            several: false,
         }))
+    }
+
+    /// The connection's reader starts delivering `n` messages: what its
+    /// deliveries send waits in the buffer (see [`Outlet::uncork`]).
+    pub(crate) fn cork(&self, n: usize) {
+        let mut side = self.lock();
+        side.corked = true;
+        side.several = n > 1;
+    }
+
+    /// The reader has delivered: writes what the deliveries sent, in one
+    /// write, on the reader's task if the writer task is idle (a claim on
+    /// `queue`), else leaves it to the writer task. Returns whether the
+    /// deliveries sent anything.
+    pub(crate) fn uncork(&self, queue: &Queue<Message>) -> bool {
+        let held = {
+            let mut side = self.lock();
+            side.corked = false;
+            std::mem::take(&mut side.held)
+        };
+        if held == 0 {
+            return false;
+        }
+        let wrote = queue.claim(|| {
+            let mut side = self.lock();
+            let start = Instant::now();
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if let Poll::Ready(Err(e)) = side.poll_flush(&mut cx) {
+                side.failed = Some(e);
+            }
+            side.coalesce.wrote(held, false, start, Instant::now());
+            !side.buf.is_empty() || side.failed.is_some()
+        });
+        if !wrote {
+            // (busy: it writes them with its own)
+            queue.kick();
+        }
+        true
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Side> {
@@ -93,15 +156,22 @@ impl Direct<Message> for Outlet {
         let Ok(mut side) = self.0.try_lock() else {
             return Taken::Declined(msg);
         };
-        let start = Instant::now();
-        if side.closed
-            || side.failed.is_some()
-            || !side.buf.is_empty()
-            || side.coalesce.should_wait(1, start)
-        {
+        if side.closed || side.failed.is_some() {
             return Taken::Declined(msg);
         }
         let side = &mut *side;
+        if side.corked {
+            if let Err(e) = side.encoder.encode_message(&msg, &mut side.buf) {
+                side.failed = Some(e);
+                return Taken::Done { wake: true };
+            }
+            side.held += 1;
+            return Taken::Done { wake: false };
+        }
+        let start = Instant::now();
+        if side.several || !side.buf.is_empty() || side.coalesce.should_wait(1, start) {
+            return Taken::Declined(msg);
+        }
         if let Err(e) = side.encoder.encode_message(&msg, &mut side.buf) {
             side.failed = Some(e);
             return Taken::Done { wake: true };

@@ -204,16 +204,39 @@ impl<T: Weigh> Queue<T> {
 
     /// Gives `item` to the [`Direct`] taker (the caller set `claimed`
     /// under the lock it then released), then settles the claim: a
-    /// declined item is queued, and the reader is woken if it has work.
+    /// declined item is queued.
     fn take_direct(&self, item: T) {
         let taken = match self.direct.get() {
             Some(d) => d.take(item),
             None => Taken::Declined(item),
         };
+        self.settle(taken);
+    }
+
+    /// Runs `f` as a [`Direct`] taker would, if the queue's reader is
+    /// parked with nothing to do and nobody else is taking; `f` returns
+    /// whether the reader has work left. Returns whether `f` ran.
+    pub fn claim(&self, f: impl FnOnce() -> bool) -> bool {
+        {
+            let mut s = self.lock();
+            if !self.claimable(&s) {
+                return false;
+            }
+            s.claimed = true;
+        }
+        let wake = f();
+        self.settle(Taken::Done { wake });
+        true
+    }
+
+    /// Ends a claim: a declined item is queued; the reader is woken if it
+    /// has work (left by the taker, pushed meanwhile, or a kick that came
+    /// during the claim).
+    fn settle(&self, taken: Taken<T>) {
         let readers = {
             let mut s = self.lock();
             s.claimed = false;
-            let wake = match taken {
+            let mut wake = match taken {
                 Taken::Declined(it) => {
                     // (the queue was empty when claimed: it has room; a
                     // queue closed since drops it, as it would have)
@@ -226,9 +249,10 @@ impl<T: Weigh> Queue<T> {
                     if wake {
                         s.kicked = true;
                     }
-                    wake || !s.items.is_empty()
+                    wake
                 }
             };
+            wake |= !s.items.is_empty() || s.kicked || s.closed;
             if wake {
                 std::mem::take(&mut s.readers)
             } else {
