@@ -681,6 +681,8 @@ async fn an_idle_connection_is_written_on_the_senders_task_in_order() {
 struct AnswerAndCountQueued {
     router: std::sync::Mutex<std::sync::Weak<RouterSocket>>,
     queued: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    /// Bytes after the reply's first.
+    padding: usize,
 }
 
 impl zmtp::Deliver for AnswerAndCountQueued {
@@ -694,20 +696,20 @@ impl zmtp::Deliver for AnswerAndCountQueued {
         };
         for m in batch.drain(..) {
             let frames = m.frames();
-            let n = frames[frames.len() - 1][0];
-            router.try_send(msg(&[&frames[0][..], b"", &[n]])).unwrap();
+            let mut reply = vec![frames[frames.len() - 1][0]];
+            reply.resize(1 + self.padding, 0);
+            router
+                .try_send(msg(&[&frames[0][..], b"", &reply]))
+                .unwrap();
             self.queued.lock().unwrap().push(router.queued_outbound());
         }
     }
 }
 
-/// The replies a delivery sends on its own connection wait in the
-/// connection's buffer, not in its queue, and leave together once the
-/// delivery is done, written by the reader (the connection's writer task
-/// was idle): none of sixteen requests read at once left a reply queued.
-#[tokio::test(flavor = "current_thread")]
-async fn the_replies_of_a_delivery_leave_together_from_the_reader() {
-    init_tracing();
+/// Sixteen requests read at once, each answered on the router's reader
+/// with `padding` bytes more than one; returns the router's queued
+/// messages after each answer.
+async fn sixteen_answered_in_one_delivery(padding: usize) -> Vec<usize> {
     let router = std::sync::Arc::new(RouterSocket::new());
     let mut events = router.monitor();
     let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
@@ -715,6 +717,7 @@ async fn the_replies_of_a_delivery_leave_together_from_the_reader() {
     let _served = router.deliver_to(std::sync::Arc::new(AnswerAndCountQueued {
         router: std::sync::Mutex::new(std::sync::Arc::downgrade(&router)),
         queued: queued.clone(),
+        padding,
     }));
     let dealer = DealerSocket::new();
     dealer.connect(&ep.to_string()).await.unwrap();
@@ -729,9 +732,32 @@ async fn the_replies_of_a_delivery_leave_together_from_the_reader() {
     }
     for n in 0..16u8 {
         let r = within("reply", dealer.recv()).await.unwrap();
-        assert_eq!(&r.frames()[1][..], &[n], "in order");
+        assert_eq!(r.frames()[1].len(), 1 + padding);
+        assert_eq!(r.frames()[1][0], n, "in order");
     }
-    assert_eq!(*queued.lock().unwrap(), vec![0; 16]);
+    let q = queued.lock().unwrap().clone();
+    q
+}
+
+/// The replies a delivery sends on its own connection wait in the
+/// connection's buffer, not in its queue, and leave together once the
+/// delivery is done, written by the reader (the connection's writer task
+/// was idle): none of sixteen requests read at once left a reply queued.
+#[tokio::test(flavor = "current_thread")]
+async fn the_replies_of_a_delivery_leave_together_from_the_reader() {
+    init_tracing();
+    assert_eq!(sixteen_answered_in_one_delivery(0).await, vec![0; 16]);
+}
+
+/// A delivery holds at most 256 KiB of what it sends: 100 KiB replies
+/// are held three at a time, the rest queued (under the queue's limits),
+/// and all arrive in order.
+#[tokio::test(flavor = "current_thread")]
+async fn a_delivery_holds_a_bounded_amount() {
+    init_tracing();
+    let queued = sixteen_answered_in_one_delivery(100 * 1024).await;
+    assert_eq!(queued[..3], [0, 0, 0], "{queued:?}");
+    assert!(queued[3] > 0, "the fourth is queued: {queued:?}");
 }
 
 /// Answers a request `[n]` with `n` replies at once, on the router.

@@ -41,6 +41,10 @@ use crate::error::{Result, ZmtpError};
 use crate::message::Message;
 use crate::transport::BoxWrite;
 
+/// What a delivery holds at most (bytes encoded, not written) before what
+/// it sends goes to the queue instead, under the queue's limits.
+pub(crate) const HOLD_MAX: usize = 256 * 1024;
+
 /// See the module's doc.
 pub(crate) struct Outlet(Mutex<Side>);
 
@@ -161,6 +165,9 @@ impl Direct<Message> for Outlet {
         }
         let side = &mut *side;
         if side.corked {
+            if side.buf.len() >= HOLD_MAX {
+                return Taken::Declined(msg);
+            }
             if let Err(e) = side.encoder.encode_message(&msg, &mut side.buf) {
                 side.failed = Some(e);
                 return Taken::Done { wake: true };
