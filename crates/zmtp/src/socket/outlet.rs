@@ -16,6 +16,8 @@
 //!   connection is only encoded; the reader writes it all in one write
 //!   when the delivery is done ([`Outlet::uncork`]). A server answering
 //!   quick calls on its reader thus reads, serves and writes on one task.
+//!   (Up to [`HOLD_MAX`] bytes: past it, what is sent is queued, under
+//!   the queue's limits.)
 //! - **A busy connection declines**, so that its messages still leave
 //!   together through the writer task: when the writer's [`Coalesce`]
 //!   would wait for more, or the reader's last delivery held several
