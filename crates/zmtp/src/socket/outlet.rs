@@ -111,12 +111,9 @@ impl Outlet {
         let wrote = queue.claim(|| {
             let mut side = self.lock();
             let start = Instant::now();
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            if let Poll::Ready(Err(e)) = side.poll_flush(&mut cx) {
-                side.failed = Some(e);
-            }
+            side.write_now();
             side.coalesce.wrote(held, false, start, Instant::now());
-            !side.buf.is_empty() || side.failed.is_some()
+            side.left_over()
         });
         if !wrote {
             // (busy: it writes them with its own)
@@ -136,6 +133,33 @@ impl Outlet {
 }
 
 impl Side {
+    /// Encodes `msg` into the buffer; a failure is kept for the writer
+    /// task. Returns whether it was encoded.
+    fn encode(&mut self, msg: &Message) -> bool {
+        match self.encoder.encode_message(msg, &mut self.buf) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Writes what the stream takes now, without waiting: the rest is
+    /// left to the writer task, whose own poll registers its wake-up; a
+    /// failure is kept for it.
+    fn write_now(&mut self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(Err(e)) = self.poll_flush(&mut cx) {
+            self.failed = Some(e);
+        }
+    }
+
+    /// Whether the writer task has work left: bytes or a failure.
+    fn left_over(&self) -> bool {
+        !self.buf.is_empty() || self.failed.is_some()
+    }
+
     /// Writes buffered bytes until none are left or the stream is full.
     pub(crate) fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
         while !self.buf.is_empty() {
@@ -165,35 +189,27 @@ impl Direct<Message> for Outlet {
         if side.closed || side.failed.is_some() {
             return Taken::Declined(msg);
         }
-        let side = &mut *side;
         if side.corked {
             if side.buf.len() >= HOLD_MAX {
                 return Taken::Declined(msg);
             }
-            if let Err(e) = side.encoder.encode_message(&msg, &mut side.buf) {
-                side.failed = Some(e);
-                return Taken::Done { wake: true };
+            if side.encode(&msg) {
+                side.held += 1;
             }
-            side.held += 1;
-            return Taken::Done { wake: false };
+            return Taken::Done {
+                wake: side.failed.is_some(),
+            };
         }
         let start = Instant::now();
         if side.several || !side.buf.is_empty() || side.coalesce.should_wait(1, start) {
             return Taken::Declined(msg);
         }
-        if let Err(e) = side.encoder.encode_message(&msg, &mut side.buf) {
-            side.failed = Some(e);
-            return Taken::Done { wake: true };
+        if side.encode(&msg) {
+            side.write_now();
+            side.coalesce.wrote(1, false, start, Instant::now());
         }
-        // Without waiting: what the stream does not take now is left to
-        // the writer task, whose own poll registers its wake-up.
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        if let Poll::Ready(Err(e)) = side.poll_flush(&mut cx) {
-            side.failed = Some(e);
-        }
-        side.coalesce.wrote(1, false, start, Instant::now());
         Taken::Done {
-            wake: !side.buf.is_empty() || side.failed.is_some(),
+            wake: side.left_over(),
         }
     }
 }
