@@ -12,6 +12,11 @@
 //! [`Budget`]: once the socket's queues together hold its limit, a peer
 //! whose queue is not empty waits, so the peers that read (and keep their
 //! queues empty) are served while the ones that don't are held back.
+//!
+//! An outbound queue may also have a [`Direct`] taker (its connection's
+//! write side): while the queue's reader (the connection's writer task)
+//! waits on an empty queue, a pushed item goes to the taker on the
+//! pushing task instead of waking the reader.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
