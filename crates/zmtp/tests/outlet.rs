@@ -78,7 +78,7 @@ impl zmtp::Deliver for AnswerAndCountQueued {
     }
 }
 
-/// Sixteen requests read at once, each answered on the router's reader
+/// Sixteen requests sent at once, each answered on the router's reader
 /// with `padding` bytes more than one; returns the router's queued
 /// messages after each answer.
 async fn sixteen_answered_in_one_delivery(padding: usize) -> Vec<usize> {
@@ -121,15 +121,16 @@ async fn the_replies_of_a_delivery_leave_together_from_the_reader() {
     assert_eq!(sixteen_answered_in_one_delivery(0).await, vec![0; 16]);
 }
 
-/// A delivery holds at most 256 KiB of what it sends: 100 KiB replies
-/// are held three at a time, the rest queued (under the queue's limits),
-/// and all arrive in order.
+/// A delivery holds at most 256 KiB of what it sends: of 100 KiB replies
+/// it holds three, and queues the rest (under the queue's limits); all
+/// arrive in order. (How the requests are split between reads varies, so
+/// only that some replies were queued is asserted: held whole, none is.)
 #[tokio::test(flavor = "current_thread")]
 async fn a_delivery_holds_a_bounded_amount() {
     init_tracing();
     let queued = sixteen_answered_in_one_delivery(100 * 1024).await;
-    assert_eq!(queued[..3], [0, 0, 0], "{queued:?}");
-    assert!(queued[3] > 0, "the fourth is queued: {queued:?}");
+    assert_eq!(queued[0], 0, "{queued:?}");
+    assert!(queued.iter().any(|&q| q > 0), "none queued: {queued:?}");
 }
 
 /// Answers a request `[n]` with `n` replies at once, on the router.
