@@ -39,7 +39,7 @@ pub(crate) struct CallStart<'a> {
     pub(crate) service: &'a Arc<str>,
     /// The method, as labelled (a server labels methods it does not have
     /// as [`crate::record::UNKNOWN_METHOD`]).
-    pub(crate) method: String,
+    pub(crate) method: Arc<str>,
     /// The other side.
     pub(crate) peer: Peer,
     /// The arguments, when the call's payload is to be kept: see
@@ -90,9 +90,9 @@ impl Observers {
         let (span, method) = match (&self.recorder, ctx) {
             (Some(_), Some(ctx)) => {
                 let span = Span::started(ctx.clone(), self.side, service.clone(), method, peer, at);
-                (Some(span), String::new())
+                (Some(span), None)
             }
-            _ => (None, method),
+            _ => (None, Some(method)),
         };
         if self.metrics {
             crate::metrics::call_started(self.side, service);
@@ -124,9 +124,9 @@ impl Observers {
 pub(crate) struct CallWatch {
     obs: Arc<Observers>,
     service: Arc<str>,
-    /// The method called (empty when the span holds it: see
+    /// The method called (none when the span holds it: see
     /// [`CallWatch::method`]).
-    method: String,
+    method: Option<Arc<str>>,
     /// Recorded when the watch is dropped (with a recorder).
     span: Option<Span>,
     /// The trace and span ids, for the error hook.
@@ -168,7 +168,7 @@ impl CallWatch {
     fn method(&self) -> &str {
         match &self.span {
             Some(span) => span.method(),
-            None => &self.method,
+            None => self.method.as_deref().unwrap_or_default(),
         }
     }
 

@@ -393,14 +393,15 @@ impl Client {
     }
 
     /// Sends the request (waiting for room if there is none): the call,
-    /// to be driven by its caller.
+    /// to be driven by its caller (which started it at `now`).
     pub(super) async fn open_inline(
         &self,
         method: &str,
         args: Vec<Value>,
         trace: Option<&TraceContext>,
+        now: std::time::Instant,
     ) -> Result<InlineCall, Error> {
-        let (mut call, unsent) = self.open_channel(method, args, trace);
+        let (mut call, unsent) = self.open_channel(method, args, trace, now);
         if let Some(msg) = unsent {
             call.send_request(&self.inner, *msg).await?;
         }
@@ -425,12 +426,14 @@ impl Client {
 
     /// Registers a channel and sends its request if there is room now;
     /// otherwise returns the request, to be sent with [`wait_send`] (with no
-    /// server connected yet it waits for one: no slow-joiner loss).
+    /// server connected yet it waits for one: no slow-joiner loss). `now`
+    /// is when the call started.
     pub(super) fn open_channel(
         &self,
         method: &str,
         args: Vec<Value>,
         trace: Option<&TraceContext>,
+        now: std::time::Instant,
     ) -> Opened {
         let conn = self.pick();
         let mut request = Event::new(method, Value::Array(args));
@@ -445,7 +448,6 @@ impl Client {
         // The request carries the smaller of the call's timeout and what
         // is left of the deadline it runs under; the deadline, when it is
         // the smaller, is the channel's too.
-        let now = std::time::Instant::now();
         let inherited = crate::deadline::current()
             .map(|at| (at, at.saturating_duration_since(now)))
             .filter(|(_, left)| cfg.first_reply_timeout.is_none_or(|t| *left < t));

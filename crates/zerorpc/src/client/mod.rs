@@ -256,7 +256,7 @@ impl Client {
         // A call nobody watches (no recorder, metrics or error hook: the
         // default) carries its trace context and nothing more.
         if self.inner.observers.is_none() {
-            let opened = self.open_channel(method, args, trace.as_ref());
+            let opened = self.open_channel(method, args, trace.as_ref(), std::time::Instant::now());
             return CallFuture::Plain(Collect::new(&self.inner, opened));
         }
         match self.open_watched(method, args, trace.as_ref()) {
@@ -344,7 +344,7 @@ impl Client {
     ) -> (Opened, Option<Box<CallWatch>>) {
         let t0 = std::time::Instant::now();
         let captured = self.captured(&args, trace);
-        let opened = self.open_channel(method, args, trace);
+        let opened = self.open_channel(method, args, trace, t0);
         let endpoint = opened.0.out.conn.endpoint.clone();
         let watch = self.watch(trace, endpoint, method, captured, t0);
         (opened, watch)
@@ -369,7 +369,7 @@ impl Client {
         Some(obs.start(CallStart {
             ctx: trace,
             service: &endpoint,
-            method: method.to_owned(),
+            method: method.into(),
             peer: Peer::Endpoint(endpoint.clone()),
             args,
             at,
@@ -471,7 +471,7 @@ impl Client {
         let trace = call_context(&self.inner.opts);
         let t0 = std::time::Instant::now();
         let captured = self.captured(&args, trace.as_ref());
-        let call = self.open_inline(method, args, trace.as_ref()).await?;
+        let call = self.open_inline(method, args, trace.as_ref(), t0).await?;
         let endpoint = call.out.conn.endpoint.clone();
         let watch = self.watch(trace.as_ref(), endpoint, method, captured, t0);
         Ok((call, watch))

@@ -23,10 +23,24 @@ use crate::hex::{hex, unhex};
 /// A trace's key in the store: its id as 16 bytes when it is 32
 /// lower-case hex digits (as every trace this crate starts), else as
 /// text.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum TraceKey {
     Hex([u8; 16]),
     Text(Arc<str>),
+}
+
+impl std::hash::Hash for TraceKey {
+    /// (an id as one number: the derived hash would add the variant and
+    /// the array's length, and feed the hasher bytes)
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            TraceKey::Hex(b) => state.write_u128(u128::from_ne_bytes(*b)),
+            TraceKey::Text(s) => {
+                state.write_u8(1);
+                s.hash(state);
+            }
+        }
+    }
 }
 
 impl TraceKey {
@@ -49,7 +63,7 @@ impl TraceKey {
 
 /// How a kept call ended, without an error's text (that is in [`Rare`]).
 #[derive(Clone, Copy, Debug)]
-enum Ending {
+pub(super) enum Ending {
     Ok,
     Stream,
     Lost,
@@ -59,8 +73,37 @@ enum Ending {
     Err,
 }
 
+impl Ending {
+    /// Every ending, in the order of their [`Ending::index`].
+    pub(super) const ALL: [Ending; 6] = [
+        Ending::Ok,
+        Ending::Stream,
+        Ending::Lost,
+        Ending::Timeout,
+        Ending::Cancelled,
+        Ending::Err,
+    ];
+
+    /// Its place in [`Ending::ALL`].
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its [`Outcome::label`].
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Ending::Ok => "OK",
+            Ending::Stream => "STREAM",
+            Ending::Lost => "LOST",
+            Ending::Timeout => "TIMEOUT",
+            Ending::Cancelled => "CANCELLED",
+            Ending::Err => "ERR",
+        }
+    }
+}
+
 /// What few records have.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Rare {
     /// An error's name and message.
     error: Option<(String, String)>,
@@ -114,12 +157,15 @@ pub(super) struct Names {
     methods: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// (a server's records of one connection's calls share its routing id)
     callers: HashMap<bytes::Bytes, Arc<str>, foldhash::fast::RandomState>,
+    /// The caller found last (a batch's records come in runs of one
+    /// connection's).
+    last_caller: Option<(bytes::Bytes, Arc<str>)>,
     /// By the addresses of their five names' text. (The names are this
     /// batch's or held by the places here: an address cannot be reused
     /// by other text while the batch is kept.)
     places: HashMap<[usize; 5], Arc<Place>, foldhash::fast::RandomState>,
     /// The places found last, newest last (at most [`RECENT_PLACES`]).
-    recent: Vec<([usize; 5], Arc<Place>)>,
+    recent: Vec<Arc<Place>>,
 }
 
 /// How many places [`Names`] looks at before its table.
@@ -130,11 +176,20 @@ impl Names {
     /// id made text once per batch.
     fn peer(&mut self, peer: Peer) -> Arc<str> {
         match peer {
-            Peer::RoutingId(id) => self
-                .callers
-                .entry(id)
-                .or_insert_with_key(|id| Peer::RoutingId(id.clone()).into_text())
-                .clone(),
+            Peer::RoutingId(id) => {
+                if let Some((last, text)) = &self.last_caller {
+                    if *last == id {
+                        return text.clone();
+                    }
+                }
+                let text = self
+                    .callers
+                    .entry(id.clone())
+                    .or_insert_with_key(|id| Peer::RoutingId(id.clone()).into_text())
+                    .clone();
+                self.last_caller = Some((id, text.clone()));
+                text
+            }
             endpoint => endpoint.into_text(),
         }
     }
@@ -149,6 +204,19 @@ impl Names {
         process: &Arc<str>,
         host: &Arc<str>,
     ) -> Arc<Place> {
+        // (a batch has few places, and its records come in runs of them:
+        // the last few found are looked at before the table, the method
+        // by its text, which a span holds a copy of)
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b);
+        if let Some(p) = self.recent.iter().rev().find(|p| {
+            same(&p.service, service)
+                && same(&p.peer, peer)
+                && same(&p.process, process)
+                && same(&p.host, host)
+                && *p.method == *method
+        }) {
+            return p.clone();
+        }
         let at = |s: &str| s.as_ptr() as usize;
         let m = match self.methods.get(method) {
             Some(m) => at(m),
@@ -160,11 +228,6 @@ impl Names {
             }
         };
         let key = [at(service), m, at(peer), at(process), at(host)];
-        // (a batch has few places, and its records come in runs of them:
-        // the last few found are looked at before the table)
-        if let Some((_, p)) = self.recent.iter().find(|(k, _)| *k == key) {
-            return p.clone();
-        }
         let methods = &self.methods;
         let place = self
             .places
@@ -186,56 +249,62 @@ impl Names {
         if self.recent.len() == RECENT_PLACES {
             self.recent.remove(0);
         }
-        self.recent.push((key, place.clone()));
+        self.recent.push(place.clone());
         place
     }
 }
 
-impl Rare {
-    /// `outcome` without its text, which goes here.
-    fn ending(&mut self, outcome: Outcome) -> (Ending, u64) {
-        match outcome {
-            Outcome::Ok => (Ending::Ok, 0),
-            Outcome::Stream { items } => (Ending::Stream, items),
-            Outcome::Lost => (Ending::Lost, 0),
-            Outcome::Timeout => (Ending::Timeout, 0),
-            Outcome::Cancelled => (Ending::Cancelled, 0),
-            Outcome::Err { name, message } => {
-                self.error = Some((name, message));
-                (Ending::Err, 0)
-            }
-        }
+/// `outcome` without its text: an error's name and message are
+/// returned apart (they go to [`Rare`]).
+fn ending(outcome: Outcome) -> (Ending, u64, Option<(String, String)>) {
+    match outcome {
+        Outcome::Ok => (Ending::Ok, 0, None),
+        Outcome::Stream { items } => (Ending::Stream, items, None),
+        Outcome::Lost => (Ending::Lost, 0, None),
+        Outcome::Timeout => (Ending::Timeout, 0, None),
+        Outcome::Cancelled => (Ending::Cancelled, 0, None),
+        Outcome::Err { name, message } => (Ending::Err, 0, Some((name, message))),
     }
+}
 
-    /// Boxed, unless there is nothing in it.
-    fn boxed(self) -> Option<Box<Rare>> {
-        let any = self.error.is_some()
-            || self.text_ids.is_some()
-            || self.user.is_some()
-            || self.payload.is_some()
-            || self.traceback.is_some();
-        any.then(|| Box::new(self))
+impl Rare {
+    /// These parts boxed, unless there are none (most records: no
+    /// [`Rare`] is made for them).
+    fn boxed(
+        error: Option<(String, String)>,
+        text_ids: Option<(String, Option<String>)>,
+        user: Option<String>,
+        payload: Option<Box<Payload>>,
+        traceback: Option<String>,
+    ) -> Option<Box<Rare>> {
+        let any = error.is_some()
+            || text_ids.is_some()
+            || user.is_some()
+            || payload.is_some()
+            || traceback.is_some();
+        any.then(|| {
+            Box::new(Rare {
+                error,
+                text_ids,
+                user,
+                payload,
+                traceback,
+            })
+        })
     }
 }
 
 impl Kept {
     /// `r` kept, its names shared through `names`, the batch's.
     pub(super) fn new(r: Record, names: &mut Names) -> Kept {
-        let mut rare = Rare::default();
         let span = span_number(&r.span_id);
         let parent = r.parent_id.as_deref().map(span_number);
-        let (span_id, parent_id) = match (span, parent) {
-            (Some(s), None) => (s.get(), None),
-            (Some(s), Some(Some(p))) => (s.get(), Some(p)),
-            _ => {
-                rare.text_ids = Some((r.span_id, r.parent_id));
-                (0, None)
-            }
+        let (span_id, parent_id, text_ids) = match (span, parent) {
+            (Some(s), None) => (s.get(), None, None),
+            (Some(s), Some(Some(p))) => (s.get(), Some(p), None),
+            _ => (0, None, Some((r.span_id, r.parent_id))),
         };
-        let (ending, items) = rare.ending(r.outcome);
-        rare.user = r.user;
-        rare.payload = r.payload;
-        rare.traceback = r.traceback;
+        let (ending, items, error) = ending(r.outcome);
         Kept {
             span_id,
             parent_id,
@@ -245,7 +314,7 @@ impl Kept {
             place: names.place(&r.service, &r.method, &r.peer, &r.process, &r.host),
             side: r.side,
             ending,
-            rare: rare.boxed(),
+            rare: Rare::boxed(error, text_ids, r.user, r.payload, r.traceback),
         }
     }
 
@@ -261,20 +330,18 @@ impl Kept {
         names: &mut Names,
     ) -> (TraceKey, Kept) {
         let start_us = s.start_us(clocks);
-        let mut rare = Rare::default();
         let span_id = u64::from_be_bytes(s.ctx.span_id);
+        let mut text_ids = None;
         let parent_id = s.ctx.parent_id.and_then(|p| {
             let n = NonZeroU64::new(u64::from_be_bytes(p));
             if n.is_none() {
                 // (an all-zero parent: kept as the text it reads as)
-                rare.text_ids = Some((hex(&s.ctx.span_id), Some(hex(&p))));
+                text_ids = Some((hex(&s.ctx.span_id), Some(hex(&p))));
             }
             n
         });
-        let (ending, items) = rare.ending(s.outcome);
-        rare.user = s.user.map(|u| u.to_string());
-        rare.payload = s.payload;
-        rare.traceback = s.traceback;
+        let (ending, items, error) = ending(s.outcome);
+        let user = s.user.map(|u| u.to_string());
         let kept = Kept {
             span_id,
             parent_id,
@@ -287,7 +354,7 @@ impl Kept {
             },
             side: s.side,
             ending,
-            rare: rare.boxed(),
+            rare: Rare::boxed(error, text_ids, user, s.payload, s.traceback),
         };
         (TraceKey::Hex(s.ctx.trace_id), kept)
     }
@@ -302,6 +369,10 @@ impl Kept {
 
     pub(super) fn method(&self) -> &Arc<str> {
         &self.place.method
+    }
+
+    pub(super) fn ending(&self) -> Ending {
+        self.ending
     }
 
     pub(super) fn duration_us(&self) -> u64 {

@@ -205,7 +205,8 @@ struct Finished {
     ctx: TraceContext,
     side: Side,
     service: Arc<str>,
-    method: String,
+    /// (shared: a server's are its methods' names, made once)
+    method: Arc<str>,
     peer: Peer,
     /// (its wall-clock time is worked out when the record is built, from
     /// the clocks read then: one clock read less per call)
@@ -223,7 +224,7 @@ impl Span {
         ctx: TraceContext,
         side: Side,
         service: Arc<str>,
-        method: String,
+        method: Arc<str>,
         peer: Peer,
         at: Instant,
     ) -> Self {
@@ -340,7 +341,7 @@ impl Finished {
             parent_id: s.ctx.parent_id.map(|p| hex(&p)),
             side: s.side,
             service: s.service,
-            method: s.method,
+            method: s.method.to_string(),
             peer: s.peer.into_text(),
             process: process.clone(),
             host: host.clone(),

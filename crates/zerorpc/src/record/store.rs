@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
-use super::kept::{Kept, Names, TraceKey};
-use super::stats::{reached_power_of_two, MethodKey};
+use super::kept::{Ending, Kept, Names, TraceKey};
+use super::stats::{reached_power_of_two, Histogram, MethodKey};
 use super::{
     rows, Clocks, Finished, KeyLimits, MethodKeys, MethodRow, MethodStats, Record, Side, TraceSink,
     SLOTS_KEPT, SLOT_SECS,
@@ -161,11 +161,59 @@ impl StoreInner {
 /// A batch's records of one (side, service, method, slot), and their
 /// statistics.
 struct Group {
+    /// Its key in the batch's index.
+    at: (Side, *const u8, *const u8, u64),
     side: Side,
     service: Arc<str>,
     method: Arc<str>,
     slot: u64,
-    stats: MethodStats,
+    tally: Tally,
+}
+
+/// How many of a batch's groups are looked at before its index.
+const RECENT_GROUPS: usize = 4;
+
+/// A group's calls as its records go in: counts by ending and by
+/// latency bucket in arrays, no map looked up per record; made
+/// [`MethodStats`] once per group.
+#[derive(Default)]
+struct Tally {
+    /// By [`Ending::index`].
+    endings: [u64; Ending::ALL.len()],
+    /// By [`Histogram::bucket_of`], as far as the largest seen.
+    buckets: Vec<u64>,
+    sum_us: u64,
+}
+
+impl Tally {
+    fn add(&mut self, ending: Ending, us: u64) {
+        self.endings[ending.index()] += 1;
+        let b = usize::from(Histogram::bucket_of(us));
+        if b >= self.buckets.len() {
+            self.buckets.resize(b + 1, 0);
+        }
+        self.buckets[b] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    /// As statistics: what adding each call to a [`MethodStats`] would
+    /// have made.
+    fn stats(&self) -> MethodStats {
+        let mut stats = MethodStats::default();
+        for (ending, &n) in Ending::ALL.iter().zip(&self.endings) {
+            if n > 0 {
+                stats.outcomes.insert(ending.label().to_owned(), n);
+            }
+        }
+        for (b, &n) in self.buckets.iter().enumerate() {
+            if n > 0 {
+                // (a bucket index is a `u16`: see `Histogram::bucket_of`)
+                stats.latency.add_n(b as u16, n);
+            }
+        }
+        stats.latency.sum_us = self.sum_us;
+        stats
+    }
 }
 
 /// Adds `stats` to `key`'s entry of `table` (the key copied only when the
@@ -288,21 +336,25 @@ impl EmbeddedStore {
         for (key, kept) in batch {
             let slot = kept.slot();
             let (service, method) = (kept.service(), kept.method());
-            let g = *index
-                .entry((kept.side(), service.as_ptr(), method.as_ptr(), slot))
-                .or_insert_with(|| {
+            let at = (kept.side(), service.as_ptr(), method.as_ptr(), slot);
+            // (a batch's records come in runs of few groups: the last few
+            // made are looked at before the index)
+            let mut recent = groups.iter().rev().take(RECENT_GROUPS);
+            let g = match recent.position(|g| g.at == at) {
+                Some(back) => groups.len() - 1 - back,
+                None => *index.entry(at).or_insert_with(|| {
                     groups.push(Group {
+                        at,
                         side: kept.side(),
                         service: service.clone(),
                         method: method.clone(),
                         slot,
-                        stats: MethodStats::default(),
+                        tally: Tally::default(),
                     });
                     groups.len() - 1
-                });
-            groups[g]
-                .stats
-                .add(kept.outcome_shape().label(), kept.duration_us());
+                }),
+            };
+            groups[g].tally.add(kept.ending(), kept.duration_us());
             let st = &mut *st;
             st.records += 1;
             // (one lookup, as in `drop_first`)
@@ -326,13 +378,14 @@ impl EmbeddedStore {
         }
         drop(index);
         for g in &groups {
+            let stats = g.tally.stats();
             let key = st
                 .keys
-                .key_for_many(g.side, &g.service, &g.method, g.stats.calls());
+                .key_for_many(g.side, &g.service, &g.method, stats.calls());
             if let Some(table) = st.slot_mut(g.slot) {
-                merge_into(table, &key, &g.stats);
+                merge_into(table, &key, &stats);
             }
-            merge_into(&mut st.methods, &key, &g.stats);
+            merge_into(&mut st.methods, &key, &stats);
         }
         st.evict();
     }

@@ -158,6 +158,51 @@ fn stats_are_kept_per_slot_for_recent_windows() {
 }
 
 #[test]
+fn a_batch_s_statistics_are_what_adding_each_call_would_make() {
+    // (the store counts a batch in arrays, then makes statistics of them)
+    let store = EmbeddedStore::new(Duration::from_secs(60));
+    let outcomes = [
+        Outcome::Ok,
+        Outcome::Stream { items: 3 },
+        Outcome::Lost,
+        Outcome::Timeout,
+        Outcome::Cancelled,
+        Outcome::Err {
+            name: "E".into(),
+            message: "x".into(),
+        },
+    ];
+    let durations = [
+        0,
+        1,
+        7,
+        8,
+        9,
+        1500,
+        1501,
+        65_000,
+        10_000_000_000,
+        u64::MAX / 3,
+    ];
+    let mut want = MethodStats::default();
+    let mut batch = Vec::new();
+    for (i, &d) in durations.iter().enumerate() {
+        for (j, o) in outcomes.iter().enumerate().take(i % 6 + 1) {
+            let mut r = rec("t", &format!("{i}-{j}"), None, Side::Client, "m", o.clone());
+            r.start_us = 1_000_000;
+            r.duration_us = d;
+            want.add(r.outcome.label(), r.duration_us);
+            batch.push(r);
+        }
+    }
+    store.insert_at(batch, Instant::now());
+    let rows = store.stats_since(None);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].stats, want);
+    assert!(want.outcomes.len() == 6 && want.latency.buckets.len() > 8);
+}
+
+#[test]
 fn lines_and_top_tables() {
     let mut r = rec("0af7", "b7ad", None, Side::Server, "echo", Outcome::Ok);
     r.start_us = 3_723_004_000; // 01:02:03.004
@@ -476,7 +521,7 @@ fn spans_of_every_shape(start: Instant) -> Vec<(Span, Outcome, Duration)> {
                 ctx.clone(),
                 side,
                 "svc".into(),
-                format!("m{}", i % 2),
+                format!("m{}", i % 2).into(),
                 peer,
                 start,
             );

@@ -138,6 +138,8 @@ struct Inner {
     opts: ServerOptions,
     /// What watches its calls (none: nothing does).
     observers: Option<Arc<Observers>>,
+    /// The labels of watched calls.
+    method_names: observe::MethodNames,
     channels: Mutex<Table>,
     limiter: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
@@ -215,6 +217,14 @@ impl Server {
             idle_timeout: opts.idle_timeout.or(opts.socket.idle_timeout),
             ..opts.socket.clone()
         });
+        let observers = Observers::new(
+            Side::Server,
+            opts.recorder.clone(),
+            false,
+            opts.metrics,
+            opts.on_error.clone(),
+        );
+        let method_names = observe::MethodNames::new(service.as_ref(), observers.is_some());
         let inner = Arc::new(Inner {
             service_name: Arc::from(service.name()),
             service,
@@ -223,13 +233,8 @@ impl Server {
             limiter: opts
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
-            observers: Observers::new(
-                Side::Server,
-                opts.recorder.clone(),
-                false,
-                opts.metrics,
-                opts.on_error.clone(),
-            ),
+            observers,
+            method_names,
             opts,
             channels: Mutex::new(Table::default()),
             cancel: CancellationToken::new(),

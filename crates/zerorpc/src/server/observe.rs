@@ -13,6 +13,7 @@ pub(super) fn observe(
     inner: &Inner,
     event: &Event,
     identity: &Bytes,
+    at: std::time::Instant,
 ) -> (Option<TraceContext>, Option<Box<CallWatch>>) {
     let ctx = TraceContext::from_header(&event.header)
         .map(|remote| remote.child())
@@ -26,23 +27,57 @@ pub(super) fn observe(
     let Some(observers) = &inner.observers else {
         return (ctx, None);
     };
-    // Metrics labels and store keys name only methods this server has: any
-    // other name (a client's typo, or a hostile client's endless random
-    // names) is one label; its NameError outcome keeps the name.
-    let method = if inner.service.has_method(&event.name)
-        || introspection::METHODS.contains(&event.name.as_str())
-    {
-        event.name.clone()
-    } else {
-        crate::record::UNKNOWN_METHOD.to_owned()
-    };
     let watch = observers.start(CallStart {
         ctx: ctx.as_ref(),
         service: &inner.service_name,
-        method,
+        method: inner
+            .method_names
+            .label(inner.service.as_ref(), &event.name),
         peer: Peer::RoutingId(identity.clone()),
         args: None,
-        at: std::time::Instant::now(),
+        at,
     });
     (ctx, Some(watch))
+}
+
+/// The names a watched server labels its calls with, made once: a call's
+/// label is then shared, not copied.
+///
+/// Metrics labels and store keys name only methods this server has: any
+/// other name (a client's typo, or a hostile client's endless random
+/// names) is one label, [`crate::record::UNKNOWN_METHOD`]; its NameError
+/// outcome keeps the name.
+#[derive(Default)]
+pub(super) struct MethodNames {
+    /// The service's methods when the server was made, and the
+    /// introspection methods every server answers.
+    known: std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>,
+    unknown: Arc<str>,
+}
+
+impl MethodNames {
+    /// The labels of `service`'s calls (none are made for a server that
+    /// watches nothing).
+    pub(super) fn new(service: &dyn Service, watched: bool) -> Self {
+        let mut names = MethodNames {
+            unknown: crate::record::UNKNOWN_METHOD.into(),
+            ..MethodNames::default()
+        };
+        if watched {
+            let methods = service.methods().into_iter().map(|m| m.name);
+            let introspection = introspection::METHODS.iter().map(|m| m.to_string());
+            names.known = methods.chain(introspection).map(Arc::from).collect();
+        }
+        names
+    }
+
+    /// The label of a call of `method`.
+    fn label(&self, service: &dyn Service, method: &str) -> Arc<str> {
+        match self.known.get(method) {
+            Some(name) => name.clone(),
+            // (a method the service gained since the server was made)
+            None if service.has_method(method) => method.into(),
+            None => self.unknown.clone(),
+        }
+    }
 }

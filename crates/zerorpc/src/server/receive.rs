@@ -136,7 +136,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                     ch.set_deadline(at, budget);
                 }
             }
-            let (ctx, watch) = observe(inner, &event, identity);
+            let (ctx, watch) = observe(inner, &event, identity, now.into_std());
             if let Some(ctx) = &ctx {
                 // every event of a traced channel carries its context
                 ch.set_trace(ctx);
