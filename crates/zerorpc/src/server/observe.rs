@@ -81,3 +81,44 @@ impl MethodNames {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service whose method `later` is not among its methods when the
+    /// server is made (one that gains methods at run time).
+    struct Growing;
+
+    impl Service for Growing {
+        fn name(&self) -> &str {
+            "growing"
+        }
+        fn methods(&self) -> Vec<crate::service::MethodInfo> {
+            vec![crate::service::MethodInfo::new("echo", "", &["x"])]
+        }
+        fn call(&self, _: &str, _: Vec<Value>, _: CallContext) -> Option<HandlerFuture> {
+            None
+        }
+        fn has_method(&self, method: &str) -> bool {
+            method == "echo" || method == "later"
+        }
+    }
+
+    #[test]
+    fn calls_are_labelled_with_shared_names_their_own_or_unknown() {
+        let names = MethodNames::new(&Growing, true);
+        let label = |m: &str| names.label(&Growing, m);
+        // known methods and introspection: one shared name each
+        for m in ["echo", "_zerorpc_ping", "_zerorpc_inspect"] {
+            assert_eq!(&*label(m), m);
+            assert!(Arc::ptr_eq(&label(m), &label(m)), "{m} is shared");
+        }
+        // a method gained since, by its name; any other, one label
+        assert_eq!(&*label("later"), "later");
+        assert_eq!(&*label("no_such"), crate::record::UNKNOWN_METHOD);
+        assert!(Arc::ptr_eq(&label("x"), &label("y")));
+        // a server that watches nothing keeps no names
+        assert!(MethodNames::new(&Growing, false).known.is_empty());
+    }
+}
