@@ -328,6 +328,12 @@ impl Channel {
         some(self.deadline).map(|n| self.at(n))
     }
 
+    /// The trace context every event sent carries, when traced (see
+    /// [`Channel::set_trace`]).
+    pub fn trace_parent(&self) -> Option<&TraceParent> {
+        self.traceparent.as_ref()
+    }
+
     /// The channel id (the request's message id).
     pub fn id(&self) -> &MessageId {
         &self.id
