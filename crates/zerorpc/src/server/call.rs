@@ -494,6 +494,16 @@ pub(super) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> CallError {
 mod tests {
     use super::*;
 
+    /// tokio's task cells are 128-byte aligned (x86_64) and hold 104 bytes
+    /// besides the future (tokio 1.54): a call of 408 bytes or less is a
+    /// 512-byte task, one of 416 a 640-byte one.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_idle_call_fits_a_512_byte_task() {
+        let size = std::mem::size_of::<ServerCall>();
+        assert!(size <= 408, "ServerCall is {size} bytes");
+    }
+
     #[test]
     fn an_envelope_keeps_no_hold_on_the_buffer_its_frames_came_in() {
         let read = Bytes::from(vec![7u8; 64]);
