@@ -2,34 +2,37 @@
 //! loop routes to one channel.
 //!
 //! Every open channel has one, so it is built to be small while idle: one
-//! allocation (a mutex, an empty `VecDeque` and a waker), versus a tokio
-//! mpsc's shared block of slots and semaphore. The receive loop never
-//! waits on it: a full mailbox is a misbehaving peer, and the caller
-//! decides what to drop. It is bounded by item count and by bytes (the
-//! sender gives each item's size: its event's encoded length), so a peer
-//! that sends large events faster than its call takes them pins at most
-//! the byte bound per channel (an item always enters an empty mailbox).
+//! allocation of 88 bytes (a mutex over an empty `VecDeque`, the waiting
+//! task's waker and the counts), versus a tokio mpsc's shared block of
+//! slots and semaphore. The waker sits under the mutex the queue needs
+//! anyway: a receiver takes an item or registers in one lock. The receive
+//! loop never waits on it: a full mailbox is a misbehaving peer, and the
+//! caller decides what to drop. It is bounded by item count and by bytes
+//! (the sender gives each item's size: its event's encoded length), so a
+//! peer that sends large events faster than its call takes them pins at
+//! most the byte bound per channel (an item always enters an empty
+//! mailbox). Byte counts are kept in 32 bits: a bound above 4 GiB is
+//! 4 GiB, and an item above it counts as 4 GiB.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
-
-use futures::task::AtomicWaker;
+use std::task::{Context, Poll, Waker};
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    waker: AtomicWaker,
 }
 
 struct State<T> {
     /// Items and their sizes.
-    queue: VecDeque<(T, usize)>,
-    /// (u32, beside `closed`: every open channel has a mailbox)
+    queue: VecDeque<(T, u32)>,
+    /// The receiver's task, while it waits for an item.
+    waker: Option<Waker>,
+    /// (u32s, beside `closed`: every open channel has a mailbox)
     cap: u32,
-    closed: bool,
     /// Bytes queued, and the most that may be.
-    bytes: usize,
-    max_bytes: usize,
+    bytes: u32,
+    max_bytes: u32,
+    closed: bool,
 }
 
 impl<T> State<T> {
@@ -52,12 +55,12 @@ pub(crate) fn mailbox<T>(cap: usize, max_bytes: usize) -> (MailSender<T>, MailRe
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
+            waker: None,
             cap: u32::try_from(cap).unwrap_or(u32::MAX).max(1),
-            closed: false,
             bytes: 0,
-            max_bytes,
+            max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
+            closed: false,
         }),
-        waker: AtomicWaker::new(),
     });
     (
         MailSender(shared.clone()),
@@ -86,29 +89,39 @@ pub(crate) enum MailError {
 impl<T> MailSender<T> {
     /// Queues `item` (of `bytes` bytes) and wakes the receiver.
     pub(crate) fn try_send(&self, item: T, bytes: usize) -> Result<(), MailError> {
-        {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let waker = {
             let mut st = self.0.state();
             if st.closed {
                 return Err(MailError::Closed);
             }
-            let over = st.bytes.saturating_add(bytes) > st.max_bytes;
+            // (an empty mailbox holds no bytes: its one item always fits)
+            let over = st.bytes.checked_add(bytes).is_none_or(|b| b > st.max_bytes);
             if st.queue.len() >= st.cap as usize || (over && !st.queue.is_empty()) {
                 return Err(MailError::Full);
             }
-            st.bytes = st.bytes.saturating_add(bytes);
+            st.bytes += bytes;
             st.queue.push_back((item, bytes));
+            st.waker.take()
+        };
+        // (woken after the lock, so the receiver does not wait for it)
+        if let Some(w) = waker {
+            w.wake();
         }
-        self.0.waker.wake();
         Ok(())
     }
 }
 
 impl<T> Drop for MailSender<T> {
     fn drop(&mut self) {
-        let was_closed = std::mem::replace(&mut self.0.state().closed, true);
-        // (a receiver that closed first is going away: no one to wake)
-        if !was_closed {
-            self.0.waker.wake();
+        // (a receiver that closed first took its waker: no one to wake)
+        let waker = {
+            let mut st = self.0.state();
+            st.closed = true;
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 }
@@ -125,31 +138,32 @@ pub(crate) struct MailReceiver<T> {
 impl<T> MailReceiver<T> {
     /// The next item; `None` once the sender is dropped and the queue empty.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        if let Some(r) = self.try_recv() {
-            self.taken = self.taken.saturating_add(1);
-            return Poll::Ready(r);
-        }
-        self.shared.waker.register(cx.waker());
-        // Re-check: an item may have arrived before the registration.
         let mut st = self.shared.state();
-        match st.pop() {
-            Some(item) => {
-                self.taken = self.taken.saturating_add(1);
-                Poll::Ready(Some(item))
-            }
-            None if st.closed => Poll::Ready(None),
-            None => {
-                // Going to sleep on an empty queue after taking one item
-                // at most (an idle channel's heartbeat; a busy one takes
-                // bursts): its buffer (room for a few events, a kilobyte)
-                // is freed, so an idle channel does not keep it.
-                if self.taken <= 1 && st.queue.capacity() > 0 {
-                    st.queue = VecDeque::new();
-                }
-                self.taken = 0;
-                Poll::Pending
-            }
+        if let Some(item) = st.pop() {
+            self.taken = self.taken.saturating_add(1);
+            return Poll::Ready(Some(item));
         }
+        if st.closed {
+            return Poll::Ready(None);
+        }
+        // Going to sleep on an empty queue after taking one item at most
+        // (an idle channel's heartbeat; a busy one takes bursts): its
+        // buffer (room for a few events, a kilobyte) is freed, so an idle
+        // channel does not keep it.
+        if self.taken <= 1 && st.queue.capacity() > 0 {
+            st.queue = VecDeque::new();
+        }
+        self.taken = 0;
+        // Registered under the lock a sender queues under: no item is
+        // missed.
+        let old = match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => None,
+            _ => st.waker.replace(cx.waker().clone()),
+        };
+        // (the replaced waker dropped after the lock)
+        drop(st);
+        drop(old);
+        Poll::Pending
     }
 
     /// Closes the mailbox from this end, dropping what is queued, and
@@ -166,24 +180,14 @@ impl<T> MailReceiver<T> {
             return;
         }
         self.closed = true;
-        {
+        let waker = {
             let mut st = self.shared.state();
             st.closed = true;
             st.queue.clear();
             st.bytes = 0;
-        }
-        drop(self.shared.waker.take());
-    }
-
-    /// The next item without waiting: `Some(None)` when closed and empty,
-    /// `None` when nothing is queued yet.
-    fn try_recv(&mut self) -> Option<Option<T>> {
-        let mut st = self.shared.state();
-        match st.pop() {
-            Some(item) => Some(Some(item)),
-            None if st.closed => Some(None),
-            None => None,
-        }
+            st.waker.take()
+        };
+        drop(waker);
     }
 }
 
@@ -197,6 +201,12 @@ impl<T> Drop for MailReceiver<T> {
 mod tests {
     use super::*;
     use futures::task::noop_waker;
+
+    #[test]
+    fn a_mailbox_is_one_allocation_of_88_bytes() {
+        // (its `Arc`'s two counts, then this)
+        assert_eq!(std::mem::size_of::<Shared<[u8; 256]>>(), 72);
+    }
 
     #[test]
     fn bounded_fifo_and_close() {

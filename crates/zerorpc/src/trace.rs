@@ -55,10 +55,10 @@ tokio::task_local! {
 }
 
 /// Runs `f` with `ctx`, if any, as the current context (a server polling
-/// its handler: a copy of the context per poll, no allocation).
-pub(crate) fn sync_scoped<R>(ctx: Option<&TraceContext>, f: impl FnOnce() -> R) -> R {
+/// its handler: a context made per poll, no allocation).
+pub(crate) fn sync_scoped<R>(ctx: Option<TraceContext>, f: impl FnOnce() -> R) -> R {
     match ctx {
-        Some(c) => CURRENT.sync_scope(c.clone(), f),
+        Some(c) => CURRENT.sync_scope(c, f),
         None => f(),
     }
 }

@@ -1,7 +1,8 @@
 //! One call's channel: the sans-IO state machine (documented on
-//! [`Channel`]), and in `driver` the runtime side every call's driver
-//! shares (its timer, timeouts and flushing; client calls, client streams
-//! and server calls alike).
+//! [`Channel`]), its settings in `config` ([`ChannelConfig`]), and in
+//! `driver` the runtime side every call's driver shares (its timer,
+//! timeouts and flushing; client calls, client streams and server calls
+//! alike).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -11,65 +12,14 @@ use rmpv::Value;
 use crate::event::{Event, EventKind, Head, MessageId, Received, SharedEntries, PROTOCOL_VERSION};
 use crate::trace::{TraceContext, TraceParent};
 
+mod config;
 mod driver;
+pub use config::ChannelConfig;
 pub(crate) use driver::{Driver, Outlet};
 
 /// The most stream credit a channel keeps, whatever the remote grants
 /// (`_zpc_more [2**63]` is clamped to this).
 pub const MAX_SEND_CREDIT: u64 = 1 << 16;
-
-/// Channel timing and window.
-#[derive(Debug, Clone, Copy)]
-pub struct ChannelConfig {
-    /// Heartbeat interval (ZeroRPC's default is 5 s).
-    pub heartbeat: Duration,
-    /// Silent intervals after which the remote is lost. Checked, like
-    /// zerorpc-python does, at each of our heartbeats: the remote is lost
-    /// at the first one that finds it silent for more than `lost_after`
-    /// intervals (so after 2 to 3 intervals with the default 2), its
-    /// silence counted from our first heartbeat until it is first heard.
-    /// That first grace is what a passive-heartbeat Python client needs: it
-    /// sends its first heartbeat an interval after hearing ours.
-    pub lost_after: u32,
-    /// Bound on the wait for the first reply (client side; default 30 s).
-    pub first_reply_timeout: Option<Duration>,
-    /// Stream items we are willing to hold (receiver side): the credit
-    /// window, so a stream buffers at most `window` items of whatever size
-    /// they are. Default 100, like Python. This is the window toward a
-    /// server that does not announce one (zerorpc-python, zerorpc-node):
-    /// they send through a libzmq ROUTER, which silently drops messages
-    /// beyond its 1000-message queue, so a window near that loses items
-    /// when the client falls behind.
-    pub window: u32,
-    /// The window toward a server that announces it holds stream items
-    /// back rather than dropping them (its first `STREAM` event carries a
-    /// `window_max` header key; ours does): the smaller of this and what
-    /// it announced, and never less than `window`. Default 1000, which
-    /// streams small items about 1.7× faster than 100 between our own
-    /// peers. Set it to `window` to keep one window for every server.
-    pub announced_window: u32,
-}
-
-impl Default for ChannelConfig {
-    fn default() -> Self {
-        ChannelConfig {
-            heartbeat: Duration::from_secs(5),
-            lost_after: 2,
-            first_reply_timeout: Some(Duration::from_secs(30)),
-            window: 100,
-            announced_window: 1000,
-        }
-    }
-}
-
-impl ChannelConfig {
-    /// The most stream items a receiver may hold: its window, or the
-    /// announced window if a server announces one (see
-    /// [`ChannelConfig::announced_window`]).
-    pub fn widest_window(&self) -> u32 {
-        self.window.max(self.announced_window)
-    }
-}
 
 /// How the remote interprets `_zpc_more`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,22 +87,35 @@ pub(crate) fn expiry(
 /// A sender that holds items back rather than dropping them says so on its
 /// first `STREAM` event ([`Channel::announce_window`]), and a receiver
 /// then grants up to [`ChannelConfig::announced_window`].
+///
+/// Its deadlines are kept as nanoseconds since it opened (8 bytes each, not
+/// an `Instant`'s 16: every open call holds one channel per side), and its
+/// [`ChannelConfig`] likewise; a time given before it opened (a deadline
+/// that had already passed) counts as its opening. When the remote was
+/// last heard is an `Instant`, as given: it is set by every event.
 #[derive(Debug)]
 pub struct Channel {
     id: MessageId,
-    cfg: ChannelConfig,
     mode: CreditMode,
+    /// Its [`ChannelConfig`] (see [`Channel::config`]), in nanoseconds.
+    heartbeat: Nanos,
+    first_reply_timeout: Nanos,
+    lost_after: u32,
+    window: u32,
+    announced_window: u32,
+    /// When it opened: the times below count from it.
+    opened: Instant,
     /// When the remote was last heard; `None` until it is heard or our
     /// first heartbeat is due, whichever comes first.
     last_heard: Option<Instant>,
-    next_heartbeat: Instant,
-    first_reply_deadline: Option<Instant>,
+    next_heartbeat: Nanos,
+    first_reply_deadline: Nanos,
     /// The call's deadline, until the first reply (received by a client,
     /// sent by a server).
-    deadline: Option<Instant>,
+    deadline: Nanos,
     /// The budget the deadline was set from, kept after the first reply
     /// (what a client reports when the server says the deadline passed).
-    deadline_budget: Option<Duration>,
+    deadline_budget: Nanos,
     /// STREAM events we may still send (at most [`MAX_SEND_CREDIT`]).
     send_credit: u32,
     /// STREAM events the remote may still send us (granted, not received;
@@ -175,6 +138,24 @@ pub struct Channel {
     announce: bool,
 }
 
+/// A time, as nanoseconds since its channel opened, or a duration in
+/// nanoseconds; [`NONE`] for none (a time or duration past 584 years is
+/// 584 years).
+type Nanos = u64;
+
+/// No time (or duration) at all.
+const NONE: Nanos = u64::MAX;
+
+/// `d` in nanoseconds (at most `NONE - 1`).
+fn nanos(d: Duration) -> Nanos {
+    u64::try_from(d.as_nanos()).map_or(NONE - 1, |n| n.min(NONE - 1))
+}
+
+/// `None` for [`NONE`].
+fn some(n: Nanos) -> Option<Nanos> {
+    (n != NONE).then_some(n)
+}
+
 /// An event this channel queued: its parts, made an [`Event`] by
 /// [`Channel::poll_transmit`], or written straight into a message by our
 /// drivers ([`Channel::transmit_into`]).
@@ -195,12 +176,17 @@ impl Channel {
         Channel {
             mode: CreditMode::for_channel(&id),
             id,
-            cfg,
+            heartbeat: nanos(cfg.heartbeat),
+            first_reply_timeout: cfg.first_reply_timeout.map_or(NONE, nanos),
+            lost_after: cfg.lost_after,
+            window: cfg.window,
+            announced_window: cfg.announced_window,
+            opened: now,
             last_heard: None,
-            next_heartbeat: now + cfg.heartbeat,
-            first_reply_deadline: None,
-            deadline: None,
-            deadline_budget: None,
+            next_heartbeat: nanos(cfg.heartbeat),
+            first_reply_deadline: NONE,
+            deadline: NONE,
+            deadline_budget: NONE,
             send_credit: 1,
             remote_credit: 1,
             buffered: 0,
@@ -216,7 +202,7 @@ impl Channel {
     /// The client side of a call whose request (with id `id`) was just sent.
     pub fn client(id: MessageId, cfg: ChannelConfig, now: Instant) -> Self {
         let mut c = Channel::new(id, cfg, now);
-        c.first_reply_deadline = cfg.first_reply_timeout.map(|t| now + t);
+        c.first_reply_deadline = c.first_reply_timeout;
         c
     }
 
@@ -241,7 +227,17 @@ impl Channel {
     /// deadline still counts from the start of the call.
     pub fn request_sent(&mut self, now: Instant) {
         self.last_heard = None;
-        self.next_heartbeat = now + self.cfg.heartbeat;
+        self.next_heartbeat = self.since(now).saturating_add(self.heartbeat);
+    }
+
+    /// `t` in nanoseconds since the channel opened (0 if before).
+    fn since(&self, t: Instant) -> Nanos {
+        nanos(t.saturating_duration_since(self.opened))
+    }
+
+    /// The time `n` nanoseconds after the channel opened.
+    fn at(&self, n: Nanos) -> Instant {
+        self.opened + Duration::from_nanos(n)
     }
 
     /// Sets the call's deadline (`budget` is what it was computed from, for
@@ -249,19 +245,19 @@ impl Channel {
     /// [`ChannelError::DeadlineExceeded`] once it passes without a first
     /// reply.
     pub fn set_deadline(&mut self, at: Instant, budget: Duration) {
-        self.deadline = Some(at);
-        self.deadline_budget = Some(budget);
+        self.deadline = self.since(at);
+        self.deadline_budget = nanos(budget);
     }
 
     /// Drops the deadline (its budget is still reported).
     pub fn clear_deadline(&mut self) {
-        self.deadline = None;
+        self.deadline = NONE;
     }
 
     /// The budget of the deadline set on this channel, if any (kept after
     /// the first reply).
     pub fn deadline_budget(&self) -> Option<Duration> {
-        self.deadline_budget
+        some(self.deadline_budget).map(Duration::from_nanos)
     }
 
     /// The error for an `ERR` reply: a server's `DeadlineExceeded` for a
@@ -272,14 +268,20 @@ impl Channel {
     pub fn expiry_of(&self, error_name: &str) -> Option<ChannelError> {
         expiry(
             error_name,
-            self.deadline_budget,
-            self.cfg.first_reply_timeout,
+            self.deadline_budget(),
+            self.config().first_reply_timeout,
         )
     }
 
     /// The call's deadline, while it applies.
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        some(self.deadline).map(|n| self.at(n))
+    }
+
+    /// The trace context every event sent carries, when traced (see
+    /// [`Channel::set_trace`]).
+    pub fn trace_parent(&self) -> Option<&TraceParent> {
+        self.traceparent.as_ref()
     }
 
     /// The channel id (the request's message id).
@@ -288,8 +290,14 @@ impl Channel {
     }
 
     /// The channel's configuration.
-    pub fn config(&self) -> &ChannelConfig {
-        &self.cfg
+    pub fn config(&self) -> ChannelConfig {
+        ChannelConfig {
+            heartbeat: Duration::from_nanos(self.heartbeat),
+            lost_after: self.lost_after,
+            first_reply_timeout: some(self.first_reply_timeout).map(Duration::from_nanos),
+            window: self.window,
+            announced_window: self.announced_window,
+        }
     }
 
     /// The credit interpretation in use.
@@ -345,8 +353,8 @@ impl Channel {
                 Ok(false)
             }
             kind => {
-                self.first_reply_deadline = None;
-                self.deadline = None;
+                self.first_reply_deadline = NONE;
+                self.deadline = NONE;
                 if kind == Some(EventKind::Stream) {
                     if !self.streaming {
                         self.adopt_window(announced());
@@ -364,10 +372,12 @@ impl Channel {
     /// When [`Channel::handle_timeout`] must next be called: our next
     /// heartbeat (where loss is checked) or the first-reply deadline.
     pub fn poll_timeout(&self) -> Instant {
-        [self.first_reply_deadline, self.deadline()]
-            .into_iter()
-            .flatten()
-            .fold(self.next_heartbeat, Instant::min)
+        // (`NONE` is later than any time)
+        let next = self
+            .next_heartbeat
+            .min(self.first_reply_deadline)
+            .min(self.deadline);
+        self.at(next)
     }
 
     /// Advances time: detects the first-reply timeout, and at each due
@@ -377,29 +387,28 @@ impl Channel {
     /// of our heartbeats, the remote is lost if it has been silent for
     /// more than `lost_after` intervals; a remote not heard yet counts as
     /// heard at our first heartbeat.
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ChannelError> {
-        if let (Some(at), Some(budget)) = (self.deadline, self.deadline_budget) {
+    pub fn handle_timeout(&mut self, time: Instant) -> Result<(), ChannelError> {
+        let now = self.since(time);
+        if let (Some(at), Some(budget)) = (some(self.deadline), self.deadline_budget()) {
             if now >= at {
                 return Err(ChannelError::DeadlineExceeded(budget));
             }
         }
-        if let Some(d) = self.first_reply_deadline {
-            if now >= d {
-                return Err(ChannelError::Timeout(
-                    self.cfg.first_reply_timeout.unwrap_or_default(),
-                ));
-            }
+        if now >= self.first_reply_deadline {
+            return Err(ChannelError::Timeout(Duration::from_nanos(
+                self.first_reply_timeout,
+            )));
         }
         if now < self.next_heartbeat {
             return Ok(());
         }
-        let heard = *self.last_heard.get_or_insert(now);
-        let silence = now.saturating_duration_since(heard);
-        if silence > self.cfg.heartbeat * self.cfg.lost_after {
+        let heard = *self.last_heard.get_or_insert(time);
+        let silence = time.saturating_duration_since(heard);
+        if nanos(silence) > self.heartbeat.saturating_mul(self.lost_after.into()) {
             return Err(ChannelError::LostRemote(silence));
         }
         self.emit(EventKind::Heartbeat, Value::Array(vec![Value::from(0)]));
-        self.next_heartbeat = now + self.cfg.heartbeat;
+        self.next_heartbeat = now.saturating_add(self.heartbeat);
         Ok(())
     }
 
@@ -474,7 +483,7 @@ impl Channel {
             }
             self.send_credit -= 1;
         }
-        self.deadline = None;
+        self.deadline = NONE;
         self.emit(kind, args);
         if kind == EventKind::Stream && std::mem::take(&mut self.announce) {
             if let Some(o) = self.out.back_mut() {
@@ -497,7 +506,7 @@ impl Channel {
     fn adopt_window(&mut self, announced: Option<u64>) {
         if let Some(max) = announced {
             let max = u32::try_from(max).unwrap_or(u32::MAX);
-            self.cfg.window = self.cfg.window.max(self.cfg.announced_window.min(max));
+            self.window = self.window.max(self.announced_window.min(max));
         }
     }
 
@@ -505,7 +514,7 @@ impl Channel {
         if !self.streaming {
             return;
         }
-        let window = self.cfg.window.max(1);
+        let window = self.window.max(1);
         let free = window.saturating_sub(self.buffered.saturating_add(self.remote_credit));
         // Grant when half the window is free (or the remote has nothing
         // left), so a fast stream is not stalled by round trips.

@@ -92,10 +92,10 @@ impl InlineCall {
     /// Tells the connection how an event of this call turned out (see
     /// [`Conn::note`]).
     pub(super) fn note_outcome(&self, r: &Result<Received, Error>) {
-        let (conn, cfg) = (&self.out.conn, self.driver.ch.config());
+        let (conn, ch) = (&self.out.conn, &self.driver.ch);
         match r {
-            Err(e) => conn.note(e.is_lost(), cfg),
-            Ok(ev) if ev.is_final() => conn.note(false, cfg),
+            Err(e) => conn.note(e.is_lost(), &ch.config()),
+            Ok(ev) if ev.is_final() => conn.note(false, &ch.config()),
             Ok(_) => {}
         }
     }
@@ -359,7 +359,7 @@ impl Outlet for ToServer {
         let Err(TrySendError::Full(msg)) = self.conn.dealer.try_send_or_return(msg) else {
             return Ok(());
         };
-        let cfg = *ch.config();
+        let cfg = ch.config();
         let conn = self.conn.clone();
         self.sending = Some(if credit {
             let patience = cfg.heartbeat * cfg.lost_after;

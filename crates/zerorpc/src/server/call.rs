@@ -16,10 +16,19 @@ pub(super) enum Inbound {
 }
 
 pub(super) enum Phase {
-    Queued,
+    /// Waiting to start (boxed with the request it holds: a call waits
+    /// here briefly, and runs or streams for long).
+    Queued(Box<Queued>),
     Running(HandlerFuture),
     Streaming(futures::stream::BoxStream<'static, Result<Value, CallError>>),
     Done,
+}
+
+/// A call waiting to start: its request, and its wait for a concurrency
+/// slot (with `max_concurrency`, when none was free).
+pub(super) struct Queued {
+    pub(super) request: Event,
+    pub(super) acquiring: Option<BoxedAcquire>,
 }
 
 pub(super) type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>;
@@ -27,27 +36,26 @@ pub(super) type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphore
 /// Drives one call: the sans-IO [`Channel`] (heartbeats, credit, loss),
 /// the handler, and the replies. A hand-written future rather than an
 /// `async fn`, so an idle call costs only these fields (the waiting states
-/// of a blocked send or a queued call are boxed, and rare).
+/// of a blocked send or a queued call are boxed, and rare). Its key in
+/// the table of open calls is its client's routing id (its connection's,
+/// `out.peer`) and its channel's id.
 pub(super) struct ServerCall {
     pub(super) inner: Arc<Inner>,
-    /// The client's routing id (with the channel's id, the call's key in
-    /// the table of open calls).
-    pub(super) client: Bytes,
     /// The channel and its timer.
     pub(super) driver: Driver,
     /// The client's connection: replies are queued there, and the call
     /// waits for room before starting or producing more.
     pub(super) out: ToClient,
-    /// The request, until its handler starts.
-    pub(super) request: Option<Box<Event>>,
-    /// The trace context the handler runs under (see [`observe()`]).
-    /// Kept here, not in a task-local future of its own: that would be an
+    /// The trace context the handler runs under (see [`observe()`]), when
+    /// the call is traced: the channel's trace parent (its trace and span
+    /// ids and flags), with these two (see [`ServerCall::ctx`]). Kept
+    /// here, not in a task-local future of its own: that would be an
     /// allocation per call and 112 bytes per open one.
-    pub(super) ctx: Option<TraceContext>,
+    pub(super) parent_id: Option<[u8; 8]>,
+    pub(super) tracestate: Option<Box<str>>,
     pub(super) phase: Phase,
     /// Held while the handler runs (with `max_concurrency`).
     pub(super) permit: Option<OwnedSemaphorePermit>,
-    pub(super) acquiring: Option<BoxedAcquire>,
     pub(super) rx: MailReceiver<Inbound>,
     /// What is watched of the call, by a server with observers (told
     /// when dropped, with the call).
@@ -56,17 +64,13 @@ pub(super) struct ServerCall {
 
 impl Drop for ServerCall {
     fn drop(&mut self) {
-        let key = (
-            std::mem::take(&mut self.client),
-            self.driver.ch.id().clone(),
-        );
         // (closed first, so that its sender's drop wakes no one: see
         // `MailReceiver::close`; and the sender dropped after the lock)
         self.rx.close();
-        let tx = self.inner.channels().remove(&key);
+        let tx = (self.inner.channels()).remove(self.out.peer.routing_id(), self.driver.ch.id());
         drop(tx);
         self.inner.live.fetch_sub(1, Ordering::SeqCst);
-        if matches!(self.phase, Phase::Queued) {
+        if matches!(self.phase, Phase::Queued(_)) {
             self.inner.queued.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -189,7 +193,7 @@ impl Future for ServerCall {
             }
             // Start the handler once the client keeps up with what it was
             // sent, and a concurrency slot is ours.
-            if matches!(this.phase, Phase::Queued) {
+            if matches!(this.phase, Phase::Queued(_)) {
                 match this.out.peer.poll_room(cx) {
                     Poll::Pending => {}
                     Poll::Ready(Err(e)) => {
@@ -198,15 +202,21 @@ impl Future for ServerCall {
                     }
                     Poll::Ready(Ok(())) => {
                         if this.poll_slot(cx) {
-                            if let Some(req) = this.request.take() {
-                                let user = this.inner.user_of(&this.client);
+                            if let Phase::Queued(q) =
+                                std::mem::replace(&mut this.phase, Phase::Done)
+                            {
+                                // (no longer waiting: see `set_phase`)
+                                this.inner.queued.fetch_sub(1, Ordering::SeqCst);
+                                let user = this.inner.user_of(this.out.peer.routing_id());
                                 if let Some(w) = &mut this.watch {
                                     w.set_user(user.clone());
                                 }
-                                let (inner, ctx) = (&this.inner, this.ctx.as_ref());
+                                let ctx = this.ctx();
                                 let deadline = this.driver.ch.deadline();
-                                let fut = under(ctx, deadline, || dispatch(inner, *req, ctx, user));
-                                this.set_phase(Phase::Running(fut));
+                                let (req, tp) = (q.request, this.driver.ch.trace_parent());
+                                let fut =
+                                    under(ctx, deadline, || dispatch(&this.inner, req, tp, user));
+                                this.phase = Phase::Running(fut);
                             }
                         }
                     }
@@ -271,7 +281,7 @@ impl ServerCall {
         // deadline bounds the first reply)
         if !matches!(
             self.phase,
-            Phase::Queued | Phase::Running(_) | Phase::Streaming(_)
+            Phase::Queued(_) | Phase::Running(_) | Phase::Streaming(_)
         ) {
             // (nothing left to cancel: the deadline must not fire again)
             self.driver.ch.clear_deadline();
@@ -289,7 +299,7 @@ impl ServerCall {
 
     /// Moves to `phase`, leaving the count of waiting calls if it was one.
     pub(super) fn set_phase(&mut self, phase: Phase) {
-        if matches!(self.phase, Phase::Queued) {
+        if matches!(self.phase, Phase::Queued(_)) {
             self.inner.queued.fetch_sub(1, Ordering::SeqCst);
         }
         self.phase = phase;
@@ -310,7 +320,10 @@ impl ServerCall {
         let Some(sem) = &self.inner.limiter else {
             return true;
         };
-        if self.acquiring.is_none() {
+        let Phase::Queued(q) = &mut self.phase else {
+            return true;
+        };
+        if q.acquiring.is_none() {
             match sem.clone().try_acquire_owned() {
                 Ok(p) => {
                     self.permit = Some(p);
@@ -318,18 +331,32 @@ impl ServerCall {
                 }
                 Err(_) => {
                     let sem = sem.clone();
-                    self.acquiring = Some(Box::pin(async move { sem.acquire_owned().await.ok() }));
+                    q.acquiring = Some(Box::pin(async move { sem.acquire_owned().await.ok() }));
                 }
             }
         }
-        match self.acquiring.as_mut().map(|f| f.as_mut().poll(cx)) {
+        match q.acquiring.as_mut().map(|f| f.as_mut().poll(cx)) {
             Some(Poll::Ready(p)) => {
-                self.acquiring = None;
+                q.acquiring = None;
                 self.permit = p;
                 true
             }
             _ => false,
         }
+    }
+
+    /// The trace context the handler runs under, if the call is traced:
+    /// made of the channel's trace parent and the rest kept here (see
+    /// [`ServerCall::parent_id`]).
+    pub(super) fn ctx(&self) -> Option<TraceContext> {
+        let tp = self.driver.ch.trace_parent()?;
+        Some(TraceContext {
+            trace_id: tp.trace_id,
+            span_id: tp.span_id,
+            parent_id: self.parent_id,
+            sampled: tp.flags & 1 != 0,
+            tracestate: self.tracestate.as_deref().map(str::to_owned),
+        })
     }
 
     /// Polls the handler, or its stream while the client grants credit and
@@ -343,10 +370,14 @@ impl ServerCall {
         budget: &mut usize,
     ) -> Result<bool, zmtp::ZmtpError> {
         let deadline = self.driver.ch.deadline();
+        let ctx = match self.phase {
+            Phase::Running(_) | Phase::Streaming(_) => self.ctx(),
+            Phase::Queued(_) | Phase::Done => None,
+        };
         match &mut self.phase {
             Phase::Running(fut) => {
                 let polled = catch_unwind(AssertUnwindSafe(|| {
-                    under(self.ctx.as_ref(), deadline, || fut.as_mut().poll(cx))
+                    under(ctx, deadline, || fut.as_mut().poll(cx))
                 }));
                 let result = match polled {
                     Ok(Poll::Pending) => return Ok(false),
@@ -385,7 +416,7 @@ impl ServerCall {
                     }
                     *budget -= 1;
                     let item = match catch_unwind(AssertUnwindSafe(|| {
-                        under(self.ctx.as_ref(), deadline, || st.poll_next_unpin(cx))
+                        under(ctx.clone(), deadline, || st.poll_next_unpin(cx))
                     })) {
                         Ok(Poll::Pending) => break,
                         Ok(Poll::Ready(item)) => item,
@@ -414,7 +445,7 @@ impl ServerCall {
                 }
                 Ok(sent > 0)
             }
-            Phase::Queued | Phase::Done => Ok(false),
+            Phase::Queued(_) | Phase::Done => Ok(false),
         }
     }
 }
@@ -423,7 +454,7 @@ impl ServerCall {
 /// trace context and deadline, as the handler sees them
 /// ([`TraceContext::current`], [`crate::deadline::current`]).
 fn under<R>(
-    ctx: Option<&TraceContext>,
+    ctx: Option<TraceContext>,
     deadline: Option<std::time::Instant>,
     f: impl FnOnce() -> R,
 ) -> R {
@@ -462,6 +493,16 @@ pub(super) fn panic_error(panic: Box<dyn std::any::Any + Send>) -> CallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// tokio's task cells are 128-byte aligned (x86_64) and hold 104 bytes
+    /// besides the future (tokio 1.54): a call of 408 bytes or less is a
+    /// 512-byte task, one of 416 a 640-byte one.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_idle_call_fits_a_512_byte_task() {
+        let size = std::mem::size_of::<ServerCall>();
+        assert!(size <= 408, "ServerCall is {size} bytes");
+    }
 
     #[test]
     fn an_envelope_keeps_no_hold_on_the_buffer_its_frames_came_in() {

@@ -8,7 +8,7 @@ use super::*;
 pub(super) fn dispatch(
     inner: &Arc<Inner>,
     req: Event,
-    trace: Option<&TraceContext>,
+    trace: Option<&TraceParent>,
     user: Option<Arc<str>>,
 ) -> HandlerFuture {
     if let Some(ctx) = trace.filter(|_| tracing::span_enabled!(tracing::Level::INFO)) {

@@ -55,7 +55,7 @@ use crate::observe::{CallStart, CallWatch, Ended, Observers};
 use crate::record::{Outcome, Peer, Recorder, Side};
 use crate::report::OnError;
 use crate::service::{CallContext, HandlerFuture, IntoService, Response, Service};
-use crate::trace::TraceContext;
+use crate::trace::{TraceContext, TraceParent};
 
 type ChannelKey = (Bytes, MessageId);
 
@@ -95,9 +95,9 @@ impl Table {
 
     /// Removes a call's channel; returns its mailbox's sender, for the
     /// caller to drop after the table's lock.
-    fn remove(&mut self, key: &ChannelKey) -> Option<MailSender<Inbound>> {
-        let calls = self.clients.get_mut(&key.0)?;
-        let tx = calls.remove(&key.1)?;
+    fn remove(&mut self, client: &Bytes, channel: &MessageId) -> Option<MailSender<Inbound>> {
+        let calls = self.clients.get_mut(client)?;
+        let tx = calls.remove(channel)?;
         self.open -= 1;
         // (a burst's room given back once the client is down to a few)
         if calls.capacity() > 64 && calls.len() < calls.capacity() / 8 {

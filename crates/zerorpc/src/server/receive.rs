@@ -120,7 +120,7 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                     refuse_overloaded(inner, &peer, envelope, &event, what, limit);
                     return None;
                 }
-                chans.insert(key.clone(), tx);
+                chans.insert(key, tx);
             }
             inner.live.fetch_add(1, Ordering::SeqCst);
             inner.queued.fetch_add(1, Ordering::SeqCst);
@@ -141,20 +141,25 @@ pub(super) fn handle_message(inner: &Arc<Inner>, msg: Message) -> Option<ServerC
                 // every event of a traced channel carries its context
                 ch.set_trace(ctx);
             }
+            let (parent_id, tracestate) = match ctx {
+                Some(c) => (c.parent_id, c.tracestate.map(String::into_boxed_str)),
+                None => (None, None),
+            };
             Some(ServerCall {
                 inner: inner.clone(),
-                client: key.0,
                 driver: Driver::new(ch),
                 out: ToClient {
                     peer,
                     envelope,
                     sending: None,
                 },
-                request: Some(Box::new(event)),
-                ctx,
-                phase: Phase::Queued,
+                parent_id,
+                tracestate,
+                phase: Phase::Queued(Box::new(Queued {
+                    request: event,
+                    acquiring: None,
+                })),
                 permit: None,
-                acquiring: None,
                 rx,
                 watch,
             })

@@ -39,6 +39,11 @@ impl std::fmt::Debug for PeerSender {
 }
 
 impl PeerSender {
+    /// The routing id of the peer it sends to.
+    pub fn routing_id(&self) -> &Bytes {
+        &self.routing_id
+    }
+
     fn gone(&self) -> ZmtpError {
         ZmtpError::HostUnreachable(self.routing_id.clone())
     }
