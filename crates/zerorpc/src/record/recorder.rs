@@ -207,6 +207,12 @@ impl std::fmt::Debug for Recorder {
 /// Most records per batch handed to the sink.
 const BATCH: usize = 4096;
 
+/// Most records an embedded store takes at once: between two, the
+/// shipping task lets the other tasks of its worker run (a batch stored
+/// in one go held a worker for milliseconds, and the calls queued on it
+/// waited).
+const STORE_CHUNK: usize = 256;
+
 /// How long records gather before a partial batch is shipped.
 const GATHER: Duration = Duration::from_millis(20);
 
@@ -266,13 +272,16 @@ impl Recorder {
                 // (in chunks: sinks and their receivers bound message sizes)
                 let mut queued = batch.drain(..).peekable();
                 while queued.peek().is_some() {
-                    let chunk = queued.by_ref().take(BATCH);
                     if let Some(store) = &store {
+                        let chunk = queued.by_ref().take(STORE_CHUNK);
                         let n = store_queued(store, chunk, &process, &host, clocks);
                         s.written.fetch_add(n, Ordering::Relaxed);
                         s.settled.fetch_add(n, Ordering::Release);
+                        // (the calls this worker holds run between chunks)
+                        tokio::task::yield_now().await;
                         continue;
                     }
+                    let chunk = queued.by_ref().take(BATCH);
                     let records: Vec<Record> = chunk
                         .map(|q| match q {
                             Queued::Span(f) => f.into_record(&process, &host, clocks),
