@@ -29,7 +29,8 @@ struct State<T> {
     waker: Option<Waker>,
     /// (u32s, beside `closed`: every open channel has a mailbox)
     cap: u32,
-    /// Bytes queued, and the most that may be.
+    /// Bytes queued (saturating), and the most that may be
+    /// ([`UNBOUNDED`]: no bound).
     bytes: u32,
     max_bytes: u32,
     closed: bool,
@@ -38,7 +39,7 @@ struct State<T> {
 impl<T> State<T> {
     fn pop(&mut self) -> Option<T> {
         let (item, bytes) = self.queue.pop_front()?;
-        self.bytes -= bytes;
+        self.bytes = self.bytes.saturating_sub(bytes);
         Some(item)
     }
 }
@@ -48,6 +49,10 @@ impl<T> Shared<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// A `max_bytes` of this or more is no bound in bytes (the count alone
+/// bounds the mailbox).
+const UNBOUNDED: u32 = u32::MAX;
 
 /// A mailbox holding at most `cap` items and `max_bytes` bytes (or one
 /// item of any size).
@@ -96,11 +101,12 @@ impl<T> MailSender<T> {
                 return Err(MailError::Closed);
             }
             // (an empty mailbox holds no bytes: its one item always fits)
-            let over = st.bytes.checked_add(bytes).is_none_or(|b| b > st.max_bytes);
+            let over = st.max_bytes != UNBOUNDED
+                && st.bytes.checked_add(bytes).is_none_or(|b| b > st.max_bytes);
             if st.queue.len() >= st.cap as usize || (over && !st.queue.is_empty()) {
                 return Err(MailError::Full);
             }
-            st.bytes += bytes;
+            st.bytes = st.bytes.saturating_add(bytes);
             st.queue.push_back((item, bytes));
             st.waker.take()
         };
@@ -247,6 +253,23 @@ mod tests {
         assert!(matches!(rx.poll_recv(&mut cx), Poll::Ready(Some(_))));
         assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
         assert!(rx.shared.state().queue.capacity() > 0);
+    }
+
+    #[test]
+    fn a_mailbox_bounded_by_count_alone_takes_items_past_four_gib() {
+        let (tx, mut rx) = mailbox(4, usize::MAX);
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let three_gib = 3 << 30;
+        for i in 0..4 {
+            tx.try_send(i, three_gib).unwrap();
+        }
+        assert_eq!(tx.try_send(4, 1), Err(MailError::Full), "four items held");
+        for i in 0..4 {
+            assert_eq!(rx.poll_recv(&mut cx), Poll::Ready(Some(i)));
+        }
+        tx.try_send(5, three_gib).unwrap();
+        tx.try_send(6, three_gib).unwrap();
     }
 
     #[test]
