@@ -89,16 +89,25 @@ impl Ending {
         self as usize
     }
 
+    /// The outcome it stands for, a stream's `items` long, an error's
+    /// name and message left empty.
+    fn shape(self, items: u64) -> Outcome {
+        match self {
+            Ending::Ok => Outcome::Ok,
+            Ending::Stream => Outcome::Stream { items },
+            Ending::Lost => Outcome::Lost,
+            Ending::Timeout => Outcome::Timeout,
+            Ending::Cancelled => Outcome::Cancelled,
+            Ending::Err => Outcome::Err {
+                name: String::new(),
+                message: String::new(),
+            },
+        }
+    }
+
     /// Its [`Outcome::label`].
     pub(super) fn label(self) -> &'static str {
-        match self {
-            Ending::Ok => "OK",
-            Ending::Stream => "STREAM",
-            Ending::Lost => "LOST",
-            Ending::Timeout => "TIMEOUT",
-            Ending::Cancelled => "CANCELLED",
-            Ending::Err => "ERR",
-        }
+        self.shape(0).label()
     }
 }
 
@@ -386,17 +395,7 @@ impl Kept {
 
     /// How it ended, but an error's name and message left empty.
     pub(super) fn outcome_shape(&self) -> Outcome {
-        match self.ending {
-            Ending::Ok => Outcome::Ok,
-            Ending::Stream => Outcome::Stream { items: self.items },
-            Ending::Lost => Outcome::Lost,
-            Ending::Timeout => Outcome::Timeout,
-            Ending::Cancelled => Outcome::Cancelled,
-            Ending::Err => Outcome::Err {
-                name: String::new(),
-                message: String::new(),
-            },
-        }
+        self.ending.shape(self.items)
     }
 
     /// The record again, in the trace `trace`.

@@ -161,13 +161,25 @@ impl StoreInner {
 /// A batch's records of one (side, service, method, slot), and their
 /// statistics.
 struct Group {
-    /// Its key in the batch's index.
-    at: (Side, *const u8, *const u8, u64),
     side: Side,
     service: Arc<str>,
     method: Arc<str>,
     slot: u64,
     tally: Tally,
+}
+
+/// A group's key in its batch: its side, its names' addresses, its slot.
+type GroupKey = (Side, *const u8, *const u8, u64);
+
+impl Group {
+    fn key(&self) -> GroupKey {
+        (
+            self.side,
+            self.service.as_ptr(),
+            self.method.as_ptr(),
+            self.slot,
+        )
+    }
 }
 
 /// How many of a batch's groups are looked at before its index.
@@ -328,7 +340,7 @@ impl EmbeddedStore {
         // (A group is found by its names' pointers: a batch's records of
         // one method share one name; the group holds them, so a pointer
         // cannot be reused while it is looked up.)
-        let mut index: HashMap<(Side, *const u8, *const u8, u64), usize> = HashMap::new();
+        let mut index: HashMap<GroupKey, usize> = HashMap::new();
         let mut groups: Vec<Group> = Vec::new();
         let mut st = self.lock();
         st.expire(now);
@@ -340,11 +352,10 @@ impl EmbeddedStore {
             // (a batch's records come in runs of few groups: the last few
             // made are looked at before the index)
             let mut recent = groups.iter().rev().take(RECENT_GROUPS);
-            let g = match recent.position(|g| g.at == at) {
+            let g = match recent.position(|g| g.key() == at) {
                 Some(back) => groups.len() - 1 - back,
                 None => *index.entry(at).or_insert_with(|| {
                     groups.push(Group {
-                        at,
                         side: kept.side(),
                         service: service.clone(),
                         method: method.clone(),

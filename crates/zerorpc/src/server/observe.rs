@@ -47,7 +47,6 @@ pub(super) fn observe(
 /// other name (a client's typo, or a hostile client's endless random
 /// names) is one label, [`crate::record::UNKNOWN_METHOD`]; its NameError
 /// outcome keeps the name.
-#[derive(Default)]
 pub(super) struct MethodNames {
     /// The service's methods when the server was made, and the
     /// introspection methods every server answers.
@@ -59,16 +58,16 @@ impl MethodNames {
     /// The labels of `service`'s calls (none are made for a server that
     /// watches nothing).
     pub(super) fn new(service: &dyn Service, watched: bool) -> Self {
-        let mut names = MethodNames {
-            unknown: crate::record::UNKNOWN_METHOD.into(),
-            ..MethodNames::default()
-        };
+        let mut known = std::collections::HashSet::default();
         if watched {
             let methods = service.methods().into_iter().map(|m| m.name);
             let introspection = introspection::METHODS.iter().map(|m| m.to_string());
-            names.known = methods.chain(introspection).map(Arc::from).collect();
+            known = methods.chain(introspection).map(Arc::from).collect();
         }
-        names
+        MethodNames {
+            known,
+            unknown: crate::record::UNKNOWN_METHOD.into(),
+        }
     }
 
     /// The label of a call of `method`.
