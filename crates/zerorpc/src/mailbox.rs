@@ -2,8 +2,9 @@
 //! loop routes to one channel.
 //!
 //! Every open channel has one, so it is built to be small while idle: one
-//! allocation of 88 bytes (a mutex over an empty `VecDeque`, the waiting
-//! task's waker and the counts), versus a tokio mpsc's shared block of
+//! allocation of 96 bytes (a mutex over an empty `VecDeque`, the waiting
+//! task's waker and the counts, and the channel's timer slot: see
+//! [`crate::channel::Timers`]), versus a tokio mpsc's shared block of
 //! slots and semaphore. The waker sits under the mutex the queue needs
 //! anyway: a receiver takes an item or registers in one lock. The receive
 //! loop never waits on it: a full mailbox is a misbehaving peer, and the
@@ -15,11 +16,17 @@
 //! 4 GiB, and an item above it counts as 4 GiB.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 struct Shared<T> {
     state: Mutex<State<T>>,
+    /// The channel's next deadline, for its connection's timer (see
+    /// [`crate::channel::Timers`]): beside the queue, so that the timer
+    /// finds it in the table of senders, and wakes the receiver's task
+    /// with the waker the queue holds.
+    timer: AtomicU64,
 }
 
 struct State<T> {
@@ -66,6 +73,7 @@ pub(crate) fn mailbox<T>(cap: usize, max_bytes: usize) -> (MailSender<T>, MailRe
             max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
             closed: false,
         }),
+        timer: AtomicU64::new(crate::channel::NO_DEADLINE),
     });
     (
         MailSender(shared.clone()),
@@ -115,6 +123,17 @@ impl<T> MailSender<T> {
             w.wake();
         }
         Ok(())
+    }
+
+    /// The channel's timer slot.
+    pub(crate) fn timer(&self) -> &AtomicU64 {
+        &self.0.timer
+    }
+
+    /// Takes the waiting receiver's waker (its deadline came: see
+    /// [`crate::channel::Timers::fire`]).
+    pub(crate) fn take_waker(&self) -> Option<Waker> {
+        self.0.state().waker.take()
     }
 }
 
@@ -172,6 +191,11 @@ impl<T> MailReceiver<T> {
         Poll::Pending
     }
 
+    /// The channel's timer slot.
+    pub(crate) fn timer(&self) -> &AtomicU64 {
+        &self.shared.timer
+    }
+
     /// Closes the mailbox from this end, dropping what is queued, and
     /// forgets the task it would wake: the sender's drop then wakes no one.
     /// For a call that ends: it closes its mailbox before its channel
@@ -209,9 +233,9 @@ mod tests {
     use futures::task::noop_waker;
 
     #[test]
-    fn a_mailbox_is_one_allocation_of_88_bytes() {
+    fn a_mailbox_is_one_allocation_of_96_bytes() {
         // (its `Arc`'s two counts, then this)
-        assert_eq!(std::mem::size_of::<Shared<[u8; 256]>>(), 72);
+        assert_eq!(std::mem::size_of::<Shared<[u8; 256]>>(), 80);
     }
 
     #[test]

@@ -1,18 +1,19 @@
 //! The runtime side of a channel, shared by every call's driver (a client
-//! call, a client stream, a server call): one timer for the channel's
-//! life, the remote's events fed in at the time they arrive, and what the
-//! channel queued flushed to its connection through an [`Outlet`].
+//! call, a client stream, a server call): its deadline kept in its slot of
+//! the connection's [`Timers`], the remote's events fed in at the time
+//! they arrive, and what the channel queued flushed to its connection
+//! through an [`Outlet`].
 //!
 //! What differs between the sides (what a client does with a reply, how a
 //! server runs its handler) stays with them; the timing, timeouts and
 //! flushing are here, once.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
+use super::timers::{Timers, FIRED, NO_DEADLINE};
 use super::{Channel, ChannelError};
 use crate::event::{Event, Received};
 
@@ -28,19 +29,14 @@ pub(crate) trait Outlet {
     fn start_send(&mut self, ch: &mut Channel) -> Result<(), Self::Error>;
 }
 
-/// A [`Channel`] and its timer.
+/// A [`Channel`], driven.
 pub(crate) struct Driver {
     pub(crate) ch: Channel,
-    /// Moved as the channel's next deadline moves (boxed: a `Sleep` is
-    /// large, and a driver is moved into its task). Made at the first
-    /// [`Driver::poll_timer`]: a server call that answers in its first
-    /// poll never arms one.
-    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Driver {
     pub(crate) fn new(ch: Channel) -> Self {
-        Driver { ch, timer: None }
+        Driver { ch }
     }
 
     /// Feeds an event the remote sent: the application's event, if it is
@@ -56,22 +52,36 @@ impl Driver {
 
     /// `Ready` when the channel's deadline (a heartbeat, the loss limit, the
     /// first-reply timeout or the call's deadline) came and the channel
-    /// handled it: `Err` when the call fails of it.
-    pub(crate) fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
-        let deadline = Instant::from_std(self.ch.poll_timeout());
-        let timer = match &mut self.timer {
-            Some(t) => {
-                if t.deadline() != deadline {
-                    t.as_mut().reset(deadline);
-                }
-                t
-            }
-            None => self
-                .timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        ready!(timer.as_mut().poll(cx));
-        Poll::Ready(self.ch.handle_timeout(Instant::now().into_std()))
+    /// handled it: `Err` when the call fails of it. Otherwise keeps the
+    /// deadline in `slot` (its mailbox's) for `timers`, which wake the
+    /// task through the mailbox's waker when it comes: the caller polls
+    /// its mailbox in the same poll, before this. A server call answered
+    /// in its first poll never comes here, and its slot stays unset.
+    pub(crate) fn poll_timer(
+        &mut self,
+        slot: &AtomicU64,
+        timers: &Timers,
+    ) -> Poll<Result<(), ChannelError>> {
+        let held = slot.load(Ordering::SeqCst);
+        if held == FIRED {
+            let r = self.ch.handle_timeout(Instant::now().into_std());
+            // (the next deadline stored before anything else can move
+            // it: the mark is not seen twice)
+            timers.set(slot, self.slot_time(timers));
+            return Poll::Ready(r);
+        }
+        let at = self.slot_time(timers);
+        if at != held {
+            timers.set(slot, at);
+        }
+        Poll::Pending
+    }
+
+    /// The channel's next deadline as a slot's value.
+    fn slot_time(&self, timers: &Timers) -> u64 {
+        self.ch
+            .timeout()
+            .map_or(NO_DEADLINE, |t| timers.slot_time(t))
     }
 
     /// Sends what the channel queued, in order: `Pending` while an event

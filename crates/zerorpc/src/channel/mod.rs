@@ -14,8 +14,10 @@ use crate::trace::{TraceContext, TraceParent};
 
 mod config;
 mod driver;
+mod timers;
 pub use config::ChannelConfig;
 pub(crate) use driver::{Driver, Outlet};
+pub(crate) use timers::{Timers, NO_DEADLINE};
 
 /// The most stream credit a channel keeps, whatever the remote grants
 /// (`_zpc_more [2**63]` is clamped to this).
@@ -373,11 +375,18 @@ impl Channel {
     /// heartbeat (where loss is checked) or the first-reply deadline.
     pub fn poll_timeout(&self) -> Instant {
         // (`NONE` is later than any time)
-        let next = self
-            .next_heartbeat
+        self.at(self.next_timeout())
+    }
+
+    /// When [`Channel::handle_timeout`] should next be called, if ever.
+    pub(crate) fn timeout(&self) -> Option<Instant> {
+        some(self.next_timeout()).map(|n| self.at(n))
+    }
+
+    fn next_timeout(&self) -> Nanos {
+        self.next_heartbeat
             .min(self.first_reply_deadline)
-            .min(self.deadline);
-        self.at(next)
+            .min(self.deadline)
     }
 
     /// Advances time: detects the first-reply timeout, and at each due

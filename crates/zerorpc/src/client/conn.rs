@@ -11,6 +11,8 @@ pub(super) struct Conn {
     /// The endpoint it connects to.
     pub(super) endpoint: Arc<str>,
     pub(super) channels: Channels,
+    /// Its channels' deadlines, kept by its receive loop.
+    pub(super) timers: Timers,
     /// Connections that dropped so far (a channel opened before a drop is
     /// lost with it).
     pub(super) drops: AtomicU64,
@@ -59,6 +61,7 @@ impl Conn {
             dealer,
             endpoint,
             channels: Mutex::new(HashMap::default()),
+            timers: Timers::default(),
             drops: AtomicU64::new(0),
             suspect_until: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
@@ -295,8 +298,9 @@ fn route(conn: &Conn, limits: DecodeLimits, msg: Message) {
     }
 }
 
-/// Watches a connection's events (drops, refusals) until `stop`; while it
-/// runs, replies are routed on the connection's reader (see [`Route`]).
+/// Watches a connection's events (drops, refusals) and keeps its
+/// channels' timers until `stop`; while it runs, replies are routed on the
+/// connection's reader (see [`Route`]).
 pub(super) async fn receive_loop(
     conn: Arc<Conn>,
     limits: DecodeLimits,
@@ -327,6 +331,11 @@ pub(super) async fn receive_loop(
                     Ok(zmtp::SocketEvent::Connected { .. }) => conn.set_refusal(None),
                     _ => {}
                 }
+                continue;
+            }
+            () = conn.timers.due() => {
+                let woken = conn.timers.fire(conn.channels().values());
+                woken.into_iter().for_each(Waker::wake);
                 continue;
             }
             // (what arrived before the delivery was installed)

@@ -39,6 +39,9 @@ impl ToServer {
     /// left).
     pub(super) fn move_to(&mut self, to: &Arc<Conn>, id: &MessageId) {
         if let Some(tx) = self.conn.channels().remove(id) {
+            // (its deadline counted on the other connection's timers: the
+            // driver stores it anew)
+            tx.timer().store(NO_DEADLINE, Ordering::SeqCst);
             to.channels().insert(id.clone(), tx);
         }
         self.conn = to.clone();
@@ -78,7 +81,10 @@ impl InlineCall {
                 }
                 Poll::Pending => {}
             }
-            std::task::ready!(self.driver.poll_timer(cx)).map_err(channel_error)?;
+            let timer = self
+                .driver
+                .poll_timer(self.net_rx.timer(), &self.out.conn.timers);
+            std::task::ready!(timer).map_err(channel_error)?;
         }
     }
 

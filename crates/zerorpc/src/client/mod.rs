@@ -30,7 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures::Stream;
@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zmtp::{DealerSocket, Message, SocketOptions, TrySendError};
 
-use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet};
+use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet, Timers, NO_DEADLINE};
 use crate::error::{CallError, Error};
 use crate::event::{DecodeLimits, Event, EventKind, MessageId, Received};
 use crate::hex::HexId;

@@ -250,7 +250,7 @@ impl Future for ServerCall {
             // Heartbeats, loss and the deadline: looked at once the call is
             // not over, so a call answered in its first poll arms no
             // timer.
-            match this.driver.poll_timer(cx) {
+            match this.driver.poll_timer(this.rx.timer(), &this.inner.timers) {
                 Poll::Pending => {}
                 Poll::Ready(Ok(())) => progressed = true,
                 // The deadline passed and the handler, just polled, has not

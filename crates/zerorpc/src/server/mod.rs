@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use zmtp::{Endpoint, Message, PeerSender, RouterSocket, SocketEvent, SocketOptions, TrySendError};
 
 use crate::auth::Authorization;
-use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet};
+use crate::channel::{Channel, ChannelConfig, ChannelError, Driver, Outlet, Timers};
 use crate::error::CallError;
 use crate::error::Error;
 use crate::event::{DecodeLimits, Event, EventKind, MessageId};
@@ -113,6 +113,11 @@ impl Table {
         }
     }
 
+    /// Every call's mailbox sender.
+    fn senders(&self) -> impl Iterator<Item = &MailSender<Inbound>> {
+        self.clients.values().flat_map(HashMap::values)
+    }
+
     /// Every call's mailbox sender, the table left empty.
     fn take_all(&mut self) -> impl Iterator<Item = MailSender<Inbound>> {
         self.open = 0;
@@ -141,6 +146,8 @@ struct Inner {
     /// The labels of watched calls.
     method_names: observe::MethodNames,
     channels: Mutex<Table>,
+    /// The open calls' deadlines, kept by `run`.
+    timers: Timers,
     limiter: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
     /// Set by a graceful shutdown: new calls are refused.
@@ -237,6 +244,7 @@ impl Server {
             method_names,
             opts,
             channels: Mutex::new(Table::default()),
+            timers: Timers::default(),
             cancel: CancellationToken::new(),
             draining: AtomicBool::new(false),
             live: AtomicUsize::new(0),
@@ -314,6 +322,10 @@ impl Server {
                     if let Some(call) = handle_message(inner, m?) {
                         tokio::spawn(call);
                     }
+                }
+                () = inner.timers.due() => {
+                    let woken = inner.timers.fire(inner.channels().senders());
+                    woken.into_iter().for_each(std::task::Waker::wake);
                 }
                 ev = events.recv() => match ev {
                     Ok(SocketEvent::Disconnected { routing_id: Some(id), .. }) => {
