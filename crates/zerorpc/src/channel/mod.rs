@@ -1,8 +1,9 @@
 //! One call's channel: the sans-IO state machine (documented on
 //! [`Channel`]), its settings in `config` ([`ChannelConfig`]), and in
-//! `driver` the runtime side every call's driver shares (its timer,
+//! `driver` the runtime side every call's driver shares (its deadline,
 //! timeouts and flushing; client calls, client streams and server calls
-//! alike).
+//! alike), with in `timers` the one timer a connection's (or a server's)
+//! channels share.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -146,7 +146,8 @@ struct Inner {
     /// The labels of watched calls.
     method_names: observe::MethodNames,
     channels: Mutex<Table>,
-    /// The open calls' deadlines, kept by `run`.
+    /// The open calls' deadlines, kept by `run` (which also routes their
+    /// events: a call is served only while it runs).
     timers: Timers,
     limiter: Option<Arc<Semaphore>>,
     cancel: CancellationToken,
@@ -300,7 +301,7 @@ impl Server {
     /// Serves until the server is dropped (or [`Server::shutdown`]).
     /// Requests are served on the task of the connection that brings them
     /// (see `receive::Dispatch`) while this runs; this task watches the
-    /// connections come and go.
+    /// connections come and go, and keeps the open calls' timers.
     pub async fn run(&self) -> Result<(), Error> {
         let inner = &self.inner;
         // (a second `run` sees only what happens from now on)
@@ -323,6 +324,7 @@ impl Server {
                         tokio::spawn(call);
                     }
                 }
+                // The open calls' heartbeats, loss and deadlines.
                 () = inner.timers.due() => {
                     let woken = inner.timers.fire(inner.channels().senders());
                     woken.into_iter().for_each(std::task::Waker::wake);
