@@ -41,7 +41,7 @@ pub(super) type BoxedAcquire = Pin<Box<dyn Future<Output = Option<OwnedSemaphore
 /// `out.peer`) and its channel's id.
 pub(super) struct ServerCall {
     pub(super) inner: Arc<Inner>,
-    /// The channel and its timer.
+    /// The channel, driven (its deadline in `rx`'s timer slot).
     pub(super) driver: Driver,
     /// The client's connection: replies are queued there, and the call
     /// waits for room before starting or producing more.
