@@ -358,6 +358,44 @@ async fn timeout_and_lost_remote() {
     }
 }
 
+/// A connection's channels share one timer on each side: with 2,000 calls
+/// open on one connection, their heartbeats keep flowing both ways (none
+/// is taken for lost over six heartbeat intervals, two being the loss
+/// limit), and a short timeout among them still fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_and_a_timeout_among_two_thousand_open_calls() {
+    let opts = ServerOptions {
+        channel: fast_hb(),
+        ..Default::default()
+    };
+    let (server, ep) = start(demo_service(), opts).await;
+    let client = fast_client(&ep).await;
+    let open: Vec<_> = (0..2000)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.call("slow", vec![60.0.into()]).await })
+        })
+        .collect();
+    within("2,000 calls open", async {
+        while server.active_calls() < 2000 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let quick = client.with_timeout(Duration::from_millis(300));
+    match within("a timeout among them", quick.call("slow", vec![5.0.into()])).await {
+        Err(Error::Timeout(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ended = open.iter().filter(|t| t.is_finished()).count();
+    assert_eq!(ended, 0, "calls ended while open (lost?)");
+    assert!(server.active_calls() >= 2000, "{}", server.active_calls());
+    for t in &open {
+        t.abort();
+    }
+}
+
 /// `Client::with_timeout` gives one handle its own call timeout (shorter,
 /// or none at all), leaving the client's (`ClientOptions::timeout`) alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
