@@ -9,8 +9,10 @@
 //!   first-reply timeout, stream credit), driven by an explicit `now`
 //!   (sans-IO);
 //! * [`Server`] (ROUTER, requests dispatched per connection) and [`Client`] /
-//!   [`BlockingClient`] (DEALER, one driver task per call, channels pinned
-//!   to one endpoint);
+//!   [`BlockingClient`] (DEALER, a call driven by the future its caller
+//!   awaits and a stream by a task of its own, channels pinned to one
+//!   endpoint); a client connection's channels, and a server's, share one
+//!   timer for their heartbeats and deadlines;
 //! * [`Service`], [`DynamicService`] and the `#[zerorpc::service]` macro
 //!   (re-exported from `zerorpc-macros`), which also generates a typed
 //!   client;
