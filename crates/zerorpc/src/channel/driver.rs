@@ -63,7 +63,19 @@ impl Driver {
         timers: &Timers,
     ) -> Poll<Result<(), ChannelError>> {
         let held = slot.load(Ordering::SeqCst);
-        if held == FIRED {
+        // A call under a deadline reads the clock itself. Its deadline is
+        // the one the call it runs in has (a server call's handler calling
+        // on): that server call's timer, on another loop, may come first,
+        // and it polls its handler once more before cancelling it for the
+        // deadline (see `ServerCall::poll`). In that poll the inner call
+        // must see the deadline gone too, so the handler hears of it.
+        let due = held == FIRED
+            || (self.ch.deadline().is_some()
+                && self
+                    .ch
+                    .timeout()
+                    .is_some_and(|t| t <= Instant::now().into_std()));
+        if due {
             let r = self.ch.handle_timeout(Instant::now().into_std());
             // (the next deadline stored before anything else can move
             // it: the mark is not seen twice)
