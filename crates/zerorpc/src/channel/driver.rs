@@ -63,26 +63,25 @@ impl Driver {
         timers: &Timers,
     ) -> Poll<Result<(), ChannelError>> {
         let held = slot.load(Ordering::SeqCst);
+        let next = self.ch.timeout();
         // A call under a deadline reads the clock itself. Its deadline is
         // the one the call it runs in has (a server call's handler calling
         // on): that server call's timer, on another loop, may come first,
         // and it polls its handler once more before cancelling it for the
         // deadline (see `ServerCall::poll`). In that poll the inner call
         // must see the deadline gone too, so the handler hears of it.
-        let due = held == FIRED
-            || (self.ch.deadline().is_some()
-                && self
-                    .ch
-                    .timeout()
-                    .is_some_and(|t| t <= Instant::now().into_std()));
+        let read =
+            (held != FIRED && self.ch.deadline().is_some()).then(|| Instant::now().into_std());
+        let due = held == FIRED || matches!((next, read), (Some(t), Some(now)) if t <= now);
         if due {
-            let r = self.ch.handle_timeout(Instant::now().into_std());
+            let now = read.unwrap_or_else(|| Instant::now().into_std());
+            let r = self.ch.handle_timeout(now);
             // (the next deadline stored before anything else can move
             // it: the mark is not seen twice)
             timers.set(slot, self.slot_time(timers));
             return Poll::Ready(r);
         }
-        let at = self.slot_time(timers);
+        let at = next.map_or(NO_DEADLINE, |t| timers.slot_time(t));
         if at != held {
             timers.set(slot, at);
         }
