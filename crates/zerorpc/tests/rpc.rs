@@ -55,6 +55,15 @@ async fn demo() -> (Arc<Server>, String) {
     start(demo_service(), ServerOptions::default()).await
 }
 
+/// The demo with 500 ms heartbeats.
+async fn fast_demo() -> (Arc<Server>, String) {
+    let opts = ServerOptions {
+        channel: fast_hb(),
+        ..Default::default()
+    };
+    start(demo_service(), opts).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_with_every_value_type() {
     let (_server, ep) = demo().await;
@@ -321,11 +330,7 @@ async fn many_concurrent_calls_and_long_calls_survive_heartbeats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_and_lost_remote() {
-    let opts = ServerOptions {
-        channel: fast_hb(),
-        ..Default::default()
-    };
-    let (server, ep) = start(demo_service(), opts).await;
+    let (server, ep) = fast_demo().await;
     let client = Client::connect_with(
         &[&ep],
         ClientOptions {
@@ -364,11 +369,7 @@ async fn timeout_and_lost_remote() {
 /// limit), and a short timeout among them still fires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_and_a_timeout_among_two_thousand_open_calls() {
-    let opts = ServerOptions {
-        channel: fast_hb(),
-        ..Default::default()
-    };
-    let (server, ep) = start(demo_service(), opts).await;
+    let (server, ep) = fast_demo().await;
     let client = fast_client(&ep).await;
     let open: Vec<_> = (0..2000)
         .map(|_| {
@@ -631,11 +632,7 @@ async fn streams_held_back_by_a_full_queue_go_on_when_it_drains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_keeps_its_stream() {
-    let opts = ServerOptions {
-        channel: fast_hb(),
-        ..Default::default()
-    };
-    let (_server, ep) = start(demo_service(), opts).await;
+    let (_server, ep) = fast_demo().await;
     let client = fast_client(&ep).await;
     let mut s = Box::pin(client.call_stream("range", vec![4.into()]).await.unwrap());
     for i in 0..4u64 {
