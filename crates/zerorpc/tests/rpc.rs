@@ -762,3 +762,75 @@ async fn a_stream_that_fails_or_panics_midway() {
         Value::from("s")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_a_full_queue_wait_for_room_and_all_answer() {
+    // A one-message queue to the server and 300 calls of 32 KiB opened at
+    // once: most find no room and wait for it beside their channels.
+    let (_server, ep) = demo().await;
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            socket: zerorpc::zmtp::SocketOptions {
+                send_hwm: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let calls = (0..300u32).map(|i| {
+        let client = client.clone();
+        async move {
+            let mut arg = vec![0u8; 32 * 1024];
+            arg[..4].copy_from_slice(&i.to_be_bytes());
+            let got = client.call("echo", vec![Value::from(arg.clone())]).await;
+            (got.unwrap(), Value::from(arg))
+        }
+    });
+    for (got, sent) in within("300 calls", futures::future::join_all(calls)).await {
+        assert_eq!(got, sent);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_for_room_times_out_on_its_own_clock() {
+    // A server that accepts and never reads: the client's queue and the
+    // connection's buffers fill, and the calls that find no room wait.
+    let router = zerorpc::zmtp::RouterSocket::with_options(zerorpc::zmtp::SocketOptions {
+        recv_hwm: 1,
+        ..Default::default()
+    });
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            socket: zerorpc::zmtp::SocketOptions {
+                send_hwm: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .with_timeout(Duration::from_millis(300));
+    // 200 calls of 256 KiB: far more than the buffers between the two.
+    let calls = (0..200).map(|_| {
+        let client = client.clone();
+        async move {
+            client
+                .call("echo", vec![Value::from(vec![1u8; 256 * 1024])])
+                .await
+        }
+    });
+    let results = within("200 calls that time out", futures::future::join_all(calls)).await;
+    for r in results {
+        match r {
+            Err(Error::Timeout(t)) => assert_eq!(t, Duration::from_millis(300)),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+    drop(router);
+}

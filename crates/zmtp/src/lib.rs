@@ -65,6 +65,6 @@ pub use message::Message;
 #[cfg(feature = "tokio")]
 pub use socket::{
     DealerSocket, Deliver, Delivery, PeerId, PeerSender, PubSocket, PullSocket, PushSocket,
-    RouterSocket, SocketEvent, SocketOptions, SubSocket, TrySendError,
+    RoundRobin, RouterSocket, SocketEvent, SocketOptions, SubSocket, TrySendError,
 };
 pub use socket_type::SocketType;

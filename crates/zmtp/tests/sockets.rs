@@ -638,3 +638,123 @@ async fn the_first_replies_of_a_read_leave_before_the_rest_is_served() {
         "the first reply arrived after every request was served: {log:?}"
     );
 }
+
+/// A waker that counts as a permit on a `Notify`: a wake-up before the
+/// test waits for it is not lost.
+struct NotifyWaker(tokio::sync::Notify);
+
+impl std::task::Wake for NotifyWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
+/// A DEALER connected to a ROUTER that does not read, its queue to that
+/// ROUTER filled: the router, and the message that found no room.
+async fn filled_dealer(dealer: &DealerSocket) -> (RouterSocket, zmtp::Message) {
+    use zmtp::{SocketOptions, TrySendError};
+    let router = RouterSocket::with_options(SocketOptions {
+        recv_hwm: 1,
+        ..SocketOptions::default()
+    });
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    let before = dealer.peer_count();
+    dealer.connect(&ep.to_string()).await.unwrap();
+    within("connected", async {
+        while dealer.peer_count() == before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    // Filled until the connection's buffers are full too: a message
+    // that finds no room five times over 100 ms (the writer may still be
+    // taking what the kernel had room for when the first one found none).
+    let payload = vec![7u8; 64 * 1024];
+    let mut sent = 0usize;
+    let mut full = 0;
+    let back = loop {
+        let m = msg(&[b"", &sent.to_be_bytes(), &payload]);
+        match dealer.try_send_or_return(m) {
+            Ok(()) => {
+                sent += 1;
+                full = 0;
+                tokio::task::yield_now().await;
+            }
+            Err(TrySendError::Full(back)) if full == 5 => break back,
+            Err(TrySendError::Full(_)) => {
+                full += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(TrySendError::Failed(e)) => panic!("unexpected failure: {e}"),
+        }
+        assert!(sent < 100_000, "the queue never filled");
+    };
+    (router, back)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_send_waits_for_room_or_a_new_peer_and_keeps_its_message() {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+    use zmtp::{RoundRobin, SocketOptions};
+    init_tracing();
+    let opts = SocketOptions {
+        send_hwm: 2,
+        ..SocketOptions::default()
+    };
+    let notify = Arc::new(NotifyWaker(tokio::sync::Notify::new()));
+    let waker = Waker::from(notify.clone());
+    let mut cx = Context::from_waker(&waker);
+
+    // No peer: said so at once, the message kept.
+    let dealer = DealerSocket::with_options(opts.clone());
+    let mut slot = Some(msg(&[b"", b"early"]));
+    match dealer.poll_send(&mut cx, &mut slot) {
+        Poll::Ready(Ok(RoundRobin::NoPeer)) => {}
+        other => panic!("expected NoPeer, got {other:?}"),
+    }
+    assert!(slot.is_some(), "the message stays the caller's");
+
+    // Every queue full: pending, the message kept, until the peer reads.
+    let (router, back) = filled_dealer(&dealer).await;
+    let mut slot = Some(back.clone());
+    assert!(dealer.poll_send(&mut cx, &mut slot).is_pending());
+    assert_eq!(slot.as_ref(), Some(&back), "the message stays the caller's");
+    let reader = tokio::spawn(async move {
+        loop {
+            let m = router.recv().await.unwrap();
+            if m.frames()[2] == back.frames()[1] {
+                return;
+            }
+        }
+    });
+    within("woken when the peer has room", notify.0.notified()).await;
+    within("sent once woken", async {
+        loop {
+            match dealer.poll_send(&mut cx, &mut slot) {
+                Poll::Ready(Ok(RoundRobin::Sent)) => return,
+                Poll::Ready(other) => panic!("expected Sent, got {other:?}"),
+                Poll::Pending => notify.0.notified().await,
+            }
+        }
+    })
+    .await;
+    assert!(slot.is_none());
+    within("the waiting message arrives", reader).await.unwrap();
+
+    // Full again, then a second peer arrives: the waiting send goes there.
+    let dealer = DealerSocket::with_options(opts);
+    let (_stuck, back) = filled_dealer(&dealer).await;
+    let mut slot = Some(back.clone());
+    assert!(dealer.poll_send(&mut cx, &mut slot).is_pending());
+    let fresh = RouterSocket::new();
+    let ep = fresh.bind("tcp://127.0.0.1:0").await.unwrap();
+    dealer.connect(&ep.to_string()).await.unwrap();
+    within("woken when another peer arrives", notify.0.notified()).await;
+    match dealer.poll_send(&mut cx, &mut slot) {
+        Poll::Ready(Ok(RoundRobin::Sent)) => {}
+        other => panic!("expected Sent to the new peer, got {other:?}"),
+    }
+    let got = within("the new peer has it", fresh.recv()).await.unwrap();
+    assert_eq!(got.frames()[2], back.frames()[1]);
+}

@@ -224,6 +224,13 @@ impl Channel {
         self.announce = true;
     }
 
+    /// The request has not left yet (no room, or no server): no heartbeat
+    /// until [`Channel::request_sent`], while the first-reply timeout and
+    /// the deadline count from the start of the call as ever.
+    pub fn request_waits(&mut self) {
+        self.next_heartbeat = NONE;
+    }
+
     /// The request has actually left (it may wait for a server to
     /// connect): heartbeats start from now, and the remote's silence is
     /// counted from our first one (until it is heard). The first-reply

@@ -412,7 +412,8 @@ impl Client {
     ) -> Result<InlineCall, Error> {
         let (mut call, unsent) = self.open_channel(method, args, trace, now);
         if let Some(msg) = unsent {
-            call.send_request(&self.inner, *msg).await?;
+            call.driver.ch.request_waits();
+            call.send_request(&self.inner, msg).await?;
         }
         Ok(call)
     }
@@ -480,8 +481,7 @@ impl Client {
             ch.set_trace(ctx);
         }
         let unsent = match conn.dealer.try_send_or_return(msg) {
-            // (boxed: rare; see `InlineCall::send_request`)
-            Err(TrySendError::Full(msg)) => Some(Box::new(msg)),
+            Err(TrySendError::Full(msg)) => Some(msg),
             // (round-robin sockets only report Full)
             _ => None,
         };
@@ -522,4 +522,4 @@ impl Client {
 
 /// What [`Client::open_channel`] returns: the call (its channel
 /// registered), and its request if it still has to be sent.
-pub(super) type Opened = (InlineCall, Option<Box<Message>>);
+pub(super) type Opened = (InlineCall, Option<Message>);

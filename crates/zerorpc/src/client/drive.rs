@@ -51,12 +51,49 @@ impl ToServer {
 
 impl InlineCall {
     /// Sends a request that found no room when the channel opened (see
-    /// [`wait_send`]).
+    /// [`wait_send`]), within the call's timeout and deadline (counted
+    /// from its start).
     pub(super) async fn send_request(&mut self, inner: &Inner, msg: Message) -> Result<(), Error> {
-        let timeout = self.driver.ch.config().first_reply_timeout;
-        wait_send(inner, &mut self.out, self.driver.ch.id(), msg, timeout).await?;
+        let id = self.driver.ch.id().clone();
+        let send = wait_send(inner, &mut self.out, &id, msg);
+        match self.driver.ch.timeout() {
+            Some(at) => match tokio::time::timeout_at(at.into(), send).await {
+                Ok(r) => r?,
+                Err(_) => return Err(self.expired(at)),
+            },
+            None => send.await?,
+        }
         self.driver.ch.request_sent(Instant::now().into_std());
         Ok(())
+    }
+
+    /// The error of a call whose request did not leave by `at`, its
+    /// timeout or its deadline, whichever the channel says.
+    fn expired(&mut self, at: std::time::Instant) -> Error {
+        match self.driver.ch.handle_timeout(at) {
+            Err(e) => channel_error(e),
+            // (not reached: the channel's next time is one of the two)
+            Ok(()) => Error::Timeout(Duration::ZERO),
+        }
+    }
+
+    /// Polls the sending of a request that found no room when the channel
+    /// opened, without allocating: `Ready(Ok(true))` once it has left,
+    /// `Ready(Ok(false))` when the connection has no server (to be waited
+    /// for with [`InlineCall::send_request`]).
+    fn poll_request(
+        &mut self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+    ) -> Poll<Result<bool, Error>> {
+        match std::task::ready!(self.out.conn.dealer.poll_send(cx, msg)) {
+            Ok(zmtp::RoundRobin::Sent) => {
+                self.driver.ch.request_sent(Instant::now().into_std());
+                Poll::Ready(Ok(true))
+            }
+            Ok(zmtp::RoundRobin::NoPeer) => Poll::Ready(Ok(false)),
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
     }
 
     /// Drives the channel until the next reply or stream item. The caller
@@ -108,10 +145,10 @@ impl InlineCall {
 }
 
 /// A call driven by the future its caller awaits (see [`Client::call`]):
-/// sends the request (waiting for room in a box of its own if it found
-/// none), then drives the channel, heartbeats included, until the reply;
-/// a stream is collected (with its item count). Hand-written, so an open
-/// call costs its caller only these fields.
+/// sends the request (waiting for room beside it, or for a server in a
+/// box of its own), then drives the channel, heartbeats included, until
+/// the reply; a stream is collected (with its item count). Hand-written,
+/// so an open call costs its caller only these fields.
 pub(super) struct Collect {
     state: CollectState,
     /// A streamed result so far (one event is held at a time).
@@ -122,10 +159,21 @@ pub(super) struct Collect {
 // an allocation)
 #[allow(clippy::large_enum_variant)]
 enum CollectState {
-    /// The request waits for room, or for a server (rare: boxed).
-    Sending(Pin<Box<dyn Future<Output = Result<InlineCall, Error>> + Send>>),
+    /// The request waits for room at a server, the channel's timer running
+    /// (its timeout, its deadline; no heartbeat before the request).
+    Sending(InlineCall, Box<Unsent>),
+    /// The request waits for a server (none is connected; rarer): boxed
+    /// whole.
+    WaitingForServer(Pin<Box<dyn Future<Output = Result<InlineCall, Error>> + Send>>),
     Receiving(InlineCall),
     Done,
+}
+
+/// A request that found no room when its call opened (boxed: only a call
+/// that waits pays for it).
+pub(super) struct Unsent {
+    msg: Option<Message>,
+    inner: Arc<Inner>,
 }
 
 impl Collect {
@@ -133,14 +181,40 @@ impl Collect {
         let state = match unsent {
             None => CollectState::Receiving(call),
             Some(msg) => {
-                let inner = inner.clone();
-                CollectState::Sending(Box::pin(async move {
-                    call.send_request(&inner, *msg).await?;
-                    Ok(call)
-                }))
+                call.driver.ch.request_waits();
+                let unsent = Unsent {
+                    msg: Some(msg),
+                    inner: inner.clone(),
+                };
+                CollectState::Sending(call, Box::new(unsent))
             }
         };
         Collect { state, items: None }
+    }
+
+    /// Polls a request waiting for room: `Ready(true)` once it has left
+    /// (or the call went on to wait for a server), `Pending` while it
+    /// waits. A failure ends the call.
+    fn poll_sending(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+        let CollectState::Sending(call, unsent) = &mut self.state else {
+            return Poll::Ready(Ok(true));
+        };
+        let sent = std::task::ready!(call.poll_request(cx, &mut unsent.msg))?;
+        let state = std::mem::replace(&mut self.state, CollectState::Done);
+        let CollectState::Sending(mut call, unsent) = state else {
+            return Poll::Ready(Ok(true));
+        };
+        self.state = match (sent, unsent.msg) {
+            (false, Some(msg)) => {
+                let inner = unsent.inner;
+                CollectState::WaitingForServer(Box::pin(async move {
+                    call.send_request(&inner, msg).await?;
+                    Ok(call)
+                }))
+            }
+            _ => CollectState::Receiving(call),
+        };
+        Poll::Ready(Ok(true))
     }
 }
 
@@ -150,8 +224,17 @@ impl Future for Collect {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         loop {
+            let sending = match this.poll_sending(cx) {
+                Poll::Ready(Ok(_)) => false,
+                Poll::Ready(Err(e)) => {
+                    this.state = CollectState::Done;
+                    return Poll::Ready(Err(e));
+                }
+                // (its channel's timer runs meanwhile: polled below)
+                Poll::Pending => true,
+            };
             let call = match &mut this.state {
-                CollectState::Sending(f) => match f.as_mut().poll(cx) {
+                CollectState::WaitingForServer(f) => match f.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Err(e)) => {
                         this.state = CollectState::Done;
@@ -162,17 +245,24 @@ impl Future for Collect {
                         continue;
                     }
                 },
-                CollectState::Receiving(call) => call,
+                CollectState::Sending(call, _) | CollectState::Receiving(call) => call,
                 CollectState::Done => return Poll::Ready(Err(Error::Closed)),
             };
             let r = match call.poll_event(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(r) => r,
             };
-            call.note_outcome(&r);
+            // (a call whose request has not left says nothing of its
+            // connection's health)
+            if !sending {
+                call.note_outcome(&r);
+            }
             let ev = match r {
                 Ok(ev) => ev,
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e) => {
+                    this.state = CollectState::Done;
+                    return Poll::Ready(Err(e));
+                }
             };
             let out = match ev.kind {
                 Some(EventKind::Ok) if this.items.is_none() => Ok((first_arg(ev.args), None)),
@@ -399,29 +489,20 @@ pub(super) async fn wait_send(
     out: &mut ToServer,
     id: &MessageId,
     msg: Message,
-    timeout: Option<Duration>,
 ) -> Result<(), Error> {
-    let send = async {
-        loop {
-            // (a send that loses the race has not queued its copy)
-            let refused = tokio::select! {
-                r = out.conn.dealer.send(msg.clone()) => return r.map_err(Error::from),
-                r = inner.refused(&out.conn) => r,
-            };
-            match inner.unrefused() {
-                Some(other) => {
-                    tracing::debug!(from = %out.conn.endpoint, to = %other.endpoint, reason = %refused.reason, "request moves off a refused connection");
-                    out.move_to(&other, id);
-                }
-                None => return Err(refused.error()),
+    loop {
+        // (a send that loses the race has not queued its copy)
+        let refused = tokio::select! {
+            r = out.conn.dealer.send(msg.clone()) => return r.map_err(Error::from),
+            r = inner.refused(&out.conn) => r,
+        };
+        match inner.unrefused() {
+            Some(other) => {
+                tracing::debug!(from = %out.conn.endpoint, to = %other.endpoint, reason = %refused.reason, "request moves off a refused connection");
+                out.move_to(&other, id);
             }
+            None => return Err(refused.error()),
         }
-    };
-    match timeout {
-        Some(t) => tokio::time::timeout(t, send)
-            .await
-            .map_err(|_| Error::Timeout(t))?,
-        None => send.await,
     }
 }
 

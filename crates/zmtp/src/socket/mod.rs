@@ -44,6 +44,16 @@ pub use types::{DealerSocket, PubSocket, PullSocket, PushSocket, RouterSocket, S
 
 type PeerQueue = Arc<Queue<Message>>;
 
+/// How a round-robin send polled without waiting for a peer ended (see
+/// [`DealerSocket::poll_send`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundRobin {
+    /// The message is queued for a peer.
+    Sent,
+    /// No peer is connected: the message is still the caller's.
+    NoPeer,
+}
+
 struct PeerEntry {
     tx: PeerQueue,
     routing_id: Bytes,
@@ -143,7 +153,18 @@ impl Shared {
             },
         );
         t.rr.push(id);
+        // Sends waiting for room at another peer look again: this one
+        // has room (see `poll_send_round_robin`).
+        let round_robin = matches!(self.kind, SocketType::Dealer | SocketType::Push);
+        let waiting: Vec<PeerQueue> = if round_robin {
+            t.peers.values().map(|e| e.tx.clone()).collect()
+        } else {
+            Vec::new()
+        };
         drop(t);
+        for q in waiting {
+            q.wake_writers();
+        }
         self.peers_changed.notify_waiters();
         Ok((id, routing_id, initial))
     }
@@ -225,49 +246,69 @@ impl Shared {
         }
     }
 
-    /// The slow path of [`Shared::send_round_robin`].
-    async fn wait_round_robin(&self, mut msg: Message) -> Result<()> {
+    /// The slow path of [`Shared::send_round_robin`]: room at a peer is
+    /// waited for by [`Shared::poll_send_round_robin`], a peer by
+    /// `peers_changed`.
+    async fn wait_round_robin(&self, msg: Message) -> Result<()> {
+        let mut slot = Some(msg);
         loop {
             let notified = self.peers_changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let waiting_on = {
-                let mut t = self.table();
-                match try_round_robin(&mut t, msg) {
-                    Ok(()) => return Ok(()),
-                    Err((m, next)) => {
-                        msg = m;
-                        next
-                    }
-                }
+            let polled = tokio::select! {
+                r = std::future::poll_fn(|cx| self.poll_send_round_robin(cx, &mut slot)) => r?,
+                _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
             };
-            match waiting_on {
-                None => tokio::select! {
+            match polled {
+                RoundRobin::Sent => return Ok(()),
+                RoundRobin::NoPeer => tokio::select! {
                     _ = &mut notified => {}
                     _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
                 },
-                Some(q) => {
-                    // Wait for room at the next peer in turn, or for the
-                    // set of peers to change. `slot` keeps the message
-                    // while the push is pending.
-                    let mut slot = Some(msg);
-                    let pushed = tokio::select! {
-                        r = std::future::poll_fn(|cx| q.poll_push(cx, &mut slot)) => Some(r),
-                        _ = &mut notified => None,
-                        _ = self.cancel.cancelled() => return Err(ZmtpError::Closed),
-                    };
-                    match pushed {
-                        Some(Ok(())) => return Ok(()),
-                        // That peer went away: the message comes back.
-                        Some(Err(m)) => msg = m,
-                        None => match slot.take() {
-                            Some(m) => msg = m,
-                            None => return Ok(()),
-                        },
-                    }
-                }
             }
         }
+    }
+
+    /// Sends the message in `msg` to the next peer with room. While every
+    /// peer's queue is full, `Pending` with the message back in `msg`,
+    /// and `cx` woken when the next peer in turn has room, or goes away, or
+    /// another peer arrives. With no peer at all, `NoPeer` (the message
+    /// kept): waiting for one is the caller's business (see
+    /// [`Shared::wait_round_robin`]). Nothing is allocated while waiting.
+    fn poll_send_round_robin(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        msg: &mut Option<Message>,
+    ) -> std::task::Poll<Result<RoundRobin>> {
+        use std::task::Poll;
+        // (a peer that went away between the choice and the push gives the
+        // message back: choose again, a few times, then yield)
+        for _ in 0..4 {
+            let Some(m) = msg.take() else {
+                return Poll::Ready(Ok(RoundRobin::Sent));
+            };
+            if self.cancel.is_cancelled() {
+                *msg = Some(m);
+                return Poll::Ready(Err(ZmtpError::Closed));
+            }
+            let next = match try_round_robin(&mut self.table(), m) {
+                Ok(()) => return Poll::Ready(Ok(RoundRobin::Sent)),
+                Err((m, next)) => {
+                    *msg = Some(m);
+                    next
+                }
+            };
+            let Some(q) = next else {
+                return Poll::Ready(Ok(RoundRobin::NoPeer));
+            };
+            match q.poll_push(cx, msg) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(RoundRobin::Sent)),
+                Poll::Ready(Err(m)) => *msg = Some(m),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     #[allow(clippy::result_large_err)]

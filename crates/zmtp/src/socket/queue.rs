@@ -351,6 +351,13 @@ impl<T: Weigh> Queue<T> {
         wake_all(readers);
     }
 
+    /// Wakes the pushes waiting for room, to look elsewhere (their socket
+    /// has another peer).
+    pub fn wake_writers(&self) {
+        let writers = std::mem::take(&mut self.lock().writers);
+        wake_all(writers);
+    }
+
     /// Refuses further pushes; pops drain what is left, then end.
     pub fn close(&self) {
         let (r, w) = {

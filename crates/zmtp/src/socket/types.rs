@@ -141,6 +141,23 @@ macro_rules! round_robin_sending {
                 self.core.shared.send_round_robin(msg.into()).await
             }
 
+            /// Sends the message in `msg` to the next peer with room,
+            /// without allocating while it waits: `Pending` while every
+            /// peer's queue is full (the message back in `msg`; the task
+            /// is woken when the next peer in turn has room, goes away,
+            /// or another peer arrives), and
+            /// [`RoundRobin::NoPeer`](crate::RoundRobin::NoPeer) when no
+            /// peer is connected (the message kept; [`Self::send`] waits
+            /// for one). For a caller that owns its state machine and
+            /// waits for room in it, as an RPC call does.
+            pub fn poll_send(
+                &self,
+                cx: &mut std::task::Context<'_>,
+                msg: &mut Option<Message>,
+            ) -> std::task::Poll<Result<crate::RoundRobin>> {
+                self.core.shared.poll_send_round_robin(cx, msg)
+            }
+
             /// Sends without waiting; [`ZmtpError::WouldBlock`](crate::ZmtpError::WouldBlock)
             /// when no peer has room.
             pub fn try_send(&self, msg: impl Into<Message>) -> Result<()> {
