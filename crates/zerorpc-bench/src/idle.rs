@@ -65,12 +65,21 @@ pub(crate) async fn idle_ours(n: usize, settle: Duration) -> f64 {
 
 /// Measures idle-channel memory of one system in a fresh child process
 /// (a heap that earlier workloads grew would hide the growth).
+///
+/// The child's allocator (this binary's: mimalloc) commits only what it
+/// touches: no transparent huge pages, no eager commit of its arenas.
+/// With its defaults RSS also counts whole 2 MiB pages and arenas it
+/// committed ahead, which is its policy, not what a channel holds (see
+/// `bench-results/2026-12-06-idle-allocator.md`). Every system is
+/// measured so.
 pub(crate) fn idle_in_child(system: &str, n: usize) -> Option<f64> {
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new("timeout")
         .arg("120")
         .arg(exe)
         .args(["idle", system, &n.to_string()])
+        .env("MIMALLOC_ALLOW_THP", "0")
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
         .stderr(std::process::Stdio::inherit())
         .output()
         .ok()?;

@@ -14,7 +14,9 @@
 //! Also draws the latency distributions (`bench-results/*.svg`).
 //!
 //! Idle-channel memory is measured for ours, tarpc and tonic, each in a
-//! fresh child process (`zerorpc-bench idle SYSTEM N`); not yet for Python.
+//! fresh child process (`zerorpc-bench idle SYSTEM N`) whose allocator
+//! commits only what it touches (see `idle::idle_in_child`); not yet for
+//! Python.
 //!
 //! Layout: this file holds `main` (the modes), our client's workloads,
 //! the shared call workloads and the report; `report` the report's plot
@@ -517,7 +519,7 @@ fn main() {
         ));
     }
     md.push_str(&format!(
-        "| ≤ 2 KiB per idle channel ({idle_n} open; client + server in one process) | {:.0} bytes | {} |\n",
+        "| ≤ 2 KiB per idle channel ({idle_n} open; client + server in one process; RSS, no huge pages or eager commit) | {:.0} bytes | {} |\n",
         per_channel,
         if per_channel <= 2048.0 { "yes" } else { "no" }
     ));
