@@ -832,5 +832,27 @@ async fn a_call_waiting_for_room_times_out_on_its_own_clock() {
             other => panic!("expected a timeout, got {other:?}"),
         }
     }
+    // Under a deadline shorter than their timeout, calls that wait for
+    // room fail when it passes, as sent calls do.
+    let client = client.with_timeout(Duration::from_secs(30));
+    let calls = (0..50).map(|_| {
+        let client = client.clone();
+        async move {
+            let at = std::time::Instant::now() + Duration::from_millis(300);
+            let call = client.call("echo", vec![Value::from(vec![1u8; 256 * 1024])]);
+            zerorpc::deadline::scope(at, call).await
+        }
+    });
+    let results = within(
+        "50 calls past their deadline",
+        futures::future::join_all(calls),
+    )
+    .await;
+    for r in results {
+        match r {
+            Err(Error::DeadlineExceeded(_)) => {}
+            other => panic!("expected the deadline, got {other:?}"),
+        }
+    }
     drop(router);
 }
