@@ -763,13 +763,10 @@ async fn a_stream_that_fails_or_panics_midway() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_beyond_a_full_queue_wait_for_room_and_all_answer() {
-    // A one-message queue to the server and 300 calls of 32 KiB opened at
-    // once: most find no room and wait for it beside their channels.
-    let (_server, ep) = demo().await;
-    let client = Client::connect_with(
-        &[&ep],
+/// A client whose queue to its server holds one message.
+async fn one_message_queue_client(ep: &str) -> Client {
+    Client::connect_with(
+        &[ep],
         ClientOptions {
             socket: zerorpc::zmtp::SocketOptions {
                 send_hwm: 1,
@@ -779,7 +776,15 @@ async fn calls_beyond_a_full_queue_wait_for_room_and_all_answer() {
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_a_full_queue_wait_for_room_and_all_answer() {
+    // A one-message queue to the server and 300 calls of 32 KiB opened at
+    // once: most find no room and wait for it beside their channels.
+    let (_server, ep) = demo().await;
+    let client = one_message_queue_client(&ep).await;
     let calls = (0..300u32).map(|i| {
         let client = client.clone();
         async move {
@@ -803,19 +808,9 @@ async fn a_call_waiting_for_room_times_out_on_its_own_clock() {
         ..Default::default()
     });
     let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
-    let client = Client::connect_with(
-        &[&ep],
-        ClientOptions {
-            socket: zerorpc::zmtp::SocketOptions {
-                send_hwm: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap()
-    .with_timeout(Duration::from_millis(300));
+    let client = one_message_queue_client(&ep)
+        .await
+        .with_timeout(Duration::from_millis(300));
     // 200 calls of 256 KiB: far more than the buffers between the two.
     let calls = (0..200).map(|_| {
         let client = client.clone();
