@@ -179,6 +179,36 @@ fn a_deadline_bounds_the_first_reply_on_both_sides() {
 }
 
 #[test]
+fn a_request_that_waits_sends_no_heartbeat_but_keeps_its_timeout() {
+    let t0 = Instant::now();
+    let mut c = Channel::client(MessageId::random(), cfg(), t0);
+    c.request_waits();
+    // Nothing is due before the first-reply timeout: no heartbeat goes
+    // ahead of the request, and no silence is counted.
+    assert_eq!(c.poll_timeout(), secs(t0, 30.0));
+    c.handle_timeout(secs(t0, 12.0)).unwrap();
+    assert!(drain(&mut c).is_empty());
+    // Sent at 12 s: heartbeats from then on, the timeout from the start.
+    c.request_sent(secs(t0, 12.0));
+    assert_eq!(c.poll_timeout(), secs(t0, 17.0));
+    c.handle_timeout(secs(t0, 17.0)).unwrap();
+    assert_eq!(drain(&mut c).len(), 1);
+    assert!(matches!(
+        c.handle_timeout(secs(t0, 30.0)),
+        Err(ChannelError::Timeout(_))
+    ));
+    // Under a deadline sooner than the timeout, the deadline ends it.
+    let mut c = Channel::client(MessageId::random(), cfg(), t0);
+    c.request_waits();
+    c.set_deadline(secs(t0, 2.0), Duration::from_secs(2));
+    assert_eq!(c.poll_timeout(), secs(t0, 2.0));
+    assert!(matches!(
+        c.handle_timeout(secs(t0, 2.0)),
+        Err(ChannelError::DeadlineExceeded(_))
+    ));
+}
+
+#[test]
 fn first_reply_timeout_only_bounds_the_first_reply() {
     let t0 = Instant::now();
     let id = MessageId::random();
