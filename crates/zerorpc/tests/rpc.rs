@@ -851,3 +851,87 @@ async fn a_call_waiting_for_room_times_out_on_its_own_clock() {
     }
     drop(router);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_that_cannot_leave_fails_its_stream_as_lost() {
+    use zerorpc::{Event, EventKind};
+    // A server that starts a stream and keeps heart-beating, but no longer
+    // reads its socket: once the client's queue and the connection are
+    // full, the stream's credit cannot leave, and past the silence a
+    // remote is allowed (2 × 200 ms) the stream fails as lost.
+    let router = Arc::new(zerorpc::zmtp::RouterSocket::with_options(
+        zerorpc::zmtp::SocketOptions {
+            recv_hwm: 1,
+            ..Default::default()
+        },
+    ));
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let client = Client::connect_with(
+        &[&ep],
+        ClientOptions {
+            channel: zerorpc::ChannelConfig {
+                heartbeat: Duration::from_millis(200),
+                ..Default::default()
+            },
+            socket: zerorpc::zmtp::SocketOptions {
+                send_hwm: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let c = client.clone();
+    let stream = tokio::spawn(async move {
+        let mut s = Box::pin(c.call_stream("range", vec![]).await?);
+        while let Some(item) = s.next().await {
+            item?;
+        }
+        Ok::<_, Error>(())
+    });
+    let request = within("the request", router.recv()).await.unwrap();
+    let (peer, ev) = (request.frames()[0].clone(), request.frames()[2].clone());
+    let id = Event::decode(&ev, Default::default())
+        .unwrap()
+        .header
+        .message_id;
+    // The pipe to the server fills up: calls of 256 KiB it never reads.
+    let fillers: Vec<_> = (0..100)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move {
+                let _ = c
+                    .call("echo", vec![Value::from(vec![0u8; 256 * 1024])])
+                    .await;
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let send = move |kind: EventKind, args: Value| {
+        let ev = Event::on_channel(&id, kind.name(), args).encode();
+        let m: zerorpc::zmtp::Message =
+            [peer.clone(), Default::default(), ev].into_iter().collect();
+        let router = router.clone();
+        async move { router.send(m).await.unwrap() }
+    };
+    let beats = {
+        let send = send.clone();
+        tokio::spawn(async move {
+            loop {
+                send(EventKind::Heartbeat, Value::Array(vec![0.into()])).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    // One item: taken, it makes the client grant credit.
+    send(EventKind::Stream, Value::Array(vec![1.into()])).await;
+    match within("the stream's end", stream).await.unwrap() {
+        Err(Error::LostRemote(t)) => assert_eq!(t, Duration::from_millis(400)),
+        other => panic!("expected the stream lost, got {other:?}"),
+    }
+    beats.abort();
+    for f in fillers {
+        f.abort();
+    }
+}

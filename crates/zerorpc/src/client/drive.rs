@@ -31,7 +31,7 @@ pub(super) struct ToServer {
     /// The connection's drop count when the channel opened (see
     /// [`Conn::closed_error`]).
     pub(super) drops_at_open: u64,
-    pub(super) sending: Option<BoxedSend>,
+    pub(super) sending: Option<Box<Waiting>>,
 }
 
 impl ToServer {
@@ -429,18 +429,53 @@ pub(super) async fn drive_call(
     }
 }
 
-pub(super) type BoxedSend = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+/// A control event waiting for room (or for a server), beside its call:
+/// boxed, as few ever wait.
+pub(super) struct Waiting {
+    msg: Option<Message>,
+    /// Credit must arrive or the stream stalls: its wait fails at `until`
+    /// (a heartbeat that cannot leave by then is dropped).
+    credit: bool,
+    until: Instant,
+    patience: Duration,
+}
 
 impl Outlet for ToServer {
     type Error = Error;
 
+    /// Polls the control event waiting for room, if any. With no server
+    /// connected it registers nothing: the channel's timer, due at its
+    /// next heartbeat, polls it again.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let Some(f) = &mut self.sending else {
+        let Some(w) = &mut self.sending else {
             return Poll::Ready(Ok(()));
         };
-        let r = std::task::ready!(f.as_mut().poll(cx));
+        match self.conn.dealer.poll_send(cx, &mut w.msg) {
+            Poll::Ready(Ok(zmtp::RoundRobin::Sent)) => {
+                self.sending = None;
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) if w.credit => {
+                self.sending = None;
+                return Poll::Ready(Err(e.into()));
+            }
+            Poll::Ready(Err(_)) => {
+                // (a heartbeat: loss detection decides)
+                self.sending = None;
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Ok(zmtp::RoundRobin::NoPeer)) | Poll::Pending => {}
+        }
+        if Instant::now() < w.until {
+            return Poll::Pending;
+        }
+        let (credit, patience) = (w.credit, w.patience);
         self.sending = None;
-        Poll::Ready(r)
+        if credit {
+            return Poll::Ready(Err(Error::LostRemote(patience)));
+        }
+        tracing::debug!("heartbeat not sent: no room or no server");
+        Poll::Ready(Ok(()))
     }
 
     /// Heartbeats are best effort (with the server gone there is no peer
@@ -456,26 +491,17 @@ impl Outlet for ToServer {
             return Ok(());
         };
         let cfg = ch.config();
-        let conn = self.conn.clone();
-        self.sending = Some(if credit {
-            let patience = cfg.heartbeat * cfg.lost_after;
-            Box::pin(async move {
-                tokio::time::timeout(patience, conn.dealer.send(msg))
-                    .await
-                    .map_err(|_| Error::LostRemote(patience))?
-                    .map_err(Error::from)
-            })
+        let patience = if credit {
+            cfg.heartbeat * cfg.lost_after
         } else {
-            Box::pin(async move {
-                if tokio::time::timeout(cfg.heartbeat, conn.dealer.send(msg))
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!("heartbeat not sent: no room or no server");
-                }
-                Ok(())
-            })
-        });
+            cfg.heartbeat
+        };
+        self.sending = Some(Box::new(Waiting {
+            msg: Some(msg),
+            credit,
+            until: Instant::now() + patience,
+            patience,
+        }));
         Ok(())
     }
 }
