@@ -400,54 +400,80 @@ impl ServerCall {
                 Ok(true)
             }
             Phase::Streaming(st) => {
-                let mut sent = 0;
-                let mut ended = false;
-                // Items that are ready now, have credit, and find room.
-                while self.driver.ch.can_send_item()
-                    && self.out.sending.is_none()
-                    && !self.driver.ch.has_output()
-                {
-                    if *budget == 0 {
-                        // A long ready stream shares the worker: poll
-                        // again later (reported as no progress, so this
-                        // poll ends).
-                        cx.waker().wake_by_ref();
-                        return Ok(false);
-                    }
-                    *budget -= 1;
-                    let item = match catch_unwind(AssertUnwindSafe(|| {
-                        under(ctx.clone(), deadline, || st.poll_next_unpin(cx))
-                    })) {
-                        Ok(Poll::Pending) => break,
-                        Ok(Poll::Ready(item)) => item,
-                        Err(p) => Some(Err(panic_error(p))),
-                    };
-                    sent += 1;
-                    // (the field, not `note`: the stream is borrowed from
-                    // `self.phase`)
-                    if let Some(w) = &mut self.watch {
-                        match &item {
-                            Some(Ok(v)) => w.item(v),
-                            Some(Err(e)) => w.end(Ended::Failed(e)),
-                            None => w.end(Ended::StreamDone),
+                // (under the call's context once for all the items this
+                // poll sends, not once per item)
+                let (driver, out, watch) = (&mut self.driver, &mut self.out, &mut self.watch);
+                let pumped = under(ctx, deadline, || {
+                    pump_stream(st, driver, out, watch.as_deref_mut(), cx, budget)
+                })?;
+                match pumped {
+                    Pumped::Yielded => Ok(false),
+                    Pumped::Sent { items, ended } => {
+                        if ended {
+                            self.phase = Phase::Done;
                         }
-                    }
-                    if send_item(&mut self.driver.ch, item) {
-                        ended = true;
-                        break;
-                    }
-                    if let Poll::Ready(Err(e)) = self.driver.poll_flush(&mut self.out, cx) {
-                        return Err(e);
+                        Ok(items > 0)
                     }
                 }
-                if ended {
-                    self.phase = Phase::Done;
-                }
-                Ok(sent > 0)
             }
             Phase::Queued(_) | Phase::Done => Ok(false),
         }
     }
+}
+
+/// What [`pump_stream`] did.
+enum Pumped {
+    /// It used the poll's budget up and woke the task to go on later
+    /// (reported as no progress, so that the poll ends).
+    Yielded,
+    /// It sent `items` (the last one the end of the stream if `ended`).
+    Sent { items: usize, ended: bool },
+}
+
+/// Sends a handler's stream items that are ready now, have credit, and
+/// find room (each goes to the client's queue before the next is asked
+/// for), watched by `watch`; at most `budget` of them, shared with the
+/// other calls of this poll. `Err` when the client has gone.
+fn pump_stream(
+    st: &mut futures::stream::BoxStream<'static, Result<Value, CallError>>,
+    driver: &mut Driver,
+    out: &mut ToClient,
+    mut watch: Option<&mut CallWatch>,
+    cx: &mut Context<'_>,
+    budget: &mut usize,
+) -> Result<Pumped, zmtp::ZmtpError> {
+    let mut items = 0;
+    while driver.ch.can_send_item() && out.sending.is_none() && !driver.ch.has_output() {
+        if *budget == 0 {
+            // A long ready stream shares the worker: poll again later.
+            cx.waker().wake_by_ref();
+            return Ok(Pumped::Yielded);
+        }
+        *budget -= 1;
+        let item = match catch_unwind(AssertUnwindSafe(|| st.poll_next_unpin(cx))) {
+            Ok(Poll::Pending) => break,
+            Ok(Poll::Ready(item)) => item,
+            Err(p) => Some(Err(panic_error(p))),
+        };
+        items += 1;
+        if let Some(w) = watch.as_deref_mut() {
+            match &item {
+                Some(Ok(v)) => w.item(v),
+                Some(Err(e)) => w.end(Ended::Failed(e)),
+                None => w.end(Ended::StreamDone),
+            }
+        }
+        if send_item(&mut driver.ch, item) {
+            return Ok(Pumped::Sent { items, ended: true });
+        }
+        if let Poll::Ready(Err(e)) = driver.poll_flush(out, cx) {
+            return Err(e);
+        }
+    }
+    Ok(Pumped::Sent {
+        items,
+        ended: false,
+    })
 }
 
 /// Runs `f` (a handler's start or poll, or its stream's) under the call's
