@@ -224,15 +224,17 @@ impl Future for Collect {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         loop {
-            let sending = match this.poll_sending(cx) {
-                Poll::Ready(Ok(_)) => false,
-                Poll::Ready(Err(e)) => {
-                    this.state = CollectState::Done;
-                    return Poll::Ready(Err(e));
-                }
-                // (its channel's timer runs meanwhile: polled below)
-                Poll::Pending => true,
-            };
+            // (a request that waits for room: rare, looked at only then)
+            let sending = matches!(this.state, CollectState::Sending(..))
+                && match this.poll_sending(cx) {
+                    Poll::Ready(Ok(_)) => false,
+                    Poll::Ready(Err(e)) => {
+                        this.state = CollectState::Done;
+                        return Poll::Ready(Err(e));
+                    }
+                    // (its channel's timer runs meanwhile: polled below)
+                    Poll::Pending => true,
+                };
             let call = match &mut this.state {
                 CollectState::WaitingForServer(f) => match f.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
