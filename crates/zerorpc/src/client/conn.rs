@@ -412,7 +412,6 @@ impl Client {
     ) -> Result<InlineCall, Error> {
         let (mut call, unsent) = self.open_channel(method, args, trace, now);
         if let Some(msg) = unsent {
-            call.driver.ch.request_waits();
             call.send_request(&self.inner, msg).await?;
         }
         Ok(call)
@@ -485,6 +484,10 @@ impl Client {
             // (round-robin sockets only report Full)
             _ => None,
         };
+        if unsent.is_some() {
+            // (no heartbeat ahead of the request)
+            ch.request_waits();
+        }
         let call = InlineCall {
             driver: Driver::new(ch),
             out: ToServer {

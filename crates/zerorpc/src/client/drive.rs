@@ -177,11 +177,10 @@ pub(super) struct Unsent {
 }
 
 impl Collect {
-    pub(super) fn new(inner: &Arc<Inner>, (mut call, unsent): Opened) -> Self {
+    pub(super) fn new(inner: &Arc<Inner>, (call, unsent): Opened) -> Self {
         let state = match unsent {
             None => CollectState::Receiving(call),
             Some(msg) => {
-                call.driver.ch.request_waits();
                 let unsent = Unsent {
                     msg: Some(msg),
                     inner: inner.clone(),
@@ -192,17 +191,17 @@ impl Collect {
         Collect { state, items: None }
     }
 
-    /// Polls a request waiting for room: `Ready(true)` once it has left
-    /// (or the call went on to wait for a server), `Pending` while it
-    /// waits. A failure ends the call.
-    fn poll_sending(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Error>> {
+    /// Polls a request waiting for room: `Ready` once it has left (or the
+    /// call went on to wait for a server), `Pending` while it waits. A
+    /// failure ends the call.
+    fn poll_sending(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let CollectState::Sending(call, unsent) = &mut self.state else {
-            return Poll::Ready(Ok(true));
+            return Poll::Ready(Ok(()));
         };
         let sent = std::task::ready!(call.poll_request(cx, &mut unsent.msg))?;
         let state = std::mem::replace(&mut self.state, CollectState::Done);
         let CollectState::Sending(mut call, unsent) = state else {
-            return Poll::Ready(Ok(true));
+            return Poll::Ready(Ok(()));
         };
         self.state = match (sent, unsent.msg) {
             (false, Some(msg)) => {
@@ -214,7 +213,7 @@ impl Collect {
             }
             _ => CollectState::Receiving(call),
         };
-        Poll::Ready(Ok(true))
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -227,7 +226,7 @@ impl Future for Collect {
             // (a request that waits for room: rare, looked at only then)
             let sending = matches!(this.state, CollectState::Sending(..))
                 && match this.poll_sending(cx) {
-                    Poll::Ready(Ok(_)) => false,
+                    Poll::Ready(Ok(())) => false,
                     Poll::Ready(Err(e)) => {
                         this.state = CollectState::Done;
                         return Poll::Ready(Err(e));
