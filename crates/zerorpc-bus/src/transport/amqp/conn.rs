@@ -51,3 +51,28 @@ pub(crate) fn cause(e: &Error) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `amqps://` URL is spoken TLS (rustls, with ring's crypto): to
+    /// the machine's RabbitMQ, whose port 5672 is plain AMQP, the client
+    /// sends a TLS hello and fails on the AMQP answer, with an error that
+    /// names the broker (not a panic for a missing crypto provider, not a
+    /// plain AMQP login).
+    #[tokio::test]
+    async fn an_amqps_url_speaks_tls() {
+        let url = "amqps://guest:guest@127.0.0.1:5672/%2f";
+        let e = match open(url, "tls-check", Duration::from_secs(5)).await {
+            Ok(_) => panic!("a TLS client logged in on a plain AMQP port"),
+            Err(e) => e.to_string(),
+        };
+        eprintln!("{e}");
+        assert!(e.contains("127.0.0.1:5672"), "{e}");
+        assert!(
+            e.contains("corrupt message") || e.contains("InvalidContentType"),
+            "not a TLS failure: {e}"
+        );
+    }
+}
