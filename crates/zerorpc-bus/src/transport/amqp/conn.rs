@@ -68,7 +68,6 @@ mod tests {
             Ok(_) => panic!("a TLS client logged in on a plain AMQP port"),
             Err(e) => e.to_string(),
         };
-        eprintln!("{e}");
         assert!(e.contains("127.0.0.1:5672"), "{e}");
         assert!(
             e.contains("corrupt message") || e.contains("InvalidContentType"),
