@@ -4,9 +4,11 @@
 //! run, unlike a process's RSS (`zerorpc-bench idle ours N`, which also
 //! counts the allocator's own overhead and fragmentation).
 //!
-//! `idle-heap store [N]`: what an `EmbeddedStore` holds per record, for
-//! `N` records of `N / 2` calls recorded on both sides, stored in the
-//! recorder's batches (live bytes and the peak while storing).
+//! `idle-heap store [N] [--one-sided]`: what an `EmbeddedStore` holds per
+//! record, for `N` records of `N / 2` calls recorded on both sides (with
+//! `--one-sided`: `N` calls recorded by the server only, as a server
+//! called by clients that do not record, such as zerorpc-python's), stored
+//! in the recorder's batches (live bytes and the peak while storing).
 //!
 //! Its own binary: the counting allocator would tax every other benchmark.
 
@@ -68,7 +70,7 @@ fn snapshot() -> Vec<(isize, isize)> {
 }
 
 /// Live bytes per record of a store holding `n` records (see the doc).
-fn store_heap(n: usize) {
+fn store_heap(n: usize, one_sided: bool) {
     use zerorpc::record::{EmbeddedStore, Outcome, Record, Side};
     let store = EmbeddedStore::new(Duration::from_secs(600)).max_records(n);
     let shared = |s: &str| -> Arc<str> { s.into() };
@@ -95,8 +97,11 @@ fn store_heap(n: usize) {
         traceback: None,
     };
     let mut batch = Vec::with_capacity(4096);
-    for call in 0..n / 2 {
-        batch.push(record(call, Side::Client));
+    let calls = if one_sided { n } else { n / 2 };
+    for call in 0..calls {
+        if !one_sided {
+            batch.push(record(call, Side::Client));
+        }
         batch.push(record(call, Side::Server));
         if batch.len() >= 4096 {
             store.insert_at(std::mem::replace(&mut batch, Vec::with_capacity(4096)), now);
@@ -106,8 +111,13 @@ fn store_heap(n: usize) {
     let live = LIVE.load(Ordering::SeqCst) - live_before;
     let peak = PEAK.load(Ordering::SeqCst) - live_before;
     println!(
-        "embedded store holding {} records: {:.0} bytes per record live, peak {:.0} while storing",
+        "embedded store holding {} records ({}): {:.0} bytes per record live, peak {:.0} while storing",
         store.record_count(),
+        if one_sided {
+            "one per trace"
+        } else {
+            "two per trace"
+        },
         live as f64 / n as f64,
         peak as f64 / n as f64
     );
@@ -116,7 +126,8 @@ fn store_heap(n: usize) {
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("store") {
         let n = std::env::args().nth(2).and_then(|a| a.parse().ok());
-        store_heap(n.unwrap_or(200_000));
+        let one_sided = std::env::args().any(|a| a == "--one-sided");
+        store_heap(n.unwrap_or(200_000), one_sided);
         return;
     }
     let n: usize = std::env::args()

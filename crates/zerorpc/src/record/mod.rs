@@ -355,6 +355,7 @@ impl Finished {
     }
 }
 
+mod arena;
 mod kept;
 mod recorder;
 mod render;

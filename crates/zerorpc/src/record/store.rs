@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use foldhash::{HashMap, HashMapExt};
 use futures::future::BoxFuture;
 
+use super::arena::{Arena, CellId};
 use super::kept::{Ending, Kept, Names, TraceKey};
 use super::stats::{reached_power_of_two, Histogram, MethodKey};
 use super::{
@@ -27,14 +28,18 @@ pub trait TraceStore: TraceSink {
     fn stats(&self, since_us: Option<u64>) -> BoxFuture<'static, Result<Vec<MethodRow>, String>>;
 }
 
-/// A trace's records, and when it expires.
+/// A trace: the cells of its first and last records, and when it
+/// expires.
 struct Trace {
-    records: Vec<Kept>,
+    first: CellId,
+    last: CellId,
     expires: Instant,
 }
 
 struct StoreInner {
     traces: HashMap<TraceKey, Trace>,
+    /// The traces' records.
+    kept: Arena,
     /// (expiry, trace) in insertion order: expiry without scanning every
     /// trace (an entry is stale when its trace got a later record).
     expiries: VecDeque<(Instant, TraceKey)>,
@@ -59,7 +64,9 @@ struct StoreInner {
 /// It holds at most [`EmbeddedStore::DEFAULT_MAX_RECORDS`] records (set
 /// with [`EmbeddedStore::max_records`]): past that, the traces that would
 /// expire first go first, whole ([`EmbeddedStore::evicted`] counts their
-/// records). The statistics count every record.
+/// records). The statistics count every record. The room its records
+/// take grows to the most it held at once and is kept: records dropped
+/// leave their room to the next ones, not to the allocator.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Mutex<StoreInner>>,
@@ -78,6 +85,7 @@ impl StoreInner {
     fn new(limits: KeyLimits, max_records: usize) -> Self {
         StoreInner {
             traces: HashMap::new(),
+            kept: Arena::new(),
             expiries: VecDeque::new(),
             methods: BTreeMap::new(),
             slots: VecDeque::new(),
@@ -125,7 +133,7 @@ impl StoreInner {
         if e.get().expires > at {
             return 0;
         }
-        let dropped = e.remove().records.len();
+        let dropped = self.kept.remove_from(e.remove().first);
         self.records -= dropped;
         dropped
     }
@@ -259,9 +267,10 @@ impl EmbeddedStore {
     }
 
     /// Records a store holds at most unless told otherwise: 262,144, some
-    /// 33 MiB of typical records (about 133 bytes each as the store keeps
-    /// them). A store that receives more within its TTL drops its oldest
-    /// traces.
+    /// 33 MiB of typical records (about 131 bytes each as the store keeps
+    /// calls recorded on both sides, 189 for traces of one record:
+    /// `idle-heap store`). A store that receives more within its TTL drops
+    /// its oldest traces.
     pub const DEFAULT_MAX_RECORDS: usize = 1 << 18;
 
     /// The same store holding at most `n` records (a batch is stored
@@ -278,6 +287,12 @@ impl EmbeddedStore {
     /// Records held now.
     pub fn record_count(&self) -> usize {
         self.lock().records
+    }
+
+    /// Room for records the store holds now, taken or not.
+    #[cfg(test)]
+    pub(super) fn record_room(&self) -> usize {
+        self.lock().kept.room()
     }
 
     /// Records dropped, with their traces, before their TTL to stay
@@ -367,23 +382,29 @@ impl EmbeddedStore {
             };
             groups[g].tally.add(kept.ending(), kept.duration_us());
             let st = &mut *st;
+            let Some(cell) = st.kept.insert(kept) else {
+                // (a table of four billion records: this one goes)
+                st.evicted += 1;
+                continue;
+            };
             st.records += 1;
             // (one lookup, as in `drop_first`)
             match st.traces.entry(key) {
                 Entry::Occupied(mut e) => {
                     let t = e.get_mut();
-                    t.records.push(kept);
+                    st.kept.link(t.last, cell);
+                    t.last = cell;
                     if std::mem::replace(&mut t.expires, expires) != expires {
                         st.expiries.push_back((expires, e.key().clone()));
                     }
                 }
                 Entry::Vacant(e) => {
                     st.expiries.push_back((expires, e.key().clone()));
-                    // (room for a call's two sides: a Vec grows from
-                    // one record straight to four)
-                    let mut records = Vec::with_capacity(2);
-                    records.push(kept);
-                    e.insert(Trace { records, expires });
+                    e.insert(Trace {
+                        first: cell,
+                        last: cell,
+                        expires,
+                    });
                 }
             }
         }
@@ -407,7 +428,7 @@ impl EmbeddedStore {
         let key = TraceKey::of(trace_id);
         let st = self.lock();
         let mut v: Vec<Record> = match st.traces.get(&key) {
-            Some(t) if t.expires > now => t.records.iter().map(|k| k.record(&key)).collect(),
+            Some(t) if t.expires > now => st.kept.from(t.first).map(|k| k.record(&key)).collect(),
             _ => Vec::new(),
         };
         drop(st);

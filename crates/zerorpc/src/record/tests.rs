@@ -377,6 +377,48 @@ fn a_full_store_drops_the_traces_that_would_expire_first() {
     assert_eq!(store.record_count(), 3);
 }
 
+#[test]
+fn a_full_store_takes_new_records_into_the_room_of_those_it_dropped() {
+    let store = EmbeddedStore::new(Duration::from_secs(60)).max_records(100);
+    let t0 = Instant::now();
+    // 10,000 calls of two sides, in batches of ten calls: the store holds
+    // the last 50 calls, and never more room than that and one batch.
+    for b in 0..1_000u64 {
+        let batch = (0..10)
+            .flat_map(|c| {
+                let t = format!("t{}", b * 10 + c);
+                [
+                    rec(&t, "c", None, Side::Client, "m", Outcome::Ok),
+                    rec(&t, "s", Some("c"), Side::Server, "m", Outcome::Ok),
+                ]
+            })
+            .collect();
+        store.insert_at(batch, t0 + Duration::from_millis(b));
+        assert!(
+            store.record_room() <= 100 + 20,
+            "room {}",
+            store.record_room()
+        );
+    }
+    assert_eq!((store.record_count(), store.evicted()), (100, 19_900));
+    let at = t0 + Duration::from_secs(1);
+    // The last calls read back whole, each with its own two records.
+    for c in 9_950..10_000 {
+        let t = format!("t{c}");
+        let spans: Vec<String> = store
+            .trace_at(&t, at)
+            .into_iter()
+            .map(|r| r.span_id)
+            .collect();
+        assert_eq!(spans.len(), 2, "{t}: {spans:?}");
+        assert!(
+            spans.contains(&"c".into()) && spans.contains(&"s".into()),
+            "{t}: {spans:?}"
+        );
+    }
+    assert!(store.trace_at("t9949", at).is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_from_threads_that_ended_are_all_shipped_and_flush_waits_for_new_ones() {
     let store = EmbeddedStore::new(Duration::from_secs(60));
