@@ -139,26 +139,12 @@ impl Arena {
 mod tests {
     use super::*;
     use crate::record::kept::{Names, TraceKey};
-    use crate::record::{Outcome, Record, Side};
+    use crate::record::tests::rec;
+    use crate::record::{Outcome, Side};
 
     fn kept(span: u64) -> Kept {
-        let r = Record {
-            trace_id: "ab".repeat(16),
-            span_id: format!("{span:016x}"),
-            parent_id: None,
-            side: Side::Server,
-            service: "svc".into(),
-            method: "m".into(),
-            peer: "peer".into(),
-            process: "p".into(),
-            host: "h".into(),
-            start_us: span,
-            duration_us: 1,
-            outcome: Outcome::Ok,
-            user: None,
-            payload: None,
-            traceback: None,
-        };
+        let (trace, span) = ("ab".repeat(16), format!("{span:016x}"));
+        let r = rec(&trace, &span, None, Side::Server, "m", Outcome::Ok);
         Kept::new(r, &mut Names::default())
     }
 

@@ -3,7 +3,7 @@
 use super::*;
 use futures::future::BoxFuture;
 
-fn rec(
+pub(super) fn rec(
     trace: &str,
     span: &str,
     parent: Option<&str>,
